@@ -1,0 +1,57 @@
+package consent
+
+import (
+	"net/http"
+	"testing"
+)
+
+func BenchmarkDecide(b *testing.B) {
+	p := DefaultPolicy()
+	signals := []Signal{
+		sig(SourceSegment, set(Analytics, Marketing), set(Personalization)),
+		sig(SourcePayload, set(Analytics), Set{}),
+		sig(SourceGPC, Set{}, set(Marketing)),
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Decide(p, signals...)
+	}
+}
+
+func BenchmarkFromPayload(b *testing.B) {
+	p := DefaultPolicy()
+	for _, bc := range []struct{ name, raw string }{
+		{"segment", `{"categoryPreferences":{"Advertising":true,"Analytics":false,"Functional":true,"C0001":true}}`},
+		{"own", `{"purposes":{"analytics":true,"marketing":false}}`},
+		{"empty", `{}`},
+	} {
+		raw := []byte(bc.raw)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := FromPayload(raw, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkFromPixel(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := FromPixel("analytics,personalization:1,marketing:0"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFromHeaders(b *testing.B) {
+	p := DefaultPolicy()
+	h := http.Header{"Sec-Gpc": {"1"}, "User-Agent": {"x"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = FromHeaders(h, p)
+	}
+}

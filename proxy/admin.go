@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+)
+
+// admin guards an admin handler with the bearer token (constant-time).
+func (s *Server) admin(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.keyring.CheckAdminToken(tok) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vigie-admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token", nil)
+			return
+		}
+		h(w, r)
+	})
+}
+
+var eventJSON = protojson.MarshalOptions{UseProtoNames: true}
+
+// handleAdminEvents lists stored events, newest first, exactly as stored
+// (pseudonymized). Query: site (required when several sites exist), limit
+// (1–1000, default 100), after (the cursor "next" of the previous page).
+func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	site := q.Get("site")
+	if site == "" && len(s.cfg.Sites) == 1 {
+		site = s.cfg.Sites[0].ID
+	}
+	if _, ok := s.byID[site]; !ok {
+		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
+		return
+	}
+	limit := 100
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "invalid_limit", "limit: must be an integer from 1 to 1000", nil)
+			return
+		}
+		limit = n
+	}
+	raw, next, err := s.store.Events(r.Context(), site, limit, q.Get("after"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_cursor", "after: "+err.Error(), nil)
+		return
+	}
+	events := make([]json.RawMessage, 0, len(raw))
+	for _, b := range raw {
+		var ev vigiev1.Event
+		if err := proto.Unmarshal(b, &ev); err != nil {
+			s.log.Error("stored event does not decode", "err", err)
+			continue
+		}
+		j, err := eventJSON.Marshal(&ev)
+		if err != nil {
+			continue
+		}
+		events = append(events, j)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events, "next": next})
+}
+
+// handleAdminStats reports storage and pipeline counters.
+func (s *Server) handleAdminStats(w http.ResponseWriter, r *http.Request) {
+	st, err := s.store.Stats(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "stats_failed", "could not read storage statistics", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"version":          Version,
+		"events_per_site":  st.Events,
+		"outbox_depth":     st.OutboxDepth,
+		"duplicates":       st.Duplicates,
+		"published":        s.pub.Published(),
+		"publish_failures": s.pub.Failures(),
+		"nats_connected":   s.bus.Connected(),
+		"lsm_bytes":        st.LSMBytes,
+		"vlog_bytes":       st.VLogBytes,
+	})
+}

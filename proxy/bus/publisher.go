@@ -1,0 +1,191 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Outbox is what the publisher drains: the storage outbox.
+type Outbox interface {
+	Outbox(ctx context.Context, max int) ([]storage.OutboxItem, error)
+	AckOutbox(keys [][]byte) error
+	OutboxSignal() <-chan struct{}
+	OutboxLen() int64
+}
+
+var _ Outbox = (*storage.Store)(nil)
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// Bus to publish on (required).
+	Bus *Bus
+	// Outbox to drain (required).
+	Outbox Outbox
+	// MaxInFlight bounds unacknowledged publishes. Default 1024.
+	MaxInFlight int
+	// AckTimeout bounds the wait for one batch's acks. Default 5s.
+	AckTimeout time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Publisher moves outbox entries to JetStream: at-least-once, with the event
+// id as Nats-Msg-Id so a republish after a crash is deduplicated by the
+// stream. An entry leaves the outbox only once the stream acknowledged it.
+type Publisher struct {
+	cfg PublisherConfig
+	log *slog.Logger
+
+	published atomic.Int64
+	failures  atomic.Int64
+	kick      chan struct{}
+}
+
+// NewPublisher returns a publisher; it runs when Run is called.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if cfg.Bus == nil || cfg.Outbox == nil {
+		return nil, errors.New("bus: publisher needs a Bus and an Outbox")
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 1024
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Publisher{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1)}, nil
+}
+
+// Published is the number of events acknowledged by the stream.
+func (p *Publisher) Published() int64 { return p.published.Load() }
+
+// Failures is the number of failed publish attempts.
+func (p *Publisher) Failures() int64 { return p.failures.Load() }
+
+// Run drains the outbox until ctx is done.
+func (p *Publisher) Run(ctx context.Context) {
+	const maxBackoff = 5 * time.Second
+	backoff := 100 * time.Millisecond
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		n, err := p.drainOnce(ctx)
+		if err != nil {
+			p.failures.Add(1)
+			if ctx.Err() == nil {
+				p.log.Warn("publishing to jetstream failed; will retry", "err", err, "retry_in", backoff)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if n >= p.cfg.MaxInFlight {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.cfg.Outbox.OutboxSignal():
+		case <-p.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// Flush publishes until the outbox is empty or ctx is done.
+func (p *Publisher) Flush(ctx context.Context) error {
+	for p.cfg.Outbox.OutboxLen() > 0 {
+		if _, err := p.drainOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("bus: flush: %w (last error: %v)", ctx.Err(), err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("bus: flush: %w", ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// drainOnce publishes one batch of outbox entries and removes those the
+// stream acknowledged. It returns how many entries it read.
+func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
+	items, err := p.cfg.Outbox.Outbox(ctx, p.cfg.MaxInFlight)
+	if err != nil || len(items) == 0 {
+		return 0, err
+	}
+	if !p.cfg.Bus.Connected() {
+		return len(items), fmt.Errorf("nats: %w", ErrNotReady)
+	}
+	if err := p.cfg.Bus.EnsureStream(ctx); err != nil {
+		return len(items), err
+	}
+	js := p.cfg.Bus.JetStream()
+	if js == nil {
+		return len(items), ErrNotReady
+	}
+	futs := make([]jetstream.PubAckFuture, 0, len(items))
+	var pubErr error
+	for _, it := range items {
+		msg := &nats.Msg{Subject: it.Topic, Data: it.Data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, it.EventID)
+		f, err := js.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamName))
+		if err != nil {
+			pubErr = err
+			break
+		}
+		futs = append(futs, f)
+	}
+	acked := make([][]byte, 0, len(futs))
+	timeout := time.NewTimer(p.cfg.AckTimeout)
+	defer timeout.Stop()
+wait:
+	for i, f := range futs {
+		select {
+		case <-f.Ok():
+			acked = append(acked, items[i].Key)
+		case err := <-f.Err():
+			if pubErr == nil {
+				pubErr = err
+			}
+		case <-timeout.C:
+			if pubErr == nil {
+				pubErr = fmt.Errorf("no ack within %s", p.cfg.AckTimeout)
+			}
+			break wait
+		case <-ctx.Done():
+			if pubErr == nil {
+				pubErr = ctx.Err()
+			}
+			break wait
+		}
+	}
+	if len(acked) > 0 {
+		if err := p.cfg.Outbox.AckOutbox(acked); err != nil {
+			return len(items), fmt.Errorf("bus: remove published entries: %w", err)
+		}
+		p.published.Add(int64(len(acked)))
+	}
+	if pubErr != nil {
+		return len(items), fmt.Errorf("bus: publish: %w", pubErr)
+	}
+	return len(items), nil
+}

@@ -1,0 +1,164 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// memOutbox is an in-memory Outbox whose AckOutbox can be made to fail, to
+// play a crash between publishing and removing the entries.
+type memOutbox struct {
+	mu       sync.Mutex
+	items    []storage.OutboxItem
+	failAcks int
+	sig      chan struct{}
+}
+
+func (m *memOutbox) Outbox(_ context.Context, max int) ([]storage.OutboxItem, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]storage.OutboxItem(nil), m.items[:min(max, len(m.items))]...), nil
+}
+
+func (m *memOutbox) AckOutbox(keys [][]byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failAcks > 0 {
+		m.failAcks--
+		return errors.New("simulated crash before delete")
+	}
+	drop := map[string]bool{}
+	for _, k := range keys {
+		drop[string(k)] = true
+	}
+	kept := m.items[:0]
+	for _, it := range m.items {
+		if !drop[string(it.Key)] {
+			kept = append(kept, it)
+		}
+	}
+	m.items = kept
+	return nil
+}
+
+func (m *memOutbox) OutboxSignal() <-chan struct{} { return m.sig }
+
+func (m *memOutbox) OutboxLen() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return int64(len(m.items))
+}
+
+func startBus(t *testing.T) *Bus {
+	t.Helper()
+	b, err := New(Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func streamCount(t *testing.T, b *Bus) uint64 {
+	t.Helper()
+	st, err := b.JetStream().Stream(context.Background(), StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestRepublishAfterCrashIsDeduplicated(t *testing.T) {
+	b := startBus(t)
+	ob := &memOutbox{sig: make(chan struct{}, 1), failAcks: 1}
+	for i := 0; i < 25; i++ {
+		ob.items = append(ob.items, storage.OutboxItem{
+			Key: []byte(fmt.Sprintf("k%02d", i)), Topic: Subject("demo", "track"),
+			EventID: fmt.Sprintf("ev-%d", i), Data: []byte(fmt.Sprintf("payload %d", i)),
+		})
+	}
+	p, err := NewPublisher(PublisherConfig{Bus: b, Outbox: ob, MaxInFlight: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// First batch is published but "crashes" before the outbox delete.
+	if _, err := p.drainOnce(ctx); err == nil {
+		t.Fatal("drainOnce hid the failed delete")
+	}
+	if got := streamCount(t, b); got != 10 {
+		t.Fatalf("stream has %d after first batch, want 10", got)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamCount(t, b); got != 25 {
+		t.Fatalf("stream has %d, want 25 (republished entries must be deduplicated by Nats-Msg-Id)", got)
+	}
+	if ob.OutboxLen() != 0 || p.Published() != 25 {
+		t.Fatalf("outbox %d, published %d", ob.OutboxLen(), p.Published())
+	}
+	st, _ := b.JetStream().Stream(ctx, StreamName)
+	m, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(jetstream.MsgIDHeader) != "ev-0" || string(m.Data) != "payload 0" {
+		t.Fatalf("first message: %v %q", m.Header, m.Data)
+	}
+}
+
+func TestPublisherRunDeliversAndStops(t *testing.T) {
+	b := startBus(t)
+	ob := &memOutbox{sig: make(chan struct{}, 1)}
+	p, err := NewPublisher(PublisherConfig{Bus: b, Outbox: ob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	ob.mu.Lock()
+	ob.items = append(ob.items, storage.OutboxItem{Key: []byte("a"), Topic: Subject("s", "page"), EventID: "e1", Data: []byte("x")})
+	ob.mu.Unlock()
+	ob.sig <- struct{}{}
+	deadline := time.Now().Add(10 * time.Second)
+	for ob.OutboxLen() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("not delivered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
+
+func TestEmbeddedServerOpensNoPortByDefault(t *testing.T) {
+	b := startBus(t)
+	if a := b.srv.Addr(); a != nil {
+		t.Fatalf("embedded server listens on %v", a)
+	}
+	if !b.Connected() {
+		t.Fatal("not connected in-process")
+	}
+}

@@ -1,0 +1,161 @@
+// Command vigie runs the Vigie tracking proxy.
+//
+//	vigie [--config FILE] [--listen ADDR] [--data-dir DIR]   run the server
+//	vigie version                                            print the version
+//	vigie keys rotate|retire ID [--data-dir DIR]             manage pseudonymization keys
+//	vigie bench [--duration 10s] [--events-per-batch 15] [--json]
+//	                                                         load-test a temporary instance
+//
+// With no configuration file it starts a working demo setup: 127.0.0.1:8080,
+// data in ./vigie-data, embedded NATS, the demo site (write key "demo").
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/vigie-dev/vigie/proxy"
+	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/keyring"
+	"github.com/vigie-dev/vigie/proxy/loadtest"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "vigie:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version", "--version", "-version":
+			fmt.Fprintln(stdout, "vigie", proxy.Version)
+			return nil
+		case "keys":
+			return keysCmd(args[1:], stdout)
+		case "bench":
+			return loadtest.Main(args[1:], stdout)
+		}
+	}
+	return serve(args, stdout, stderr)
+}
+
+// loadConfig reads --config, the environment and the common flags.
+func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
+	cfgPath := fs.String("config", "", "YAML configuration file (default: none, demo setup)")
+	listen := fs.String("listen", "", "listen address (default 127.0.0.1:8080)")
+	dataDir := fs.String("data-dir", "", "data directory (default ./vigie-data)")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	cfg, err := config.Load(*cfgPath, os.Environ())
+	if err != nil {
+		return cfg, err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	return cfg, nil
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vigie", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := proxy.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	if srv.FirstStart() {
+		// Printed once, to the terminal, never to the log.
+		fmt.Fprintf(stdout, "\nVigie admin token (shown once, kept in %s):\n\n    %s\n\n",
+			filepath.Join(cfg.DataDir, keyring.FileName), srv.AdminToken())
+	}
+	fmt.Fprintf(stdout, "Vigie %s listening on http://%s — send events with write key %q; Ctrl-C stops.\n",
+		proxy.Version, srv.Addr(), firstWriteKey(cfg))
+	<-ctx.Done()
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func firstWriteKey(cfg config.Config) string {
+	if len(cfg.Sites) > 0 && len(cfg.Sites[0].WriteKeys) > 0 {
+		return cfg.Sites[0].WriteKeys[0]
+	}
+	return ""
+}
+
+func keysCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: vigie keys rotate | vigie keys retire ID [--data-dir DIR]")
+	}
+	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
+	cmd, rest := args[0], args[1:]
+	id := ""
+	if cmd == "retire" {
+		if len(rest) == 0 {
+			return errors.New("usage: vigie keys retire ID")
+		}
+		id, rest = rest[0], rest[1:]
+	}
+	cfg, err := loadConfig(fs, rest)
+	if err != nil {
+		return err
+	}
+	kr, _, err := keyring.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "rotate":
+		k, err := kr.Rotate()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "new active key %s; restart vigie to use it\n", k.ID)
+	case "retire":
+		if err := kr.Retire(id); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "key %s retired; restart vigie to apply\n", id)
+	case "list":
+		for _, k := range kr.Keys {
+			state := "active"
+			if k.Retired != nil {
+				state = "retired"
+			}
+			fmt.Fprintf(stdout, "%s\t%s\t%s\n", k.ID, k.Created.Format(time.RFC3339), state)
+		}
+	default:
+		return fmt.Errorf("unknown keys command %q", cmd)
+	}
+	return nil
+}

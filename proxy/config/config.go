@@ -1,0 +1,496 @@
+// Package config is Vigie's configuration: one YAML file in which every
+// field has a default, so that no file at all starts a working demo setup.
+//
+// Every field can also be set by an environment variable named VIGIE_ plus
+// the field's YAML path in upper case joined by underscores, e.g.
+// VIGIE_LISTEN, VIGIE_DATA_DIR, VIGIE_STORAGE_SYNC_WRITES, VIGIE_NATS_URL.
+// Lists of strings take comma-separated values; structured fields (sites,
+// purposes, retention) take YAML or JSON text. Environment variables win over
+// the file, flags win over both.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vigie-dev/vigie/consent"
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole configuration.
+type Config struct {
+	// Listen is the HTTP listen address. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// DataDir holds Badger, the JetStream store and the keyring. Default ./vigie-data.
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// TrustedProxies lists CIDRs whose X-Forwarded-For header is believed.
+	// Default none: the connection's address is the client's.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Storage configures Badger.
+	Storage Storage `yaml:"storage"`
+	// NATS configures the event bus.
+	NATS NATS `yaml:"nats"`
+	// Limits bounds what one request may carry.
+	Limits Limits `yaml:"limits"`
+	// Purposes lists the processing purposes. Default: necessary,
+	// analytics, personalization, marketing.
+	Purposes []consent.PurposeInfo `yaml:"purposes"`
+	// Retention is how long events are kept, per purpose, plus "anonymous"
+	// for anonymous events. A pseudonymous event is kept for the longest
+	// retention among its granted purposes. Default analytics 13 months
+	// (395d), anonymous 25 months (760d), personalization and marketing 13
+	// months, necessary 30 days.
+	Retention map[string]Duration `yaml:"retention"`
+	// StoreBots stores hits from bots as events. Default false: they are
+	// only counted.
+	StoreBots bool `yaml:"store_bots"`
+	// Sites are the tracked sites. Default: the demo site.
+	Sites []Site `yaml:"sites"`
+}
+
+// Storage configures Badger.
+type Storage struct {
+	// SyncWrites fsyncs every commit group. Default false: a process crash
+	// loses nothing acknowledged, a machine crash may lose the last writes.
+	SyncWrites bool `yaml:"sync_writes"`
+	// DedupWindow is how long a messageId is remembered. Default 48h.
+	DedupWindow Duration `yaml:"dedup_window"`
+	// MaxOutbox bounds events waiting for NATS; past it ingestion answers
+	// 503. Default 1000000.
+	MaxOutbox int64 `yaml:"max_outbox"`
+}
+
+// NATS configures the event bus.
+type NATS struct {
+	// URL of an external NATS server or cluster (comma-separated). Empty
+	// (default): an embedded server with JetStream in the data dir.
+	URL string `yaml:"url"`
+	// Listen opens a client port on the embedded server (e.g.
+	// 127.0.0.1:4222). Default empty: in-process only, no port.
+	Listen string `yaml:"listen"`
+	// CredsFile is a NATS credentials file for an external server.
+	CredsFile string `yaml:"creds_file"`
+	// User and Password authenticate to an external server.
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	// Token authenticates to an external server.
+	Token string `yaml:"token"`
+	// TLSCA, TLSCert and TLSKey configure TLS to an external server.
+	TLSCA   string `yaml:"tls_ca"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Replicas of the VIGIE_EVENTS stream. Default 1.
+	Replicas int `yaml:"replicas"`
+	// SyncInterval is the embedded JetStream's fsync interval; "always"
+	// syncs every write. Default 2m (NATS's default).
+	SyncInterval string `yaml:"sync_interval"`
+	// MaxInFlight bounds unacknowledged async publishes. Default 1024.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// DuplicateWindow of the stream (Nats-Msg-Id dedup). Default 10m.
+	DuplicateWindow Duration `yaml:"duplicate_window"`
+}
+
+// Limits bounds requests. Defaults are Segment's.
+type Limits struct {
+	// MaxEventBytes per event. Default 32 KB.
+	MaxEventBytes int `yaml:"max_event_bytes"`
+	// MaxBatchBytes per batch body, decompressed. Default 500 KB.
+	MaxBatchBytes int `yaml:"max_batch_bytes"`
+	// MaxBatchEvents per batch. Default 2500.
+	MaxBatchEvents int `yaml:"max_batch_events"`
+}
+
+// Site is one tracked site.
+type Site struct {
+	// ID names the site in keys and subjects: [a-z0-9_-], 1–64 chars.
+	ID string `yaml:"id"`
+	// WriteKeys authenticate its hits.
+	WriteKeys []string `yaml:"write_keys"`
+	// Origins allowed for browser hits: exact origins, or with a "*" port
+	// or subdomain wildcard ("http://localhost:*", "https://*.example.com").
+	Origins []string `yaml:"origins"`
+	// Consent is the site's consent policy.
+	Consent ConsentPolicy `yaml:"consent"`
+	// AllowParams are URL query parameters kept ("utm_*" style prefixes).
+	// Default: utm_*, mtm_*, pk_*, ref, source, campaign.
+	AllowParams []string `yaml:"allow_params"`
+	// ClickIDParams are ad click ids kept only with marketing consent.
+	ClickIDParams []string `yaml:"click_id_params"`
+	// PIIKeys are property and trait names treated as personal data.
+	PIIKeys []string `yaml:"pii_keys"`
+}
+
+// ConsentPolicy is the YAML form of consent.Policy.
+type ConsentPolicy struct {
+	// Unconsented is what traffic without consent gets: anonymous
+	// (default) or drop.
+	Unconsented string `yaml:"unconsented"`
+	// Defaults are purposes granted without a signal. Default [necessary].
+	Defaults []consent.Purpose `yaml:"defaults"`
+	// HonorGPC makes Sec-GPC: 1 deny marketing. Default true.
+	HonorGPC *bool `yaml:"honor_gpc"`
+	// HonorDNT makes DNT: 1 deny marketing. Default true.
+	HonorDNT *bool `yaml:"honor_dnt"`
+	// Categories maps consent categories (Segment's categoryPreferences
+	// keys) to purposes; merged over the built-in map.
+	Categories map[string][]consent.Purpose `yaml:"categories"`
+}
+
+// Duration is a time.Duration that also reads days ("30d") and months of
+// 30.44 days ("13mo").
+type Duration time.Duration
+
+// UnmarshalYAML reads a duration.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes a duration.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ParseDuration parses Go durations plus "d" (days) and "mo" (months).
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	mult := time.Duration(0)
+	num := s
+	switch {
+	case strings.HasSuffix(s, "mo"):
+		mult, num = time.Duration(30.44*24*float64(time.Hour)), strings.TrimSuffix(s, "mo")
+	case strings.HasSuffix(s, "d"):
+		mult, num = 24*time.Hour, strings.TrimSuffix(s, "d")
+	}
+	if mult == 0 {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("%w: duration %q: use e.g. 90s, 48h, 30d, 13mo", ErrInvalid, s)
+		}
+		return d, nil
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: duration %q: use e.g. 90s, 48h, 30d, 13mo", ErrInvalid, s)
+	}
+	return time.Duration(n * float64(mult)), nil
+}
+
+// Default returns the configuration used when there is no file.
+func Default() Config {
+	return Config{
+		Listen:   "127.0.0.1:8080",
+		DataDir:  "./vigie-data",
+		LogLevel: "info",
+		Storage: Storage{
+			DedupWindow: Duration(48 * time.Hour),
+			MaxOutbox:   1_000_000,
+		},
+		NATS: NATS{
+			Replicas:        1,
+			MaxInFlight:     1024,
+			DuplicateWindow: Duration(10 * time.Minute),
+		},
+		Limits:   Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500},
+		Purposes: consent.DefaultPurposes(),
+		Retention: map[string]Duration{
+			"necessary":       Duration(30 * 24 * time.Hour),
+			"analytics":       Duration(395 * 24 * time.Hour),
+			"personalization": Duration(395 * 24 * time.Hour),
+			"marketing":       Duration(395 * 24 * time.Hour),
+			"anonymous":       Duration(760 * 24 * time.Hour),
+		},
+		Sites: []Site{DemoSite()},
+	}
+}
+
+// DemoSite is the site of the first run: write key "demo", localhost origins.
+func DemoSite() Site {
+	return Site{
+		ID:        "demo",
+		WriteKeys: []string{"demo"},
+		Origins:   []string{"http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"},
+	}
+}
+
+// Load reads the file at path (none if empty), applies the environment and
+// validates.
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, environ); err != nil {
+		return cfg, err
+	}
+	cfg.fillDefaults()
+	return cfg, cfg.Validate()
+}
+
+// fillDefaults restores defaults for fields a file left empty.
+func (c *Config) fillDefaults() {
+	d := Default()
+	if c.Listen == "" {
+		c.Listen = d.Listen
+	}
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = d.LogLevel
+	}
+	if c.Storage.DedupWindow <= 0 {
+		c.Storage.DedupWindow = d.Storage.DedupWindow
+	}
+	if c.Storage.MaxOutbox <= 0 {
+		c.Storage.MaxOutbox = d.Storage.MaxOutbox
+	}
+	if c.NATS.Replicas <= 0 {
+		c.NATS.Replicas = 1
+	}
+	if c.NATS.MaxInFlight <= 0 {
+		c.NATS.MaxInFlight = d.NATS.MaxInFlight
+	}
+	if c.NATS.DuplicateWindow <= 0 {
+		c.NATS.DuplicateWindow = d.NATS.DuplicateWindow
+	}
+	if c.Limits.MaxEventBytes <= 0 {
+		c.Limits.MaxEventBytes = d.Limits.MaxEventBytes
+	}
+	if c.Limits.MaxBatchBytes <= 0 {
+		c.Limits.MaxBatchBytes = d.Limits.MaxBatchBytes
+	}
+	if c.Limits.MaxBatchEvents <= 0 {
+		c.Limits.MaxBatchEvents = d.Limits.MaxBatchEvents
+	}
+	if len(c.Purposes) == 0 {
+		c.Purposes = d.Purposes
+	}
+	for k, v := range d.Retention {
+		if _, ok := c.Retention[k]; !ok {
+			if c.Retention == nil {
+				c.Retention = map[string]Duration{}
+			}
+			c.Retention[k] = v
+		}
+	}
+	if len(c.Sites) == 0 {
+		c.Sites = d.Sites
+	}
+}
+
+// Validate checks the configuration; errors wrap ErrInvalid and name the
+// field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, a...)))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	for i, p := range c.Purposes {
+		if err := consent.Register(p.Name); err != nil {
+			bad(fmt.Sprintf("purposes[%d]", i), "%v", err)
+		}
+	}
+	seenSite, seenKey := map[string]bool{}, map[string]string{}
+	for i, s := range c.Sites {
+		f := fmt.Sprintf("sites[%d]", i)
+		if !validSiteID(s.ID) {
+			bad(f+".id", "%q must be 1-64 characters of a-z, 0-9, _ and -", s.ID)
+		}
+		if seenSite[s.ID] {
+			bad(f+".id", "%q is used twice", s.ID)
+		}
+		seenSite[s.ID] = true
+		if len(s.WriteKeys) == 0 {
+			bad(f+".write_keys", "at least one write key is needed")
+		}
+		for _, k := range s.WriteKeys {
+			if k == "" {
+				bad(f+".write_keys", "empty write key")
+			}
+			if other, ok := seenKey[k]; ok {
+				bad(f+".write_keys", "a write key is shared with site %q", other)
+			}
+			seenKey[k] = s.ID
+		}
+		if _, err := s.Policy(); err != nil {
+			bad(f+".consent", "%v", err)
+		}
+	}
+	for k, v := range c.Retention {
+		if v < 0 {
+			bad("retention."+k, "must not be negative")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validSiteID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Policy turns the site's YAML consent policy into a consent.Policy.
+func (s Site) Policy() (consent.Policy, error) {
+	p := consent.DefaultPolicy()
+	if s.Consent.Unconsented != "" {
+		o, err := consent.ParseOutcome(s.Consent.Unconsented)
+		if err != nil {
+			return p, err
+		}
+		p.Unconsented = o
+	}
+	if len(s.Consent.Defaults) > 0 {
+		names := make([]string, len(s.Consent.Defaults))
+		for i, d := range s.Consent.Defaults {
+			names[i] = string(d)
+		}
+		set, err := consent.ParseSet(names...)
+		if err != nil {
+			return p, err
+		}
+		p.Defaults = set
+	}
+	if s.Consent.HonorGPC != nil {
+		p.HonorGPC = *s.Consent.HonorGPC
+	}
+	if s.Consent.HonorDNT != nil {
+		p.HonorDNT = *s.Consent.HonorDNT
+	}
+	if len(s.Consent.Categories) > 0 {
+		cats := make(map[string][]consent.Purpose, len(p.Categories)+len(s.Consent.Categories))
+		for k, v := range p.Categories {
+			cats[k] = v
+		}
+		for k, v := range s.Consent.Categories {
+			cats[strings.ToLower(k)] = v
+		}
+		p.Categories = cats
+	}
+	return p, p.Validate()
+}
+
+// applyEnv sets fields from VIGIE_* variables.
+func applyEnv(cfg *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "VIGIE_") {
+			env[k] = v
+		}
+	}
+	if len(env) == 0 {
+		return nil
+	}
+	return walkEnv(reflect.ValueOf(cfg).Elem(), "VIGIE", env)
+}
+
+var durationType = reflect.TypeOf(Duration(0))
+
+func walkEnv(v reflect.Value, prefix string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := walkEnv(fv, name, env); err != nil {
+				return err
+			}
+			continue
+		}
+		raw, ok := env[name]
+		if !ok {
+			continue
+		}
+		if err := setFromEnv(fv, raw); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+		}
+	}
+	return nil
+}
+
+func setFromEnv(fv reflect.Value, raw string) error {
+	switch {
+	case fv.Type() == durationType:
+		d, err := ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(int64(d))
+		return nil
+	case fv.Kind() == reflect.String:
+		fv.SetString(raw)
+		return nil
+	case fv.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean", raw)
+		}
+		fv.SetBool(b)
+		return nil
+	case fv.Kind() == reflect.Int || fv.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		fv.SetInt(n)
+		return nil
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String && !strings.HasPrefix(strings.TrimSpace(raw), "["):
+		parts := strings.Split(raw, ",")
+		s := reflect.MakeSlice(fv.Type(), 0, len(parts))
+		for _, p := range parts {
+			if p = strings.TrimSpace(p); p != "" {
+				s = reflect.Append(s, reflect.ValueOf(p).Convert(fv.Type().Elem()))
+			}
+		}
+		fv.Set(s)
+		return nil
+	}
+	// Structured fields: YAML (JSON is YAML too).
+	ptr := reflect.New(fv.Type())
+	if err := yaml.Unmarshal([]byte(raw), ptr.Interface()); err != nil {
+		return err
+	}
+	fv.Set(ptr.Elem())
+	return nil
+}

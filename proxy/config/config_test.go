@@ -1,0 +1,108 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	cfg, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.DataDir != "./vigie-data" || len(cfg.Sites) != 1 || cfg.Sites[0].WriteKeys[0] != "demo" {
+		t.Fatalf("default config: %+v", cfg)
+	}
+}
+
+func TestExampleFileLoads(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "examples", "vigie.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(cfg.Retention["analytics"]) != 395*24*time.Hour || cfg.NATS.MaxInFlight != 1024 {
+		t.Fatalf("example config: %+v", cfg)
+	}
+	if _, err := cfg.Sites[0].Policy(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	env := []string{
+		"VIGIE_LISTEN=0.0.0.0:9000",
+		"VIGIE_STORAGE_SYNC_WRITES=true",
+		"VIGIE_STORAGE_DEDUP_WINDOW=3d",
+		"VIGIE_NATS_URL=nats://n1:4222",
+		"VIGIE_NATS_MAX_IN_FLIGHT=64",
+		"VIGIE_TRUSTED_PROXIES=10.0.0.0/8, 192.168.0.0/16",
+		`VIGIE_SITES=[{id: shop, write_keys: [k1], origins: ["https://shop.example"], consent: {unconsented: drop}}]`,
+		"OTHER=ignored",
+	}
+	cfg, err := Load("", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:9000" || !cfg.Storage.SyncWrites || time.Duration(cfg.Storage.DedupWindow) != 72*time.Hour ||
+		cfg.NATS.URL != "nats://n1:4222" || cfg.NATS.MaxInFlight != 64 || len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1] != "192.168.0.0/16" {
+		t.Fatalf("env not applied: %+v", cfg)
+	}
+	if len(cfg.Sites) != 1 || cfg.Sites[0].ID != "shop" || cfg.Sites[0].Consent.Unconsented != "drop" {
+		t.Fatalf("VIGIE_SITES not applied: %+v", cfg.Sites)
+	}
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		env        []string
+	}{
+		{"unknown field", "listn: x\n", nil},
+		{"bad site id", "sites: [{id: 'Bad Site', write_keys: [k]}]\n", nil},
+		{"no write key", "sites: [{id: s}]\n", nil},
+		{"shared write key", "sites: [{id: a, write_keys: [k]}, {id: b, write_keys: [k]}]\n", nil},
+		{"bad unconsented", "sites: [{id: a, write_keys: [k], consent: {unconsented: maybe}}]\n", nil},
+		{"bad duration", "storage: {dedup_window: soon}\n", nil},
+		{"bad log level", "log_level: loud\n", nil},
+		{"bad env bool", "", []string{"VIGIE_STORAGE_SYNC_WRITES=perhaps"}},
+		{"bad env int", "", []string{"VIGIE_NATS_MAX_IN_FLIGHT=many"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.yaml != "" {
+				path = filepath.Join(t.TempDir(), "v.yaml")
+				if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := Load(path, c.env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if c.name != "unknown field" && c.name != "bad duration" && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90s": 90 * time.Second, "48h": 48 * time.Hour, "30d": 30 * 24 * time.Hour, "1.5d": 36 * time.Hour} {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if d, err := ParseDuration("13mo"); err != nil || d < 395*24*time.Hour || d > 396*24*time.Hour {
+		t.Errorf("13mo = %v, %v", d, err)
+	}
+	for _, bad := range []string{"", "d", "-3d", "soon", "3x"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,430 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigie-dev/vigie/proxy/collect"
+	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// eventRoutes maps each single-event route to its event type: Segment's
+// HTTP API names and analytics-next's short ones.
+var eventRoutes = map[string]string{
+	"track": "track", "page": "page", "screen": "screen", "identify": "identify", "group": "group", "alias": "alias",
+	"t": "track", "p": "page", "s": "screen", "i": "identify", "g": "group", "a": "alias",
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	for route, typ := range eventRoutes {
+		mux.Handle("POST /v1/"+route, s.cors(s.handleEvent(typ, "/v1/"+route)))
+		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
+	}
+	for _, route := range []string{"batch", "import", "b"} {
+		mux.Handle("POST /v1/"+route, s.cors(s.handleBatch("/v1/"+route)))
+		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
+	}
+	mux.Handle("GET /v1/projects/{writeKey}/settings", s.cors(http.HandlerFunc(s.handleSettings)))
+	mux.Handle("OPTIONS /v1/projects/{writeKey}/settings", s.cors(nil))
+	mux.HandleFunc("GET /v1/p.gif", s.handlePixel)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /admin/v1/events", s.admin(s.handleAdminEvents))
+	mux.Handle("GET /admin/v1/stats", s.admin(s.handleAdminStats))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+	})
+	return mux
+}
+
+// apiError is the JSON body of every 4xx/5xx answer.
+type apiError struct {
+	Success bool        `json:"success"`
+	Code    string      `json:"code"`
+	Error   string      `json:"error"`
+	Field   string      `json:"field,omitempty"`
+	Details []itemError `json:"errors,omitempty"`
+}
+
+// itemError is one rejected event of a batch.
+type itemError struct {
+	Index     int    `json:"index"`
+	MessageID string `json:"messageId,omitempty"`
+	Field     string `json:"field,omitempty"`
+	Error     string `json:"error"`
+}
+
+var okBody = []byte(`{"success":true}` + "\n")
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeOK(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(okBody)
+}
+
+func writeError(w http.ResponseWriter, code int, kind, msg string, err error) {
+	e := apiError{Code: kind, Error: msg}
+	var fe *collect.FieldError
+	if errors.As(err, &fe) {
+		e.Field = fe.Field
+	}
+	writeJSON(w, code, e)
+}
+
+// cors answers preflights and sets CORS headers for allowed origins. A
+// request whose Origin no site allows gets 403 (for a preflight) or goes on
+// to the handler, which refuses it once it knows the site.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		if origin != "" && originAllowed(s.allOrigins, origin) {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if r.Method == http.MethodOptions {
+			if origin == "" || !originAllowed(s.allOrigins, origin) {
+				s.metrics.rejected.WithLabelValues("origin").Inc()
+				writeError(w, http.StatusForbidden, "origin_not_allowed", "origin is not allowed for any site", nil)
+				return
+			}
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding, X-Retry-Count")
+			h.Set("Access-Control-Max-Age", "86400")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// resolveSite finds the site of writeKey and checks the request's Origin
+// against it; on failure it has already answered.
+func (s *Server) resolveSite(w http.ResponseWriter, r *http.Request, writeKey string) *site {
+	if u, _, ok := r.BasicAuth(); ok && u != "" {
+		writeKey = u
+	}
+	if writeKey == "" {
+		s.metrics.rejected.WithLabelValues("write_key").Inc()
+		writeError(w, http.StatusUnauthorized, "missing_write_key", "no write key: send it as the Basic auth user or as writeKey in the body", nil)
+		return nil
+	}
+	st, ok := s.byKey[writeKey]
+	if !ok {
+		s.metrics.rejected.WithLabelValues("write_key").Inc()
+		writeError(w, http.StatusUnauthorized, "unknown_write_key", "unknown write key", nil)
+		return nil
+	}
+	if o := r.Header.Get("Origin"); o != "" && !originAllowed(st.origins, o) {
+		s.metrics.rejected.WithLabelValues("origin").Inc()
+		writeError(w, http.StatusForbidden, "origin_not_allowed", "origin is not allowed for this site", nil)
+		return nil
+	}
+	return st
+}
+
+// readBody reads the request body and answers the error itself.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, func(), bool) {
+	body, release, err := collect.ReadBody(r, int64(max))
+	if err == nil {
+		return body, release, true
+	}
+	switch {
+	case errors.Is(err, collect.ErrTooLarge):
+		s.metrics.rejected.WithLabelValues("too_large").Inc()
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "body is larger than "+strconv.Itoa(max)+" bytes (decompressed)", err)
+	case errors.Is(err, collect.ErrUnsupportedEncoding):
+		s.metrics.rejected.WithLabelValues("encoding").Inc()
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_encoding", err.Error(), err)
+	default:
+		s.metrics.rejected.WithLabelValues("body").Inc()
+		writeError(w, http.StatusBadRequest, "unreadable_body", "could not read the body: "+err.Error(), err)
+	}
+	return nil, nil, false
+}
+
+// request builds the pipeline's view of r. The User-Agent header describes
+// the visitor only for browser requests (pixel, or a request with an Origin);
+// a server-side SDK's own user agent says nothing of the visitor and is not
+// used (it sends the visitor's in context.userAgent).
+func (s *Server) request(r *http.Request, st *site, source string, now time.Time) pipeline.Request {
+	ua := r.Header.Get("User-Agent")
+	if source != "pixel" && r.Header.Get("Origin") == "" {
+		ua = ""
+	}
+	return pipeline.Request{
+		ReceivedAt: now,
+		RemoteIP:   s.clientIP(r),
+		UserAgent:  ua,
+		Source:     source,
+		Signals:    st.pipe.RequestSignals(r.Header),
+	}
+}
+
+func (s *Server) handleEvent(typ, route string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		body, release, ok := s.readBody(w, r, s.cfg.Limits.MaxEventBytes)
+		if !ok {
+			return
+		}
+		defer release()
+		msg, err := collect.DecodeMessage(body, typ)
+		if err != nil {
+			s.metrics.rejected.WithLabelValues("malformed").Inc()
+			writeError(w, http.StatusBadRequest, "invalid_event", err.Error(), err)
+			return
+		}
+		st := s.resolveSite(w, r, msg.WriteKey)
+		if st == nil {
+			return
+		}
+		s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
+		if err := msg.Validate(); err != nil {
+			s.metrics.rejected.WithLabelValues("invalid").Inc()
+			writeError(w, http.StatusBadRequest, "invalid_event", err.Error(), err)
+			return
+		}
+		req := s.request(r, st, "segment", start)
+		res := s.pipe.Process(st.pipe, &msg, &req)
+		s.count(st, res)
+		if res.Outcome != pipeline.Stored {
+			writeOK(w)
+			return
+		}
+		if !s.commit(w, r, []storage.Record{res.Record}) {
+			return
+		}
+		s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		writeOK(w)
+	})
+}
+
+func (s *Server) handleBatch(route string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		body, release, ok := s.readBody(w, r, s.cfg.Limits.MaxBatchBytes)
+		if !ok {
+			return
+		}
+		defer release()
+		b, err := collect.DecodeBatch(body, s.cfg.Limits.MaxBatchEvents, s.cfg.Limits.MaxEventBytes)
+		if err != nil {
+			code, kind := http.StatusBadRequest, "invalid_batch"
+			if errors.Is(err, collect.ErrTooManyEvents) {
+				kind = "too_many_events"
+			} else if errors.Is(err, collect.ErrTooLarge) {
+				code, kind = http.StatusRequestEntityTooLarge, "too_large"
+			}
+			s.metrics.rejected.WithLabelValues(kind).Inc()
+			writeError(w, code, kind, err.Error(), err)
+			return
+		}
+		wk := b.WriteKey
+		if wk == "" {
+			for i := range b.Messages {
+				if b.Messages[i].WriteKey != "" {
+					wk = b.Messages[i].WriteKey
+					break
+				}
+			}
+		}
+		st := s.resolveSite(w, r, wk)
+		if st == nil {
+			return
+		}
+		var rejected []itemError
+		for _, ie := range b.Errors {
+			rejected = append(rejected, toItemError(ie.Index, ie.MessageID, ie.Err))
+		}
+		req := s.request(r, st, "segment", start)
+		recs := make([]storage.Record, 0, len(b.Messages))
+		for i := range b.Messages {
+			m := &b.Messages[i]
+			s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
+			if m.WriteKey != "" && s.byKey[m.WriteKey] != st {
+				rejected = append(rejected, toItemError(i, m.MessageID, errors.New("writeKey: belongs to another site or is unknown")))
+				continue
+			}
+			if err := m.Validate(); err != nil {
+				rejected = append(rejected, toItemError(i, m.MessageID, err))
+				continue
+			}
+			res := s.pipe.Process(st.pipe, m, &req)
+			s.count(st, res)
+			if res.Outcome == pipeline.Stored {
+				recs = append(recs, res.Record)
+			}
+		}
+		if len(recs) > 0 && !s.commit(w, r, recs) {
+			return
+		}
+		s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		if len(rejected) > 0 {
+			s.metrics.rejected.WithLabelValues("invalid").Add(float64(len(rejected)))
+			writeJSON(w, http.StatusBadRequest, apiError{
+				Code:    "invalid_events",
+				Error:   strconv.Itoa(len(rejected)) + " event(s) rejected; the others were accepted",
+				Details: rejected,
+			})
+			return
+		}
+		writeOK(w)
+	})
+}
+
+// toItemError describes one rejected batch event; the index is the event's
+// position in the request's batch array.
+func toItemError(i int, messageID string, err error) itemError {
+	ie := itemError{Index: i, MessageID: messageID, Error: err.Error()}
+	var fe *collect.FieldError
+	if errors.As(err, &fe) {
+		ie.Field = fe.Field
+	}
+	return ie
+}
+
+// count records a pipeline result in the metrics.
+func (s *Server) count(st *site, res pipeline.Result) {
+	switch res.Outcome {
+	case pipeline.Bot:
+		s.metrics.bots.WithLabelValues(st.cfg.ID).Inc()
+	default:
+		s.metrics.decisions.WithLabelValues(res.Decision.Outcome.String()).Inc()
+	}
+}
+
+// commit appends recs durably; it answers the error itself and reports
+// whether the records are stored.
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, recs []storage.Record) bool {
+	dups, err := s.store.Append(r.Context(), recs)
+	if err != nil {
+		if errors.Is(err, storage.ErrOutboxFull) {
+			s.metrics.rejected.WithLabelValues("outbox_full").Inc()
+			w.Header().Set("Retry-After", "30")
+			writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
+			return false
+		}
+		s.log.Error("storing events failed", "err", err, "events", len(recs))
+		s.metrics.rejected.WithLabelValues("storage").Inc()
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "events could not be stored; retry later", nil)
+		return false
+	}
+	for i, d := range dups {
+		if d {
+			s.metrics.duplicate.Inc()
+			continue
+		}
+		s.metrics.accepted.WithLabelValues(recs[i].Site, recs[i].Type).Inc()
+	}
+	return true
+}
+
+// clientIP is the connection's address, or the right-most address of
+// X-Forwarded-For not in a trusted proxy range when the peer is trusted.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if len(s.trusted) == 0 {
+		return host
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !s.isTrusted(peer) {
+		return host
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return host
+			}
+			if !s.isTrusted(a) {
+				return a.String()
+			}
+		}
+	}
+	return host
+}
+
+func (s *Server) isTrusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// handleSettings answers analytics-next's settings request with a minimal
+// document that sends everything to this host.
+func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
+	wk := r.PathValue("writeKey")
+	if _, ok := s.byKey[wk]; !ok {
+		writeError(w, http.StatusNotFound, "unknown_write_key", "unknown write key", nil)
+		return
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"integrations": map[string]any{
+			"Segment.io": map[string]any{
+				"apiKey":   wk,
+				"apiHost":  r.Host + "/v1",
+				"protocol": scheme,
+			},
+		},
+		"plan":                      map[string]any{"track": map[string]any{"__default": map[string]any{"enabled": true, "integrations": map[string]any{}}}, "identify": map[string]any{"__default": map[string]any{"enabled": true}}, "group": map[string]any{"__default": map[string]any{"enabled": true}}},
+		"edgeFunction":              map[string]any{},
+		"analyticsNextEnabled":      true,
+		"middlewareSettings":        map[string]any{},
+		"enabledMiddleware":         map[string]any{},
+		"metrics":                   map[string]any{"sampleRate": 0},
+		"legacyVideoPluginsEnabled": false,
+		"remotePlugins":             []any{},
+	})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status":         "ready",
+		"nats_connected": s.bus.Connected(),
+		"outbox_depth":   s.store.OutboxLen(),
+	})
+}
+
+// transparentGIF is a 1×1 transparent GIF.
+var transparentGIF, _ = base64.StdEncoding.DecodeString("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")

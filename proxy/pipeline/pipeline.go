@@ -1,0 +1,343 @@
+// Package pipeline turns one decoded hit into what Vigie may keep: it asks
+// consent what is allowed, pseudonymizes identifiers, truncates the IP,
+// reduces the user agent, scrubs URLs and properties, splits personal traits
+// off for the vault, and encodes the event as the SDK's protobuf message,
+// ready for one storage transaction and for NATS.
+//
+// Nothing personal leaves Process in clear except Record.Vault, which the
+// storage layer encrypts before it is written.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/proxy/bus"
+	"github.com/vigie-dev/vigie/proxy/collect"
+	"github.com/vigie-dev/vigie/proxy/pseudonymize"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// ErrUnknownSite is returned for a site id the pipeline was not given.
+var ErrUnknownSite = errors.New("pipeline: unknown site")
+
+// SiteConfig is what the pipeline needs to know of one site.
+type SiteConfig struct {
+	// ID of the site.
+	ID string
+	// Policy is its consent policy.
+	Policy consent.Policy
+	// AllowParams, ClickIDParams and PIIKeys tune scrubbing; empty means
+	// the pseudonymize package's defaults.
+	AllowParams, ClickIDParams, PIIKeys []string
+}
+
+// Config configures a Pipeline.
+type Config struct {
+	// Keys are the pseudonymization keys, active first (required).
+	Keys []pseudonymize.Key
+	// Sites known to the pipeline (required).
+	Sites []SiteConfig
+	// Retention per purpose name plus "anonymous"; 0 or absent = forever.
+	Retention map[string]time.Duration
+	// StoreBots keeps bot hits as events (default false: counted only).
+	StoreBots bool
+}
+
+// Site is a configured site, ready for Process.
+type Site struct {
+	id     string
+	policy consent.Policy
+	pseudo *pseudonymize.Pseudonymizer
+}
+
+// ID is the site's id.
+func (s *Site) ID() string { return s.id }
+
+// Policy is the site's consent policy.
+func (s *Site) Policy() consent.Policy { return s.policy }
+
+// Pipeline processes hits. It is safe for concurrent use.
+type Pipeline struct {
+	sites     map[string]*Site
+	retention map[string]time.Duration
+	storeBots bool
+}
+
+// New builds the per-site pseudonymizers once.
+func New(cfg Config) (*Pipeline, error) {
+	if len(cfg.Keys) == 0 {
+		return nil, fmt.Errorf("pipeline: no pseudonymization key")
+	}
+	p := &Pipeline{sites: map[string]*Site{}, retention: cfg.Retention, storeBots: cfg.StoreBots}
+	for _, sc := range cfg.Sites {
+		ps, err := pseudonymize.New(pseudonymize.Config{
+			Keys:          cfg.Keys,
+			AllowParams:   sc.AllowParams,
+			ClickIDParams: sc.ClickIDParams,
+			PIIKeys:       sc.PIIKeys,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: site %s: %w", sc.ID, err)
+		}
+		p.sites[sc.ID] = &Site{id: sc.ID, policy: sc.Policy, pseudo: ps}
+	}
+	return p, nil
+}
+
+// Site returns the configured site with id.
+func (p *Pipeline) Site(id string) (*Site, error) {
+	s, ok := p.sites[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownSite, id)
+	}
+	return s, nil
+}
+
+// Request is what the pipeline needs from the HTTP request a hit came in.
+// RemoteIP and UserAgent are personal data: they live only in memory and only
+// their reduced forms leave Process.
+type Request struct {
+	// ReceivedAt is when the request arrived.
+	ReceivedAt time.Time
+	// RemoteIP is the client address (after trusted-proxy handling).
+	RemoteIP string
+	// UserAgent is the request's User-Agent header.
+	UserAgent string
+	// Source names the entry point: segment, pixel, snippet, email.
+	Source string
+	// Signals are request-wide consent signals (Sec-GPC, DNT, pixel).
+	Signals []consent.Signal
+}
+
+// RequestSignals reads the request-wide consent signals of h for site.
+func (s *Site) RequestSignals(h http.Header) []consent.Signal {
+	return consent.FromHeaders(h, s.policy)
+}
+
+// Outcome says what happened to one hit.
+type Outcome uint8
+
+// Outcomes of Process.
+const (
+	// Stored means Record is ready to be appended.
+	Stored Outcome = iota + 1
+	// Dropped means consent allowed nothing.
+	Dropped
+	// Bot means the hit came from a bot and bots are not stored.
+	Bot
+)
+
+// Result is Process's answer.
+type Result struct {
+	Outcome  Outcome
+	Decision consent.Decision
+	// ConsentErr is set when the payload's consent object was invalid (it
+	// was then treated as absent).
+	ConsentErr error
+	Record     storage.Record
+}
+
+// Process decides, pseudonymizes and encodes one message.
+func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
+	var res Result
+	signals := r.Signals
+	if len(m.Context.Consent) > 0 {
+		ps, err := consent.FromPayload(m.Context.Consent, s.policy)
+		if err != nil {
+			res.ConsentErr = err
+		} else if len(ps) > 0 {
+			signals = append(append(make([]consent.Signal, 0, len(signals)+len(ps)), signals...), ps...)
+		}
+	}
+	d := consent.Decide(s.policy, signals...)
+	res.Decision = d
+	if d.Outcome == consent.Drop {
+		res.Outcome = Dropped
+		return res
+	}
+	ua := m.Context.UserAgent
+	if ua == "" {
+		ua = r.UserAgent
+	}
+	// A server-side SDK without context.userAgent tells nothing of the
+	// visitor's device; an empty UA on a browser hit is a bot's.
+	dev := pseudonymize.Device{Class: "unknown"}
+	if ua != "" || r.Source == "pixel" {
+		dev = s.pseudo.Device(ua)
+	}
+	if dev.Bot && !p.storeBots {
+		res.Outcome = Bot
+		return res
+	}
+	ip := m.Context.IP
+	if ip == "" {
+		ip = r.RemoteIP
+	}
+	prefix, _ := pseudonymize.TruncateIP(ip)
+
+	now := r.ReceivedAt
+	ev := &vigiev1.Event{
+		Id:           ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		Site:         s.id,
+		Type:         m.Type,
+		TimestampMs:  m.EventTime(now).UnixMilli(),
+		ReceivedAtMs: now.UnixMilli(),
+		Source:       r.Source,
+		IpPrefix:     prefix,
+		Library:      library(m),
+	}
+	switch m.Type {
+	case "track":
+		ev.Name = pseudonymize.ScrubText(m.Event)
+	case "page", "screen":
+		ev.Name = pseudonymize.ScrubText(m.Name)
+	}
+	pseudonymous := d.Outcome == consent.Pseudonymous
+	marketing := pseudonymous && d.Granted.Has(consent.Marketing)
+	var urlCampaign pseudonymize.Campaign
+	ev.Page, urlCampaign = page(s.pseudo, m, marketing, pseudonymous)
+	if pseudonymous {
+		ev.Mode = vigiev1.Mode_MODE_PSEUDONYMOUS
+		ev.Purposes = d.Granted.Names()
+		ev.KeyId = s.pseudo.KeyID()
+		ev.AnonymousId = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID)
+		ev.UserId = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID)
+		ev.GroupId = s.pseudo.ID(s.id, pseudonymize.GroupID, m.GroupID)
+		ev.PreviousId = s.pseudo.ID(s.id, pseudonymize.UserID, m.PreviousID)
+		if m.Type == "alias" {
+			// Segment's alias previousId is usually the anonymous id.
+			ev.PreviousId = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.PreviousID)
+		}
+		ev.Subject = ev.UserId
+		if ev.Subject == "" {
+			ev.Subject = ev.AnonymousId
+		}
+		ev.Device = &vigiev1.Device{Browser: dev.Browser, BrowserMajor: dev.BrowserMajor, Os: dev.OS, Class: dev.Class, Bot: dev.Bot}
+		ev.Locale = pseudonymize.ScrubText(m.Context.Locale)
+		ev.Campaign = campaign(m, urlCampaign)
+		if props, err := s.pseudo.ScrubProperties(nil, m.Properties); err == nil {
+			ev.Properties = props
+		}
+		if len(m.Traits) > 0 {
+			clean, personal, names, err := s.pseudo.SplitTraits(m.Traits)
+			if err == nil {
+				ev.Traits = clean
+				if len(personal) > 0 && ev.Subject != "" {
+					ev.VaultedTraits = names
+					res.Record.Vault = personal
+				}
+			}
+		}
+	} else {
+		ev.Mode = vigiev1.Mode_MODE_ANONYMOUS
+		ev.Device = &vigiev1.Device{Class: dev.Class, Bot: dev.Bot}
+	}
+	res.Record.Site = s.id
+	res.Record.ID = ev.Id
+	res.Record.Time = time.UnixMilli(ev.TimestampMs)
+	res.Record.Type = ev.Type
+	res.Record.Subject = ev.Subject
+	res.Record.Topic = bus.Subject(s.id, ev.Type)
+	res.Record.TTL = p.ttl(d)
+	if m.MessageID != "" {
+		res.Record.Dedup = []byte(s.pseudo.ID(s.id, pseudonymize.MessageID, m.MessageID))
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		// Marshal of a well-formed message cannot fail; treat as a drop.
+		res.Outcome = Dropped
+		return res
+	}
+	res.Record.Data = data
+	res.Outcome = Stored
+	return res
+}
+
+// ttl is the retention of an event: anonymous events get "anonymous", a
+// pseudonymous event the longest retention among its purposes.
+func (p *Pipeline) ttl(d consent.Decision) time.Duration {
+	if d.Outcome != consent.Pseudonymous {
+		return p.retention["anonymous"]
+	}
+	var ttl time.Duration
+	for _, name := range d.Granted.Names() {
+		r, ok := p.retention[name]
+		if !ok || r == 0 {
+			return 0
+		}
+		ttl = max(ttl, r)
+	}
+	return ttl
+}
+
+func library(m *collect.Message) string {
+	l := m.Context.Library
+	if l.Name == "" {
+		return ""
+	}
+	return pseudonymize.ScrubText(strings.TrimSpace(l.Name + " " + l.Version))
+}
+
+// page builds the scrubbed page context: anonymous events keep the path and
+// the referrer's host only.
+func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bool) (*vigiev1.Page, pseudonymize.Campaign) {
+	cp := m.Context.Page
+	if cp.URL == "" && cp.Path == "" && cp.Referrer == "" {
+		return nil, pseudonymize.Campaign{}
+	}
+	pg := &vigiev1.Page{}
+	var u pseudonymize.URLParts
+	if cp.URL != "" {
+		u = ps.ScrubURL(cp.URL, marketing)
+	}
+	pg.Path = u.Path
+	if cp.Path != "" {
+		pg.Path = ps.ScrubURL(cp.Path, false).Path
+	}
+	if cp.Referrer != "" {
+		ref := ps.ScrubURL(cp.Referrer, false)
+		pg.ReferrerHost = ref.Host
+		if full {
+			pg.Referrer = ref.URL
+		}
+	}
+	if full {
+		pg.Url = u.URL
+		pg.Search = u.Search
+		pg.Title = pseudonymize.ScrubText(cp.Title)
+	}
+	return pg, u.Campaign
+}
+
+// campaign merges context.campaign over the utm_* parameters of the page
+// URL (click ids there are present only with marketing consent).
+func campaign(m *collect.Message, fromURL pseudonymize.Campaign) *vigiev1.Campaign {
+	c := m.Context.Campaign
+	pick := func(a, b string) string {
+		if a != "" {
+			return pseudonymize.ScrubText(a)
+		}
+		return b
+	}
+	out := &vigiev1.Campaign{
+		Name:     pick(c.Name, fromURL.Name),
+		Source:   pick(c.Source, fromURL.Source),
+		Medium:   pick(c.Medium, fromURL.Medium),
+		Term:     pick(c.Term, fromURL.Term),
+		Content:  pick(c.Content, fromURL.Content),
+		ClickIds: fromURL.ClickIDs,
+	}
+	if out.Name == "" && out.Source == "" && out.Medium == "" && out.Term == "" && out.Content == "" && len(out.ClickIds) == 0 {
+		return nil
+	}
+	return out
+}

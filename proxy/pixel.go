@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/proxy/collect"
+	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// handlePixel records a page view from query parameters, for pages without
+// JavaScript:
+//
+//	<img src="/v1/p.gif?k=WRITEKEY&consent=analytics" alt="">
+//
+// Parameters: k (write key, required), url (default: the Referer header),
+// ref (the page's referrer), title, name, aid (anonymous id) and uid (user
+// id) — used only when consent allows —, and consent (see
+// consent.FromPixel). It answers a 1×1 GIF that is never cached.
+func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	q := r.URL.Query()
+	wk := q.Get("k")
+	if wk == "" {
+		wk = q.Get("writeKey")
+	}
+	st := s.resolveSite(w, r, wk)
+	if st == nil {
+		return
+	}
+	s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
+	req := s.request(r, st, "pixel", start)
+	if c := q.Get("consent"); c != "" {
+		sig, err := consent.FromPixel(c)
+		if err != nil {
+			s.metrics.rejected.WithLabelValues("invalid").Inc()
+			writeError(w, http.StatusBadRequest, "invalid_consent", "consent: "+err.Error(), err)
+			return
+		}
+		req.Signals = append(req.Signals, sig)
+	}
+	msg := collect.Message{
+		Type:        "page",
+		Name:        q.Get("name"),
+		AnonymousID: q.Get("aid"),
+		UserID:      q.Get("uid"),
+	}
+	msg.Context.Page.URL = q.Get("url")
+	if msg.Context.Page.URL == "" {
+		msg.Context.Page.URL = r.Header.Get("Referer")
+	}
+	msg.Context.Page.Referrer = q.Get("ref")
+	msg.Context.Page.Title = q.Get("title")
+	res := s.pipe.Process(st.pipe, &msg, &req)
+	s.count(st, res)
+	if res.Outcome == pipeline.Stored && !s.commit(w, r, []storage.Record{res.Record}) {
+		return
+	}
+	s.metrics.latency.WithLabelValues("/v1/p.gif").Observe(time.Since(start).Seconds())
+	h := w.Header()
+	h.Set("Content-Type", "image/gif")
+	h.Set("Cache-Control", "no-cache, no-store, must-revalidate, private")
+	h.Set("Pragma", "no-cache")
+	h.Set("Expires", "0")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(transparentGIF)
+}

@@ -1,0 +1,137 @@
+package proxy_test
+
+import (
+	"bytes"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/vigie-dev/vigie/proxy/proxytest"
+)
+
+// Canaries: known personal data sent in every field Vigie reads.
+const (
+	canaryEmail = "jane.canary@example.org"
+	canaryIP    = "198.51.100.73"
+	canaryIP6   = "2001:db8:abcd:12:3456:789a:bcde:f012"
+	canaryUA    = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.6167.85 Safari/537.36 CanaryBuild/4242"
+	canaryAnon  = "anon-canary-7f3a9c"
+	canaryUser  = "user-canary-55821"
+	canaryGroup = "group-canary-9911"
+	canaryPhone = "+33 6 12 34 56 78"
+	canaryPhon2 = "0612345678"
+	canaryFirst = "Janetha"
+	canaryLast  = "Canaryson"
+	canaryToken = "sk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+)
+
+func canaryPayloads() []string {
+	esc := url.QueryEscape(canaryEmail)
+	pageURL := "https://shop.example/users/" + canaryEmail + "/orders?email=" + esc + "&phone=" + url.QueryEscape(canaryPhone) + "&utm_source=mail&session=" + canaryToken + "#" + canaryEmail
+	ctx := `"context":{"ip":"` + canaryIP + `","userAgent":"` + canaryUA + `","locale":"fr-FR",
+	  "page":{"url":"` + pageURL + `","path":"/users/` + canaryEmail + `/orders","referrer":"https://mail.example/inbox?to=` + esc + `","title":"Orders of ` + canaryEmail + `","search":"?email=` + esc + `"},
+	  "campaign":{"name":"spring ` + canaryEmail + `","source":"news","content":"call ` + canaryPhone + `"},
+	  "consent":{"analytics":true,"personalization":true,"marketing":true},
+	  "traits":{"email":"` + canaryEmail + `"}}`
+	props := `"properties":{"email":"` + canaryEmail + `","phone":"` + canaryPhone + `","name":"` + canaryFirst + ` ` + canaryLast + `",
+	  "note":"write to ` + canaryEmail + ` or call ` + canaryPhone + ` / ` + canaryPhon2 + `","nested":{"contact_email":"` + canaryEmail + `","ok":"fine"},
+	  "link":"https://shop.example/x?email=` + esc + `","api_key":"` + canaryToken + `","plan":"pro"}`
+	traits := `"traits":{"email":"` + canaryEmail + `","phone":"` + canaryPhone + `","firstName":"` + canaryFirst + `","lastName":"` + canaryLast + `",
+	  "address":{"street":"1 rue Canary","city":"Paris"},"plan":"pro","bio":"reach me at ` + canaryEmail + `"}`
+	ids := `"anonymousId":"` + canaryAnon + `","userId":"` + canaryUser + `"`
+	return []string{
+		`{"type":"track","event":"Ordered by ` + canaryEmail + `",` + ids + `,"messageId":"` + canaryEmail + `",` + ctx + `,` + props + `}`,
+		`{"type":"page","name":"Orders",` + ids + `,` + ctx + `,` + props + `}`,
+		`{"type":"identify",` + ids + `,` + ctx + `,` + traits + `}`,
+		`{"type":"group","groupId":"` + canaryGroup + `",` + ids + `,` + ctx + `,` + traits + `}`,
+		`{"type":"alias","previousId":"` + canaryAnon + `","userId":"` + canaryUser + `",` + ctx + `}`,
+		`{"type":"track","event":"v6",` + ids + `,"context":{"ip":"` + canaryIP6 + `","consent":{"analytics":true}}}`,
+	}
+}
+
+func canaries() []string {
+	return []string{canaryEmail, url.QueryEscape(canaryEmail), canaryIP, canaryIP6, canaryUA, "CanaryBuild",
+		canaryAnon, canaryUser, canaryGroup, canaryPhone, canaryPhon2, "612345678", canaryFirst, canaryLast,
+		"1 rue Canary", canaryToken}
+}
+
+func findCanary(where string, b []byte, t *testing.T) {
+	t.Helper()
+	for _, c := range canaries() {
+		if bytes.Contains(b, []byte(c)) || bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(c))) {
+			t.Errorf("%s contains personal datum %q", where, c)
+		}
+	}
+}
+
+func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
+	in := proxytest.Start(t)
+	var batch strings.Builder
+	batch.WriteString(`{"batch":[`)
+	for i, p := range canaryPayloads() {
+		if i > 0 {
+			batch.WriteString(",")
+		}
+		batch.WriteString(p)
+		path := "/v1/" + strings.SplitN(strings.SplitN(p, `"type":"`, 2)[1], `"`, 2)[0]
+		if code, body := in.Post(path, "demo", p); code != 200 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+	}
+	batch.WriteString(`]}`)
+	if code, body := in.Post("/v1/batch", "demo", batch.String()); code != 200 {
+		t.Fatalf("batch: %d %s", code, body)
+	}
+	// The pixel too, with personal data in its URL and referrer.
+	in.Do("GET", "/v1/p.gif?k=demo&aid="+canaryAnon+"&consent=analytics&url="+url.QueryEscape("https://shop.example/?email="+canaryEmail)+"&ref="+url.QueryEscape("https://x.example/"+canaryEmail), nil,
+		map[string][]string{"User-Agent": {canaryUA}, "X-Forwarded-For": {canaryIP}})
+
+	// Every payload twice (alone, then in the batch) and the pixel, less the
+	// repeated track whose messageId is deduplicated.
+	n := len(canaryPayloads())*2 + 1 - 1
+	msgs := waitStream(t, in, n)
+	evs := adminEvents(t, in, "site=demo")
+	if len(evs) != n {
+		t.Fatalf("stored %d events, want %d", len(evs), n)
+	}
+	// The events still carry what is useful, in reduced form.
+	var sawPrefix, sawBrowser, sawVault bool
+	for _, m := range msgs {
+		findCanary("NATS message on "+m.Subject, m.Data, t)
+		sawPrefix = sawPrefix || m.Event.GetIpPrefix() == "198.51.100.0/24"
+		// The canary UA's unusual product token makes the browser "Other".
+		sawBrowser = sawBrowser || (m.Event.GetDevice().GetBrowser() == "Other" && m.Event.GetDevice().GetOs() == "Windows")
+		sawVault = sawVault || len(m.Event.GetVaultedTraits()) > 0
+	}
+	if !sawPrefix || !sawBrowser || !sawVault {
+		t.Errorf("reduced data missing: ip prefix %v, browser %v, vaulted traits %v", sawPrefix, sawBrowser, sawVault)
+	}
+	_, adminBody := in.Admin("/admin/v1/events?limit=1000")
+	findCanary("admin API", adminBody, t)
+
+	// Every version of every key, decoded (Badger compresses its tables).
+	versions := 0
+	err := in.Server.Store().ScanAllVersions(func(k, v []byte) error {
+		versions++
+		findCanary("badger key", k, t)
+		findCanary("badger value of "+string(bytes.ToValidUTF8(k[:min(len(k), 24)], nil)), v, t)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if versions < n {
+		t.Fatalf("scanned only %d versions", versions)
+	}
+	findCanary("server logs", []byte(in.Logs()), t)
+
+	// Then the raw files, after a clean shutdown has flushed everything.
+	in.Stop()
+	files := in.DataFiles()
+	if len(files) == 0 {
+		t.Fatal("no data files")
+	}
+	for name, b := range files {
+		findCanary("file "+name, b, t)
+	}
+}

@@ -1,0 +1,294 @@
+// Package proxy is Vigie's HTTP edge: the Segment-compatible collect API,
+// the no-JS pixel, the admin API, health and metrics, and the wiring of the
+// ingestion path (decode → consent → pseudonymize → Badger → NATS).
+//
+// A Server follows a configure, start, stop lifecycle: New validates the
+// configuration and starts nothing; Start opens the keyring, Badger and NATS,
+// starts the outbox publisher and the listener; Shutdown stops accepting,
+// finishes in-flight requests, flushes the outbox and closes everything.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigie-dev/vigie/proxy/bus"
+	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/keyring"
+	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/proxy/pseudonymize"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Version is the build's version, set with -ldflags "-X github.com/vigie-dev/vigie/proxy.Version=…".
+var Version = "0.1.0-dev"
+
+// ErrNotStarted is returned by calls that need a started server.
+var ErrNotStarted = errors.New("proxy: server not started")
+
+// site is a configured site at run time.
+type site struct {
+	cfg     config.Site
+	origins []originPattern
+	pipe    *pipeline.Site
+}
+
+// Server is a Vigie instance.
+type Server struct {
+	cfg config.Config
+	log *slog.Logger
+
+	keyring    *keyring.Keyring
+	firstStart bool
+	store      *storage.Store
+	bus        *bus.Bus
+	pub        *bus.Publisher
+	pipe       *pipeline.Pipeline
+	byKey      map[string]*site
+	byID       map[string]*site
+	allOrigins []originPattern
+	trusted    []netip.Prefix
+	metrics    *metrics
+
+	httpSrv  *http.Server
+	ln       net.Listener
+	pubStop  context.CancelFunc
+	wg       sync.WaitGroup
+	ready    atomic.Bool
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// New validates cfg and returns a server that has not started.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: log, byKey: map[string]*site{}, byID: map[string]*site{}}
+	for _, c := range cfg.TrustedProxies {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: trusted_proxies: %q: %v", config.ErrInvalid, c, err)
+		}
+		s.trusted = append(s.trusted, p)
+	}
+	for _, sc := range cfg.Sites {
+		st := &site{cfg: sc, origins: parseOrigins(sc.Origins)}
+		s.byID[sc.ID] = st
+		for _, k := range sc.WriteKeys {
+			s.byKey[k] = st
+		}
+		s.allOrigins = append(s.allOrigins, st.origins...)
+	}
+	return s, nil
+}
+
+// Start opens the data directory, Badger and NATS, starts the publisher and
+// begins serving. On error everything started is stopped again.
+func (s *Server) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			if s.pubStop != nil {
+				s.pubStop()
+			}
+			s.wg.Wait()
+			s.closeBackends()
+		}
+	}()
+	kr, created, err := keyring.Open(s.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	s.keyring, s.firstStart = kr, created
+
+	s.store, err = storage.Open(storage.Config{
+		Dir:         filepath.Join(s.cfg.DataDir, "badger"),
+		SyncWrites:  s.cfg.Storage.SyncWrites,
+		DedupWindow: time.Duration(s.cfg.Storage.DedupWindow),
+		MaxOutbox:   s.cfg.Storage.MaxOutbox,
+		VaultKey:    kr.VaultKey,
+		Logger:      s.log.With("component", "storage"),
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: storage: %w", err)
+	}
+
+	keys := make([]pseudonymize.Key, 0, len(kr.Keys))
+	for _, k := range kr.Active() {
+		keys = append(keys, pseudonymize.Key{ID: k.ID, Secret: k.Secret})
+	}
+	pc := pipeline.Config{Keys: keys, StoreBots: s.cfg.StoreBots, Retention: map[string]time.Duration{}}
+	for k, v := range s.cfg.Retention {
+		pc.Retention[k] = time.Duration(v)
+	}
+	for _, sc := range s.cfg.Sites {
+		pol, err := sc.Policy()
+		if err != nil {
+			return err
+		}
+		pc.Sites = append(pc.Sites, pipeline.SiteConfig{
+			ID: sc.ID, Policy: pol,
+			AllowParams: sc.AllowParams, ClickIDParams: sc.ClickIDParams, PIIKeys: sc.PIIKeys,
+		})
+	}
+	if s.pipe, err = pipeline.New(pc); err != nil {
+		return err
+	}
+	for id, st := range s.byID {
+		if st.pipe, err = s.pipe.Site(id); err != nil {
+			return err
+		}
+	}
+
+	n := s.cfg.NATS
+	s.bus, err = bus.New(bus.Config{
+		URL: n.URL, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), Listen: n.Listen,
+		CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
+		TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
+		Replicas: n.Replicas, SyncInterval: n.SyncInterval,
+		DuplicateWindow: time.Duration(n.DuplicateWindow),
+		Logger:          s.log.With("component", "nats"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.bus.Start(ctx); err != nil {
+		return err
+	}
+	s.pub, err = bus.NewPublisher(bus.PublisherConfig{
+		Bus: s.bus, Outbox: s.store, MaxInFlight: n.MaxInFlight,
+		Logger: s.log.With("component", "publisher"),
+	})
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	s.pubStop = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.pub.Run(pctx)
+	}()
+
+	s.metrics = newMetrics()
+	s.metrics.gaugeFunc("vigie_outbox_depth", "Events stored but not yet acknowledged by JetStream.",
+		func() float64 { return float64(s.store.OutboxLen()) })
+	s.metrics.counterFunc("vigie_published_total", "Events acknowledged by JetStream.",
+		func() float64 { return float64(s.pub.Published()) })
+	s.metrics.counterFunc("vigie_publish_errors_total", "Failed JetStream publish attempts.",
+		func() float64 { return float64(s.pub.Failures()) })
+
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy: listen: %w", err)
+	}
+	s.ln = ln
+	s.httpSrv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "err", err)
+		}
+	}()
+	s.ready.Store(true)
+	s.log.Info("vigie started", "listen", ln.Addr().String(), "version", Version,
+		"sites", len(s.cfg.Sites), "nats", natsMode(n.URL))
+	return nil
+}
+
+func natsMode(url string) string {
+	if url == "" {
+		return "embedded"
+	}
+	return "external"
+}
+
+// Addr is the address the server listens on ("" before Start).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// AdminToken is the admin API's bearer token ("" before Start).
+func (s *Server) AdminToken() string {
+	if s.keyring == nil {
+		return ""
+	}
+	return s.keyring.AdminToken
+}
+
+// FirstStart reports whether Start created the keyring (a new data dir).
+func (s *Server) FirstStart() bool { return s.firstStart }
+
+// Store is the server's storage (nil before Start).
+func (s *Server) Store() *storage.Store { return s.store }
+
+// Bus is the server's NATS bus (nil before Start).
+func (s *Server) Bus() *bus.Bus { return s.bus }
+
+// Shutdown stops accepting requests, waits for those in flight, flushes the
+// outbox to JetStream (until ctx is done) and closes NATS and Badger. What
+// could not be published stays in the outbox for the next start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() {
+		s.ready.Store(false)
+		var errs []error
+		if s.httpSrv != nil {
+			if err := s.httpSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http: %w", err))
+			}
+		}
+		if s.pubStop != nil {
+			s.pubStop()
+		}
+		s.wg.Wait()
+		if s.pub != nil && s.store != nil && s.store.OutboxLen() > 0 && !s.bus.Connected() {
+			s.log.Warn("nats unreachable; the outbox will be published at next start", "remaining", s.store.OutboxLen())
+		} else if s.pub != nil && s.store != nil {
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := s.pub.Flush(fctx); err != nil {
+				s.log.Warn("outbox not fully flushed; it will be published at next start",
+					"remaining", s.store.OutboxLen(), "err", err)
+			}
+			cancel()
+		}
+		errs = append(errs, s.closeBackends())
+		s.shutErr = errors.Join(errs...)
+		s.log.Info("vigie stopped")
+	})
+	return s.shutErr
+}
+
+func (s *Server) closeBackends() error {
+	var errs []error
+	if s.bus != nil {
+		errs = append(errs, s.bus.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
+}

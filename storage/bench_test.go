@@ -1,0 +1,61 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// BenchmarkAppend measures Append of 16-record batches (one op = one
+// batch) from 1 or 16 goroutines, with and without fsync per commit group.
+func BenchmarkAppend(b *testing.B) {
+	data := make([]byte, 300) // a typical encoded event
+	for _, sync := range []bool{false, true} {
+		for _, workers := range []int{1, 16} {
+			b.Run(fmt.Sprintf("sync=%v/goroutines=%d", sync, workers), func(b *testing.B) {
+				s := openDir(b, storage.Config{Dir: b.TempDir(), VaultKey: newKey(), SyncWrites: sync, MaxOutbox: 1 << 40})
+				benchAppend(b, s, workers, data)
+			})
+		}
+	}
+}
+
+func benchAppend(b *testing.B, s *storage.Store, workers int, data []byte) {
+	const batch = 16
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			recs := make([]storage.Record, batch)
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				for i := range recs {
+					id := fmt.Sprintf("%02d-%010d-%02d", w, n, i)
+					recs[i] = storage.Record{
+						Site: "bench", ID: id, Time: base.Add(time.Duration(n) * time.Millisecond),
+						Type: "track", Subject: "subj", Dedup: []byte(id), Data: data,
+						Topic: "vigie.events.bench.track",
+					}
+				}
+				if _, err := s.Append(context.Background(), recs); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "records/s")
+}

@@ -1,0 +1,185 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// Key layout. Every key the package writes is built and parsed in this file.
+// <ms> is the event time as 8-byte big-endian unix milliseconds, so keys of
+// one site sort by time; <seq> is an 8-byte big-endian outbox sequence.
+// Sites and subjects never contain \x00 (validated), so \x00 terminates them
+// and a "<x>\x00" prefix selects exactly one site or subject.
+//
+//	key                                   value                         TTL
+//	e/<site>\x00<ms><id>                  event bytes (vigiev1.Event)   Record.TTL
+//	s/<subject>\x00<site>\x00<ms><id>     empty (event key derivable)   Record.TTL
+//	d/<site>\x00<dedup>                   empty                         Config.DedupWindow
+//	o/<seq>                               uvarint(len topic) topic
+//	                                      event key                     none
+//	v/k/<subject>\x00                     AES-GCM(VaultKey, data key,
+//	                                      AAD=subject)                  none
+//	v/t/<subject>\x00<site>               AES-GCM(data key, traits,
+//	                                      AAD=subject \x00 site)        Record.TTL
+//
+// The outbox sequence is not persisted separately: Open resumes after the
+// last live o/ key (if the outbox is empty, numbering may restart, which is
+// harmless because only the order of live entries matters). The m/ prefix is
+// reserved for future metadata.
+const (
+	prefixEvent   = "e/"
+	prefixSubject = "s/"
+	prefixDedup   = "d/"
+	prefixOutbox  = "o/"
+	prefixDataKey = "v/k/"
+	prefixTraits  = "v/t/"
+)
+
+// Limits on key parts, far below Badger's 64 KiB key limit.
+const (
+	maxNameLen  = 255 // site, subject, id
+	maxDedupLen = 255
+	maxTopicLen = 1024
+	timeLen     = 8
+	seqLen      = 8
+)
+
+// validName checks a site or subject (what may not be empty is checked by
+// the caller).
+func validName(field, s string) error {
+	if len(s) > maxNameLen || strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: %s too long or contains NUL", ErrInvalidKey, field)
+	}
+	return nil
+}
+
+// appendEventKey appends e/<site>\x00<ms><id> to dst.
+func appendEventKey(dst []byte, site string, ms uint64, id string) []byte {
+	dst = append(dst, prefixEvent...)
+	dst = append(dst, site...)
+	dst = append(dst, 0)
+	dst = binary.BigEndian.AppendUint64(dst, ms)
+	return append(dst, id...)
+}
+
+// siteEventPrefix returns e/<site>\x00.
+func siteEventPrefix(site string) []byte {
+	return append(append([]byte(prefixEvent), site...), 0)
+}
+
+// appendSubjectKey appends s/<subject>\x00<site>\x00<ms><id> to dst.
+func appendSubjectKey(dst []byte, subject, site string, ms uint64, id string) []byte {
+	dst = append(dst, prefixSubject...)
+	dst = append(dst, subject...)
+	dst = append(dst, 0)
+	dst = append(dst, site...)
+	dst = append(dst, 0)
+	dst = binary.BigEndian.AppendUint64(dst, ms)
+	return append(dst, id...)
+}
+
+// subjectPrefix returns s/<subject>\x00.
+func subjectPrefix(subject string) []byte {
+	return append(append([]byte(prefixSubject), subject...), 0)
+}
+
+// eventKeyFromSubjectKey maps s/<subject>\x00<site>\x00<ms><id> to
+// e/<site>\x00<ms><id>, appending to dst.
+func eventKeyFromSubjectKey(dst, skey []byte) ([]byte, bool) {
+	rest, ok := bytes.CutPrefix(skey, []byte(prefixSubject))
+	if !ok {
+		return dst, false
+	}
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 {
+		return dst, false
+	}
+	tail := rest[i+1:] // <site>\x00<ms><id>
+	j := bytes.IndexByte(tail, 0)
+	if j < 0 || len(tail)-j-1 < timeLen {
+		return dst, false
+	}
+	dst = append(dst, prefixEvent...)
+	return append(dst, tail...), true
+}
+
+// parseEventKey splits e/<site>\x00<ms><id>.
+func parseEventKey(key []byte) (site []byte, ms uint64, id []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixEvent))
+	if !ok {
+		return nil, 0, nil, false
+	}
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 || len(rest)-i-1 < timeLen {
+		return nil, 0, nil, false
+	}
+	t := rest[i+1:]
+	return rest[:i], binary.BigEndian.Uint64(t), t[timeLen:], true
+}
+
+// appendDedupKey appends d/<site>\x00<dedup> to dst.
+func appendDedupKey(dst []byte, site string, dedup []byte) []byte {
+	dst = append(dst, prefixDedup...)
+	dst = append(dst, site...)
+	dst = append(dst, 0)
+	return append(dst, dedup...)
+}
+
+// appendOutboxKey appends o/<seq> to dst.
+func appendOutboxKey(dst []byte, seq uint64) []byte {
+	dst = append(dst, prefixOutbox...)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// parseOutboxKey returns the sequence of an o/<seq> key.
+func parseOutboxKey(key []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixOutbox))
+	if !ok || len(rest) != seqLen {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(rest), true
+}
+
+// appendOutboxValue appends uvarint(len topic) topic eventKey to dst.
+func appendOutboxValue(dst []byte, topic string, eventKey []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(topic)))
+	dst = append(dst, topic...)
+	return append(dst, eventKey...)
+}
+
+// parseOutboxValue splits an outbox value into topic and event key.
+func parseOutboxValue(v []byte) (topic, eventKey []byte, ok bool) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n > uint64(len(v)-w) {
+		return nil, nil, false
+	}
+	return v[w : w+int(n)], v[w+int(n):], true
+}
+
+// dataKeyKey returns v/k/<subject>\x00.
+func dataKeyKey(subject string) []byte {
+	return append(append([]byte(prefixDataKey), subject...), 0)
+}
+
+// traitsPrefix returns v/t/<subject>\x00.
+func traitsPrefix(subject string) []byte {
+	return append(append([]byte(prefixTraits), subject...), 0)
+}
+
+// appendTraitsKey appends v/t/<subject>\x00<site> to dst.
+func appendTraitsKey(dst []byte, subject, site string) []byte {
+	dst = append(dst, prefixTraits...)
+	dst = append(dst, subject...)
+	dst = append(dst, 0)
+	return append(dst, site...)
+}
+
+// traitsAAD is the additional data binding traits to subject and site.
+func traitsAAD(subject, site string) []byte {
+	b := make([]byte, 0, len(subject)+1+len(site))
+	b = append(b, subject...)
+	b = append(b, 0)
+	return append(b, site...)
+}

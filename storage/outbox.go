@@ -1,0 +1,187 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// OutboxItem is one event waiting to be published.
+type OutboxItem struct {
+	// Key identifies the entry for AckOutbox.
+	Key []byte
+	// Topic is the NATS subject to publish on.
+	Topic string
+	// EventID is the event id (use it as Nats-Msg-Id).
+	EventID string
+	// Data is the stored event bytes.
+	Data []byte
+}
+
+// ctxCheckEvery is how many iterator steps pass between ctx checks.
+const ctxCheckEvery = 256
+
+// recoverOutbox counts the outbox and resumes its sequence (called by Open).
+func (s *Store) recoverOutbox() error {
+	var n int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefixOutbox)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+			if seq, ok := parseOutboxKey(it.Item().Key()); ok && seq >= s.nextSeq {
+				s.nextSeq = seq + 1
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: recover outbox: %w", err)
+	}
+	s.outboxLen.Store(n)
+	return nil
+}
+
+// Outbox returns up to max outbox entries, oldest first. Entries whose event
+// is gone (erased or expired) are skipped and deleted.
+func (s *Store) Outbox(ctx context.Context, max int) ([]OutboxItem, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if max <= 0 {
+		return nil, nil
+	}
+	var (
+		out   []OutboxItem
+		stale [][]byte
+	)
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefixOutbox)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		steps := 0
+		for it.Rewind(); it.Valid() && len(out) < max; it.Next() {
+			if steps++; steps%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			item := it.Item()
+			var oi OutboxItem
+			var ek []byte
+			err := item.Value(func(v []byte) error {
+				topic, eventKey, ok := parseOutboxValue(v)
+				if !ok {
+					return ErrCorrupt
+				}
+				oi.Topic = string(topic)
+				ek = append(ek, eventKey...)
+				return nil
+			})
+			if errors.Is(err, ErrCorrupt) {
+				s.log.Warn("storage: dropping undecodable outbox entry")
+				stale = append(stale, item.KeyCopy(nil))
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			_, _, id, ok := parseEventKey(ek)
+			ev, err := txn.Get(ek)
+			if !ok || errors.Is(err, badger.ErrKeyNotFound) {
+				stale = append(stale, item.KeyCopy(nil))
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if oi.Data, err = ev.ValueCopy(nil); err != nil {
+				return err
+			}
+			oi.Key = item.KeyCopy(nil)
+			oi.EventID = string(id)
+			out = append(out, oi)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: read outbox: %w", err)
+	}
+	if len(stale) > 0 {
+		if err := s.deleteOutbox(stale); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// AckOutbox deletes published entries in one write batch. Keys already
+// deleted are ignored; keys that are not outbox keys are rejected with
+// ErrInvalidKey before anything is deleted.
+func (s *Store) AckOutbox(keys [][]byte) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	for _, k := range keys {
+		if _, ok := parseOutboxKey(k); !ok {
+			return fmt.Errorf("%w: not an outbox key", ErrInvalidKey)
+		}
+	}
+	return s.deleteOutbox(keys)
+}
+
+// deleteOutbox deletes the live keys among keys and adjusts the counter.
+func (s *Store) deleteOutbox(keys [][]byte) error {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	s.writeGate.RLock()
+	defer s.writeGate.RUnlock()
+	live := make([][]byte, 0, len(keys))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			_, err := txn.Get(k)
+			switch {
+			case err == nil:
+				live = append(live, k)
+			case !errors.Is(err, badger.ErrKeyNotFound):
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: ack outbox: %w", err)
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	for _, k := range live {
+		if err := wb.Delete(k); err != nil {
+			wb.Cancel()
+			return fmt.Errorf("storage: ack outbox: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("storage: ack outbox: %w", err)
+	}
+	s.outboxLen.Add(-int64(len(live)))
+	return nil
+}
+
+// OutboxLen returns the number of outbox entries (an atomic counter,
+// recovered at Open by counting outbox keys).
+func (s *Store) OutboxLen() int64 { return s.outboxLen.Load() }
+
+// OutboxSignal returns a channel that receives (without blocking the
+// committer; capacity 1) after each commit that added outbox entries.
+func (s *Store) OutboxSignal() <-chan struct{} { return s.signal }

@@ -1,0 +1,314 @@
+// Package storage is Vigie's durable store, built on Badger.
+//
+// One Badger transaction per record holds the event, its subject index
+// entry, its dedup key, its outbox entry and (optionally) the subject's
+// encrypted traits, so an event acknowledged to a client is never lost and
+// never stored without the outbox entry that publishes it. Concurrent Append
+// calls are grouped into few transactions by a single committer goroutine,
+// which is also the only goroutine that reads-then-writes; that invariant is
+// why Badger's conflict detection is switched off.
+//
+// Personal traits live in an identity vault: each subject has its own random
+// data key, stored wrapped under the key-encryption key from the keyring,
+// and traits are AES-256-GCM encrypted under it. ShredSubject physically
+// drops the data key and the ciphertexts (every version), so no copy can be
+// decrypted again. The key layout is documented in keys.go.
+package storage
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Config configures Open. The zero value of every optional field selects the
+// documented default.
+type Config struct {
+	// Dir is the Badger directory; required unless InMemory.
+	Dir string
+	// InMemory keeps everything in memory (tests only).
+	InMemory bool
+	// SyncWrites fsyncs every commit group. Default false (Badger's
+	// default): a process crash loses nothing that was committed (the write
+	// already sits in the OS page cache / write-ahead log), but a machine or
+	// power crash can lose the last writes. True: each commit group waits
+	// for an fsync, so nothing acknowledged is lost even on power loss, at
+	// the cost of latency and throughput (grouping amortizes it).
+	SyncWrites bool
+	// DedupWindow is how long a dedup key (Record.Dedup) is remembered.
+	// Default 48h. Badger TTLs have one-second granularity.
+	DedupWindow time.Duration
+	// MaxOutbox is the outbox size at which Append returns ErrOutboxFull.
+	// Default 1_000_000.
+	MaxOutbox int64
+	// MaxGroup is the maximum number of records per grouped commit.
+	// Default 512.
+	MaxGroup int
+	// VaultKey is the 32-byte key-encryption key (from the keyring) that
+	// wraps per-subject data keys. Required. It is not retained: only the
+	// AES-GCM instance built from it is.
+	VaultKey []byte
+	// Logger receives the store's and Badger's warnings and errors.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults applied by Open.
+const (
+	defaultDedupWindow = 48 * time.Hour
+	defaultMaxOutbox   = 1_000_000
+	defaultMaxGroup    = 512
+	vlogGCInterval     = 5 * time.Minute
+	vlogGCRatio        = 0.5
+	queueLen           = 1024
+)
+
+var optsHook func(badger.Options) badger.Options // TEMP experiment
+
+// Store is an open Vigie store. Its methods are safe for concurrent use.
+type Store struct {
+	db    *badger.DB
+	cfg   Config
+	log   *slog.Logger
+	vault cipher.AEAD // wraps data keys under Config.VaultKey
+
+	// mu guards closed and the queue send against Close; every call that
+	// uses the database holds it shared (see enter).
+	mu     sync.RWMutex
+	closed bool
+	queue  chan *request
+
+	// writeGate: ordinary writers hold it shared; ShredSubject holds it
+	// exclusively while Badger blocks writes for DropPrefix.
+	writeGate sync.RWMutex
+	// ackMu serializes outbox deletions so outboxLen stays exact.
+	ackMu sync.Mutex
+
+	outboxLen   atomic.Int64 // committed outbox entries
+	outboxInUse atomic.Int64 // records queued but not yet committed
+	duplicates  atomic.Int64
+	commits     atomic.Int64
+
+	signal chan struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	// Owned by the committer goroutine.
+	nextSeq uint64
+	arena   []byte
+	ents    []badger.Entry
+}
+
+// Open opens (or creates) the store and starts its two goroutines: the
+// committer that groups Append calls into transactions, and the periodic
+// value-log GC. This is the one constructor in Vigie that starts work; Close
+// stops both.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Dir == "" && !cfg.InMemory {
+		return nil, fmt.Errorf("%w: Dir is required", ErrInvalidConfig)
+	}
+	if len(cfg.VaultKey) != 32 {
+		return nil, fmt.Errorf("%w: VaultKey must be 32 bytes", ErrInvalidConfig)
+	}
+	if cfg.DedupWindow <= 0 {
+		cfg.DedupWindow = defaultDedupWindow
+	}
+	if cfg.MaxOutbox <= 0 {
+		cfg.MaxOutbox = defaultMaxOutbox
+	}
+	if cfg.MaxGroup <= 0 {
+		cfg.MaxGroup = defaultMaxGroup
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	block, err := aes.NewCipher(cfg.VaultKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	vault, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	cfg.VaultKey = nil
+
+	dir := cfg.Dir
+	if cfg.InMemory {
+		dir = ""
+	}
+	opts := badger.DefaultOptions(dir).
+		WithInMemory(cfg.InMemory).
+		WithSyncWrites(cfg.SyncWrites).
+		WithLogger(slogAdapter{cfg.Logger}).
+		WithNumMemtables(3).
+		WithMemTableSize(32 << 20).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithNumCompactors(2).
+		WithValueLogFileSize(64 << 20).
+		WithDetectConflicts(false). // single read-modify-write goroutine
+		WithMetricsEnabled(false)
+	if optsHook != nil {
+		opts = optsHook(opts)
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open badger: %w", err)
+	}
+	s := &Store{
+		db:     db,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		vault:  vault,
+		queue:  make(chan *request, queueLen),
+		signal: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+	if err := s.recoverOutbox(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.commitLoop()
+	if !cfg.InMemory {
+		s.wg.Add(1)
+		go s.gcLoop()
+	}
+	return s, nil
+}
+
+// Close stops accepting Appends, lets the committer commit everything
+// already queued, stops the GC goroutine and closes Badger. It is
+// idempotent; later calls return nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.queue)
+	close(s.stop)
+	s.mu.Unlock()
+	s.wg.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("storage: close badger: %w", err)
+	}
+	return nil
+}
+
+// DB returns the underlying Badger database, for tests and tools that need
+// raw access (for example scanning every version).
+func (s *Store) DB() *badger.DB { return s.db }
+
+// ScanAllVersions calls fn with a copy of the key and value of every version
+// of every key Badger still holds, including deleted and expired versions
+// not yet compacted away. It exists so privacy tests can prove that erased
+// data is gone. It stops at the first error fn returns.
+func (s *Store) ScanAllVersions(fn func(key, value []byte) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.AllVersions = true
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("storage: scan value: %w", err)
+			}
+			if err := fn(item.KeyCopy(nil), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// enter read-locks s.mu for a call that uses the database, so Close waits
+// for it; it returns ErrClosed (unlocked) after Close. Callers must
+// s.mu.RUnlock() and must not call enter again while holding it.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// gcLoop runs value-log GC every vlogGCInterval until Close.
+func (s *Store) gcLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(vlogGCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.runValueLogGC()
+		}
+	}
+}
+
+// runValueLogGC rewrites value-log files until Badger finds nothing more
+// worth rewriting.
+func (s *Store) runValueLogGC() {
+	for {
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		err := s.db.RunValueLogGC(vlogGCRatio)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+			s.log.Warn("storage: value log GC failed", "err", err)
+		}
+		return
+	}
+}
+
+// slogAdapter routes Badger's warnings and errors to slog. Badger's Info
+// and Debug messages are dropped: some of them quote keys (DropPrefix logs
+// the subject prefix), and keys hold pseudonyms that must not reach logs.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Errorf(f string, args ...any) {
+	a.log(slog.LevelError, f, args)
+}
+func (a slogAdapter) Warningf(f string, args ...any) {
+	a.log(slog.LevelWarn, f, args)
+}
+func (a slogAdapter) Infof(string, ...any)  {}
+func (a slogAdapter) Debugf(string, ...any) {}
+
+func (a slogAdapter) log(level slog.Level, f string, args []any) {
+	if !a.l.Enabled(context.Background(), level) {
+		return
+	}
+	a.l.Log(context.Background(), level, "badger: "+trimNL(fmt.Sprintf(f, args...)))
+}
+
+func trimNL(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
