@@ -61,13 +61,37 @@ func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("stored event does not decode", "err", err)
 			continue
 		}
-		j, err := eventJSON.Marshal(&ev)
+		j, err := eventAsJSON(&ev)
 		if err != nil {
+			s.log.Error("stored event does not encode as JSON", "err", err)
 			continue
 		}
 		events = append(events, j)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": events, "next": next})
+}
+
+// eventAsJSON is the protobuf JSON form of ev, with properties and traits
+// shown as the JSON objects they are rather than base64 bytes.
+func eventAsJSON(ev *vigiev1.Event) (json.RawMessage, error) {
+	j, err := eventJSON.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	if len(ev.GetProperties()) == 0 && len(ev.GetTraits()) == 0 {
+		return j, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil, err
+	}
+	if p := ev.GetProperties(); len(p) > 0 && json.Valid(p) {
+		m["properties"] = p
+	}
+	if t := ev.GetTraits(); len(t) > 0 && json.Valid(t) {
+		m["traits"] = t
+	}
+	return json.Marshal(m)
 }
 
 // handleAdminStats reports storage and pipeline counters.

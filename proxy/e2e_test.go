@@ -47,6 +47,9 @@ func TestTrackReachesBadgerAndJetStream(t *testing.T) {
 	if strings.Contains(fmt.Sprint(page["url"]), "session") || !strings.Contains(fmt.Sprint(page["url"]), "utm_source=news") {
 		t.Fatalf("url not scrubbed to allowlist: %v", page["url"])
 	}
+	if props, ok := ev["properties"].(map[string]any); !ok || props["plan"] != "pro" || props["price"] != float64(12) {
+		t.Fatalf("properties not shown as JSON: %v", ev["properties"])
+	}
 	msgs := waitStream(t, in, 1)
 	if len(msgs) != 1 {
 		t.Fatalf("stream has %d messages", len(msgs))

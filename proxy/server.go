@@ -12,11 +12,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,7 +205,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// net/http names the client's address in some messages ("http:
+		// panic serving 203.0.113.9:5555"): addresses are redacted.
+		ErrorLog: log.New(redactIPs{h: s.log.Handler()}, "", 0),
 	}
 	s.wg.Add(1)
 	go func() {
@@ -291,4 +296,18 @@ func (s *Server) closeBackends() error {
 		errs = append(errs, s.store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// ipPattern matches IPv4 and IPv6 addresses (with an optional port).
+var ipPattern = regexp.MustCompile(`\[?(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})\]?(?::\d+)?`)
+
+// redactIPs is the http.Server's error log: it logs through slog at warn
+// level with every IP address replaced by "[ip]".
+type redactIPs struct{ h slog.Handler }
+
+func (r redactIPs) Write(p []byte) (int, error) {
+	msg := ipPattern.ReplaceAllString(strings.TrimSpace(string(p)), "[ip]")
+	rec := slog.NewRecord(time.Now(), slog.LevelWarn, msg, 0)
+	rec.AddAttrs(slog.String("component", "http"))
+	return len(p), r.h.Handle(context.Background(), rec)
 }

@@ -30,13 +30,17 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vigie:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
+// run runs the command in args; the server stops when ctx is done.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version", "--version", "-version":
@@ -48,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return loadtest.Main(args[1:], stdout)
 		}
 	}
-	return serve(args, stdout, stderr)
+	return serve(ctx, args, stdout, stderr)
 }
 
 // loadConfig reads --config, the environment and the common flags.
@@ -72,7 +76,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
 	return cfg, nil
 }
 
-func serve(args []string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("vigie", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg, err := loadConfig(fs, args)
@@ -87,8 +91,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
@@ -100,7 +102,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Vigie %s listening on http://%s — send events with write key %q; Ctrl-C stops.\n",
 		proxy.Version, srv.Addr(), firstWriteKey(cfg))
 	<-ctx.Done()
-	stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)

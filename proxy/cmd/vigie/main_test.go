@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "vigie ") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}
+
+var listening = regexp.MustCompile(`listening on (http://\S+)`)
+
+// serveOnce runs the server until it accepted one event, then stops it.
+func serveOnce(t *testing.T, dataDir string) (stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuf
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", dataDir}, &out, &errOut)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	var url string
+	for url == "" {
+		if m := listening.FindStringSubmatch(out.String()); m != nil {
+			url = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("vigie exited: %v\n%s", err, errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vigie did not start:\n%s\n%s", out.String(), errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("POST", url+"/v1/track", strings.NewReader(`{"event":"E","anonymousId":"a"}`))
+	req.SetBasicAuth("demo", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("track: %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	return out.String(), errOut.String()
+}
+
+func TestServePrintsTokenOnceAndStopsCleanly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	first, logs := serveOnce(t, dir)
+	tok := regexp.MustCompile(`vigie_[A-Za-z0-9_-]{20,}`).FindString(first)
+	if tok == "" {
+		t.Fatalf("first start printed no admin token:\n%s", first)
+	}
+	if strings.Contains(logs, tok) {
+		t.Fatal("admin token written to the log")
+	}
+	if !strings.Contains(logs, "vigie stopped") {
+		t.Fatalf("no clean stop in logs:\n%s", logs)
+	}
+	second, _ := serveOnce(t, dir)
+	if strings.Contains(second, tok) || strings.Contains(second, "admin token") {
+		t.Fatalf("token printed again on second start:\n%s", second)
+	}
+}
