@@ -27,6 +27,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // Config configures Open. The zero value of every optional field selects the
@@ -70,8 +71,6 @@ const (
 	vlogGCRatio        = 0.5
 	queueLen           = 1024
 )
-
-var optsHook func(badger.Options) badger.Options // TEMP experiment
 
 // Store is an open Vigie store. Its methods are safe for concurrent use.
 type Store struct {
@@ -154,11 +153,14 @@ func Open(cfg Config) (*Store, error) {
 		WithIndexCacheSize(16 << 20).
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
+		// No block compression: Badger builds each table in memory, and
+		// with compression its pooled builder allocators (up to 8, kept at
+		// up to 400 MB each) grew the heap to 1.4 GB after 1.5M events and
+		// 4 GB after 5M under sustained ingest. Without it the anonymous
+		// memory stays near 230 MB at 5M events (disk grows instead).
+		WithCompression(options.None).
 		WithDetectConflicts(false). // single read-modify-write goroutine
 		WithMetricsEnabled(false)
-	if optsHook != nil {
-		opts = optsHook(opts)
-	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open badger: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -477,7 +478,7 @@ func TestCloseDrainsPendingAppends(t *testing.T) {
 		})
 	}
 	close(start)
-	time.Sleep(time.Millisecond)
+	runtime.Gosched()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,7 @@ type options struct {
 	workers        int
 	events         uint64
 	cpuProfile     string
+	memProfile     string
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -69,6 +70,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.workers, "workers", defaultWorkers, "concurrent keep-alive connections per phase")
 	fs.Uint64Var(&o.events, "events", 0, "soak mode: run the full /v1/batch phase until this many events (e.g. 5000000) instead of --duration, sampling memory every 10s")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the full-path phases (batch, track) to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file after the full /v1/batch phase")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
@@ -104,6 +106,9 @@ type report struct {
 	BatchDrainMS   float64 `json:"batch_drain_ms"`
 	TrackDrainMS   float64 `json:"track_drain_ms"`
 	PeakRSSMB      float64 `json:"peak_rss_mb"`
+	RSSAnonMB      float64 `json:"rss_anon_mb"`
+	RSSFileMB      float64 `json:"rss_file_mb"`
+	GoHeapMB       float64 `json:"go_heap_mb"`
 	Failed         uint64  `json:"failed_requests"`
 	GoMaxProcs     int     `json:"gomaxprocs"`
 }
@@ -197,6 +202,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if sampler != nil {
 		st.peak = max(st.peak, sampler.stop())
 	}
+	if o.memProfile != "" {
+		if err := writeHeapProfile(o.memProfile); err != nil {
+			stopProfile()
+			return err
+		}
+	}
 	if err != nil {
 		stopProfile()
 		return err
@@ -216,15 +227,16 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if _, err := waitDrain(ctx, srv, drainTimeout); err != nil {
 		return err
 	}
-	rss := rssMB()
-	st.peak = max(st.peak, rss)
+	mem := readMem()
+	st.peak = max(st.peak, mem.rss)
 
 	r := report{
 		FullBatchEPS: full.eps(), DecodeOnlyEPS: dec.eps(), RatioBatch: ratio(full.eps(), dec.eps()),
 		TrackRPS: track.rps(), BareRPS: bare.rps(), RatioTrack: ratio(track.rps(), bare.rps()),
-		P99MS: ms(pc.p99), RSSMB: rss,
+		P99MS: ms(pc.p99), RSSMB: mem.rss,
 		PacedRPS: pc.rate, EventsPerBatch: o.eventsPerBatch, Workers: o.workers, SyncWrites: o.syncWrites,
 		BatchEvents: full.events, BatchDrainMS: ms(full.drain), TrackDrainMS: ms(track.drain), PeakRSSMB: st.peak,
+		RSSAnonMB: mem.anon, RSSFileMB: mem.file, GoHeapMB: mem.heap,
 		Failed:     bare.failed + dec.failed + full.failed + track.failed + pc.failed,
 		GoMaxProcs: runtime.GOMAXPROCS(0),
 	}
@@ -271,6 +283,18 @@ func (st *runState) fullPhase(ctx context.Context, srv *proxy.Server, tg target,
 	return p, err
 }
 
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // waitDrain waits until every stored event was acknowledged by JetStream.
 func waitDrain(ctx context.Context, srv *proxy.Server, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
@@ -289,23 +313,40 @@ func waitDrain(ctx context.Context, srv *proxy.Server, timeout time.Duration) (t
 	return time.Since(start), nil
 }
 
-// rssMB is the process's resident set (VmRSS of /proc/self/status) in MB,
-// or 0 where /proc is not available.
-func rssMB() float64 {
+// memInfo is the process's memory in MB: resident set (VmRSS of
+// /proc/self/status, split into anonymous and file-backed pages, the latter
+// mostly Badger's and JetStream's mmapped files) and the Go heap in use.
+type memInfo struct{ rss, anon, file, heap float64 }
+
+// readMem reads memInfo; the /proc fields are 0 where /proc is missing.
+func readMem() memInfo {
+	var m memInfo
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m.heap = float64(ms.HeapInuse) / (1 << 20)
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0
+		return m
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				return 0
-			}
-			return kb / 1024
+		name, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "VmRSS":
+			m.rss = kb / 1024
+		case "RssAnon":
+			m.anon = kb / 1024
+		case "RssFile":
+			m.file = kb / 1024
 		}
 	}
-	return 0
+	return m
 }
 
 // rssSampler prints the resident memory periodically during a soak run.
@@ -327,12 +368,10 @@ func startSampler(out io.Writer, every time.Duration) *rssSampler {
 				s.done <- peak
 				return
 			case <-t.C:
-				r := rssMB()
-				peak = max(peak, r)
-				var ms runtime.MemStats
-				runtime.ReadMemStats(&ms)
-				fmt.Fprintf(out, "  soak %6s  rss %6.1f MB  go heap %6.1f MB\n",
-					time.Since(start).Round(time.Second), r, float64(ms.HeapInuse)/(1<<20))
+				m := readMem()
+				peak = max(peak, m.rss)
+				fmt.Fprintf(out, "  soak %6s  rss %6.1f MB (anon %6.1f, file %6.1f)  go heap %6.1f MB\n",
+					time.Since(start).Round(time.Second), m.rss, m.anon, m.file, m.heap)
 			}
 		}
 	}()
@@ -362,6 +401,7 @@ func printSummary(out io.Writer, o options, pc paced, r report) {
 		note = verdict(r.RSSMB < 300)
 	}
 	fmt.Fprintf(out, "%-44s %9.1f  %-10s %s\n", "RSS MB, server+client in one process", r.RSSMB, "< 300", note)
+	fmt.Fprintf(out, "  (anon %.1f MB, file-backed %.1f MB, Go heap in use %.1f MB, peak RSS %.1f MB)\n", r.RSSAnonMB, r.RSSFileMB, r.GoHeapMB, r.PeakRSSMB)
 	if r.Failed > 0 {
 		fmt.Fprintf(out, "FAILED requests: %d\n", r.Failed)
 	}

@@ -187,7 +187,11 @@ func TestRSS(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
 	}
-	if r := rssMB(); r <= 1 || r > 1<<20 {
-		t.Fatalf("rssMB = %v", r)
+	m := readMem()
+	if m.rss <= 1 || m.rss > 1<<20 || m.heap <= 0 {
+		t.Fatalf("readMem = %+v", m)
+	}
+	if d := m.rss - m.anon - m.file; d < -1 || d > 1+m.rss/10 {
+		t.Errorf("RSS %.1f MB is not anon %.1f + file %.1f (+shmem)", m.rss, m.anon, m.file)
 	}
 }
