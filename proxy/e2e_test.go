@@ -191,7 +191,8 @@ func TestBatchKeepsGoodEvents(t *testing.T) {
 	  {"type":"track","anonymousId":"a","messageId":"bad-no-event"},
 	  {"type":"page","anonymousId":"a","messageId":"g2"},
 	  {"type":"nonsense","anonymousId":"a","messageId":"bad-type"},
-	  {"type":"identify","userId":"u","messageId":"g3"}]}`)
+	  {"type":"identify","userId":"u","messageId":"g3"},
+	  {"type":"track","event":"other site","anonymousId":"a","writeKey":"nope","messageId":"bad-key"}]}`)
 	if code != 400 {
 		t.Fatalf("partial batch: %d %s", code, body)
 	}
@@ -205,7 +206,7 @@ func TestBatchKeepsGoodEvents(t *testing.T) {
 	if err := json.Unmarshal(body, &e); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.Errors) != 2 || e.Errors[0].Index != 1 || e.Errors[1].Index != 3 || e.Errors[0].Error == "" {
+	if len(e.Errors) != 3 || e.Errors[0].Index != 1 || e.Errors[1].Index != 3 || e.Errors[2].Index != 5 || e.Errors[2].MessageID != "bad-key" || e.Errors[0].Error == "" {
 		t.Fatalf("per-event errors: %s", body)
 	}
 	if n := len(adminEvents(t, in, "site=demo")); n != 3 {

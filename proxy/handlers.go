@@ -191,6 +191,7 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 			return
 		}
 		defer release()
+		// DecodeMessage validates too (Segment's required fields).
 		msg, err := collect.DecodeMessage(body, typ)
 		if err != nil {
 			s.metrics.rejected.WithLabelValues("malformed").Inc()
@@ -202,11 +203,6 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 			return
 		}
 		s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
-		if err := msg.Validate(); err != nil {
-			s.metrics.rejected.WithLabelValues("invalid").Inc()
-			writeError(w, http.StatusBadRequest, "invalid_event", err.Error(), err)
-			return
-		}
 		req := s.request(r, st, "segment", start)
 		res := s.pipe.Process(st.pipe, &msg, &req)
 		s.count(st, res)
@@ -256,20 +252,21 @@ func (s *Server) handleBatch(route string) http.Handler {
 			return
 		}
 		var rejected []itemError
+		bad := make(map[int]bool, len(b.Errors))
 		for _, ie := range b.Errors {
 			rejected = append(rejected, toItemError(ie.Index, ie.MessageID, ie.Err))
+			bad[ie.Index] = true
 		}
+		pos := -1 // position in the request's batch array of b.Messages[i]
 		req := s.request(r, st, "segment", start)
 		recs := make([]storage.Record, 0, len(b.Messages))
 		for i := range b.Messages {
 			m := &b.Messages[i]
+			for pos++; bad[pos]; pos++ {
+			}
 			s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 			if m.WriteKey != "" && s.byKey[m.WriteKey] != st {
-				rejected = append(rejected, toItemError(i, m.MessageID, errors.New("writeKey: belongs to another site or is unknown")))
-				continue
-			}
-			if err := m.Validate(); err != nil {
-				rejected = append(rejected, toItemError(i, m.MessageID, err))
+				rejected = append(rejected, toItemError(pos, m.MessageID, errors.New("writeKey: belongs to another site or is unknown")))
 				continue
 			}
 			res := s.pipe.Process(st.pipe, m, &req)
