@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,15 @@ func (s *Store) recoverOutbox() error {
 // Outbox returns up to max outbox entries, oldest first. Entries whose event
 // is gone (erased or expired) are skipped and deleted.
 func (s *Store) Outbox(ctx context.Context, max int) ([]OutboxItem, error) {
+	return s.OutboxAfter(ctx, nil, max)
+}
+
+// OutboxAfter is Outbox starting after the entry with key after (nil: from
+// the oldest). Entries are appended in key order by a single committer, so a
+// drainer that passes the last key it has handled never walks again over the
+// delete markers of entries it already acknowledged: without it, every read
+// would step over all of them until compaction drops them.
+func (s *Store) OutboxAfter(ctx context.Context, after []byte, max int) ([]OutboxItem, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -68,7 +78,15 @@ func (s *Store) Outbox(ctx context.Context, max int) ([]OutboxItem, error) {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		steps := 0
-		for it.Rewind(); it.Valid() && len(out) < max; it.Next() {
+		if after == nil {
+			it.Rewind()
+		} else {
+			it.Seek(after)
+			if it.Valid() && bytes.Equal(it.Item().Key(), after) {
+				it.Next()
+			}
+		}
+		for ; it.Valid() && len(out) < max; it.Next() {
 			if steps++; steps%ctxCheckEvery == 0 {
 				if err := ctx.Err(); err != nil {
 					return err

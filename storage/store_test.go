@@ -295,6 +295,13 @@ func TestOutboxOrderAckReopen(t *testing.T) {
 	if got := eventIDs(first); !slices.Equal(got, ids("e", 3)) {
 		t.Fatalf("first page %v", got)
 	}
+	after, err := s.OutboxAfter(context.Background(), first[1].Key, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := eventIDs(after); !slices.Equal(got, ids("e", 5)[2:]) {
+		t.Fatalf("page after the second entry: %v", got)
+	}
 	keys := [][]byte{first[0].Key, first[1].Key, first[2].Key}
 	for range 2 { // acking twice must not double-count
 		if err := s.AckOutbox(keys); err != nil {

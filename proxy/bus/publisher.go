@@ -16,7 +16,7 @@ import (
 
 // Outbox is what the publisher drains: the storage outbox.
 type Outbox interface {
-	Outbox(ctx context.Context, max int) ([]storage.OutboxItem, error)
+	OutboxAfter(ctx context.Context, after []byte, max int) ([]storage.OutboxItem, error)
 	AckOutbox(keys [][]byte) error
 	OutboxSignal() <-chan struct{}
 	OutboxLen() int64
@@ -48,6 +48,11 @@ type Publisher struct {
 	published atomic.Int64
 	failures  atomic.Int64
 	kick      chan struct{}
+
+	// cursor is the key of the last outbox entry known to be handled: every
+	// entry up to it was acknowledged (and deleted). Only drainOnce's
+	// goroutine touches it.
+	cursor []byte
 }
 
 // NewPublisher returns a publisher; it runs when Run is called.
@@ -128,8 +133,13 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // drainOnce publishes one batch of outbox entries and removes those the
 // stream acknowledged. It returns how many entries it read.
 func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
-	items, err := p.cfg.Outbox.Outbox(ctx, p.cfg.MaxInFlight)
+	items, err := p.cfg.Outbox.OutboxAfter(ctx, p.cursor, p.cfg.MaxInFlight)
 	if err != nil || len(items) == 0 {
+		if err == nil && p.cursor != nil && p.cfg.Outbox.OutboxLen() > 0 {
+			// Entries below the cursor remain (e.g. a failed delete):
+			// start again from the oldest.
+			p.cursor = nil
+		}
 		return 0, err
 	}
 	if !p.cfg.Bus.Connected() {
@@ -155,6 +165,9 @@ func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
 		futs = append(futs, f)
 	}
 	acked := make([][]byte, 0, len(futs))
+	// contiguous counts the items acknowledged from the start of the batch:
+	// the cursor may move past those only.
+	contiguous := 0
 	timeout := time.NewTimer(p.cfg.AckTimeout)
 	defer timeout.Stop()
 wait:
@@ -162,6 +175,9 @@ wait:
 		select {
 		case <-f.Ok():
 			acked = append(acked, items[i].Key)
+			if contiguous == i {
+				contiguous++
+			}
 		case err := <-f.Err():
 			if pubErr == nil {
 				pubErr = err
@@ -180,9 +196,13 @@ wait:
 	}
 	if len(acked) > 0 {
 		if err := p.cfg.Outbox.AckOutbox(acked); err != nil {
+			p.cursor = nil
 			return len(items), fmt.Errorf("bus: remove published entries: %w", err)
 		}
 		p.published.Add(int64(len(acked)))
+		if contiguous > 0 {
+			p.cursor = items[contiguous-1].Key
+		}
 	}
 	if pubErr != nil {
 		return len(items), fmt.Errorf("bus: publish: %w", pubErr)

@@ -22,10 +22,20 @@ type memOutbox struct {
 	sig      chan struct{}
 }
 
-func (m *memOutbox) Outbox(_ context.Context, max int) ([]storage.OutboxItem, error) {
+func (m *memOutbox) OutboxAfter(_ context.Context, after []byte, max int) ([]storage.OutboxItem, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]storage.OutboxItem(nil), m.items[:min(max, len(m.items))]...), nil
+	var out []storage.OutboxItem
+	for _, it := range m.items {
+		if after != nil && string(it.Key) <= string(after) {
+			continue
+		}
+		if len(out) == max {
+			break
+		}
+		out = append(out, it)
+	}
+	return out, nil
 }
 
 func (m *memOutbox) AckOutbox(keys [][]byte) error {
