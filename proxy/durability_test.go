@@ -3,7 +3,9 @@ package proxy_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,5 +198,38 @@ func TestRestartKeepsEverythingEmbedded(t *testing.T) {
 	exactlyOnce(t, waitStream(t, in, 60), 60)
 	if n := len(adminEvents(t, in, "site=demo")); n != 60 {
 		t.Fatalf("badger holds %d events, want 60", n)
+	}
+}
+
+func TestFullBacklogAnswers503WithRetryAfter(t *testing.T) {
+	// NATS is unreachable from the start: events wait in the outbox, up to
+	// storage.max_outbox, then ingestion pushes back.
+	down := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	in := proxytest.Start(t, func(c *config.Config) {
+		c.NATS.URL = down
+		c.Storage.MaxOutbox = 5
+	})
+	for i := 0; i < 5; i++ {
+		if code, body := in.Post("/v1/track", "demo", fmt.Sprintf(`{"event":"E","anonymousId":"a","messageId":"b%d"}`, i)); code != 200 {
+			t.Fatalf("event %d: %d %s", i, code, body)
+		}
+	}
+	req, _ := http.NewRequest("POST", in.URL+"/v1/track", strings.NewReader(`{"event":"E","anonymousId":"a","messageId":"b5"}`))
+	req.SetBasicAuth("demo", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("full backlog: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	decodeErr(t, body)
+	if code, body := in.Do("GET", "/readyz", nil, nil); code != 200 || !strings.Contains(string(body), `"nats_connected":false`) {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+	if n := len(adminEvents(t, in, "site=demo")); n != 5 {
+		t.Fatalf("stored %d, want 5", n)
 	}
 }

@@ -61,6 +61,8 @@ func newTransport(conns int) *http.Transport {
 type stopRule struct {
 	duration  time.Duration
 	maxEvents uint64
+	// progress, if set, counts the events answered 2xx as they come in.
+	progress *atomic.Uint64
 }
 
 // closedLoop drives tg with workers keep-alive connections, each sending
@@ -125,6 +127,9 @@ func closedLoop(ctx context.Context, workers int, tg target, stop stopRule) phas
 				if ok {
 					reqs.Add(1)
 					evs.Add(uint64(tg.events))
+					if stop.progress != nil {
+						stop.progress.Add(uint64(tg.events))
+					}
 				}
 			}
 		}()

@@ -33,6 +33,8 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vigie-dev/vigie/proxy"
@@ -122,7 +124,7 @@ func Main(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, o, stdout)
 }
@@ -193,10 +195,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
 	}
-	batchStop := stopRule{duration: o.duration, maxEvents: o.events}
+	batchStop := stopRule{duration: o.duration, maxEvents: o.events, progress: new(atomic.Uint64)}
 	var sampler *rssSampler
 	if o.events > 0 {
-		sampler = startSampler(out, 10*time.Second)
+		sampler = startSampler(out, 10*time.Second, batchStop.progress.Load, srv.Store().OutboxLen)
 	}
 	full, err := st.fullPhase(ctx, srv, target{url: base + "/v1/batch", auth: st.gen.auth, events: o.eventsPerBatch, body: batchBody}, batchStop)
 	if sampler != nil {
@@ -355,7 +357,9 @@ type rssSampler struct {
 	done  chan float64
 }
 
-func startSampler(out io.Writer, every time.Duration) *rssSampler {
+// startSampler prints, every period, the events accepted so far, the
+// outbox backlog and the memory.
+func startSampler(out io.Writer, every time.Duration, events func() uint64, outbox func() int64) *rssSampler {
 	s := &rssSampler{stopc: make(chan struct{}), done: make(chan float64, 1)}
 	start := time.Now()
 	go func() {
@@ -370,8 +374,8 @@ func startSampler(out io.Writer, every time.Duration) *rssSampler {
 			case <-t.C:
 				m := readMem()
 				peak = max(peak, m.rss)
-				fmt.Fprintf(out, "  soak %6s  rss %6.1f MB (anon %6.1f, file %6.1f)  go heap %6.1f MB\n",
-					time.Since(start).Round(time.Second), m.rss, m.anon, m.file, m.heap)
+				fmt.Fprintf(out, "  soak %6s  %9d events  outbox %8d  rss %6.1f MB (anon %6.1f, file %6.1f)  go heap %6.1f MB\n",
+					time.Since(start).Round(time.Second), events(), outbox(), m.rss, m.anon, m.file, m.heap)
 			}
 		}
 	}()
@@ -393,8 +397,8 @@ func printSummary(out io.Writer, o options, pc paced, r report) {
 	fmt.Fprintf(out, "paced /v1/track at %d/s (achieved %.0f/s): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		pc.rate, pc.achieved, ms(pc.p50), ms(pc.p99), ms(pc.max))
 	fmt.Fprintf(out, "\n%-44s %9s  %-10s %s\n", "target", "value", "goal", "")
-	fmt.Fprintf(out, "%-44s %9.2f  %-10s %s\n", "batch: full / decode-only events/s", r.RatioBatch, ">= 0.70", verdict(r.RatioBatch >= 0.7))
-	fmt.Fprintf(out, "%-44s %9.2f  %-10s %s\n", "track: full / bare requests/s", r.RatioTrack, ">= 0.25", verdict(r.RatioTrack >= 0.25))
+	fmt.Fprintf(out, "%-44s %9.3f  %-10s %s\n", "batch: full / decode-only events/s", r.RatioBatch, ">= 0.70", verdict(r.RatioBatch >= 0.7))
+	fmt.Fprintf(out, "%-44s %9.3f  %-10s %s\n", "track: full / bare requests/s", r.RatioTrack, ">= 0.25", verdict(r.RatioTrack >= 0.25))
 	fmt.Fprintf(out, "%-44s %9.2f  %-10s %s\n", "p99 ms at half the max track rate", r.P99MS, "< 10", verdict(r.P99MS < 10))
 	note := "run --events 5000000 for the target"
 	if o.events > 0 {
