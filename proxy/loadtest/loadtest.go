@@ -41,10 +41,11 @@ import (
 	"github.com/vigie-dev/vigie/proxy/config"
 )
 
-// defaultWorkers is the number of keep-alive connections per phase; on the
-// 2-core reference machine 16–64 connections were tried and this one gave
-// the highest full-path throughput (see BENCHMARKS.md).
-const defaultWorkers = 32
+// defaultWorkers is the number of keep-alive connections per phase. On the
+// 2-core reference machine 16, 32 and 64 were tried; 16 gave the highest
+// full-path throughput in both series (more connections only queue in the
+// storage committer and lengthen the drain; see BENCHMARKS.md).
+const defaultWorkers = 16
 
 // drainTimeout bounds the wait for the outbox to empty after a phase.
 const drainTimeout = 5 * time.Minute
