@@ -53,6 +53,11 @@ type Config struct {
 	// MaxGroup is the maximum number of records per grouped commit.
 	// Default 512.
 	MaxGroup int
+	// ValueThreshold is the value size from which Badger keeps values in
+	// its value log rather than in the LSM tree. Default 256 bytes: event
+	// bodies then stay out of the tree, so compactions do not rewrite
+	// them and memtables hold more entries.
+	ValueThreshold int64
 	// VaultKey is the 32-byte key-encryption key (from the keyring) that
 	// wraps per-subject data keys. Required. It is not retained: only the
 	// AES-GCM instance built from it is.
@@ -123,6 +128,9 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MaxOutbox <= 0 {
 		cfg.MaxOutbox = defaultMaxOutbox
 	}
+	if cfg.ValueThreshold <= 0 {
+		cfg.ValueThreshold = 256
+	}
 	if cfg.MaxGroup <= 0 {
 		cfg.MaxGroup = defaultMaxGroup
 	}
@@ -148,6 +156,7 @@ func Open(cfg Config) (*Store, error) {
 		WithSyncWrites(cfg.SyncWrites).
 		WithLogger(slogAdapter{cfg.Logger}).
 		WithNumMemtables(3).
+		WithValueThreshold(cfg.ValueThreshold).
 		WithMemTableSize(32 << 20).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).

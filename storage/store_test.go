@@ -442,7 +442,8 @@ func TestEventsPagination(t *testing.T) {
 }
 
 func TestAppendSplitsTooBigTransactions(t *testing.T) {
-	s := storagetest.OpenConfig(t, storage.Config{MaxGroup: 1000})
+	// Values kept in the LSM tree count fully towards Badger's transaction size.
+	s := storagetest.OpenConfig(t, storage.Config{MaxGroup: 1000, ValueThreshold: 1 << 20})
 	big := bytes.Repeat([]byte("x"), 600<<10)
 	var recs []storage.Record
 	for i, id := range ids("big", 20) { // 12 MB: several Badger transactions

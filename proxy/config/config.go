@@ -99,7 +99,10 @@ type NATS struct {
 	SyncInterval string `yaml:"sync_interval"`
 	// MaxInFlight bounds unacknowledged async publishes. Default 1024.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// DuplicateWindow of the stream (Nats-Msg-Id dedup). Default 10m.
+	// DuplicateWindow of the stream (Nats-Msg-Id dedup). Default 2m:
+	// JetStream keeps every id of the window in memory, and only entries
+	// published but not yet removed from the outbox when Vigie crashed are
+	// ever republished.
 	DuplicateWindow Duration `yaml:"duplicate_window"`
 }
 
@@ -204,7 +207,7 @@ func Default() Config {
 		NATS: NATS{
 			Replicas:        1,
 			MaxInFlight:     1024,
-			DuplicateWindow: Duration(10 * time.Minute),
+			DuplicateWindow: Duration(2 * time.Minute),
 		},
 		Limits:   Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500},
 		Purposes: consent.DefaultPurposes(),
