@@ -53,7 +53,7 @@ type Config struct {
 	// SyncInterval of the embedded JetStream store: a duration, "always",
 	// or empty for NATS's default (2m).
 	SyncInterval string
-	// DuplicateWindow of the stream. Default 2m.
+	// DuplicateWindow of the stream. Default 30s.
 	DuplicateWindow time.Duration
 	// Logger receives the server's warnings. Default slog.Default().
 	Logger *slog.Logger
@@ -81,7 +81,7 @@ func New(cfg Config) (*Bus, error) {
 		cfg.Replicas = 1
 	}
 	if cfg.DuplicateWindow <= 0 {
-		cfg.DuplicateWindow = 2 * time.Minute
+		cfg.DuplicateWindow = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
