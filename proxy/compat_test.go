@@ -73,6 +73,11 @@ func TestSegmentAnalyticsNodeClient(t *testing.T) {
 		if e["library"] == nil {
 			t.Errorf("library not recorded: %v", e)
 		}
+		if e["type"] == "page" {
+			if pg, _ := e["page"].(map[string]any); pg["path"] != "/" {
+				t.Errorf("page path from analytics-node's properties: %v", e["page"])
+			}
+		}
 	}
 }
 

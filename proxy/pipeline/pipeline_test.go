@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/consent"
@@ -165,4 +166,34 @@ func TestPseudonymsAreStablePerSiteAndKind(t *testing.T) {
 	if a.GetUserId() != b.GetUserId() || a.GetUserId() == a.GetAnonymousId() || a.GetId() == b.GetId() {
 		t.Fatalf("pseudonyms: %s %s %s; ids %s %s", a.GetUserId(), b.GetUserId(), a.GetAnonymousId(), a.GetId(), b.GetId())
 	}
+}
+
+func TestPageFromPropertiesForServerSDKs(t *testing.T) {
+	p, s := newPipeline(t, consent.DefaultPolicy())
+	_, ev := process(t, p, s, `{"type":"page","anonymousId":"a","name":"Home",
+	  "properties":{"path":"/pricing","url":"https://shop.example/pricing?utm_source=x&email=a@b.example","referrer":"https://news.example/a","title":"Pricing","n":3}}`, nil)
+	if ev == nil {
+		t.Fatal("not stored")
+	}
+	pg := ev.GetPage()
+	if pg.GetPath() != "/pricing" || pg.GetReferrerHost() != "news.example" || pg.GetUrl() != "" {
+		t.Fatalf("anonymous page from properties: %v", pg)
+	}
+	for _, raw := range []string{``, `[]`, `{"path":3,"url":{"x":1}}`, `{"path":"/a"`, `{"path":"/a"}x`, `{"path":"/a","path":"/b"}`} {
+		if got := pageFromProperties([]byte(raw)); got != (collect.Page{}) {
+			t.Errorf("pageFromProperties(%q) = %+v", raw, got)
+		}
+	}
+}
+
+func FuzzPageFromProperties(f *testing.F) {
+	for _, s := range []string{`{"path":"/a","url":"https://x.example/?q=1"}`, `{}`, `[1]`, `{"path":[{"a":1}],"title":"t"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		// Never panics, and reads nothing out of invalid JSON.
+		if p := pageFromProperties(raw); p != (collect.Page{}) && !jsontext.Value(raw).IsValid() {
+			t.Fatalf("fields %+v read from invalid JSON %q", p, raw)
+		}
+	})
 }
