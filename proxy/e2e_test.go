@@ -172,6 +172,20 @@ func TestBadInputGetsJSON4xx(t *testing.T) {
 	}
 }
 
+func TestWrongMethodAndUnknownPath(t *testing.T) {
+	in := proxytest.Start(t)
+	code, body := in.Do("GET", "/v1/track", nil, nil)
+	if code != 405 {
+		t.Fatalf("GET /v1/track: %d %s", code, body)
+	}
+	decodeErr(t, body)
+	code, body = in.Do("POST", "/v1/nope", []byte(`{}`), nil)
+	if code != 404 {
+		t.Fatalf("POST /v1/nope: %d %s", code, body)
+	}
+	decodeErr(t, body)
+}
+
 func TestGzipWithFormContentTypeIsJSON(t *testing.T) {
 	in := proxytest.Start(t)
 	h := http.Header{"Content-Encoding": {"gzip"}, "Content-Type": {"application/x-www-form-urlencoded"}}

@@ -46,9 +46,26 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /admin/v1/events", s.admin(s.handleAdminEvents))
 	mux.Handle("GET /admin/v1/stats", s.admin(s.handleAdminStats))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow, ok := knownMethods(r.URL.Path); ok {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path+"; use "+allow, nil)
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
 	return mux
+}
+
+// knownMethods returns the methods served on path, for 405 answers.
+func knownMethods(path string) (string, bool) {
+	switch rest, ok := strings.CutPrefix(path, "/v1/"); {
+	case ok && (eventRoutes[rest] != "" || rest == "batch" || rest == "import" || rest == "b"):
+		return "POST, OPTIONS", true
+	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics",
+		path == "/admin/v1/events", path == "/admin/v1/stats":
+		return "GET", true
+	}
+	return "", false
 }
 
 // apiError is the JSON body of every 4xx/5xx answer.
