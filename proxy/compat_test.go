@@ -10,21 +10,28 @@ import (
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
 
-// nodeClients returns the directory holding the real client libraries
-// (installed by .ci/run with npm ci), or skips outside CI.
+// nodeClients returns a directory holding the real client libraries
+// (VIGIE_NPM_DIR, installed there by .ci/run with npm ci from
+// testdata/node/package-lock.json) and a fresh copy of send.mjs, or skips
+// outside CI.
 func nodeClients(t *testing.T) string {
 	t.Helper()
-	dir, err := filepath.Abs("testdata/node")
+	dir := os.Getenv("VIGIE_NPM_DIR")
+	_, errNode := exec.LookPath("node")
+	_, errMods := os.Stat(filepath.Join(dir, "node_modules", "@segment", "analytics-node"))
+	if dir == "" || errNode != nil || errMods != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node or the client libraries are missing (.ci/run installs them in VIGIE_NPM_DIR=%q): %v %v", dir, errNode, errMods)
+		}
+		t.Skip("node clients not installed: see .ci/run (npm ci into VIGIE_NPM_DIR)")
+	}
+	src, err := os.ReadFile(filepath.Join("testdata", "node", "send.mjs"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, errNode := exec.LookPath("node")
-	_, errMods := os.Stat(filepath.Join(dir, "node_modules", "@segment", "analytics-node"))
-	if errNode != nil || errMods != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("node or the client libraries are missing (run: cd proxy/testdata/node && npm ci): %v %v", errNode, errMods)
-		}
-		t.Skip("node clients not installed: cd proxy/testdata/node && npm ci")
+	// ES modules resolve packages from the script's own directory.
+	if err := os.WriteFile(filepath.Join(dir, "send.mjs"), src, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
