@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,13 +26,17 @@ var eventRoutes = map[string]string{
 	"t": "track", "p": "page", "s": "screen", "i": "identify", "g": "group", "a": "alias",
 }
 
+// batchRoutes are the batch routes: Segment's batch and import, and
+// analytics-next's short one.
+var batchRoutes = []string{"batch", "import", "b"}
+
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for route, typ := range eventRoutes {
 		mux.Handle("POST /v1/"+route, s.cors(s.handleEvent(typ, "/v1/"+route)))
 		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
 	}
-	for _, route := range []string{"batch", "import", "b"} {
+	for _, route := range batchRoutes {
 		mux.Handle("POST /v1/"+route, s.cors(s.handleBatch("/v1/"+route)))
 		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
 	}
@@ -59,7 +64,7 @@ func (s *Server) routes() http.Handler {
 // knownMethods returns the methods served on path, for 405 answers.
 func knownMethods(path string) (string, bool) {
 	switch rest, ok := strings.CutPrefix(path, "/v1/"); {
-	case ok && (eventRoutes[rest] != "" || rest == "batch" || rest == "import" || rest == "b"):
+	case ok && (eventRoutes[rest] != "" || slices.Contains(batchRoutes, rest)):
 		return "POST, OPTIONS", true
 	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics",
 		path == "/admin/v1/events", path == "/admin/v1/stats":
