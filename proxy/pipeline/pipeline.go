@@ -212,11 +212,9 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		ev.AnonymousId = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID)
 		ev.UserId = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID)
 		ev.GroupId = s.pseudo.ID(s.id, pseudonymize.GroupID, m.GroupID)
-		ev.PreviousId = s.pseudo.ID(s.id, pseudonymize.UserID, m.PreviousID)
-		if m.Type == "alias" {
-			// Segment's alias previousId is usually the anonymous id.
-			ev.PreviousId = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.PreviousID)
-		}
+		// previousId only means something on alias, where it is usually
+		// the anonymous id being merged into the user id.
+		ev.PreviousId = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.PreviousID)
 		ev.Subject = ev.UserId
 		if ev.Subject == "" {
 			ev.Subject = ev.AnonymousId
