@@ -1,0 +1,333 @@
+// Package sdk is what a Vigie plugin author imports: write a type with one
+// method per hook (Enricher, Segmenter, Syncer), describe it in a Manifest
+// and call Serve from main. The plugin runs as a separate process that Vigie
+// launches and talks to over hashicorp/go-plugin's gRPC transport; nothing
+// of gRPC shows in plugin code.
+//
+// During a hook, HostFrom(ctx) gives access to the host services the
+// manifest declared: the subject's profile, a plugin-scoped key-value
+// store, contact resolution, emitting derived events and structured logs.
+//
+// The host side (the Vigie plugin runtime) uses NewClientConfig, Connect
+// and the Client type, which implements the same hook interfaces over gRPC.
+// Package sdk/sdktest runs a plugin in-process against fake host services
+// so that a plugin can be tested with go test and no running Vigie.
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+)
+
+// ProtocolVersion is the plugin protocol version of this SDK, carried by
+// the go-plugin handshake and by the Manifest. A host refuses a plugin
+// built for another version with ErrProtocolVersion.
+const ProtocolVersion = 1
+
+// pluginName is the name the plugin is registered under in go-plugin.
+const pluginName = "vigie"
+
+// handshake is shared by Serve and NewClientConfig.
+var handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "VIGIE_PLUGIN",
+	MagicCookieValue: "e3c1d7a2-vigie-plugin-v1",
+}
+
+// Types of the event contract, aliased so plugin code needs no other import.
+type (
+	// Event is one event after consent, pseudonymization and scrubbing.
+	Event = vigiev1.Event
+	// Profile is what Vigie knows about one pseudonymous subject.
+	Profile = vigiev1.Profile
+	// ProfileUpdate is a change a segmenter makes to a profile.
+	ProfileUpdate = vigiev1.ProfileUpdate
+	// SegmentChange is a subject entering or leaving a segment.
+	SegmentChange = vigiev1.SegmentChange
+	// SyncItem is a segment change, identify event or privacy event to sync.
+	SyncItem = vigiev1.SyncItem
+	// Contact is personal data from the identity vault.
+	Contact = vigiev1.Contact
+)
+
+// Kind is a hook a plugin serves.
+type Kind string
+
+// Plugin kinds.
+const (
+	KindEnricher  Kind = "enricher"
+	KindSegmenter Kind = "segmenter"
+	KindSyncer    Kind = "syncer"
+)
+
+// Capability is a host service a plugin may call back.
+type Capability string
+
+// Capabilities a manifest may declare. Log needs none.
+const (
+	CapProfilesRead    Capability = "profiles.read"
+	CapKV              Capability = "kv"
+	CapContactsResolve Capability = "contacts.resolve"
+	CapEmit            Capability = "emit"
+)
+
+// capBit maps a capability to its bit in a capability mask.
+func capBit(c Capability) uint8 {
+	switch c {
+	case CapProfilesRead:
+		return 1 << 0
+	case CapKV:
+		return 1 << 1
+	case CapContactsResolve:
+		return 1 << 2
+	case CapEmit:
+		return 1 << 3
+	}
+	return 0
+}
+
+// Filter selects the events a plugin receives. An empty list matches
+// everything; an entry ending in '*' matches by prefix.
+type Filter struct {
+	// Sites are site ids from the Vigie configuration.
+	Sites []string
+	// Types are event types: track, page, screen, identify, group, alias.
+	Types []string
+	// Names are track event names or page/screen names.
+	Names []string
+}
+
+// Manifest describes a plugin to the host.
+type Manifest struct {
+	// Name identifies the plugin; required; lower-case letters, digits,
+	// '-', '_' and '.'.
+	Name string
+	// Version is the plugin's own version; required.
+	Version string
+	// Description is one human-readable sentence.
+	Description string
+	// Kinds are the hooks the plugin serves. Serve fills it from the hooks
+	// set on Plugin; a value set by the author is ignored.
+	Kinds []Kind
+	// Filter selects the events the plugin receives.
+	Filter Filter
+	// Purposes the plugin needs (e.g. "analytics", "marketing"): it only
+	// receives events whose consent grants all of them.
+	Purposes []string
+	// Capabilities are the host services the plugin may call back.
+	Capabilities []Capability
+	// ConfigSchema is a JSON Schema for the plugin's configuration section;
+	// optional, must be valid JSON when set.
+	ConfigSchema []byte
+	// ProtocolVersion is filled by Serve with the SDK's ProtocolVersion.
+	ProtocolVersion int
+}
+
+// Has reports whether the manifest declares capability c.
+func (m *Manifest) Has(c Capability) bool {
+	for _, have := range m.Capabilities {
+		if have == c {
+			return true
+		}
+	}
+	return false
+}
+
+// capMask returns the manifest's capabilities as a bit mask.
+func (m *Manifest) capMask() uint8 {
+	var mask uint8
+	for _, c := range m.Capabilities {
+		mask |= capBit(c)
+	}
+	return mask
+}
+
+// Enricher adds fields to events (e.g. geo data).
+type Enricher interface {
+	// Enrich returns the enriched events. It may modify and return the
+	// events it is given; events it returns are matched to the input by
+	// id, and an input event it leaves out is passed on unchanged.
+	Enrich(ctx context.Context, events []*Event) ([]*Event, error)
+}
+
+// SegmentResult is what a Segmenter decides for one event.
+type SegmentResult struct {
+	// Update changes the subject's profile; nil for no change.
+	Update *ProfileUpdate
+	// Changes are the segments the subject entered or left.
+	Changes []*SegmentChange
+}
+
+// Segmenter updates profiles and segment membership from events.
+type Segmenter interface {
+	// Segment looks at one event and its subject's profile. A returned
+	// error fails this event only (the host retries it).
+	Segment(ctx context.Context, event *Event, profile *Profile) (*SegmentResult, error)
+}
+
+// Syncer performs side effects in an external system (a CRM, a webhook).
+type Syncer interface {
+	// Sync handles one item. A returned error fails this item only (the
+	// host retries it).
+	Sync(ctx context.Context, item *SyncItem) error
+}
+
+// Configurer receives the plugin's configuration section before any hook.
+type Configurer interface {
+	// Configure is given the plugin's configuration section as JSON
+	// (nil when there is none). An error stops the plugin from loading.
+	Configure(ctx context.Context, config []byte) error
+}
+
+// Plugin is what Serve serves: a manifest and at least one hook. One value
+// may implement several hooks: set it on each field.
+type Plugin struct {
+	// Manifest describes the plugin; Name and Version are required.
+	Manifest Manifest
+	// Configurer is optional.
+	Configurer Configurer
+	// Enricher, Segmenter and Syncer are the hooks; at least one is set.
+	Enricher  Enricher
+	Segmenter Segmenter
+	Syncer    Syncer
+}
+
+// normalize validates p and returns it with Kinds and ProtocolVersion
+// filled in.
+func (p Plugin) normalize() (Plugin, error) {
+	m := p.Manifest
+	if !validName(m.Name) {
+		return p, fmt.Errorf("%w: manifest name %q must be 1-64 of [a-z0-9._-]", ErrInvalidPlugin, m.Name)
+	}
+	if m.Version == "" {
+		return p, fmt.Errorf("%w: manifest version is required", ErrInvalidPlugin)
+	}
+	for _, c := range m.Capabilities {
+		if capBit(c) == 0 {
+			return p, fmt.Errorf("%w: unknown capability %q", ErrInvalidPlugin, c)
+		}
+	}
+	if len(m.ConfigSchema) > 0 && !json.Valid(m.ConfigSchema) {
+		return p, fmt.Errorf("%w: config schema is not valid JSON", ErrInvalidPlugin)
+	}
+	m.Kinds = nil
+	if p.Enricher != nil {
+		m.Kinds = append(m.Kinds, KindEnricher)
+	}
+	if p.Segmenter != nil {
+		m.Kinds = append(m.Kinds, KindSegmenter)
+	}
+	if p.Syncer != nil {
+		m.Kinds = append(m.Kinds, KindSyncer)
+	}
+	if len(m.Kinds) == 0 {
+		return p, fmt.Errorf("%w: no hook set (Enricher, Segmenter or Syncer)", ErrInvalidPlugin)
+	}
+	m.ProtocolVersion = ProtocolVersion
+	p.Manifest = m
+	return p, nil
+}
+
+// validName reports whether s is a valid plugin name.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// Serve runs the plugin until the host stops it. It is called from the
+// plugin's main and does not return: an invalid Plugin is reported on
+// stderr and the process exits with status 1. Started by hand rather than
+// by Vigie, it prints a notice and exits.
+func Serve(p Plugin) {
+	p, err := p.normalize()
+	if err != nil {
+		slog.Error("vigie plugin not served", "err", err)
+		os.Exit(1)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: handshake,
+		Plugins:         plugin.PluginSet{pluginName: &grpcPlugin{impl: &p}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}
+
+// Host is the set of host services. A plugin gets one from HostFrom during
+// a hook; the Vigie runtime (and sdktest) implements it for each plugin,
+// scoping the key-value store to that plugin. Calls a manifest did not
+// declare the capability for fail with ErrCapability.
+type Host interface {
+	// ProfileGet returns a subject's profile, or ErrNotFound
+	// (capability profiles.read).
+	ProfileGet(ctx context.Context, site, subject string) (*Profile, error)
+	// KVGet returns the value stored under key, or ErrNotFound
+	// (capability kv).
+	KVGet(ctx context.Context, key string) ([]byte, error)
+	// KVPut stores value under key; ttl 0 keeps it until deleted
+	// (capability kv).
+	KVPut(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// KVDelete deletes key; deleting a missing key is not an error
+	// (capability kv).
+	KVDelete(ctx context.Context, key string) error
+	// ContactResolve returns a subject's contact details when consent
+	// allows it, or ErrNotFound (capability contacts.resolve).
+	ContactResolve(ctx context.Context, site, subject string) (*Contact, error)
+	// Emit publishes a derived event (capability emit).
+	Emit(ctx context.Context, event *Event) error
+	// Log writes a structured line into the host's log, attributed to the
+	// plugin. Never log identifiers, addresses or secrets.
+	Log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr)
+}
+
+// hostKey is the context key of the Host.
+type hostKey struct{}
+
+// withHost returns ctx carrying h.
+func withHost(ctx context.Context, h Host) context.Context {
+	return context.WithValue(ctx, hostKey{}, h)
+}
+
+// ContextWithHost returns ctx carrying h, for calling a hook method
+// directly in a unit test; h is used as is, without capability checks
+// (sdktest.Start checks them as Vigie does).
+func ContextWithHost(ctx context.Context, h Host) context.Context {
+	return withHost(ctx, h)
+}
+
+// HostFrom returns the host services available to the hook running with
+// ctx. Outside a hook it returns a Host whose calls fail with ErrNoHost;
+// it never returns nil.
+func HostFrom(ctx context.Context) Host {
+	if h, ok := ctx.Value(hostKey{}).(Host); ok && h != nil {
+		return h
+	}
+	return noHost{}
+}
+
+// noHost is the Host outside of a hook.
+type noHost struct{}
+
+func (noHost) ProfileGet(context.Context, string, string) (*Profile, error) { return nil, ErrNoHost }
+func (noHost) KVGet(context.Context, string) ([]byte, error)                { return nil, ErrNoHost }
+func (noHost) KVPut(context.Context, string, []byte, time.Duration) error   { return ErrNoHost }
+func (noHost) KVDelete(context.Context, string) error                       { return ErrNoHost }
+func (noHost) ContactResolve(context.Context, string, string) (*Contact, error) {
+	return nil, ErrNoHost
+}
+func (noHost) Emit(context.Context, *Event) error                    { return ErrNoHost }
+func (noHost) Log(context.Context, slog.Level, string, ...slog.Attr) {}
