@@ -55,8 +55,11 @@ func Start(tb testing.TB, cfg Config) *Harness {
 	}
 	rpc, srv := plugin.TestPluginGRPCConn(tb, false, set)
 	tb.Cleanup(func() {
-		_ = rpc.Close()
+		// Stop the server before closing the client: closing first makes
+		// go-plugin shut the server down from its own goroutine, racing
+		// with Stop.
 		srv.Stop()
+		_ = rpc.Close()
 	})
 	c, err := sdk.Dispense(tb.Context(), rpc)
 	if err != nil {

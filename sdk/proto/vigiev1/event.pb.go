@@ -126,7 +126,9 @@ type Event struct {
 	// the encrypted identity vault (their values are not in this message).
 	VaultedTraits []string `protobuf:"bytes,23,rep,name=vaulted_traits,json=vaultedTraits,proto3" json:"vaulted_traits,omitempty"`
 	// library is the sending library's name and version (context.library).
-	Library       string `protobuf:"bytes,24,opt,name=library,proto3" json:"library,omitempty"`
+	Library string `protobuf:"bytes,24,opt,name=library,proto3" json:"library,omitempty"`
+	// geo is set by the GeoIP enricher from ip_prefix (never coordinates).
+	Geo           *Geo `protobuf:"bytes,25,opt,name=geo,proto3" json:"geo,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +331,112 @@ func (x *Event) GetLibrary() string {
 	return ""
 }
 
+func (x *Event) GetGeo() *Geo {
+	if x != nil {
+		return x.Geo
+	}
+	return nil
+}
+
+// Geo is the location derived from the truncated address by GeoIP.
+type Geo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// country is the ISO 3166-1 alpha-2 code.
+	Country string `protobuf:"bytes,1,opt,name=country,proto3" json:"country,omitempty"`
+	// country_name is the country's English name.
+	CountryName string `protobuf:"bytes,2,opt,name=country_name,json=countryName,proto3" json:"country_name,omitempty"`
+	// region is the first subdivision's ISO 3166-2 code (without country).
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	City   string `protobuf:"bytes,4,opt,name=city,proto3" json:"city,omitempty"`
+	// continent is the two-letter continent code (EU, NA…).
+	Continent string `protobuf:"bytes,5,opt,name=continent,proto3" json:"continent,omitempty"`
+	// time_zone is the IANA time zone (e.g. Europe/Paris).
+	TimeZone string `protobuf:"bytes,6,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// postal_code is set only when the GeoIP plugin is configured for it.
+	PostalCode    string `protobuf:"bytes,7,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Geo) Reset() {
+	*x = Geo{}
+	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Geo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Geo) ProtoMessage() {}
+
+func (x *Geo) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Geo.ProtoReflect.Descriptor instead.
+func (*Geo) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Geo) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
+func (x *Geo) GetCountryName() string {
+	if x != nil {
+		return x.CountryName
+	}
+	return ""
+}
+
+func (x *Geo) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Geo) GetCity() string {
+	if x != nil {
+		return x.City
+	}
+	return ""
+}
+
+func (x *Geo) GetContinent() string {
+	if x != nil {
+		return x.Continent
+	}
+	return ""
+}
+
+func (x *Geo) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *Geo) GetPostalCode() string {
+	if x != nil {
+		return x.PostalCode
+	}
+	return ""
+}
+
 // Page is the page context, scrubbed.
 type Page struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -350,7 +458,7 @@ type Page struct {
 
 func (x *Page) Reset() {
 	*x = Page{}
-	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	mi := &file_vigie_v1_event_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +470,7 @@ func (x *Page) String() string {
 func (*Page) ProtoMessage() {}
 
 func (x *Page) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	mi := &file_vigie_v1_event_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +483,7 @@ func (x *Page) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Page.ProtoReflect.Descriptor instead.
 func (*Page) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Page) GetPath() string {
@@ -436,7 +544,7 @@ type Campaign struct {
 
 func (x *Campaign) Reset() {
 	*x = Campaign{}
-	mi := &file_vigie_v1_event_proto_msgTypes[2]
+	mi := &file_vigie_v1_event_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +556,7 @@ func (x *Campaign) String() string {
 func (*Campaign) ProtoMessage() {}
 
 func (x *Campaign) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_event_proto_msgTypes[2]
+	mi := &file_vigie_v1_event_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +569,7 @@ func (x *Campaign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Campaign.ProtoReflect.Descriptor instead.
 func (*Campaign) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Campaign) GetName() string {
@@ -521,7 +629,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_vigie_v1_event_proto_msgTypes[3]
+	mi := &file_vigie_v1_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +641,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_event_proto_msgTypes[3]
+	mi := &file_vigie_v1_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +654,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Device) GetBrowser() string {
@@ -588,7 +696,7 @@ var File_vigie_v1_event_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigie/v1/event.proto\x12\bvigie.v1\"\xc9\x05\n" +
+	"\x14vigie/v1/event.proto\x12\bvigie.v1\"\xea\x05\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x12\n" +
@@ -617,7 +725,17 @@ const file_vigie_v1_event_proto_rawDesc = "" +
 	"properties\x12\x16\n" +
 	"\x06traits\x18\x16 \x01(\fR\x06traits\x12%\n" +
 	"\x0evaulted_traits\x18\x17 \x03(\tR\rvaultedTraits\x12\x18\n" +
-	"\alibrary\x18\x18 \x01(\tR\alibrary\"\x9b\x01\n" +
+	"\alibrary\x18\x18 \x01(\tR\alibrary\x12\x1f\n" +
+	"\x03geo\x18\x19 \x01(\v2\r.vigie.v1.GeoR\x03geo\"\xca\x01\n" +
+	"\x03Geo\x12\x18\n" +
+	"\acountry\x18\x01 \x01(\tR\acountry\x12!\n" +
+	"\fcountry_name\x18\x02 \x01(\tR\vcountryName\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x12\n" +
+	"\x04city\x18\x04 \x01(\tR\x04city\x12\x1c\n" +
+	"\tcontinent\x18\x05 \x01(\tR\tcontinent\x12\x1b\n" +
+	"\ttime_zone\x18\x06 \x01(\tR\btimeZone\x12\x1f\n" +
+	"\vpostal_code\x18\a \x01(\tR\n" +
+	"postalCode\"\x9b\x01\n" +
 	"\x04Page\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1a\n" +
@@ -659,26 +777,28 @@ func file_vigie_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_vigie_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigie_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_vigie_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_vigie_v1_event_proto_goTypes = []any{
 	(Mode)(0),        // 0: vigie.v1.Mode
 	(*Event)(nil),    // 1: vigie.v1.Event
-	(*Page)(nil),     // 2: vigie.v1.Page
-	(*Campaign)(nil), // 3: vigie.v1.Campaign
-	(*Device)(nil),   // 4: vigie.v1.Device
-	nil,              // 5: vigie.v1.Campaign.ClickIdsEntry
+	(*Geo)(nil),      // 2: vigie.v1.Geo
+	(*Page)(nil),     // 3: vigie.v1.Page
+	(*Campaign)(nil), // 4: vigie.v1.Campaign
+	(*Device)(nil),   // 5: vigie.v1.Device
+	nil,              // 6: vigie.v1.Campaign.ClickIdsEntry
 }
 var file_vigie_v1_event_proto_depIdxs = []int32{
 	0, // 0: vigie.v1.Event.mode:type_name -> vigie.v1.Mode
-	2, // 1: vigie.v1.Event.page:type_name -> vigie.v1.Page
-	3, // 2: vigie.v1.Event.campaign:type_name -> vigie.v1.Campaign
-	4, // 3: vigie.v1.Event.device:type_name -> vigie.v1.Device
-	5, // 4: vigie.v1.Campaign.click_ids:type_name -> vigie.v1.Campaign.ClickIdsEntry
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 1: vigie.v1.Event.page:type_name -> vigie.v1.Page
+	4, // 2: vigie.v1.Event.campaign:type_name -> vigie.v1.Campaign
+	5, // 3: vigie.v1.Event.device:type_name -> vigie.v1.Device
+	2, // 4: vigie.v1.Event.geo:type_name -> vigie.v1.Geo
+	6, // 5: vigie.v1.Campaign.click_ids:type_name -> vigie.v1.Campaign.ClickIdsEntry
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_event_proto_init() }
@@ -692,7 +812,7 @@ func file_vigie_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigie_v1_event_proto_rawDesc), len(file_vigie_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,96 @@
+package geoip
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/vigie-dev/vigie/sdk"
+)
+
+// countingReader answers from a fixed table and counts lookups.
+type countingReader struct {
+	calls int
+	fail  bool
+}
+
+func (c *countingReader) lookup(addr netip.Addr, rec *geoRecord) (bool, error) {
+	c.calls++
+	if c.fail {
+		return false, errors.New("corrupt record")
+	}
+	if addr.Is4() {
+		*rec = geoRecord{country: "FR"}
+		return true, nil
+	}
+	return false, nil
+}
+
+func (c *countingReader) describe() string { return "counting" }
+
+func TestDBCache(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("192.0.2.0"), netip.MustParseAddr("2001:db8::")
+	cases := []struct {
+		name      string
+		fail      bool
+		addrs     []netip.Addr
+		wantCalls int
+	}{
+		{"hit served from cache", false, []netip.Addr{v4, v4, v4}, 1},
+		{"miss cached too", false, []netip.Addr{v6, v6}, 1},
+		{"distinct addresses", false, []netip.Addr{v4, v6, v4, v6}, 2},
+		{"errors not cached", true, []netip.Addr{v4, v4}, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &countingReader{fail: tc.fail}
+			d := newDB(r)
+			for _, a := range tc.addrs {
+				var rec geoRecord
+				found, err := d.lookup(a, &rec)
+				if tc.fail != (err != nil) {
+					t.Fatalf("lookup(%v) error %v", a, err)
+				}
+				if !tc.fail && found != a.Is4() || found && rec.country != "FR" {
+					t.Fatalf("lookup(%v) = %v %+v", a, found, rec)
+				}
+			}
+			if r.calls != tc.wantCalls {
+				t.Errorf("reader called %d times, want %d", r.calls, tc.wantCalls)
+			}
+		})
+	}
+}
+
+func TestDBCacheBounded(t *testing.T) {
+	d := newDB(&countingReader{})
+	var rec geoRecord
+	for i := range cacheSize + 10 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if _, err := d.lookup(a, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if len(d.cache) > cacheSize {
+			t.Fatalf("cache holds %d entries, more than %d", len(d.cache), cacheSize)
+		}
+	}
+}
+
+func TestLookupErrorsPassThrough(t *testing.T) {
+	e, logs := newTestEnricher(t)
+	s := &source{path: "broken.mmdb"}
+	s.cur.Store(newDB(&countingReader{fail: true}))
+	e.state.Store(&state{sources: []*source{s}})
+	out, err := e.Enrich(t.Context(), []*sdk.Event{ev("1", "192.0.2.0/24"), ev("2", "")})
+	if err != nil {
+		t.Fatalf("Enrich error %v, want the batch to pass", err)
+	}
+	for _, o := range out {
+		if o.GetGeo() != nil {
+			t.Errorf("event %s got Geo %v from a failing database", o.GetId(), o.GetGeo())
+		}
+	}
+	if n := logs.count("lookups failed"); n != 1 {
+		t.Errorf("logged %d failure lines, want 1", n)
+	}
+}
