@@ -274,21 +274,16 @@ func (s *Server) handleBatch(route string) http.Handler {
 			return
 		}
 		var rejected []itemError
-		bad := make(map[int]bool, len(b.Errors))
 		for _, ie := range b.Errors {
 			rejected = append(rejected, toItemError(ie.Index, ie.MessageID, ie.Err))
-			bad[ie.Index] = true
 		}
-		pos := -1 // position in the request's batch array of b.Messages[i]
 		req := s.request(r, st, "segment", start)
 		recs := make([]storage.Record, 0, len(b.Messages))
 		for i := range b.Messages {
 			m := &b.Messages[i]
-			for pos++; bad[pos]; pos++ {
-			}
 			s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 			if m.WriteKey != "" && s.byKey[m.WriteKey] != st {
-				rejected = append(rejected, toItemError(pos, m.MessageID, errors.New("writeKey: belongs to another site or is unknown")))
+				rejected = append(rejected, toItemError(m.Index, m.MessageID, errors.New("writeKey: belongs to another site or is unknown")))
 				continue
 			}
 			res := s.pipe.Process(st.pipe, m, &req)

@@ -225,6 +225,7 @@ func (d *decoder) items(maxEvents int, maxBytes int64) error {
 			d.errs = append(d.errs, ItemError{Index: i, MessageID: m.MessageID, Err: itemErr})
 			continue
 		}
+		m.Index = i
 		d.msgs = append(d.msgs, m)
 	}
 }

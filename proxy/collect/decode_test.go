@@ -299,6 +299,11 @@ func TestDecodeBatch(t *testing.T) {
 	if got := strings.Join(ids, ","); got != "m0,m2,m6" {
 		t.Fatalf("kept %s, want m0,m2,m6", got)
 	}
+	for i, want := range []int{0, 2, 6} {
+		if b.Messages[i].Index != want {
+			t.Errorf("%s: Index %d, want its batch position %d", b.Messages[i].MessageID, b.Messages[i].Index, want)
+		}
+	}
 	m0, m2 := b.Messages[0], b.Messages[1]
 	mergeChecks := []struct{ name, got, want string }{
 		{"own ip kept", m0.Context.IP, "198.51.100.1"},

@@ -62,6 +62,9 @@ type Message struct {
 	OriginalTimestamp time.Time
 	// WriteKey is the source's write key when sent in the body.
 	WriteKey string
+	// Index is the event's position in the request's "batch" array (0 for
+	// a single event), so that a later per-event error can name it.
+	Index int
 	// Context is the event context.
 	Context Context
 	// Properties is the raw properties object, or nil.

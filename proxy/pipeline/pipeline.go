@@ -289,11 +289,12 @@ func library(m *collect.Message) string {
 // the referrer's host only.
 func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bool) (*vigiev1.Page, pseudonymize.Campaign) {
 	cp := m.Context.Page
-	if cp.URL == "" && cp.Path == "" && cp.Referrer == "" && m.Type == "page" {
+	noPage := func(p collect.Page) bool { return p.URL == "" && p.Path == "" && p.Referrer == "" }
+	if noPage(cp) && m.Type == "page" {
 		// Server-side SDKs put the page in the properties.
 		cp = pageFromProperties(m.Properties)
 	}
-	if cp.URL == "" && cp.Path == "" && cp.Referrer == "" {
+	if noPage(cp) {
 		return nil, pseudonymize.Campaign{}
 	}
 	pg := &vigiev1.Page{}
