@@ -58,9 +58,7 @@ func TestTrackReachesBadgerAndJetStream(t *testing.T) {
 	if m.Subject != "vigie.events.demo.track" || m.MsgID != ev["id"] || m.Event.GetId() != ev["id"] {
 		t.Fatalf("stream message: subject %s msgid %s id %s, stored id %v", m.Subject, m.MsgID, m.Event.GetId(), ev["id"])
 	}
-	if in.Server.Store().OutboxLen() != 0 {
-		t.Fatalf("outbox not drained: %d", in.Server.Store().OutboxLen())
-	}
+	waitOutboxEmpty(t, in)
 }
 
 func TestAllRoutesAccept(t *testing.T) {

@@ -70,6 +70,20 @@ func waitStream(t *testing.T, in *proxytest.Instance, n int) []streamMsg {
 	}
 }
 
+// waitOutboxEmpty waits until every accepted event has been acknowledged by
+// JetStream and removed from the outbox (the ack arrives after the message is
+// visible in the stream, so this cannot be checked right after waitStream).
+func waitOutboxEmpty(t *testing.T, in *proxytest.Instance) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for in.Server.Store().OutboxLen() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox not drained: %d", in.Server.Store().OutboxLen())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // adminEvents lists stored events through the admin API.
 func adminEvents(t *testing.T, in *proxytest.Instance, query string) []map[string]any {
 	t.Helper()
