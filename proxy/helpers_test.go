@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/testplugins"
+	"github.com/vigie-dev/vigie/plugins/builtin"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
+	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
@@ -52,6 +56,14 @@ func readStream(t *testing.T, js jetstream.JetStream) []streamMsg {
 		out = append(out, streamMsg{Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), Data: m.Data, Event: ev})
 	}
 	return out
+}
+
+// TestMain lets this test binary serve the built-in plugins and the test
+// plugins when Vigie re-executes it as "<binary> plugin <name>".
+func TestMain(m *testing.M) {
+	builtin.Register("recorder", func() { sdk.Serve(testplugins.Recorder()) })
+	builtin.MaybeRun(os.Args)
+	os.Exit(m.Run())
 }
 
 // waitStream waits until the stream holds at least n messages.

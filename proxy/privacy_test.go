@@ -3,9 +3,14 @@ package proxy_test
 import (
 	"bytes"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
 
@@ -45,7 +50,7 @@ func canaryPayloads() []string {
 		`{"type":"identify",` + ids + `,` + ctx + `,` + traits + `}`,
 		`{"type":"group","groupId":"` + canaryGroup + `",` + ids + `,` + ctx + `,` + traits + `}`,
 		`{"type":"alias","previousId":"` + canaryAnon + `","userId":"` + canaryUser + `",` + ctx + `}`,
-		`{"type":"track","event":"v6",` + ids + `,"context":{"ip":"` + canaryIP6 + `","consent":{"analytics":true}}}`,
+		`{"type":"track","event":"v6",` + ids + `,"context":{"ip":"` + canaryIP6 + `","consent":{"analytics":true,"personalization":true}}}`,
 	}
 }
 
@@ -65,7 +70,18 @@ func findCanary(where string, b []byte, t *testing.T) {
 }
 
 func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
-	in := proxytest.Start(t)
+	// The built-in plugins run, plus a plugin that records its whole input:
+	// what plugins receive is searched too.
+	recFile := filepath.Join(t.TempDir(), "plugin-input.txt")
+	in := proxytest.Start(t, func(c *config.Config) {
+		c.Plugins = []config.Plugin{
+			{Name: "geoip"},
+			{Name: "segments", Config: map[string]any{"segments": []any{
+				map[string]any{"name": "everyone", "when": "true"},
+			}}},
+			{Name: "recorder", Config: map[string]any{"file": recFile}},
+		}
+	})
 	var batch strings.Builder
 	batch.WriteString(`{"batch":[`)
 	for i, p := range canaryPayloads() {
@@ -83,7 +99,7 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 		t.Fatalf("batch: %d %s", code, body)
 	}
 	// The pixel too, with personal data in its URL and referrer.
-	in.Do("GET", "/v1/p.gif?k=demo&aid="+canaryAnon+"&consent=analytics&url="+url.QueryEscape("https://shop.example/?email="+canaryEmail)+"&ref="+url.QueryEscape("https://x.example/"+canaryEmail), nil,
+	in.Do("GET", "/v1/p.gif?k=demo&aid="+canaryAnon+"&consent=analytics,personalization&url="+url.QueryEscape("https://shop.example/?email="+canaryEmail)+"&ref="+url.QueryEscape("https://x.example/"+canaryEmail), nil,
 		map[string][]string{"User-Agent": {canaryUA}, "X-Forwarded-For": {canaryIP}})
 
 	// Every payload twice (alone, then in the batch) and the pixel, less the
@@ -108,6 +124,40 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 	}
 	_, adminBody := in.Admin("/admin/v1/events?limit=1000")
 	findCanary("admin API", adminBody, t)
+
+	// Plugin input: every event enriched, segmented and the segment
+	// changes and identify events synced.
+	var input []byte
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		input, _ = os.ReadFile(recFile)
+		if bytes.Count(input, []byte("enrich ")) >= n &&
+			bytes.Contains(input, []byte("segment_change")) && bytes.Contains(input, []byte("identify")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, pl := in.Admin("/admin/v1/plugins")
+			t.Fatalf("the recording plugin did not get every event:\n%s\nplugins: %s", input, pl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	findCanary("plugin input", input, t)
+	for _, stream := range []string{plugins.EnrichedStream, plugins.SegmentsStream, plugins.DeadStream} {
+		st, err := in.Server.Bus().JetStream().Stream(t.Context(), stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := st.Info(t.Context())
+		for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+			if m, err := st.GetMsg(t.Context(), seq); err == nil {
+				findCanary("NATS message on "+m.Subject, m.Data, t)
+			}
+		}
+	}
+	_, segBody := in.Admin("/admin/v1/segments?site=demo")
+	findCanary("admin segments", segBody, t)
+	_, plBody := in.Admin("/admin/v1/plugins")
+	findCanary("admin plugins", plBody, t)
 
 	// Every version of every key, decoded (Badger compresses its tables).
 	versions := 0

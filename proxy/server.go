@@ -10,6 +10,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -24,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/plugins/builtin"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/keyring"
@@ -55,6 +58,7 @@ type Server struct {
 	store      *storage.Store
 	bus        *bus.Bus
 	pub        *bus.Publisher
+	plugins    *plugins.Runtime
 	pipe       *pipeline.Pipeline
 	byKey      map[string]*site
 	byID       map[string]*site
@@ -103,6 +107,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 func (s *Server) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
+			if s.plugins != nil {
+				s.plugins.Stop(context.Background())
+			}
 			if s.pubStop != nil {
 				s.pubStop()
 			}
@@ -121,6 +128,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		SyncWrites:  s.cfg.Storage.SyncWrites,
 		DedupWindow: time.Duration(s.cfg.Storage.DedupWindow),
 		MaxOutbox:   s.cfg.Storage.MaxOutbox,
+		ProfileTTL:  time.Duration(s.cfg.PluginRuntime.ProfileTTL),
 		VaultKey:    kr.VaultKey,
 		Logger:      s.log.With("component", "storage"),
 	})
@@ -186,6 +194,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 
 	s.metrics = newMetrics()
+	if err := s.startPlugins(ctx); err != nil {
+		return err
+	}
 	s.metrics.gaugeFunc("vigie_outbox_depth", "Events stored but not yet acknowledged by JetStream.",
 		func() float64 { return float64(s.store.OutboxLen()) })
 	s.metrics.counterFunc("vigie_published_total", "Events acknowledged by JetStream.",
@@ -221,6 +232,66 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		"sites", len(s.cfg.Sites), "nats", natsMode(n.URL))
 	return nil
 }
+
+// startPlugins starts the plugin runtime with the enabled plugins.
+func (s *Server) startPlugins(ctx context.Context) error {
+	r := s.cfg.PluginRuntime
+	pc := plugins.Config{
+		Builtin:           builtin.Command,
+		Store:             s.store,
+		JetStream:         s.bus.JetStream(),
+		MaxDeliver:        r.MaxDeliver,
+		CallTimeout:       time.Duration(r.CallTimeout),
+		BatchSize:         r.BatchSize,
+		MaxRestarts:       r.MaxRestarts,
+		RestartBackoff:    time.Duration(r.RestartBackoff),
+		MaxRestartBackoff: time.Duration(r.MaxRestartBackoff),
+		EmitTTL:           time.Duration(s.cfg.Retention["analytics"]),
+		Registerer:        s.metrics.reg,
+		Logger:            s.log.With("component", "plugins"),
+	}
+	for _, b := range r.Backoff {
+		pc.Backoff = append(pc.Backoff, time.Duration(b))
+	}
+	for _, p := range r.ProfilePurposes {
+		pc.ProfilePurposes = append(pc.ProfilePurposes, string(p))
+	}
+	for _, p := range s.cfg.Purposes {
+		pc.Purposes = append(pc.Purposes, string(p.Name))
+	}
+	for _, st := range s.cfg.Sites {
+		pc.Sites = append(pc.Sites, st.ID)
+	}
+	for _, p := range s.cfg.Plugins {
+		if p.Disabled {
+			continue
+		}
+		spec := plugins.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Env: p.Env}
+		if p.Config != nil {
+			b, err := json.Marshal(p.Config)
+			if err != nil {
+				return fmt.Errorf("%w: plugins: %s: config: %v", config.ErrInvalid, p.Name, err)
+			}
+			spec.Config = b
+		}
+		pc.Plugins = append(pc.Plugins, spec)
+	}
+	if len(pc.Plugins) == 0 {
+		return nil
+	}
+	rt, err := plugins.New(pc)
+	if err != nil {
+		return err
+	}
+	if err := rt.Start(ctx); err != nil {
+		return err
+	}
+	s.plugins = rt
+	return nil
+}
+
+// Plugins is the plugin runtime (nil when no plugin is configured).
+func (s *Server) Plugins() *plugins.Runtime { return s.plugins }
 
 func natsMode(url string) string {
 	if url == "" {
@@ -264,6 +335,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.httpSrv != nil {
 			if err := s.httpSrv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("http: %w", err))
+			}
+		}
+		if s.plugins != nil {
+			if err := s.plugins.Stop(ctx); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if s.pubStop != nil {

@@ -23,11 +23,23 @@ import (
 //	                                      AAD=subject)                  none
 //	v/t/<subject>\x00<site>               AES-GCM(data key, traits,
 //	                                      AAD=subject \x00 site)        Record.TTL
+//	p/<site>\x00<subject>                 Profile as compact JSON       Config.ProfileTTL
+//	pe/<site>\x00<event id>               empty (ObserveEvent marker)   48h
+//	pa/<plugin>\x00<site>\x00<event id>    empty (ApplySegment marker)   48h
+//	ps/<site>\x00<segment>                8-byte big-endian size        none
+//	pl/<site>\x00<seq>                    SegmentChange (protobuf)      30 days
+//	pc/<seq>                              SegmentChange (protobuf)      none
+//	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
+//	m/segseq                              8-byte big-endian next <seq>  none
 //
 // The outbox sequence is not persisted separately: Open resumes after the
 // last live o/ key (if the outbox is empty, numbering may restart, which is
-// harmless because only the order of live entries matters). The m/ prefix is
-// reserved for future metadata.
+// harmless because only the order of live entries matters). The segment
+// change sequence (shared by pl/ and pc/) is persisted under m/segseq in the
+// transaction that uses it, because the pl/ log must keep its order even
+// when nothing is pending. The rest of the m/ prefix is reserved for future
+// metadata. No prefix above is a prefix of another ("p/" does not match
+// "pe/"), and every per-site scan uses a full "<prefix><site>\x00" prefix.
 const (
 	prefixEvent   = "e/"
 	prefixSubject = "s/"
@@ -35,6 +47,15 @@ const (
 	prefixOutbox  = "o/"
 	prefixDataKey = "v/k/"
 	prefixTraits  = "v/t/"
+
+	prefixProfile  = "p/"
+	prefixObserved = "pe/"
+	prefixApplied  = "pa/"
+	prefixSegSize  = "ps/"
+	prefixSegLog   = "pl/"
+	prefixPending  = "pc/"
+	prefixKV       = "k/"
+	keySegmentSeq  = "m/segseq"
 )
 
 // Limits on key parts, far below Badger's 64 KiB key limit.
@@ -182,4 +203,85 @@ func traitsAAD(subject, site string) []byte {
 	b = append(b, subject...)
 	b = append(b, 0)
 	return append(b, site...)
+}
+
+// appendNames appends prefix, then names separated by \x00 (no trailing
+// \x00), to dst.
+func appendNames(dst []byte, prefix string, names ...string) []byte {
+	dst = append(dst, prefix...)
+	for i, n := range names {
+		if i > 0 {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, n...)
+	}
+	return dst
+}
+
+// profileKey returns p/<site>\x00<subject>.
+func profileKey(site, subject string) []byte {
+	return appendNames(make([]byte, 0, len(prefixProfile)+len(site)+1+len(subject)), prefixProfile, site, subject)
+}
+
+// parseProfileKey splits p/<site>\x00<subject>.
+func parseProfileKey(key []byte) (site, subject []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixProfile))
+	if !ok {
+		return nil, nil, false
+	}
+	site, subject, ok = bytes.Cut(rest, []byte{0})
+	if !ok || bytes.IndexByte(subject, 0) >= 0 {
+		return nil, nil, false
+	}
+	return site, subject, true
+}
+
+// observedKey returns pe/<site>\x00<id>.
+func observedKey(site, id string) []byte {
+	return appendNames(nil, prefixObserved, site, id)
+}
+
+// appliedKey returns pa/<plugin>\x00<site>\x00<id>.
+func appliedKey(plugin, site, id string) []byte {
+	return appendNames(nil, prefixApplied, plugin, site, id)
+}
+
+// segSizeKey returns ps/<site>\x00<segment>.
+func segSizeKey(site, segment string) []byte {
+	return appendNames(nil, prefixSegSize, site, segment)
+}
+
+// segSizePrefix returns ps/<site>\x00.
+func segSizePrefix(site string) []byte {
+	return append(appendNames(nil, prefixSegSize, site), 0)
+}
+
+// segLogKey returns pl/<site>\x00<seq>.
+func segLogKey(site string, seq uint64) []byte {
+	dst := append(appendNames(nil, prefixSegLog, site), 0)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// segLogPrefix returns pl/<site>\x00.
+func segLogPrefix(site string) []byte {
+	return append(appendNames(nil, prefixSegLog, site), 0)
+}
+
+// pendingKey returns pc/<seq>.
+func pendingKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixPending), seq)
+}
+
+// parsePendingKey returns the sequence of a pc/<seq> key.
+func parsePendingKey(key []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixPending))
+	if !ok || len(rest) != seqLen {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(rest), true
+}
+
+// kvKey returns k/<plugin>\x00<key>.
+func kvKey(plugin, key string) []byte {
+	return appendNames(make([]byte, 0, len(prefixKV)+len(plugin)+1+len(key)), prefixKV, plugin, key)
 }

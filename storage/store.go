@@ -5,8 +5,10 @@
 // encrypted traits, so an event acknowledged to a client is never lost and
 // never stored without the outbox entry that publishes it. Concurrent Append
 // calls are grouped into few transactions by a single committer goroutine,
-// which is also the only goroutine that reads-then-writes; that invariant is
-// why Badger's conflict detection is switched off.
+// which is also the only goroutine that reads-then-writes events; that
+// invariant is why Badger's conflict detection is switched off. Profile and
+// segment writes (profiles.go) read-modify-write outside the committer and
+// are serialized by in-process locks instead (so one process per data dir).
 //
 // Personal traits live in an identity vault: each subject has its own random
 // data key, stored wrapped under the key-encryption key from the keyring,
@@ -65,6 +67,10 @@ type Config struct {
 	// Logger receives the store's and Badger's warnings and errors.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// ProfileTTL is how long a subject's profile lives after its last
+	// update (a Badger TTL refreshed by every write). Default 395 days
+	// (13 months).
+	ProfileTTL time.Duration
 }
 
 // Defaults applied by Open.
@@ -72,6 +78,7 @@ const (
 	defaultDedupWindow = 48 * time.Hour
 	defaultMaxOutbox   = 1_000_000
 	defaultMaxGroup    = 512
+	defaultProfileTTL  = 395 * 24 * time.Hour
 	vlogGCInterval     = 5 * time.Minute
 	vlogGCRatio        = 0.5
 	queueLen           = 1024
@@ -95,6 +102,8 @@ type Store struct {
 	writeGate sync.RWMutex
 	// ackMu serializes outbox deletions so outboxLen stays exact.
 	ackMu sync.Mutex
+	// prof serializes profile read-modify-writes (see profiles.go).
+	prof profileLocks
 
 	outboxLen   atomic.Int64 // committed outbox entries
 	outboxInUse atomic.Int64 // records queued but not yet committed
@@ -136,6 +145,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ProfileTTL <= 0 {
+		cfg.ProfileTTL = defaultProfileTTL
 	}
 	block, err := aes.NewCipher(cfg.VaultKey)
 	if err != nil {

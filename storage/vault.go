@@ -68,6 +68,11 @@ func (s *Store) VaultTraits(subject, site string) ([]byte, error) {
 // tables, typically well under a second) all writes wait. ctx is checked
 // between phases; the drop itself is not interruptible. Safe to retry, and
 // a no-op for an unknown subject.
+//
+// The subject's profiles on every site are deleted too (tombstones, like
+// events: they are pseudonymous) and their segments leave the segment
+// sizes, but no segment change is logged or published: the caller handles
+// the erasure downstream.
 func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 	if subject == "" {
 		return fmt.Errorf("%w: empty subject", ErrInvalidKey)
@@ -79,6 +84,8 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 		return err
 	}
 	defer s.mu.RUnlock()
+	s.prof.segMu.Lock() // lock order: segMu before writeGate (profiles.go)
+	defer s.prof.segMu.Unlock()
 	s.writeGate.Lock()
 	defer s.writeGate.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -118,6 +125,12 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("storage: shred events: %w", err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.shredProfiles(ctx, subject); err != nil {
+		return fmt.Errorf("storage: shred profiles: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

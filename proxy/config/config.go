@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,94 @@ type Config struct {
 	StoreBots bool `yaml:"store_bots"`
 	// Sites are the tracked sites. Default: the demo site.
 	Sites []Site `yaml:"sites"`
+	// Plugins are the plugins to run, in order (enrichers apply to an
+	// event in this order). Absent: the built-ins geoip (no database: it
+	// passes events through) and segments (the demo segments). An empty
+	// list runs none.
+	Plugins []Plugin `yaml:"plugins"`
+	// PluginRuntime tunes delivery to plugins.
+	PluginRuntime PluginRuntime `yaml:"plugin_runtime"`
+}
+
+// Plugin configures one plugin.
+type Plugin struct {
+	// Name must equal the name in the plugin's manifest; a built-in's name
+	// (geoip, segments) without a path runs the built-in.
+	Name string `yaml:"name"`
+	// Path of an external plugin binary.
+	Path string `yaml:"path"`
+	// SHA256 of the binary at Path (sha256sum); required with Path.
+	SHA256 string `yaml:"sha256"`
+	// Disabled keeps the entry without running the plugin.
+	Disabled bool `yaml:"disabled"`
+	// Env is the plugin process's whole environment ("KEY=value"); Vigie's
+	// own environment is never passed on. Default empty.
+	Env []string `yaml:"env"`
+	// Config is the plugin's own configuration, passed to it as JSON.
+	Config map[string]any `yaml:"config"`
+}
+
+// PluginRuntime tunes the plugin runtime.
+type PluginRuntime struct {
+	// MaxDeliver is how many times a message is tried before it goes to
+	// the dead-letter stream. Default 5.
+	MaxDeliver int `yaml:"max_deliver"`
+	// Backoff is the delay before each retry (the last repeats). Default
+	// 1s, 5s, 30s, 2m.
+	Backoff []Duration `yaml:"backoff"`
+	// CallTimeout bounds one call to a plugin; past it the plugin is
+	// considered hung and restarted. Default 10s.
+	CallTimeout Duration `yaml:"call_timeout"`
+	// BatchSize is the most events per call. Default 100.
+	BatchSize int `yaml:"batch_size"`
+	// MaxRestarts is how many crashes in a row mark a plugin failed (it is
+	// then retried every 5 minutes). Default 5.
+	MaxRestarts int `yaml:"max_restarts"`
+	// RestartBackoff is the delay before restarting a crashed plugin; it
+	// doubles with each crash in a row up to MaxRestartBackoff. Default
+	// 500ms.
+	RestartBackoff Duration `yaml:"restart_backoff"`
+	// MaxRestartBackoff caps the restart delay. Default 1m.
+	MaxRestartBackoff Duration `yaml:"max_restart_backoff"`
+	// ProfilePurposes: subjects are profiled (and segmented) only when
+	// their consent grants at least one of these; a later event granting
+	// none deletes the profile. Default [personalization, marketing].
+	ProfilePurposes []consent.Purpose `yaml:"profile_purposes"`
+	// ProfileTTL is how long a profile is kept after its last event.
+	// Default 395d (13 months).
+	ProfileTTL Duration `yaml:"profile_ttl"`
+}
+
+// DefaultPlugins are the plugins of a configuration without a plugins
+// section: GeoIP (without a database it passes events through) and
+// segments with the demo site's segments.
+func DefaultPlugins() []Plugin {
+	return []Plugin{
+		{Name: "geoip", Config: map[string]any{"database": ""}},
+		{Name: "segments", Config: map[string]any{
+			"segments": []any{
+				map[string]any{
+					"name":        "pricing-interest",
+					"description": "Viewed a pricing page at least 3 times in 7 days.",
+					"when":        `profile.count("page", "/pricing*", "7d") >= 3`,
+				},
+				map[string]any{
+					"name":        "hot-lead",
+					"description": "Lead score of 20 or more.",
+					"when":        `profile.score >= 20`,
+					"purposes":    []any{"marketing"},
+				},
+			},
+			"scoring": []any{
+				map[string]any{"name": "pricing-view", "points": 3,
+					"when": `event.type == "page" && event.page.path.startsWith("/pricing")`},
+				map[string]any{"name": "demo-request", "points": 10,
+					"when": `event.type == "track" && event.name == "Demo Requested"`},
+				map[string]any{"name": "signed-up", "points": 15,
+					"when": `event.type == "track" && event.name == "Signed Up"`},
+			},
+		}},
+	}
 }
 
 // Storage configures Badger.
@@ -222,6 +311,17 @@ func Default() Config {
 			"anonymous":       Duration(760 * 24 * time.Hour),
 		},
 		Sites: []Site{DemoSite()},
+		PluginRuntime: PluginRuntime{
+			MaxDeliver:        5,
+			Backoff:           []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second), Duration(2 * time.Minute)},
+			CallTimeout:       Duration(10 * time.Second),
+			BatchSize:         100,
+			MaxRestarts:       5,
+			RestartBackoff:    Duration(500 * time.Millisecond),
+			MaxRestartBackoff: Duration(time.Minute),
+			ProfilePurposes:   []consent.Purpose{"personalization", "marketing"},
+			ProfileTTL:        Duration(395 * 24 * time.Hour),
+		},
 	}
 }
 
@@ -306,6 +406,37 @@ func (c *Config) fillDefaults() {
 	if len(c.Sites) == 0 {
 		c.Sites = d.Sites
 	}
+	if c.Plugins == nil {
+		c.Plugins = DefaultPlugins()
+	}
+	r, dr := &c.PluginRuntime, d.PluginRuntime
+	if r.MaxDeliver <= 0 {
+		r.MaxDeliver = dr.MaxDeliver
+	}
+	if len(r.Backoff) == 0 {
+		r.Backoff = dr.Backoff
+	}
+	if r.CallTimeout <= 0 {
+		r.CallTimeout = dr.CallTimeout
+	}
+	if r.BatchSize <= 0 {
+		r.BatchSize = dr.BatchSize
+	}
+	if r.MaxRestarts <= 0 {
+		r.MaxRestarts = dr.MaxRestarts
+	}
+	if r.RestartBackoff <= 0 {
+		r.RestartBackoff = dr.RestartBackoff
+	}
+	if r.MaxRestartBackoff <= 0 {
+		r.MaxRestartBackoff = dr.MaxRestartBackoff
+	}
+	if r.ProfilePurposes == nil {
+		r.ProfilePurposes = dr.ProfilePurposes
+	}
+	if r.ProfileTTL <= 0 {
+		r.ProfileTTL = dr.ProfileTTL
+	}
 }
 
 // Validate checks the configuration; errors wrap ErrInvalid and name the
@@ -351,6 +482,28 @@ func (c *Config) Validate() error {
 			bad(f+".consent", "%v", err)
 		}
 	}
+	seenPlugin := map[string]bool{}
+	for i, p := range c.Plugins {
+		f := fmt.Sprintf("plugins[%d]", i)
+		if !validPluginName(p.Name) {
+			bad(f+".name", "%q must be 1-64 characters of a-z, 0-9, _ and -", p.Name)
+		}
+		if seenPlugin[p.Name] {
+			bad(f+".name", "%q is configured twice", p.Name)
+		}
+		seenPlugin[p.Name] = true
+		if p.Path != "" && len(p.SHA256) != 64 {
+			bad(f+".sha256", "the 64 hex digits of the binary's SHA-256 are required with a path (sha256sum %s)", p.Path)
+		}
+		if p.Path == "" && p.SHA256 != "" {
+			bad(f+".sha256", "set only for an external plugin (with path)")
+		}
+	}
+	for i, p := range c.PluginRuntime.ProfilePurposes {
+		if !slices.ContainsFunc(c.Purposes, func(pi consent.PurposeInfo) bool { return pi.Name == p }) {
+			bad(fmt.Sprintf("plugin_runtime.profile_purposes[%d]", i), "%q is not a configured purpose", p)
+		}
+	}
 	for k, v := range c.Retention {
 		if v < 0 {
 			bad("retention."+k, "must not be negative")
@@ -358,6 +511,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// validPluginName is validSiteID: plugin names end up in NATS subjects
+// and consumer names.
+func validPluginName(s string) bool { return validSiteID(s) }
 
 func validSiteID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {

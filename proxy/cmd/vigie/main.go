@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vigie-dev/vigie/plugins/builtin"
 	"io"
 	"log/slog"
 	"os"
@@ -37,6 +38,9 @@ import (
 const defaultMemoryLimit = 384 << 20
 
 func main() {
+	// "vigie plugin <name>" runs a built-in plugin: Vigie starts its
+	// built-ins as separate processes by re-executing itself.
+	builtin.MaybeRun(os.Args)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}

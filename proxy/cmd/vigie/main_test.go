@@ -4,13 +4,24 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigie-dev/vigie/plugins/builtin"
 )
+
+// TestMain lets the test binary serve the built-in plugins, as vigie does:
+// run() with the default configuration re-executes this binary as
+// "<binary> plugin <name>".
+func TestMain(m *testing.M) {
+	builtin.MaybeRun(os.Args)
+	os.Exit(m.Run())
+}
 
 type syncBuf struct {
 	mu sync.Mutex

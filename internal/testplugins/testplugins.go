@@ -1,0 +1,163 @@
+// Package testplugins holds plugins used by the runtime's end-to-end tests.
+// They are registered as built-ins by the tests' TestMain, so the test
+// binary re-executes itself to run them, exactly as vigie does.
+package testplugins
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/sdk"
+)
+
+// Flaky is a segmenter that records every event it handles in its key-value
+// store ("done/<id>" = the event's purposes) and misbehaves on purpose:
+//
+//   - an event whose property n is a multiple of 3 makes it panic: always
+//     when n is odd, only on the first try when n is even;
+//   - an event named "Hang" makes it hang on the first try;
+//   - an event named "Emit" makes it call Emit, which it has not declared:
+//     the refusal is recorded as "refused/<id>".
+//
+// It declares purpose analytics; an event without it is recorded as
+// "violation/<id>" (the host must never send one).
+func Flaky() sdk.Plugin {
+	return sdk.Plugin{
+		Manifest: sdk.Manifest{
+			Name: "flaky", Version: "1.0.0", Description: "Test segmenter that panics and hangs.",
+			Purposes:     []string{"analytics"},
+			Capabilities: []sdk.Capability{sdk.CapKV},
+		},
+		Segmenter: flaky{},
+	}
+}
+
+type flaky struct{}
+
+// firstTry reports whether this is the first time key is seen, remembering it.
+func firstTry(ctx context.Context, h sdk.Host, key string) bool {
+	if _, err := h.KVGet(ctx, key); err == nil {
+		return false
+	}
+	_ = h.KVPut(ctx, key, []byte("1"), 0)
+	return true
+}
+
+// Segment implements sdk.Segmenter.
+func (flaky) Segment(ctx context.Context, ev *sdk.Event, _ *sdk.Profile) (*sdk.SegmentResult, error) {
+	h := sdk.HostFrom(ctx)
+	if !contains(ev.GetPurposes(), "analytics") {
+		_ = h.KVPut(ctx, "violation/"+ev.GetId(), []byte(strings.Join(ev.GetPurposes(), ",")), 0)
+	}
+	var props struct {
+		N int `json:"n"`
+	}
+	_ = json.Unmarshal(ev.GetProperties(), &props)
+	if props.N > 0 && props.N%3 == 0 && (props.N%2 == 1 || firstTry(ctx, h, "tried/"+ev.GetId())) {
+		panic("flaky: poison event")
+	}
+	switch ev.GetName() {
+	case "Hang":
+		if firstTry(ctx, h, "hung/"+ev.GetId()) {
+			time.Sleep(time.Minute)
+		}
+	case "Emit":
+		err := h.Emit(ctx, ev)
+		msg := "allowed"
+		if errors.Is(err, sdk.ErrCapability) {
+			msg = "refused: " + err.Error()
+		}
+		_ = h.KVPut(ctx, "refused/"+ev.GetId(), []byte(msg), 0)
+	}
+	if err := h.KVPut(ctx, "done/"+ev.GetId(), []byte(strings.Join(ev.GetPurposes(), ",")), 0); err != nil {
+		return nil, err
+	}
+	return &sdk.SegmentResult{}, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Recorder is an enricher, segmenter and syncer that appends everything it
+// is given (events, profiles, sync items), as protobuf text, to the file
+// named by its configuration {"file": "..."}: privacy tests search that
+// file for personal data, i.e. they search the plugins' input.
+func Recorder() sdk.Plugin {
+	r := &recorder{}
+	return sdk.Plugin{
+		Manifest: sdk.Manifest{
+			Name: "recorder", Version: "1.0.0", Description: "Test plugin recording its input.",
+		},
+		Configurer: r, Enricher: r, Segmenter: r, Syncer: r,
+	}
+}
+
+type recorder struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// Configure implements sdk.Configurer.
+func (r *recorder) Configure(_ context.Context, raw []byte) error {
+	var cfg struct {
+		File string `json:"file"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.File == "" {
+		return fmt.Errorf("recorder: config needs a file: %v", err)
+	}
+	f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.f = f
+	r.mu.Unlock()
+	return nil
+}
+
+// record appends messages to the file.
+func (r *recorder) record(kind string, msgs ...proto.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		if m == nil || r.f == nil {
+			continue
+		}
+		fmt.Fprintf(r.f, "%s %s\n", kind, prototext.Format(m))
+	}
+}
+
+// Enrich implements sdk.Enricher.
+func (r *recorder) Enrich(_ context.Context, events []*sdk.Event) ([]*sdk.Event, error) {
+	for _, ev := range events {
+		r.record("enrich", ev)
+	}
+	return events, nil
+}
+
+// Segment implements sdk.Segmenter.
+func (r *recorder) Segment(_ context.Context, ev *sdk.Event, p *sdk.Profile) (*sdk.SegmentResult, error) {
+	r.record("segment", ev, p)
+	return &sdk.SegmentResult{}, nil
+}
+
+// Sync implements sdk.Syncer.
+func (r *recorder) Sync(_ context.Context, item *sdk.SyncItem) error {
+	r.record("sync", item)
+	return nil
+}

@@ -1,0 +1,205 @@
+package plugins
+
+import (
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Spec configures one plugin.
+type Spec struct {
+	// Name is the plugin's name; it must equal the name in the plugin's
+	// manifest. Required.
+	Name string
+	// Path is the plugin binary for an external plugin; empty for a
+	// built-in, which is started with Config.Builtin.
+	Path string
+	// SHA256 is the hex SHA-256 of the binary at Path; required with Path
+	// (go-plugin verifies it before starting the process).
+	SHA256 string
+	// Config is the plugin's configuration section as JSON, passed to its
+	// Configure hook. Nil: none.
+	Config []byte
+	// Env is the plugin process's whole environment (the host's is never
+	// passed on). Default: empty.
+	Env []string
+}
+
+// Config configures the runtime. The zero value of each optional field
+// selects its documented default.
+type Config struct {
+	// Plugins to run, in order: enrichers are applied to an event in this
+	// order.
+	Plugins []Spec
+	// Builtin returns the command that starts the built-in plugin name
+	// (Vigie re-executes itself with a hidden subcommand). Required when a
+	// Spec has no Path.
+	Builtin func(name string) (*exec.Cmd, error)
+	// Store keeps profiles, plugin key-value data and emitted events.
+	// Required.
+	Store *storage.Store
+	// JetStream is the bus. Required.
+	JetStream jetstream.JetStream
+	// Sites are the configured site ids; emitted events must name one.
+	Sites []string
+	// Purposes are the known purpose names; a manifest naming another is
+	// refused.
+	Purposes []string
+	// ProfilePurposes: an event is profiled (and given to segmenters) only
+	// when its consent grants at least one of them; a subject whose later
+	// event grants none loses its profile. Default [personalization,
+	// marketing].
+	ProfilePurposes []string
+	// MaxDeliver is how many times a message is tried before it is
+	// dead-lettered. Default 5.
+	MaxDeliver int
+	// Backoff is the delay before the n-th retry of a failed message (the
+	// last value repeats). Default 1s, 5s, 30s, 2m.
+	Backoff []time.Duration
+	// CallTimeout bounds one hook call; a plugin that does not answer in
+	// time is considered hung and restarted. Default 10s.
+	CallTimeout time.Duration
+	// BatchSize is the most events given to a plugin in one call.
+	// Default 100.
+	BatchSize int
+	// RestartBackoff is the first delay before restarting a crashed
+	// plugin; it doubles with each consecutive crash up to
+	// MaxRestartBackoff. Default 500ms.
+	RestartBackoff time.Duration
+	// MaxRestartBackoff caps the restart delay. Default 1m.
+	MaxRestartBackoff time.Duration
+	// MaxRestarts is how many consecutive crashes (without a successful
+	// call in between) mark a plugin failed; a failed plugin is retried
+	// every FailedRetry. Default 5.
+	MaxRestarts int
+	// FailedRetry is how often a failed plugin is tried again. Default 5m.
+	FailedRetry time.Duration
+	// PingInterval is how often each plugin process is checked. Default 5s.
+	PingInterval time.Duration
+	// StreamMaxAge bounds the age of messages on the derived streams
+	// (enriched events, segment changes, dead letters). Default 7 days.
+	StreamMaxAge time.Duration
+	// EmitTTL is the retention of events emitted by plugins. Default 395
+	// days.
+	EmitTTL time.Duration
+	// Replicas of the derived streams. Default 1.
+	Replicas int
+	// Registerer receives the runtime's Prometheus metrics. Default: none.
+	Registerer prometheus.Registerer
+	// Logger receives the runtime's and the plugins' logs. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with defaults filled in.
+func (c Config) withDefaults() Config {
+	if c.ProfilePurposes == nil {
+		c.ProfilePurposes = []string{"personalization", "marketing"}
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 10 * time.Second
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 100
+	}
+	if c.RestartBackoff <= 0 {
+		c.RestartBackoff = 500 * time.Millisecond
+	}
+	if c.MaxRestartBackoff <= 0 {
+		c.MaxRestartBackoff = time.Minute
+	}
+	if c.MaxRestarts <= 0 {
+		c.MaxRestarts = 5
+	}
+	if c.FailedRetry <= 0 {
+		c.FailedRetry = 5 * time.Minute
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 5 * time.Second
+	}
+	if c.StreamMaxAge <= 0 {
+		c.StreamMaxAge = 7 * 24 * time.Hour
+	}
+	if c.EmitTTL <= 0 {
+		c.EmitTTL = 395 * 24 * time.Hour
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate checks c (after defaults).
+func (c Config) validate() error {
+	if c.Store == nil || c.JetStream == nil {
+		return fmt.Errorf("%w: Store and JetStream are required", ErrInvalidConfig)
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Plugins {
+		if !validName(s.Name) {
+			return fmt.Errorf("%w: plugin name %q must be 1-64 of [a-z0-9._-]", ErrInvalidConfig, s.Name)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("%w: plugin %q configured twice", ErrInvalidConfig, s.Name)
+		}
+		seen[s.Name] = true
+		if s.Path == "" && c.Builtin == nil {
+			return fmt.Errorf("%w: plugin %q: no path and no built-in launcher", ErrInvalidConfig, s.Name)
+		}
+		if s.Path != "" {
+			if sum, err := hex.DecodeString(s.SHA256); err != nil || len(sum) != 32 {
+				return fmt.Errorf("%w: plugin %q: sha256 must be the 64 hex digits of the binary's SHA-256 (sha256sum %s)",
+					ErrInvalidConfig, s.Name, s.Path)
+			}
+		}
+	}
+	for _, p := range c.ProfilePurposes {
+		if len(c.Purposes) > 0 && !slices.Contains(c.Purposes, p) {
+			return fmt.Errorf("%w: profile purpose %q is not a configured purpose", ErrInvalidConfig, p)
+		}
+	}
+	return nil
+}
+
+// validName reports whether s is a valid plugin name (as in the sdk). Names
+// are used in NATS subjects and consumer names.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// backoff returns the delay before retry n (n ≥ 1).
+func (c Config) backoff(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	if n > len(c.Backoff) {
+		n = len(c.Backoff)
+	}
+	return c.Backoff[n-1]
+}

@@ -1,0 +1,244 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers of dead-letter and replayed messages.
+const (
+	hdrSubject  = "Vigie-Subject"  // the message's original subject
+	hdrConsumer = "Vigie-Consumer" // the durable consumer it failed on
+	hdrPlugin   = "Vigie-Plugin"   // the plugin that failed
+	hdrError    = "Vigie-Error"    // the last error
+	hdrDeliver  = "Vigie-Deliveries"
+	hdrFailedAt = "Vigie-Failed-At" // RFC 3339
+)
+
+// handler processes a batch of messages and returns one error per message
+// (nil: done, ack it). An error wrapping a *pluginError names the plugin
+// that failed; one wrapping errPermanent is dead-lettered at once.
+type handler func(ctx context.Context, msgs []jetstream.Msg) []error
+
+// pluginError attributes an error to a plugin.
+type pluginError struct {
+	plugin string
+	err    error
+}
+
+func (e *pluginError) Error() string { return e.plugin + ": " + e.err.Error() }
+func (e *pluginError) Unwrap() error { return e.err }
+
+// consumer is one durable pull consumer and the loop that feeds a handler.
+type consumer struct {
+	rt      *Runtime
+	durable string
+	stream  string
+	filters []string
+	owner   *proc // waited for before fetching; nil for the enrich stage
+	handle  handler
+	cons    jetstream.Consumer
+}
+
+// subjectOf is a message's original subject (replayed messages carry it in
+// a header).
+func subjectOf(m jetstream.Msg) string {
+	if s := m.Headers().Get(hdrSubject); s != "" {
+		return s
+	}
+	return m.Subject()
+}
+
+// open creates or updates the durable consumer.
+func (c *consumer) open(ctx context.Context) error {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       c.durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2*c.rt.cfg.CallTimeout + 30*time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: 4 * c.rt.cfg.BatchSize,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(c.filters) == 1 {
+		cfg.FilterSubject = c.filters[0]
+	} else {
+		cfg.FilterSubjects = c.filters
+	}
+	cons, err := c.rt.cfg.JetStream.CreateOrUpdateConsumer(ctx, c.stream, cfg)
+	if err != nil {
+		return fmt.Errorf("plugins: consumer %s on %s: %w", c.durable, c.stream, err)
+	}
+	c.cons = cons
+	return nil
+}
+
+// run feeds the handler until ctx is done. Fresh messages are handled in
+// batches; a message delivered again (it failed, or its plugin crashed on
+// the batch) is handled alone, so that one poison event cannot hold the
+// others back.
+func (c *consumer) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if c.owner != nil {
+			if _, err := c.owner.waitReady(ctx); err != nil {
+				return
+			}
+		}
+		msgs, err := c.fetch(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.rt.log.Warn("fetch failed", "consumer", c.durable, "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		var fresh []jetstream.Msg
+		for _, m := range msgs {
+			md, err := m.Metadata()
+			if err == nil && md.NumDelivered > 1 {
+				c.settle(ctx, []jetstream.Msg{m}, c.handle(ctx, []jetstream.Msg{m}))
+				continue
+			}
+			fresh = append(fresh, m)
+		}
+		if len(fresh) > 0 {
+			c.settle(ctx, fresh, c.handle(ctx, fresh))
+		}
+	}
+}
+
+// fetch waits for at least one message and returns up to BatchSize.
+func (c *consumer) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+	n := c.rt.cfg.BatchSize
+	batch, err := c.cons.FetchNoWait(n)
+	if err != nil {
+		return nil, err
+	}
+	msgs := collect(batch)
+	if len(msgs) > 0 || batch.Error() != nil {
+		return msgs, batch.Error()
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	batch, err = c.cons.Fetch(1, jetstream.FetchContext(wctx))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	msgs = collect(batch)
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, nats.ErrTimeout) {
+		return msgs, err
+	}
+	if len(msgs) == 1 && n > 1 {
+		if more, err := c.cons.FetchNoWait(n - 1); err == nil {
+			msgs = append(msgs, collect(more)...)
+		}
+	}
+	return msgs, nil
+}
+
+// collect drains a batch.
+func collect(b jetstream.MessageBatch) []jetstream.Msg {
+	var out []jetstream.Msg
+	for m := range b.Messages() {
+		out = append(out, m)
+	}
+	return out
+}
+
+// settle acks, naks with backoff or dead-letters each message.
+func (c *consumer) settle(ctx context.Context, msgs []jetstream.Msg, errs []error) {
+	for i, m := range msgs {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		}
+		c.settleOne(ctx, m, err)
+	}
+}
+
+func (c *consumer) settleOne(ctx context.Context, m jetstream.Msg, err error) {
+	plugin := c.durable
+	var pe *pluginError
+	if errors.As(err, &pe) {
+		plugin = pe.plugin
+	} else if c.owner != nil {
+		plugin = c.owner.spec.Name
+	}
+	if err == nil {
+		if aerr := m.Ack(); aerr != nil {
+			c.rt.log.Warn("ack failed", "consumer", c.durable, "err", aerr)
+		}
+		return
+	}
+	if errors.Is(err, ErrNotRunning) || ctx.Err() != nil {
+		// Shutting down, or the plugin is not up: not the message's
+		// fault. Deliver it again soon without counting it as a failure.
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	c.rt.metrics.errors.WithLabelValues(plugin).Inc()
+	if p := c.rt.procs[plugin]; p != nil {
+		p.errors.Add(1)
+	}
+	delivered := 1
+	if md, _ := m.Metadata(); md != nil {
+		delivered = int(md.NumDelivered)
+	}
+	c.rt.log.Warn("delivery failed", "plugin", plugin, "consumer", c.durable, "deliveries", delivered, "err", err)
+	if delivered >= c.rt.cfg.MaxDeliver || errors.Is(err, errPermanent) {
+		if derr := c.rt.deadLetter(ctx, c.durable, plugin, m, err, delivered); derr != nil {
+			c.rt.log.Error("dead letter failed; will retry", "consumer", c.durable, "err", derr)
+			_ = m.NakWithDelay(c.rt.cfg.backoff(delivered))
+			return
+		}
+		_ = m.Ack()
+		return
+	}
+	_ = m.NakWithDelay(c.rt.cfg.backoff(delivered))
+}
+
+// deadLetter copies m to vigie.dead.<plugin> with the error.
+func (rt *Runtime) deadLetter(ctx context.Context, durable, plugin string, m jetstream.Msg, cause error, delivered int) error {
+	msg := nats.NewMsg(deadSubject(plugin))
+	msg.Data = m.Data()
+	msg.Header.Set(hdrSubject, subjectOf(m))
+	msg.Header.Set(hdrConsumer, durable)
+	msg.Header.Set(hdrPlugin, plugin)
+	reason := cause.Error()
+	if len(reason) > 1024 {
+		reason = reason[:1024]
+	}
+	msg.Header.Set(hdrError, reason)
+	msg.Header.Set(hdrDeliver, strconv.Itoa(delivered))
+	msg.Header.Set(hdrFailedAt, time.Now().UTC().Format(time.RFC3339))
+	if md, err := m.Metadata(); err == nil {
+		msg.Header.Set(nats.MsgIdHdr, fmt.Sprintf("%s:%s:%d", durable, md.Stream, md.Sequence.Stream))
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := rt.cfg.JetStream.PublishMsg(pctx, msg); err != nil {
+		return err
+	}
+	rt.metrics.dead.WithLabelValues(plugin).Inc()
+	rt.log.Warn("message dead-lettered", "plugin", plugin, "consumer", durable, "deliveries", delivered, "err", reason)
+	return nil
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,505 @@
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"crypto/sha256"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/vigie-dev/vigie/sdk"
+)
+
+// State is a plugin's lifecycle state.
+type State string
+
+// Plugin states.
+const (
+	StateStarting   State = "starting"
+	StateRunning    State = "running"
+	StateRestarting State = "restarting"
+	StateFailed     State = "failed"
+	StateStopped    State = "stopped"
+)
+
+// proc supervises one plugin process: it starts it, checks its manifest,
+// watches it (Exited, Ping) and restarts it with backoff when it crashes or
+// hangs. go-plugin itself never restarts a plugin.
+type proc struct {
+	rt   *Runtime
+	spec Spec
+	log  *slog.Logger
+	host *hostServices
+
+	crash  chan string // a call saw the process die or hang
+	stderr *tail
+
+	mu       sync.Mutex
+	state    State
+	pc       *plugin.Client
+	client   *sdk.Client
+	manifest sdk.Manifest
+	ready    chan struct{} // closed while running; replaced when not
+	crashes  int           // consecutive crashes without a successful call
+	lastErr  string
+	since    time.Time
+
+	restarts  atomic.Int64
+	processed atomic.Int64
+	errors    atomic.Int64
+}
+
+// newProc returns the supervisor of spec; nothing starts yet.
+func newProc(rt *Runtime, spec Spec) *proc {
+	p := &proc{
+		rt: rt, spec: spec,
+		log:    rt.log.With("plugin", spec.Name),
+		crash:  make(chan string, 1),
+		state:  StateStarting,
+		ready:  make(chan struct{}),
+		since:  time.Now(),
+		stderr: &tail{max: 20},
+	}
+	p.host = &hostServices{rt: rt, p: p}
+	return p
+}
+
+// permanent marks start errors that restarting cannot fix.
+var errPermanent = errors.New("permanent")
+
+// run starts the plugin and keeps it running until ctx is done.
+func (p *proc) run(ctx context.Context) {
+	defer p.stop(StateStopped)
+	for ctx.Err() == nil {
+		err := p.start(ctx)
+		if err == nil {
+			p.watch(ctx)
+		} else if ctx.Err() == nil {
+			p.noteCrash(err.Error())
+			p.log.Error("plugin did not start", "err", err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		delay := p.restartDelay(errors.Is(err, errPermanent))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		p.restarts.Add(1)
+		p.rt.metrics.restarts.WithLabelValues(p.spec.Name).Inc()
+	}
+}
+
+// restartDelay returns how long to wait before the next start and sets the
+// state accordingly.
+func (p *proc) restartDelay(permanent bool) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if permanent || p.crashes >= p.rt.cfg.MaxRestarts {
+		if p.state != StateFailed {
+			p.log.Error("plugin marked failed; retrying periodically", "crashes", p.crashes, "retry", p.rt.cfg.FailedRetry)
+		}
+		p.setStateLocked(StateFailed)
+		return p.rt.cfg.FailedRetry
+	}
+	p.setStateLocked(StateRestarting)
+	d := p.rt.cfg.RestartBackoff
+	for i := 1; i < p.crashes && d < p.rt.cfg.MaxRestartBackoff; i++ {
+		d *= 2
+	}
+	return min(d, p.rt.cfg.MaxRestartBackoff)
+}
+
+// setStateLocked changes the state; p.mu is held.
+func (p *proc) setStateLocked(s State) {
+	if p.state == s {
+		return
+	}
+	if p.state == StateRunning {
+		p.ready = make(chan struct{})
+	}
+	p.state = s
+	p.since = time.Now()
+	if s == StateRunning {
+		close(p.ready)
+	}
+	p.rt.metrics.up.WithLabelValues(p.spec.Name).Set(boolFloat(s == StateRunning))
+}
+
+// command returns the command that starts the plugin.
+func (p *proc) command() (*exec.Cmd, *plugin.SecureConfig, error) {
+	if p.spec.Path == "" {
+		cmd, err := p.rt.cfg.Builtin(p.spec.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: built-in %q: %w", errPermanent, p.spec.Name, err)
+		}
+		cmd.Env = p.spec.Env
+		return cmd, nil, nil
+	}
+	sum, _ := hex.DecodeString(p.spec.SHA256)
+	cmd := exec.Command(p.spec.Path)
+	cmd.Env = p.spec.Env
+	return cmd, &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}, nil
+}
+
+// start launches the process, checks the manifest and configures it.
+func (p *proc) start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.state != StateFailed {
+		p.setStateLocked(StateStarting)
+	}
+	p.mu.Unlock()
+	cmd, secure, err := p.command()
+	if err != nil {
+		return err
+	}
+	out := &lineLog{log: p.log, tail: p.stderr}
+	pc := plugin.NewClient(sdk.NewClientConfig(sdk.ClientConfig{
+		Cmd:          cmd,
+		Host:         p.host,
+		SecureConfig: secure,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name: "go-plugin", Level: hclog.Warn, Output: out, DisableTime: true,
+		}),
+		Stderr:       out,
+		StartTimeout: 30 * time.Second,
+	}))
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := sdk.Connect(sctx, pc)
+	if err != nil {
+		pc.Kill()
+		if errors.Is(err, sdk.ErrProtocolVersion) || errors.Is(err, plugin.ErrChecksumsDoNotMatch) ||
+			strings.Contains(err.Error(), "checksum") {
+			return fmt.Errorf("%w: %w", errPermanent, err)
+		}
+		return err
+	}
+	m := c.Manifest()
+	if err := p.rt.checkManifest(p.spec, m); err != nil {
+		pc.Kill()
+		return fmt.Errorf("%w: %w", errPermanent, err)
+	}
+	if err := c.Configure(sctx, p.spec.Config); err != nil && !errors.Is(err, sdk.ErrNotImplemented) {
+		pc.Kill()
+		return fmt.Errorf("%w: configure: %w", errPermanent, err)
+	}
+	p.mu.Lock()
+	p.pc, p.client, p.manifest = pc, c, m
+	p.lastErr = ""
+	p.setStateLocked(StateRunning)
+	p.mu.Unlock()
+	p.log.Info("plugin started", "version", m.Version, "kinds", m.Kinds)
+	return nil
+}
+
+// watch returns when the process exits, stops answering pings, a call
+// reports a crash, or ctx is done; the process is killed on return.
+func (p *proc) watch(ctx context.Context) {
+	t := time.NewTicker(p.rt.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case reason := <-p.crash:
+			p.noteCrash(reason)
+			p.kill()
+			return
+		case <-t.C:
+			if reason := p.check(); reason != "" {
+				p.noteCrash(reason)
+				p.kill()
+				return
+			}
+		}
+	}
+}
+
+// check pings the process; it returns why it is unhealthy, or "".
+func (p *proc) check() string {
+	p.mu.Lock()
+	pc := p.pc
+	p.mu.Unlock()
+	if pc == nil {
+		return ""
+	}
+	if pc.Exited() {
+		return p.exitReason("plugin process exited")
+	}
+	rpc, err := pc.Client()
+	if err != nil {
+		return "plugin connection lost: " + err.Error()
+	}
+	done := make(chan error, 1)
+	go func() { done <- rpc.Ping() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return p.exitReason("plugin does not answer ping")
+		}
+	case <-time.After(p.rt.cfg.CallTimeout):
+		return "plugin does not answer ping (hung)"
+	}
+	return ""
+}
+
+// exitReason names why the process died, using its last stderr lines (a
+// Go panic message when there is one).
+func (p *proc) exitReason(what string) string {
+	if line := p.stderr.panicLine(); line != "" {
+		return what + ": " + line
+	}
+	return what
+}
+
+// noteCrash records a crash.
+func (p *proc) noteCrash(reason string) {
+	p.mu.Lock()
+	p.crashes++
+	p.lastErr = reason
+	n := p.crashes
+	if p.state == StateRunning {
+		p.setStateLocked(StateRestarting)
+	}
+	p.mu.Unlock()
+	p.log.Warn("plugin crashed", "reason", reason, "consecutive", n)
+}
+
+// kill stops the process.
+func (p *proc) kill() {
+	p.mu.Lock()
+	pc := p.pc
+	p.pc, p.client = nil, nil
+	p.mu.Unlock()
+	if pc != nil {
+		pc.Kill()
+	}
+}
+
+// stop kills the process and sets the final state.
+func (p *proc) stop(s State) {
+	p.kill()
+	p.mu.Lock()
+	p.setStateLocked(s)
+	p.mu.Unlock()
+}
+
+// waitReady blocks until the plugin runs or ctx is done.
+func (p *proc) waitReady(ctx context.Context) (*sdk.Client, error) {
+	for {
+		p.mu.Lock()
+		c, ready := p.client, p.ready
+		running := p.state == StateRunning
+		p.mu.Unlock()
+		if running && c != nil {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrNotRunning, ctx.Err())
+		case <-ready:
+		}
+	}
+}
+
+// call runs fn against the plugin with the per-call timeout. A call during
+// which the process died or that timed out is reported as ErrCrashed (and
+// the process is restarted); other errors are the plugin's own.
+func (p *proc) call(ctx context.Context, fn func(context.Context, *sdk.Client) error) error {
+	c, err := p.waitReady(ctx)
+	if err != nil {
+		return err
+	}
+	mark := p.stderr.mark()
+	cctx, cancel := context.WithTimeout(ctx, p.rt.cfg.CallTimeout)
+	err = fn(cctx, c)
+	timedOut := cctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	if err == nil {
+		p.mu.Lock()
+		p.crashes = 0
+		p.mu.Unlock()
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrNotRunning, ctx.Err())
+	}
+	var reason string
+	if timedOut {
+		reason = fmt.Sprintf("plugin did not answer within %s (hung)", p.rt.cfg.CallTimeout)
+	} else if r := p.check(); r != "" {
+		reason = r
+	}
+	if reason == "" {
+		return err
+	}
+	if !timedOut {
+		// The process's last stderr lines (a Go panic) arrive a moment
+		// after the connection drops.
+		reason = "plugin process died"
+		for i := 0; i < 50; i++ {
+			if line := p.stderr.panicSince(mark); line != "" {
+				reason += ": " + line
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	select {
+	case p.crash <- reason:
+	default:
+	}
+	// Wait for the supervisor to take the process down so that the next
+	// call waits for the restart instead of hitting the dead process.
+	for i := 0; i < 100; i++ {
+		p.mu.Lock()
+		gone := p.client != c
+		p.mu.Unlock()
+		if gone {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("%w: %s", ErrCrashed, reason)
+}
+
+// snapshot returns the fields shown by Status.
+func (p *proc) snapshot() (State, sdk.Manifest, string, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state, p.manifest, p.lastErr, p.since
+}
+
+// tail keeps the last lines a plugin wrote to stderr.
+type tail struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+	total int // lines ever added
+	// panic is the last "panic: …" line and panicAt its number: a Go
+	// panic is followed by a stack trace longer than the tail.
+	panic   string
+	panicAt int
+}
+
+func (t *tail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.total++
+	if strings.HasPrefix(line, "panic: ") {
+		t.panic, t.panicAt = line, t.total
+	}
+	t.lines = append(t.lines, line)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+}
+
+// mark returns a position for panicSince.
+func (t *tail) mark() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total
+}
+
+// panicSince returns a "panic: …" line added after mark, if any.
+func (t *tail) panicSince(mark int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.panicAt > mark {
+		return t.panic
+	}
+	return ""
+}
+
+// panicLine returns the last "panic: …" line, if any.
+func (t *tail) panicLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.panic
+}
+
+// lineLog is the plugin's stderr and go-plugin's logger output: each line is
+// logged at warn level with the plugin's name and kept in the tail.
+type lineLog struct {
+	log  *slog.Logger
+	tail *tail
+	mu   sync.Mutex
+	buf  []byte
+}
+
+func (l *lineLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, b...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimSpace(string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+		if line == "" {
+			continue
+		}
+		l.tail.add(line)
+		level, msg := stderrLevel(line)
+		l.log.Log(context.Background(), level, "plugin stderr", "line", msg)
+	}
+	if len(l.buf) > 64<<10 {
+		l.buf = l.buf[:0]
+	}
+	return len(b), nil
+}
+
+// stderrLevel picks the level of a plugin's stderr line: go-plugin's own
+// JSON lines (hclog) carry "@level" and "@message"; Go panics are errors;
+// anything else is info.
+func stderrLevel(line string) (slog.Level, string) {
+	if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+		return slog.LevelError, line
+	}
+	if strings.HasPrefix(line, "{") {
+		var j struct {
+			Level   string `json:"@level"`
+			Message string `json:"@message"`
+		}
+		if json.Unmarshal([]byte(line), &j) == nil && j.Message != "" {
+			switch j.Level {
+			case "trace", "debug":
+				return slog.LevelDebug, j.Message
+			case "warn":
+				return slog.LevelWarn, j.Message
+			case "error":
+				return slog.LevelError, j.Message
+			}
+			return slog.LevelInfo, j.Message
+		}
+	}
+	return slog.LevelInfo, line
+}
+
+// boolFloat is 1 for true.
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,333 @@
+// Package plugins is Vigie's plugin runtime: it launches each configured
+// plugin as a separate process with hashicorp/go-plugin (through package
+// sdk: gRPC only, automatic mutual TLS, no host environment, checksum of
+// external binaries, children that die with the host), checks its
+// manifest, and feeds it from NATS JetStream with a durable pull consumer.
+//
+// Events flow through three stages:
+//
+//	vigie.events.<site>.<type>     → enrichers, in configuration order
+//	vigie.enriched.<site>.<type>   → segmenters (profiles, scores, segments)
+//	vigie.segments.<site>.<seg>.*  → syncers (with identify events)
+//
+// Delivery is at least once: a message is acked after the plugin returns,
+// naked with exponential backoff on error, and after Config.MaxDeliver
+// deliveries copied to the dead-letter stream (vigie.dead.<plugin>) with
+// the error, from where Replay re-queues it. A plugin process that dies or
+// hangs is restarted with backoff; its unacknowledged messages are
+// delivered again, one at a time, so that a poison event is isolated.
+// Ingestion never waits for plugins: it only writes to VIGIE_EVENTS.
+//
+// A Runtime follows the configure, start, stop lifecycle: New validates,
+// Start launches, Stop stops every consumer and process.
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/sdk"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+)
+
+// Runtime runs the configured plugins.
+type Runtime struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	procs map[string]*proc // by name
+	order []*proc          // configuration order
+
+	mu        sync.Mutex
+	enrichers []*proc
+	consumers map[string][]*consumer // by plugin name ("" for the enrich stage)
+
+	flushMu  sync.Mutex
+	loopStop context.CancelFunc
+	procStop context.CancelFunc
+	loops    sync.WaitGroup
+	supers   sync.WaitGroup
+	started  bool
+}
+
+// New validates cfg and returns a runtime that has not started.
+func New(cfg Config) (*Runtime, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	rt := &Runtime{cfg: cfg, log: cfg.Logger, procs: map[string]*proc{}, consumers: map[string][]*consumer{}}
+	rt.metrics = newMetrics(cfg.Registerer)
+	for _, s := range cfg.Plugins {
+		p := newProc(rt, s)
+		rt.procs[s.Name] = p
+		rt.order = append(rt.order, p)
+	}
+	return rt, nil
+}
+
+// checkManifest refuses a manifest that does not fit its configuration.
+func (rt *Runtime) checkManifest(s Spec, m sdk.Manifest) error {
+	if m.Name != s.Name {
+		return fmt.Errorf("%w: configured as %q but the plugin's manifest says %q", ErrManifest, s.Name, m.Name)
+	}
+	if len(m.Kinds) == 0 {
+		return fmt.Errorf("%w: %q serves no hook", ErrManifest, s.Name)
+	}
+	for _, p := range m.Purposes {
+		if len(rt.cfg.Purposes) > 0 && !slices.Contains(rt.cfg.Purposes, p) {
+			return fmt.Errorf("%w: %q needs purpose %q, which is not configured", ErrManifest, s.Name, p)
+		}
+	}
+	if m.Has(sdk.CapContactsResolve) && len(m.Purposes) == 0 {
+		return fmt.Errorf("%w: %q asks for contacts.resolve without declaring the purposes it needs them for", ErrManifest, s.Name)
+	}
+	return nil
+}
+
+// Start creates the streams, launches every plugin, waits (until ctx is
+// done) for each one's first start, and starts the consumers. A plugin
+// that does not start is reported and retried; it does not stop Start.
+func (rt *Runtime) Start(ctx context.Context) error {
+	if rt.started {
+		return fmt.Errorf("plugins: already started")
+	}
+	rt.started = true
+	if len(rt.order) == 0 {
+		return nil
+	}
+	if err := rt.ensureStreams(ctx); err != nil {
+		return err
+	}
+	pctx, pstop := context.WithCancel(context.Background())
+	lctx, lstop := context.WithCancel(context.Background())
+	rt.procStop, rt.loopStop = pstop, lstop
+	for _, p := range rt.order {
+		rt.supers.Add(1)
+		go func() {
+			defer rt.supers.Done()
+			p.run(pctx)
+		}()
+	}
+	// Wait for each plugin's first start, so the enricher chain is known.
+	wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	for _, p := range rt.order {
+		for {
+			st, _, _, _ := p.snapshot()
+			if st == StateRunning || st == StateFailed || wctx.Err() != nil {
+				break
+			}
+			sleep(wctx, 20*time.Millisecond)
+		}
+	}
+	rt.refreshEnrichers()
+	stage := &consumer{rt: rt, durable: enrichConsumer, stream: eventsStream,
+		filters: []string{"vigie.events.>"}, handle: rt.enrich}
+	if err := rt.startConsumer(ctx, lctx, "", stage); err != nil {
+		rt.Stop(context.Background())
+		return err
+	}
+	for _, p := range rt.order {
+		rt.loops.Add(1)
+		go func() {
+			defer rt.loops.Done()
+			rt.serve(ctx, lctx, p)
+		}()
+	}
+	rt.loops.Add(1)
+	go func() {
+		defer rt.loops.Done()
+		rt.housekeeping(lctx)
+	}()
+	return nil
+}
+
+// refreshEnrichers recomputes the enricher chain from the manifests.
+func (rt *Runtime) refreshEnrichers() {
+	var es []*proc
+	for _, p := range rt.order {
+		if _, m, _, _ := p.snapshot(); slices.Contains(m.Kinds, sdk.KindEnricher) {
+			es = append(es, p)
+		}
+	}
+	rt.mu.Lock()
+	rt.enrichers = es
+	rt.mu.Unlock()
+}
+
+// serve waits until p has run once, then starts its segmenter and syncer
+// consumers.
+func (rt *Runtime) serve(startCtx, lctx context.Context, p *proc) {
+	if _, err := p.waitReady(lctx); err != nil {
+		return
+	}
+	rt.refreshEnrichers()
+	_, m, _, _ := p.snapshot()
+	var cs []*consumer
+	if slices.Contains(m.Kinds, sdk.KindSegmenter) {
+		cs = append(cs, &consumer{rt: rt, durable: "segment-" + p.spec.Name, stream: EnrichedStream,
+			filters: subjectFilters(enrichedPrefix, m.Filter), owner: p, handle: rt.segment(p)})
+	}
+	if slices.Contains(m.Kinds, sdk.KindSyncer) {
+		cs = append(cs,
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-segments", stream: SegmentsStream,
+				filters: []string{segmentsPrefix + ">"}, owner: p, handle: rt.sync(p)},
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: EnrichedStream,
+				filters: []string{enrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
+	}
+	for _, c := range cs {
+		for lctx.Err() == nil {
+			octx, cancel := context.WithTimeout(lctx, 10*time.Second)
+			err := rt.startConsumer(octx, lctx, p.spec.Name, c)
+			cancel()
+			if err == nil {
+				break
+			}
+			rt.log.Error("consumer not created; retrying", "plugin", p.spec.Name, "err", err)
+			sleep(lctx, 5*time.Second)
+		}
+	}
+}
+
+// startConsumer opens c and its replay consumer and runs both.
+func (rt *Runtime) startConsumer(ctx, lctx context.Context, plugin string, c *consumer) error {
+	if err := c.open(ctx); err != nil {
+		return err
+	}
+	replay := &consumer{rt: rt, durable: c.durable + "-replay", stream: DeadStream,
+		filters: []string{replaySubject(c.durable)}, owner: c.owner, handle: c.handle}
+	if err := replay.open(ctx); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	rt.consumers[plugin] = append(rt.consumers[plugin], c, replay)
+	rt.mu.Unlock()
+	for _, cc := range []*consumer{c, replay} {
+		rt.loops.Add(1)
+		go func() {
+			defer rt.loops.Done()
+			cc.run(lctx)
+		}()
+	}
+	return nil
+}
+
+// housekeeping publishes segment changes left over by a crash and refreshes
+// the lag gauges.
+func (rt *Runtime) housekeeping(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if err := rt.flushChanges(ctx); err != nil && ctx.Err() == nil {
+			rt.log.Warn("segment changes not published yet", "err", err)
+		}
+		rt.refreshLag(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// flushChanges publishes committed segment changes (Nats-Msg-Id makes a
+// republished one a duplicate JetStream drops) and deletes them.
+func (rt *Runtime) flushChanges(ctx context.Context) error {
+	rt.flushMu.Lock()
+	defer rt.flushMu.Unlock()
+	for {
+		pend, err := rt.cfg.Store.PendingChanges(ctx, 256)
+		if err != nil || len(pend) == 0 {
+			return err
+		}
+		futs := make([]jetstream.PubAckFuture, len(pend))
+		for i, pc := range pend {
+			data, err := proto.Marshal(pc.Change)
+			if err != nil {
+				return err
+			}
+			msg := nats.NewMsg(SegmentSubject(pc.Change))
+			msg.Data = data
+			msg.Header.Set(nats.MsgIdHdr, changeID(pc.Change))
+			if futs[i], err = rt.cfg.JetStream.PublishMsgAsync(msg); err != nil {
+				return err
+			}
+		}
+		var done [][]byte
+		for i, f := range futs {
+			select {
+			case <-f.Ok():
+				done = append(done, pend[i].Key)
+				rt.metrics.changes.WithLabelValues(pend[i].Change.GetSite(), SegmentSubject(pend[i].Change)[len(segmentsPrefix):]).Inc()
+			case err := <-f.Err():
+				_ = rt.cfg.Store.AckPendingChanges(done)
+				return err
+			case <-time.After(10 * time.Second):
+				_ = rt.cfg.Store.AckPendingChanges(done)
+				return fmt.Errorf("publish segment change: timed out")
+			}
+		}
+		if err := rt.cfg.Store.AckPendingChanges(done); err != nil {
+			return err
+		}
+	}
+}
+
+// changeID is a segment change's Nats-Msg-Id.
+func changeID(c *vigiev1.SegmentChange) string {
+	return fmt.Sprintf("seg:%s:%s:%s:%d", c.GetEventId(), c.GetSubject(), c.GetSegment(), c.GetTransition())
+}
+
+// ensureStreams creates or updates the derived streams.
+func (rt *Runtime) ensureStreams(ctx context.Context) error {
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: EnrichedStream, Subjects: []string{enrichedPrefix + ">"}},
+		{Name: SegmentsStream, Subjects: []string{segmentsPrefix + ">"}},
+		{Name: DeadStream, Subjects: []string{deadPrefix + ">", replayPrefix + ">"}},
+	} {
+		sc.Storage = jetstream.FileStorage
+		sc.MaxAge = rt.cfg.StreamMaxAge
+		sc.Replicas = rt.cfg.Replicas
+		sc.Duplicates = 2 * time.Minute
+		if _, err := rt.cfg.JetStream.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("plugins: stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// Stop stops the consumers (messages being handled are naked for later),
+// then every plugin process, and waits for all of them until ctx is done.
+func (rt *Runtime) Stop(ctx context.Context) error {
+	if rt.loopStop == nil {
+		return nil
+	}
+	rt.loopStop()
+	done := make(chan struct{})
+	go func() {
+		rt.loops.Wait()
+		rt.procStop()
+		rt.supers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		rt.procStop()
+		for _, p := range rt.order {
+			p.kill()
+		}
+		return fmt.Errorf("plugins: stop: %w", ctx.Err())
+	}
+}

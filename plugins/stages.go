@@ -1,0 +1,394 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/sdk"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Streams and subjects of the plugin runtime. Events enter on
+// vigie.events.<site>.<type> (stream VIGIE_EVENTS, written by the proxy).
+const (
+	EnrichedStream  = "VIGIE_ENRICHED"
+	SegmentsStream  = "VIGIE_SEGMENTS"
+	DeadStream      = "VIGIE_DEAD"
+	eventsStream    = "VIGIE_EVENTS"
+	enrichedPrefix  = "vigie.enriched."
+	segmentsPrefix  = "vigie.segments."
+	deadPrefix      = "vigie.dead."
+	replayPrefix    = "vigie.replay."
+	enrichConsumer  = "enrich"
+	reasonWithdrawn = "consent-withdrawn"
+)
+
+// EnrichedSubject is the subject an enriched event is published on.
+func EnrichedSubject(site, typ string) string { return enrichedPrefix + site + "." + typ }
+
+// SegmentSubject is the subject of a segment change:
+// vigie.segments.<site>.<segment>.entered|exited.
+func SegmentSubject(c *vigiev1.SegmentChange) string {
+	dir := "entered"
+	if c.GetTransition() == vigiev1.Transition_TRANSITION_EXITED {
+		dir = "exited"
+	}
+	return segmentsPrefix + c.GetSite() + "." + c.GetSegment() + "." + dir
+}
+
+func deadSubject(plugin string) string    { return deadPrefix + plugin }
+func replaySubject(durable string) string { return replayPrefix + durable }
+
+// matches reports whether ev passes filter f.
+func matches(f sdk.Filter, ev *vigiev1.Event) bool {
+	return matchAny(f.Sites, ev.GetSite()) && matchAny(f.Types, ev.GetType()) && matchAny(f.Names, ev.GetName())
+}
+
+// matchAny reports whether s matches one of the patterns (exact, or prefix
+// for a pattern ending in '*'); no pattern matches everything.
+func matchAny(patterns []string, s string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if p == s || (strings.HasSuffix(p, "*") && strings.HasPrefix(s, p[:len(p)-1])) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectFilters returns the NATS subject filters of a manifest filter on
+// prefix (sites and types narrowed on the server when they are exact).
+func subjectFilters(prefix string, f sdk.Filter) []string {
+	sites, types := exactOrAll(f.Sites), exactOrAll(f.Types)
+	var out []string
+	for _, s := range sites {
+		for _, t := range types {
+			out = append(out, prefix+s+"."+t)
+		}
+	}
+	return out
+}
+
+// exactOrAll returns the patterns as subject tokens, or ["*"] when any is
+// a prefix pattern or there is none.
+func exactOrAll(ps []string) []string {
+	if len(ps) == 0 {
+		return []string{"*"}
+	}
+	for _, p := range ps {
+		if strings.HasSuffix(p, "*") || strings.ContainsAny(p, ". >") {
+			return []string{"*"}
+		}
+	}
+	return ps
+}
+
+// decode decodes an event message; a message that does not decode can never
+// succeed and is dead-lettered at once.
+func decode(m jetstream.Msg) (*vigiev1.Event, error) {
+	ev := &vigiev1.Event{}
+	if err := proto.Unmarshal(m.Data(), ev); err != nil {
+		return nil, fmt.Errorf("%w: undecodable event: %v", errPermanent, err)
+	}
+	return ev, nil
+}
+
+// fromPlugin reports whether ev was emitted by plugin name.
+func fromPlugin(ev *vigiev1.Event, name string) bool { return ev.GetSource() == "plugin:"+name }
+
+// enrich is the enrich stage: every event passes through the enrichers in
+// configuration order (each sees only what its filter and purposes allow)
+// and is published on vigie.enriched.<site>.<type>, with or without
+// enrichers.
+func (rt *Runtime) enrich(ctx context.Context, msgs []jetstream.Msg) []error {
+	errs := make([]error, len(msgs))
+	evs := make([]*vigiev1.Event, len(msgs))
+	for i, m := range msgs {
+		evs[i], errs[i] = decode(m)
+	}
+	for _, p := range rt.enrichers {
+		var idx []int
+		var batch []*vigiev1.Event
+		_, m, _, _ := p.snapshot()
+		for i, ev := range evs {
+			if errs[i] == nil && matches(m.Filter, ev) && grantsAll(ev.GetPurposes(), m.Purposes) && !fromPlugin(ev, p.spec.Name) {
+				idx = append(idx, i)
+				batch = append(batch, proto.Clone(ev).(*vigiev1.Event))
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		if st, _, _, _ := p.snapshot(); st == StateFailed {
+			rt.metrics.skipped.WithLabelValues(p.spec.Name).Add(float64(len(batch)))
+			continue // best effort: a failed enricher does not hold events back
+		}
+		var out []*vigiev1.Event
+		err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
+			var err error
+			out, err = c.Enrich(cctx, batch)
+			return err
+		})
+		if err != nil {
+			for _, i := range idx {
+				errs[i] = &pluginError{plugin: p.spec.Name, err: err}
+			}
+			continue
+		}
+		p.processed.Add(int64(len(batch)))
+		rt.metrics.processed.WithLabelValues(p.spec.Name).Add(float64(len(batch)))
+		byID := make(map[string]*vigiev1.Event, len(out))
+		for _, ev := range out {
+			byID[ev.GetId()] = ev
+		}
+		for _, i := range idx {
+			if got := byID[evs[i].GetId()]; got != nil {
+				evs[i] = keepIdentity(evs[i], got)
+			}
+		}
+	}
+	rt.publishEvents(ctx, evs, errs)
+	return errs
+}
+
+// keepIdentity returns the enriched event with everything consent and
+// pseudonymization decided copied back from the original: an enricher adds
+// fields, it cannot change who an event is about or what it may be used for.
+func keepIdentity(orig, got *vigiev1.Event) *vigiev1.Event {
+	got.Id, got.Site, got.Type = orig.Id, orig.Site, orig.Type
+	got.Mode, got.Purposes, got.Subject = orig.Mode, orig.Purposes, orig.Subject
+	got.AnonymousId, got.UserId, got.GroupId, got.PreviousId = orig.AnonymousId, orig.UserId, orig.GroupId, orig.PreviousId
+	got.KeyId, got.Source, got.IpPrefix = orig.KeyId, orig.Source, orig.IpPrefix
+	got.TimestampMs, got.ReceivedAtMs = orig.TimestampMs, orig.ReceivedAtMs
+	got.VaultedTraits = orig.VaultedTraits
+	return got
+}
+
+// publishEvents publishes the events without an error on the enriched
+// subjects (async, then waits for every ack); a failed publish becomes that
+// event's error.
+func (rt *Runtime) publishEvents(ctx context.Context, evs []*vigiev1.Event, errs []error) {
+	futs := make([]jetstream.PubAckFuture, len(evs))
+	for i, ev := range evs {
+		if errs[i] != nil {
+			continue
+		}
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %v", errPermanent, err)
+			continue
+		}
+		msg := nats.NewMsg(EnrichedSubject(ev.GetSite(), ev.GetType()))
+		msg.Data = data
+		msg.Header.Set(nats.MsgIdHdr, ev.GetId())
+		futs[i], errs[i] = rt.cfg.JetStream.PublishMsgAsync(msg)
+	}
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for i, f := range futs {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("publish enriched: %w", err)
+		case <-timeout.C:
+			errs[i] = errors.New("publish enriched: timed out")
+		case <-ctx.Done():
+			errs[i] = ErrNotRunning
+		}
+	}
+}
+
+// segment is a segmenter's handler: it profiles the subject of each
+// pseudonymous event whose consent grants a profile purpose, gives the
+// event and the profile to the plugin and applies its decisions. A
+// subject whose consent no longer grants any profile purpose loses its
+// profile (and leaves its segments).
+func (rt *Runtime) segment(p *proc) handler {
+	return func(ctx context.Context, msgs []jetstream.Msg) []error {
+		errs := make([]error, len(msgs))
+		_, m, _, _ := p.snapshot()
+		var idx []int
+		var items []*vigiev1.SegmentInput
+		now := time.Now().UnixMilli()
+		for i, msg := range msgs {
+			ev, err := decode(msg)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			if ev.GetMode() != vigiev1.Mode_MODE_PSEUDONYMOUS || ev.GetSubject() == "" ||
+				fromPlugin(ev, p.spec.Name) || !matches(m.Filter, ev) {
+				continue
+			}
+			if !grantsAny(ev.GetPurposes(), rt.cfg.ProfilePurposes) {
+				if _, err := rt.cfg.Store.DeleteProfile(ctx, ev.GetSite(), ev.GetSubject(), reasonWithdrawn); err != nil {
+					errs[i] = err
+				}
+				continue
+			}
+			prof, _, err := rt.cfg.Store.ObserveEvent(ctx, ev)
+			if errors.Is(err, storage.ErrNotFound) {
+				// Seen before, and the profile was deleted since (a later
+				// event withdrew consent): nothing to segment.
+				continue
+			}
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			if !grantsAll(ev.GetPurposes(), m.Purposes) {
+				continue
+			}
+			idx = append(idx, i)
+			items = append(items, &vigiev1.SegmentInput{Event: ev, Profile: prof.Proto(now)})
+		}
+		if len(items) > 0 {
+			var results []sdk.SegmentResult
+			var itemErrs []error
+			err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
+				var err error
+				results, itemErrs, err = c.SegmentBatch(cctx, items)
+				return err
+			})
+			for k, i := range idx {
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				if itemErrs[k] != nil {
+					errs[i] = itemErrs[k]
+					continue
+				}
+				ev := items[k].GetEvent()
+				o := storage.SegmentOutcome{
+					Plugin: p.spec.Name, Site: ev.GetSite(), Subject: ev.GetSubject(), EventID: ev.GetId(),
+					Changes: results[k].Changes, AtMs: ev.GetTimestampMs(),
+				}
+				if u := results[k].Update; u != nil {
+					o.ScoreDelta, o.Attributes = u.GetScoreDelta(), u.GetAttributes()
+				}
+				if _, _, err := rt.cfg.Store.ApplySegment(ctx, o); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					errs[i] = err
+					continue
+				}
+				p.processed.Add(1)
+				rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
+			}
+		}
+		if err := rt.flushChanges(ctx); err != nil {
+			rt.log.Warn("segment changes not published yet", "err", err)
+		}
+		return errs
+	}
+}
+
+// sync is a syncer's handler for segment changes and identify events.
+func (rt *Runtime) sync(p *proc) handler {
+	return func(ctx context.Context, msgs []jetstream.Msg) []error {
+		errs := make([]error, len(msgs))
+		_, m, _, _ := p.snapshot()
+		resolve := m.Has(sdk.CapContactsResolve)
+		var idx []int
+		var items []*vigiev1.SyncItem
+		for i, msg := range msgs {
+			item, err := rt.syncItem(ctx, p, m, subjectOf(msg), msg.Data(), resolve)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			if item != nil {
+				idx = append(idx, i)
+				items = append(items, item)
+			}
+		}
+		if len(items) == 0 {
+			return errs
+		}
+		var itemErrs []error
+		err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
+			var err error
+			itemErrs, err = c.SyncBatch(cctx, items)
+			return err
+		})
+		for k, i := range idx {
+			switch {
+			case err != nil:
+				errs[i] = err
+			case itemErrs[k] != nil:
+				errs[i] = itemErrs[k]
+			default:
+				p.processed.Add(1)
+				rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
+			}
+		}
+		return errs
+	}
+}
+
+// syncItem builds the SyncItem of one message, or nil when the plugin must
+// not receive it.
+func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subject string, data []byte, resolve bool) (*vigiev1.SyncItem, error) {
+	var site, subj string
+	var granted []string
+	item := &vigiev1.SyncItem{}
+	if strings.HasPrefix(subject, segmentsPrefix) {
+		c := &vigiev1.SegmentChange{}
+		if err := proto.Unmarshal(data, c); err != nil {
+			return nil, fmt.Errorf("%w: undecodable segment change: %v", errPermanent, err)
+		}
+		if !matchAny(m.Filter.Sites, c.GetSite()) {
+			return nil, nil
+		}
+		site, subj = c.GetSite(), c.GetSubject()
+		item.Item = &vigiev1.SyncItem_SegmentChange{SegmentChange: c}
+		if c.GetTransition() == vigiev1.Transition_TRANSITION_ENTERED {
+			// Entering needs the subject's consent for the plugin's
+			// purposes; leaving is always passed on (without contact) so
+			// the downstream system can forget.
+			prof, err := rt.cfg.Store.Profile(ctx, site, subj)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if !grantsAll(prof.Purposes, m.Purposes) {
+				return nil, nil
+			}
+		} else {
+			resolve = false
+		}
+	} else {
+		ev := &vigiev1.Event{}
+		if err := proto.Unmarshal(data, ev); err != nil {
+			return nil, fmt.Errorf("%w: undecodable event: %v", errPermanent, err)
+		}
+		if ev.GetMode() != vigiev1.Mode_MODE_PSEUDONYMOUS || fromPlugin(ev, p.spec.Name) || !matches(m.Filter, ev) ||
+			!grantsAll(ev.GetPurposes(), m.Purposes) {
+			return nil, nil
+		}
+		site, subj, granted = ev.GetSite(), ev.GetSubject(), ev.GetPurposes()
+		item.Item = &vigiev1.SyncItem_Identify{Identify: ev}
+	}
+	if resolve {
+		c, err := rt.contact(ctx, p, site, subj, granted)
+		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			return nil, err
+		}
+		item.Contact = c
+	}
+	return item, nil
+}

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/plugins/segments"
+)
+
+// handleAdminPlugins lists every configured plugin: state, version,
+// manifest, counters, consumer lag and dead letters.
+func (s *Server) handleAdminPlugins(w http.ResponseWriter, r *http.Request) {
+	list := []plugins.Status{}
+	if s.plugins != nil {
+		list = s.plugins.Status(r.Context())
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"plugins": list})
+}
+
+// handleAdminReplay re-queues a plugin's dead letters.
+func (s *Server) handleAdminReplay(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if s.plugins == nil {
+		writeError(w, http.StatusNotFound, "unknown_plugin", "no plugin named "+strconv.Quote(name)+" is configured", nil)
+		return
+	}
+	n, err := s.plugins.Replay(r.Context(), name)
+	switch {
+	case errors.Is(err, plugins.ErrUnknownPlugin):
+		writeError(w, http.StatusNotFound, "unknown_plugin", "no plugin named "+strconv.Quote(name)+" is configured", nil)
+	case err != nil:
+		s.log.Error("replay failed", "plugin", name, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			"success": false, "code": "replay_failed", "error": "replay stopped early; retry", "replayed": n,
+		})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "replayed": n})
+	}
+}
+
+// segmentView is one segment in GET /admin/v1/segments.
+type segmentView struct {
+	Name        string `json:"name"`
+	Plugin      string `json:"plugin,omitempty"`
+	Description string `json:"description,omitempty"`
+	When        string `json:"when,omitempty"`
+	Size        int64  `json:"size"`
+}
+
+// handleAdminSegments lists a site's segments (as configured in segmenter
+// plugins, plus any that still has members), their sizes and recent
+// changes. Query: site (required when several sites exist), limit of
+// recent changes (1–1000, default 50).
+func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	site := q.Get("site")
+	if site == "" && len(s.cfg.Sites) == 1 {
+		site = s.cfg.Sites[0].ID
+	}
+	if _, ok := s.byID[site]; !ok {
+		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
+		return
+	}
+	limit := 50
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "invalid_limit", "limit: must be an integer from 1 to 1000", nil)
+			return
+		}
+		limit = n
+	}
+	sizes, err := s.store.SegmentSizes(r.Context(), site)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "segments_failed", "could not read segment sizes", nil)
+		return
+	}
+	changes, err := s.store.RecentSegmentChanges(r.Context(), site, limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "segments_failed", "could not read segment changes", nil)
+		return
+	}
+	views := s.segmentDefinitions(r.Context(), site)
+	for i := range views {
+		views[i].Size = sizes[views[i].Name]
+		delete(sizes, views[i].Name)
+	}
+	for name, n := range sizes {
+		views = append(views, segmentView{Name: name, Size: n})
+	}
+	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
+	recent := make([]json.RawMessage, 0, len(changes))
+	for _, c := range changes {
+		if b, err := eventJSON.Marshal(c); err == nil {
+			recent = append(recent, b)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"site": site, "segments": views, "recent_changes": recent})
+}
+
+// segmentDefinitions lists the segments configured for site in the
+// built-in segments plugin.
+func (s *Server) segmentDefinitions(_ context.Context, site string) []segmentView {
+	var out []segmentView
+	for _, p := range s.cfg.Plugins {
+		if p.Disabled || p.Path != "" || p.Name != "segments" || p.Config == nil {
+			continue
+		}
+		raw, err := json.Marshal(p.Config)
+		if err != nil {
+			continue
+		}
+		infos, err := segments.Names(raw)
+		if err != nil {
+			continue
+		}
+		for _, in := range infos {
+			if in.Site != "" && in.Site != site {
+				continue
+			}
+			out = append(out, segmentView{Name: in.Name, Plugin: p.Name, Description: in.Description, When: in.When})
+		}
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Plugin key-value limits.
+const (
+	maxKVKeyLen   = 1024
+	maxKVValueLen = 1 << 20
+)
+
+// validKV checks a plugin name and a key of the plugin KV space.
+func validKV(plugin, key string) error {
+	if plugin == "" {
+		return fmt.Errorf("%w: empty plugin", ErrInvalidKey)
+	}
+	if err := validName("plugin", plugin); err != nil {
+		return err
+	}
+	if key == "" || len(key) > maxKVKeyLen || strings.IndexByte(key, 0) >= 0 {
+		return fmt.Errorf("%w: kv key empty, longer than %d bytes or contains NUL", ErrInvalidKey, maxKVKeyLen)
+	}
+	return nil
+}
+
+// KVGet returns the value stored under key in plugin's own key-value space,
+// or ErrNotFound when it is absent or expired.
+func (s *Store) KVGet(ctx context.Context, plugin, key string) ([]byte, error) {
+	if err := validKV(plugin, key); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(kvKey(plugin, key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: kv get: %w", err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// KVPut stores value (at most 1 MiB) under key (at most 1024 bytes, no
+// \x00) in plugin's own key-value space, replacing any earlier value. ttl 0
+// keeps it until deleted; otherwise it expires after ttl, rounded up to a
+// whole second (Badger's TTL granularity).
+func (s *Store) KVPut(ctx context.Context, plugin, key string, value []byte, ttl time.Duration) error {
+	if err := validKV(plugin, key); err != nil {
+		return err
+	}
+	if len(value) > maxKVValueLen {
+		return fmt.Errorf("%w: kv value larger than %d bytes", ErrInvalidRecord, maxKVValueLen)
+	}
+	if ttl < 0 {
+		return fmt.Errorf("%w: negative ttl", ErrInvalidRecord)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e := badger.NewEntry(kvKey(plugin, key), value)
+	if ttl > 0 {
+		e.ExpiresAt = expiry(ttl)
+	}
+	s.writeGate.RLock()
+	defer s.writeGate.RUnlock()
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
+		return fmt.Errorf("storage: kv put: %w", err)
+	}
+	return nil
+}
+
+// KVDelete deletes key from plugin's own key-value space; a missing key is
+// not an error.
+func (s *Store) KVDelete(ctx context.Context, plugin, key string) error {
+	if err := validKV(plugin, key); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.writeGate.RLock()
+	defer s.writeGate.RUnlock()
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(kvKey(plugin, key)) }); err != nil {
+		return fmt.Errorf("storage: kv delete: %w", err)
+	}
+	return nil
+}
