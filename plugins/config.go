@@ -148,9 +148,6 @@ func (c Config) withDefaults() Config {
 
 // validate checks c (after defaults).
 func (c Config) validate() error {
-	if c.Store == nil || c.JetStream == nil {
-		return fmt.Errorf("%w: Store and JetStream are required", ErrInvalidConfig)
-	}
 	seen := map[string]bool{}
 	for _, s := range c.Plugins {
 		if !validName(s.Name) {
@@ -174,6 +171,9 @@ func (c Config) validate() error {
 		if len(c.Purposes) > 0 && !slices.Contains(c.Purposes, p) {
 			return fmt.Errorf("%w: profile purpose %q is not a configured purpose", ErrInvalidConfig, p)
 		}
+	}
+	if c.Store == nil || c.JetStream == nil {
+		return fmt.Errorf("%w: Store and JetStream are required", ErrInvalidConfig)
 	}
 	return nil
 }

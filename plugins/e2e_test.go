@@ -2,11 +2,14 @@ package plugins_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,6 +36,7 @@ import (
 // plugins when the runtime re-executes it as "<binary> plugin <name>".
 func TestMain(m *testing.M) {
 	builtin.Register("flaky", func() { sdk.Serve(testplugins.Flaky()) })
+	builtin.Register("crm", func() { sdk.Serve(testplugins.CRM()) })
 	builtin.MaybeRun(os.Args)
 	os.Exit(m.Run())
 }
@@ -425,4 +429,97 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+func TestExternalPluginChecksumAndManifest(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "campaign-normalizer")
+	if out, err := exec.Command("go", "build", "-o", bin, "../examples/plugin-campaign").CombinedOutput(); err != nil {
+		t.Fatalf("build example plugin: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	good := hex.EncodeToString(sum[:])
+	in := proxytest.Start(t, withPlugins(
+		config.Plugin{Name: "campaign-normalizer", Path: bin, SHA256: good},
+		config.Plugin{Name: "tampered", Path: bin, SHA256: strings.Repeat("0", 64)},
+		config.Plugin{Name: "renamed", Path: bin, SHA256: good},
+	))
+	body := `{"type":"page","anonymousId":"a1","properties":{"path":"/"},
+	 "context":{"consent":{"analytics":true},"campaign":{"source":"FB","medium":"Paid"}}}`
+	if code, b := in.Post("/v1/page", "demo", body); code != 200 {
+		t.Fatalf("page: %d %s", code, b)
+	}
+	var msgs []*jetstream.RawStreamMsg
+	waitFor(t, "enriched event", 20*time.Second, func() bool {
+		msgs = streamMsgs(t, in, plugins.EnrichedStream, "vigie.enriched.demo.page")
+		return len(msgs) == 1
+	})
+	var ev vigiev1.Event
+	if err := proto.Unmarshal(msgs[0].Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.GetCampaign().GetSource() != "facebook" || ev.GetCampaign().GetMedium() != "cpc" {
+		t.Fatalf("campaign not normalized by the external plugin: %v", ev.GetCampaign())
+	}
+	for name, want := range map[string]string{"tampered": "checksum", "renamed": `manifest says "campaign-normalizer"`} {
+		st := status(t, in, name)
+		if st.State != plugins.StateFailed || !strings.Contains(st.LastError, want) {
+			t.Errorf("%s: state %s, last error %q, want failed with %q", name, st.State, st.LastError, want)
+		}
+	}
+	if st := status(t, in, "campaign-normalizer"); st.State != plugins.StateRunning || st.Builtin || st.Processed != 1 {
+		t.Errorf("campaign-normalizer: %+v", st)
+	}
+	if code, body := in.Admin("/admin/v1/enriched?site=demo"); code != 200 || !strings.Contains(string(body), `"source":"facebook"`) {
+		t.Errorf("admin enriched: %d %s", code, body)
+	}
+	code, metrics := in.Do("GET", "/metrics", nil, nil)
+	for _, want := range []string{`vigie_plugin_processed_total{plugin="campaign-normalizer"} 1`, `vigie_plugin_up{plugin="tampered"} 0`,
+		`vigie_plugin_up{plugin="campaign-normalizer"} 1`} {
+		if code != 200 || !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestSyncerGetsContactsOnlyWithConsent(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "crm.txt")
+	in := proxytest.Start(t, withPlugins(
+		config.Plugin{Name: "segments", Config: map[string]any{"segments": []any{
+			map[string]any{"name": "everyone", "when": "true"},
+		}}},
+		config.Plugin{Name: "crm", Config: map[string]any{"file": rec}},
+	))
+	identify := func(user, email, consentJSON string) {
+		body := fmt.Sprintf(`{"type":"identify","userId":%q,"traits":{"email":%q,"plan":"pro"},"context":{"consent":%s}}`,
+			user, email, consentJSON)
+		if code, b := in.Post("/v1/identify", "demo", body); code != 200 {
+			t.Fatalf("identify: %d %s", code, b)
+		}
+	}
+	identify("u-marketing", "yes@example.org", `{"analytics":true,"personalization":true,"marketing":true}`)
+	identify("u-no-marketing", "no@example.org", `{"analytics":true,"personalization":true}`)
+	var got string
+	waitFor(t, "CRM sync of the identify and the segment entry", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(rec)
+		got = string(b)
+		return strings.Count(got, "sync ") >= 2
+	})
+	// Give the other subject's items time to (wrongly) arrive.
+	waitFor(t, "both subjects segmented", 20*time.Second, func() bool {
+		code, body := in.Admin("/admin/v1/segments?site=demo")
+		return code == 200 && strings.Contains(string(body), `"size":2`)
+	})
+	time.Sleep(300 * time.Millisecond)
+	b, _ := os.ReadFile(rec)
+	got = string(b)
+	if strings.Count(got, "yes@example.org") != 2 || !strings.Contains(got, "segment_change") || !strings.Contains(got, "identify") {
+		t.Fatalf("CRM did not get the consenting contact with both items:\n%s", got)
+	}
+	if strings.Contains(got, "no@example.org") || strings.Count(got, "sync ") != 2 {
+		t.Fatalf("CRM got a subject without marketing consent:\n%s", got)
+	}
 }

@@ -7,9 +7,13 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/segments"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
 // handleAdminPlugins lists every configured plugin: state, version,
@@ -127,4 +131,62 @@ func (s *Server) segmentDefinitions(_ context.Context, site string) []segmentVie
 		}
 	}
 	return out
+}
+
+// handleAdminEnriched lists the most recent enriched events of a site
+// (what segmenters and syncers receive), newest first, read back from the
+// VIGIE_ENRICHED stream. Query: site (required when several sites exist),
+// limit (1–1000, default 20).
+func (s *Server) handleAdminEnriched(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	site := q.Get("site")
+	if site == "" && len(s.cfg.Sites) == 1 {
+		site = s.cfg.Sites[0].ID
+	}
+	if _, ok := s.byID[site]; !ok {
+		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
+		return
+	}
+	limit := 20
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "invalid_limit", "limit: must be an integer from 1 to 1000", nil)
+			return
+		}
+		limit = n
+	}
+	events := []json.RawMessage{}
+	if s.plugins == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"events": events})
+		return
+	}
+	ctx := r.Context()
+	st, err := s.bus.JetStream().Stream(ctx, plugins.EnrichedStream)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "bus_unavailable", "the enriched stream cannot be read now", nil)
+		return
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "bus_unavailable", "the enriched stream cannot be read now", nil)
+		return
+	}
+	prefix := plugins.EnrichedSubject(site, "")
+	// Look at no more than 10 messages per event asked for, so that a
+	// busy other site cannot make this scan the whole stream.
+	for seq, scanned := info.State.LastSeq, 0; seq >= info.State.FirstSeq && seq > 0 && len(events) < limit && scanned < 10*limit; seq, scanned = seq-1, scanned+1 {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil || !strings.HasPrefix(m.Subject, prefix) {
+			continue
+		}
+		var ev vigiev1.Event
+		if proto.Unmarshal(m.Data, &ev) != nil {
+			continue
+		}
+		if j, err := eventAsJSON(&ev); err == nil {
+			events = append(events, j)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events})
 }

@@ -53,6 +53,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /admin/v1/plugins", s.admin(s.handleAdminPlugins))
 	mux.Handle("POST /admin/v1/plugins/{name}/replay", s.admin(s.handleAdminReplay))
 	mux.Handle("GET /admin/v1/segments", s.admin(s.handleAdminSegments))
+	mux.Handle("GET /admin/v1/enriched", s.admin(s.handleAdminEnriched))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow, ok := knownMethods(r.URL.Path); ok {
 			w.Header().Set("Allow", allow)
@@ -70,7 +71,7 @@ func knownMethods(path string) (string, bool) {
 	case ok && (eventRoutes[rest] != "" || slices.Contains(batchRoutes, rest)):
 		return "POST, OPTIONS", true
 	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics",
-		path == "/admin/v1/events", path == "/admin/v1/stats", path == "/admin/v1/plugins", path == "/admin/v1/segments":
+		path == "/admin/v1/events", path == "/admin/v1/stats", path == "/admin/v1/plugins", path == "/admin/v1/segments", path == "/admin/v1/enriched":
 		return "GET", true
 	case strings.HasPrefix(path, "/admin/v1/plugins/") && strings.HasSuffix(path, "/replay"):
 		return "POST", true

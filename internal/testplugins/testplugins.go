@@ -161,3 +161,41 @@ func (r *recorder) Sync(_ context.Context, item *sdk.SyncItem) error {
 	r.record("sync", item)
 	return nil
 }
+
+// CRM is a syncer like a CRM connector: it declares purpose marketing and
+// capability contacts.resolve, and records the items (with the contact the
+// host attached) in the file named by its configuration {"file": "..."}.
+func CRM() sdk.Plugin {
+	r := &recorder{}
+	return sdk.Plugin{
+		Manifest: sdk.Manifest{
+			Name: "crm", Version: "1.0.0", Description: "Test CRM syncer recording its input.",
+			Purposes:     []string{"marketing"},
+			Capabilities: []sdk.Capability{sdk.CapContactsResolve},
+		},
+		Configurer: r, Syncer: r,
+	}
+}
+
+// Noop is an enricher and segmenter that does nothing: Enrich returns its
+// input unchanged and Segment an empty result. Benchmarks use it to measure
+// what the runtime itself costs per event (consumers, process boundary,
+// gRPC over mutual TLS, republishing), without a plugin's own work.
+func Noop() sdk.Plugin {
+	return sdk.Plugin{
+		Manifest: sdk.Manifest{
+			Name: "noop", Version: "1.0.0", Description: "Test plugin that returns its input unchanged.",
+		},
+		Enricher: noop{}, Segmenter: noop{},
+	}
+}
+
+type noop struct{}
+
+// Enrich implements sdk.Enricher.
+func (noop) Enrich(_ context.Context, events []*sdk.Event) ([]*sdk.Event, error) { return events, nil }
+
+// Segment implements sdk.Segmenter.
+func (noop) Segment(context.Context, *sdk.Event, *sdk.Profile) (*sdk.SegmentResult, error) {
+	return &sdk.SegmentResult{}, nil
+}

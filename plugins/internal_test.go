@@ -1,0 +1,178 @@
+package plugins
+
+import (
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigie-dev/vigie/sdk"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage/storagetest"
+)
+
+func TestMatchAny(t *testing.T) {
+	for _, c := range []struct {
+		patterns []string
+		s        string
+		want     bool
+	}{
+		{nil, "anything", true},
+		{[]string{"track"}, "track", true},
+		{[]string{"track"}, "page", false},
+		{[]string{"Order*"}, "Order Completed", true},
+		{[]string{"Order*"}, "Cart", false},
+		{[]string{"*"}, "", true},
+		{[]string{"a", "b"}, "b", true},
+	} {
+		if got := matchAny(c.patterns, c.s); got != c.want {
+			t.Errorf("matchAny(%q, %q) = %v", c.patterns, c.s, got)
+		}
+	}
+}
+
+func TestSubjectFilters(t *testing.T) {
+	for _, c := range []struct {
+		f    sdk.Filter
+		want []string
+	}{
+		{sdk.Filter{}, []string{"vigie.enriched.*.*"}},
+		{sdk.Filter{Sites: []string{"shop"}}, []string{"vigie.enriched.shop.*"}},
+		{sdk.Filter{Sites: []string{"a", "b"}, Types: []string{"page"}}, []string{"vigie.enriched.a.page", "vigie.enriched.b.page"}},
+		// A prefix pattern or a token NATS would read as a wildcard is
+		// filtered by the host instead.
+		{sdk.Filter{Sites: []string{"sh*"}, Types: []string{"track"}}, []string{"vigie.enriched.*.track"}},
+		{sdk.Filter{Types: []string{"a.b"}}, []string{"vigie.enriched.*.*"}},
+	} {
+		if got := subjectFilters(enrichedPrefix, c.f); !slices.Equal(got, c.want) {
+			t.Errorf("subjectFilters(%+v) = %q, want %q", c.f, got, c.want)
+		}
+	}
+}
+
+func TestContactFromTraits(t *testing.T) {
+	c := contactFromTraits([]byte(`{"email":"a@b.example","phone":"+33 6","name":"Ada King Lovelace","company":"X"}`))
+	if c.Email != "a@b.example" || c.Phone != "+33 6" || c.FirstName != "Ada King" || c.LastName != "Lovelace" ||
+		string(c.Traits) != `{"company":"X"}` {
+		t.Fatalf("contact: %+v traits %s", c, c.Traits)
+	}
+	c = contactFromTraits([]byte(`{"first_name":"Ada","lastName":"L"}`))
+	if c.FirstName != "Ada" || c.LastName != "L" || c.Traits != nil {
+		t.Fatalf("contact: %+v", c)
+	}
+	if c := contactFromTraits([]byte(`not json`)); c.Email != "" {
+		t.Fatalf("contact from garbage: %+v", c)
+	}
+}
+
+func TestStderrLevel(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		lvl  slog.Level
+		msg  string
+	}{
+		{`panic: boom`, slog.LevelError, "panic: boom"},
+		{`fatal error: all goroutines are asleep`, slog.LevelError, "fatal error: all goroutines are asleep"},
+		{`{"@level":"debug","@message":"plugin address","address":"/tmp/x"}`, slog.LevelDebug, "plugin address"},
+		{`{"@level":"warn","@message":"careful"}`, slog.LevelWarn, "careful"},
+		{`{"@level":"error","@message":"bad"}`, slog.LevelError, "bad"},
+		{`{"not":"hclog"}`, slog.LevelInfo, `{"not":"hclog"}`},
+		{`2026/11/26 INFO hello`, slog.LevelInfo, "2026/11/26 INFO hello"},
+	} {
+		lvl, msg := stderrLevel(c.line)
+		if lvl != c.lvl || msg != c.msg {
+			t.Errorf("stderrLevel(%q) = %v %q", c.line, lvl, msg)
+		}
+	}
+}
+
+func TestTailKeepsPanicPastStackTrace(t *testing.T) {
+	tl := &tail{max: 3}
+	mark := tl.mark()
+	tl.add("panic: poison")
+	for i := 0; i < 10; i++ {
+		tl.add("goroutine frame")
+	}
+	if got := tl.panicSince(mark); got != "panic: poison" {
+		t.Fatalf("panicSince = %q", got)
+	}
+	if got := tl.panicSince(tl.mark()); got != "" {
+		t.Fatalf("old panic reported as new: %q", got)
+	}
+}
+
+func TestKeepIdentity(t *testing.T) {
+	orig := &vigiev1.Event{Id: "1", Site: "s", Type: "page", Mode: vigiev1.Mode_MODE_ANONYMOUS, IpPrefix: "203.0.113.0/24"}
+	got := &vigiev1.Event{Id: "2", Site: "x", Type: "track", Mode: vigiev1.Mode_MODE_PSEUDONYMOUS,
+		Purposes: []string{"marketing"}, Subject: "someone", UserId: "u", IpPrefix: "203.0.113.77",
+		Geo: &vigiev1.Geo{Country: "FR"}}
+	out := keepIdentity(orig, got)
+	if out.Id != "1" || out.Site != "s" || out.Type != "page" || out.Mode != vigiev1.Mode_MODE_ANONYMOUS ||
+		out.Purposes != nil || out.Subject != "" || out.UserId != "" || out.IpPrefix != "203.0.113.0/24" {
+		t.Fatalf("an enricher changed identity or consent: %v", out)
+	}
+	if out.Geo.GetCountry() != "FR" {
+		t.Fatal("enrichment lost")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	store := storagetest.Open(t)
+	if _, err := New(Config{Store: store}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("missing JetStream: %v", err)
+	}
+	for _, c := range []struct {
+		name  string
+		specs []Spec
+	}{
+		{"bad name", []Spec{{Name: "Bad Name", Path: "/x", SHA256: hex64}}},
+		{"dot in name", []Spec{{Name: "a.b", Path: "/x", SHA256: hex64}}},
+		{"twice", []Spec{{Name: "a", Path: "/x", SHA256: hex64}, {Name: "a", Path: "/y", SHA256: hex64}}},
+		{"no checksum", []Spec{{Name: "a", Path: "/x"}}},
+		{"short checksum", []Spec{{Name: "a", Path: "/x", SHA256: "abcd"}}},
+		{"built-in without launcher", []Spec{{Name: "a"}}},
+		{"unknown profile purpose", nil},
+	} {
+		cfg := Config{Store: store, Plugins: c.specs, Purposes: []string{"analytics"}}.withDefaults()
+		err := cfg.validate()
+		if err == nil || !errors.Is(err, ErrInvalidConfig) || strings.Contains(err.Error(), "JetStream are required") {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func TestBackoff(t *testing.T) {
+	c := Config{Backoff: []time.Duration{time.Second, 5 * time.Second}}
+	for n, want := range map[int]time.Duration{0: time.Second, 1: time.Second, 2: 5 * time.Second, 9: 5 * time.Second} {
+		if got := c.backoff(n); got != want {
+			t.Errorf("backoff(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
+
+func TestCheckManifest(t *testing.T) {
+	rt := &Runtime{cfg: Config{Purposes: []string{"analytics", "marketing"}}}
+	spec := Spec{Name: "crm"}
+	for _, c := range []struct {
+		name string
+		m    sdk.Manifest
+		ok   bool
+	}{
+		{"fine", sdk.Manifest{Name: "crm", Kinds: []sdk.Kind{sdk.KindSyncer}, Purposes: []string{"marketing"},
+			Capabilities: []sdk.Capability{sdk.CapContactsResolve}}, true},
+		{"other name", sdk.Manifest{Name: "other", Kinds: []sdk.Kind{sdk.KindSyncer}}, false},
+		{"no hook", sdk.Manifest{Name: "crm"}, false},
+		{"unknown purpose", sdk.Manifest{Name: "crm", Kinds: []sdk.Kind{sdk.KindSyncer}, Purposes: []string{"spying"}}, false},
+		{"contacts without purpose", sdk.Manifest{Name: "crm", Kinds: []sdk.Kind{sdk.KindSyncer},
+			Capabilities: []sdk.Capability{sdk.CapContactsResolve}}, false},
+	} {
+		err := rt.checkManifest(spec, c.m)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrManifest)) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
