@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
@@ -456,5 +458,34 @@ func TestConsentDecisions(t *testing.T) {
 				t.Fatalf("purposes %s, want %s", got, c.purposes)
 			}
 		})
+	}
+}
+
+func TestNewRefusesBadPluginConfig(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		plugins []config.Plugin
+		want    []string
+	}{
+		{"unknown built-in", []config.Plugin{{Name: "geoipp"}}, []string{`"geoipp" is not a built-in`, "geoip, "}},
+		{"bad expression", []config.Plugin{{Name: "segments", Config: map[string]any{"segments": []any{
+			map[string]any{"name": "hot", "when": "profile.scor >= 1"},
+		}}}}, []string{`segment "hot"`, ":1:"}},
+		{"non-bool expression", []config.Plugin{{Name: "segments", Config: map[string]any{"segments": []any{
+			map[string]any{"name": "n", "when": "profile.score"},
+		}}}}, []string{`segment "n"`}},
+	} {
+		cfg := config.Default()
+		cfg.Plugins = c.plugins
+		_, err := proxy.New(cfg, nil)
+		if !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q lacks %q", c.name, err, w)
+			}
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
+	"github.com/vigie-dev/vigie/plugins/segments"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/keyring"
@@ -90,6 +91,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("%w: trusted_proxies: %q: %v", config.ErrInvalid, c, err)
 		}
 		s.trusted = append(s.trusted, p)
+	}
+	if err := checkPlugins(cfg.Plugins); err != nil {
+		return nil, err
 	}
 	for _, sc := range cfg.Sites {
 		st := &site{cfg: sc, origins: parseOrigins(sc.Origins)}
@@ -230,6 +234,34 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.ready.Store(true)
 	s.log.Info("vigie started", "listen", ln.Addr().String(), "version", Version,
 		"sites", len(s.cfg.Sites), "nats", natsMode(n.URL))
+	return nil
+}
+
+// checkPlugins refuses what would only fail once the plugins start: a
+// built-in that does not exist, and an invalid segments configuration
+// (reported with the segment's name and the position in its expression).
+func checkPlugins(ps []config.Plugin) error {
+	for i, p := range ps {
+		if p.Disabled || p.Path != "" {
+			continue
+		}
+		if !builtin.Has(p.Name) {
+			return fmt.Errorf("%w: plugins[%d]: %q is not a built-in plugin (built-ins: %s); give the path and sha256 of an external plugin",
+				config.ErrInvalid, i, p.Name, strings.Join(builtin.Names(), ", "))
+		}
+		if p.Name == "segments" {
+			raw, err := json.Marshal(p.Config)
+			if err != nil {
+				return fmt.Errorf("%w: plugins[%d].config: %v", config.ErrInvalid, i, err)
+			}
+			if p.Config == nil {
+				raw = nil
+			}
+			if err := segments.Validate(raw); err != nil {
+				return fmt.Errorf("%w: plugins[%d].config: %w", config.ErrInvalid, i, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -95,6 +95,7 @@ func (crmSync) Sync(ctx context.Context, it *sdk.SyncItem) error {
 //
 //	sdk.Serve(sdk.Plugin{
 //		Manifest: sdk.Manifest{Name: "crm", Version: "1.0.0",
+//			Purposes:     []string{"marketing"}, // required with contacts.resolve
 //			Capabilities: []sdk.Capability{sdk.CapKV, sdk.CapContactsResolve}},
 //		Syncer: crmSync{},
 //	})
@@ -110,6 +111,46 @@ func ExampleSyncer() {
 	// Output:
 	// 1
 	// 0
+}
+
+// wpmConfig is the configuration of the reading-time plugin.
+type wpmConfig struct {
+	WordsPerMinute int `json:"wpm"`
+}
+
+// configurable keeps its configuration.
+type configurable struct{ cfg wpmConfig }
+
+func (c *configurable) Configure(_ context.Context, raw []byte) error {
+	cfg := wpmConfig{WordsPerMinute: 200}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return fmt.Errorf("reading-time: %w", err)
+		}
+	}
+	if cfg.WordsPerMinute <= 0 {
+		return fmt.Errorf("reading-time: wpm must be positive, got %d", cfg.WordsPerMinute)
+	}
+	c.cfg = cfg
+	return nil
+}
+
+// A Configurer receives the plugin's section of the Vigie configuration as
+// JSON before any hook runs; an error stops the plugin from loading and is
+// shown in GET /admin/v1/plugins. In vigie.yaml:
+//
+//	plugins:
+//	  - name: reading-time
+//	    path: ./reading-time
+//	    sha256: <sha256sum of the binary>
+//	    config: {wpm: 250}
+func ExampleConfigurer() {
+	c := &configurable{}
+	fmt.Println(c.Configure(context.Background(), []byte(`{"wpm":250}`)), c.cfg.WordsPerMinute)
+	fmt.Println(c.Configure(context.Background(), []byte(`{"wpm":0}`)))
+	// Output:
+	// <nil> 250
+	// reading-time: wpm must be positive, got 0
 }
 
 // A plugin's main describes the plugin and serves its hooks; Serve does

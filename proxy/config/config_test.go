@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -28,6 +29,15 @@ func TestExampleFileLoads(t *testing.T) {
 	}
 	if _, err := cfg.Sites[0].Policy(); err != nil {
 		t.Fatal(err)
+	}
+	// The file shows the defaults: the same plugins and runtime settings.
+	d := Default()
+	d.fillDefaults()
+	if !reflect.DeepEqual(cfg.Plugins, d.Plugins) {
+		t.Errorf("example plugins differ from the defaults:\n%#v\n%#v", cfg.Plugins, d.Plugins)
+	}
+	if !reflect.DeepEqual(cfg.PluginRuntime, d.PluginRuntime) {
+		t.Errorf("example plugin_runtime differs from the defaults:\n%+v\n%+v", cfg.PluginRuntime, d.PluginRuntime)
 	}
 }
 
