@@ -41,6 +41,7 @@ type consumer struct {
 	durable string
 	stream  string
 	filters []string
+	stage   int   // stageEnrich, stageSegment or stageSync
 	owner   *proc // waited for before fetching; nil for the enrich stage
 	handle  handler
 	cons    jetstream.Consumer
@@ -89,7 +90,7 @@ func (c *consumer) run(ctx context.Context) {
 				return
 			}
 		}
-		msgs, err := c.fetch(ctx)
+		msgs, err := c.fetch()
 		if err != nil {
 			if ctx.Err() == nil {
 				c.rt.log.Warn("fetch failed", "consumer", c.durable, "err", err)
@@ -112,8 +113,14 @@ func (c *consumer) run(ctx context.Context) {
 	}
 }
 
-// fetch waits for at least one message and returns up to BatchSize.
-func (c *consumer) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+// fetchWait is how long one pull request waits for a message. The wait is
+// never cut short by cancelling a context: a message JetStream delivers to a
+// pull request its client has abandoned counts as delivered and comes back
+// only after AckWait. Stopping a consumer therefore takes up to fetchWait.
+const fetchWait = 500 * time.Millisecond
+
+// fetch waits up to fetchWait for a message and returns up to BatchSize.
+func (c *consumer) fetch() ([]jetstream.Msg, error) {
 	n := c.rt.cfg.BatchSize
 	batch, err := c.cons.FetchNoWait(n)
 	if err != nil {
@@ -123,18 +130,12 @@ func (c *consumer) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	if len(msgs) > 0 || batch.Error() != nil {
 		return msgs, batch.Error()
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	batch, err = c.cons.Fetch(1, jetstream.FetchContext(wctx))
+	batch, err = c.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return nil, nil
-		}
 		return nil, err
 	}
 	msgs = collect(batch)
-	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-		!errors.Is(err, nats.ErrTimeout) {
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 		return msgs, err
 	}
 	if len(msgs) == 1 && n > 1 {

@@ -253,10 +253,11 @@ func TestFlakyPluginEveryEventProcessedOrDeadLettered(t *testing.T) {
 	send(trackEvent{n: 200, name: "Hang", purposes: withAnalytics})
 	send(trackEvent{n: 202, name: "Emit", purposes: withAnalytics})
 
-	pids := pluginPIDs(t, "flaky")
-	if len(pids) == 0 {
-		t.Fatal("no plugin process found")
-	}
+	var pids []int
+	waitFor(t, "a flaky plugin process", 10*time.Second, func() bool {
+		pids = pluginPIDs(t, "flaky") // it may be between a crash and its restart
+		return len(pids) > 0
+	})
 	ids := eventIDs(t, in)
 	store := in.Server.Store()
 	ctx := context.Background()
@@ -267,6 +268,7 @@ func TestFlakyPluginEveryEventProcessedOrDeadLettered(t *testing.T) {
 	poison := func(n int) bool { return n%3 == 0 && n%2 == 1 && n < 100 }
 	dead := map[string]plugins.DeadLetter{}
 	waitFor(t, "every event processed or dead-lettered", 60*time.Second, func() bool {
+		pids = append(pids, pluginPIDs(t, "flaky")...)
 		st := status(t, in, "flaky")
 		for _, d := range st.RecentDead {
 			dead[d.EventID] = d
@@ -521,5 +523,65 @@ func TestSyncerGetsContactsOnlyWithConsent(t *testing.T) {
 	}
 	if strings.Contains(got, "no@example.org") || strings.Count(got, "sync ") != 2 {
 		t.Fatalf("CRM got a subject without marketing consent:\n%s", got)
+	}
+}
+
+func TestRestartLosesNothingAndCountsOnce(t *testing.T) {
+	in := proxytest.Start(t, withPlugins(
+		config.Plugin{Name: "segments", Config: map[string]any{"segments": []any{
+			map[string]any{"name": "five", "when": `profile.count("page", "/docs*", "30d") >= 5`},
+		}}},
+	))
+	granted := `{"analytics":true,"personalization":true}`
+	for i := 0; i < 6; i++ {
+		page(t, in, "reader", fmt.Sprintf("/docs/%d", i), granted)
+	}
+	in.Restart() // some events may not have been segmented yet
+	if n := len(pluginPIDs(t, "segments")); n != 1 {
+		t.Fatalf("%d segments processes after restart, want 1", n)
+	}
+	for i := 6; i < 10; i++ {
+		page(t, in, "reader", fmt.Sprintf("/docs/%d", i), granted)
+	}
+	var subject string
+	waitFor(t, "segment entered", 20*time.Second, func() bool {
+		msgs := streamMsgs(t, in, plugins.SegmentsStream, "vigie.segments.demo.five.entered")
+		if len(msgs) == 0 {
+			return false
+		}
+		var c vigiev1.SegmentChange
+		if err := proto.Unmarshal(msgs[0].Data, &c); err != nil {
+			t.Fatal(err)
+		}
+		subject = c.GetSubject()
+		return true
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p, err := in.Server.Store().Profile(context.Background(), "demo", subject)
+		if err == nil && p.Count("page", "/docs*", 30*24*time.Hour, time.Now().UnixMilli()) == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("profile %+v err %v", p, err)
+			for _, stream := range []string{"VIGIE_EVENTS", plugins.EnrichedStream} {
+				for _, m := range streamMsgs(t, in, stream, "vigie.") {
+					var ev vigiev1.Event
+					_ = proto.Unmarshal(m.Data, &ev)
+					t.Logf("%s seq %d %s %s %s", stream, m.Sequence, m.Subject, ev.GetId(), ev.GetPage().GetPath())
+				}
+			}
+			st := status(t, in, "segments")
+			t.Fatalf("not all 10 events counted: status %+v\n%s", st, in.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	p, _ := in.Server.Store().Profile(context.Background(), "demo", subject)
+	if n := p.Count("page", "*", 30*24*time.Hour, time.Now().UnixMilli()); n != 10 {
+		t.Fatalf("profile counted %d page views, want exactly 10", n)
+	}
+	if n := len(streamMsgs(t, in, plugins.SegmentsStream, "vigie.segments.")); n != 1 {
+		t.Fatalf("%d segment changes, want 1", n)
 	}
 }

@@ -52,11 +52,29 @@ type Runtime struct {
 	consumers map[string][]*consumer // by plugin name ("" for the enrich stage)
 
 	flushMu  sync.Mutex
-	loopStop context.CancelFunc
+	loopStop context.CancelFunc // stops serve goroutines
 	procStop context.CancelFunc
-	loops    sync.WaitGroup
+	loops    sync.WaitGroup // serve goroutines
 	supers   sync.WaitGroup
+	stages   [3]stage // enrich, segment, sync: stopped in this order
 	started  bool
+}
+
+// Stages, in the order events flow through them and in which Stop stops
+// them: each stage stops only once the one upstream is quiet, so no message
+// is delivered to a pull request that its consumer has just abandoned
+// (JetStream would count it as delivered and resend it only after AckWait).
+const (
+	stageEnrich = iota
+	stageSegment
+	stageSync
+)
+
+// stage is the consumers of one stage.
+type stage struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New validates cfg and returns a runtime that has not started.
@@ -111,6 +129,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	pctx, pstop := context.WithCancel(context.Background())
 	lctx, lstop := context.WithCancel(context.Background())
 	rt.procStop, rt.loopStop = pstop, lstop
+	for i := range rt.stages {
+		rt.stages[i].ctx, rt.stages[i].cancel = context.WithCancel(context.Background())
+	}
 	for _, p := range rt.order {
 		rt.supers.Add(1)
 		go func() {
@@ -131,9 +152,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		}
 	}
 	rt.refreshEnrichers()
-	stage := &consumer{rt: rt, durable: enrichConsumer, stream: eventsStream,
+	enrich := &consumer{rt: rt, durable: enrichConsumer, stream: eventsStream, stage: stageEnrich,
 		filters: []string{"vigie.events.>"}, handle: rt.enrich}
-	if err := rt.startConsumer(ctx, lctx, "", stage); err != nil {
+	if err := rt.startConsumer(ctx, "", enrich); err != nil {
 		rt.Stop(context.Background())
 		return err
 	}
@@ -141,13 +162,15 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		rt.loops.Add(1)
 		go func() {
 			defer rt.loops.Done()
-			rt.serve(ctx, lctx, p)
+			rt.serve(lctx, p)
 		}()
 	}
-	rt.loops.Add(1)
+	// Housekeeping publishes segment changes: it stops with the last stage.
+	last := &rt.stages[stageSync]
+	last.wg.Add(1)
 	go func() {
-		defer rt.loops.Done()
-		rt.housekeeping(lctx)
+		defer last.wg.Done()
+		rt.housekeeping(last.ctx)
 	}()
 	return nil
 }
@@ -167,7 +190,7 @@ func (rt *Runtime) refreshEnrichers() {
 
 // serve waits until p has run once, then starts its segmenter and syncer
 // consumers.
-func (rt *Runtime) serve(startCtx, lctx context.Context, p *proc) {
+func (rt *Runtime) serve(lctx context.Context, p *proc) {
 	if _, err := p.waitReady(lctx); err != nil {
 		return
 	}
@@ -175,20 +198,20 @@ func (rt *Runtime) serve(startCtx, lctx context.Context, p *proc) {
 	_, m, _, _ := p.snapshot()
 	var cs []*consumer
 	if slices.Contains(m.Kinds, sdk.KindSegmenter) {
-		cs = append(cs, &consumer{rt: rt, durable: "segment-" + p.spec.Name, stream: EnrichedStream,
+		cs = append(cs, &consumer{rt: rt, durable: "segment-" + p.spec.Name, stream: EnrichedStream, stage: stageSegment,
 			filters: subjectFilters(enrichedPrefix, m.Filter), owner: p, handle: rt.segment(p)})
 	}
 	if slices.Contains(m.Kinds, sdk.KindSyncer) {
 		cs = append(cs,
-			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-segments", stream: SegmentsStream,
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-segments", stream: SegmentsStream, stage: stageSync,
 				filters: []string{segmentsPrefix + ">"}, owner: p, handle: rt.sync(p)},
-			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: EnrichedStream,
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: EnrichedStream, stage: stageSync,
 				filters: []string{enrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
 	}
 	for _, c := range cs {
 		for lctx.Err() == nil {
 			octx, cancel := context.WithTimeout(lctx, 10*time.Second)
-			err := rt.startConsumer(octx, lctx, p.spec.Name, c)
+			err := rt.startConsumer(octx, p.spec.Name, c)
 			cancel()
 			if err == nil {
 				break
@@ -199,24 +222,29 @@ func (rt *Runtime) serve(startCtx, lctx context.Context, p *proc) {
 	}
 }
 
-// startConsumer opens c and its replay consumer and runs both.
-func (rt *Runtime) startConsumer(ctx, lctx context.Context, plugin string, c *consumer) error {
+// startConsumer opens c and its replay consumer and runs both in c's
+// stage (unless that stage is already stopping).
+func (rt *Runtime) startConsumer(ctx context.Context, plugin string, c *consumer) error {
 	if err := c.open(ctx); err != nil {
 		return err
 	}
-	replay := &consumer{rt: rt, durable: c.durable + "-replay", stream: DeadStream,
+	replay := &consumer{rt: rt, durable: c.durable + "-replay", stream: DeadStream, stage: c.stage,
 		filters: []string{replaySubject(c.durable)}, owner: c.owner, handle: c.handle}
 	if err := replay.open(ctx); err != nil {
 		return err
 	}
+	st := &rt.stages[c.stage]
 	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if st.ctx.Err() != nil {
+		return nil // stopping: Stop cancels under rt.mu, so no Add races its Wait
+	}
 	rt.consumers[plugin] = append(rt.consumers[plugin], c, replay)
-	rt.mu.Unlock()
 	for _, cc := range []*consumer{c, replay} {
-		rt.loops.Add(1)
+		st.wg.Add(1)
 		go func() {
-			defer rt.loops.Done()
-			cc.run(lctx)
+			defer st.wg.Done()
+			cc.run(st.ctx)
 		}()
 	}
 	return nil
@@ -316,6 +344,13 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		rt.loops.Wait()
+		for i := range rt.stages {
+			st := &rt.stages[i]
+			rt.mu.Lock()
+			st.cancel()
+			rt.mu.Unlock()
+			st.wg.Wait()
+		}
 		rt.procStop()
 		rt.supers.Wait()
 		close(done)
@@ -324,6 +359,11 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		rt.mu.Lock()
+		for i := range rt.stages {
+			rt.stages[i].cancel()
+		}
+		rt.mu.Unlock()
 		rt.procStop()
 		for _, p := range rt.order {
 			p.kill()

@@ -369,11 +369,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("http: %w", err))
 			}
 		}
-		if s.plugins != nil {
-			if err := s.plugins.Stop(ctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
 		if s.pubStop != nil {
 			s.pubStop()
 		}
@@ -387,6 +382,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 					"remaining", s.store.OutboxLen(), "err", err)
 			}
 			cancel()
+		}
+		// Plugins stop after the last events reached the bus, stage by
+		// stage, so that what is in flight is redelivered at the next start.
+		if s.plugins != nil {
+			if err := s.plugins.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		errs = append(errs, s.closeBackends())
 		s.shutErr = errors.Join(errs...)
