@@ -128,7 +128,9 @@ type Event struct {
 	// library is the sending library's name and version (context.library).
 	Library string `protobuf:"bytes,24,opt,name=library,proto3" json:"library,omitempty"`
 	// geo is set by the GeoIP enricher from ip_prefix (never coordinates).
-	Geo           *Geo `protobuf:"bytes,25,opt,name=geo,proto3" json:"geo,omitempty"`
+	Geo *Geo `protobuf:"bytes,25,opt,name=geo,proto3" json:"geo,omitempty"`
+	// email is set on e-mail open and click events (source "email").
+	Email         *Email `protobuf:"bytes,26,opt,name=email,proto3" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +340,91 @@ func (x *Event) GetGeo() *Geo {
 	return nil
 }
 
+func (x *Event) GetEmail() *Email {
+	if x != nil {
+		return x.Email
+	}
+	return nil
+}
+
+// Email describes an e-mail open ("Email Opened") or click ("Email Link
+// Clicked") event.
+type Email struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// campaign is the campaign id given when the e-mail was prepared.
+	Campaign string `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	// link is the clicked link, scrubbed like page URLs (clicks only).
+	Link string `protobuf:"bytes,2,opt,name=link,proto3" json:"link,omitempty"`
+	// class is human, privacy_proxy, scanner or unknown: who fetched the
+	// pixel or followed the link. Decided before the address is truncated;
+	// only the class and the reason are kept.
+	Class string `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
+	// reason names the heuristic that decided the class (e.g.
+	// apple_mpp_range, gmail_image_proxy, headless_user_agent, honeypot_link,
+	// click_within_seconds_of_send, scanner_network).
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Email) Reset() {
+	*x = Email{}
+	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Email) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Email) ProtoMessage() {}
+
+func (x *Email) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Email.ProtoReflect.Descriptor instead.
+func (*Email) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Email) GetCampaign() string {
+	if x != nil {
+		return x.Campaign
+	}
+	return ""
+}
+
+func (x *Email) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *Email) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *Email) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Geo is the location derived from the truncated address by GeoIP.
 type Geo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -360,7 +447,7 @@ type Geo struct {
 
 func (x *Geo) Reset() {
 	*x = Geo{}
-	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	mi := &file_vigie_v1_event_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +459,7 @@ func (x *Geo) String() string {
 func (*Geo) ProtoMessage() {}
 
 func (x *Geo) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_event_proto_msgTypes[1]
+	mi := &file_vigie_v1_event_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +472,7 @@ func (x *Geo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Geo.ProtoReflect.Descriptor instead.
 func (*Geo) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Geo) GetCountry() string {
@@ -458,7 +545,7 @@ type Page struct {
 
 func (x *Page) Reset() {
 	*x = Page{}
-	mi := &file_vigie_v1_event_proto_msgTypes[2]
+	mi := &file_vigie_v1_event_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +557,7 @@ func (x *Page) String() string {
 func (*Page) ProtoMessage() {}
 
 func (x *Page) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_event_proto_msgTypes[2]
+	mi := &file_vigie_v1_event_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +570,7 @@ func (x *Page) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Page.ProtoReflect.Descriptor instead.
 func (*Page) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Page) GetPath() string {
@@ -544,7 +631,7 @@ type Campaign struct {
 
 func (x *Campaign) Reset() {
 	*x = Campaign{}
-	mi := &file_vigie_v1_event_proto_msgTypes[3]
+	mi := &file_vigie_v1_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +643,7 @@ func (x *Campaign) String() string {
 func (*Campaign) ProtoMessage() {}
 
 func (x *Campaign) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_event_proto_msgTypes[3]
+	mi := &file_vigie_v1_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +656,7 @@ func (x *Campaign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Campaign.ProtoReflect.Descriptor instead.
 func (*Campaign) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Campaign) GetName() string {
@@ -629,7 +716,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_vigie_v1_event_proto_msgTypes[4]
+	mi := &file_vigie_v1_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +728,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_event_proto_msgTypes[4]
+	mi := &file_vigie_v1_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +741,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_vigie_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Device) GetBrowser() string {
@@ -696,7 +783,7 @@ var File_vigie_v1_event_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigie/v1/event.proto\x12\bvigie.v1\"\xea\x05\n" +
+	"\x14vigie/v1/event.proto\x12\bvigie.v1\"\x91\x06\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x12\n" +
@@ -726,7 +813,13 @@ const file_vigie_v1_event_proto_rawDesc = "" +
 	"\x06traits\x18\x16 \x01(\fR\x06traits\x12%\n" +
 	"\x0evaulted_traits\x18\x17 \x03(\tR\rvaultedTraits\x12\x18\n" +
 	"\alibrary\x18\x18 \x01(\tR\alibrary\x12\x1f\n" +
-	"\x03geo\x18\x19 \x01(\v2\r.vigie.v1.GeoR\x03geo\"\xca\x01\n" +
+	"\x03geo\x18\x19 \x01(\v2\r.vigie.v1.GeoR\x03geo\x12%\n" +
+	"\x05email\x18\x1a \x01(\v2\x0f.vigie.v1.EmailR\x05email\"e\n" +
+	"\x05Email\x12\x1a\n" +
+	"\bcampaign\x18\x01 \x01(\tR\bcampaign\x12\x12\n" +
+	"\x04link\x18\x02 \x01(\tR\x04link\x12\x14\n" +
+	"\x05class\x18\x03 \x01(\tR\x05class\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xca\x01\n" +
 	"\x03Geo\x12\x18\n" +
 	"\acountry\x18\x01 \x01(\tR\acountry\x12!\n" +
 	"\fcountry_name\x18\x02 \x01(\tR\vcountryName\x12\x16\n" +
@@ -777,28 +870,30 @@ func file_vigie_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_vigie_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigie_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_vigie_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_vigie_v1_event_proto_goTypes = []any{
 	(Mode)(0),        // 0: vigie.v1.Mode
 	(*Event)(nil),    // 1: vigie.v1.Event
-	(*Geo)(nil),      // 2: vigie.v1.Geo
-	(*Page)(nil),     // 3: vigie.v1.Page
-	(*Campaign)(nil), // 4: vigie.v1.Campaign
-	(*Device)(nil),   // 5: vigie.v1.Device
-	nil,              // 6: vigie.v1.Campaign.ClickIdsEntry
+	(*Email)(nil),    // 2: vigie.v1.Email
+	(*Geo)(nil),      // 3: vigie.v1.Geo
+	(*Page)(nil),     // 4: vigie.v1.Page
+	(*Campaign)(nil), // 5: vigie.v1.Campaign
+	(*Device)(nil),   // 6: vigie.v1.Device
+	nil,              // 7: vigie.v1.Campaign.ClickIdsEntry
 }
 var file_vigie_v1_event_proto_depIdxs = []int32{
 	0, // 0: vigie.v1.Event.mode:type_name -> vigie.v1.Mode
-	3, // 1: vigie.v1.Event.page:type_name -> vigie.v1.Page
-	4, // 2: vigie.v1.Event.campaign:type_name -> vigie.v1.Campaign
-	5, // 3: vigie.v1.Event.device:type_name -> vigie.v1.Device
-	2, // 4: vigie.v1.Event.geo:type_name -> vigie.v1.Geo
-	6, // 5: vigie.v1.Campaign.click_ids:type_name -> vigie.v1.Campaign.ClickIdsEntry
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 1: vigie.v1.Event.page:type_name -> vigie.v1.Page
+	5, // 2: vigie.v1.Event.campaign:type_name -> vigie.v1.Campaign
+	6, // 3: vigie.v1.Event.device:type_name -> vigie.v1.Device
+	3, // 4: vigie.v1.Event.geo:type_name -> vigie.v1.Geo
+	2, // 5: vigie.v1.Event.email:type_name -> vigie.v1.Email
+	7, // 6: vigie.v1.Campaign.click_ids:type_name -> vigie.v1.Campaign.ClickIdsEntry
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_event_proto_init() }
@@ -812,7 +907,7 @@ func file_vigie_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigie_v1_event_proto_rawDesc), len(file_vigie_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
