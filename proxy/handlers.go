@@ -232,13 +232,12 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 		}
 		s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 		req := s.request(r, st, "segment", start)
-		res := s.pipe.Process(st.pipe, &msg, &req)
-		s.count(st, res)
-		if res.Outcome != pipeline.Stored {
+		recs := s.processHits(w, r, st, []*collect.Message{&msg}, &req)
+		if len(recs) == 0 {
 			writeOK(w)
 			return
 		}
-		if !s.commit(w, r, []storage.Record{res.Record}) {
+		if !s.commit(w, r, recs) {
 			return
 		}
 		s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
@@ -284,7 +283,7 @@ func (s *Server) handleBatch(route string) http.Handler {
 			rejected = append(rejected, toItemError(ie.Index, ie.MessageID, ie.Err))
 		}
 		req := s.request(r, st, "segment", start)
-		recs := make([]storage.Record, 0, len(b.Messages))
+		msgs := make([]*collect.Message, 0, len(b.Messages))
 		for i := range b.Messages {
 			m := &b.Messages[i]
 			s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
@@ -292,12 +291,9 @@ func (s *Server) handleBatch(route string) http.Handler {
 				rejected = append(rejected, toItemError(m.Index, m.MessageID, errors.New("writeKey: belongs to another site or is unknown")))
 				continue
 			}
-			res := s.pipe.Process(st.pipe, m, &req)
-			s.count(st, res)
-			if res.Outcome == pipeline.Stored {
-				recs = append(recs, res.Record)
-			}
+			msgs = append(msgs, m)
 		}
+		recs := s.processHits(w, r, st, msgs, &req)
 		if len(recs) > 0 && !s.commit(w, r, recs) {
 			return
 		}

@@ -6,8 +6,6 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/collect"
-	"github.com/vigie-dev/vigie/proxy/pipeline"
-	"github.com/vigie-dev/vigie/storage"
 )
 
 // handlePixel records a page view from query parameters, for pages without
@@ -40,6 +38,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req.Signals = append(req.Signals, sig)
+		req.Explicit = true
 	}
 	msg := collect.Message{
 		Type:        "page",
@@ -53,9 +52,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	}
 	msg.Context.Page.Referrer = q.Get("ref")
 	msg.Context.Page.Title = q.Get("title")
-	res := s.pipe.Process(st.pipe, &msg, &req)
-	s.count(st, res)
-	if res.Outcome == pipeline.Stored && !s.commit(w, r, []storage.Record{res.Record}) {
+	if recs := s.processHits(w, r, st, []*collect.Message{&msg}, &req); len(recs) > 0 && !s.commit(w, r, recs) {
 		return
 	}
 	s.metrics.latency.WithLabelValues("/v1/p.gif").Observe(time.Since(start).Seconds())

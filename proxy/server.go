@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
 	"github.com/vigie-dev/vigie/plugins/segments"
@@ -60,6 +61,7 @@ type Server struct {
 	bus        *bus.Bus
 	pub        *bus.Publisher
 	plugins    *plugins.Runtime
+	ledger     *ledger
 	pipe       *pipeline.Pipeline
 	byKey      map[string]*site
 	byID       map[string]*site
@@ -138,6 +140,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
+	}
+
+	s.ledger = &ledger{store: s.store, log: s.log.With("component", "ledger"), profile: s.cfg.PluginRuntime.ProfilePurposes}
+	for _, p := range s.cfg.Purposes {
+		if p.Name != consent.Necessary {
+			s.ledger.all = append(s.ledger.all, p.Name)
+		}
+	}
+	s.ledger.onDrop = func(ctx context.Context, site, subject string) {
+		// Consent for every profile purpose withdrawn: the profile goes at
+		// once, and its segment exits are published by the plugin runtime.
+		if _, err := s.store.DeleteProfile(ctx, site, subject, "consent-withdrawn"); err != nil {
+			s.log.Warn("profile not deleted after consent withdrawal; the next event deletes it", "err", err)
+		}
 	}
 
 	keys := make([]pseudonymize.Key, 0, len(kr.Keys))

@@ -31,6 +31,7 @@ import (
 //	pc/<seq>                              SegmentChange (protobuf)      none
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
+//	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
 //
 // The outbox sequence is not persisted separately: Open resumes after the
 // last live o/ key (if the outbox is empty, numbering may restart, which is
@@ -284,4 +285,17 @@ func parsePendingKey(key []byte) (uint64, bool) {
 // kvKey returns k/<plugin>\x00<key>.
 func kvKey(plugin, key string) []byte {
 	return appendNames(make([]byte, 0, len(prefixKV)+len(plugin)+1+len(key)), prefixKV, plugin, key)
+}
+
+// prefixConsent is the consent ledger: cl/<site>\x00<subject> → JSON
+// ConsentEntry, TTL ConsentEntry's retention.
+const prefixConsent = "cl/"
+
+// consentKey returns cl/<site>\x00<subject>.
+func consentKey(site, subject string) []byte {
+	k := make([]byte, 0, len(prefixConsent)+len(site)+1+len(subject))
+	k = append(k, prefixConsent...)
+	k = append(k, site...)
+	k = append(k, 0)
+	return append(k, subject...)
 }

@@ -353,8 +353,14 @@ type profileLocks struct {
 	seqLoaded bool
 }
 
-// stripe returns the lock of (site, subject): FNV-1a of site \x00 subject.
+// stripe returns the lock of (site, subject).
 func (l *profileLocks) stripe(site, subject string) *sync.Mutex {
+	return &l.stripes[stripeIndex(site, subject)]
+}
+
+// stripeIndex returns the stripe of (site, subject): FNV-1a of
+// site \x00 subject, modulo profileLockStripes.
+func stripeIndex(site, subject string) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(site); i++ {
 		h = (h ^ uint32(site[i])) * 16777619
@@ -363,7 +369,7 @@ func (l *profileLocks) stripe(site, subject string) *sync.Mutex {
 	for i := 0; i < len(subject); i++ {
 		h = (h ^ uint32(subject[i])) * 16777619
 	}
-	return &l.stripes[h%profileLockStripes]
+	return h % profileLockStripes
 }
 
 // validSubject checks a non-empty site and subject.
@@ -453,61 +459,31 @@ func setMarker(txn *badger.Txn, key []byte) error {
 // without click ids) and Country (if ev has a GeoIP country). Writes of one
 // subject are serialized, so concurrent calls never lose counts.
 func (s *Store) ObserveEvent(ctx context.Context, ev *vigiev1.Event) (p *Profile, observed bool, err error) {
-	if ev == nil {
-		return nil, false, fmt.Errorf("%w: nil event", ErrInvalidRecord)
-	}
-	site, subject := ev.GetSite(), ev.GetSubject()
-	if err := validSubject(site, subject); err != nil {
+	rs, err := s.ObserveEvents(ctx, []*vigiev1.Event{ev})
+	if err != nil {
 		return nil, false, err
+	}
+	return rs[0].Profile, rs[0].Observed, rs[0].Err
+}
+
+// validEvent checks an event for ObserveEvent before anything is read.
+func validEvent(ev *vigiev1.Event) error {
+	if ev == nil {
+		return fmt.Errorf("%w: nil event", ErrInvalidRecord)
+	}
+	if err := validSubject(ev.GetSite(), ev.GetSubject()); err != nil {
+		return err
 	}
 	if err := validID("event id", ev.GetId()); err != nil {
-		return nil, false, err
+		return err
 	}
 	if t := ev.GetType(); t == "" || len(t) > maxTypeLen || strings.IndexByte(t, 0) >= 0 {
-		return nil, false, fmt.Errorf("%w: event type empty, too long or contains NUL", ErrInvalidRecord)
+		return fmt.Errorf("%w: event type empty, too long or contains NUL", ErrInvalidRecord)
 	}
 	if ev.GetTimestampMs() <= 0 {
-		return nil, false, fmt.Errorf("%w: event time missing", ErrInvalidRecord)
+		return fmt.Errorf("%w: event time missing", ErrInvalidRecord)
 	}
-	if err := s.enter(); err != nil {
-		return nil, false, err
-	}
-	defer s.mu.RUnlock()
-	mu := s.prof.stripe(site, subject)
-	mu.Lock()
-	defer mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	s.writeGate.RLock()
-	defer s.writeGate.RUnlock()
-	err = s.db.Update(func(txn *badger.Txn) error {
-		mk := observedKey(site, ev.GetId())
-		seen, err := exists(txn, mk)
-		if err != nil {
-			return err
-		}
-		p, err = getProfile(txn, site, subject)
-		if seen {
-			return err
-		}
-		if errors.Is(err, ErrNotFound) {
-			p, err = &Profile{Site: site, Subject: subject}, nil
-		}
-		if err != nil {
-			return err
-		}
-		p.observe(ev)
-		if err := s.putProfile(txn, p); err != nil {
-			return err
-		}
-		observed = true
-		return setMarker(txn, mk)
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("storage: observe event: %w", err)
-	}
-	return p, observed, nil
+	return nil
 }
 
 // Profile returns the stored profile of subject on site, or ErrNotFound.
@@ -557,35 +533,39 @@ type SegmentOutcome struct {
 // segWrite accumulates the segment bookkeeping of one transaction.
 type segWrite struct {
 	changes []*vigiev1.SegmentChange
-	deltas  map[string]int64 // segment → size delta
+	deltas  map[segmentKey]int64 // size deltas
 }
+
+// segmentKey names a segment of a site.
+type segmentKey struct{ site, segment string }
 
 // add records one applied change.
 func (w *segWrite) add(c *vigiev1.SegmentChange) {
 	w.changes = append(w.changes, c)
 	if w.deltas == nil {
-		w.deltas = make(map[string]int64, 2)
+		w.deltas = make(map[segmentKey]int64, 2)
 	}
+	k := segmentKey{c.Site, c.Segment}
 	if c.Transition == vigiev1.Transition_TRANSITION_ENTERED {
-		w.deltas[c.Segment]++
+		w.deltas[k]++
 	} else {
-		w.deltas[c.Segment]--
+		w.deltas[k]--
 	}
 }
 
-// flushSegWrite writes sizes, log and pending entries of w into txn (the
-// caller holds segMu) and returns the next sequence, to be stored in
-// s.prof.seq after the commit.
-func (s *Store) flushSegWrite(txn *badger.Txn, site string, w *segWrite) (uint64, error) {
+// flushSegWrite writes sizes, log and pending entries of w (changes of any
+// sites) into txn (the caller holds segMu) and returns the next sequence,
+// to be stored in s.prof.seq after the commit.
+func (s *Store) flushSegWrite(txn *badger.Txn, w *segWrite) (uint64, error) {
 	seq, err := s.loadSegSeq(txn)
 	if err != nil {
 		return 0, err
 	}
-	for seg, d := range w.deltas {
+	for k, d := range w.deltas {
 		if d == 0 {
 			continue
 		}
-		if err := addSegSize(txn, site, seg, d); err != nil {
+		if err := addSegSize(txn, k.site, k.segment, d); err != nil {
 			return 0, err
 		}
 	}
@@ -595,7 +575,7 @@ func (s *Store) flushSegWrite(txn *badger.Txn, site string, w *segWrite) (uint64
 		if err != nil {
 			return 0, fmt.Errorf("storage: encode segment change: %w", err)
 		}
-		e := badger.NewEntry(segLogKey(site, seq), v)
+		e := badger.NewEntry(segLogKey(c.GetSite(), seq), v)
 		e.ExpiresAt = logExp
 		if err := txn.SetEntry(e); err != nil {
 			return 0, err
@@ -706,94 +686,11 @@ func validOutcome(o *SegmentOutcome) error {
 // fails with ErrInvalidRecord. A missing profile gives ErrNotFound. The
 // applied changes carry Site, Subject, EventId and AtMs.
 func (s *Store) ApplySegment(ctx context.Context, o SegmentOutcome) (applied []*vigiev1.SegmentChange, dup bool, err error) {
-	if err := validOutcome(&o); err != nil {
-		return nil, false, err
-	}
-	if o.AtMs == 0 {
-		o.AtMs = time.Now().UnixMilli()
-	}
-	if err := s.enter(); err != nil {
-		return nil, false, err
-	}
-	defer s.mu.RUnlock()
-	mu := s.prof.stripe(o.Site, o.Subject)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(o.Changes) > 0 {
-		s.prof.segMu.Lock()
-		defer s.prof.segMu.Unlock()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	s.writeGate.RLock()
-	defer s.writeGate.RUnlock()
-	var (
-		w      segWrite
-		newSeq uint64
-	)
-	err = s.db.Update(func(txn *badger.Txn) error {
-		mk := appliedKey(o.Plugin, o.Site, o.EventID)
-		seen, err := exists(txn, mk)
-		if err != nil {
-			return err
-		}
-		if seen {
-			dup = true
-			return nil
-		}
-		p, err := getProfile(txn, o.Site, o.Subject)
-		if err != nil {
-			return err
-		}
-		p.Score += o.ScoreDelta
-		if len(o.Attributes) > 0 {
-			merged, err := mergePatch(p.Attributes, o.Attributes)
-			if err != nil {
-				return fmt.Errorf("%w: attributes: %w", ErrInvalidRecord, err)
-			}
-			if len(merged) > maxAttributes {
-				return fmt.Errorf("%w: attributes larger than %d bytes", ErrInvalidRecord, maxAttributes)
-			}
-			if string(merged) == "{}" {
-				merged = nil
-			}
-			p.Attributes = merged
-		}
-		for _, c := range o.Changes {
-			seg := c.GetSegment()
-			i, in := slices.BinarySearch(p.Segments, seg)
-			enter := c.GetTransition() == vigiev1.Transition_TRANSITION_ENTERED
-			if enter == in {
-				continue
-			}
-			if enter {
-				p.Segments = slices.Insert(p.Segments, i, seg)
-			} else {
-				p.Segments = slices.Delete(p.Segments, i, i+1)
-			}
-			w.add(&vigiev1.SegmentChange{
-				Site: o.Site, Subject: o.Subject, Segment: seg,
-				Transition: c.GetTransition(), AtMs: o.AtMs, EventId: o.EventID,
-			})
-		}
-		if err := s.putProfile(txn, p); err != nil {
-			return err
-		}
-		if len(w.changes) > 0 {
-			if newSeq, err = s.flushSegWrite(txn, o.Site, &w); err != nil {
-				return err
-			}
-		}
-		return setMarker(txn, mk)
-	})
+	rs, err := s.ApplySegments(ctx, []SegmentOutcome{o})
 	if err != nil {
-		return nil, false, fmt.Errorf("storage: apply segment: %w", err)
+		return nil, false, err
 	}
-	if len(w.changes) > 0 {
-		s.prof.seq, s.prof.seqLoaded = newSeq, true
-	}
-	return w.changes, dup, nil
+	return rs[0].Applied, rs[0].Dup, rs[0].Err
 }
 
 // DeleteProfile deletes the profile of subject on site (consent withdrawn,
@@ -841,7 +738,7 @@ func (s *Store) DeleteProfile(ctx context.Context, site, subject, reason string)
 			})
 		}
 		if len(w.changes) > 0 {
-			if newSeq, err = s.flushSegWrite(txn, site, &w); err != nil {
+			if newSeq, err = s.flushSegWrite(txn, &w); err != nil {
 				return err
 			}
 		}
@@ -895,10 +792,10 @@ func (s *Store) shredProfiles(ctx context.Context, subject string) error {
 			if p != nil {
 				w = segWrite{}
 				for _, seg := range p.Segments {
-					w.add(&vigiev1.SegmentChange{Segment: seg, Transition: vigiev1.Transition_TRANSITION_EXITED})
+					w.add(&vigiev1.SegmentChange{Site: h.site, Segment: seg, Transition: vigiev1.Transition_TRANSITION_EXITED})
 				}
-				for seg, d := range w.deltas {
-					if err := addSegSize(txn, h.site, seg, d); err != nil {
+				for k, d := range w.deltas {
+					if err := addSegSize(txn, k.site, k.segment, d); err != nil {
 						return err
 					}
 				}

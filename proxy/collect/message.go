@@ -161,8 +161,13 @@ func (e ItemError) Error() string { return fmt.Sprintf("batch[%d]: %v", e.Index,
 // Unwrap returns Err.
 func (e ItemError) Unwrap() error { return e.Err }
 
+// SnippetLibrary is context.library.name of Vigie's browser snippet. Its
+// hits carry no identifier at all: the server assigns one (a first-party
+// cookie) once consent allows it, so Validate does not require one.
+const SnippetLibrary = "vigie.js"
+
 // Validate applies Segment's rules: the type is known; userId or
-// anonymousId is set; track needs event; group needs groupId; alias needs
+// anonymousId is set (except for the snippet's hits); track needs event; group needs groupId; alias needs
 // userId and previousId. It returns a *FieldError wrapping ErrInvalidEvent.
 func (m *Message) Validate() error {
 	switch m.Type {
@@ -172,7 +177,7 @@ func (m *Message) Validate() error {
 	default:
 		return &FieldError{Field: "type", Problem: "unknown event type"}
 	}
-	if m.UserID == "" && m.AnonymousID == "" {
+	if m.UserID == "" && m.AnonymousID == "" && m.Context.Library.Name != SnippetLibrary {
 		return &FieldError{Field: "userId", Problem: "userId or anonymousId is required"}
 	}
 	switch m.Type {

@@ -116,6 +116,19 @@ type Request struct {
 	Source string
 	// Signals are request-wide consent signals (Sec-GPC, DNT, pixel).
 	Signals []consent.Signal
+	// Explicit says Signals hold an explicit choice (the pixel's consent
+	// parameters), not only browser-wide headers.
+	Explicit bool
+	// Ledger, when set, gives the subject's recorded choice for events that
+	// carry no explicit consent signal of their own.
+	Ledger LedgerReader
+}
+
+// LedgerReader reads the consent ledger.
+type LedgerReader interface {
+	// Consent returns the last explicit choice recorded for subject on
+	// site, as a signal, and whether there is one.
+	Consent(site, subject string) (consent.Signal, bool)
 }
 
 // RequestSignals reads the request-wide consent signals of h for site.
@@ -143,19 +156,39 @@ type Result struct {
 	// ConsentErr is set when the payload's consent object was invalid (it
 	// was then treated as absent).
 	ConsentErr error
-	Record     storage.Record
+	// Explicit says the hit carried an explicit consent choice (payload or
+	// pixel parameters): the caller records Decision in the ledger.
+	Explicit bool
+	// Subject is the hit's subject pseudonym when it has an identifier,
+	// computed for the ledger even when the event is anonymous (it is then
+	// never stored).
+	Subject string
+	Record  storage.Record
 }
 
 // Process decides, pseudonymizes and encodes one message.
 func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	var res Result
 	signals := r.Signals
+	res.Explicit = r.Explicit
 	if len(m.Context.Consent) > 0 {
 		ps, err := consent.FromPayload(m.Context.Consent, s.policy)
 		if err != nil {
 			res.ConsentErr = err
 		} else if len(ps) > 0 {
 			signals = append(append(make([]consent.Signal, 0, len(signals)+len(ps)), signals...), ps...)
+			res.Explicit = true
+		}
+	}
+	if r.Ledger != nil || res.Explicit {
+		res.Subject = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID)
+		if res.Subject == "" {
+			res.Subject = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID)
+		}
+	}
+	if !res.Explicit && r.Ledger != nil && res.Subject != "" {
+		if sig, ok := r.Ledger.Consent(s.id, res.Subject); ok {
+			signals = append(append(make([]consent.Signal, 0, len(signals)+1), signals...), sig)
 		}
 	}
 	d := consent.Decide(s.policy, signals...)
