@@ -54,6 +54,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/plugins/{name}/replay", s.admin(s.handleAdminReplay))
 	mux.Handle("GET /admin/v1/segments", s.admin(s.handleAdminSegments))
 	mux.Handle("GET /admin/v1/enriched", s.admin(s.handleAdminEnriched))
+	if s.cfg.DemoPath != "off" {
+		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow, ok := knownMethods(r.URL.Path); ok {
 			w.Header().Set("Allow", allow)

@@ -44,7 +44,8 @@ const (
 )
 
 // Profile is what Vigie knows about one pseudonymous subject on one site,
-// stored as compact JSON under p/<site>\x00<subject>. Everything in it is
+// stored in a compact binary form (profiles_codec.go; older profiles are
+// JSON, with the field names below) under p/<site>\x00<subject>. Everything in it is
 // pseudonymous: subjects are HMACs and paths are already scrubbed.
 type Profile struct {
 	// Site is the site id.
@@ -319,8 +320,9 @@ var profileJSONOpts = jsonv2.JoinOptions(
 	jsontext.AllowInvalidUTF8(true),
 )
 
-// decodeProfile decodes a stored profile of site and subject.
-func decodeProfile(v []byte, site, subject string) (*Profile, error) {
+// decodeProfileJSON decodes a profile stored as JSON (the format before
+// the binary one of profiles_codec.go).
+func decodeProfileJSON(v []byte, site, subject string) (*Profile, error) {
 	p := new(Profile)
 	if err := jsonv2.Unmarshal(v, p, profileJSONOpts); err != nil {
 		return nil, fmt.Errorf("%w: profile: %w", ErrCorrupt, err)
@@ -329,8 +331,8 @@ func decodeProfile(v []byte, site, subject string) (*Profile, error) {
 	return p, nil
 }
 
-// encodeProfile encodes p for storage.
-func encodeProfile(p *Profile) ([]byte, error) {
+// encodeProfileJSON encodes p as JSON (tests of the legacy format only).
+func encodeProfileJSON(p *Profile) ([]byte, error) {
 	v, err := jsonv2.Marshal(p, profileJSONOpts)
 	if err != nil {
 		return nil, fmt.Errorf("storage: encode profile: %w", err)

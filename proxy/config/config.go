@@ -67,6 +67,12 @@ type Config struct {
 	Plugins []Plugin `yaml:"plugins"`
 	// PluginRuntime tunes delivery to plugins.
 	PluginRuntime PluginRuntime `yaml:"plugin_runtime"`
+	// SnippetPath is the first-party path the browser snippet is served
+	// at. Default /s.js.
+	SnippetPath string `yaml:"snippet_path"`
+	// DemoPath is where the demo site is served; "off" serves none.
+	// Default /demo/.
+	DemoPath string `yaml:"demo_path"`
 }
 
 // Plugin configures one plugin.
@@ -310,7 +316,9 @@ func Default() Config {
 			"marketing":       Duration(395 * 24 * time.Hour),
 			"anonymous":       Duration(760 * 24 * time.Hour),
 		},
-		Sites: []Site{DemoSite()},
+		Sites:       []Site{DemoSite()},
+		SnippetPath: "/s.js",
+		DemoPath:    "/demo/",
 		PluginRuntime: PluginRuntime{
 			MaxDeliver:        5,
 			Backoff:           []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second), Duration(2 * time.Minute)},
@@ -409,6 +417,12 @@ func (c *Config) fillDefaults() {
 	if c.Plugins == nil {
 		c.Plugins = DefaultPlugins()
 	}
+	if c.SnippetPath == "" {
+		c.SnippetPath = d.SnippetPath
+	}
+	if c.DemoPath == "" {
+		c.DemoPath = d.DemoPath
+	}
 	r, dr := &c.PluginRuntime, d.PluginRuntime
 	if r.MaxDeliver <= 0 {
 		r.MaxDeliver = dr.MaxDeliver
@@ -481,6 +495,13 @@ func (c *Config) Validate() error {
 		if _, err := s.Policy(); err != nil {
 			bad(f+".consent", "%v", err)
 		}
+	}
+	if !strings.HasPrefix(c.SnippetPath, "/") || strings.ContainsAny(c.SnippetPath, " {}") || strings.HasPrefix(c.SnippetPath, "/v1/") || strings.HasPrefix(c.SnippetPath, "/admin/") {
+		bad("snippet_path", "%q must be an absolute path outside /v1/ and /admin/", c.SnippetPath)
+	}
+	if c.DemoPath != "off" && (!strings.HasPrefix(c.DemoPath, "/") || !strings.HasSuffix(c.DemoPath, "/") ||
+		strings.ContainsAny(c.DemoPath, " {}") || strings.HasPrefix(c.DemoPath, "/v1/") || strings.HasPrefix(c.DemoPath, "/admin/")) {
+		bad("demo_path", "%q must be a path ending in / outside /v1/ and /admin/, or off", c.DemoPath)
 	}
 	seenPlugin := map[string]bool{}
 	for i, p := range c.Plugins {

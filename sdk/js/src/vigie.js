@@ -48,6 +48,7 @@ const VERSION = __VERSION__;
   if (n.doNotTrack == '1') sig.dnt = true;
 
   const href = () => (hashMode ? loc.href : loc.href.replace(/#.*/, ''));
+  const key = () => loc.pathname + loc.search + (hashMode ? loc.hash : '');
   let ref = d.referrer;
   let here; // URL of the last page event
   let last; // path+search(+hash) of the last page event
@@ -142,7 +143,6 @@ const VERSION = __VERSION__;
   // Single-page apps: a page event when path+search (+hash) changes after
   // the first page event. Deferred a tick so the router can set the title
   // and so a vigie('page') called right after pushState is not doubled.
-  const key = () => loc.pathname + loc.search + (hashMode ? loc.hash : '');
   const nav = () => setTimeout(() => last && last != key() && api('page'));
   if (attr('spa') != 'false') {
     for (const m of ['pushState', 'replaceState']) {
