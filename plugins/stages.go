@@ -223,6 +223,31 @@ func (rt *Runtime) segment(p *proc) handler {
 		var idx []int
 		var items []*vigiev1.SegmentInput
 		now := time.Now().UnixMilli()
+		// Events are observed in runs (one transaction each), cut where a
+		// subject's profile is deleted so that order is kept.
+		var runIdx []int
+		var run []*vigiev1.Event
+		observe := func() {
+			if len(run) == 0 {
+				return
+			}
+			res, err := rt.cfg.Store.ObserveEvents(ctx, run)
+			for k, i := range runIdx {
+				switch {
+				case err != nil:
+					errs[i] = err
+				case errors.Is(res[k].Err, storage.ErrNotFound):
+					// Seen before, and the profile was deleted since (a
+					// later event withdrew consent): nothing to segment.
+				case res[k].Err != nil:
+					errs[i] = res[k].Err
+				case grantsAll(run[k].GetPurposes(), m.Purposes):
+					idx = append(idx, i)
+					items = append(items, &vigiev1.SegmentInput{Event: run[k], Profile: res[k].Profile.Proto(now)})
+				}
+			}
+			runIdx, run = runIdx[:0], run[:0]
+		}
 		for i, msg := range msgs {
 			ev, err := decode(msg)
 			if err != nil {
@@ -234,27 +259,15 @@ func (rt *Runtime) segment(p *proc) handler {
 				continue
 			}
 			if !grantsAny(ev.GetPurposes(), rt.cfg.ProfilePurposes) {
+				observe()
 				if _, err := rt.cfg.Store.DeleteProfile(ctx, ev.GetSite(), ev.GetSubject(), reasonWithdrawn); err != nil {
 					errs[i] = err
 				}
 				continue
 			}
-			prof, _, err := rt.cfg.Store.ObserveEvent(ctx, ev)
-			if errors.Is(err, storage.ErrNotFound) {
-				// Seen before, and the profile was deleted since (a later
-				// event withdrew consent): nothing to segment.
-				continue
-			}
-			if err != nil {
-				errs[i] = err
-				continue
-			}
-			if !grantsAll(ev.GetPurposes(), m.Purposes) {
-				continue
-			}
-			idx = append(idx, i)
-			items = append(items, &vigiev1.SegmentInput{Event: ev, Profile: prof.Proto(now)})
+			runIdx, run = append(runIdx, i), append(run, ev)
 		}
+		observe()
 		if len(items) > 0 {
 			var results []sdk.SegmentResult
 			var itemErrs []error
@@ -263,6 +276,8 @@ func (rt *Runtime) segment(p *proc) handler {
 				results, itemErrs, err = c.SegmentBatch(cctx, items)
 				return err
 			})
+			var outIdx []int
+			var outcomes []storage.SegmentOutcome
 			for k, i := range idx {
 				if err != nil {
 					errs[i] = err
@@ -280,12 +295,21 @@ func (rt *Runtime) segment(p *proc) handler {
 				if u := results[k].Update; u != nil {
 					o.ScoreDelta, o.Attributes = u.GetScoreDelta(), u.GetAttributes()
 				}
-				if _, _, err := rt.cfg.Store.ApplySegment(ctx, o); err != nil && !errors.Is(err, storage.ErrNotFound) {
-					errs[i] = err
-					continue
+				outIdx, outcomes = append(outIdx, i), append(outcomes, o)
+			}
+			if len(outcomes) > 0 {
+				applied, aerr := rt.cfg.Store.ApplySegments(ctx, outcomes)
+				for k, i := range outIdx {
+					switch {
+					case aerr != nil:
+						errs[i] = aerr
+					case applied[k].Err != nil && !errors.Is(applied[k].Err, storage.ErrNotFound):
+						errs[i] = applied[k].Err
+					default:
+						p.processed.Add(1)
+						rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
+					}
 				}
-				p.processed.Add(1)
-				rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
 			}
 		}
 		if err := rt.flushChanges(ctx); err != nil {

@@ -345,7 +345,8 @@ func encodeProfileJSON(p *Profile) ([]byte, error) {
 // concurrent transactions would silently lose updates: instead, every write
 // of a profile holds its subject's stripe, and every write of segment sizes,
 // the segment log, pending changes or the change sequence also holds segMu.
-// Lock order: stripe, segMu, writeGate.
+// Lock order: stripe, segMu, writeGate. A batch (profiles_batch.go) holds
+// several stripes, always taken in increasing index order.
 type profileLocks struct {
 	stripes [profileLockStripes]sync.Mutex
 	segMu   sync.Mutex
