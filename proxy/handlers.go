@@ -54,6 +54,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/plugins/{name}/replay", s.admin(s.handleAdminReplay))
 	mux.Handle("GET /admin/v1/segments", s.admin(s.handleAdminSegments))
 	mux.Handle("GET /admin/v1/enriched", s.admin(s.handleAdminEnriched))
+	mux.Handle("GET "+s.cfg.SnippetPath, snippetHandler())
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}

@@ -1,6 +1,7 @@
 package email
 
 import (
+	"bytes"
 	_ "embed"
 	"fmt"
 	"hash/maphash"
@@ -327,19 +328,52 @@ var (
 // machineUA reports whether ua names a headless browser, an HTTP library or
 // a security product.
 func machineUA(ua string) (string, bool) {
-	if _, ok := containsAny(ua, headlessUAs); ok {
-		return reasonHeadlessUA, true
-	}
-	if _, ok := containsAny(ua, securityUAs); ok {
-		return reasonSecurityUA, true
-	}
-	if _, ok := containsAny(ua, toolUAs); ok {
-		return reasonToolUA, true
-	}
-	if _, ok := containsAny(ua, botUAs); ok {
-		return reasonBotUA, true
+	var buf [512]byte
+	lower := lowerASCII(buf[:0], ua)
+	for _, g := range uaGroups {
+		for _, sub := range g.subs {
+			if bytes.Contains(lower, sub) {
+				return g.reason, true
+			}
+		}
 	}
 	return "", false
+}
+
+// uaGroups are the machine user-agent fragments, lower-cased once, in the
+// order they are tried.
+var uaGroups = []struct {
+	reason string
+	subs   [][]byte
+}{
+	{reasonHeadlessUA, lowerAll(headlessUAs)},
+	{reasonSecurityUA, lowerAll(securityUAs)},
+	{reasonToolUA, lowerAll(toolUAs)},
+	{reasonBotUA, lowerAll(botUAs)},
+}
+
+func lowerAll(in []string) [][]byte {
+	out := make([][]byte, len(in))
+	for i, s := range in {
+		out[i] = []byte(strings.ToLower(s))
+	}
+	return out
+}
+
+// lowerASCII lower-cases s into dst (at most cap(dst) bytes kept, so a
+// huge header cannot cost more).
+func lowerASCII(dst []byte, s string) []byte {
+	if len(s) > cap(dst) {
+		s = s[:cap(dst)]
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 func containsAny(s string, subs []string) (string, bool) {

@@ -37,8 +37,7 @@ export function sender(post, beacon) {
     if (busy || !q.length) return;
     const b = q.splice(0, BATCH);
     busy = true;
-    Promise.resolve(b)
-      .then(post)
+    new Promise((r) => r(post(b))) // post runs now: a click may be leaving the page
       .then(null, () => 0)
       .then((s) => {
         busy = false;

@@ -118,7 +118,7 @@ const VERSION = __VERSION__;
 
   const api = function (cmd, a, b) {
     try {
-      if (a && typeof a == 'object' && cmd != 'consent') (b = a), (a = undefined);
+      if (a == null || (typeof a == 'object' && cmd != 'consent')) (b = b || a || undefined), (a = undefined);
       if (cmd == 'page') {
         if (here && here != href()) ref = here;
         here = href();

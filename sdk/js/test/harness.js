@@ -122,7 +122,7 @@ export function page({
     clearTimeout: c.clearTimeout,
     addEventListener: on('window'),
     fetch(u, opts) {
-      sent.push({ url: u, opts, body: JSON.parse(opts.body) });
+      sent.push({ url: u, opts: JSON.parse(JSON.stringify({ ...opts, body: undefined })), body: JSON.parse(opts.body) });
       const s = status();
       return s ? Promise.resolve({ status: s }) : Promise.reject(new TypeError('Failed to fetch'));
     },
@@ -138,6 +138,7 @@ export function page({
   return {
     run,
     sb,
+    script,
     clock: c,
     sent,
     beacons,

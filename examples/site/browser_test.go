@@ -1,0 +1,223 @@
+package site_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/vigie-dev/vigie/proxy/proxytest"
+)
+
+// chromium returns the browser to drive: $VIGIE_CHROMIUM, or Debian's
+// chromium. Without one the test is skipped locally and fails in CI (which
+// installs it).
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("VIGIE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if p == "" {
+			continue
+		}
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed (.ci/run installs Debian's chromium)")
+	}
+	t.Skip("chromium not installed; apt-get install chromium to run the browser tests")
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		// Headless Chromium says "HeadlessChrome", which Vigie counts as a
+		// bot and does not store: present as the desktop browser it is.
+		chromedp.UserAgent("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	ctx, cancel3 := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancel3)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// event is a stored event as the admin API shows it.
+type event struct {
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Name        string          `json:"name"`
+	Mode        string          `json:"mode"`
+	AnonymousID string          `json:"anonymous_id"`
+	UserID      string          `json:"user_id"`
+	Subject     string          `json:"subject"`
+	Library     string          `json:"library"`
+	Vaulted     []string        `json:"vaulted_traits"`
+	Page        struct{ Path, URL, Search string }
+	Traits      json.RawMessage `json:"traits"`
+}
+
+// events lists the stored events, oldest first.
+func events(t *testing.T, in *proxytest.Instance) []event {
+	t.Helper()
+	code, body := in.Admin("/admin/v1/events?site=demo&limit=1000")
+	if code != 200 {
+		t.Fatalf("admin events: %d %s", code, body)
+	}
+	var out struct{ Events []event }
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatal(err)
+	}
+	for i, j := 0, len(out.Events)-1; i < j; i, j = i+1, j-1 {
+		out.Events[i], out.Events[j] = out.Events[j], out.Events[i]
+	}
+	return out.Events
+}
+
+// waitEvent waits until an event matching ok is stored and returns it.
+func waitEvent(t *testing.T, in *proxytest.Instance, what string, ok func(event) bool) event {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, ev := range events(t, in) {
+			if ok(ev) {
+				return ev
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no stored event %s; have %+v\nserver log:\n%s", what, events(t, in), in.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cookies returns the browser's cookies for the server.
+func cookies(t *testing.T, ctx context.Context) []*network.Cookie {
+	t.Helper()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Cookies
+}
+
+func TestDemoSiteConsentFlowInChromium(t *testing.T) {
+	in := proxytest.Start(t)
+	ctx := browser(t)
+	demo := in.URL + "/demo/"
+
+	// 1. First visit, banner not answered: an anonymous page view, and
+	// nothing stored in the browser.
+	if err := chromedp.Do(ctx, chromedp.Navigate(demo), chromedp.WaitVisible("#consent-banner")); err != nil {
+		t.Fatal(err)
+	}
+	first := waitEvent(t, in, "first page view", func(e event) bool { return e.Type == "page" })
+	if first.Mode != "MODE_ANONYMOUS" || first.AnonymousID != "" || first.Subject != "" || first.Page.Path != "/demo/" {
+		t.Fatalf("first page view before consent: %+v", first)
+	}
+	if cs := cookies(t, ctx); len(cs) != 0 {
+		t.Fatalf("cookies before consent: %+v", cs)
+	}
+	storage, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie + "|" + localStorage.length + "|" + sessionStorage.length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if storage != "|0|0" {
+		t.Fatalf("the snippet stored something before consent: %q", storage)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click("#buy")); err != nil {
+		t.Fatal(err)
+	}
+	added := waitEvent(t, in, "Product Added before consent", func(e event) bool { return e.Name == "Product Added" })
+	if added.Mode != "MODE_ANONYMOUS" || added.AnonymousID != "" {
+		t.Fatalf("track before consent: %+v", added)
+	}
+
+	// 2. Accept: the server sets its HttpOnly first-party cookie.
+	if err := chromedp.Do(ctx, chromedp.Click("#accept-all")); err != nil {
+		t.Fatal(err)
+	}
+	consented := waitEvent(t, in, "Consent Updated", func(e event) bool { return e.Name == "Consent Updated" })
+	if consented.Mode != "MODE_PSEUDONYMOUS" || consented.AnonymousID == "" {
+		t.Fatalf("consent event: %+v", consented)
+	}
+	var id *network.Cookie
+	for _, c := range cookies(t, ctx) {
+		if c.Name == "vigie_id" {
+			id = c
+		}
+	}
+	if id == nil || !id.HTTPOnly || id.SameSite != network.CookieSameSiteLax {
+		t.Fatalf("identifier cookie after consent: %+v", id)
+	}
+
+	// 3. Navigate: same visitor on the next page, without any new consent
+	// signal (the server's ledger remembers the choice).
+	if err := chromedp.Do(ctx, chromedp.Click("#nav-pricing"), chromedp.WaitVisible("#demo-request"), chromedp.Click("#demo-request")); err != nil {
+		t.Fatal(err)
+	}
+	pricing := waitEvent(t, in, "pricing page view", func(e event) bool { return e.Type == "page" && e.Page.Path == "/demo/pricing.html" })
+	demoReq := waitEvent(t, in, "Demo Requested", func(e event) bool { return e.Name == "Demo Requested" })
+	if pricing.Mode != "MODE_PSEUDONYMOUS" || pricing.AnonymousID != consented.AnonymousID || demoReq.AnonymousID != consented.AnonymousID {
+		t.Fatalf("visitor not recognized: consent %s, pricing %+v, demo %+v", consented.AnonymousID, pricing, demoReq)
+	}
+
+	// 4. Single-page-app navigation sends a page view.
+	if err := chromedp.Do(ctx, chromedp.Click("#nav-docs"), chromedp.WaitVisible("#spa-api"), chromedp.Click("#spa-api")); err != nil {
+		t.Fatal(err)
+	}
+	// (The query string is not kept: "chapter" is not an allowed parameter.)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var docs []event
+		for _, e := range events(t, in) {
+			if e.Type == "page" && e.Page.Path == "/demo/docs.html" && e.AnonymousID == consented.AnonymousID {
+				docs = append(docs, e)
+			}
+		}
+		if len(docs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want the docs page load and one SPA page view, have %+v", docs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// 5. The newsletter form identifies the visitor: the e-mail goes to the
+	// vault, never to the event.
+	if err := chromedp.Do(ctx, chromedp.Navigate(demo), chromedp.WaitVisible("#email"),
+		chromedp.SendKeys("#email", "ada@example.org"), chromedp.SendKeys("#firstName", "Ada"), chromedp.Click("#subscribe")); err != nil {
+		t.Fatal(err)
+	}
+	ident := waitEvent(t, in, "identify", func(e event) bool { return e.Type == "identify" })
+	if ident.AnonymousID != consented.AnonymousID || len(ident.Vaulted) == 0 || strings.Contains(string(ident.Traits), "ada@") {
+		t.Fatalf("identify: %+v traits %s", ident, ident.Traits)
+	}
+	for _, ev := range events(t, in) {
+		if ev.Library == "" || !strings.HasPrefix(ev.Library, "vigie.js") {
+			t.Errorf("event %s %s not sent by the snippet: library %q", ev.Type, ev.Name, ev.Library)
+		}
+	}
+}
