@@ -24,6 +24,8 @@ func BenchmarkFromPayload(b *testing.B) {
 		{"segment", `{"categoryPreferences":{"Advertising":true,"Analytics":false,"Functional":true,"C0001":true}}`},
 		{"own", `{"purposes":{"analytics":true,"marketing":false}}`},
 		{"empty", `{}`},
+		{"tcf", `{"tcf":"CQMONwtQdd_0BALADBENFBEMAP_gAEPgAAYgDIES_7zFL5yYDQl8Ts-Sjpj1D57pYzmhqnVlljZ4EjsLTSLk3mkITRjN7R0QvUyPV858nASwwqKvC2UoIIjQQ7VGjYkCQx1ZEH24UXFdGTAVOhImnhErDCM646AA.IAAA","gdprApplies":true}`},
+		{"gcm", `{"googleConsentMode":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"denied","ad_personalization":"denied"}}`},
 	} {
 		raw := []byte(bc.raw)
 		b.Run(bc.name, func(b *testing.B) {

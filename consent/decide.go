@@ -23,6 +23,8 @@ const (
 	SourceTCF Source = "tcf"
 	// SourceConsentMode is Google Consent Mode v2.
 	SourceConsentMode Source = "consent_mode"
+	// SourceGPP is an IAB Global Privacy Platform string.
+	SourceGPP Source = "gpp"
 )
 
 // Signal is one consent source's opinion: the purposes it grants and those

@@ -4,8 +4,30 @@
 // than the append-only purpose registry (see Register).
 //
 // Consent sources are read into Signals (FromPayload, FromHeaders,
-// FromPixel; the ledger, TCF v2.2 and Consent Mode v2 add more Signals
-// later) and combined by Decide under a site Policy.
+// FromPixel, FromQuery, FromTCF, FromGPP, FromConsentMode; the ledger adds
+// more) and combined by Decide under a site Policy. An undecodable
+// consent string is reported and counts as no consent from that source.
+//
+// # Web consent standards
+//
+//   - IAB TCF v2.2 (package tcf): Policy.TCF maps TCF purposes to ours
+//     (DefaultTCFPurposes: analytics ← 1, 8, 9, 10; personalization ← 1,
+//     5, 6; marketing ← 1, 2, 3, 4, 7). A purpose is granted when all its
+//     TCF purposes are consented (or under legitimate interest where
+//     configured; never for 1 and 3-6) and, with a vendor id, our vendor
+//     is too and no publisher restriction forbids it; otherwise it is
+//     explicitly denied. gdprApplies=false ignores the string.
+//   - IAB GPP (package gpp): its TCF EU v2 section maps as above; an
+//     opt-out of sale, sharing or targeted advertising (or GPC) in the US
+//     National or a CA/VA/CO/UT/CT section denies marketing. gpp_sid
+//     limits the sections that apply.
+//   - Google Consent Mode v2: the gcs/gcd hit parameters and the
+//     {"ad_storage": "granted", ...} object, mapped by Policy.ConsentMode
+//     (DefaultConsentMode: analytics ← analytics_storage; marketing ←
+//     ad_storage, ad_user_data and ad_personalization; personalization ←
+//     personalization_storage). Any mapped signal denied denies the
+//     purpose; all granted grant it. The gcd letter table is documented
+//     on gcdLetter in consentmode.go.
 //
 // # Precedence
 //

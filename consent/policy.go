@@ -29,6 +29,16 @@ type Policy struct {
 	// categoryPreferences key; case-insensitive) to purposes. Default:
 	// DefaultCategories().
 	Categories map[string][]Purpose `yaml:"categories"`
+	// TCF maps IAB TCF v2.2 purposes (TC strings, and the TCF section of
+	// GPP strings) to ours. Default: DefaultTCFPurposes(), no vendor id,
+	// no legitimate interest.
+	TCF TCFMapping `yaml:"tcf"`
+	// ConsentMode maps each purpose to the Google Consent Mode v2 signals
+	// (ad_storage, analytics_storage, ad_user_data, ad_personalization,
+	// functionality_storage, personalization_storage, security_storage)
+	// that must all be granted to grant it; any one denied denies it.
+	// Default: DefaultConsentMode().
+	ConsentMode map[Purpose][]string `yaml:"consent_mode"`
 }
 
 // DefaultPolicy returns the default policy documented on Policy's fields.
@@ -40,6 +50,8 @@ func DefaultPolicy() Policy {
 		HonorGPC:    true,
 		HonorDNT:    true,
 		Categories:  DefaultCategories(),
+		TCF:         TCFMapping{Purposes: DefaultTCFPurposes()},
+		ConsentMode: DefaultConsentMode(),
 	}
 }
 
@@ -93,6 +105,20 @@ func (p Policy) Validate() error {
 		for _, pur := range p.Categories[k] {
 			if index(string(pur), false) < 0 {
 				errs = append(errs, fmt.Errorf("%w: %q in category %q", ErrUnknownPurpose, pur, k))
+			}
+		}
+	}
+	errs = append(errs, p.TCF.validate()...)
+	for pur, names := range p.ConsentMode {
+		if index(string(pur), false) < 0 {
+			errs = append(errs, fmt.Errorf("%w: %q in consent_mode", ErrUnknownPurpose, pur))
+		}
+		if pur == Necessary {
+			errs = append(errs, fmt.Errorf("%w: necessary cannot be mapped to consent mode", ErrInvalidPolicy))
+		}
+		for _, n := range names {
+			if cmIndex(n) < 0 {
+				errs = append(errs, fmt.Errorf("%w: unknown consent mode signal %q", ErrInvalidPolicy, n))
 			}
 		}
 	}

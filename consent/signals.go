@@ -90,6 +90,24 @@ func FromPixel(v string) (Signal, error) {
 type payloadReader struct {
 	r   bytes.Reader
 	dec jsontext.Decoder
+	x   payloadExtra
+}
+
+// payloadExtra collects the standard consent strings of a payload; they
+// are decoded after the JSON is read.
+type payloadExtra struct {
+	tcf, gpp            string
+	hasTCF, hasGPP      bool
+	gdprApplies, hasSID bool
+	sid                 []int
+	sidErr              error
+	cm                  cmState
+	hasCM               bool
+}
+
+func (x *payloadExtra) reset() {
+	sid := x.sid[:0]
+	*x = payloadExtra{gdprApplies: true, sid: sid}
 }
 
 var readers = sync.Pool{New: func() any { return new(payloadReader) }}
@@ -102,11 +120,21 @@ var readers = sync.Pool{New: func() any { return new(payloadReader) }}
 //     ignored;
 //   - top-level keys that are purpose names with boolean values, or the
 //     same under "purposes": {...} (Vigie's own object) → a SourcePayload
-//     signal; other top-level keys are ignored.
+//     signal;
+//   - "tcf" or "tcString": a TCF v2.2 TC string, with an optional
+//     "gdprApplies": bool (default true) → a SourceTCF signal (FromTCF);
+//   - "gpp": a GPP string, with an optional "gppSid": [2, 7] or "2,7" →
+//     a SourceGPP signal (FromGPP);
+//   - "googleConsentMode" or "gcm": {"ad_storage": "granted"|"denied"|bool,
+//     ...} → a SourceConsentMode signal through p.ConsentMode;
 //
-// Keys ignore ASCII case; a null flag counts as absent; a signal is
-// returned only if it grants or denies something. Malformed JSON, duplicate
-// keys or a non-boolean flag is an error wrapping ErrInvalidConsent.
+// other top-level keys are ignored. Keys ignore ASCII case; a null value
+// counts as absent; a signal is returned only if it grants or denies
+// something. Malformed JSON, duplicate keys or a value of the wrong type
+// is an error wrapping ErrInvalidConsent with no signals at all. A TC or
+// GPP string (or gppSid) that cannot be decoded is reported the same way
+// but only that source is dropped: the other signals are returned with
+// the error.
 func FromPayload(raw []byte, p Policy) ([]Signal, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
@@ -119,9 +147,10 @@ func FromPayload(raw []byte, p Policy) ([]Signal, error) {
 	}()
 	pr.r.Reset(raw)
 	pr.dec.Reset(&pr.r)
+	pr.x.reset()
 	seg := Signal{Source: SourceSegment}
 	own := Signal{Source: SourcePayload}
-	null, err := readPayload(&pr.dec, p, &seg, &own)
+	null, err := readPayload(&pr.dec, p, &seg, &own, &pr.x)
 	if err != nil {
 		return nil, invalidJSON(err)
 	}
@@ -129,7 +158,7 @@ func FromPayload(raw []byte, p Policy) ([]Signal, error) {
 		return nil, nil
 	}
 	var out []Signal
-	for _, s := range [...]Signal{seg, own} {
+	add := func(s Signal) {
 		if s.Granted.bits|s.Denied.bits != 0 {
 			if out == nil {
 				out = make([]Signal, 0, 2)
@@ -137,7 +166,30 @@ func FromPayload(raw []byte, p Policy) ([]Signal, error) {
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	add(seg)
+	add(own)
+	var errs []error
+	x := &pr.x
+	if x.hasTCF {
+		s, err := FromTCF(x.tcf, x.gdprApplies, p)
+		add(s)
+		errs = append(errs, err)
+	}
+	if x.hasGPP && x.sidErr != nil {
+		errs = append(errs, x.sidErr) // applicability unknown: drop GPP
+	} else if x.hasGPP {
+		var sid []int
+		if x.hasSID {
+			sid = x.sid
+		}
+		s, err := FromGPP(x.gpp, sid, p)
+		add(s)
+		errs = append(errs, err)
+	}
+	if x.hasCM {
+		add(cmSignal(x.cm, p))
+	}
+	return out, errors.Join(errs...)
 }
 
 // errType marks a JSON value of the wrong type.
@@ -158,7 +210,7 @@ func invalidJSON(err error) error {
 
 // readPayload decodes the top-level consent object into seg and own. It
 // reports null for a JSON null.
-func readPayload(dec *jsontext.Decoder, p Policy, seg, own *Signal) (null bool, err error) {
+func readPayload(dec *jsontext.Decoder, p Policy, seg, own *Signal, x *payloadExtra) (null bool, err error) {
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return false, err
@@ -181,6 +233,19 @@ func readPayload(dec *jsontext.Decoder, p Policy, seg, own *Signal) (null bool, 
 			err = readFlags(dec, p, seg, true)
 		case asciiEqualFold(name, "purposes"):
 			err = readFlags(dec, p, own, false)
+		case asciiEqualFold(name, "tcf") || asciiEqualFold(name, "tcString"):
+			x.tcf, x.hasTCF, err = readString(dec)
+		case asciiEqualFold(name, "gpp"):
+			x.gpp, x.hasGPP, err = readString(dec)
+		case asciiEqualFold(name, "gdprApplies"):
+			var v, ok bool
+			if v, ok, err = readBool(dec); ok {
+				x.gdprApplies = v
+			}
+		case asciiEqualFold(name, "gppSid"):
+			err = readSID(dec, x)
+		case asciiEqualFold(name, "googleConsentMode") || asciiEqualFold(name, "gcm"):
+			err = readConsentMode(dec, x)
 		default:
 			if i := index(name, true); i >= 0 {
 				var v, ok bool
@@ -275,4 +340,119 @@ func setFlag(s *Signal, i int, grant bool) {
 	} else {
 		s.Denied.bits |= 1 << i
 	}
+}
+
+// readString reads a string value; ok is false for null.
+func readString(dec *jsontext.Decoder) (v string, ok bool, err error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return "", false, err
+	}
+	switch tok.Kind() {
+	case '"':
+		return tok.String(), true, nil
+	case 'n':
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("%w: expected a string", errType)
+}
+
+// maxSID bounds the number of entries of gppSid.
+const maxSID = 64
+
+// readSID reads gppSid: an array of section ids, a comma-separated string,
+// or null. A string that does not parse is kept as x.sidErr (only the GPP
+// source is dropped); an array of non-integers is a type error.
+func readSID(dec *jsontext.Decoder, x *payloadExtra) error {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil
+	case '"':
+		x.hasSID = true
+		x.sid, x.sidErr = parseSID(tok.String())
+		return nil
+	case '[':
+	default:
+		return fmt.Errorf("%w: gppSid must be an array or a string", errType)
+	}
+	x.hasSID = true
+	for dec.PeekKind() != ']' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		if tok.Kind() != '0' {
+			return fmt.Errorf("%w: gppSid entries must be integers", errType)
+		}
+		f, err := tok.Float()
+		if err != nil || f != float64(int(f)) || f < 0 || f > 1023 || len(x.sid) >= maxSID {
+			return fmt.Errorf("%w: gppSid entries must be section ids", errType)
+		}
+		x.sid = append(x.sid, int(f))
+	}
+	_, err = dec.ReadToken()
+	return err
+}
+
+// readConsentMode reads a Consent Mode object: signal name → "granted",
+// "denied" (ASCII case ignored) or a boolean; null values and unknown
+// signals are ignored.
+func readConsentMode(dec *jsontext.Decoder, x *payloadExtra) error {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil
+	case '{':
+	default:
+		return fmt.Errorf("%w: consent mode must be an object", errType)
+	}
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		i := cmIndex(tok.String())
+		if i < 0 {
+			if err := dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		var st int8
+		switch v.Kind() {
+		case 'n':
+		case 't':
+			st = cmGranted
+		case 'f':
+			st = cmDenied
+		case '"':
+			switch s := v.String(); {
+			case asciiEqualFold(s, "granted"):
+				st = cmGranted
+			case asciiEqualFold(s, "denied"):
+				st = cmDenied
+			default:
+				return fmt.Errorf("%w: consent mode value must be granted or denied", errType)
+			}
+		default:
+			return fmt.Errorf("%w: consent mode value must be granted or denied", errType)
+		}
+		if st != cmUnset {
+			x.cm[i] = st
+			x.hasCM = true
+		}
+	}
+	_, err = dec.ReadToken()
+	return err
 }

@@ -42,7 +42,7 @@ func TestFromPayload(t *testing.T) {
 		{"escaped key", `{"analyt\u0069cs":true}`, def, []Signal{sig(SourcePayload, set(Analytics), Set{})}, false},
 		{"both kinds", `{"purposes":{"analytics":true},"categoryPreferences":{"advertising":true},"marketing":false}`, def,
 			[]Signal{sig(SourceSegment, set(Marketing), Set{}), sig(SourcePayload, set(Analytics), set(Marketing))}, false},
-		{"unknown top-level keys of any type", `{"version":2,"tcf":"CP...","x":{"a":[1,{"b":null}]},"y":[true]}`, def, nil, false},
+		{"unknown top-level keys of any type", `{"version":2,"vendor":"CP...","x":{"a":[1,{"b":null}]},"y":[true]}`, def, nil, false},
 		{"array", `[]`, def, nil, true},
 		{"string", `"yes"`, def, nil, true},
 		{"bool", `true`, def, nil, true},
@@ -227,23 +227,28 @@ func FuzzFromPayload(f *testing.F) {
 		`{"categoryPreferences":{"Advertising":true,"Analytics":false,"C0003":true}}`,
 		`{"purposes":{"analytics":true},"marketing":false,"version":[1,{"a":null}]}`,
 		`{"analytics":"yes"}`, `{"analytics":true,"analytics":false}`, `{"a":1} x`,
+		`{"tcf":"CQKkvwtQdas4BAKACAENFBEAAAAAAAAAAAqIAAAAAAAA.IAAA","gdprApplies":true,"analytics":true}`,
+		`{"gpp":"DBABLA~CAAVAAAAAABA.QA","gppSid":[7]}`, `{"gpp":"DBABLA~CAAVAAAAAABA.QA","gppSid":"7,8"}`,
+		`{"gcm":{"ad_storage":"granted","analytics_storage":false,"x":null}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	p := DefaultPolicy()
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		sigs, err := FromPayload(raw, p)
-		if err != nil {
-			if !errors.Is(err, ErrInvalidConsent) || sigs != nil {
-				t.Fatalf("FromPayload = %v, %v", sigs, err)
-			}
+		if err != nil && !errors.Is(err, ErrInvalidConsent) {
+			t.Fatalf("FromPayload error %v does not wrap ErrInvalidConsent", err)
+		}
+		if err != nil && sigs == nil {
 			return
 		}
+		// Signals come only from valid JSON (with an error only when a
+		// consent string inside could not be decoded).
 		if len(strings.TrimSpace(string(raw))) > 0 && !jsontext.Value(raw).IsValid() {
 			t.Fatalf("accepted invalid JSON %q", raw)
 		}
 		for i, s := range sigs {
-			if s.Source != SourceSegment && s.Source != SourcePayload || (s.Granted.bits|s.Denied.bits) == 0 {
+			if !slices.Contains([]Source{SourceSegment, SourcePayload, SourceTCF, SourceGPP, SourceConsentMode}, s.Source) || (s.Granted.bits|s.Denied.bits) == 0 {
 				t.Fatalf("bad signal %+v", s)
 			}
 			if i > 0 && s.Source == sigs[i-1].Source {

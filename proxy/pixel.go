@@ -30,14 +30,23 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 	req := s.request(r, st, "pixel", start)
+	// The pixel's own consent parameter is ours: a malformed one is a
+	// mistake in the page, answered 400. Consent strings of consent
+	// platforms (gdpr_consent, gpp, gcs/gcd) that do not decode count as
+	// no consent from that platform.
 	if c := q.Get("consent"); c != "" {
-		sig, err := consent.FromPixel(c)
-		if err != nil {
+		if _, err := consent.FromPixel(c); err != nil {
 			s.metrics.rejected.WithLabelValues("invalid").Inc()
 			writeError(w, http.StatusBadRequest, "invalid_consent", "consent: "+err.Error(), err)
 			return
 		}
-		req.Signals = append(req.Signals, sig)
+	}
+	sigs, errs := consent.FromQuery(q, st.pipe.Policy())
+	if len(errs) > 0 {
+		s.metrics.rejected.WithLabelValues("invalid_consent_string").Inc()
+	}
+	if len(sigs) > 0 {
+		req.Signals = append(req.Signals, sigs...)
 		req.Explicit = true
 	}
 	msg := collect.Message{

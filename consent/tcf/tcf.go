@@ -448,13 +448,13 @@ func (r *reader) restrictions() []PublisherRestriction {
 		if r.err != nil {
 			return nil
 		}
-		max := 0 // entries are not required to be sorted
+		hi := 0 // entries are not required to be sorted
 		for _, x := range rs {
-			if int(x.end) > max {
-				max = int(x.end)
+			if int(x.end) > hi {
+				hi = int(x.end)
 			}
 		}
-		pr.Vendors = VendorSet{present: true, enc: Range, maxID: max, ranges: rs}
+		pr.Vendors = VendorSet{present: true, enc: Range, maxID: hi, ranges: rs}
 		out = append(out, pr)
 	}
 	return out

@@ -248,6 +248,31 @@ type ConsentPolicy struct {
 	// Categories maps consent categories (Segment's categoryPreferences
 	// keys) to purposes; merged over the built-in map.
 	Categories map[string][]consent.Purpose `yaml:"categories"`
+	// TCF maps IAB TCF v2.2 consent strings (from __tcfapi, gdpr_consent,
+	// or the TCF section of a GPP string) to purposes.
+	TCF TCFPolicy `yaml:"tcf"`
+	// ConsentMode maps Google Consent Mode v2 signals to purposes: a
+	// purpose is granted when all its signals are granted. Default
+	// analytics: [analytics_storage]; marketing: [ad_storage, ad_user_data,
+	// ad_personalization]; personalization: [personalization_storage].
+	ConsentMode map[consent.Purpose][]string `yaml:"consent_mode"`
+}
+
+// TCFPolicy is the YAML form of consent.TCFMapping.
+type TCFPolicy struct {
+	// VendorID is this site's own IAB vendor id, if it has one: its vendor
+	// consent (and publisher restrictions) then also count. Default 0: none.
+	VendorID int `yaml:"vendor_id"`
+	// PublisherTC reads the publisher segment instead of the purposes of
+	// the core segment. Default false.
+	PublisherTC bool `yaml:"publisher_tc"`
+	// Purposes lists the TCF purpose ids each purpose needs (all of them).
+	// Default analytics [1, 8, 9, 10], personalization [1, 5, 6],
+	// marketing [1, 2, 3, 4, 7].
+	Purposes map[consent.Purpose][]int `yaml:"purposes"`
+	// LegitimateInterest lists TCF purposes for which legitimate interest
+	// counts like consent (never 1 or 3–6). Default none.
+	LegitimateInterest []int `yaml:"legitimate_interest"`
 }
 
 // Duration is a time.Duration that also reads days ("30d") and months of
@@ -569,6 +594,18 @@ func (s Site) Policy() (consent.Policy, error) {
 			return p, err
 		}
 		p.Defaults = set
+	}
+	if t := s.Consent.TCF; t.VendorID != 0 || t.PublisherTC || len(t.Purposes) > 0 || len(t.LegitimateInterest) > 0 {
+		p.TCF.VendorID, p.TCF.PublisherTC = t.VendorID, t.PublisherTC
+		if len(t.Purposes) > 0 {
+			p.TCF.Purposes = t.Purposes
+		}
+		if len(t.LegitimateInterest) > 0 {
+			p.TCF.LegitimateInterest = t.LegitimateInterest
+		}
+	}
+	if len(s.Consent.ConsentMode) > 0 {
+		p.ConsentMode = s.Consent.ConsentMode
 	}
 	if s.Consent.HonorGPC != nil {
 		p.HonorGPC = *s.Consent.HonorGPC

@@ -172,10 +172,13 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	signals := r.Signals
 	res.Explicit = r.Explicit
 	if len(m.Context.Consent) > 0 {
+		// A consent string that does not decode is reported and counts as
+		// no consent from its platform; the other signals still apply.
 		ps, err := consent.FromPayload(m.Context.Consent, s.policy)
 		if err != nil {
 			res.ConsentErr = err
-		} else if len(ps) > 0 {
+		}
+		if len(ps) > 0 {
 			signals = append(append(make([]consent.Signal, 0, len(signals)+len(ps)), signals...), ps...)
 			res.Explicit = true
 		}
