@@ -255,7 +255,7 @@ func (rt *Runtime) segment(p *proc) handler {
 				continue
 			}
 			if ev.GetMode() != vigiev1.Mode_MODE_PSEUDONYMOUS || ev.GetSubject() == "" ||
-				fromPlugin(ev, p.spec.Name) || !matches(m.Filter, ev) {
+				fromPlugin(ev, p.spec.Name) || !matches(m.Filter, ev) || machineEmail(ev) {
 				continue
 			}
 			if !grantsAny(ev.GetPurposes(), rt.cfg.ProfilePurposes) {
@@ -415,4 +415,13 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 		item.Contact = c
 	}
 	return item, nil
+}
+
+// machineEmail reports whether ev is an e-mail open or click made by a
+// machine (a privacy proxy prefetching images, a security scanner following
+// links): such events are kept but neither profiled nor segmented, so they
+// count in no segment and no score.
+func machineEmail(ev *vigiev1.Event) bool {
+	c := ev.GetEmail().GetClass()
+	return c != "" && c != "human"
 }

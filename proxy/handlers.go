@@ -55,6 +55,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /admin/v1/segments", s.admin(s.handleAdminSegments))
 	mux.Handle("GET /admin/v1/enriched", s.admin(s.handleAdminEnriched))
 	mux.Handle("GET "+s.cfg.SnippetPath, snippetHandler())
+	mux.HandleFunc("GET /e/o/{token}", s.email.ServeOpen)
+	mux.HandleFunc("GET /e/c/{token}", s.email.ServeClick)
+	mux.Handle("POST /admin/v1/email/rewrite", s.admin(s.handleEmailRewrite))
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/vigie-dev/vigie/plugins/segments"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/email"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
@@ -55,19 +56,21 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
-	keyring    *keyring.Keyring
-	firstStart bool
-	store      *storage.Store
-	bus        *bus.Bus
-	pub        *bus.Publisher
-	plugins    *plugins.Runtime
-	ledger     *ledger
-	pipe       *pipeline.Pipeline
-	byKey      map[string]*site
-	byID       map[string]*site
-	allOrigins []originPattern
-	trusted    []netip.Prefix
-	metrics    *metrics
+	keyring     *keyring.Keyring
+	firstStart  bool
+	store       *storage.Store
+	bus         *bus.Bus
+	pub         *bus.Publisher
+	plugins     *plugins.Runtime
+	ledger      *ledger
+	email       *email.Handler
+	emailSigner *email.Signer
+	pipe        *pipeline.Pipeline
+	byKey       map[string]*site
+	byID        map[string]*site
+	allOrigins  []originPattern
+	trusted     []netip.Prefix
+	metrics     *metrics
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -214,6 +217,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 
 	s.metrics = newMetrics()
+	if err := s.startEmail(); err != nil {
+		return err
+	}
 	if err := s.startPlugins(ctx); err != nil {
 		return err
 	}

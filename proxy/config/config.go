@@ -67,6 +67,10 @@ type Config struct {
 	Plugins []Plugin `yaml:"plugins"`
 	// PluginRuntime tunes delivery to plugins.
 	PluginRuntime PluginRuntime `yaml:"plugin_runtime"`
+	// PublicURL is Vigie's public base URL as sites and e-mails reach it
+	// (e.g. https://shop.example/t/), used for e-mail tracking links.
+	// Default: the admin request's own scheme and host.
+	PublicURL string `yaml:"public_url"`
 	// SnippetPath is the first-party path the browser snippet is served
 	// at. Default /s.js.
 	SnippetPath string `yaml:"snippet_path"`

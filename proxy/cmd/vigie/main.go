@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return keysCmd(args[1:], stdout)
 		case "bench":
 			return loadtest.Main(args[1:], stdout)
+		case "email":
+			return emailCmd(ctx, args[1:], stdin, stdout, stderr)
 		}
 	}
 	return serve(ctx, args, stdout, stderr)

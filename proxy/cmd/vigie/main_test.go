@@ -104,3 +104,32 @@ func TestServePrintsTokenOnceAndStopsCleanly(t *testing.T) {
 		t.Fatalf("token printed again on second start:\n%s", second)
 	}
 }
+
+func TestEmailRewriteCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	html := `<html><body><a href="https://shop.example/a">A</a><a href="mailto:x@shop.example">m</a></body></html>`
+	var out, errOut bytes.Buffer
+	stdin = strings.NewReader(html)
+	defer func() { stdin = os.Stdin }()
+	err := run(context.Background(), []string{"email", "rewrite", "--data-dir", dir, "--campaign", "spring",
+		"--base", "https://track.example/", "--merge-tag", "*|ID|*"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("rewrite: %v %s", err, errOut.String())
+	}
+	got := out.String()
+	if !strings.Contains(got, `src="https://track.example/e/o/`) || !strings.Contains(got, `href="https://track.example/e/c/`) ||
+		!strings.Contains(got, "r=*|ID|*") || !strings.Contains(got, `href="mailto:x@shop.example"`) {
+		t.Fatalf("rewritten: %s", got)
+	}
+	for _, bad := range [][]string{
+		{"email", "rewrite", "--data-dir", dir, "--base", "https://t.example/", "--merge-tag", "x"},                                      // no campaign
+		{"email", "rewrite", "--data-dir", dir, "--campaign", "c", "--base", "https://t.example/"},                                       // no recipient nor tag
+		{"email", "rewrite", "--data-dir", dir, "--campaign", "c", "--base", "https://t.example/", "--merge-tag", "x", "--site", "nope"}, // unknown site
+		{"email", "send"},
+	} {
+		stdin = strings.NewReader(html)
+		if err := run(context.Background(), bad, &out, &errOut); err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
+	}
+}
