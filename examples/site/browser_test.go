@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,60 @@ func TestDemoSiteConsentFlowInChromium(t *testing.T) {
 			t.Errorf("event %s %s not sent by the snippet: library %q", ev.Type, ev.Name, ev.Library)
 		}
 	}
+}
+
+func TestSnippetReadsConsentPlatformsInChromium(t *testing.T) {
+	in := proxytest.Start(t)
+	ctx := browser(t)
+	// The CMP has loaded with no consent and Consent Mode defaults denied:
+	// the page view is anonymous and no cookie is set.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/demo/cmp.html"), chromedp.WaitVisible("#cmp-accept")); err != nil {
+		t.Fatal(err)
+	}
+	first := waitEvent(t, in, "page view", func(e event) bool { return e.Type == "page" })
+	if first.Mode != "MODE_ANONYMOUS" || first.AnonymousID != "" {
+		t.Fatalf("page view under a CMP without consent: %+v", first)
+	}
+	if cs := cookies(t, ctx); len(cs) != 0 {
+		t.Fatalf("cookies without consent: %+v", cs)
+	}
+	// The visitor accepts in the CMP: a TC string granting TCF purposes
+	// 1–11 and a Consent Mode update; the snippet sends them.
+	if err := chromedp.Do(ctx, chromedp.Click("#cmp-accept")); err != nil {
+		t.Fatal(err)
+	}
+	upd := waitEvent(t, in, "Consent Updated from the CMP", func(e event) bool { return e.Name == "Consent Updated" })
+	if upd.Mode != "MODE_PSEUDONYMOUS" || upd.AnonymousID == "" {
+		t.Fatalf("consent from the CMP not applied: %+v", upd)
+	}
+	var purposes []string
+	for _, ev := range rawEvents(t, in) {
+		if ev["name"] == "Consent Updated" {
+			for _, p := range ev["purposes"].([]any) {
+				purposes = append(purposes, p.(string))
+			}
+		}
+	}
+	slices.Sort(purposes)
+	if strings.Join(purposes, ",") != "analytics,marketing,necessary,personalization" {
+		t.Fatalf("purposes from TCF + Consent Mode: %v", purposes)
+	}
+	found := false
+	for _, c := range cookies(t, ctx) {
+		found = found || (c.Name == "vigie_id" && c.HTTPOnly)
+	}
+	if !found {
+		t.Fatal("no identifier cookie after the CMP's consent")
+	}
+}
+
+// rawEvents lists the stored events as JSON objects.
+func rawEvents(t *testing.T, in *proxytest.Instance) []map[string]any {
+	t.Helper()
+	_, body := in.Admin("/admin/v1/events?site=demo&limit=1000")
+	var out struct{ Events []map[string]any }
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Events
 }
