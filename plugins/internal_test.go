@@ -176,3 +176,20 @@ func TestCheckManifest(t *testing.T) {
 		}
 	}
 }
+
+func TestMachineEmailKeptOutOfSegments(t *testing.T) {
+	for _, c := range []struct {
+		email *vigiev1.Email
+		want  bool
+	}{
+		{nil, false},
+		{&vigiev1.Email{Class: "human"}, false},
+		{&vigiev1.Email{Class: "privacy_proxy", Reason: "apple_mpp_range"}, true},
+		{&vigiev1.Email{Class: "scanner", Reason: "honeypot_link"}, true},
+		{&vigiev1.Email{Class: "unknown"}, true},
+	} {
+		if got := machineEmail(&vigiev1.Event{Email: c.email}); got != c.want {
+			t.Errorf("machineEmail(%v) = %v", c.email, got)
+		}
+	}
+}

@@ -489,3 +489,30 @@ func TestNewRefusesBadPluginConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestSnippetServed(t *testing.T) {
+	in := proxytest.Start(t, func(c *config.Config) { c.SnippetPath = "/t/s.js" })
+	req, _ := http.NewRequest("GET", in.URL+"/t/s.js", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := io.ReadAll(zr)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") ||
+		!bytes.Contains(js, []byte("vigie.js")) || resp.Header.Get("ETag") == "" {
+		t.Fatalf("snippet: %d %v %d bytes", resp.StatusCode, resp.Header, len(js))
+	}
+	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+	if resp, err := http.DefaultTransport.RoundTrip(req); err != nil || resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("revalidation: %v %v", resp, err)
+	}
+	if code, _ := in.Do("GET", "/s.js", nil, nil); code != 404 {
+		t.Fatalf("default path still served after moving it: %d", code)
+	}
+}

@@ -126,8 +126,8 @@ type ledger struct {
 	store   *storage.Store
 	log     interface{ Warn(string, ...any) }
 	onDrop  func(ctx context.Context, site, subject string) // profile purposes all withdrawn
-	profile []consent.Purpose                                // purposes that allow a profile
-	all     []consent.Purpose                                // configured purposes but necessary
+	profile []consent.Purpose                               // purposes that allow a profile
+	all     []consent.Purpose                               // configured purposes but necessary
 
 	mu    sync.Mutex
 	cache map[string]ledgerEntry // site \x00 subject

@@ -2,9 +2,12 @@ package proxy_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -69,11 +72,15 @@ func findCanary(where string, b []byte, t *testing.T) {
 	}
 }
 
+// noRedirect is a client that does not follow redirects.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 	// The built-in plugins run, plus a plugin that records its whole input:
 	// what plugins receive is searched too.
 	recFile := filepath.Join(t.TempDir(), "plugin-input.txt")
 	in := proxytest.Start(t, func(c *config.Config) {
+		c.TrustedProxies = []string{"127.0.0.0/8"} // so that X-Forwarded-For carries the canary address
 		c.Plugins = []config.Plugin{
 			{Name: "geoip"},
 			{Name: "segments", Config: map[string]any{"segments": []any{
@@ -102,9 +109,37 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 	in.Do("GET", "/v1/p.gif?k=demo&aid="+canaryAnon+"&consent=analytics,personalization&url="+url.QueryEscape("https://shop.example/?email="+canaryEmail)+"&ref="+url.QueryEscape("https://x.example/"+canaryEmail), nil,
 		map[string][]string{"User-Agent": {canaryUA}, "X-Forwarded-For": {canaryIP}})
 
-	// Every payload twice (alone, then in the batch) and the pixel, less the
-	// repeated track whose messageId is deduplicated.
-	n := len(canaryPayloads())*2 + 1 - 1
+	// A tracked e-mail to the canary user, opened and clicked from the
+	// canary address and user agent.
+	rw, _ := json.Marshal(map[string]any{"site": "demo", "campaign": "spring " + canaryEmail, "recipients": []string{canaryUser},
+		"html": `<html><body><a href="https://shop.example/offer?email=` + url.QueryEscape(canaryEmail) + `&utm_source=mail">Offer</a></body></html>`})
+	code, rwBody := in.Do("POST", "/admin/v1/email/rewrite", rw, map[string][]string{"Authorization": {"Bearer " + in.AdminToken()}})
+	if code != 200 {
+		t.Fatalf("email rewrite: %d %s", code, rwBody)
+	}
+	var rwOut struct{ Messages []struct{ HTML string } }
+	if err := json.Unmarshal(rwBody, &rwOut); err != nil || len(rwOut.Messages) != 1 {
+		t.Fatalf("email rewrite: %s", rwBody)
+	}
+	findCanary("tracked e-mail", []byte(rwOut.Messages[0].HTML), t)
+	for _, re := range []*regexp.Regexp{regexp.MustCompile(`src="http://[^"]+(/e/o/[^"]+)"`), regexp.MustCompile(`href="http://[^"]+(/e/c/[^"]+)"`)} {
+		m := re.FindStringSubmatch(rwOut.Messages[0].HTML)
+		if m == nil {
+			t.Fatalf("no tracking URL in %s", rwOut.Messages[0].HTML)
+		}
+		req, _ := http.NewRequest("GET", in.URL+m[1], nil)
+		req.Header = http.Header{"User-Agent": {canaryUA}, "X-Forwarded-For": {canaryIP}}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	// Every payload twice (alone, then in the batch), the pixel and the
+	// e-mail open and click, less the repeated track whose messageId is
+	// deduplicated.
+	n := len(canaryPayloads())*2 + 1 - 1 + 2
 	msgs := waitStream(t, in, n)
 	evs := adminEvents(t, in, "site=demo")
 	if len(evs) != n {

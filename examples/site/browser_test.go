@@ -66,15 +66,15 @@ func browser(t *testing.T) context.Context {
 
 // event is a stored event as the admin API shows it.
 type event struct {
-	ID          string          `json:"id"`
-	Type        string          `json:"type"`
-	Name        string          `json:"name"`
-	Mode        string          `json:"mode"`
-	AnonymousID string          `json:"anonymous_id"`
-	UserID      string          `json:"user_id"`
-	Subject     string          `json:"subject"`
-	Library     string          `json:"library"`
-	Vaulted     []string        `json:"vaulted_traits"`
+	ID          string   `json:"id"`
+	Type        string   `json:"type"`
+	Name        string   `json:"name"`
+	Mode        string   `json:"mode"`
+	AnonymousID string   `json:"anonymous_id"`
+	UserID      string   `json:"user_id"`
+	Subject     string   `json:"subject"`
+	Library     string   `json:"library"`
+	Vaulted     []string `json:"vaulted_traits"`
 	Page        struct{ Path, URL, Search string }
 	Traits      json.RawMessage `json:"traits"`
 }
