@@ -103,6 +103,7 @@ type payloadExtra struct {
 	sidErr              error
 	cm                  cmState
 	hasCM               bool
+	gpc, dnt            bool
 }
 
 func (x *payloadExtra) reset() {
@@ -127,6 +128,9 @@ var readers = sync.Pool{New: func() any { return new(payloadReader) }}
 //     a SourceGPP signal (FromGPP);
 //   - "googleConsentMode" or "gcm": {"ad_storage": "granted"|"denied"|bool,
 //     ...} → a SourceConsentMode signal through p.ConsentMode;
+//   - "gpc": true and "dnt": true (the browser's Global Privacy Control and
+//     Do Not Track, as the snippet reports them) → SourceGPC / SourceDNT
+//     signals denying marketing, when p honours them (as FromHeaders);
 //
 // other top-level keys are ignored. Keys ignore ASCII case; a null value
 // counts as absent; a signal is returned only if it grants or denies
@@ -189,6 +193,15 @@ func FromPayload(raw []byte, p Policy) ([]Signal, error) {
 	if x.hasCM {
 		add(cmSignal(x.cm, p))
 	}
+	// The browser's Global Privacy Control and Do Not Track, as the snippet
+	// reports them (navigator.globalPrivacyControl, navigator.doNotTrack):
+	// the same as the Sec-GPC and DNT headers.
+	if x.gpc && p.HonorGPC {
+		add(Signal{Source: SourceGPC, Denied: NewSet(Marketing)})
+	}
+	if x.dnt && p.HonorDNT {
+		add(Signal{Source: SourceDNT, Denied: NewSet(Marketing)})
+	}
 	return out, errors.Join(errs...)
 }
 
@@ -246,6 +259,10 @@ func readPayload(dec *jsontext.Decoder, p Policy, seg, own *Signal, x *payloadEx
 			err = readSID(dec, x)
 		case asciiEqualFold(name, "googleConsentMode") || asciiEqualFold(name, "gcm"):
 			err = readConsentMode(dec, x)
+		case asciiEqualFold(name, "gpc"):
+			x.gpc, _, err = readBool(dec)
+		case asciiEqualFold(name, "dnt"):
+			x.dnt, _, err = readBool(dec)
 		default:
 			if i := index(name, true); i >= 0 {
 				var v, ok bool

@@ -12,6 +12,8 @@ import (
 
 func TestFromPayload(t *testing.T) {
 	def := DefaultPolicy()
+	noGPC := DefaultPolicy()
+	noGPC.HonorGPC = false
 	custom := DefaultPolicy()
 	custom.Categories = map[string][]Purpose{"Stats": {Analytics}, "ads": {Marketing, Personalization}}
 	tests := []struct {
@@ -22,6 +24,10 @@ func TestFromPayload(t *testing.T) {
 		err  bool
 	}{
 		{"absent", "", def, nil, false},
+		{"browser gpc and dnt", `{"analytics":true,"gpc":true,"dnt":true}`, def,
+			[]Signal{sig(SourcePayload, set(Analytics), Set{}), sig(SourceGPC, Set{}, set(Marketing)), sig(SourceDNT, Set{}, set(Marketing))}, false},
+		{"gpc false is no signal", `{"gpc":false,"dnt":false}`, def, nil, false},
+		{"gpc not honoured", `{"gpc":true}`, noGPC, nil, false},
 		{"blank", " \n\t", def, nil, false},
 		{"null", " null ", def, nil, false},
 		{"empty object", "{}", def, nil, false},

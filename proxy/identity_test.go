@@ -125,3 +125,22 @@ func TestLedgerAppliesToLaterEventsOfServerSDKs(t *testing.T) {
 		t.Fatalf("withdrawal of marketing not applied at once: %v", p)
 	}
 }
+
+func TestSnippetGPCDeniesMarketingWithoutRecordingAChoice(t *testing.T) {
+	in := proxytest.Start(t)
+	c := postSnippet(t, in, snippetBatch("Consent Updated", `{"analytics":true,"marketing":true,"gpc":true}`), "")
+	if c == nil {
+		t.Fatal("no cookie after consent")
+	}
+	// A later hit reporting only the browser's GPC setting keeps the
+	// visitor (it is not a refusal) and still denies marketing.
+	if c2 := postSnippet(t, in, snippetBatch("Later", `{"gpc":true}`), c.Value); c2 == nil || c2.MaxAge < 0 {
+		t.Fatalf("GPC alone cleared the visitor cookie: %+v", c2)
+	}
+	for _, ev := range adminEvents(t, in, "site=demo") {
+		ps, _ := ev["purposes"].([]any)
+		if ev["mode"] != "MODE_PSEUDONYMOUS" || len(ps) != 2 { // necessary, analytics
+			t.Errorf("%v: mode %v purposes %v, want analytics without marketing", ev["name"], ev["mode"], ps)
+		}
+	}
+}

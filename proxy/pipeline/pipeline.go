@@ -180,7 +180,11 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		}
 		if len(ps) > 0 {
 			signals = append(append(make([]consent.Signal, 0, len(signals)+len(ps)), signals...), ps...)
-			res.Explicit = true
+			// GPC and DNT reported in the payload are browser settings, not
+			// a choice to record in the ledger.
+			for _, sig := range ps {
+				res.Explicit = res.Explicit || (sig.Source != consent.SourceGPC && sig.Source != consent.SourceDNT)
+			}
 		}
 	}
 	if r.Ledger != nil || res.Explicit {
