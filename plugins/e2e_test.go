@@ -505,10 +505,10 @@ func TestSyncerGetsContactsOnlyWithConsent(t *testing.T) {
 	identify("u-marketing", "yes@example.org", `{"analytics":true,"personalization":true,"marketing":true}`)
 	identify("u-no-marketing", "no@example.org", `{"analytics":true,"personalization":true}`)
 	var got string
-	waitFor(t, "CRM sync of the identify and the segment entry", 20*time.Second, func() bool {
+	waitFor(t, "CRM sync of the identify, the segment entry and both consent changes", 20*time.Second, func() bool {
 		b, _ := os.ReadFile(rec)
 		got = string(b)
-		return strings.Count(got, "sync ") >= 2
+		return strings.Count(got, "sync ") >= 4
 	})
 	// Give the other subject's items time to (wrongly) arrive.
 	waitFor(t, "both subjects segmented", 20*time.Second, func() bool {
@@ -521,8 +521,13 @@ func TestSyncerGetsContactsOnlyWithConsent(t *testing.T) {
 	if strings.Count(got, "yes@example.org") != 2 || !strings.Contains(got, "segment_change") || !strings.Contains(got, "identify") {
 		t.Fatalf("CRM did not get the consenting contact with both items:\n%s", got)
 	}
-	if strings.Contains(got, "no@example.org") || strings.Count(got, "sync ") != 2 {
+	if strings.Contains(got, "no@example.org") || strings.Count(got, "sync ") != 4 {
 		t.Fatalf("CRM got a subject without marketing consent:\n%s", got)
+	}
+	// Both recorded consent choices reach the CRM (without contact
+	// details), so it can stop mailing someone who withdrew.
+	if n := strings.Count(got, "PRIVACY_ACTION_CONSENT_CHANGED"); n != 2 {
+		t.Fatalf("%d consent changes synced, want 2:\n%s", n, got)
 	}
 }
 

@@ -205,6 +205,8 @@ func (rt *Runtime) serve(lctx context.Context, p *proc) {
 		cs = append(cs,
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-segments", stream: SegmentsStream, stage: stageSync,
 				filters: []string{segmentsPrefix + ">"}, owner: p, handle: rt.sync(p)},
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-privacy", stream: PrivacyStream, stage: stageSync,
+				filters: []string{privacyPrefix + ">"}, owner: p, handle: rt.sync(p)},
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: EnrichedStream, stage: stageSync,
 				filters: []string{enrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
 	}
@@ -316,11 +318,41 @@ func changeID(c *vigiev1.SegmentChange) string {
 	return fmt.Sprintf("seg:%s:%s:%s:%d", c.GetEventId(), c.GetSubject(), c.GetSegment(), c.GetTransition())
 }
 
+// PrivacySubject is the subject of a privacy event:
+// vigie.privacy.<site>.consent or vigie.privacy.<site>.erasure.
+func PrivacySubject(e *vigiev1.PrivacyEvent) string {
+	kind := "consent"
+	if e.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+		kind = "erasure"
+	}
+	return privacyPrefix + e.GetSite() + "." + kind
+}
+
+// PublishPrivacy publishes a consent change or an erasure for the syncers
+// (each gets it through its "sync-<name>-privacy" consumer). It waits for
+// JetStream's acknowledgement.
+func (rt *Runtime) PublishPrivacy(ctx context.Context, e *vigiev1.PrivacyEvent) error {
+	data, err := proto.Marshal(e)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(PrivacySubject(e))
+	msg.Data = data
+	msg.Header.Set(nats.MsgIdHdr, fmt.Sprintf("privacy:%s:%s:%d:%d", e.GetSite(), e.GetSubject(), e.GetAction(), e.GetAtMs()))
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := rt.cfg.JetStream.PublishMsg(pctx, msg); err != nil {
+		return fmt.Errorf("plugins: publish privacy event: %w", err)
+	}
+	return nil
+}
+
 // ensureStreams creates or updates the derived streams.
 func (rt *Runtime) ensureStreams(ctx context.Context) error {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: EnrichedStream, Subjects: []string{enrichedPrefix + ">"}},
 		{Name: SegmentsStream, Subjects: []string{segmentsPrefix + ">"}},
+		{Name: PrivacyStream, Subjects: []string{privacyPrefix + ">"}},
 		{Name: DeadStream, Subjects: []string{deadPrefix + ">", replayPrefix + ">"}},
 	} {
 		sc.Storage = jetstream.FileStorage

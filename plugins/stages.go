@@ -21,6 +21,8 @@ import (
 const (
 	EnrichedStream  = "VIGIE_ENRICHED"
 	SegmentsStream  = "VIGIE_SEGMENTS"
+	PrivacyStream   = "VIGIE_PRIVACY"
+	privacyPrefix   = "vigie.privacy."
 	DeadStream      = "VIGIE_DEAD"
 	eventsStream    = "VIGIE_EVENTS"
 	enrichedPrefix  = "vigie.enriched."
@@ -368,6 +370,19 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 	var site, subj string
 	var granted []string
 	item := &vigiev1.SyncItem{}
+	if strings.HasPrefix(subject, privacyPrefix) {
+		pe := &vigiev1.PrivacyEvent{}
+		if err := proto.Unmarshal(data, pe); err != nil {
+			return nil, fmt.Errorf("%w: undecodable privacy event: %v", errPermanent, err)
+		}
+		if !matchAny(m.Filter.Sites, pe.GetSite()) {
+			return nil, nil
+		}
+		// Privacy events are always passed on, without contact details:
+		// they tell the downstream system what to stop or forget.
+		item.Item = &vigiev1.SyncItem_Privacy{Privacy: pe}
+		return item, nil
+	}
 	if strings.HasPrefix(subject, segmentsPrefix) {
 		c := &vigiev1.SegmentChange{}
 		if err := proto.Unmarshal(data, c); err != nil {

@@ -196,7 +196,7 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 			bad("html", err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"html": string(res.HTML), "links": res.Links})
+		writeHTMLJSON(w, map[string]any{"html": string(res.HTML), "links": res.Links})
 		return
 	}
 	type message struct {
@@ -218,7 +218,18 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+	writeHTMLJSON(w, map[string]any{"messages": out})
+}
+
+// writeHTMLJSON answers 200 with v as JSON, HTML left readable (not
+// escaped as \u003c…).
+func writeHTMLJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 // publicURL is Vigie's public base URL: public_url, else the request's own

@@ -123,11 +123,12 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 // in Badger, behind a write-through cache (so a withdrawal applies to the
 // very next event).
 type ledger struct {
-	store   *storage.Store
-	log     interface{ Warn(string, ...any) }
-	onDrop  func(ctx context.Context, site, subject string) // profile purposes all withdrawn
-	profile []consent.Purpose                               // purposes that allow a profile
-	all     []consent.Purpose                               // configured purposes but necessary
+	store    *storage.Store
+	log      interface{ Warn(string, ...any) }
+	onDrop   func(ctx context.Context, site, subject string)                      // profile purposes all withdrawn
+	onChange func(ctx context.Context, site, subject string, granted consent.Set) // a new choice was recorded
+	profile  []consent.Purpose                                                    // purposes that allow a profile
+	all      []consent.Purpose                                                    // configured purposes but necessary
 
 	mu    sync.Mutex
 	cache map[string]ledgerEntry // site \x00 subject
@@ -200,6 +201,9 @@ func (l *ledger) record(ctx context.Context, site, subject string, d consent.Dec
 		return
 	}
 	l.put(l.key(site, subject), ledgerEntry{granted: granted, denied: denied, found: true})
+	if l.onChange != nil {
+		l.onChange(ctx, site, subject, granted)
+	}
 	profiled := func(s consent.Set) bool {
 		return slices.ContainsFunc(l.profile, func(p consent.Purpose) bool { return s.Has(p) })
 	}

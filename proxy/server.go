@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
@@ -35,6 +37,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -149,6 +152,21 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	for _, p := range s.cfg.Purposes {
 		if p.Name != consent.Necessary {
 			s.ledger.all = append(s.ledger.all, p.Name)
+		}
+	}
+	s.ledger.onChange = func(ctx context.Context, site, subject string, granted consent.Set) {
+		// Syncers (a CRM) learn every recorded choice: vigie.privacy.<site>.consent.
+		if s.plugins == nil {
+			return
+		}
+		now := time.Now()
+		e := &vigiev1.PrivacyEvent{
+			Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
+			Purposes: granted.Names(), AtMs: now.UnixMilli(),
+			RequestId: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		}
+		if err := s.plugins.PublishPrivacy(ctx, e); err != nil {
+			s.log.Warn("consent change not published to syncers", "err", err)
 		}
 	}
 	s.ledger.onDrop = func(ctx context.Context, site, subject string) {
