@@ -3,8 +3,11 @@ package site_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -277,4 +280,69 @@ func rawEvents(t *testing.T, in *proxytest.Instance) []map[string]any {
 		t.Fatal(err)
 	}
 	return out.Events
+}
+
+// analyticsNext returns the UMD build of Segment's browser library
+// analytics-next, installed by .ci/run with npm ci into $VIGIE_NPM_DIR
+// (proxy/testdata/node/package-lock.json); the test skips locally without it.
+func analyticsNext(t *testing.T) []byte {
+	t.Helper()
+	dir := os.Getenv("VIGIE_NPM_DIR")
+	b, err := os.ReadFile(filepath.Join(dir, "node_modules", "@segment", "analytics-next", "dist", "umd", "index.js"))
+	if dir == "" || err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("analytics-next missing (.ci/run installs it in VIGIE_NPM_DIR=%q): %v", dir, err)
+		}
+		t.Skip("analytics-next not installed: see .ci/run (npm ci into VIGIE_NPM_DIR)")
+	}
+	return b
+}
+
+// TestSegmentAnalyticsNextInChromium loads Segment's own browser library on
+// a page of another origin, pointed at Vigie by its documented settings
+// (cdnURL for the settings, apiHost for the events): it fetches
+// /v1/projects/{writeKey}/settings and posts page, track and identify.
+func TestSegmentAnalyticsNextInChromium(t *testing.T) {
+	lib := analyticsNext(t)
+	in := proxytest.Start(t)
+	ctx := browser(t)
+	host := strings.TrimPrefix(in.URL, "http://")
+	page := `<!doctype html><html><head><title>Shop</title><script src="/analytics-next.js"></script></head><body>
+<script>
+AnalyticsNext.AnalyticsBrowser.load(
+  {writeKey: "demo", cdnURL: "` + in.URL + `"},
+  {integrations: {"Segment.io": {apiHost: "` + host + `/v1", protocol: "http", deliveryStrategy: {strategy: "standard"}}}}
+).then(function (r) {
+  var a = r[0];
+  return a.page().then(function () { return a.track("Cart Viewed", {items: 2}, {context: {consent: {analytics: true}}}); })
+    .then(function () { return a.identify("user-7", {plan: "pro"}, {context: {consent: {analytics: true}}}); })
+    .then(function () { document.title = "sent"; });
+}).catch(function (e) { document.title = "error: " + e; });
+</script></body></html>`
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/analytics-next.js":
+			w.Header().Set("Content-Type", "text/javascript")
+			_, _ = w.Write(lib)
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write([]byte(page))
+		}
+	}))
+	t.Cleanup(site.Close)
+	if err := chromedp.Do(ctx, chromedp.Navigate(site.URL+"/shop")); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, in, "analytics-next identify", func(e event) bool { return e.Type == "identify" })
+	var sawPage, sawTrack bool
+	for _, ev := range events(t, in) {
+		if !strings.HasPrefix(ev.Library, "analytics.js") {
+			t.Errorf("event %s not sent by analytics-next: library %q", ev.Type, ev.Library)
+		}
+		sawPage = sawPage || (ev.Type == "page" && ev.Page.Path == "/shop")
+		sawTrack = sawTrack || (ev.Name == "Cart Viewed" && ev.Mode == "MODE_PSEUDONYMOUS" && ev.AnonymousID != "")
+	}
+	if !sawPage || !sawTrack {
+		t.Fatalf("page %v, consented track %v: %+v", sawPage, sawTrack, events(t, in))
+	}
 }
