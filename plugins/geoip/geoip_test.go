@@ -249,7 +249,14 @@ func TestReload(t *testing.T) {
 	cityDB(t, dir, map[string]place{"192.0.2.0/24": rome})
 	waitFor("the replaced file to be loaded", func() bool { return city() == "Rome" })
 
-	if err := os.WriteFile(path, []byte("truncated download"), 0o600); err != nil {
+	// Replaced in one step (write then rename), so that the watcher sees
+	// one change: a write in place can be seen half-done (truncated, then
+	// written), which is two changes and rightly two failed reloads.
+	broken := path + ".tmp"
+	if err := os.WriteFile(broken, []byte("truncated download"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(broken, path); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("the failed reload to be logged", func() bool { return logs.count("reload failed") > 0 })
