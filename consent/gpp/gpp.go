@@ -162,24 +162,24 @@ func parseHeader(h string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	if typ, ver := r.int(6), r.int(6); r.err == nil && (typ != 3 || ver != 1) {
+	if typ, ver := r.Int(6), r.Int(6); r.Err == nil && (typ != 3 || ver != 1) {
 		return nil, fmt.Errorf("%w: header type %d version %d, want 3 and 1", ErrInvalid, typ, ver)
 	}
-	n := r.int(12)
-	if r.err == nil && n*3 > r.n-r.pos { // an entry takes at least 3 bits
+	n := r.Int(12)
+	if r.Err == nil && n*3 > r.N-r.Pos { // an entry takes at least 3 bits
 		return nil, fmt.Errorf("%w: %d header entries cannot fit", ErrInvalid, n)
 	}
 	var ids []int
 	last := 0
 	for range n {
-		isRange := r.bool()
+		isRange := r.Bool()
 		start := last + r.fib()
 		end := start
 		if isRange {
 			end = start + r.fib()
 		}
-		if r.err != nil {
-			return nil, fmt.Errorf("header: %w", r.err)
+		if r.Err != nil {
+			return nil, fmt.Errorf("header: %w", r.Err)
 		}
 		if end > maxSectionID {
 			return nil, fmt.Errorf("%w: section id above %d", ErrInvalid, maxSectionID)
@@ -189,8 +189,8 @@ func parseHeader(h string) ([]int, error) {
 		}
 		last = end
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("header: %w", r.err)
+	if r.Err != nil {
+		return nil, fmt.Errorf("header: %w", r.Err)
 	}
 	return ids, nil
 }
@@ -203,21 +203,21 @@ func parseUS(id int, l usLayout, sec string) (USOptOuts, error) {
 	if err != nil {
 		return u, fmt.Errorf("section %d: %w", id, err)
 	}
-	if v := r.int(6); r.err == nil && v == 0 {
+	if v := r.Int(6); r.Err == nil && v == 0 {
 		return u, fmt.Errorf("%w: section %d version 0", ErrInvalid, id)
 	}
 	optOut := func(off int) bool {
 		if off < 0 {
 			return false
 		}
-		r.pos = off
-		return r.int(2) == 1
+		r.Pos = off
+		return r.Int(2) == 1
 	}
 	u.SaleOptOut = optOut(l.sale)
 	u.SharingOptOut = optOut(l.sharing)
 	u.TargetedAdvertisingOptOut = optOut(l.targeted)
-	if r.err != nil {
-		return u, fmt.Errorf("section %d: %w", id, r.err)
+	if r.Err != nil {
+		return u, fmt.Errorf("section %d: %w", id, r.Err)
 	}
 	for hasSub {
 		var seg string
@@ -226,11 +226,11 @@ func parseUS(id int, l usLayout, sec string) (USOptOuts, error) {
 		if err != nil {
 			return u, fmt.Errorf("section %d: %w", id, err)
 		}
-		if typ := sr.int(2); typ == 1 && l.gpc {
-			u.Gpc = sr.bool()
+		if typ := sr.Int(2); typ == 1 && l.gpc {
+			u.Gpc = sr.Bool()
 		}
-		if sr.err != nil {
-			return u, fmt.Errorf("section %d: %w", id, sr.err)
+		if sr.Err != nil {
+			return u, fmt.Errorf("section %d: %w", id, sr.Err)
 		}
 	}
 	return u, nil

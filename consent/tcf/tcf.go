@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/vigie-dev/vigie/consent/internal/bitfield"
 )
 
 // MaxLen bounds the length of a TC string accepted by Decode. The longest
@@ -83,7 +85,7 @@ func (v VendorSet) Has(id int) bool {
 		return false
 	}
 	if v.enc == BitField {
-		return bitAt(v.field, v.off+id-1)
+		return bitfield.BitAt(v.field, v.off+id-1)
 	}
 	for _, r := range v.ranges {
 		if int(r.start) <= id && id <= int(r.end) {
@@ -269,7 +271,7 @@ func Decode(s string) (*TCString, error) {
 		if err != nil {
 			return nil, err
 		}
-		typ := r.int(3)
+		typ := r.Int(3)
 		if typ < segDisclosed || typ > segPublisher {
 			return nil, fmt.Errorf("%w: unexpected segment type %d", ErrInvalid, typ)
 		}
@@ -287,13 +289,13 @@ func Decode(s string) (*TCString, error) {
 				Consents:       r.set(24),
 				LITransparency: r.set(24),
 			}
-			p.NumCustomPurposes = r.int(6)
+			p.NumCustomPurposes = r.Int(6)
 			p.CustomConsents = r.set(p.NumCustomPurposes)
 			p.CustomLITransparency = r.set(p.NumCustomPurposes)
 			t.Publisher = p
 		}
-		if r.err != nil {
-			return nil, fmt.Errorf("segment type %d: %w", typ, r.err)
+		if r.Err != nil {
+			return nil, fmt.Errorf("segment type %d: %w", typ, r.Err)
 		}
 	}
 	return t, nil
@@ -305,37 +307,37 @@ func decodeCore(seg string, t *TCString) error {
 	if err != nil {
 		return err
 	}
-	t.Version = r.int(6)
-	if r.err == nil && t.Version != 2 {
+	t.Version = r.Int(6)
+	if r.Err == nil && t.Version != 2 {
 		return fmt.Errorf("%w: unsupported version %d", ErrInvalid, t.Version)
 	}
-	t.Created = deciseconds(r.uint(36))
-	t.LastUpdated = deciseconds(r.uint(36))
-	t.CmpID = r.int(12)
-	t.CmpVersion = r.int(12)
-	t.ConsentScreen = r.int(6)
+	t.Created = deciseconds(r.Uint(36))
+	t.LastUpdated = deciseconds(r.Uint(36))
+	t.CmpID = r.Int(12)
+	t.CmpVersion = r.Int(12)
+	t.ConsentScreen = r.Int(6)
 	t.ConsentLanguage = r.letters()
-	t.VendorListVersion = r.int(12)
-	t.PolicyVersion = r.int(6)
-	t.IsServiceSpecific = r.bool()
-	t.UseNonStandardTexts = r.bool()
+	t.VendorListVersion = r.Int(12)
+	t.PolicyVersion = r.Int(6)
+	t.IsServiceSpecific = r.Bool()
+	t.UseNonStandardTexts = r.Bool()
 	t.SpecialFeatureOptins = r.set(12)
 	t.PurposesConsent = r.set(24)
 	t.PurposesLITransparency = r.set(24)
-	t.PurposeOneTreatment = r.bool()
+	t.PurposeOneTreatment = r.Bool()
 	t.PublisherCC = r.letters()
 	t.VendorConsents = r.vendorSet()
 	t.VendorLegitimateInterests = r.vendorSet()
 	t.PublisherRestrictions = r.restrictions()
-	if r.err != nil {
-		return fmt.Errorf("core segment: %w", r.err)
+	if r.Err != nil {
+		return fmt.Errorf("core segment: %w", r.Err)
 	}
 	return nil
 }
 
 // set reads an n-bit field whose first bit is id 1 (n <= 64).
 func (r *reader) set(n int) PurposeSet {
-	v := r.uint(n)
+	v := r.Uint(n)
 	var out PurposeSet
 	for i := range n {
 		if v>>(n-1-i)&1 == 1 {
@@ -360,12 +362,12 @@ var pairs = func() string {
 
 // letters reads a two-letter code (6 bits per letter, 0 = 'A').
 func (r *reader) letters() string {
-	a, b := r.int(6), r.int(6)
-	if r.err != nil {
+	a, b := r.Int(6), r.Int(6)
+	if r.Err != nil {
 		return ""
 	}
 	if a > 25 || b > 25 {
-		r.fail("letter code out of range at bit %d", r.pos-12)
+		r.Fail("letter code out of range at bit %d", r.Pos-12)
 		return ""
 	}
 	i := (a*26 + b) * 2
@@ -376,14 +378,14 @@ func (r *reader) letters() string {
 // entries (the TCF v2 vendor-consent layout, shared by the disclosed- and
 // allowed-vendors segments).
 func (r *reader) vendorSet() VendorSet {
-	v := VendorSet{present: true, maxID: r.int(16)}
-	if r.bool() {
+	v := VendorSet{present: true, maxID: r.Int(16)}
+	if r.Bool() {
 		v.enc = Range
 		v.ranges = r.ranges(v.maxID)
 		return v
 	}
-	v.field, v.off = r.s, r.pos
-	r.skip(v.maxID)
+	v.field, v.off = r.S, r.Pos
+	r.Skip(v.maxID)
 	return v
 }
 
@@ -393,27 +395,27 @@ const entryBits = 1 + 16
 // ranges reads NumEntries and the range entries; ids must be in
 // 1..maxID with start <= end.
 func (r *reader) ranges(maxID int) []idRange {
-	n := r.int(12)
-	if r.err != nil {
+	n := r.Int(12)
+	if r.Err != nil {
 		return nil
 	}
-	if n*entryBits > r.n-r.pos {
-		r.fail("%d range entries cannot fit in the remaining %d bits", n, r.n-r.pos)
+	if n*entryBits > r.N-r.Pos {
+		r.Fail("%d range entries cannot fit in the remaining %d bits", n, r.N-r.Pos)
 		return nil
 	}
 	out := make([]idRange, 0, n)
 	for range n {
-		isRange := r.bool()
-		start := r.int(16)
+		isRange := r.Bool()
+		start := r.Int(16)
 		end := start
 		if isRange {
-			end = r.int(16)
+			end = r.Int(16)
 		}
-		if r.err != nil {
+		if r.Err != nil {
 			return nil
 		}
 		if start < 1 || end < start || end > maxID {
-			r.fail("bad vendor range %d-%d (max id %d)", start, end, maxID)
+			r.Fail("bad vendor range %d-%d (max id %d)", start, end, maxID)
 			return nil
 		}
 		out = append(out, idRange{uint16(start), uint16(end)})
@@ -426,26 +428,26 @@ const restrictionBits = 6 + 2 + 12
 
 // restrictions reads the publisher restrictions section.
 func (r *reader) restrictions() []PublisherRestriction {
-	n := r.int(12)
-	if r.err != nil || n == 0 {
+	n := r.Int(12)
+	if r.Err != nil || n == 0 {
 		return nil
 	}
-	if n*restrictionBits > r.n-r.pos {
-		r.fail("%d publisher restrictions cannot fit in the remaining %d bits", n, r.n-r.pos)
+	if n*restrictionBits > r.N-r.Pos {
+		r.Fail("%d publisher restrictions cannot fit in the remaining %d bits", n, r.N-r.Pos)
 		return nil
 	}
 	out := make([]PublisherRestriction, 0, n)
 	for range n {
-		pr := PublisherRestriction{PurposeID: r.int(6), Type: RestrictionType(r.uint(2))}
-		if r.err != nil {
+		pr := PublisherRestriction{PurposeID: r.Int(6), Type: RestrictionType(r.Uint(2))}
+		if r.Err != nil {
 			return nil
 		}
 		if pr.PurposeID < 1 || pr.Type > RequireLI {
-			r.fail("bad publisher restriction (purpose %d, type %d)", pr.PurposeID, pr.Type)
+			r.Fail("bad publisher restriction (purpose %d, type %d)", pr.PurposeID, pr.Type)
 			return nil
 		}
 		rs := r.ranges(maxVendorID)
-		if r.err != nil {
+		if r.Err != nil {
 			return nil
 		}
 		hi := 0 // entries are not required to be sorted
