@@ -27,29 +27,40 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 
 var eventJSON = protojson.MarshalOptions{UseProtoNames: true}
 
-// handleAdminEvents lists stored events, newest first, exactly as stored
-// (pseudonymized). Query: site (required when several sites exist), limit
-// (1–1000, default 100), after (the cursor "next" of the previous page).
-func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
+// siteAndLimit reads the query parameters the admin listings share: site
+// (may be left out when only one site is configured) and limit (1–1000,
+// default def). On a bad value it answers 400 and returns ok false.
+func (s *Server) siteAndLimit(w http.ResponseWriter, r *http.Request, def int) (site string, limit int, ok bool) {
 	q := r.URL.Query()
-	site := q.Get("site")
+	site = q.Get("site")
 	if site == "" && len(s.cfg.Sites) == 1 {
 		site = s.cfg.Sites[0].ID
 	}
-	if _, ok := s.byID[site]; !ok {
+	if _, known := s.byID[site]; !known {
 		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
-		return
+		return "", 0, false
 	}
-	limit := 100
+	limit = def
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 1000 {
 			writeError(w, http.StatusBadRequest, "invalid_limit", "limit: must be an integer from 1 to 1000", nil)
-			return
+			return "", 0, false
 		}
 		limit = n
 	}
-	raw, next, err := s.store.Events(r.Context(), site, limit, q.Get("after"))
+	return site, limit, true
+}
+
+// handleAdminEvents lists stored events, newest first, exactly as stored
+// (pseudonymized). Query: site (required when several sites exist), limit
+// (1–1000, default 100), after (the cursor "next" of the previous page).
+func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
+	site, limit, ok := s.siteAndLimit(w, r, 100)
+	if !ok {
+		return
+	}
+	raw, next, err := s.store.Events(r.Context(), site, limit, r.URL.Query().Get("after"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_cursor", "after: "+err.Error(), nil)
 		return

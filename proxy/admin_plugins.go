@@ -61,23 +61,9 @@ type segmentView struct {
 // changes. Query: site (required when several sites exist), limit of
 // recent changes (1–1000, default 50).
 func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	site := q.Get("site")
-	if site == "" && len(s.cfg.Sites) == 1 {
-		site = s.cfg.Sites[0].ID
-	}
-	if _, ok := s.byID[site]; !ok {
-		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
+	site, limit, ok := s.siteAndLimit(w, r, 50)
+	if !ok {
 		return
-	}
-	limit := 50
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "invalid_limit", "limit: must be an integer from 1 to 1000", nil)
-			return
-		}
-		limit = n
 	}
 	sizes, err := s.store.SegmentSizes(r.Context(), site)
 	if err != nil {
@@ -138,23 +124,9 @@ func (s *Server) segmentDefinitions(_ context.Context, site string) []segmentVie
 // VIGIE_ENRICHED stream. Query: site (required when several sites exist),
 // limit (1–1000, default 20).
 func (s *Server) handleAdminEnriched(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	site := q.Get("site")
-	if site == "" && len(s.cfg.Sites) == 1 {
-		site = s.cfg.Sites[0].ID
-	}
-	if _, ok := s.byID[site]; !ok {
-		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
+	site, limit, ok := s.siteAndLimit(w, r, 20)
+	if !ok {
 		return
-	}
-	limit := 20
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "invalid_limit", "limit: must be an integer from 1 to 1000", nil)
-			return
-		}
-		limit = n
 	}
 	events := []json.RawMessage{}
 	if s.plugins == nil {
