@@ -187,10 +187,16 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 			}
 		}
 	}
+	// Each pseudonym is computed once: here when the ledger needs the
+	// subject, otherwise only below for a pseudonymous event.
+	var uid, aid string
+	var uidDone, aidDone bool
 	if r.Ledger != nil || res.Explicit {
-		res.Subject = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID)
-		if res.Subject == "" {
-			res.Subject = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID)
+		uid, uidDone = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID), true
+		res.Subject = uid
+		if uid == "" {
+			aid, aidDone = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID), true
+			res.Subject = aid
 		}
 	}
 	if !res.Explicit && r.Ledger != nil && res.Subject != "" {
@@ -249,8 +255,13 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		ev.Mode = vigiev1.Mode_MODE_PSEUDONYMOUS
 		ev.Purposes = d.Granted.Names()
 		ev.KeyId = s.pseudo.KeyID()
-		ev.AnonymousId = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID)
-		ev.UserId = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID)
+		if !uidDone {
+			uid = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID)
+		}
+		if !aidDone {
+			aid = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID)
+		}
+		ev.AnonymousId, ev.UserId = aid, uid
 		ev.GroupId = s.pseudo.ID(s.id, pseudonymize.GroupID, m.GroupID)
 		// previousId only means something on alias, where it is usually
 		// the anonymous id being merged into the user id.
