@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/plugins"
-	"github.com/vigie-dev/vigie/plugins/segments"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
@@ -75,7 +73,7 @@ func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "segments_failed", "could not read segment changes", nil)
 		return
 	}
-	views := s.segmentDefinitions(r.Context(), site)
+	views := s.segmentDefinitions(site)
 	for i := range views {
 		views[i].Size = sizes[views[i].Name]
 		delete(sizes, views[i].Name)
@@ -95,25 +93,11 @@ func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 
 // segmentDefinitions lists the segments configured for site in the
 // built-in segments plugin.
-func (s *Server) segmentDefinitions(_ context.Context, site string) []segmentView {
+func (s *Server) segmentDefinitions(site string) []segmentView {
 	var out []segmentView
-	for _, p := range s.cfg.Plugins {
-		if p.Disabled || p.Path != "" || p.Name != "segments" || p.Config == nil {
-			continue
-		}
-		raw, err := json.Marshal(p.Config)
-		if err != nil {
-			continue
-		}
-		infos, err := segments.Names(raw)
-		if err != nil {
-			continue
-		}
-		for _, in := range infos {
-			if in.Site != "" && in.Site != site {
-				continue
-			}
-			out = append(out, segmentView{Name: in.Name, Plugin: p.Name, Description: in.Description, When: in.When})
+	for _, in := range s.segmentDefs {
+		if in.Site == "" || in.Site == site {
+			out = append(out, segmentView{Name: in.Name, Plugin: "segments", Description: in.Description, When: in.When})
 		}
 	}
 	return out

@@ -59,13 +59,16 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
-	keyring     *keyring.Keyring
-	firstStart  bool
-	store       *storage.Store
-	bus         *bus.Bus
-	pub         *bus.Publisher
-	plugins     *plugins.Runtime
-	ledger      *ledger
+	keyring    *keyring.Keyring
+	firstStart bool
+	store      *storage.Store
+	bus        *bus.Bus
+	pub        *bus.Publisher
+	plugins    *plugins.Runtime
+	ledger     *ledger
+	// segmentDefs are the segments of the built-in segments plugin,
+	// compiled once by New.
+	segmentDefs []segments.SegmentInfo
 	email       *email.Handler
 	emailSigner *email.Signer
 	pipe        *pipeline.Pipeline
@@ -100,9 +103,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		}
 		s.trusted = append(s.trusted, p)
 	}
-	if err := checkPlugins(cfg.Plugins); err != nil {
+	defs, err := checkPlugins(cfg.Plugins)
+	if err != nil {
 		return nil, err
 	}
+	s.segmentDefs = defs
 	for _, sc := range cfg.Sites {
 		st := &site{cfg: sc, origins: parseOrigins(sc.Origins)}
 		s.byID[sc.ID] = st
@@ -280,29 +285,34 @@ func (s *Server) Start(ctx context.Context) (err error) {
 // checkPlugins refuses what would only fail once the plugins start: a
 // built-in that does not exist, and an invalid segments configuration
 // (reported with the segment's name and the position in its expression).
-func checkPlugins(ps []config.Plugin) error {
+// It returns the segments configured for the built-in segments plugin, for
+// GET /admin/v1/segments.
+func checkPlugins(ps []config.Plugin) ([]segments.SegmentInfo, error) {
+	var defs []segments.SegmentInfo
 	for i, p := range ps {
 		if p.Disabled || p.Path != "" {
 			continue
 		}
 		if !builtin.Has(p.Name) {
-			return fmt.Errorf("%w: plugins[%d]: %q is not a built-in plugin (built-ins: %s); give the path and sha256 of an external plugin",
+			return nil, fmt.Errorf("%w: plugins[%d]: %q is not a built-in plugin (built-ins: %s); give the path and sha256 of an external plugin",
 				config.ErrInvalid, i, p.Name, strings.Join(builtin.Names(), ", "))
 		}
 		if p.Name == "segments" {
 			raw, err := json.Marshal(p.Config)
 			if err != nil {
-				return fmt.Errorf("%w: plugins[%d].config: %v", config.ErrInvalid, i, err)
+				return nil, fmt.Errorf("%w: plugins[%d].config: %v", config.ErrInvalid, i, err)
 			}
 			if p.Config == nil {
 				raw = nil
 			}
-			if err := segments.Validate(raw); err != nil {
-				return fmt.Errorf("%w: plugins[%d].config: %w", config.ErrInvalid, i, err)
+			infos, err := segments.Names(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: plugins[%d].config: %w", config.ErrInvalid, i, err)
 			}
+			defs = append(defs, infos...)
 		}
 	}
-	return nil
+	return defs, nil
 }
 
 // startPlugins starts the plugin runtime with the enabled plugins.
