@@ -76,6 +76,8 @@ type DeadLetter struct {
 // Status reports every configured plugin, in configuration order.
 func (rt *Runtime) Status(ctx context.Context) []Status {
 	out := make([]Status, 0, len(rt.order))
+	// The enrich stage's consumers are shown with every enricher: read once.
+	enrichCS, enrichLag := rt.consumerStatus(ctx, "")
 	for _, p := range rt.order {
 		st, m, lastErr, since := p.snapshot()
 		s := Status{
@@ -89,8 +91,7 @@ func (rt *Runtime) Status(ctx context.Context) []Status {
 		}
 		s.Consumers, s.Lag = rt.consumerStatus(ctx, p.spec.Name)
 		if rt.isEnricher(p) {
-			cs, lag := rt.consumerStatus(ctx, "")
-			s.Consumers, s.Lag = append(s.Consumers, cs...), s.Lag+lag
+			s.Consumers, s.Lag = append(s.Consumers, enrichCS...), s.Lag+enrichLag
 		}
 		if dl, n, err := rt.DeadLetters(ctx, p.spec.Name, 20); err == nil {
 			s.RecentDead, s.DeadLetters = dl, n
@@ -156,11 +157,11 @@ func (rt *Runtime) consumerStatus(ctx context.Context, plugin string) ([]Consume
 
 // refreshLag updates the lag gauges.
 func (rt *Runtime) refreshLag(ctx context.Context) {
+	_, enrichLag := rt.consumerStatus(ctx, "")
 	for _, p := range rt.order {
 		_, lag := rt.consumerStatus(ctx, p.spec.Name)
 		if rt.isEnricher(p) {
-			_, l := rt.consumerStatus(ctx, "")
-			lag += l
+			lag += enrichLag
 		}
 		rt.metrics.lag.WithLabelValues(p.spec.Name).Set(float64(lag))
 	}
