@@ -3,11 +3,8 @@ package storage
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // ConsentTTL is how long a consent choice is kept after it was last made:
@@ -38,21 +35,7 @@ func (s *Store) PutConsent(ctx context.Context, site, subject string, e ConsentE
 	if err != nil {
 		return fmt.Errorf("%w: consent entry: %v", ErrInvalidRecord, err)
 	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.mu.RUnlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	entry := badger.NewEntry(consentKey(site, subject), v)
-	entry.ExpiresAt = expiry(ConsentTTL)
-	s.writeGate.RLock()
-	defer s.writeGate.RUnlock()
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(entry) }); err != nil {
-		return fmt.Errorf("storage: put consent: %w", err)
-	}
-	return nil
+	return s.setValue(ctx, "put consent", consentKey(site, subject), v, ConsentTTL)
 }
 
 // Consent returns subject's last recorded consent choice on site, or
@@ -62,30 +45,12 @@ func (s *Store) Consent(ctx context.Context, site, subject string) (ConsentEntry
 	if err := validSubject(site, subject); err != nil {
 		return e, err
 	}
-	if err := s.enter(); err != nil {
+	v, err := s.getValue(ctx, "consent", consentKey(site, subject))
+	if err != nil {
 		return e, err
 	}
-	defer s.mu.RUnlock()
-	if err := ctx.Err(); err != nil {
-		return e, err
+	if err := json.Unmarshal(v, &e); err != nil {
+		return e, fmt.Errorf("%w: consent entry: %v", ErrCorrupt, err)
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(consentKey(site, subject))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("%w: consent entry: %v", ErrCorrupt, err)
-			}
-			return nil
-		})
-	})
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
-		err = fmt.Errorf("storage: consent: %w", err)
-	}
-	return e, err
+	return e, nil
 }

@@ -36,27 +36,9 @@ func (s *Store) KVGet(ctx context.Context, plugin, key string) ([]byte, error) {
 	if err := validKV(plugin, key); err != nil {
 		return nil, err
 	}
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.mu.RUnlock()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var v []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(kvKey(plugin, key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
-		return err
-	})
+	v, err := s.getValue(ctx, "kv get", kvKey(plugin, key))
 	if err != nil {
-		return nil, fmt.Errorf("storage: kv get: %w", err)
+		return nil, err
 	}
 	if v == nil {
 		v = []byte{}
@@ -78,23 +60,7 @@ func (s *Store) KVPut(ctx context.Context, plugin, key string, value []byte, ttl
 	if ttl < 0 {
 		return fmt.Errorf("%w: negative ttl", ErrInvalidRecord)
 	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.mu.RUnlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e := badger.NewEntry(kvKey(plugin, key), value)
-	if ttl > 0 {
-		e.ExpiresAt = expiry(ttl)
-	}
-	s.writeGate.RLock()
-	defer s.writeGate.RUnlock()
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
-		return fmt.Errorf("storage: kv put: %w", err)
-	}
-	return nil
+	return s.setValue(ctx, "kv put", kvKey(plugin, key), value, ttl)
 }
 
 // KVDelete deletes key from plugin's own key-value space; a missing key is
@@ -114,6 +80,56 @@ func (s *Store) KVDelete(ctx context.Context, plugin, key string) error {
 	defer s.writeGate.RUnlock()
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(kvKey(plugin, key)) }); err != nil {
 		return fmt.Errorf("storage: kv delete: %w", err)
+	}
+	return nil
+}
+
+// getValue returns a copy of the value stored under key, or ErrNotFound;
+// op names the operation in errors.
+func (s *Store) getValue(ctx context.Context, op string, key []byte) ([]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: %s: %w", op, err)
+	}
+	return v, nil
+}
+
+// setValue writes one key, expiring after ttl when ttl > 0; op names the
+// operation in errors.
+func (s *Store) setValue(ctx context.Context, op string, key, value []byte, ttl time.Duration) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e := badger.NewEntry(key, value)
+	if ttl > 0 {
+		e.ExpiresAt = expiry(ttl)
+	}
+	s.writeGate.RLock()
+	defer s.writeGate.RUnlock()
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
+		return fmt.Errorf("storage: %s: %w", op, err)
 	}
 	return nil
 }
