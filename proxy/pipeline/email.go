@@ -4,10 +4,8 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/consent"
-	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
@@ -78,20 +76,7 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 		ev.Device = &vigiev1.Device{Class: dev.Class, Bot: dev.Bot}
 	}
 	res.Decision = d
-	data, err := proto.Marshal(ev)
-	if err != nil {
-		res.Outcome = Dropped
-		return res
-	}
-	res.Record.Site = s.id
-	res.Record.ID = ev.Id
-	res.Record.Time = h.Time
-	res.Record.Type = ev.Type
-	res.Record.Subject = ev.Subject
-	res.Record.Topic = bus.Subject(s.id, ev.Type)
-	res.Record.TTL = p.ttl(d)
-	res.Record.Data = data
-	res.Outcome = Stored
+	p.finish(&res, s, ev, d)
 	return res
 }
 

@@ -290,6 +290,16 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		ev.Mode = vigiev1.Mode_MODE_ANONYMOUS
 		ev.Device = &vigiev1.Device{Class: dev.Class, Bot: dev.Bot}
 	}
+	if m.MessageID != "" {
+		res.Record.Dedup = []byte(s.pseudo.ID(s.id, pseudonymize.MessageID, m.MessageID))
+	}
+	p.finish(&res, s, ev, d)
+	return res
+}
+
+// finish fills the record fields every event has, encodes ev into it and
+// marks res Stored.
+func (p *Pipeline) finish(res *Result, s *Site, ev *vigiev1.Event, d consent.Decision) {
 	res.Record.Site = s.id
 	res.Record.ID = ev.Id
 	res.Record.Time = time.UnixMilli(ev.TimestampMs)
@@ -297,18 +307,14 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	res.Record.Subject = ev.Subject
 	res.Record.Topic = bus.Subject(s.id, ev.Type)
 	res.Record.TTL = p.ttl(d)
-	if m.MessageID != "" {
-		res.Record.Dedup = []byte(s.pseudo.ID(s.id, pseudonymize.MessageID, m.MessageID))
-	}
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		// Marshal of a well-formed message cannot fail; treat as a drop.
 		res.Outcome = Dropped
-		return res
+		return
 	}
 	res.Record.Data = data
 	res.Outcome = Stored
-	return res
 }
 
 // ttl is the retention of an event: anonymous events get "anonymous", a
