@@ -89,7 +89,7 @@ func TestStderrLevel(t *testing.T) {
 }
 
 func TestTailKeepsPanicPastStackTrace(t *testing.T) {
-	tl := &tail{max: 3}
+	tl := &tail{}
 	mark := tl.mark()
 	tl.add("panic: poison")
 	for i := 0; i < 10; i++ {

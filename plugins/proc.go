@@ -70,7 +70,7 @@ func newProc(rt *Runtime, spec Spec) *proc {
 		state:  StateStarting,
 		ready:  make(chan struct{}),
 		since:  time.Now(),
-		stderr: &tail{max: 20},
+		stderr: &tail{},
 	}
 	p.host = &hostServices{rt: rt, p: p}
 	return p
@@ -387,14 +387,13 @@ func (p *proc) snapshot() (State, sdk.Manifest, string, time.Time) {
 	return p.state, p.manifest, p.lastErr, p.since
 }
 
-// tail keeps the last lines a plugin wrote to stderr.
+// tail follows what a plugin writes to stderr: how many lines, and the
+// last Go panic line (a panic is followed by a long stack trace, so it is
+// kept by itself rather than in a window of last lines).
 type tail struct {
 	mu    sync.Mutex
-	max   int
-	lines []string
 	total int // lines ever added
-	// panic is the last "panic: …" line and panicAt its number: a Go
-	// panic is followed by a stack trace longer than the tail.
+	// panic is the last "panic: …" line and panicAt its number.
 	panic   string
 	panicAt int
 }
@@ -405,10 +404,6 @@ func (t *tail) add(line string) {
 	t.total++
 	if strings.HasPrefix(line, "panic: ") {
 		t.panic, t.panicAt = line, t.total
-	}
-	t.lines = append(t.lines, line)
-	if len(t.lines) > t.max {
-		t.lines = t.lines[len(t.lines)-t.max:]
 	}
 }
 
@@ -437,7 +432,8 @@ func (t *tail) panicLine() string {
 }
 
 // lineLog is the plugin's stderr and go-plugin's logger output: each line is
-// logged at warn level with the plugin's name and kept in the tail.
+// logged with the plugin's name (at the level go-plugin's JSON lines carry,
+// error for a panic, else info) and counted in the tail.
 type lineLog struct {
 	log  *slog.Logger
 	tail *tail
