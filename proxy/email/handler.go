@@ -20,7 +20,9 @@ type Hit struct {
 	// Site and Campaign come from the signed token.
 	Site, Campaign string
 	// Recipient is the recipient's pseudonym when consent allows it, else
-	// empty (an anonymous, campaign-level hit).
+	// empty (an anonymous, campaign-level hit). It comes only from a value
+	// Vigie signed: the token's own recipient, or a valid recipient value
+	// in the r parameter.
 	Recipient string
 	// Link is the clicked link (clicks only), as signed; scrub it like a
 	// page URL before keeping it.
