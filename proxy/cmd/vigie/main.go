@@ -3,6 +3,8 @@
 //	vigie [--config FILE] [--listen ADDR] [--data-dir DIR]   run the server
 //	vigie version                                            print the version
 //	vigie keys rotate|retire ID [--data-dir DIR]             manage pseudonymization keys
+//	vigie email rewrite ... < campaign.html                  add the open pixel, wrap the links
+//	vigie email tokens [--site ID] < recipients.csv          per-recipient values for an ESP's merge fields
 //	vigie bench [--duration 10s] [--events-per-batch 15] [--json]
 //	                                                         load-test a temporary instance
 //
