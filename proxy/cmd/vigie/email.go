@@ -12,7 +12,6 @@ import (
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/email"
-	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 )
 
@@ -62,7 +61,7 @@ func emailCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if !known {
 		return fmt.Errorf("vigie email rewrite: unknown site %q", *site)
 	}
-	kr, _, err := keyring.Open(cfg.DataDir)
+	kr, err := openKeyring(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
