@@ -207,7 +207,11 @@ func hitWith(t *testing.T, pixel, click, tag, r string) {
 // offlineSigner is the signer of the instance's keyring as on disk.
 func offlineSigner(t *testing.T, in *proxytest.Instance) *email.Signer {
 	t.Helper()
-	kr, _, err := keyring.Open(in.Config.DataDir)
+	mk, err := keyring.ParseMasterKey(in.MasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _, err := keyring.Open(in.Config.DataDir, mk, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +285,11 @@ func TestEmailRecipientValues(t *testing.T) {
 	// values are signed with the new key (and bind the recipient's new
 	// pseudonym, which gets its consent at their next identify).
 	in.Stop()
-	kr, _, err := keyring.Open(in.Config.DataDir)
+	mk, err := keyring.ParseMasterKey(in.MasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _, err := keyring.Open(in.Config.DataDir, mk, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +311,7 @@ func TestEmailRecipientValues(t *testing.T) {
 
 	// Retirement: the old key's values identify nobody any more.
 	in.Stop()
-	if kr, _, err = keyring.Open(in.Config.DataDir); err != nil {
+	if kr, _, err = keyring.Open(in.Config.DataDir, mk, keyring.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := kr.Retire("k1"); err != nil {

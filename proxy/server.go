@@ -85,6 +85,10 @@ type Server struct {
 	ready    atomic.Bool
 	shutOnce sync.Once
 	shutErr  error
+
+	// newAdminToken is the admin token Start generated, until
+	// NewAdminToken hands it out.
+	newAdminToken atomic.Pointer[string]
 }
 
 // New validates cfg and returns a server that has not started.
@@ -134,11 +138,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.closeBackends()
 		}
 	}()
-	kr, created, err := keyring.Open(s.cfg.DataDir)
+	kr, opened, err := OpenKeyring(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
 	}
-	s.keyring, s.firstStart = kr, created
+	s.keyring, s.firstStart = kr, opened.Created
+	if opened.AdminToken != "" {
+		s.newAdminToken.Store(&opened.AdminToken)
+	}
 
 	s.store, err = storage.Open(storage.Config{
 		Dir:         filepath.Join(s.cfg.DataDir, "badger"),
@@ -390,12 +397,15 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// AdminToken is the admin API's bearer token ("" before Start).
-func (s *Server) AdminToken() string {
-	if s.keyring == nil {
-		return ""
+// NewAdminToken returns, once, the admin token Start generated for a new
+// keyring, to be shown to the operator; "" when none was generated (the
+// keyring existed, or the token was chosen) and on every later call. The
+// keyring keeps only its hash.
+func (s *Server) NewAdminToken() string {
+	if p := s.newAdminToken.Swap(nil); p != nil {
+		return *p
 	}
-	return s.keyring.AdminToken
+	return ""
 }
 
 // FirstStart reports whether Start created the keyring (a new data dir).

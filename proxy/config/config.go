@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"reflect"
 	"slices"
@@ -33,8 +34,16 @@ var ErrInvalid = errors.New("invalid configuration")
 type Config struct {
 	// Listen is the HTTP listen address. Default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
-	// DataDir holds Badger, the JetStream store and the keyring. Default ./vigie-data.
+	// DataDir holds Badger, the JetStream store and the keyring (sealed
+	// under the master key, which must live elsewhere). Default ./vigie-data.
 	DataDir string `yaml:"data_dir"`
+	// Production applies the key custody rules strictly: Vigie refuses to
+	// start without a configured master key (no trial key), with a key or
+	// token file inside data_dir, or readable by group or others. Default
+	// false.
+	Production bool `yaml:"production"`
+	// Keys says where the master key and the first admin token come from.
+	Keys Keys `yaml:"keys"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// TrustedProxies lists CIDRs whose X-Forwarded-For header is believed.
@@ -78,6 +87,71 @@ type Config struct {
 	// Default /demo/.
 	DemoPath string `yaml:"demo_path"`
 }
+
+// Keys configures key custody. The master key comes from exactly one of
+// VIGIE_MASTER_KEY, MasterKeyFile and MasterKeyCommand; with none of them
+// (outside production) a trial key is made in SecretsDir.
+type Keys struct {
+	// MasterKeyFile is a file holding the master key ("vigie-mk-…"),
+	// outside data_dir, mode 0600. Default none.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// MasterKeyCommand is a command printing the master key on stdout,
+	// e.g. [pass, show, vigie/master-key]: argv, run without a shell
+	// ([sh, -c, "…"] for a pipeline), with Vigie's environment. Default
+	// none.
+	MasterKeyCommand []string `yaml:"master_key_command"`
+	// CommandTimeout bounds MasterKeyCommand. Default 30s.
+	CommandTimeout Duration `yaml:"command_timeout"`
+	// SecretsDir is where a first run without a configured master key
+	// makes its trial key (master.key, 0600, directory 0700); never inside
+	// data_dir, never used in production. Default ./vigie-secrets.
+	SecretsDir string `yaml:"secrets_dir"`
+	// AdminTokenFile holds the admin token to adopt when the keyring is
+	// created (instead of a random one); outside data_dir, mode 0600.
+	// Default none.
+	AdminTokenFile string `yaml:"admin_token_file"`
+
+	// MasterKey is the master key itself, from the VIGIE_MASTER_KEY
+	// environment variable only (never from the file).
+	MasterKey Secret `yaml:"-"`
+	// AdminToken is the admin token to adopt when the keyring is created,
+	// from the VIGIE_ADMIN_TOKEN environment variable only.
+	AdminToken Secret `yaml:"-"`
+}
+
+// Environment variables read only from the environment: secrets never sit
+// in the configuration file.
+const (
+	EnvMasterKey  = "VIGIE_MASTER_KEY"
+	EnvAdminToken = "VIGIE_ADMIN_TOKEN"
+)
+
+// Secret is a string that does not print itself: fmt, slog, YAML and JSON
+// show "[secret]" (or "" when it is empty). Reveal returns the value.
+type Secret string
+
+// Reveal is the secret's value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String is "[secret]", or "" for an empty secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[secret]"
+}
+
+// GoString is String.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue is String.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalYAML is String.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON is String.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
 
 // Plugin configures one plugin.
 type Plugin struct {
@@ -327,6 +401,7 @@ func Default() Config {
 		Listen:   "127.0.0.1:8080",
 		DataDir:  "./vigie-data",
 		LogLevel: "info",
+		Keys:     Keys{SecretsDir: "./vigie-secrets", CommandTimeout: Duration(30 * time.Second)},
 		Storage: Storage{
 			DedupWindow: Duration(48 * time.Hour),
 			MaxOutbox:   1_000_000,
@@ -404,6 +479,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = d.LogLevel
+	}
+	if c.Keys.SecretsDir == "" {
+		c.Keys.SecretsDir = d.Keys.SecretsDir
+	}
+	if c.Keys.CommandTimeout <= 0 {
+		c.Keys.CommandTimeout = d.Keys.CommandTimeout
 	}
 	if c.Storage.DedupWindow <= 0 {
 		c.Storage.DedupWindow = d.Storage.DedupWindow
@@ -493,6 +574,12 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if len(c.Keys.MasterKeyCommand) > 0 && strings.TrimSpace(c.Keys.MasterKeyCommand[0]) == "" {
+		bad("keys.master_key_command", "the first element must name the program to run")
+	}
+	if c.Keys.AdminTokenFile != "" && c.Keys.AdminToken != "" {
+		bad("keys.admin_token_file", "%s is set too; keep one", EnvAdminToken)
 	}
 	for i, p := range c.Purposes {
 		if err := consent.Register(p.Name); err != nil {
@@ -642,6 +729,8 @@ func applyEnv(cfg *Config, environ []string) error {
 	if len(env) == 0 {
 		return nil
 	}
+	cfg.Keys.MasterKey = Secret(env[EnvMasterKey])
+	cfg.Keys.AdminToken = Secret(env[EnvAdminToken])
 	return walkEnv(reflect.ValueOf(cfg).Elem(), "VIGIE", env)
 }
 

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -73,7 +74,7 @@ func emailRewrite(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	if !knownSite(cfg, *site) {
 		return fmt.Errorf("vigie email rewrite: unknown site %q", *site)
 	}
-	kr, err := openKeyring(cfg, stderr, "rewrite")
+	kr, err := emailKeyring(ctx, cfg, stderr, "rewrite")
 	if err != nil {
 		return err
 	}
@@ -152,7 +153,7 @@ func emailTokens(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if !knownSite(cfg, *site) {
 			return fmt.Errorf("vigie email tokens: unknown site %q", *site)
 		}
-		kr, err := openKeyring(cfg, stderr, "tokens")
+		kr, err := emailKeyring(ctx, cfg, stderr, "tokens")
 		if err != nil {
 			return err
 		}
@@ -224,15 +225,16 @@ func knownSite(cfg config.Config, site string) bool {
 	return false
 }
 
-// openKeyring opens the data directory's keyring, warning on stderr when
-// there was none: what is signed with a new keyring verifies on no server
-// that runs with another data directory.
-func openKeyring(cfg config.Config, stderr io.Writer, cmd string) (*keyring.Keyring, error) {
-	kr, created, err := keyring.Open(cfg.DataDir)
+// emailKeyring opens the data directory's keyring as the server does,
+// warning on stderr when there was none: what is signed with a new keyring
+// verifies on no server that runs with another data directory.
+func emailKeyring(ctx context.Context, cfg config.Config, stderr io.Writer, cmd string) (*keyring.Keyring, error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	kr, opened, err := proxy.OpenKeyring(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	if created {
+	if opened.Created {
 		fmt.Fprintf(stderr, "vigie email %s: no keyring in %s, created one: a server with another data directory will not accept what this signs (use --data-dir or --config)\n", cmd, cfg.DataDir)
 	}
 	return kr, nil

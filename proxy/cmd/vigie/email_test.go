@@ -66,6 +66,8 @@ func TestEmailTokensCommand(t *testing.T) {
 	}
 	pixel := regexp.MustCompile(`src="(http://[^"]+/e/o/[^"]+)"`).FindStringSubmatch(rw.HTML)[1]
 
+	t.Chdir(t.TempDir())
+	t.Setenv("VIGIE_MASTER_KEY", in.MasterKey())
 	offline, stderr, err := runTokens(t, "\ufeffEmail,user_id\nada@example.org,user-42\n", "--data-dir", in.Config.DataDir, "--site", "demo")
 	if err != nil || stderr != "" {
 		t.Fatalf("offline: %v %s", err, stderr)

@@ -2,14 +2,19 @@
 //
 //	vigie [--config FILE] [--listen ADDR] [--data-dir DIR]   run the server
 //	vigie version                                            print the version
-//	vigie keys rotate|retire ID [--data-dir DIR]             manage pseudonymization keys
+//	vigie keys list|rotate|retire ID [--data-dir DIR]        manage pseudonymization keys
+//	vigie keys master new [--out FILE]                       make a master key
+//	vigie keys rewrap --new-key-file FILE|-                  re-seal the keyring under a new master key
+//	vigie admin token reset [--print]                        make a new admin token
+//	vigie check [--config FILE]                              check the configuration and key custody
 //	vigie email rewrite ... < campaign.html                  add the open pixel, wrap the links
 //	vigie email tokens [--site ID] < recipients.csv          per-recipient values for an ESP's merge fields
 //	vigie bench [--duration 10s] [--events-per-batch 15] [--json]
 //	                                                         load-test a temporary instance
 //
 // With no configuration file it starts a working demo setup: 127.0.0.1:8080,
-// data in ./vigie-data, embedded NATS, the demo site (write key "demo").
+// data in ./vigie-data, a trial master key in ./vigie-secrets, embedded
+// NATS, the demo site (write key "demo").
 package main
 
 import (
@@ -22,14 +27,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
-	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/loadtest"
 )
 
@@ -63,7 +66,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "vigie", proxy.Version)
 			return nil
 		case "keys":
-			return keysCmd(args[1:], stdout)
+			return keysCmd(ctx, args[1:], stdout, stderr)
+		case "admin":
+			return adminCmd(ctx, args[1:], stdout, stderr)
+		case "check":
+			return checkCmd(ctx, args[1:], stdout, stderr)
 		case "bench":
 			return loadtest.Main(args[1:], stdout)
 		case "email":
@@ -82,7 +89,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
 		return config.Config{}, err
 	}
 	cfg, err := config.Load(*cfgPath, os.Environ())
-	if err != nil {
+	if err != nil && !errors.Is(err, config.ErrInvalid) {
 		return cfg, err
 	}
 	if *listen != "" {
@@ -91,7 +98,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	return cfg, nil
+	// An invalid configuration comes back too, for `vigie check` to report.
+	return cfg, err
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -112,10 +120,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	if srv.FirstStart() {
-		// Printed once, to the terminal, never to the log.
-		fmt.Fprintf(stdout, "\nVigie admin token (shown once, kept in %s):\n\n    %s\n\n",
-			filepath.Join(cfg.DataDir, keyring.FileName), srv.AdminToken())
+	if tok := srv.NewAdminToken(); tok != "" {
+		showNewAdminToken(stdout, tok)
 	}
 	fmt.Fprintf(stdout, "Vigie %s listening on http://%s — send events with write key %q; Ctrl-C stops.\n",
 		proxy.Version, srv.Addr(), firstWriteKey(cfg))
@@ -130,51 +136,4 @@ func firstWriteKey(cfg config.Config) string {
 		return cfg.Sites[0].WriteKeys[0]
 	}
 	return ""
-}
-
-func keysCmd(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: vigie keys rotate | vigie keys retire ID [--data-dir DIR]")
-	}
-	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
-	cmd, rest := args[0], args[1:]
-	id := ""
-	if cmd == "retire" {
-		if len(rest) == 0 {
-			return errors.New("usage: vigie keys retire ID")
-		}
-		id, rest = rest[0], rest[1:]
-	}
-	cfg, err := loadConfig(fs, rest)
-	if err != nil {
-		return err
-	}
-	kr, _, err := keyring.Open(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	switch cmd {
-	case "rotate":
-		k, err := kr.Rotate()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "new active key %s; restart vigie to use it\n", k.ID)
-	case "retire":
-		if err := kr.Retire(id); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "key %s retired; restart vigie to apply\n", id)
-	case "list":
-		for _, k := range kr.Keys {
-			state := "active"
-			if k.Retired != nil {
-				state = "retired"
-			}
-			fmt.Fprintf(stdout, "%s\t%s\t%s\n", k.ID, k.Created.Format(time.RFC3339), state)
-		}
-	default:
-		return fmt.Errorf("unknown keys command %q", cmd)
-	}
-	return nil
 }
