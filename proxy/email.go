@@ -119,6 +119,12 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 		return nil
 	}
 	_, err := e.s.store.Append(ctx, []storage.Record{res.Record})
+	if errors.Is(err, storage.ErrDiskFull) {
+		// The recipient still gets the pixel or the redirect; the store
+		// logged the state once, so this hit is only counted.
+		e.s.metrics.rejected.WithLabelValues("disk_full").Inc()
+		return nil
+	}
 	return err
 }
 

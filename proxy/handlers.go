@@ -33,16 +33,16 @@ var batchRoutes = []string{"batch", "import", "b"}
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for route, typ := range eventRoutes {
-		mux.Handle("POST /v1/"+route, s.cors(s.handleEvent(typ, "/v1/"+route)))
+		mux.Handle("POST /v1/"+route, s.cors(s.diskGuard(s.handleEvent(typ, "/v1/"+route))))
 		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
 	}
 	for _, route := range batchRoutes {
-		mux.Handle("POST /v1/"+route, s.cors(s.handleBatch("/v1/"+route)))
+		mux.Handle("POST /v1/"+route, s.cors(s.diskGuard(s.handleBatch("/v1/"+route))))
 		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
 	}
 	mux.Handle("GET /v1/projects/{writeKey}/settings", s.cors(http.HandlerFunc(s.handleSettings)))
 	mux.Handle("OPTIONS /v1/projects/{writeKey}/settings", s.cors(nil))
-	mux.HandleFunc("GET /v1/p.gif", s.handlePixel)
+	mux.Handle("GET /v1/p.gif", s.diskGuard(http.HandlerFunc(s.handlePixel)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -351,6 +351,10 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, recs []storage.R
 			writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
 			return false
 		}
+		if errors.Is(err, storage.ErrDiskFull) {
+			s.refuseDiskFull(w)
+			return false
+		}
 		s.log.Error("storing events failed", "err", err, "events", len(recs))
 		s.metrics.rejected.WithLabelValues("storage").Inc()
 		w.Header().Set("Retry-After", "5")
@@ -441,6 +445,13 @@ func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+		return
+	}
+	if d := s.store.Disk(); d.Full {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			"status": "not ready", "reason": "disk_full",
+			"free_bytes": d.FreeBytes, "min_free_bytes": d.MinFreeBytes, "resume_at_bytes": d.ResumeBytes,
+		})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

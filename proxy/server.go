@@ -147,14 +147,21 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.newAdminToken.Store(&opened.AdminToken)
 	}
 
+	jsDir := filepath.Join(s.cfg.DataDir, "jetstream")
+	var watch []string
+	if s.cfg.NATS.URL == "" {
+		watch = append(watch, jsDir) // the embedded JetStream store shares the reserve
+	}
 	s.store, err = storage.Open(storage.Config{
-		Dir:         filepath.Join(s.cfg.DataDir, "badger"),
-		SyncWrites:  s.cfg.Storage.SyncWrites,
-		DedupWindow: time.Duration(s.cfg.Storage.DedupWindow),
-		MaxOutbox:   s.cfg.Storage.MaxOutbox,
-		ProfileTTL:  time.Duration(s.cfg.PluginRuntime.ProfileTTL),
-		VaultKey:    kr.VaultKey,
-		Logger:      s.log.With("component", "storage"),
+		Dir:          filepath.Join(s.cfg.DataDir, "badger"),
+		SyncWrites:   s.cfg.Storage.SyncWrites,
+		DedupWindow:  time.Duration(s.cfg.Storage.DedupWindow),
+		MaxOutbox:    s.cfg.Storage.MaxOutbox,
+		MinFreeBytes: s.cfg.Storage.MinFreeBytes,
+		WatchDirs:    watch,
+		ProfileTTL:   time.Duration(s.cfg.PluginRuntime.ProfileTTL),
+		VaultKey:     kr.VaultKey,
+		Logger:       s.log.With("component", "storage"),
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
@@ -218,7 +225,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	n := s.cfg.NATS
 	s.bus, err = bus.New(bus.Config{
-		URL: n.URL, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), Listen: n.Listen,
+		URL: n.URL, StoreDir: jsDir, Listen: n.Listen,
 		CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
 		TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
 		Replicas: n.Replicas, SyncInterval: n.SyncInterval,
@@ -231,8 +238,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.bus.Start(ctx); err != nil {
 		return err
 	}
+	var outbox bus.Outbox = s.store
+	if n.URL == "" {
+		outbox = diskGatedOutbox{s.store}
+	}
 	s.pub, err = bus.NewPublisher(bus.PublisherConfig{
-		Bus: s.bus, Outbox: s.store, MaxInFlight: n.MaxInFlight,
+		Bus: s.bus, Outbox: outbox, MaxInFlight: n.MaxInFlight,
 		Logger: s.log.With("component", "publisher"),
 	})
 	if err != nil {
@@ -259,6 +270,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		func() float64 { return float64(s.pub.Published()) })
 	s.metrics.counterFunc("vigie_publish_errors_total", "Failed JetStream publish attempts.",
 		func() float64 { return float64(s.pub.Failures()) })
+	s.registerDiskMetrics()
 
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -244,6 +245,13 @@ type Storage struct {
 	// MaxOutbox bounds events waiting for NATS; past it ingestion answers
 	// 503. Default 1000000.
 	MaxOutbox int64 `yaml:"max_outbox"`
+	// MinFreeBytes is the free-space reserve of the data dir's filesystem
+	// (and the embedded JetStream store's): below it ingestion answers 503
+	// disk_full and /readyz fails, until MinFreeBytes plus an eighth is free
+	// again; Vigie does not start below it. Default
+	// storage.DefaultMinFreeBytes (603979776, 576 MiB: what Badger may still
+	// write after the last accepted event, see there).
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // NATS configures the event bus.
@@ -403,8 +411,9 @@ func Default() Config {
 		LogLevel: "info",
 		Keys:     Keys{SecretsDir: "./vigie-secrets", CommandTimeout: Duration(30 * time.Second)},
 		Storage: Storage{
-			DedupWindow: Duration(48 * time.Hour),
-			MaxOutbox:   1_000_000,
+			DedupWindow:  Duration(48 * time.Hour),
+			MaxOutbox:    1_000_000,
+			MinFreeBytes: storage.DefaultMinFreeBytes,
 		},
 		NATS: NATS{
 			Replicas:        1,
@@ -491,6 +500,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Storage.MaxOutbox <= 0 {
 		c.Storage.MaxOutbox = d.Storage.MaxOutbox
+	}
+	if c.Storage.MinFreeBytes <= 0 {
+		c.Storage.MinFreeBytes = d.Storage.MinFreeBytes
 	}
 	if c.NATS.Replicas <= 0 {
 		c.NATS.Replicas = 1

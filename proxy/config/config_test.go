@@ -43,6 +43,9 @@ func TestExampleFileLoads(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Plugins, d.Plugins) {
 		t.Errorf("example plugins differ from the defaults:\n%#v\n%#v", cfg.Plugins, d.Plugins)
 	}
+	if cfg.Storage != d.Storage {
+		t.Errorf("example storage differs from the defaults:\n%+v\n%+v", cfg.Storage, d.Storage)
+	}
 	if !reflect.DeepEqual(cfg.PluginRuntime, d.PluginRuntime) {
 		t.Errorf("example plugin_runtime differs from the defaults:\n%+v\n%+v", cfg.PluginRuntime, d.PluginRuntime)
 	}

@@ -15,6 +15,10 @@
 // With no configuration file it starts a working demo setup: 127.0.0.1:8080,
 // data in ./vigie-data, a trial master key in ./vigie-secrets, embedded
 // NATS, the demo site (write key "demo").
+//
+// Exit status: 0 after a clean stop, 75 when it cannot start because the
+// disk is full (less free space than storage.min_free_bytes), 1 on any
+// other error.
 package main
 
 import (
@@ -34,6 +38,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/loadtest"
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // defaultMemoryLimit is the Go heap's soft limit when GOMEMLIMIT is not
@@ -41,6 +46,14 @@ import (
 // load while leaving the GC enough headroom for p99 latency (see
 // BENCHMARKS.md). Set GOMEMLIMIT to change it.
 const defaultMemoryLimit = 384 << 20
+
+// Exit statuses: 1 for any error, except exitDiskFull when vigie cannot
+// start because the data dir's filesystem has less free space than
+// storage.min_free_bytes (or none at all to create the keyring). It is 75, EX_TEMPFAIL of sysexits.h ("try again
+// later"), so that a supervisor can tell it from a crash or a bad
+// configuration (systemd: RestartPreventExitStatus=75 stops the restarts,
+// or RestartSec spaces them until space is freed).
+const exitDiskFull = 75
 
 func main() {
 	// "vigie plugin <name>" runs a built-in plugin: Vigie starts its
@@ -52,6 +65,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, storage.ErrDiskFull) || errors.Is(err, syscall.ENOSPC) {
+		fmt.Fprintln(os.Stderr, "vigie: cannot start, the disk is full:", err)
+		fmt.Fprintln(os.Stderr, "vigie: free space on that filesystem (or lower storage.min_free_bytes), then start again")
+		os.Exit(exitDiskFull)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vigie:", err)
 		os.Exit(1)

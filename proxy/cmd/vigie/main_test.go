@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,14 +15,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigie-dev/vigie/internal/tmpfstest"
 	"github.com/vigie-dev/vigie/plugins/builtin"
 )
 
 // TestMain lets the test binary serve the built-in plugins, as vigie does:
 // run() with the default configuration re-executes this binary as
 // "<binary> plugin <name>".
+//
+// With VIGIE_TEST_RUN_MAIN=1 it is vigie itself: main() with the
+// arguments, for the tests of exit statuses.
 func TestMain(m *testing.M) {
 	builtin.MaybeRun(os.Args)
+	if os.Getenv("VIGIE_TEST_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -216,4 +226,27 @@ func TestEmailRewriteCommand(t *testing.T) {
 			t.Errorf("%v: accepted", bad)
 		}
 	}
+}
+
+// TestStartOnFullDiskExitCode: vigie started on a filesystem with less free
+// space than storage.min_free_bytes (the default, 576 MiB, on a 64 MiB
+// tmpfs) says so and exits with exitDiskFull, rather than crashing with a
+// SIGBUS inside Badger.
+func TestStartOnFullDiskExitCode(t *testing.T) {
+	mnt := tmpfstest.Mount(t, 64<<20)
+	cmd := exec.Command(os.Args[0], "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(mnt, "data"))
+	cmd.Env = append(os.Environ(), "VIGIE_TEST_RUN_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitDiskFull {
+		t.Fatalf("vigie on a full disk: %v, want exit status %d\n%s", err, exitDiskFull, stderr.String())
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "disk is full") || !strings.Contains(out, "min_free_bytes") ||
+		strings.Contains(out, "goroutine ") || strings.Contains(out, "SIGBUS") {
+		t.Fatalf("vigie on a full disk printed:\n%s", out)
+	}
+	t.Log(out)
 }
