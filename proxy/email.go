@@ -135,7 +135,8 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, email.MaxHTMLSize+64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_json", "body: "+err.Error(), nil)
+		code, kind, field, msg := jsonBodyProblem(err)
+		writeJSON(w, code, apiError{Code: kind, Error: msg, Field: field})
 		return
 	}
 	st := s.byID[req.Site]
@@ -193,7 +194,7 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 	if req.MergeTag != "" {
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
-			bad("html", err.Error())
+			bad(rewriteProblem(err))
 			return
 		}
 		writeHTMLJSON(w, map[string]any{"html": string(res.HTML), "links": res.Links})
@@ -213,12 +214,25 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 		opt.Recipient = st.pipe.UserPseudonym(rcpt)
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
-			bad("html", err.Error())
+			bad(rewriteProblem(err))
 			return
 		}
 		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links})
 	}
 	writeHTMLJSON(w, map[string]any{"messages": out})
+}
+
+// rewriteProblem names, in the request's terms, why email.Rewrite refused
+// its options (its errors name Go fields).
+func rewriteProblem(err error) (field, msg string) {
+	switch s := err.Error(); {
+	case strings.Contains(s, "Base"):
+		return "base_url", "must be an absolute http(s) URL without query or fragment"
+	case strings.Contains(s, "MergeTag"):
+		return "merge_tag", "has characters that cannot go in a URL attribute"
+	default:
+		return "html", "could not be rewritten"
+	}
 }
 
 // writeHTMLJSON answers 200 with v as JSON, HTML left readable (not
