@@ -15,7 +15,7 @@ func nest(open, close string, n int, inner string) string {
 // nesting get a 400 for that event, naming the field (issue 8, defect 9).
 func TestExtremeJSONRejected(t *testing.T) {
 	deepObj := nest(`{"a":`, `}`, MaxDepth+1, `1`) // 65 levels
-	okObj := nest(`{"a":`, `}`, MaxDepth, `1`)    // 64 levels
+	okObj := nest(`{"a":`, `}`, MaxDepth, `1`)     // 64 levels
 	long := strings.Repeat("7", 5000)
 	tests := []struct {
 		name      string
