@@ -40,41 +40,24 @@ const maxPathName = 64
 func withinLimits(v []byte) bool {
 	depth := 0
 	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '"':
-			j := i + 1
-			for {
-				k := bytes.IndexByte(v[j:], '"')
-				if k < 0 {
-					return false // unreachable for valid JSON
+		switch scanClass[v[i]] {
+		case scanQuote:
+			// v is valid JSON: the string ends at the first unescaped quote.
+			for i++; v[i] != '"'; i++ {
+				if v[i] == '\\' {
+					i++
 				}
-				j += k
-				b := j - 1
-				for b > i && v[b] == '\\' {
-					b--
-				}
-				if (j-1-b)%2 == 0 {
-					break // not escaped
-				}
-				j++
 			}
-			i = j
-		case c == '{' || c == '[':
-			depth++
-			if depth > MaxDepth {
+		case scanOpen:
+			if depth++; depth > MaxDepth {
 				return false
 			}
-		case c == '}' || c == ']':
+		case scanClose:
 			depth--
-		case c == '-' || c >= '0' && c <= '9':
+		case scanNumber:
 			j, exp := i+1, false
-			for ; j < len(v); j++ {
-				c := v[j]
-				if c == 'e' || c == 'E' {
-					exp = true
-				} else if !(c >= '0' && c <= '9' || c == '.' || c == '+' || c == '-') {
-					break
-				}
+			for ; j < len(v) && scanClass[v[j]] >= scanNumber; j++ {
+				exp = exp || scanClass[v[j]] == scanExponent
 			}
 			if !numberOK(v[i:j], exp) {
 				return false
@@ -84,6 +67,30 @@ func withinLimits(v []byte) bool {
 	}
 	return true
 }
+
+// Byte classes of withinLimits.
+const (
+	scanOther = iota
+	scanQuote
+	scanOpen
+	scanClose
+	scanNumber   // - and digits: a number starts; also inside one
+	scanExponent // e, E: inside a number only
+	scanNumPart  // . and +: inside a number only
+)
+
+var scanClass = func() (t [256]uint8) {
+	t['"'] = scanQuote
+	t['{'], t['['] = scanOpen, scanOpen
+	t['}'], t[']'] = scanClose, scanClose
+	t['-'] = scanNumber
+	for c := '0'; c <= '9'; c++ {
+		t[c] = scanNumber
+	}
+	t['e'], t['E'] = scanExponent, scanExponent
+	t['.'], t['+'] = scanNumPart, scanNumPart
+	return t
+}()
 
 // numberOK applies the number rules to the text of one JSON number.
 func numberOK(n []byte, exp bool) bool {
