@@ -17,6 +17,7 @@ import (
 	"github.com/vigie-dev/vigie/internal/tmpfstest"
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -228,6 +229,11 @@ func TestStartOnFullDisk(t *testing.T) {
 	cfg.DataDir = filepath.Join(mnt, "data")
 	cfg.Storage.MinFreeBytes = 16 << 20
 	cfg.Plugins = []config.Plugin{}
+	mk, err := keyring.NewMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Keys.MasterKey = config.Secret(mk.Encode())
 	srv, err := proxy.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

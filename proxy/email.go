@@ -1,18 +1,14 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/config"
@@ -155,7 +151,7 @@ const maxRecipients = 1000
 // link wrapped, per recipient or with a merge tag.
 func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 	var req rewriteRequest
-	if !decodeEmailJSON(w, r, email.MaxHTMLSize+64<<10, &req) {
+	if !decodeAdminJSON(w, r, email.MaxHTMLSize+64<<10, &req) {
 		return
 	}
 	st := s.byID[req.Site]
@@ -208,7 +204,7 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 	if req.MergeTag != "" {
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
-			bad("html", err.Error())
+			bad(rewriteProblem(err))
 			return
 		}
 		writeHTMLJSON(w, map[string]any{"html": string(res.HTML), "links": res.Links})
@@ -228,7 +224,7 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 		opt.Recipient = st.pipe.UserPseudonym(rcpt)
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
-			bad("html", err.Error())
+			bad(rewriteProblem(err))
 			return
 		}
 		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links})
@@ -285,7 +281,7 @@ const (
 // keep as a contact attribute and substitute in merge-tag campaigns.
 func (s *Server) handleEmailTokens(w http.ResponseWriter, r *http.Request) {
 	var req tokensRequest
-	if !decodeEmailJSON(w, r, tokensBodyLimit, &req) {
+	if !decodeAdminJSON(w, r, tokensBodyLimit, &req) {
 		return
 	}
 	st := s.byID[req.Site]
@@ -334,63 +330,17 @@ func (s *Server) handleEmailTokens(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// decodeEmailJSON reads an admin request's JSON body (at most limit
-// bytes, UTF-8, no unknown fields) into v, or answers the problem in the
-// client's terms and returns false.
-func decodeEmailJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is larger than %d bytes", limit), nil)
-		return false
-	case err != nil:
-		writeError(w, http.StatusBadRequest, "invalid_json", "body could not be read", nil)
-		return false
-	case !utf8.Valid(body):
-		writeError(w, http.StatusBadRequest, "invalid_json", "body is not valid UTF-8", nil)
-		return false
+// rewriteProblem names, in the request's terms, why email.Rewrite refused
+// its options (its errors name Go fields).
+func rewriteProblem(err error) (field, msg string) {
+	switch s := err.Error(); {
+	case strings.Contains(s, "Base"):
+		return "base_url", "must be an absolute http(s) URL without query or fragment"
+	case strings.Contains(s, "MergeTag"):
+		return "merge_tag", "has characters that cannot go in a URL attribute"
+	default:
+		return "html", "could not be rewritten"
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data")
-	}
-	if err == nil {
-		return true
-	}
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	msg := "body is not a valid JSON object"
-	switch {
-	case errors.As(err, &syn):
-		msg = fmt.Sprintf("body is not valid JSON (at byte %d)", syn.Offset)
-	case errors.As(err, &typ) && typ.Field != "":
-		writeJSON(w, http.StatusBadRequest, apiError{Code: "invalid_json", Error: typ.Field + ": must be a " + jsonKind(typ.Type), Field: typ.Field})
-		return false
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		msg = "body has " + strings.TrimPrefix(err.Error(), "json: ")
-	}
-	writeError(w, http.StatusBadRequest, "invalid_json", msg, nil)
-	return false
-}
-
-// jsonKind names a Go type the way a JSON client knows it.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "boolean"
-	case reflect.Slice, reflect.Array:
-		return "list of " + jsonKind(t.Elem()) + "s"
-	case reflect.Map, reflect.Struct:
-		return "object"
-	case reflect.Pointer:
-		return jsonKind(t.Elem())
-	}
-	return "number"
 }
 
 // writeHTMLJSON answers 200 with v as JSON, HTML left readable (not

@@ -340,7 +340,7 @@ func TestEmailTokensAPIErrors(t *testing.T) {
 		{"id not a string", `{"site":"demo","user_ids":[42]}`, 400, "user_ids"},
 		{"bad expiry", `{"site":"demo","user_ids":["u"],"expires_in":"soon"}`, 400, "expires_in"},
 		{"negative expiry", `{"site":"demo","user_ids":["u"],"expires_in":"-1d"}`, 400, "expires_in"},
-		{"unknown field", `{"site":"demo","userIds":["u"]}`, 400, ""},
+		{"unknown field", `{"site":"demo","userIds":["u"]}`, 400, "userIds"},
 		{"not JSON", `site=demo`, 400, ""},
 		{"not UTF-8", "{\"site\":\"demo\",\"user_ids\":[\"ab\xff\"]}", 400, ""},
 		{"too many ids", `{"site":"demo","user_ids":[` + strings.Repeat(`"u",`, 10000) + `"u"]}`, 400, "user_ids"},

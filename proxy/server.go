@@ -41,6 +41,10 @@ import (
 	"github.com/vigie-dev/vigie/storage"
 )
 
+// answerTimeout is how long a request may take to be stored and answered
+// once its body is read.
+const answerTimeout = 30 * time.Second
+
 // Version is the build's version, set with -ldflags "-X github.com/vigie-dev/vigie/proxy.Version=…".
 var Version = "0.1.0-dev"
 
@@ -76,6 +80,7 @@ type Server struct {
 	byID        map[string]*site
 	allOrigins  []originPattern
 	trusted     []netip.Prefix
+	authLim     *authLimiter
 	metrics     *metrics
 
 	httpSrv  *http.Server
@@ -110,6 +115,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	defs, err := checkPlugins(cfg.Plugins)
 	if err != nil {
 		return nil, err
+	}
+	if s.authLim, err = newAuthLimiter(cfg.Auth); err != nil {
+		return nil, fmt.Errorf("%w: auth: %v", config.ErrInvalid, err)
 	}
 	s.segmentDefs = defs
 	for _, sc := range cfg.Sites {
@@ -277,13 +285,19 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("proxy: listen: %w", err)
 	}
 	s.ln = ln
+	readTimeout := time.Duration(s.cfg.Limits.ReadTimeout)
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: min(10*time.Second, readTimeout),
+		ReadTimeout:       readTimeout,
+		// Counted from the end of the headers: the body's time to arrive,
+		// then answerTimeout to store it and answer (a 408 for a body
+		// that did not arrive must still go out).
+		WriteTimeout: readTimeout + answerTimeout,
+		IdleTimeout:  120 * time.Second,
+		// guard answers JSON 431 above Limits.MaxHeaderBytes; net/http's
+		// own plain-text 431 only above headerHardCap times that.
+		MaxHeaderBytes: headerHardCap * s.cfg.Limits.MaxHeaderBytes,
 		// net/http names the client's address in some messages ("http:
 		// panic serving 203.0.113.9:5555"): addresses are redacted.
 		ErrorLog: log.New(redactIPs{h: s.log.Handler()}, "", 0),

@@ -56,6 +56,8 @@ type Config struct {
 	NATS NATS `yaml:"nats"`
 	// Limits bounds what one request may carry.
 	Limits Limits `yaml:"limits"`
+	// Auth bounds failed authentications per client network.
+	Auth Auth `yaml:"auth"`
 	// Purposes lists the processing purposes. Default: necessary,
 	// analytics, personalization, marketing.
 	Purposes []consent.PurposeInfo `yaml:"purposes"`
@@ -298,6 +300,31 @@ type Limits struct {
 	MaxBatchBytes int `yaml:"max_batch_bytes"`
 	// MaxBatchEvents per batch. Default 2500.
 	MaxBatchEvents int `yaml:"max_batch_events"`
+	// MaxHeaderBytes bounds a request's line and headers, counted as
+	// sent; larger requests get a JSON 431. Above 4 times this net/http
+	// refuses them itself, with a plain-text 431. Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadTimeout is how long a client has to send a whole request (line,
+	// headers and body); a body still arriving then is answered 408
+	// body_timeout. Default 30s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+}
+
+// Auth bounds failed authentications (an unknown write key, a wrong admin
+// token) per client network: the /24 of an IPv4 address, the /48 of an
+// IPv6 one, as seen through trusted_proxies. Once a network has used its
+// budget, every authentication attempt from it is answered 429 with
+// Retry-After before any key is checked, until the budget refills.
+type Auth struct {
+	// FailureBurst is how many failures a network may make in a row.
+	// Default 20.
+	FailureBurst int `yaml:"failure_burst"`
+	// FailureRefill is the time after which one more failure is allowed.
+	// Default 500ms (two per second).
+	FailureRefill Duration `yaml:"failure_refill"`
+	// MaxNetworks bounds the networks remembered; past it, the one whose
+	// last failure is oldest is forgotten. Default 10000.
+	MaxNetworks int `yaml:"max_networks"`
 }
 
 // Site is one tracked site.
@@ -420,7 +447,9 @@ func Default() Config {
 			MaxInFlight:     1024,
 			DuplicateWindow: Duration(30 * time.Second),
 		},
-		Limits:   Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500},
+		Limits: Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500,
+			MaxHeaderBytes: 64 << 10, ReadTimeout: Duration(30 * time.Second)},
+		Auth:     Auth{FailureBurst: 20, FailureRefill: Duration(500 * time.Millisecond), MaxNetworks: 10_000},
 		Purposes: consent.DefaultPurposes(),
 		Retention: map[string]Duration{
 			"necessary":       Duration(30 * 24 * time.Hour),
@@ -521,6 +550,21 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Limits.MaxBatchEvents <= 0 {
 		c.Limits.MaxBatchEvents = d.Limits.MaxBatchEvents
+	}
+	if c.Limits.MaxHeaderBytes <= 0 {
+		c.Limits.MaxHeaderBytes = d.Limits.MaxHeaderBytes
+	}
+	if c.Limits.ReadTimeout <= 0 {
+		c.Limits.ReadTimeout = d.Limits.ReadTimeout
+	}
+	if c.Auth.FailureBurst <= 0 {
+		c.Auth.FailureBurst = d.Auth.FailureBurst
+	}
+	if c.Auth.FailureRefill <= 0 {
+		c.Auth.FailureRefill = d.Auth.FailureRefill
+	}
+	if c.Auth.MaxNetworks <= 0 {
+		c.Auth.MaxNetworks = d.Auth.MaxNetworks
 	}
 	if len(c.Purposes) == 0 {
 		c.Purposes = d.Purposes

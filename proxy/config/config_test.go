@@ -49,6 +49,9 @@ func TestExampleFileLoads(t *testing.T) {
 	if !reflect.DeepEqual(cfg.PluginRuntime, d.PluginRuntime) {
 		t.Errorf("example plugin_runtime differs from the defaults:\n%+v\n%+v", cfg.PluginRuntime, d.PluginRuntime)
 	}
+	if cfg.Limits != d.Limits || cfg.Auth != d.Auth {
+		t.Errorf("example limits or auth differ from the defaults:\n%+v %+v\n%+v %+v", cfg.Limits, cfg.Auth, d.Limits, d.Auth)
+	}
 }
 
 func TestEnvironmentOverrides(t *testing.T) {

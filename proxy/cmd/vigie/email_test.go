@@ -142,6 +142,7 @@ func TestEmailTokensCommand(t *testing.T) {
 // Signing from a data directory without a keyring warns: no server would
 // accept what it signs.
 func TestEmailTokensWarnsOnNewKeyring(t *testing.T) {
+	t.Chdir(t.TempDir()) // the trial master key goes there, not into the source tree
 	out, stderr, err := runTokens(t, "u\n", "--data-dir", t.TempDir()+"/fresh")
 	if err != nil || !strings.Contains(stderr, "created one") || len(readCSV(t, out)) != 2 {
 		t.Fatalf("err %v, stderr %q, out %q", err, stderr, out)

@@ -235,6 +235,7 @@ func TestEmailRewriteCommand(t *testing.T) {
 func TestStartOnFullDiskExitCode(t *testing.T) {
 	mnt := tmpfstest.Mount(t, 64<<20)
 	cmd := exec.Command(os.Args[0], "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(mnt, "data"))
+	cmd.Dir = t.TempDir() // the trial master key goes there, not into the source tree
 	cmd.Env = append(os.Environ(), "VIGIE_TEST_RUN_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
