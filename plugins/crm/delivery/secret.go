@@ -61,12 +61,17 @@ type SecretSource struct {
 	// File is the path of a file holding the secret; surrounding
 	// whitespace (a trailing newline) is trimmed.
 	File string `json:"file,omitempty"`
+	// Value is a secret set by code (tests, benchmarks); it cannot come
+	// from configuration. When set, Env and File are ignored.
+	Value Secret `json:"-"`
 }
 
 // Load reads the secret. Errors name the variable or the file, never the
 // value.
 func (s SecretSource) Load() (Secret, error) {
 	switch {
+	case !s.Value.IsZero():
+		return s.Value, nil
 	case s.Env != "" && s.File != "":
 		return Secret{}, fmt.Errorf("%w: give env or file, not both", ErrSecret)
 	case s.Env != "":
