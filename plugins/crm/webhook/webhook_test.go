@@ -158,7 +158,10 @@ func TestMessages(t *testing.T) {
 		{with(func(c *delivery.Change) { c.Kind = delivery.KindUnsubscribe }), `{"type":"contact.unsubscribed","timestamp":"2026-03-01T12:00:00.000Z","data":{"site":"shop","subject":"p_1","email":"jane@example.com"}}`},
 		{with(func(c *delivery.Change) { c.Kind = delivery.KindSegmentEntered; c.Segment = "hot-lead" }), `{"type":"segment.entered","timestamp":"2026-03-01T12:00:00.000Z","data":{"site":"shop","subject":"p_1","email":"jane@example.com","segment":"hot-lead"}}`},
 		{with(func(c *delivery.Change) { c.Kind = delivery.KindSegmentExited; c.Segment = "hot-lead"; c.Email = "" }), `{"type":"segment.exited","timestamp":"2026-03-01T12:00:00.000Z","data":{"site":"shop","subject":"p_1","segment":"hot-lead"}}`},
-		{with(func(c *delivery.Change) { c.Kind = delivery.KindConsentChanged; c.Purposes = []string{"analytics", "marketing"} }), `{"type":"consent.changed","timestamp":"2026-03-01T12:00:00.000Z","data":{"site":"shop","subject":"p_1","email":"jane@example.com","purposes":["analytics","marketing"]}}`},
+		{with(func(c *delivery.Change) {
+			c.Kind = delivery.KindConsentChanged
+			c.Purposes = []string{"analytics", "marketing"}
+		}), `{"type":"consent.changed","timestamp":"2026-03-01T12:00:00.000Z","data":{"site":"shop","subject":"p_1","email":"jane@example.com","purposes":["analytics","marketing"]}}`},
 	}
 	var changes []delivery.Change
 	for _, tt := range tests {
