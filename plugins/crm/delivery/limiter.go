@@ -142,8 +142,9 @@ func (l *Limiter) PauseUntil(t time.Time, reason string) {
 }
 
 // Observe adapts the limiter to a response's rate-limit headers: the
-// bucket's rate drops to Limit/Window when that is below the configured
-// rate (and returns to it when the destination allows more), and an
+// bucket's rate drops to Limit/Window (or, without a window length,
+// Remaining/Reset) when that is below the configured rate (and returns to
+// it when the destination allows more), and an
 // exhausted window holds requests until it resets (Reset, or a tenth of
 // Window when the destination gives no reset, as HubSpot's rolling
 // window).
@@ -160,8 +161,16 @@ func (l *Limiter) Observe(o Observation) {
 	if o.Reset > 0 {
 		l.state.ResetAt = now.Add(o.Reset)
 	}
-	if o.Limit > 0 && o.Window > 0 {
-		allowed := float64(o.Limit) / o.Window.Seconds()
+	allowed := -1.0
+	switch {
+	case o.Limit > 0 && o.Window > 0:
+		allowed = float64(o.Limit) / o.Window.Seconds()
+	case o.Remaining > 0 && o.Reset > 0:
+		// No window length (Brevo): spread what is left over what is
+		// left of the window.
+		allowed = float64(o.Remaining) / o.Reset.Seconds()
+	}
+	if allowed > 0 {
 		perSecond := min(l.configured.PerSecond, allowed)
 		if perSecond != l.state.PerSecond {
 			l.state.PerSecond = perSecond
