@@ -186,8 +186,8 @@ func TestSegmentLists(t *testing.T) {
 	}
 	creates := srv.Creates()
 	res := deliver(t, c,
-		change(delivery.KindSegmentEntered, 500, "x"), // not a contact: created in the list
-		change(delivery.KindSegmentEntered, 199, "x"), // already in: stays
+		change(delivery.KindSegmentEntered, 500, "x"),                                               // not a contact: created in the list
+		change(delivery.KindSegmentEntered, 199, "x"),                                               // already in: stays
 		change(delivery.KindSegmentEntered, 501, "x"), change(delivery.KindSegmentExited, 501, "x"), // last wins: out
 		change(delivery.KindSegmentExited, 198, "x"), upsert(198, "x"), // the later upsert wins: in
 		change(delivery.KindSegmentEntered, 502, "x"), change(delivery.KindDelete, 502, ""), // erased: moot
