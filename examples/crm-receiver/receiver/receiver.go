@@ -265,9 +265,14 @@ func (d *Dedup) forget(id string) {
 	delete(d.seen, id)
 }
 
-// reply writes a JSON error body.
+// reply writes a JSON body: {"error": msg}, or {"status": msg} for a
+// success.
 func reply(w http.ResponseWriter, status int, msg string) {
+	key := "error"
+	if status < 300 {
+		key = "status"
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	_ = json.NewEncoder(w).Encode(map[string]string{key: msg})
 }
