@@ -34,8 +34,8 @@ import (
 const (
 	// DefaultBaseURL is Brevo's API.
 	DefaultBaseURL = "https://api.brevo.com/v3"
-	// DefaultPerSecond is the contacts endpoints' general limit (10
-	// requests per second) less headroom.
+	// DefaultPerSecond is the contacts endpoints' limit (36 000
+	// requests per hour, about 10 per second) less headroom.
 	DefaultPerSecond = 9
 	// DefaultFolder holds the lists Vigie creates.
 	DefaultFolder = "Vigie"
