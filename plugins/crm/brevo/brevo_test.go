@@ -231,6 +231,13 @@ func TestBlacklistAndDelete(t *testing.T) {
 	if srv.Contacts() != 1 || !slices.Equal(srv.Deletes(), []string{email(2)}) {
 		t.Errorf("%d contacts, deletes %v", srv.Contacts(), srv.Deletes())
 	}
+	for _, route := range []string{brevotest.RouteDeleteContact, brevotest.RouteUpdateContact} {
+		for _, q := range srv.Queries(route) {
+			if q != "identifierType=email_id" {
+				t.Errorf("%s with query %q", route, q)
+			}
+		}
+	}
 	// In one batch, in order: upsert, erase, upsert again.
 	allDone(t, deliver(t, c, upsert(3), change(delivery.KindDelete, 3, ""), upsert(4), change(delivery.KindDelete, 4, ""), upsert(4)))
 	if _, ok := srv.Contact(email(3)); ok {

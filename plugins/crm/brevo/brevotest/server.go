@@ -73,6 +73,7 @@ type Server struct {
 	lists      map[int64]*List
 	deletes    []string
 	requests   map[string]int
+	queries    map[string][]string
 	inject     map[string][]Reply
 	delay      time.Duration
 	limit      int
@@ -94,7 +95,7 @@ func (s *Server) reset() {
 	s.contacts, s.creates, s.nextID = map[string]*Contact{}, 0, 100
 	s.attributes = maps.Clone(defaultAttributes)
 	s.folders, s.lists = map[int64]string{1: "Your first folder"}, map[int64]*List{2: {ID: 2, Name: "Your first list", FolderID: 1}}
-	s.deletes, s.requests, s.inject = nil, map[string]int{}, map[string][]Reply{}
+	s.deletes, s.requests, s.queries, s.inject = nil, map[string]int{}, map[string][]string{}, map[string][]Reply{}
 	s.invalid = map[string]bool{}
 	s.remaining, s.resetAt = s.limit, time.Now().Add(s.window)
 }
@@ -166,6 +167,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	key, param, param2 := route(r.Method, r.URL.EscapedPath())
 	s.requests[key]++
+	s.queries[key] = append(s.queries[key], r.URL.RawQuery)
 	if r.Header.Get("api-key") != s.APIKey {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "Key not found")
 		return
@@ -658,6 +660,14 @@ func (s *Server) Deletes() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.deletes)
+}
+
+// Queries are the raw query strings of the requests to a route, in
+// order.
+func (s *Server) Queries(route string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.queries[route])
 }
 
 // Requests counts requests by route key.
