@@ -65,8 +65,9 @@ type Config struct {
 	// Backoff is the delay before the n-th retry of a failed message (the
 	// last value repeats). Default 1s, 5s, 30s, 2m.
 	Backoff []time.Duration
-	// CallTimeout bounds one hook call; a plugin that does not answer in
-	// time is considered hung and restarted. Default 10s.
+	// CallTimeout bounds one hook call and one ping; a plugin that does
+	// not answer in time is considered hung, killed (SIGKILL) and
+	// restarted. Default 10s.
 	CallTimeout time.Duration
 	// BatchSize is the most events given to a plugin in one call.
 	// Default 100.

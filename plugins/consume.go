@@ -12,7 +12,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/storage"
 )
+
+// diskFullRedelay is how long a message waits before redelivery while the
+// store refuses writes for lack of disk space.
+const diskFullRedelay = 5 * time.Second
 
 // Headers of dead-letter and replayed messages.
 const (
@@ -204,6 +209,12 @@ func (c *consumer) settleOne(ctx context.Context, m jetstream.Msg, err error) {
 		// Deliver it again soon without counting it as a failure.
 		c.rt.recover(ctx, err)
 		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if errors.Is(err, storage.ErrDiskFull) {
+		// Profiles cannot be written until disk space is freed (the store
+		// logged it once): not the message's fault either.
+		_ = m.NakWithDelay(diskFullRedelay)
 		return
 	}
 	c.rt.metrics.errors.WithLabelValues(plugin).Inc()

@@ -38,6 +38,12 @@ import (
 func TestMain(m *testing.M) {
 	builtin.Register("flaky", func() { sdk.Serve(testplugins.Flaky()) })
 	builtin.Register("crm", func() { sdk.Serve(testplugins.CRM()) })
+	builtin.Register("recorder", func() {
+		// Enricher and segmenter only: the hang tests count what it does.
+		p := testplugins.Recorder()
+		p.Syncer = nil
+		sdk.Serve(p)
+	})
 	builtin.MaybeRun(os.Args)
 	os.Exit(m.Run())
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -34,6 +35,20 @@ const (
 	StateStopped    State = "stopped"
 )
 
+// Bounds of taking a plugin process down (see terminate).
+const (
+	// stopGrace is how long a plugin asked to shut down (go-plugin's
+	// graceful Kill) has before it is sent SIGKILL. A healthy plugin exits
+	// in milliseconds; go-plugin itself waits 2 s, but only once the
+	// plugin has answered the shutdown request, which a stopped or
+	// deadlocked one never does.
+	stopGrace = 2 * time.Second
+	// reapWait bounds the wait, after SIGKILL, for go-plugin to reap the
+	// process and end its goroutines (it reads the plugin's stdout and
+	// stderr to their end, which a grandchild holding them can delay).
+	reapWait = 5 * time.Second
+)
+
 // proc supervises one plugin process: it starts it, checks its manifest,
 // watches it (Exited, Ping) and restarts it with backoff when it crashes or
 // hangs. go-plugin itself never restarts a plugin.
@@ -43,12 +58,13 @@ type proc struct {
 	log  *slog.Logger
 	host *hostServices
 
-	crash  chan string // a call saw the process die or hang
+	crash  chan fault // a call saw the process die or hang
 	stderr *tail
 
 	mu       sync.Mutex
 	state    State
 	pc       *plugin.Client
+	process  *os.Process // pc's process, to SIGKILL it
 	client   *sdk.Client
 	manifest sdk.Manifest
 	ready    chan struct{} // closed while running; replaced when not
@@ -66,7 +82,7 @@ func newProc(rt *Runtime, spec Spec) *proc {
 	p := &proc{
 		rt: rt, spec: spec,
 		log:    rt.log.With("plugin", spec.Name),
-		crash:  make(chan string, 1),
+		crash:  make(chan fault, 1),
 		state:  StateStarting,
 		ready:  make(chan struct{}),
 		since:  time.Now(),
@@ -183,8 +199,11 @@ func (p *proc) start(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c, err := sdk.Connect(sctx, pc)
+	// Connect started cmd (go-plugin runs the exec.Cmd it is given), unless
+	// it failed before; it does not change after.
+	process := cmd.Process
 	if err != nil {
-		pc.Kill()
+		p.terminate(pc, process, false)
 		if errors.Is(err, sdk.ErrProtocolVersion) || errors.Is(err, plugin.ErrChecksumsDoNotMatch) ||
 			strings.Contains(err.Error(), "checksum") {
 			return fmt.Errorf("%w: %w", errPermanent, err)
@@ -193,20 +212,29 @@ func (p *proc) start(ctx context.Context) error {
 	}
 	m := c.Manifest()
 	if err := p.rt.checkManifest(p.spec, m); err != nil {
-		pc.Kill()
+		p.terminate(pc, process, false)
 		return fmt.Errorf("%w: %w", errPermanent, err)
 	}
 	if err := c.Configure(sctx, p.spec.Config); err != nil && !errors.Is(err, sdk.ErrNotImplemented) {
-		pc.Kill()
+		p.terminate(pc, process, false)
 		return fmt.Errorf("%w: configure: %w", errPermanent, err)
 	}
 	p.mu.Lock()
-	p.pc, p.client, p.manifest = pc, c, m
+	p.pc, p.process, p.client, p.manifest = pc, process, c, m
 	p.lastErr = ""
 	p.setStateLocked(StateRunning)
 	p.mu.Unlock()
 	p.log.Info("plugin started", "version", m.Version, "kinds", m.Kinds)
 	return nil
+}
+
+// fault is why a plugin process is taken down; the zero value is none.
+type fault struct {
+	reason string
+	// hung: a call or a ping got no answer within CallTimeout. The
+	// process is alive but not serving (deadlocked, stopped, swapping):
+	// it is SIGKILLed at once instead of being asked to shut down.
+	hung bool
 }
 
 // watch returns when the process exits, stops answering pings, a call
@@ -218,46 +246,52 @@ func (p *proc) watch(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case reason := <-p.crash:
-			p.noteCrash(reason)
-			p.kill()
+		case f := <-p.crash:
+			p.noteCrash(f.reason)
+			p.kill(f.hung)
 			return
 		case <-t.C:
-			if reason := p.check(); reason != "" {
-				p.noteCrash(reason)
-				p.kill()
+			if f := p.check(ctx); f.reason != "" {
+				p.noteCrash(f.reason)
+				p.kill(f.hung)
 				return
 			}
 		}
 	}
 }
 
-// check pings the process; it returns why it is unhealthy, or "".
-func (p *proc) check() string {
+// check pings the process; it returns why it is unhealthy, or no fault
+// (also when ctx is done first).
+func (p *proc) check(ctx context.Context) fault {
 	p.mu.Lock()
 	pc := p.pc
 	p.mu.Unlock()
 	if pc == nil {
-		return ""
+		return fault{}
 	}
 	if pc.Exited() {
-		return p.exitReason("plugin process exited")
+		return fault{reason: p.exitReason("plugin process exited")}
 	}
 	rpc, err := pc.Client()
 	if err != nil {
-		return "plugin connection lost: " + err.Error()
+		return fault{reason: "plugin connection lost: " + err.Error()}
 	}
+	// Ping has no deadline of its own; a ping left waiting on a hung
+	// process ends when the kill closes the connection.
 	done := make(chan error, 1)
 	go func() { done <- rpc.Ping() }()
+	t := time.NewTimer(p.rt.cfg.CallTimeout)
+	defer t.Stop()
 	select {
 	case err := <-done:
 		if err != nil {
-			return p.exitReason("plugin does not answer ping")
+			return fault{reason: p.exitReason("plugin does not answer ping")}
 		}
-	case <-time.After(p.rt.cfg.CallTimeout):
-		return "plugin does not answer ping (hung)"
+	case <-t.C:
+		return fault{reason: fmt.Sprintf("plugin did not answer a ping within %s (hung)", p.rt.cfg.CallTimeout), hung: true}
+	case <-ctx.Done():
 	}
-	return ""
+	return fault{}
 }
 
 // exitReason names why the process died, using its last stderr lines (a
@@ -282,20 +316,74 @@ func (p *proc) noteCrash(reason string) {
 	p.log.Warn("plugin crashed", "reason", reason, "consecutive", n)
 }
 
-// kill stops the process.
-func (p *proc) kill() {
+// kill takes the process down (see terminate); hung kills it outright.
+func (p *proc) kill(hung bool) {
 	p.mu.Lock()
-	pc := p.pc
-	p.pc, p.client = nil, nil
+	pc, process := p.pc, p.process
+	p.pc, p.process, p.client = nil, nil, nil
 	p.mu.Unlock()
 	if pc != nil {
-		pc.Kill()
+		p.terminate(pc, process, hung)
 	}
 }
 
-// stop kills the process and sets the final state.
+// terminate takes a plugin process down and returns once go-plugin has
+// reaped it, or after at most stopGrace+reapWait.
+//
+// go-plugin's Kill first asks the plugin to shut down over gRPC and waits
+// for the answer with no deadline, so on a hung process (stopped,
+// deadlocked) it would block until the process woke up. A hung process is
+// therefore sent SIGKILL first; Kill then only cleans up go-plugin's side
+// (the shutdown request fails with the connection, the process is reaped,
+// its goroutines end). Any other process (one that exited, or a healthy
+// one at shutdown) gets go-plugin's graceful Kill, and SIGKILL if it has
+// not exited within stopGrace.
+//
+// The signal goes through os.Process (a pidfd on Linux), so it can never
+// reach another process that reused the pid after go-plugin reaped this
+// one.
+func (p *proc) terminate(pc *plugin.Client, process *os.Process, hung bool) {
+	if hung {
+		p.sigkill(process)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pc.Kill()
+	}()
+	if !hung {
+		grace := time.NewTimer(stopGrace)
+		defer grace.Stop()
+		select {
+		case <-done:
+			return
+		case <-grace.C:
+		}
+		p.log.Warn("plugin did not stop within its grace period; killing it", "grace", stopGrace)
+		p.sigkill(process)
+	}
+	reap := time.NewTimer(reapWait)
+	defer reap.Stop()
+	select {
+	case <-done:
+	case <-reap.C:
+		p.log.Error("plugin process killed but not yet released by go-plugin", "waited", reapWait)
+	}
+}
+
+// sigkill sends SIGKILL to process (nil: never started).
+func (p *proc) sigkill(process *os.Process) {
+	if process == nil {
+		return
+	}
+	if err := process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		p.log.Warn("could not kill plugin process", "err", err)
+	}
+}
+
+// stop takes the process down and sets the final state.
 func (p *proc) stop(s State) {
-	p.kill()
+	p.kill(false)
 	p.mu.Lock()
 	p.setStateLocked(s)
 	p.mu.Unlock()
@@ -341,29 +429,29 @@ func (p *proc) call(ctx context.Context, fn func(context.Context, *sdk.Client) e
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", ErrNotRunning, ctx.Err())
 	}
-	var reason string
+	var f fault
 	if timedOut {
-		reason = fmt.Sprintf("plugin did not answer within %s (hung)", p.rt.cfg.CallTimeout)
-	} else if r := p.check(); r != "" {
-		reason = r
+		f = fault{reason: fmt.Sprintf("plugin did not answer within %s (hung)", p.rt.cfg.CallTimeout), hung: true}
+	} else {
+		f = p.check(ctx)
 	}
-	if reason == "" {
+	if f.reason == "" {
 		return err
 	}
-	if !timedOut {
+	if !f.hung {
 		// The process's last stderr lines (a Go panic) arrive a moment
 		// after the connection drops.
-		reason = "plugin process died"
+		f.reason = "plugin process died"
 		for i := 0; i < 50; i++ {
 			if line := p.stderr.panicSince(mark); line != "" {
-				reason += ": " + line
+				f.reason += ": " + line
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	select {
-	case p.crash <- reason:
+	case p.crash <- f:
 	default:
 	}
 	// Wait for the supervisor to take the process down so that the next
@@ -377,7 +465,7 @@ func (p *proc) call(ctx context.Context, fn func(context.Context, *sdk.Client) e
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return fmt.Errorf("%w: %s", ErrCrashed, reason)
+	return fmt.Errorf("%w: %s", ErrCrashed, f.reason)
 }
 
 // snapshot returns the fields shown by Status.

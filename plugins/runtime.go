@@ -437,7 +437,7 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 		rt.mu.Unlock()
 		rt.procStop()
 		for _, p := range rt.order {
-			p.kill()
+			p.kill(true) // past the deadline: no grace left
 		}
 		return fmt.Errorf("plugins: stop: %w", ctx.Err())
 	}

@@ -2,21 +2,31 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
 )
 
-// admin guards an admin handler with the bearer token (constant-time).
+// admin guards an admin handler with the bearer token (scheme
+// case-insensitive, token compared in constant time). A wrong token counts
+// against the client network's failure budget (authAdmit).
 func (s *Server) admin(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !s.authAdmit(w, r, authAdmin) {
+			return
+		}
+		hdr := r.Header.Get("Authorization")
+		tok, ok := authCredentials(hdr, "Bearer")
 		if !ok || !s.keyring.CheckAdminToken(tok) {
+			if hdr != "" {
+				s.authFailed(r, authAdmin)
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vigie-admin"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token", nil)
 			return
@@ -61,8 +71,13 @@ func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, next, err := s.store.Events(r.Context(), site, limit, r.URL.Query().Get("after"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_cursor", "after: "+err.Error(), nil)
+	switch {
+	case errors.Is(err, storage.ErrInvalidKey):
+		writeError(w, http.StatusBadRequest, "invalid_cursor", "after: not a cursor returned by this listing", nil)
+		return
+	case err != nil:
+		s.log.Error("listing events failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "events could not be read; retry later", nil)
 		return
 	}
 	events := make([]json.RawMessage, 0, len(raw))

@@ -15,23 +15,42 @@ import (
 	"github.com/vigie-dev/vigie/proxy/email"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/storage"
 )
 
-// EmailSigner returns the signer of e-mail tracking tokens for a keyring:
-// it signs with the active pseudonymization key's derived e-mail key and
-// verifies with any key of the keyring (so rotation keeps old e-mails
-// working until the key is retired).
+// EmailSigner returns the signer of e-mail tracking tokens and recipient
+// values for a keyring: it signs with the active pseudonymization key's
+// derived e-mail keys and verifies with any key not retired (so rotation
+// keeps old e-mails working; retiring a key — say, because it leaked —
+// stops its links redirecting and its recipient values identifying
+// anyone).
 func EmailSigner(kr *keyring.Keyring) (*email.Signer, error) {
 	active := kr.Active()
 	if len(active) == 0 {
 		return nil, errors.New("proxy: keyring has no active key")
 	}
-	keys := make([]email.Key, 0, len(kr.Keys))
-	for _, k := range kr.Keys {
+	keys := make([]email.Key, 0, len(active))
+	for _, k := range active {
 		keys = append(keys, email.Key{ID: k.ID, Secret: k.Secret})
 	}
 	return email.NewSigner(keys, active[0].ID)
+}
+
+// RecipientPseudonymizer returns the function giving a user id's recipient
+// pseudonym on a site under kr's active key: the pseudonym identify's
+// userId gets on a server running with kr. Tools that work from the data
+// directory (`vigie email rewrite`, `vigie email tokens`) use it.
+func RecipientPseudonymizer(kr *keyring.Keyring) (func(site, userID string) string, error) {
+	var keys []pseudonymize.Key
+	for _, k := range kr.Active() {
+		keys = append(keys, pseudonymize.Key{ID: k.ID, Secret: k.Secret})
+	}
+	ps, err := pseudonymize.New(pseudonymize.Config{Keys: keys})
+	if err != nil {
+		return nil, err
+	}
+	return func(site, userID string) string { return ps.ID(site, pseudonymize.UserID, userID) }, nil
 }
 
 // startEmail builds the e-mail open/click handler.
@@ -45,12 +64,6 @@ func (s *Server) startEmail() error {
 		Signer:   signer,
 		Recorder: emailRecorder{s},
 		Consent:  emailRecorder{s},
-		Pseudonymize: func(site, raw string) string {
-			if st := s.byID[site]; st != nil && raw != "" {
-				return st.pipe.UserPseudonym(raw)
-			}
-			return ""
-		},
 		ClientIP: func(r *http.Request) netip.Addr {
 			a, _ := netip.ParseAddr(s.clientIP(r))
 			return a
@@ -102,6 +115,12 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 		return nil
 	}
 	_, err := e.s.store.Append(ctx, []storage.Record{res.Record})
+	if errors.Is(err, storage.ErrDiskFull) {
+		// The recipient still gets the pixel or the redirect; the store
+		// logged the state once, so this hit is only counted.
+		e.s.metrics.rejected.WithLabelValues("disk_full").Inc()
+		return nil
+	}
 	return err
 }
 
@@ -132,10 +151,7 @@ const maxRecipients = 1000
 // link wrapped, per recipient or with a merge tag.
 func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 	var req rewriteRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, email.MaxHTMLSize+64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_json", "body: "+err.Error(), nil)
+	if !decodeAdminJSON(w, r, email.MaxHTMLSize+64<<10, &req) {
 		return
 	}
 	st := s.byID[req.Site]
@@ -179,21 +195,16 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 		opt.SentAt = t
 	}
 	if req.ExpiresIn != "" {
-		d, err := config.ParseDuration(req.ExpiresIn)
-		if err != nil || d <= 0 {
+		var ok bool
+		if opt.Expires, ok = expiresIn(req.ExpiresIn, opt.SentAt); !ok {
 			bad("expires_in", "must be a positive duration such as 90d")
 			return
 		}
-		base := opt.SentAt
-		if base.IsZero() {
-			base = time.Now()
-		}
-		opt.Expires = base.Add(d)
 	}
 	if req.MergeTag != "" {
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
-			bad("html", err.Error())
+			bad(rewriteProblem(err))
 			return
 		}
 		writeHTMLJSON(w, map[string]any{"html": string(res.HTML), "links": res.Links})
@@ -206,19 +217,130 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]message, 0, len(req.Recipients))
 	for i, rcpt := range req.Recipients {
-		if strings.TrimSpace(rcpt) == "" {
-			bad(fmt.Sprintf("recipients[%d]", i), "empty user id")
+		if p := email.UserIDProblem(rcpt); p != "" {
+			bad(fmt.Sprintf("recipients[%d]", i), p)
 			return
 		}
 		opt.Recipient = st.pipe.UserPseudonym(rcpt)
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
-			bad("html", err.Error())
+			bad(rewriteProblem(err))
 			return
 		}
 		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links})
 	}
 	writeHTMLJSON(w, map[string]any{"messages": out})
+}
+
+// expiresIn is from (now if zero) plus the duration s ("90d"); false if s
+// is not a positive duration.
+func expiresIn(s string, from time.Time) (time.Time, bool) {
+	d, err := config.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, false
+	}
+	if from.IsZero() {
+		from = time.Now()
+	}
+	return from.Add(d), true
+}
+
+// tokensRequest is the body of POST /admin/v1/email/tokens.
+type tokensRequest struct {
+	Site string `json:"site"`
+	// UserIDs are the recipients' user ids (as identify's userId), at most
+	// maxTokenIDs.
+	UserIDs []string `json:"user_ids"`
+	// ExpiresIn stops the values identifying anyone after this long (e.g.
+	// 365d); optional, default never.
+	ExpiresIn string `json:"expires_in"`
+}
+
+// tokensResponse answers POST /admin/v1/email/tokens.
+type tokensResponse struct {
+	Tokens []recipientToken `json:"tokens"`
+	// ExpiresAt is when the values stop identifying anyone (RFC 3339);
+	// absent for no expiry.
+	ExpiresAt string `json:"expires_at,omitempty"`
+}
+
+// recipientToken is one row of tokensResponse, named like the columns of
+// `vigie email tokens`.
+type recipientToken struct {
+	UserID     string `json:"user_id"`
+	VigieToken string `json:"vigie_token"`
+}
+
+// maxTokenIDs bounds one tokens request; tokensBodyLimit its body.
+const (
+	maxTokenIDs     = 10000
+	tokensBodyLimit = 4 << 20
+)
+
+// handleEmailTokens makes each recipient's signed value, for the ESP to
+// keep as a contact attribute and substitute in merge-tag campaigns.
+func (s *Server) handleEmailTokens(w http.ResponseWriter, r *http.Request) {
+	var req tokensRequest
+	if !decodeAdminJSON(w, r, tokensBodyLimit, &req) {
+		return
+	}
+	st := s.byID[req.Site]
+	if st == nil {
+		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
+		return
+	}
+	bad := func(field, msg string) {
+		writeJSON(w, http.StatusBadRequest, apiError{Code: "invalid_request", Error: field + ": " + msg, Field: field})
+	}
+	switch {
+	case len(req.UserIDs) == 0:
+		bad("user_ids", "give at least one user id")
+		return
+	case len(req.UserIDs) > maxTokenIDs:
+		bad("user_ids", fmt.Sprintf("at most %d per request", maxTokenIDs))
+		return
+	}
+	for i, id := range req.UserIDs {
+		if p := email.UserIDProblem(id); p != "" {
+			bad(fmt.Sprintf("user_ids[%d]", i), p)
+			return
+		}
+	}
+	var res tokensResponse
+	var expires time.Time
+	if req.ExpiresIn != "" {
+		var ok bool
+		if expires, ok = expiresIn(req.ExpiresIn, time.Time{}); !ok {
+			bad("expires_in", "must be a positive duration such as 365d")
+			return
+		}
+		expires = expires.Truncate(time.Second)
+		res.ExpiresAt = expires.UTC().Format(time.RFC3339)
+	}
+	vals, err := s.emailSigner.SignRecipients(st.cfg.ID, req.UserIDs, st.pipe.UserPseudonym, expires)
+	if err != nil {
+		s.log.Error("email: signing recipient values failed", "site", st.cfg.ID, "error", err)
+		writeError(w, http.StatusInternalServerError, "internal", "recipient values could not be made", nil)
+		return
+	}
+	res.Tokens = make([]recipientToken, len(vals))
+	for i, v := range vals {
+		res.Tokens[i] = recipientToken{UserID: req.UserIDs[i], VigieToken: v}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// rewriteProblem names, in the request's terms, why email.Rewrite refused
+// its options (its errors name Go fields).
+func rewriteProblem(err error) (field, msg string) {
+	switch s := err.Error(); {
+	case strings.Contains(s, "Base"):
+		return "base_url", "must be an absolute http(s) URL without query or fragment"
+	case strings.Contains(s, "MergeTag"):
+		return "merge_tag", "has characters that cannot go in a URL attribute"
+	default:
+		return "html", "could not be rewritten"
+	}
 }
 
 // writeHTMLJSON answers 200 with v as JSON, HTML left readable (not

@@ -1,16 +1,20 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -33,16 +37,16 @@ var batchRoutes = []string{"batch", "import", "b"}
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for route, typ := range eventRoutes {
-		mux.Handle("POST /v1/"+route, s.cors(s.handleEvent(typ, "/v1/"+route)))
+		mux.Handle("POST /v1/"+route, s.cors(s.diskGuard(s.handleEvent(typ, "/v1/"+route))))
 		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
 	}
 	for _, route := range batchRoutes {
-		mux.Handle("POST /v1/"+route, s.cors(s.handleBatch("/v1/"+route)))
+		mux.Handle("POST /v1/"+route, s.cors(s.diskGuard(s.handleBatch("/v1/"+route))))
 		mux.Handle("OPTIONS /v1/"+route, s.cors(nil))
 	}
 	mux.Handle("GET /v1/projects/{writeKey}/settings", s.cors(http.HandlerFunc(s.handleSettings)))
 	mux.Handle("OPTIONS /v1/projects/{writeKey}/settings", s.cors(nil))
-	mux.HandleFunc("GET /v1/p.gif", s.handlePixel)
+	mux.Handle("GET /v1/p.gif", s.diskGuard(http.HandlerFunc(s.handlePixel)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -58,6 +62,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /e/o/{token}", s.email.ServeOpen)
 	mux.HandleFunc("GET /e/c/{token}", s.email.ServeClick)
 	mux.Handle("POST /admin/v1/email/rewrite", s.admin(s.handleEmailRewrite))
+	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}
@@ -69,7 +74,47 @@ func (s *Server) routes() http.Handler {
 		}
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
-	return mux
+	return s.guard(mux)
+}
+
+// headerHardCap is how many times Limits.MaxHeaderBytes net/http itself
+// accepts (http.Server.MaxHeaderBytes): requests between the two get
+// guard's JSON 431; only larger ones get net/http's plain-text 431.
+const headerHardCap = 4
+
+// guard answers, in JSON, what net/http would otherwise answer itself or
+// leave to the mux's empty answers: headers over Limits.MaxHeaderBytes
+// (431) and a request target of "*" (400).
+func (s *Server) guard(next http.Handler) http.Handler {
+	limit := s.cfg.Limits.MaxHeaderBytes
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if headerBytes(r) > limit {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
+				"the request line and headers are larger than "+strconv.Itoa(limit)+" bytes", nil)
+			return
+		}
+		if r.RequestURI == "*" {
+			writeError(w, http.StatusBadRequest, "bad_request_target", "the request target must be a path", nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// headerBytes is the size of r's request line and headers as sent
+// (HTTP/1.1 framing), which is what net/http's MaxHeaderBytes bounds.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 // "M U P\r\n"
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
 }
 
 // knownMethods returns the methods served on path, for 405 answers.
@@ -155,10 +200,39 @@ func (s *Server) cors(next http.Handler) http.Handler {
 	})
 }
 
-// resolveSite finds the site of writeKey and checks the request's Origin
-// against it; on failure it has already answered.
+// authCredentials returns the credentials of an Authorization header
+// value h of the given scheme, which is compared case-insensitively (RFC
+// 7235); spaces around the credentials are ignored.
+func authCredentials(h, scheme string) (string, bool) {
+	h = strings.TrimLeft(h, " \t")
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) || (h[len(scheme)] != ' ' && h[len(scheme)] != '\t') {
+		return "", false
+	}
+	return strings.Trim(h[len(scheme):], " \t"), true
+}
+
+// basicUser is the user of a Basic Authorization header (the write key of
+// Segment's clients), padded base64 or not.
+func basicUser(r *http.Request) (string, bool) {
+	c, ok := authCredentials(r.Header.Get("Authorization"), "Basic")
+	if !ok {
+		return "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(c)
+	if err != nil {
+		if raw, err = base64.RawStdEncoding.DecodeString(c); err != nil {
+			return "", false
+		}
+	}
+	user, _, _ := strings.Cut(string(raw), ":")
+	return user, user != ""
+}
+
+// resolveSite finds the site of writeKey (or the Basic auth user) and
+// checks the request's Origin against it; on failure it has already
+// answered. The caller has called authAdmit.
 func (s *Server) resolveSite(w http.ResponseWriter, r *http.Request, writeKey string) *site {
-	if u, _, ok := r.BasicAuth(); ok && u != "" {
+	if u, ok := basicUser(r); ok {
 		writeKey = u
 	}
 	if writeKey == "" {
@@ -169,6 +243,7 @@ func (s *Server) resolveSite(w http.ResponseWriter, r *http.Request, writeKey st
 	st, ok := s.byKey[writeKey]
 	if !ok {
 		s.metrics.rejected.WithLabelValues("write_key").Inc()
+		s.authFailed(r, authWriteKey)
 		writeError(w, http.StatusUnauthorized, "unknown_write_key", "unknown write key", nil)
 		return nil
 	}
@@ -180,24 +255,129 @@ func (s *Server) resolveSite(w http.ResponseWriter, r *http.Request, writeKey st
 	return st
 }
 
-// readBody reads the request body and answers the error itself.
+// readBody reads the request body and answers the error itself, in the
+// client's terms (collect.Describe): a read error's own text names socket
+// addresses and is never sent.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, func(), bool) {
 	body, release, err := collect.ReadBody(r, int64(max))
 	if err == nil {
 		return body, release, true
 	}
+	code, kind, reason := http.StatusBadRequest, "unreadable_body", "body"
 	switch {
 	case errors.Is(err, collect.ErrTooLarge):
-		s.metrics.rejected.WithLabelValues("too_large").Inc()
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "body is larger than "+strconv.Itoa(max)+" bytes (decompressed)", err)
+		code, kind, reason = http.StatusRequestEntityTooLarge, "too_large", "too_large"
 	case errors.Is(err, collect.ErrUnsupportedEncoding):
-		s.metrics.rejected.WithLabelValues("encoding").Inc()
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported_encoding", err.Error(), err)
-	default:
-		s.metrics.rejected.WithLabelValues("body").Inc()
-		writeError(w, http.StatusBadRequest, "unreadable_body", "could not read the body: "+err.Error(), err)
+		code, kind, reason = http.StatusUnsupportedMediaType, "unsupported_encoding", "encoding"
+	case errors.Is(err, collect.ErrCorruptEncoding):
+		kind, reason = "bad_encoding", "encoding"
+	case errors.Is(err, collect.ErrBodyTimeout):
+		code, kind = http.StatusRequestTimeout, "body_timeout"
+		w.Header().Set("Connection", "close")
+	case errors.Is(err, collect.ErrIncompleteBody) && r.ContentLength > 0:
+		kind = "bad_content_length"
+	case errors.Is(err, collect.ErrIncompleteBody):
+		kind = "incomplete_body"
 	}
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	writeError(w, code, kind, collect.Describe(err), err)
 	return nil, nil, false
+}
+
+// decodeAdminJSON reads an admin request's JSON body (at most limit
+// bytes, UTF-8, one JSON object, no unknown fields) into v, or answers the
+// problem in the client's terms (jsonBodyProblem) and returns false.
+func decodeAdminJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil && !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, "malformed_json", "body is not valid UTF-8", nil)
+		return false
+	}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err = dec.Decode(v); err == nil && dec.More() {
+			writeError(w, http.StatusBadRequest, "malformed_json", "body has data after its JSON object", nil)
+			return false
+		}
+	}
+	if err == nil {
+		return true
+	}
+	code, kind, field, msg := jsonBodyProblem(err)
+	writeJSON(w, code, apiError{Code: kind, Error: msg, Field: field})
+	return false
+}
+
+// jsonKind names a Go type the way a JSON client knows it.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "list of " + jsonKind(t.Elem()) + "s"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "number"
+}
+
+// jsonBodyProblem describes an encoding/json Decode error of a request
+// body (admin API) in the client's terms: its status, code, field and
+// message. encoding/json's own texts name Go types and struct fields, and a
+// read error's names socket addresses.
+func jsonBodyProblem(err error) (code int, kind, field, msg string) {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		mbe *http.MaxBytesError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(err, &syn):
+		return http.StatusBadRequest, "malformed_json", "", "body is not valid JSON (at byte " + strconv.FormatInt(syn.Offset, 10) + ")"
+	case errors.Is(err, io.EOF):
+		return http.StatusBadRequest, "malformed_json", "", "body is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return http.StatusBadRequest, "malformed_json", "", "body is not valid JSON: it ends too early"
+	case errors.As(err, &typ) && typ.Field != "":
+		return http.StatusBadRequest, "invalid_request", typ.Field, typ.Field + ": must be a " + jsonKind(typ.Type)
+	case errors.As(err, &typ):
+		return http.StatusBadRequest, "invalid_request", "", "body must be a JSON object"
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "too_large", "", "body is larger than the " + strconv.FormatInt(mbe.Limit, 10) + "-byte limit"
+	case errors.As(err, &ne) && ne.Timeout():
+		return http.StatusRequestTimeout, "body_timeout", "", "body was not fully received within the time allowed"
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if name, uerr := strconv.Unquote(name); uerr == nil && len(name) <= 64 {
+			return http.StatusBadRequest, "invalid_request", name, name + ": unknown field"
+		}
+	}
+	return http.StatusBadRequest, "unreadable_body", "", "body could not be received"
+}
+
+// decodeFailed answers a body that collect could not decode at all.
+func (s *Server) decodeFailed(w http.ResponseWriter, err error, invalid string) {
+	code, kind := http.StatusBadRequest, invalid
+	switch {
+	case errors.Is(err, collect.ErrMalformedJSON):
+		kind = "malformed_json"
+	case errors.Is(err, collect.ErrTooManyEvents):
+		kind = "too_many_events"
+	case errors.Is(err, collect.ErrTooLarge):
+		code, kind = http.StatusRequestEntityTooLarge, "too_large"
+	}
+	reason := kind
+	if kind == invalid || kind == "malformed_json" {
+		reason = "malformed"
+	}
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	writeError(w, code, kind, collect.Describe(err), err)
 }
 
 // request builds the pipeline's view of r. The User-Agent header describes
@@ -221,6 +401,9 @@ func (s *Server) request(r *http.Request, st *site, source string, now time.Time
 func (s *Server) handleEvent(typ, route string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if !s.authAdmit(w, r, authWriteKey) {
+			return
+		}
 		body, release, ok := s.readBody(w, r, s.cfg.Limits.MaxEventBytes)
 		if !ok {
 			return
@@ -229,8 +412,7 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 		// DecodeMessage validates too (Segment's required fields).
 		msg, err := collect.DecodeMessage(body, typ)
 		if err != nil {
-			s.metrics.rejected.WithLabelValues("malformed").Inc()
-			writeError(w, http.StatusBadRequest, "invalid_event", err.Error(), err)
+			s.decodeFailed(w, err, "invalid_event")
 			return
 		}
 		st := s.resolveSite(w, r, msg.WriteKey)
@@ -258,6 +440,9 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 func (s *Server) handleBatch(route string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if !s.authAdmit(w, r, authWriteKey) {
+			return
+		}
 		body, release, ok := s.readBody(w, r, s.cfg.Limits.MaxBatchBytes)
 		if !ok {
 			return
@@ -265,14 +450,7 @@ func (s *Server) handleBatch(route string) http.Handler {
 		defer release()
 		b, err := collect.DecodeBatch(body, s.cfg.Limits.MaxBatchEvents, s.cfg.Limits.MaxEventBytes)
 		if err != nil {
-			code, kind := http.StatusBadRequest, "invalid_batch"
-			if errors.Is(err, collect.ErrTooManyEvents) {
-				kind = "too_many_events"
-			} else if errors.Is(err, collect.ErrTooLarge) {
-				code, kind = http.StatusRequestEntityTooLarge, "too_large"
-			}
-			s.metrics.rejected.WithLabelValues(kind).Inc()
-			writeError(w, code, kind, err.Error(), err)
+			s.decodeFailed(w, err, "invalid_batch")
 			return
 		}
 		wk := b.WriteKey
@@ -298,7 +476,8 @@ func (s *Server) handleBatch(route string) http.Handler {
 			m := &b.Messages[i]
 			s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 			if m.WriteKey != "" && s.byKey[m.WriteKey] != st {
-				rejected = append(rejected, toItemError(m.Index, m.MessageID, errors.New("writeKey: belongs to another site or is unknown")))
+				rejected = append(rejected, toItemError(m.Index, m.MessageID, &collect.FieldError{
+					Field: "batch[" + strconv.Itoa(m.Index) + "].writeKey", Problem: "belongs to another site or is unknown"}))
 				continue
 			}
 			msgs = append(msgs, m)
@@ -324,7 +503,7 @@ func (s *Server) handleBatch(route string) http.Handler {
 // toItemError describes one rejected batch event; the index is the event's
 // position in the request's batch array.
 func toItemError(i int, messageID string, err error) itemError {
-	ie := itemError{Index: i, MessageID: messageID, Error: err.Error()}
+	ie := itemError{Index: i, MessageID: messageID, Error: collect.Describe(err)}
 	var fe *collect.FieldError
 	if errors.As(err, &fe) {
 		ie.Field = fe.Field
@@ -339,6 +518,10 @@ func (s *Server) storeFailed(w http.ResponseWriter, err error, what string) {
 		s.metrics.rejected.WithLabelValues("outbox_full").Inc()
 		w.Header().Set("Retry-After", "30")
 		writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
+		return
+	}
+	if errors.Is(err, storage.ErrDiskFull) {
+		s.refuseDiskFull(w)
 		return
 	}
 	s.log.Error("storing failed", "what", what, "err", err)
@@ -418,8 +601,12 @@ func (s *Server) isTrusted(a netip.Addr) bool {
 // handleSettings answers analytics-next's settings request with a minimal
 // document that sends everything to this host.
 func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
+	if !s.authAdmit(w, r, authWriteKey) {
+		return
+	}
 	wk := r.PathValue("writeKey")
 	if _, ok := s.byKey[wk]; !ok {
+		s.authFailed(r, authWriteKey)
 		writeError(w, http.StatusNotFound, "unknown_write_key", "unknown write key", nil)
 		return
 	}
@@ -449,6 +636,13 @@ func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+		return
+	}
+	if d := s.store.Disk(); d.Full {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			"status": "not ready", "reason": "disk_full",
+			"free_bytes": d.FreeBytes, "min_free_bytes": d.MinFreeBytes, "resume_at_bytes": d.ResumeBytes,
+		})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

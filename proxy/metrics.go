@@ -16,6 +16,10 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	bots      *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	// authFailures counts wrong credentials, per kind (write_key, admin);
+	// authThrottled the attempts answered 429 for too many of them.
+	authFailures  *prometheus.CounterVec
+	authThrottled *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -44,8 +48,14 @@ func newMetrics() *metrics {
 			Help:    "Time from request to durable commit, per route.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_auth_failures_total", Help: "Failed authentications (unknown write key, wrong admin token), per kind.",
+		}, []string{"kind"}),
+		authThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_auth_throttled_total", Help: "Authentication attempts answered 429 because their network had too many failures, per kind.",
+		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.received, m.accepted, m.rejected, m.duplicate, m.decisions, m.bots, m.latency,
+	m.reg.MustRegister(m.received, m.accepted, m.rejected, m.duplicate, m.decisions, m.bots, m.latency, m.authFailures, m.authThrottled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -19,6 +19,9 @@ import (
 // consent.FromPixel). It answers a 1×1 GIF that is never cached.
 func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if !s.authAdmit(w, r, authWriteKey) {
+		return
+	}
 	q := r.URL.Query()
 	wk := q.Get("k")
 	if wk == "" {
@@ -37,7 +40,8 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	if c := q.Get("consent"); c != "" {
 		if _, err := consent.FromPixel(c); err != nil {
 			s.metrics.rejected.WithLabelValues("invalid").Inc()
-			writeError(w, http.StatusBadRequest, "invalid_consent", "consent: "+err.Error(), err)
+			writeError(w, http.StatusBadRequest, "invalid_consent",
+				"consent: must be comma-separated purposes, each optionally followed by :0 or :1 (or none, all)", err)
 			return
 		}
 	}

@@ -39,6 +39,10 @@ import (
 	"github.com/vigie-dev/vigie/storage"
 )
 
+// answerTimeout is how long a request may take to be stored and answered
+// once its body is read.
+const answerTimeout = 30 * time.Second
+
 // Version is the build's version, set with -ldflags "-X github.com/vigie-dev/vigie/proxy.Version=…".
 var Version = "0.1.0-dev"
 
@@ -74,6 +78,7 @@ type Server struct {
 	byID        map[string]*site
 	allOrigins  []originPattern
 	trusted     []netip.Prefix
+	authLim     *authLimiter
 	metrics     *metrics
 
 	httpSrv  *http.Server
@@ -83,6 +88,10 @@ type Server struct {
 	ready    atomic.Bool
 	shutOnce sync.Once
 	shutErr  error
+
+	// newAdminToken is the admin token Start generated, until
+	// NewAdminToken hands it out.
+	newAdminToken atomic.Pointer[string]
 }
 
 // New validates cfg and returns a server that has not started.
@@ -104,6 +113,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	defs, err := checkPlugins(cfg.Plugins)
 	if err != nil {
 		return nil, err
+	}
+	if s.authLim, err = newAuthLimiter(cfg.Auth); err != nil {
+		return nil, fmt.Errorf("%w: auth: %v", config.ErrInvalid, err)
 	}
 	s.segmentDefs = defs
 	for _, sc := range cfg.Sites {
@@ -132,20 +144,30 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.closeBackends()
 		}
 	}()
-	kr, created, err := keyring.Open(s.cfg.DataDir)
+	kr, opened, err := OpenKeyring(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
 	}
-	s.keyring, s.firstStart = kr, created
+	s.keyring, s.firstStart = kr, opened.Created
+	if opened.AdminToken != "" {
+		s.newAdminToken.Store(&opened.AdminToken)
+	}
 
+	jsDir := filepath.Join(s.cfg.DataDir, "jetstream")
+	var watch []string
+	if s.cfg.NATS.URL == "" {
+		watch = append(watch, jsDir) // the embedded JetStream store shares the reserve
+	}
 	s.store, err = storage.Open(storage.Config{
-		Dir:         filepath.Join(s.cfg.DataDir, "badger"),
-		SyncWrites:  s.cfg.Storage.SyncWrites,
-		DedupWindow: time.Duration(s.cfg.Storage.DedupWindow),
-		MaxOutbox:   s.cfg.Storage.MaxOutbox,
-		ProfileTTL:  time.Duration(s.cfg.PluginRuntime.ProfileTTL),
-		VaultKey:    kr.VaultKey,
-		Logger:      s.log.With("component", "storage"),
+		Dir:          filepath.Join(s.cfg.DataDir, "badger"),
+		SyncWrites:   s.cfg.Storage.SyncWrites,
+		DedupWindow:  time.Duration(s.cfg.Storage.DedupWindow),
+		MaxOutbox:    s.cfg.Storage.MaxOutbox,
+		MinFreeBytes: s.cfg.Storage.MinFreeBytes,
+		WatchDirs:    watch,
+		ProfileTTL:   time.Duration(s.cfg.PluginRuntime.ProfileTTL),
+		VaultKey:     kr.VaultKey,
+		Logger:       s.log.With("component", "storage"),
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
@@ -194,7 +216,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	n := s.cfg.NATS
 	s.bus, err = bus.New(bus.Config{
-		URL: n.URL, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), Listen: n.Listen,
+		URL: n.URL, StoreDir: jsDir, Listen: n.Listen,
 		CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
 		TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
 		Streams: s.streamSettings(), SyncInterval: n.SyncInterval,
@@ -206,8 +228,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.bus.Start(ctx); err != nil {
 		return err
 	}
+	var outbox bus.Outbox = s.store
+	if n.URL == "" {
+		outbox = diskGatedOutbox{s.store}
+	}
 	s.pub, err = bus.NewPublisher(bus.PublisherConfig{
-		Bus: s.bus, Outbox: s.store, MaxInFlight: n.MaxInFlight,
+		Bus: s.bus, Outbox: outbox, MaxInFlight: n.MaxInFlight,
 		Logger: s.log.With("component", "publisher"),
 	})
 	if err != nil {
@@ -234,19 +260,26 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		func() float64 { return float64(s.pub.Published()) })
 	s.metrics.counterFunc("vigie_publish_errors_total", "Failed JetStream publish attempts.",
 		func() float64 { return float64(s.pub.Failures()) })
+	s.registerDiskMetrics()
 
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("proxy: listen: %w", err)
 	}
 	s.ln = ln
+	readTimeout := time.Duration(s.cfg.Limits.ReadTimeout)
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: min(10*time.Second, readTimeout),
+		ReadTimeout:       readTimeout,
+		// Counted from the end of the headers: the body's time to arrive,
+		// then answerTimeout to store it and answer (a 408 for a body
+		// that did not arrive must still go out).
+		WriteTimeout: readTimeout + answerTimeout,
+		IdleTimeout:  120 * time.Second,
+		// guard answers JSON 431 above Limits.MaxHeaderBytes; net/http's
+		// own plain-text 431 only above headerHardCap times that.
+		MaxHeaderBytes: headerHardCap * s.cfg.Limits.MaxHeaderBytes,
 		// net/http names the client's address in some messages ("http:
 		// panic serving 203.0.113.9:5555"): addresses are redacted.
 		ErrorLog: log.New(redactIPs{h: s.log.Handler()}, "", 0),
@@ -379,12 +412,15 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// AdminToken is the admin API's bearer token ("" before Start).
-func (s *Server) AdminToken() string {
-	if s.keyring == nil {
-		return ""
+// NewAdminToken returns, once, the admin token Start generated for a new
+// keyring, to be shown to the operator; "" when none was generated (the
+// keyring existed, or the token was chosen) and on every later call. The
+// keyring keeps only its hash.
+func (s *Server) NewAdminToken() string {
+	if p := s.newAdminToken.Swap(nil); p != nil {
+		return *p
 	}
-	return s.keyring.AdminToken
+	return ""
 }
 
 // FirstStart reports whether Start created the keyring (a new data dir).

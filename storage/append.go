@@ -71,7 +71,9 @@ type item struct {
 // stored. Append returns after the commit; ctx only cancels the wait, after
 // which the records may still be committed and are read until then, so the
 // caller must not modify recs. On error, some records may have been
-// committed; retrying is safe when they carry dedup keys.
+// committed; retrying is safe when they carry dedup keys. While the disk is
+// short of space (Config.MinFreeBytes) it returns ErrDiskFull and writes
+// nothing.
 func (s *Store) Append(ctx context.Context, recs []Record) (dups []bool, err error) {
 	if len(recs) == 0 {
 		return nil, nil
@@ -80,6 +82,9 @@ func (s *Store) Append(ctx context.Context, recs []Record) (dups []bool, err err
 		if err := validateRecord(&recs[i]); err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
+	}
+	if err := s.disk.room(); err != nil {
+		return nil, err
 	}
 	n := int64(len(recs))
 	if s.outboxInUse.Add(n)+s.outboxLen.Load() > s.cfg.MaxOutbox {
@@ -189,9 +194,16 @@ func (s *Store) commitLoop() {
 				items = append(items, item{r, i})
 			}
 		}
-		for pos := 0; pos < len(items); {
-			end := min(pos+s.cfg.MaxGroup, len(items))
-			pos += s.commitChunk(items[pos:end])
+		if err := s.disk.room(); err != nil {
+			// The disk filled up while these waited: refuse them too.
+			for _, r := range group {
+				r.setErr(err)
+			}
+		} else {
+			for pos := 0; pos < len(items); {
+				end := min(pos+s.cfg.MaxGroup, len(items))
+				pos += s.commitChunk(items[pos:end])
+			}
 		}
 		for _, r := range group {
 			s.outboxInUse.Add(-int64(len(r.recs)))
@@ -224,7 +236,7 @@ func (s *Store) commitChunk(items []item) int {
 		s.ents = s.ents[:0]
 		seq := s.nextSeq
 		now := time.Now()
-		added, stored, dups := 0, 0, 0
+		added, stored, dups, size := 0, 0, 0, 0
 		tooBig := false
 		for added < len(items) {
 			it := items[added]
@@ -242,6 +254,7 @@ func (s *Store) commitChunk(items []item) int {
 				stored++
 			}
 			it.req.dups[it.i] = dup
+			size += len(it.req.recs[it.i].Data) + len(it.req.recs[it.i].Vault)
 			added++
 		}
 		if tooBig {
@@ -262,6 +275,7 @@ func (s *Store) commitChunk(items []item) int {
 			return added
 		}
 		s.nextSeq = seq
+		s.disk.wrote(int64(size + len(s.arena) + len(s.ents)*entryOverhead))
 		s.commits.Add(1)
 		s.duplicates.Add(int64(dups))
 		if stored > 0 {

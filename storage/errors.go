@@ -19,6 +19,11 @@ var (
 	// ErrOutboxFull is returned by Append when the outbox already holds
 	// Config.MaxOutbox entries (the bus is down or too slow).
 	ErrOutboxFull = errors.New("storage: outbox full")
+	// ErrDiskFull is returned by the writes that grow the disk (Append,
+	// PutConsent, KVPut, ObserveEvents, ApplySegments) while the free space
+	// is below Config.MinFreeBytes, and by Open when it already is. Nothing
+	// was written; retry once space is freed. Deletions are still accepted.
+	ErrDiskFull = errors.New("storage: disk full")
 	// ErrNotFound is returned by VaultTraits when there are no traits for the
 	// subject and site, or the subject's data key was shredded.
 	ErrNotFound = errors.New("storage: not found")

@@ -41,7 +41,7 @@ func (s *Store) PutConsent(ctx context.Context, site, subject string, e ConsentE
 		return fmt.Errorf("%w: consent entry: %v", ErrInvalidRecord, err)
 	}
 	key := consentKey(site, subject)
-	return s.update(ctx, "put consent", msgs, func(txn *badger.Txn) error {
+	return s.update(ctx, "put consent", msgs, len(key)+len(v)+entryOverhead, func(txn *badger.Txn) error {
 		e := badger.NewEntry(key, v)
 		e.ExpiresAt = expiry(ConsentTTL)
 		return txn.SetEntry(e)

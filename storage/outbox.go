@@ -58,11 +58,13 @@ func validateMessages(msgs []Message) error {
 // seqMu, like the committer's, so every outbox entry becomes visible in
 // sequence order (the publisher reads from a cursor and relies on it).
 // Like Append, it refuses with ErrOutboxFull the messages that would take
-// the outbox past Config.MaxOutbox. op names the operation in errors.
+// the outbox past Config.MaxOutbox, and with ErrDiskFull everything while
+// the disk is full. size estimates the bytes write adds (for the free-space
+// monitor); op names the operation in errors.
 //
 // Every storage write that must tell the outside world (a consent choice,
 // an erasure…) goes through update.
-func (s *Store) update(ctx context.Context, op string, msgs []Message, write func(txn *badger.Txn) error) error {
+func (s *Store) update(ctx context.Context, op string, msgs []Message, size int, write func(txn *badger.Txn) error) error {
 	if err := validateMessages(msgs); err != nil {
 		return err
 	}
@@ -72,6 +74,9 @@ func (s *Store) update(ctx context.Context, op string, msgs []Message, write fun
 	defer s.mu.RUnlock()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if err := s.disk.room(); err != nil {
+		return fmt.Errorf("storage: %s: %w", op, err)
 	}
 	n := int64(len(msgs))
 	if n > 0 {
@@ -96,12 +101,14 @@ func (s *Store) update(ctx context.Context, op string, msgs []Message, write fun
 		if err := txn.SetEntry(e); err != nil {
 			return fmt.Errorf("storage: %s: outbox: %w", op, err)
 		}
+		size += len(e.Key) + len(e.Value) + entryOverhead
 		seq++
 	}
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("storage: %s: %w", op, err)
 	}
 	s.nextSeq = seq
+	s.disk.wrote(int64(size))
 	if n > 0 {
 		s.outboxLen.Add(n)
 		select {

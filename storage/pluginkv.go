@@ -122,6 +122,9 @@ func (s *Store) setValue(ctx context.Context, op string, key, value []byte, ttl 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.disk.room(); err != nil {
+		return fmt.Errorf("storage: %s: %w", op, err)
+	}
 	e := badger.NewEntry(key, value)
 	if ttl > 0 {
 		e.ExpiresAt = expiry(ttl)
@@ -131,5 +134,6 @@ func (s *Store) setValue(ctx context.Context, op string, key, value []byte, ttl 
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
 		return fmt.Errorf("storage: %s: %w", op, err)
 	}
+	s.disk.wrote(int64(len(key) + len(value) + entryOverhead))
 	return nil
 }

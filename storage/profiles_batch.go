@@ -209,6 +209,9 @@ func (b *profBatch) run(ctx context.Context, seg bool, do func(txn *badger.Txn, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.disk.room(); err != nil {
+		return err
+	}
 	s.writeGate.RLock()
 	defer s.writeGate.RUnlock()
 	n := len(b.subj)

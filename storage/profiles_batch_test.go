@@ -519,7 +519,7 @@ func openSmallTxn(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	return &Store{db: db, cfg: Config{ProfileTTL: defaultProfileTTL}, log: slog.Default()}
+	return &Store{db: db, cfg: Config{ProfileTTL: defaultProfileTTL}, log: slog.Default(), disk: &diskMonitor{}}
 }
 
 // TestBatchTxnTooBig: batches larger than one Badger transaction are

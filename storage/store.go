@@ -15,6 +15,12 @@
 // and traits are AES-256-GCM encrypted under it. ShredSubject physically
 // drops the data key and the ciphertexts (every version), so no copy can be
 // decrypted again. The key layout is documented in keys.go.
+//
+// Badger writes through memory maps, where running out of disk space is a
+// SIGBUS, not an error. A free-space monitor (disk.go) therefore refuses,
+// with ErrDiskFull, every write that grows the disk while less than
+// Config.MinFreeBytes is free, and lets them through again by itself once
+// space is back.
 package storage
 
 import (
@@ -71,7 +77,35 @@ type Config struct {
 	// update (a Badger TTL refreshed by every write). Default 395 days
 	// (13 months).
 	ProfileTTL time.Duration
+	// MinFreeBytes is the free-space reserve: below it the writes that grow
+	// the disk fail with ErrDiskFull (deletions and reads go on) and Open
+	// refuses to start; writes resume by themselves once MinFreeBytes plus
+	// an eighth is free again. Default DefaultMinFreeBytes (576 MiB, see
+	// there why).
+	MinFreeBytes int64
+	// WatchDirs are further directories whose filesystems must keep
+	// MinFreeBytes free: the embedded JetStream store, which shares the
+	// disk. One that does not exist yet is measured at its nearest existing
+	// parent (with the default FreeSpace).
+	WatchDirs []string
+	// FreeSpace returns the free bytes of the filesystem holding dir; it is
+	// called for Dir (unless InMemory) and each of WatchDirs. Default
+	// StatfsFree (statfs(2)). Tests inject their own.
+	FreeSpace func(dir string) (uint64, error)
+	// DiskCheckInterval is how often free space is measured. It is also
+	// measured as soon as Append has written a quarter of the headroom
+	// above MinFreeBytes (at least 1 MiB, at most 8 MiB) since the last
+	// measurement. Default 1s.
+	DiskCheckInterval time.Duration
 }
+
+// Badger's file sizes, set by Open; DefaultMinFreeBytes is derived from
+// them.
+const (
+	memTableSize     = 32 << 20
+	numMemtables     = 3
+	valueLogFileSize = 64 << 20
+)
 
 // Defaults applied by Open.
 const (
@@ -90,6 +124,7 @@ type Store struct {
 	cfg   Config
 	log   *slog.Logger
 	vault cipher.AEAD // wraps data keys under Config.VaultKey
+	disk  *diskMonitor
 
 	// mu guards closed and the queue send against Close; every call that
 	// uses the database holds it shared (see enter).
@@ -124,10 +159,12 @@ type Store struct {
 	ents  []badger.Entry
 }
 
-// Open opens (or creates) the store and starts its two goroutines: the
-// committer that groups Append calls into transactions, and the periodic
-// value-log GC. This is the one constructor in Vigie that starts work; Close
-// stops both.
+// Open opens (or creates) the store and starts its goroutines: the
+// committer that groups Append calls into transactions, the periodic
+// value-log GC and the free-space monitor. This is the one constructor in
+// Vigie that starts work; Close stops them. When the free space is already
+// below MinFreeBytes it returns an error wrapping ErrDiskFull without
+// opening Badger.
 func Open(cfg Config) (*Store, error) {
 	if cfg.Dir == "" && !cfg.InMemory {
 		return nil, fmt.Errorf("%w: Dir is required", ErrInvalidConfig)
@@ -153,6 +190,15 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.ProfileTTL <= 0 {
 		cfg.ProfileTTL = defaultProfileTTL
 	}
+	if cfg.MinFreeBytes <= 0 {
+		cfg.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if cfg.FreeSpace == nil {
+		cfg.FreeSpace = StatfsFree
+	}
+	if cfg.DiskCheckInterval <= 0 {
+		cfg.DiskCheckInterval = defaultDiskCheckInterval
+	}
 	block, err := aes.NewCipher(cfg.VaultKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -163,6 +209,15 @@ func Open(cfg Config) (*Store, error) {
 	}
 	cfg.VaultKey = nil
 
+	// Badger must not map a file on a disk already short of space: a
+	// write into the map would be a SIGBUS, not an error.
+	disk := newDiskMonitor(&cfg)
+	if disk.enabled() {
+		if err := disk.first(); err != nil {
+			return nil, err
+		}
+	}
+
 	dir := cfg.Dir
 	if cfg.InMemory {
 		dir = ""
@@ -171,13 +226,13 @@ func Open(cfg Config) (*Store, error) {
 		WithInMemory(cfg.InMemory).
 		WithSyncWrites(cfg.SyncWrites).
 		WithLogger(slogAdapter{cfg.Logger}).
-		WithNumMemtables(3).
+		WithNumMemtables(numMemtables).
 		WithValueThreshold(cfg.ValueThreshold).
-		WithMemTableSize(32 << 20).
+		WithMemTableSize(memTableSize).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithNumCompactors(2).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(valueLogFileSize).
 		// No block compression: Badger builds each table in memory, and
 		// with compression its pooled builder allocators (up to 8, kept at
 		// up to 400 MB each) grew the heap to 1.4 GB after 1.5M events and
@@ -195,6 +250,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		vault:  vault,
+		disk:   disk,
 		queue:  make(chan *request, queueLen),
 		signal: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
@@ -208,6 +264,13 @@ func Open(cfg Config) (*Store, error) {
 	if !cfg.InMemory {
 		s.wg.Add(1)
 		go s.gcLoop()
+	}
+	if disk.enabled() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			disk.run(s.stop)
+		}()
 	}
 	return s, nil
 }

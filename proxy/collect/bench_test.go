@@ -69,3 +69,16 @@ func BenchmarkReadBodyGzip(b *testing.B) {
 		release()
 	}
 }
+
+// BenchmarkWithinLimits is the added cost of the nesting and number check
+// on a typical properties object (the check runs on every object, array
+// and number value of an event).
+func BenchmarkWithinLimits(b *testing.B) {
+	v := []byte(`{"product_id":"42","price":59.9,"currency":"EUR","category":"shoes","tags":["a","b"],"dims":{"w":1.5e2,"h":20}}`)
+	b.SetBytes(int64(len(v)))
+	for b.Loop() {
+		if !withinLimits(v) {
+			b.Fatal("refused")
+		}
+	}
+}

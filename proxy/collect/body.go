@@ -3,9 +3,10 @@ package collect
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -66,9 +67,12 @@ func putBuffer(b *bytes.Buffer) {
 // missing. It never holds more than max+1 decompressed bytes: beyond max it
 // stops inflating and returns ErrTooLarge (so a gzip bomb costs at most
 // max+1 bytes of output). Other encodings give ErrUnsupportedEncoding, a
-// corrupt compressed stream ErrMalformedJSON (an http.MaxBytesReader limit
-// hit upstream also gives ErrTooLarge; other read errors are returned
-// wrapped as they are). max <= 0 means MaxBatchBytes.
+// corrupt compressed stream ErrCorruptEncoding (an http.MaxBytesReader limit
+// hit upstream also gives ErrTooLarge). A read error of the connection is
+// classified, never passed on (its text names socket addresses): a read
+// deadline gives ErrBodyTimeout, a body shorter than its Content-Length or
+// last chunk ErrIncompleteBody, anything else ErrUnreadableBody. max <= 0
+// means MaxBatchBytes.
 //
 // body lives in a pooled buffer: call release (never nil) once body and
 // anything aliasing it are no longer used. Decoded Messages do not alias it.
@@ -87,21 +91,19 @@ func ReadBody(r *http.Request, max int64) (body []byte, release func(), err erro
 		rawMax = max + max/16 + 1024
 	}
 	if r.ContentLength > rawMax && enc == encIdentity {
-		return nil, noRelease, fmt.Errorf("%w: body is %d bytes, limit %d", ErrTooLarge, r.ContentLength, max)
+		return nil, noRelease, fail(ErrTooLarge, "body is %d bytes, larger than the %d-byte limit", r.ContentLength, max)
 	}
 	raw := getBuffer()
 	if r.Body != nil {
 		if _, err := raw.ReadFrom(io.LimitReader(r.Body, rawMax+1)); err != nil {
+			got := raw.Len()
 			putBuffer(raw)
-			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-				return nil, noRelease, fmt.Errorf("%w: limit %d bytes", ErrTooLarge, mbe.Limit)
-			}
-			return nil, noRelease, fmt.Errorf("collect: reading body: %w", err)
+			return nil, noRelease, readError(err, r.ContentLength, got)
 		}
 	}
 	if int64(raw.Len()) > rawMax {
 		putBuffer(raw)
-		return nil, noRelease, fmt.Errorf("%w: limit %d bytes", ErrTooLarge, max)
+		return nil, noRelease, fail(ErrTooLarge, "body is larger than the %d-byte limit", max)
 	}
 	if enc == encIdentity && isGzip(raw.Bytes()) {
 		enc = encGzip
@@ -117,6 +119,27 @@ func ReadBody(r *http.Request, max int64) (body []byte, release func(), err erro
 		return nil, noRelease, err
 	}
 	return out.Bytes(), func() { putBuffer(out) }, nil
+}
+
+// readError classifies an error reading the request body. declared is the
+// request's Content-Length (-1 when chunked), got the bytes read before it.
+func readError(err error, declared int64, got int) error {
+	var (
+		mbe *http.MaxBytesError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return fail(ErrTooLarge, "body is larger than the %d-byte limit", mbe.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return ErrBodyTimeout
+	case errors.Is(err, io.ErrUnexpectedEOF) && declared > 0:
+		return fail(ErrIncompleteBody, "body ended after %d of the %d bytes its Content-Length announced", got, declared)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fail(ErrIncompleteBody, "chunked body ended before its last chunk")
+	default:
+		return ErrUnreadableBody
+	}
 }
 
 type encoding uint8
@@ -137,7 +160,7 @@ func encodingOf(h string) (encoding, error) {
 	case strings.EqualFold(h, "deflate"):
 		return encDeflate, nil
 	default:
-		return 0, fmt.Errorf("%w: only gzip and deflate are accepted", ErrUnsupportedEncoding)
+		return 0, ErrUnsupportedEncoding
 	}
 }
 
@@ -195,7 +218,7 @@ func decompress(dst *bytes.Buffer, src []byte, enc encoding, max int64, wrap fun
 	}
 	n, err := dst.ReadFrom(io.LimitReader(zr, max+1))
 	if n > max {
-		return fmt.Errorf("%w: decompressed body exceeds %d bytes", ErrTooLarge, max)
+		return fail(ErrTooLarge, "decompressed body is larger than the %d-byte limit", max)
 	}
 	if err != nil {
 		return corrupt(err)
@@ -203,6 +226,6 @@ func decompress(dst *bytes.Buffer, src []byte, enc encoding, max int64, wrap fun
 	return nil
 }
 
-func corrupt(err error) error {
-	return fmt.Errorf("%w: corrupt compressed body (%T)", ErrMalformedJSON, err)
-}
+// corrupt reports a compressed stream that does not inflate; the
+// decompressor's own error is not kept (it adds nothing for the client).
+func corrupt(error) error { return ErrCorruptEncoding }

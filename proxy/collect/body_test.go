@@ -67,9 +67,9 @@ func TestReadBody(t *testing.T) {
 		{"deflate over max", zl(t, big), "deflate", "", 999, nil, ErrTooLarge},
 		{"unknown encoding", payload, "br", "", 0, nil, ErrUnsupportedEncoding},
 		{"stacked encodings", payload, "gzip, br", "", 0, nil, ErrUnsupportedEncoding},
-		{"corrupt gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 1, 2, 3}, "gzip", "", 0, nil, ErrMalformedJSON},
-		{"gzip header on plain JSON", payload, "gzip", "", 0, nil, ErrMalformedJSON},
-		{"truncated gzip", gz(t, payload)[:20], "gzip", "", 0, nil, ErrMalformedJSON},
+		{"corrupt gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 1, 2, 3}, "gzip", "", 0, nil, ErrCorruptEncoding},
+		{"gzip header on plain JSON", payload, "gzip", "", 0, nil, ErrCorruptEncoding},
+		{"truncated gzip", gz(t, payload)[:20], "gzip", "", 0, nil, ErrCorruptEncoding},
 		{"empty", nil, "", "", 0, []byte{}, nil},
 	}
 	for _, tt := range tests {

@@ -3,7 +3,6 @@ package collect
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -66,7 +65,7 @@ func putDecoder(d *decoder) {
 // *FieldError).
 func DecodeMessage(body []byte, routeType string) (Message, error) {
 	if len(body) > MaxEventBytes {
-		return Message{}, fmt.Errorf("%w: event is %d bytes, limit %d", ErrTooLarge, len(body), MaxEventBytes)
+		return Message{}, fail(ErrTooLarge, "event is %d bytes, larger than the %d-byte limit", len(body), MaxEventBytes)
 	}
 	d := getDecoder(body)
 	defer putDecoder(d)
@@ -209,7 +208,7 @@ func (d *decoder) items(maxEvents int, maxBytes int64) error {
 		}
 		var itemErr error
 		if size := d.dec.InputOffset() - start; size > maxBytes {
-			itemErr = fmt.Errorf("%w: batch[%d] is %d bytes, limit %d", ErrTooLarge, i, size, maxBytes)
+			itemErr = fail(ErrTooLarge, "batch[%d] is %d bytes, larger than the %d-byte limit", i, size, maxBytes)
 		} else if d.prob != nil {
 			itemErr = prefixed(i, d.prob)
 		} else {
@@ -231,7 +230,7 @@ func (d *decoder) items(maxEvents int, maxBytes int64) error {
 }
 
 func tooMany(n int) error {
-	return fmt.Errorf("%w: more than %d", ErrTooManyEvents, n)
+	return fail(ErrTooManyEvents, "batch has more than %d events", n)
 }
 
 func itemField(i int, field string) string {
@@ -332,7 +331,7 @@ func (d *decoder) message(m *Message) error {
 		case "traits":
 			m.Traits, err = d.object("traits")
 		default:
-			err = d.skip()
+			err = d.other("", name)
 		}
 		if err != nil {
 			return err
@@ -370,7 +369,7 @@ func (d *decoder) context(c *Context) error {
 		case "traits":
 			d.ctxTr, err = d.object("context.traits")
 		default:
-			err = d.skip()
+			err = d.other("context", name)
 		}
 		if err != nil {
 			return err
@@ -399,7 +398,7 @@ func (d *decoder) page(p *Page) error {
 		case "search":
 			p.Search, err = d.str("context.page.search")
 		default:
-			err = d.skip()
+			err = d.other("context.page", name)
 		}
 		if err != nil {
 			return err
@@ -428,7 +427,7 @@ func (d *decoder) campaign(c *Campaign) error {
 		case "content":
 			c.Content, err = d.str("context.campaign.content")
 		default:
-			err = d.skip()
+			err = d.other("context.campaign", name)
 		}
 		if err != nil {
 			return err
@@ -451,7 +450,7 @@ func (d *decoder) library(l *Library) error {
 		case "version":
 			l.Version, err = d.str("context.library.version")
 		default:
-			err = d.skip()
+			err = d.other("context.library", name)
 		}
 		if err != nil {
 			return err
@@ -502,7 +501,7 @@ func (d *decoder) eof() error {
 	case err == io.EOF:
 		return nil
 	case err == nil:
-		return fmt.Errorf("%w: data after the top-level value", ErrMalformedJSON)
+		return fail(ErrMalformedJSON, "body is not valid JSON: data follows the top-level value")
 	default:
 		return syntax(err)
 	}
@@ -527,6 +526,32 @@ func (d *decoder) name() ([]byte, bool, error) {
 }
 
 func (d *decoder) skip() error { return syntax(d.dec.SkipValue()) }
+
+// other reads the value of member name of the object at path parent ("" for
+// the event itself), a member Vigie does not use: it is dropped, but held
+// to the same JSON limits as every value of an event (MaxDepth,
+// MaxNumberLength), so that the rule is the same everywhere.
+func (d *decoder) other(parent string, name []byte) error {
+	switch d.dec.PeekKind() {
+	case '{', '[', '0':
+	default:
+		return d.skip()
+	}
+	// name stays valid: jsontext parses d.src (a bytes.Buffer) in place,
+	// and d.scratch is only rewritten by the next d.name.
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return syntax(err)
+	}
+	if d.prob == nil && !withinLimits(v) {
+		field := string(name)
+		if parent != "" {
+			field = parent + "." + field
+		}
+		d.problem(locate(field, v))
+	}
+	return nil
+}
 
 func (d *decoder) problem(field, problem string) {
 	if d.prob == nil {
@@ -655,6 +680,10 @@ func (d *decoder) object(field string) (jsontext.Value, error) {
 	}
 	switch v.Kind() {
 	case '{':
+		if !withinLimits(v) {
+			d.problem(locate(field, v))
+			return nil, nil
+		}
 		start := len(d.arena)
 		d.arena = append(d.arena, v...)
 		end := len(d.arena)
@@ -685,11 +714,11 @@ func syntax(err error) error {
 		return nil
 	}
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return fmt.Errorf("%w: unexpected end of input", ErrMalformedJSON)
+		return fail(ErrMalformedJSON, "body is not valid JSON: it ends too early")
 	}
 	var se *jsontext.SyntacticError
 	if errors.As(err, &se) {
-		return fmt.Errorf("%w at byte %d", ErrMalformedJSON, se.ByteOffset)
+		return fail(ErrMalformedJSON, "body is not valid JSON (at byte %d)", se.ByteOffset)
 	}
-	return fmt.Errorf("%w: %T", ErrMalformedJSON, err)
+	return ErrMalformedJSON
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"reflect"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -33,8 +35,16 @@ var ErrInvalid = errors.New("invalid configuration")
 type Config struct {
 	// Listen is the HTTP listen address. Default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
-	// DataDir holds Badger, the JetStream store and the keyring. Default ./vigie-data.
+	// DataDir holds Badger, the JetStream store and the keyring (sealed
+	// under the master key, which must live elsewhere). Default ./vigie-data.
 	DataDir string `yaml:"data_dir"`
+	// Production applies the key custody rules strictly: Vigie refuses to
+	// start without a configured master key (no trial key), with a key or
+	// token file inside data_dir, or readable by group or others. Default
+	// false.
+	Production bool `yaml:"production"`
+	// Keys says where the master key and the first admin token come from.
+	Keys Keys `yaml:"keys"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// TrustedProxies lists CIDRs whose X-Forwarded-For header is believed.
@@ -46,6 +56,8 @@ type Config struct {
 	NATS NATS `yaml:"nats"`
 	// Limits bounds what one request may carry.
 	Limits Limits `yaml:"limits"`
+	// Auth bounds failed authentications per client network.
+	Auth Auth `yaml:"auth"`
 	// Purposes lists the processing purposes. Default: necessary,
 	// analytics, personalization, marketing.
 	Purposes []consent.PurposeInfo `yaml:"purposes"`
@@ -78,6 +90,71 @@ type Config struct {
 	// Default /demo/.
 	DemoPath string `yaml:"demo_path"`
 }
+
+// Keys configures key custody. The master key comes from exactly one of
+// VIGIE_MASTER_KEY, MasterKeyFile and MasterKeyCommand; with none of them
+// (outside production) a trial key is made in SecretsDir.
+type Keys struct {
+	// MasterKeyFile is a file holding the master key ("vigie-mk-…"),
+	// outside data_dir, mode 0600. Default none.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// MasterKeyCommand is a command printing the master key on stdout,
+	// e.g. [pass, show, vigie/master-key]: argv, run without a shell
+	// ([sh, -c, "…"] for a pipeline), with Vigie's environment. Default
+	// none.
+	MasterKeyCommand []string `yaml:"master_key_command"`
+	// CommandTimeout bounds MasterKeyCommand. Default 30s.
+	CommandTimeout Duration `yaml:"command_timeout"`
+	// SecretsDir is where a first run without a configured master key
+	// makes its trial key (master.key, 0600, directory 0700); never inside
+	// data_dir, never used in production. Default ./vigie-secrets.
+	SecretsDir string `yaml:"secrets_dir"`
+	// AdminTokenFile holds the admin token to adopt when the keyring is
+	// created (instead of a random one); outside data_dir, mode 0600.
+	// Default none.
+	AdminTokenFile string `yaml:"admin_token_file"`
+
+	// MasterKey is the master key itself, from the VIGIE_MASTER_KEY
+	// environment variable only (never from the file).
+	MasterKey Secret `yaml:"-"`
+	// AdminToken is the admin token to adopt when the keyring is created,
+	// from the VIGIE_ADMIN_TOKEN environment variable only.
+	AdminToken Secret `yaml:"-"`
+}
+
+// Environment variables read only from the environment: secrets never sit
+// in the configuration file.
+const (
+	EnvMasterKey  = "VIGIE_MASTER_KEY"
+	EnvAdminToken = "VIGIE_ADMIN_TOKEN"
+)
+
+// Secret is a string that does not print itself: fmt, slog, YAML and JSON
+// show "[secret]" (or "" when it is empty). Reveal returns the value.
+type Secret string
+
+// Reveal is the secret's value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String is "[secret]", or "" for an empty secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[secret]"
+}
+
+// GoString is String.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue is String.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalYAML is String.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON is String.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
 
 // Plugin configures one plugin.
 type Plugin struct {
@@ -170,6 +247,13 @@ type Storage struct {
 	// MaxOutbox bounds events waiting for NATS; past it ingestion answers
 	// 503. Default 1000000.
 	MaxOutbox int64 `yaml:"max_outbox"`
+	// MinFreeBytes is the free-space reserve of the data dir's filesystem
+	// (and the embedded JetStream store's): below it ingestion answers 503
+	// disk_full and /readyz fails, until MinFreeBytes plus an eighth is free
+	// again; Vigie does not start below it. Default
+	// storage.DefaultMinFreeBytes (603979776, 576 MiB: what Badger may still
+	// write after the last accepted event, see there).
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // NATS configures the event bus.
@@ -216,6 +300,31 @@ type Limits struct {
 	MaxBatchBytes int `yaml:"max_batch_bytes"`
 	// MaxBatchEvents per batch. Default 2500.
 	MaxBatchEvents int `yaml:"max_batch_events"`
+	// MaxHeaderBytes bounds a request's line and headers, counted as
+	// sent; larger requests get a JSON 431. Above 4 times this net/http
+	// refuses them itself, with a plain-text 431. Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadTimeout is how long a client has to send a whole request (line,
+	// headers and body); a body still arriving then is answered 408
+	// body_timeout. Default 30s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+}
+
+// Auth bounds failed authentications (an unknown write key, a wrong admin
+// token) per client network: the /24 of an IPv4 address, the /48 of an
+// IPv6 one, as seen through trusted_proxies. Once a network has used its
+// budget, every authentication attempt from it is answered 429 with
+// Retry-After before any key is checked, until the budget refills.
+type Auth struct {
+	// FailureBurst is how many failures a network may make in a row.
+	// Default 20.
+	FailureBurst int `yaml:"failure_burst"`
+	// FailureRefill is the time after which one more failure is allowed.
+	// Default 500ms (two per second).
+	FailureRefill Duration `yaml:"failure_refill"`
+	// MaxNetworks bounds the networks remembered; past it, the one whose
+	// last failure is oldest is forgotten. Default 10000.
+	MaxNetworks int `yaml:"max_networks"`
 }
 
 // Site is one tracked site.
@@ -327,16 +436,20 @@ func Default() Config {
 		Listen:   "127.0.0.1:8080",
 		DataDir:  "./vigie-data",
 		LogLevel: "info",
+		Keys:     Keys{SecretsDir: "./vigie-secrets", CommandTimeout: Duration(30 * time.Second)},
 		Storage: Storage{
-			DedupWindow: Duration(48 * time.Hour),
-			MaxOutbox:   1_000_000,
+			DedupWindow:  Duration(48 * time.Hour),
+			MaxOutbox:    1_000_000,
+			MinFreeBytes: storage.DefaultMinFreeBytes,
 		},
 		NATS: NATS{
 			Replicas:        1,
 			MaxInFlight:     1024,
 			DuplicateWindow: Duration(30 * time.Second),
 		},
-		Limits:   Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500},
+		Limits: Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500,
+			MaxHeaderBytes: 64 << 10, ReadTimeout: Duration(30 * time.Second)},
+		Auth:     Auth{FailureBurst: 20, FailureRefill: Duration(500 * time.Millisecond), MaxNetworks: 10_000},
 		Purposes: consent.DefaultPurposes(),
 		Retention: map[string]Duration{
 			"necessary":       Duration(30 * 24 * time.Hour),
@@ -405,11 +518,20 @@ func (c *Config) fillDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = d.LogLevel
 	}
+	if c.Keys.SecretsDir == "" {
+		c.Keys.SecretsDir = d.Keys.SecretsDir
+	}
+	if c.Keys.CommandTimeout <= 0 {
+		c.Keys.CommandTimeout = d.Keys.CommandTimeout
+	}
 	if c.Storage.DedupWindow <= 0 {
 		c.Storage.DedupWindow = d.Storage.DedupWindow
 	}
 	if c.Storage.MaxOutbox <= 0 {
 		c.Storage.MaxOutbox = d.Storage.MaxOutbox
+	}
+	if c.Storage.MinFreeBytes <= 0 {
+		c.Storage.MinFreeBytes = d.Storage.MinFreeBytes
 	}
 	if c.NATS.Replicas <= 0 {
 		c.NATS.Replicas = 1
@@ -428,6 +550,21 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Limits.MaxBatchEvents <= 0 {
 		c.Limits.MaxBatchEvents = d.Limits.MaxBatchEvents
+	}
+	if c.Limits.MaxHeaderBytes <= 0 {
+		c.Limits.MaxHeaderBytes = d.Limits.MaxHeaderBytes
+	}
+	if c.Limits.ReadTimeout <= 0 {
+		c.Limits.ReadTimeout = d.Limits.ReadTimeout
+	}
+	if c.Auth.FailureBurst <= 0 {
+		c.Auth.FailureBurst = d.Auth.FailureBurst
+	}
+	if c.Auth.FailureRefill <= 0 {
+		c.Auth.FailureRefill = d.Auth.FailureRefill
+	}
+	if c.Auth.MaxNetworks <= 0 {
+		c.Auth.MaxNetworks = d.Auth.MaxNetworks
 	}
 	if len(c.Purposes) == 0 {
 		c.Purposes = d.Purposes
@@ -493,6 +630,12 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if len(c.Keys.MasterKeyCommand) > 0 && strings.TrimSpace(c.Keys.MasterKeyCommand[0]) == "" {
+		bad("keys.master_key_command", "the first element must name the program to run")
+	}
+	if c.Keys.AdminTokenFile != "" && c.Keys.AdminToken != "" {
+		bad("keys.admin_token_file", "%s is set too; keep one", EnvAdminToken)
 	}
 	for i, p := range c.Purposes {
 		if err := consent.Register(p.Name); err != nil {
@@ -642,6 +785,8 @@ func applyEnv(cfg *Config, environ []string) error {
 	if len(env) == 0 {
 		return nil
 	}
+	cfg.Keys.MasterKey = Secret(env[EnvMasterKey])
+	cfg.Keys.AdminToken = Secret(env[EnvAdminToken])
 	return walkEnv(reflect.ValueOf(cfg).Elem(), "VIGIE", env)
 }
 

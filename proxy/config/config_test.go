@@ -1,12 +1,19 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -36,8 +43,14 @@ func TestExampleFileLoads(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Plugins, d.Plugins) {
 		t.Errorf("example plugins differ from the defaults:\n%#v\n%#v", cfg.Plugins, d.Plugins)
 	}
+	if cfg.Storage != d.Storage {
+		t.Errorf("example storage differs from the defaults:\n%+v\n%+v", cfg.Storage, d.Storage)
+	}
 	if !reflect.DeepEqual(cfg.PluginRuntime, d.PluginRuntime) {
 		t.Errorf("example plugin_runtime differs from the defaults:\n%+v\n%+v", cfg.PluginRuntime, d.PluginRuntime)
+	}
+	if cfg.Limits != d.Limits || cfg.Auth != d.Auth {
+		t.Errorf("example limits or auth differ from the defaults:\n%+v %+v\n%+v %+v", cfg.Limits, cfg.Auth, d.Limits, d.Auth)
 	}
 }
 
@@ -114,5 +127,46 @@ func TestParseDuration(t *testing.T) {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
+	}
+}
+
+func TestSecretsComeFromTheEnvironmentOnlyAndNeverPrint(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "vigie.yaml")
+	// A secret in the file is not a field: the file is refused.
+	os.WriteFile(p, []byte("keys:\n  master_key: vigie-mk-x\n"), 0o600)
+	if _, err := Load(p, nil); err == nil {
+		t.Fatal("a master key in the file was accepted")
+	}
+	os.WriteFile(p, []byte("production: true\nkeys:\n  master_key_command: [pass, show, vigie]\n"), 0o600)
+	cfg, err := Load(p, []string{"VIGIE_MASTER_KEY=vigie-mk-secretvalue", "VIGIE_ADMIN_TOKEN=token-secretvalue", "VIGIE_KEYS_MASTER_KEY_FILE=/etc/vigie/mk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Keys.MasterKey.Reveal() != "vigie-mk-secretvalue" || cfg.Keys.AdminToken.Reveal() != "token-secretvalue" ||
+		cfg.Keys.MasterKeyFile != "/etc/vigie/mk" || !cfg.Production || len(cfg.Keys.MasterKeyCommand) != 3 ||
+		cfg.Keys.SecretsDir != "./vigie-secrets" || time.Duration(cfg.Keys.CommandTimeout) != 30*time.Second {
+		t.Fatalf("keys: %+v", cfg.Keys)
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("cfg", "keys", cfg.Keys.MasterKey)
+	y, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := json.Marshal(cfg.Keys)
+	if err != nil || !strings.Contains(string(j), `"[secret]"`) {
+		t.Fatalf("json: %s %v", j, err)
+	}
+	for _, shown := range []string{fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg), logged.String(), string(y), string(j)} {
+		if strings.Contains(shown, "secretvalue") {
+			t.Fatalf("a secret was printed: %s", shown)
+		}
+	}
+	if _, err := Load("", []string{"VIGIE_ADMIN_TOKEN=token-secretvalue", "VIGIE_KEYS_ADMIN_TOKEN_FILE=/x"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("token from both env and file: %v", err)
+	}
+	if _, err := Load("", []string{`VIGIE_KEYS_MASTER_KEY_COMMAND=[""]`}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty command: %v", err)
 	}
 }

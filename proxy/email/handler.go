@@ -20,7 +20,9 @@ type Hit struct {
 	// Site and Campaign come from the signed token.
 	Site, Campaign string
 	// Recipient is the recipient's pseudonym when consent allows it, else
-	// empty (an anonymous, campaign-level hit).
+	// empty (an anonymous, campaign-level hit). It comes only from a value
+	// Vigie signed: the token's own recipient, or a valid recipient value
+	// in the r parameter.
 	Recipient string
 	// Link is the clicked link (clicks only), as signed; scrub it like a
 	// page URL before keeping it.
@@ -65,9 +67,6 @@ type Config struct {
 	// Consent answers for recipients (default: nobody consented, so every
 	// hit is anonymous).
 	Consent ConsentLookup
-	// Pseudonymize turns the r parameter of merge-tag links into a
-	// pseudonym. Nil: r is ignored.
-	Pseudonymize func(site, rawRecipient string) string
 	// ClientIP returns the client address (default: the RemoteAddr host).
 	ClientIP func(*http.Request) netip.Addr
 	// Now is the clock (default time.Now).
@@ -199,15 +198,31 @@ func writePage(w http.ResponseWriter, status int, page string) {
 	_, _ = w.Write([]byte(page))
 }
 
+// mergeRecipient returns the recipient pseudonym a merge-tag URL's r
+// parameter carries, or "" when r is absent or is not a recipient value
+// Vigie signed for this site and that is still valid (forged, a clear user
+// id, tampered, expired, retired key, other site): such a hit counts at
+// campaign level only.
+func (h *Handler) mergeRecipient(r *http.Request, site string, now time.Time) string {
+	raw := r.URL.Query().Get("r")
+	if raw == "" {
+		return ""
+	}
+	p, err := h.cfg.Signer.VerifyRecipient(site, raw, now)
+	if err != nil {
+		h.cfg.Logger.Debug("email: r is not a valid recipient value; counted at campaign level", "site", site, "expired", errors.Is(err, ErrExpired))
+		return ""
+	}
+	return p
+}
+
 // record classifies and records one hit; failures are logged without
 // personal data and never change the answer.
 func (h *Handler) record(r *http.Request, kind Kind, tok Token, now time.Time) {
 	ctx := r.Context()
 	recipient := tok.Recipient
-	if recipient == "" && h.cfg.Pseudonymize != nil {
-		if raw := r.URL.Query().Get("r"); raw != "" && !isMergeTagLink(raw) {
-			recipient = h.cfg.Pseudonymize(tok.Site, raw)
-		}
+	if recipient == "" {
+		recipient = h.mergeRecipient(r, tok.Site, now)
 	}
 	ip := h.cfg.ClientIP(r)
 	ua := r.UserAgent()

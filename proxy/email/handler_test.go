@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -46,14 +47,19 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{rec: &fakeRecorder{}, s: testSigner(t, "k1", "k1"), logs: &bytes.Buffer{}}
+	return newEnvWith(t, testSigner(t, "k1", "k1"))
+}
+
+// newEnvWith is newEnv with the handler verifying with s.
+func newEnvWith(t *testing.T, s *Signer) *env {
+	t.Helper()
+	e := &env{rec: &fakeRecorder{}, s: s, logs: &bytes.Buffer{}}
 	h, err := New(Config{
-		Signer:       e.s,
-		Recorder:     e.rec,
-		Consent:      fakeConsent{"shop/p_yes": true, "shop/ps:alice-42": true},
-		Pseudonymize: func(site, raw string) string { return "ps:" + raw },
-		Now:          func() time.Time { return t0.Add(time.Hour) },
-		Logger:       slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Signer:   e.s,
+		Recorder: e.rec,
+		Consent:  fakeConsent{"shop/p_yes": true, "shop/p_alice": true, "other/p_alice": true},
+		Now:      func() time.Time { return t0.Add(time.Hour) },
+		Logger:   slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,12 +95,23 @@ func (e *env) sign(t *testing.T, tok Token) string {
 	return s
 }
 
+// recipient signs a recipient value with the env's signer.
+func (e *env) recipient(t *testing.T, site, pseudonym string, expires time.Time) string {
+	t.Helper()
+	v, err := e.s.SignRecipient(site, pseudonym, expires)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func TestServeOpen(t *testing.T) {
 	tests := []struct {
 		name      string
 		tok       Token
 		raw       string // used instead of tok when set
 		query     string
+		rFor      string // sign a recipient value for this pseudonym as r
 		recErr    error
 		wantHits  int
 		recipient string
@@ -104,7 +121,8 @@ func TestServeOpen(t *testing.T) {
 		{name: "consented recipient", tok: Token{Recipient: "p_yes"}, wantHits: 1, recipient: "p_yes", granted: true, class: ClassHuman},
 		{name: "no consent: anonymous open", tok: Token{Recipient: "p_no"}, wantHits: 1, recipient: "", class: ClassHuman},
 		{name: "consent lookup error: anonymous", tok: Token{Recipient: "p_err"}, wantHits: 1, recipient: ""},
-		{name: "merge tag, consented", tok: Token{}, query: "?r=alice-42", wantHits: 1, recipient: "ps:alice-42", granted: true},
+		{name: "merge tag, signed recipient value, consented", tok: Token{}, rFor: "p_alice", wantHits: 1, recipient: "p_alice", granted: true},
+		{name: "merge tag, clear user id: campaign level", tok: Token{}, query: "?r=alice-42", wantHits: 1, recipient: ""},
 		{name: "merge tag not substituted", tok: Token{}, query: "?r=*|ID|*", wantHits: 1, recipient: ""},
 		{name: "expired: GIF, nothing recorded", tok: Token{Recipient: "p_yes", Expires: t0}, wantHits: 0},
 		{name: "bad token: GIF, nothing recorded", raw: "garbage.k1.xxxxxxxxxxxxxxxxxxxxxx", wantHits: 0},
@@ -117,6 +135,9 @@ func TestServeOpen(t *testing.T) {
 			tok := tt.raw
 			if tok == "" {
 				tok = e.sign(t, tt.tok)
+			}
+			if tt.rFor != "" {
+				tt.query = "?r=" + e.recipient(t, "shop", tt.rFor, time.Time{})
 			}
 			w := e.do("/e/o/"+tok+tt.query, uaOutlookWin)
 			if w.Code != 200 || w.Header().Get("Content-Type") != "image/gif" || !bytes.Equal(w.Body.Bytes(), transparentGIF) {
@@ -219,7 +240,7 @@ func TestServeClick(t *testing.T) {
 	}{
 		{name: "consented click", tok: Token{Recipient: "p_yes", Link: "https://shop.example/a?b=1"}, ua: uaChromeMac, status: 302, location: "https://shop.example/a?b=1", hits: 1, recipient: "p_yes", class: ClassHuman},
 		{name: "unconsented click: redirect, anonymous", tok: Token{Recipient: "p_no", Link: "https://shop.example/a"}, ua: uaChromeMac, status: 302, location: "https://shop.example/a", hits: 1, recipient: ""},
-		{name: "merge tag click", tok: Token{Link: "https://shop.example/a"}, query: "?r=alice-42", ua: uaChromeMac, status: 302, location: "https://shop.example/a", hits: 1, recipient: "ps:alice-42"},
+		{name: "merge tag click, clear user id: campaign level", tok: Token{Link: "https://shop.example/a"}, query: "?r=alice-42", ua: uaChromeMac, status: 302, location: "https://shop.example/a", hits: 1, recipient: ""},
 		{name: "expired: redirect, nothing recorded", tok: Token{Recipient: "p_yes", Link: "https://shop.example/old", Expires: t0}, ua: uaChromeMac, status: 302, location: "https://shop.example/old", hits: 0},
 		{name: "honeypot: page, scanner", tok: Token{Recipient: "p_yes", Honeypot: true}, ua: uaChromeMac, status: 200, hits: 1, recipient: "p_yes", class: ClassScanner, reason: "honeypot_link"},
 		{name: "scanner click within seconds", tok: Token{Recipient: "p_yes", Link: "https://shop.example/a", SentAt: t0.Add(time.Hour - 2*time.Second)}, ua: uaChromeMac, status: 302, location: "https://shop.example/a", hits: 1, recipient: "p_yes", class: ClassScanner, reason: "click_within_seconds_of_send"},
@@ -281,6 +302,100 @@ func TestRewriteThenServe(t *testing.T) {
 		t.Fatalf("open %d", w.Code)
 	}
 	if len(e.rec.hits) != 2 || e.rec.hits[1].Kind != KindOpen {
+		t.Fatalf("hits %+v", e.rec.hits)
+	}
+}
+
+// A merge-tag hit names a recipient only through a recipient value Vigie
+// signed for that site, still valid, under a key it still holds; any other
+// r counts at campaign level, and the pixel and the redirect still work.
+func TestMergeTagRecipient(t *testing.T) {
+	k1 := testSigner(t, "k1", "k1")
+	rotated := testSigner(t, "k2", "k2", "k1")
+	retired := testSigner(t, "k2", "k2")
+	foreign, _ := NewSigner([]Key{{ID: "k1", Secret: []byte("another deployment's secret 32b.")}}, "k1")
+	val := func(s *Signer, site, p string, exp time.Time) string {
+		v, err := s.SignRecipient(site, p, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	good := val(k1, "shop", "p_alice", time.Time{})
+	parts := strings.Split(good, ".")
+	flip := func(s string, i int) string {
+		b := []byte(s)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		return string(b)
+	}
+	campaignTok, _ := k1.Sign(Token{Site: "shop", Campaign: "spring", Recipient: "p_alice"})
+	tests := []struct {
+		name       string
+		handler    *Signer // verifies (default k1)
+		r          string
+		attributed bool
+	}{
+		{name: "valid", r: good, attributed: true},
+		{name: "valid, expires later", r: val(k1, "shop", "p_alice", t0.Add(2*time.Hour)), attributed: true},
+		{name: "signed by the previous key after rotation", handler: rotated, r: good, attributed: true},
+		{name: "signed by the new key after rotation", handler: rotated, r: val(rotated, "shop", "p_alice", time.Time{}), attributed: true},
+		{name: "expired", r: val(k1, "shop", "p_alice", t0.Add(time.Hour-time.Second))},
+		{name: "retired key", handler: retired, r: good},
+		{name: "other site", r: val(k1, "other", "p_alice", time.Time{})},
+		{name: "tampered payload", r: flip(parts[0], 3) + "." + parts[1] + "." + parts[2]},
+		{name: "tampered signature", r: parts[0] + "." + parts[1] + "." + flip(parts[2], 5)},
+		{name: "signature's unused bits changed", r: parts[0] + "." + parts[1] + "." + flip(parts[2], len(parts[2])-1)},
+		{name: "truncated", r: good[:len(good)-1]},
+		{name: "key id swapped", handler: rotated, r: parts[0] + ".k2." + parts[2]},
+		{name: "another deployment's key", r: val(foreign, "shop", "p_alice", time.Time{})},
+		{name: "pseudonym in clear", r: "p_alice"},
+		{name: "clear user id", r: "alice-42"},
+		{name: "e-mail address", r: "alice@example.org"},
+		{name: "campaign token as r", r: campaignTok},
+		{name: "unsubstituted merge tag", r: "*|VIGIE|*"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.handler == nil {
+				tt.handler = k1
+			}
+			e := newEnvWith(t, tt.handler)
+			q := "?r=" + url.QueryEscape(tt.r)
+			if w := e.do("/e/o/"+e.sign(t, Token{})+q, uaOutlookWin); w.Code != 200 || !bytes.Equal(w.Body.Bytes(), transparentGIF) {
+				t.Fatalf("open answered %d", w.Code)
+			}
+			if w := e.do("/e/c/"+e.sign(t, Token{Link: "https://shop.example/a"})+q, uaChromeMac); w.Code != 302 || w.Header().Get("Location") != "https://shop.example/a" {
+				t.Fatalf("click answered %d %q", w.Code, w.Header().Get("Location"))
+			}
+			if len(e.rec.hits) != 2 {
+				t.Fatalf("%d hits, want 2", len(e.rec.hits))
+			}
+			for _, h := range e.rec.hits {
+				want := ""
+				if tt.attributed {
+					want = "p_alice"
+				}
+				if h.Recipient != want || h.Granted != tt.attributed || h.Site != "shop" || h.Campaign != "spring" {
+					t.Fatalf("%s hit: recipient %q granted %v, want %q", h.Kind, h.Recipient, h.Granted, want)
+				}
+			}
+			if strings.Contains(e.logs.String(), "alice") || (tt.r != "" && strings.Contains(e.logs.String(), tt.r)) {
+				t.Fatalf("log names the recipient: %s", e.logs.String())
+			}
+		})
+	}
+}
+
+// The recipient value from a per-recipient token wins over any r.
+func TestSignedRecipientBeatsR(t *testing.T) {
+	e := newEnv(t)
+	other := e.recipient(t, "shop", "p_alice", time.Time{})
+	e.do("/e/o/"+e.sign(t, Token{Recipient: "p_yes"})+"?r="+other, uaOutlookWin)
+	if len(e.rec.hits) != 1 || e.rec.hits[0].Recipient != "p_yes" {
 		t.Fatalf("hits %+v", e.rec.hits)
 	}
 }

@@ -26,10 +26,12 @@ type RewriteOptions struct {
 	// Recipient is the recipient's pseudonym (per-recipient mode). Leave
 	// empty with MergeTag set for merge-tag mode.
 	Recipient string
-	// MergeTag is the ESP's recipient placeholder, e.g. "*|ID|*" or
-	// "{{contact.id}}" (merge-tag mode). Every tracking URL gets an
-	// unsigned r=<MergeTag> query parameter that the ESP fills in per send.
-	// Use an opaque id, not the e-mail address.
+	// MergeTag is the ESP's placeholder for the contact attribute that
+	// holds each recipient's recipient value (Signer.SignRecipient, e.g.
+	// imported from `vigie email tokens`): "*|VIGIE|*" in Mailchimp,
+	// "{{contact.VIGIE}}" in Brevo (merge-tag mode). Every tracking URL gets
+	// r=<MergeTag>, which the ESP fills in per send. A hit whose r is not a
+	// valid recipient value counts at campaign level only.
 	MergeTag string
 	// SentAt is when the e-mail goes out (zero = unknown). It lets Vigie
 	// recognize scanners that click within seconds of delivery.

@@ -44,11 +44,13 @@ type Token struct {
 	Expires time.Time
 }
 
-// Signer signs and verifies tokens. It is safe for concurrent use.
+// Signer signs and verifies tokens and recipient values. It is safe for
+// concurrent use.
 type Signer struct {
 	active string
 	keys   map[string][]byte
-	macs   map[string]*sync.Pool
+	macs   map[string]*sync.Pool // campaign tokens
+	rmacs  map[string]*sync.Pool // recipient values (recipient.go)
 }
 
 const (
@@ -69,9 +71,11 @@ var b64 = base64.RawURLEncoding
 
 // NewSigner returns a Signer that signs with the key named active and
 // verifies with any of keys (rotation: keep old keys until their e-mails no
-// longer matter).
+// longer matter; a key left out — retired — verifies nothing, neither a
+// campaign token nor a recipient value).
 func NewSigner(keys []Key, active string) (*Signer, error) {
-	s := &Signer{active: active, keys: make(map[string][]byte, len(keys)), macs: make(map[string]*sync.Pool, len(keys))}
+	s := &Signer{active: active, keys: make(map[string][]byte, len(keys)),
+		macs: make(map[string]*sync.Pool, len(keys)), rmacs: make(map[string]*sync.Pool, len(keys))}
 	for _, k := range keys {
 		if !validKeyID(k.ID) {
 			return nil, fmt.Errorf("%w: key id %q must be 1-32 characters of [A-Za-z0-9_-]", ErrConfig, k.ID)
@@ -82,16 +86,22 @@ func NewSigner(keys []Key, active string) (*Signer, error) {
 		if _, dup := s.keys[k.ID]; dup {
 			return nil, fmt.Errorf("%w: duplicate key id %q", ErrConfig, k.ID)
 		}
-		m := hmac.New(sha256.New, k.Secret)
-		m.Write([]byte(derivationLabel))
-		derived := m.Sum(nil)
+		derived, rderived := derive(k.Secret, derivationLabel), derive(k.Secret, recipientLabel)
 		s.keys[k.ID] = derived
 		s.macs[k.ID] = &sync.Pool{New: func() any { return hmac.New(sha256.New, derived) }}
+		s.rmacs[k.ID] = &sync.Pool{New: func() any { return newMACState(rderived) }}
 	}
 	if _, ok := s.keys[active]; !ok {
 		return nil, fmt.Errorf("%w: active key %q not among the keys", ErrConfig, active)
 	}
 	return s, nil
+}
+
+// derive returns HMAC-SHA256(secret, label): one key per use of a secret.
+func derive(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
 }
 
 func validKeyID(id string) bool {

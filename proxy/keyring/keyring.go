@@ -1,10 +1,27 @@
-// Package keyring keeps Vigie's secrets in the data directory: the HMAC keys
-// that make pseudonyms (with rotation), the key that wraps the identity
-// vault's per-subject keys, and the admin API token.
+// Package keyring keeps Vigie's secrets: the HMAC keys that make pseudonyms
+// (with rotation), the key that wraps the identity vault's per-subject keys,
+// the blind-index key, and the hashes of the API tokens.
 //
-// Everything lives in one JSON file, keyring.json, written with mode 0600 and
-// replaced atomically. The file is created on first start. Rotation adds a new
-// active pseudonym key; older keys stay for lookups until they are retired.
+// They live in keyring.json in the data directory, sealed under a master
+// key that lives elsewhere (Source: VIGIE_MASTER_KEY, a file outside the
+// data directory, or a command such as a KMS client): a copy of the data
+// directory alone opens nothing. The file is an envelope, version 2:
+//
+//	{"format": "vigie-keyring", "version": 2, "master_key_id": "mk-…",
+//	 "kdf": "hkdf-sha256", "salt": …, "cipher": "aes-256-gcm",
+//	 "nonce": …, "ciphertext": …}
+//
+// The AES-256-GCM key is HKDF-SHA256(master key, salt, "vigie keyring v2"),
+// with a fresh salt and nonce at every write; the additional data names the
+// format, version, algorithms and master key id, so none of them can be
+// changed unnoticed. The plaintext is the JSON of Keyring. API tokens are
+// stored as SHA-256 hashes only, inside the envelope.
+//
+// A keyring that does not open with the master key at hand is an error,
+// never a reason to make new keys. The plaintext keyring.json of earlier
+// versions is sealed at the first Open with a master key, and the plaintext
+// overwritten and removed. The file is written with mode 0600 and replaced
+// atomically.
 package keyring
 
 import (
@@ -15,16 +32,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
 // FileName is the keyring's file name inside the data directory.
 const FileName = "keyring.json"
 
+// legacyName is a second name (hard link) of a plaintext keyring being
+// migrated, kept until it is wiped.
+const legacyName = ".keyring-plaintext.json"
+
 // secretLen is the length of every generated secret, in bytes.
 const secretLen = 32
+
+// RoleAdmin is the role of the admin API token.
+const RoleAdmin = "admin"
 
 // Key is one pseudonymization key.
 type Key struct {
@@ -38,75 +65,332 @@ type Key struct {
 	Retired *time.Time `json:"retired,omitempty"`
 }
 
-// Keyring is the content of the keyring file.
+// Token is an API token, kept as a hash: the token itself is shown once,
+// when it is made, and never stored.
+type Token struct {
+	// ID names the token (t1, t2…), e.g. to revoke it.
+	ID string `json:"id"`
+	// Role is what the token may do (RoleAdmin).
+	Role string `json:"role"`
+	// Hash is SHA-256 of the token. Generated tokens carry 256 random
+	// bits, chosen ones at least 16 characters, and the hash sits inside
+	// the sealed envelope: a slow hash would buy nothing.
+	Hash []byte `json:"hash"`
+	// Created is when the token was made.
+	Created time.Time `json:"created"`
+}
+
+// Keyring is the sealed content of the keyring file.
 type Keyring struct {
 	// Keys are the pseudonymization keys, the active one first.
 	Keys []Key `json:"keys"`
 	// VaultKey wraps the identity vault's per-subject data keys.
 	VaultKey []byte `json:"vault_key"`
-	// AdminToken authorizes the admin API.
-	AdminToken string `json:"admin_token"`
+	// BlindIndexKey keys the blind index of e-mails and user ids that lets
+	// a privacy request find a person.
+	BlindIndexKey []byte `json:"blind_index_key"`
+	// Tokens are the API tokens' hashes.
+	Tokens []Token `json:"tokens"`
 
 	path string
+	mk   MasterKey
 }
 
-// ErrNoKeys is returned when a keyring has no usable pseudonymization key.
-var ErrNoKeys = errors.New("keyring: no active key")
+// Options tunes Open.
+type Options struct {
+	// AdminToken, when set, is the admin token of a keyring created now
+	// (VIGIE_ADMIN_TOKEN, keys.admin_token_file): 16 to 256 visible ASCII
+	// characters. Empty: a random token is made and returned once in
+	// Opened.AdminToken. It is ignored for an existing keyring.
+	AdminToken string
+	// MustExist refuses to create a keyring (ErrNoKeyring): the caller
+	// knows one existed (it vanished since) or that the data directory
+	// holds data sealed under one.
+	MustExist bool
+}
 
-// ErrUnknownKey is returned by Retire for a key id the keyring lacks.
-var ErrUnknownKey = errors.New("keyring: unknown key")
+// Opened tells what Open did.
+type Opened struct {
+	// Created: there was no keyring; it was made now.
+	Created bool
+	// AdminToken is the admin token generated now, to be shown once ("" if
+	// none was generated).
+	AdminToken string
+	// Migrated: a plaintext keyring of an earlier version was sealed now.
+	Migrated bool
+	// Wiped: with Migrated, the plaintext was overwritten before it was
+	// removed (false: it was only removed).
+	Wiped bool
+	// BlindIndexAdded: the keyring had no blind-index key; one was added.
+	BlindIndexAdded bool
+}
 
-// Open reads the keyring in dir, creating it (and dir) on first use. created
-// reports whether it was made now, so the caller can show the admin token
-// once.
-func Open(dir string) (kr *Keyring, created bool, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("keyring: create data dir: %w", err)
+// State is what a data directory holds, read without any key.
+type State struct {
+	// Exists: there is a keyring.
+	Exists bool
+	// Sealed: it is sealed; MasterKeyID names the key it needs. An
+	// existing keyring that is not sealed is the plaintext one of an
+	// earlier version.
+	Sealed bool
+	// MasterKeyID is the id of the master key that sealed it.
+	MasterKeyID string
+}
+
+// Stat says whether dir holds a keyring and which master key it needs.
+func Stat(dir string) (State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, legacyName)); err == nil {
+			return State{Exists: true}, nil
+		}
+		return State{}, nil
 	}
-	path := filepath.Join(dir, FileName)
+	if err != nil {
+		return State{}, fmt.Errorf("keyring: read: %w", err)
+	}
+	var env envelope
+	if json.Unmarshal(b, &env) == nil && env.Format == formatName {
+		return State{Exists: true, Sealed: true, MasterKeyID: env.MasterKeyID}, nil
+	}
+	return State{Exists: true}, nil
+}
+
+// Open opens the keyring in dir with mk, creating it (and dir, 0700) on
+// first use, sealing a plaintext keyring of an earlier version, and adding
+// what an older keyring lacks (the blind-index key). A keyring sealed under
+// another key is ErrWrongMasterKey, one that does not decrypt ErrTampered:
+// nothing is ever created beside an existing keyring.
+func Open(dir string, mk MasterKey, opt Options) (*Keyring, Opened, error) {
+	if mk.IsZero() {
+		return nil, Opened{}, ErrNoMasterKey
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, Opened{}, fmt.Errorf("keyring: create data dir: %w", err)
+	}
+	path, legacy := filepath.Join(dir, FileName), filepath.Join(dir, legacyName)
+	// A migration interrupted before the sealed file replaced the
+	// plaintext one left only the second name.
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Rename(legacy, path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, Opened{}, fmt.Errorf("keyring: recover: %w", err)
+		}
+	}
 	b, err := os.ReadFile(path)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		kr, err = generate()
-		if err != nil {
-			return nil, false, err
-		}
-		kr.path = path
-		if err := kr.Save(); err != nil {
-			return nil, false, err
-		}
-		return kr, true, nil
+	case errors.Is(err, fs.ErrNotExist) && opt.MustExist:
+		return nil, Opened{}, fmt.Errorf("%w: %s is missing", ErrNoKeyring, FileName)
+	case errors.Is(err, fs.ErrNotExist):
+		return create(path, mk, opt)
 	case err != nil:
-		return nil, false, fmt.Errorf("keyring: read: %w", err)
+		return nil, Opened{}, fmt.Errorf("keyring: read: %w", err)
 	}
-	kr = &Keyring{path: path}
-	if err := json.Unmarshal(b, kr); err != nil {
-		return nil, false, fmt.Errorf("keyring: %s is not valid: %w", path, err)
+	kr, sealed, err := decode(b, mk)
+	if err != nil {
+		return nil, Opened{}, err
 	}
-	if len(kr.Active()) == 0 || len(kr.VaultKey) != secretLen || kr.AdminToken == "" {
-		return nil, false, fmt.Errorf("keyring: %s is incomplete: %w", path, ErrNoKeys)
+	kr.path, kr.mk = path, mk
+	if !sealed {
+		return kr.migrate(legacy)
 	}
-	return kr, false, nil
+	var op Opened
+	// A sealed file replaced the plaintext one; the second name was not
+	// wiped yet.
+	if st, err := os.Stat(legacy); err == nil {
+		if cur, err := os.Stat(path); err == nil && !os.SameFile(st, cur) {
+			op.Wiped = wipe(legacy) == nil
+		}
+	}
+	if len(kr.BlindIndexKey) == 0 {
+		if kr.BlindIndexKey, err = random(secretLen); err != nil {
+			return nil, Opened{}, err
+		}
+		if err := kr.Save(); err != nil {
+			return nil, Opened{}, err
+		}
+		op.BlindIndexAdded = true
+	}
+	return kr, op, nil
 }
 
-func generate() (*Keyring, error) {
+// Verify opens the keyring in dir with mk without writing anything (for
+// `vigie check`). A missing keyring is State{} and no error.
+func Verify(dir string, mk MasterKey) (State, error) {
+	st, err := Stat(dir)
+	if err != nil || !st.Exists {
+		return st, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		b, err = os.ReadFile(filepath.Join(dir, legacyName))
+	}
+	if err != nil {
+		return st, fmt.Errorf("keyring: read: %w", err)
+	}
+	_, _, err = decode(b, mk)
+	return st, err
+}
+
+// decode reads keyring.json: a sealed envelope (opened with mk) or the
+// plaintext keyring of an earlier version (sealed false).
+func decode(b []byte, mk MasterKey) (kr *Keyring, sealed bool, err error) {
+	var env envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil, false, fmt.Errorf("%w: %s is not JSON: %v", ErrFormat, FileName, err)
+	}
+	if env.Format != formatName {
+		kr, err := decodeLegacy(b)
+		return kr, false, err
+	}
+	plain, err := env.open(mk)
+	if err != nil {
+		return nil, true, err
+	}
+	defer clear(plain)
+	kr = &Keyring{}
+	if err := json.Unmarshal(plain, kr); err != nil {
+		return nil, true, fmt.Errorf("%w: sealed content is not valid: %v", ErrTampered, err)
+	}
+	if len(kr.Active()) == 0 || len(kr.VaultKey) != secretLen {
+		return nil, true, fmt.Errorf("keyring: %s is incomplete: %w", FileName, ErrNoKeys)
+	}
+	return kr, true, nil
+}
+
+// legacyKeyring is keyring.json before it was sealed (Vigie 0.1).
+type legacyKeyring struct {
+	Keys       []Key  `json:"keys"`
+	VaultKey   []byte `json:"vault_key"`
+	AdminToken string `json:"admin_token"`
+}
+
+func decodeLegacy(b []byte) (*Keyring, error) {
+	var old legacyKeyring
+	if err := json.Unmarshal(b, &old); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, FileName, err)
+	}
+	kr := &Keyring{Keys: old.Keys, VaultKey: old.VaultKey}
+	if len(kr.Active()) == 0 || len(kr.VaultKey) != secretLen || old.AdminToken == "" {
+		return nil, fmt.Errorf("keyring: %s is incomplete: %w", FileName, ErrNoKeys)
+	}
+	kr.Tokens = []Token{{ID: "t1", Role: RoleAdmin, Hash: hashToken(old.AdminToken), Created: time.Now().UTC()}}
+	return kr, nil
+}
+
+// migrate seals a plaintext keyring in place: the plaintext file gets a
+// second name, the sealed file atomically replaces the first, then the
+// second is overwritten with random bytes, synced and removed. A crash at
+// any point leaves a keyring that opens (plaintext or sealed) and the next
+// Open finishes the job.
+func (kr *Keyring) migrate(legacy string) (*Keyring, Opened, error) {
+	var err error
+	op := Opened{Migrated: true, BlindIndexAdded: len(kr.BlindIndexKey) == 0}
+	if op.BlindIndexAdded {
+		if kr.BlindIndexKey, err = random(secretLen); err != nil {
+			return nil, Opened{}, err
+		}
+	}
+	if err := os.Remove(legacy); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, Opened{}, fmt.Errorf("keyring: migrate: %w", err)
+	}
+	linked := os.Link(kr.path, legacy) == nil
+	if err := kr.Save(); err != nil {
+		if linked {
+			os.Remove(legacy)
+		}
+		return nil, Opened{}, err
+	}
+	op.Wiped = linked && wipe(legacy) == nil
+	return kr, op, nil
+}
+
+// wipe overwrites the file at path with random bytes, syncs it and removes
+// it. (On copy-on-write file systems and SSDs the old blocks may survive:
+// see README, "Key custody".)
+func wipe(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err == nil {
+		junk := make([]byte, st.Size())
+		_, _ = rand.Read(junk)
+		_, err = f.WriteAt(junk, 0)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if rmErr := os.Remove(path); err == nil {
+		err = rmErr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	return err
+}
+
+func create(path string, mk MasterKey, opt Options) (*Keyring, Opened, error) {
+	op := Opened{Created: true}
+	tok := opt.AdminToken
+	if tok != "" {
+		if err := checkChosenToken(tok); err != nil {
+			return nil, Opened{}, err
+		}
+	} else {
+		var err error
+		if tok, err = newToken(); err != nil {
+			return nil, Opened{}, err
+		}
+		op.AdminToken = tok
+	}
 	k, err := newKey(1)
 	if err != nil {
-		return nil, err
+		return nil, Opened{}, err
 	}
 	vk, err := random(secretLen)
 	if err != nil {
-		return nil, err
+		return nil, Opened{}, err
 	}
-	tok, err := random(secretLen)
+	bk, err := random(secretLen)
 	if err != nil {
-		return nil, err
+		return nil, Opened{}, err
 	}
-	return &Keyring{
-		Keys:       []Key{k},
-		VaultKey:   vk,
-		AdminToken: "vigie_" + base64.RawURLEncoding.EncodeToString(tok),
-	}, nil
+	kr := &Keyring{
+		Keys: []Key{k}, VaultKey: vk, BlindIndexKey: bk,
+		Tokens: []Token{{ID: "t1", Role: RoleAdmin, Hash: hashToken(tok), Created: time.Now().UTC()}},
+		path:   path, mk: mk,
+	}
+	if err := kr.Save(); err != nil {
+		return nil, Opened{}, err
+	}
+	return kr, op, nil
+}
+
+func checkChosenToken(tok string) error {
+	if len(tok) < 16 || len(tok) > 256 {
+		return ErrWeakToken
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] < 0x21 || tok[i] > 0x7e {
+			return ErrWeakToken
+		}
+	}
+	return nil
+}
+
+func newToken() (string, error) {
+	b, err := random(secretLen)
+	if err != nil {
+		return "", err
+	}
+	return "vigie_" + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func hashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
 }
 
 func newKey(n int) (Key, error) {
@@ -124,6 +408,9 @@ func random(n int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// MasterKeyID is the id of the master key the keyring is sealed under.
+func (kr *Keyring) MasterKeyID() string { return kr.mk.ID() }
 
 // Active returns the keys that may be used, the active key first.
 func (kr *Keyring) Active() []Key {
@@ -163,20 +450,94 @@ func (kr *Keyring) Retire(id string) error {
 	return fmt.Errorf("keyring: %q: %w", id, ErrUnknownKey)
 }
 
-// CheckAdminToken reports, in constant time, whether tok is the admin token.
-func (kr *Keyring) CheckAdminToken(tok string) bool {
-	a := sha256.Sum256([]byte(tok))
-	b := sha256.Sum256([]byte(kr.AdminToken))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+// CheckToken returns the token whose hash matches tok. Every stored hash is
+// compared, in constant time, whatever matches.
+func (kr *Keyring) CheckToken(tok string) (Token, bool) {
+	if tok == "" {
+		return Token{}, false
+	}
+	h := hashToken(tok)
+	found := -1
+	for i := range kr.Tokens {
+		if subtle.ConstantTimeCompare(h, kr.Tokens[i].Hash) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return Token{}, false
+	}
+	return kr.Tokens[found], true
 }
 
-// Save writes the keyring atomically with mode 0600.
+// CheckAdminToken reports, in constant time, whether tok is an admin token.
+func (kr *Keyring) CheckAdminToken(tok string) bool {
+	t, ok := kr.CheckToken(tok)
+	return ok && t.Role == RoleAdmin
+}
+
+// ResetAdminToken replaces every admin token with a new random one, saves
+// the keyring and returns the new token (to be shown once).
+func (kr *Keyring) ResetAdminToken() (string, error) {
+	tok, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	next := 0
+	kept := kr.Tokens[:0:0]
+	for _, t := range kr.Tokens {
+		if n, err := strconv.Atoi(strings.TrimPrefix(t.ID, "t")); err == nil && n > next {
+			next = n
+		}
+		if t.Role != RoleAdmin {
+			kept = append(kept, t)
+		}
+	}
+	old := kr.Tokens
+	kr.Tokens = append(kept, Token{ID: "t" + strconv.Itoa(next+1), Role: RoleAdmin, Hash: hashToken(tok), Created: time.Now().UTC()})
+	if err := kr.Save(); err != nil {
+		kr.Tokens = old
+		return "", err
+	}
+	return tok, nil
+}
+
+// Rewrap seals the keyring under a new master key and saves it. Nothing
+// else changes: the pseudonymization, vault and blind-index keys are the
+// same, so no data is re-encrypted. The old master key no longer opens the
+// file.
+func (kr *Keyring) Rewrap(next MasterKey) error {
+	if next.IsZero() {
+		return ErrNoMasterKey
+	}
+	prev := kr.mk
+	kr.mk = next
+	if err := kr.Save(); err != nil {
+		kr.mk = prev
+		return err
+	}
+	return nil
+}
+
+// Save seals the keyring and writes it atomically with mode 0600.
 func (kr *Keyring) Save() error {
-	b, err := json.MarshalIndent(kr, "", "  ")
+	plain, err := json.Marshal(kr)
 	if err != nil {
 		return fmt.Errorf("keyring: encode: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(kr.path), ".keyring-*")
+	env, err := seal(plain, kr.mk)
+	clear(plain)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(env, "", "  ")
+	if err != nil {
+		return fmt.Errorf("keyring: encode: %w", err)
+	}
+	return writeFile(kr.path, b)
+}
+
+func writeFile(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".keyring-*")
 	if err != nil {
 		return fmt.Errorf("keyring: write: %w", err)
 	}
@@ -196,8 +557,21 @@ func (kr *Keyring) Save() error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("keyring: write: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), kr.path); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("keyring: replace: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename or a new file in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keyring: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keyring: sync dir: %w", err)
 	}
 	return nil
 }

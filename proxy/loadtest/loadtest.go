@@ -39,6 +39,7 @@ import (
 
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/keyring"
 )
 
 // defaultWorkers is the number of keep-alive connections per phase. On the
@@ -170,6 +171,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.LogLevel = "warn"
 	cfg.Storage.SyncWrites = o.syncWrites
+	// A throwaway master key: the temporary instance leaves no secret behind.
+	mk, err := keyring.NewMasterKey()
+	if err != nil {
+		return err
+	}
+	cfg.Keys.MasterKey = config.Secret(mk.Encode())
 	srv, err := proxy.New(cfg, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err

@@ -23,7 +23,9 @@ type EmailHit struct {
 	Click bool
 	// Campaign and Link come from the signed token.
 	Campaign, Link string
-	// Recipient is the recipient's pseudonym; empty for an anonymous hit.
+	// Recipient is the recipient's pseudonym, as package email verified it
+	// from a signed token or recipient value (never from an unsigned
+	// parameter); empty for an anonymous hit.
 	Recipient string
 	// Granted are the recipient's purposes (from the consent ledger); the
 	// hit is pseudonymous only with Recipient set and marketing granted.

@@ -1,11 +1,14 @@
 // Package proxytest starts a whole Vigie server for tests: random loopback
 // port, Badger and the embedded NATS server in a temp dir, like
-// nats-server's RunServer with port -1.
+// nats-server's RunServer with port -1. Each instance has its own master
+// key (as VIGIE_MASTER_KEY would give it, so outside its data dir) and
+// chooses its admin token (as VIGIE_ADMIN_TOKEN would).
 package proxytest
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/keyring"
 )
 
 // Instance is a running server.
@@ -28,6 +32,8 @@ type Instance struct {
 	// URL is its base URL, e.g. http://127.0.0.1:41234.
 	URL  string
 	logs *syncWriter
+	// adminToken is the chosen token, or the one the server generated.
+	adminToken string
 
 	t testing.TB
 }
@@ -42,10 +48,17 @@ func Start(t testing.TB, opts ...Option) *Instance {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.Keys.SecretsDir = filepath.Join(t.TempDir(), "secrets")
+	mk, err := keyring.NewMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Keys.MasterKey = config.Secret(mk.Encode())
+	cfg.Keys.AdminToken = config.Secret("vigie_test_" + rand.Text())
 	for _, o := range opts {
 		o(&cfg)
 	}
-	in := &Instance{Config: cfg, logs: &syncWriter{}, t: t}
+	in := &Instance{Config: cfg, logs: &syncWriter{}, t: t, adminToken: cfg.Keys.AdminToken.Reveal()}
 	in.start()
 	t.Cleanup(func() { in.Stop() })
 	return in
@@ -62,6 +75,9 @@ func (in *Instance) start() {
 		in.t.Fatalf("proxytest: start: %v", err)
 	}
 	in.Server = srv
+	if tok := srv.NewAdminToken(); tok != "" {
+		in.adminToken = tok
+	}
 	in.URL = "http://" + srv.Addr()
 	// Keep the same port across restarts.
 	in.Config.Listen = srv.Addr()
@@ -87,8 +103,13 @@ func (in *Instance) Restart() {
 	in.start()
 }
 
-// AdminToken is the admin API token.
-func (in *Instance) AdminToken() string { return in.Server.AdminToken() }
+// AdminToken is the admin API token: the one the test chose
+// (Config.Keys.AdminToken), or the one the server generated.
+func (in *Instance) AdminToken() string { return in.adminToken }
+
+// MasterKey is the text of the instance's master key ("" if a test option
+// removed it).
+func (in *Instance) MasterKey() string { return in.Config.Keys.MasterKey.Reveal() }
 
 // Do sends a request and returns the status and body.
 func (in *Instance) Do(method, path string, body []byte, hdr http.Header) (int, []byte) {

@@ -11,14 +11,18 @@ func TruncateIP(s string) (prefix string, ok bool) {
 	if err != nil {
 		return "", false
 	}
+	return Network(addr).String(), true
+}
+
+// Network is the network of addr that Vigie keeps instead of the address:
+// its /24 for IPv4 (IPv4-mapped IPv6 included), its /48 for IPv6, without
+// zone. An invalid addr gives the zero Prefix.
+func Network(addr netip.Addr) netip.Prefix {
 	addr = addr.Unmap().WithZone("")
 	bits := 48
 	if addr.Is4() {
 		bits = 24
 	}
-	pfx, err := addr.Prefix(bits)
-	if err != nil {
-		return "", false
-	}
-	return pfx.String(), true
+	pfx, _ := addr.Prefix(bits)
+	return pfx
 }

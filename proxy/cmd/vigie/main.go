@@ -2,12 +2,23 @@
 //
 //	vigie [--config FILE] [--listen ADDR] [--data-dir DIR]   run the server
 //	vigie version                                            print the version
-//	vigie keys rotate|retire ID [--data-dir DIR]             manage pseudonymization keys
+//	vigie keys list|rotate|retire ID [--data-dir DIR]        manage pseudonymization keys
+//	vigie keys master new [--out FILE]                       make a master key
+//	vigie keys rewrap --new-key-file FILE|-                  re-seal the keyring under a new master key
+//	vigie admin token reset [--print]                        make a new admin token
+//	vigie check [--config FILE]                              check the configuration and key custody
+//	vigie email rewrite ... < campaign.html                  add the open pixel, wrap the links
+//	vigie email tokens [--site ID] < recipients.csv          per-recipient values for an ESP's merge fields
 //	vigie bench [--duration 10s] [--events-per-batch 15] [--json]
 //	                                                         load-test a temporary instance
 //
 // With no configuration file it starts a working demo setup: 127.0.0.1:8080,
-// data in ./vigie-data, embedded NATS, the demo site (write key "demo").
+// data in ./vigie-data, a trial master key in ./vigie-secrets, embedded
+// NATS, the demo site (write key "demo").
+//
+// Exit status: 0 after a clean stop, 75 when it cannot start because the
+// disk is full (less free space than storage.min_free_bytes), 1 on any
+// other error.
 package main
 
 import (
@@ -20,15 +31,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
-	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/loadtest"
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // defaultMemoryLimit is the Go heap's soft limit when GOMEMLIMIT is not
@@ -36,6 +46,14 @@ import (
 // load while leaving the GC enough headroom for p99 latency (see
 // BENCHMARKS.md). Set GOMEMLIMIT to change it.
 const defaultMemoryLimit = 384 << 20
+
+// Exit statuses: 1 for any error, except exitDiskFull when vigie cannot
+// start because the data dir's filesystem has less free space than
+// storage.min_free_bytes (or none at all to create the keyring). It is 75, EX_TEMPFAIL of sysexits.h ("try again
+// later"), so that a supervisor can tell it from a crash or a bad
+// configuration (systemd: RestartPreventExitStatus=75 stops the restarts,
+// or RestartSec spaces them until space is freed).
+const exitDiskFull = 75
 
 func main() {
 	// "vigie plugin <name>" runs a built-in plugin: Vigie starts its
@@ -47,6 +65,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, storage.ErrDiskFull) || errors.Is(err, syscall.ENOSPC) {
+		fmt.Fprintln(os.Stderr, "vigie: cannot start, the disk is full:", err)
+		fmt.Fprintln(os.Stderr, "vigie: free space on that filesystem (or lower storage.min_free_bytes), then start again")
+		os.Exit(exitDiskFull)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vigie:", err)
 		os.Exit(1)
@@ -61,7 +84,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "vigie", proxy.Version)
 			return nil
 		case "keys":
-			return keysCmd(args[1:], stdout)
+			return keysCmd(ctx, args[1:], stdout, stderr)
+		case "admin":
+			return adminCmd(ctx, args[1:], stdout, stderr)
+		case "check":
+			return checkCmd(ctx, args[1:], stdout, stderr)
 		case "bench":
 			return loadtest.Main(args[1:], stdout)
 		case "email":
@@ -80,7 +107,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
 		return config.Config{}, err
 	}
 	cfg, err := config.Load(*cfgPath, os.Environ())
-	if err != nil {
+	if err != nil && !errors.Is(err, config.ErrInvalid) {
 		return cfg, err
 	}
 	if *listen != "" {
@@ -89,7 +116,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	return cfg, nil
+	// An invalid configuration comes back too, for `vigie check` to report.
+	return cfg, err
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -110,10 +138,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	if srv.FirstStart() {
-		// Printed once, to the terminal, never to the log.
-		fmt.Fprintf(stdout, "\nVigie admin token (shown once, kept in %s):\n\n    %s\n\n",
-			filepath.Join(cfg.DataDir, keyring.FileName), srv.AdminToken())
+	if tok := srv.NewAdminToken(); tok != "" {
+		showNewAdminToken(stdout, tok)
 	}
 	fmt.Fprintf(stdout, "Vigie %s listening on http://%s — send events with write key %q; Ctrl-C stops.\n",
 		proxy.Version, srv.Addr(), firstWriteKey(cfg))
@@ -128,51 +154,4 @@ func firstWriteKey(cfg config.Config) string {
 		return cfg.Sites[0].WriteKeys[0]
 	}
 	return ""
-}
-
-func keysCmd(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: vigie keys rotate | vigie keys retire ID [--data-dir DIR]")
-	}
-	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
-	cmd, rest := args[0], args[1:]
-	id := ""
-	if cmd == "retire" {
-		if len(rest) == 0 {
-			return errors.New("usage: vigie keys retire ID")
-		}
-		id, rest = rest[0], rest[1:]
-	}
-	cfg, err := loadConfig(fs, rest)
-	if err != nil {
-		return err
-	}
-	kr, _, err := keyring.Open(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	switch cmd {
-	case "rotate":
-		k, err := kr.Rotate()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "new active key %s; restart vigie to use it\n", k.ID)
-	case "retire":
-		if err := kr.Retire(id); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "key %s retired; restart vigie to apply\n", id)
-	case "list":
-		for _, k := range kr.Keys {
-			state := "active"
-			if k.Retired != nil {
-				state = "retired"
-			}
-			fmt.Fprintf(stdout, "%s\t%s\t%s\n", k.ID, k.Created.Format(time.RFC3339), state)
-		}
-	default:
-		return fmt.Errorf("unknown keys command %q", cmd)
-	}
-	return nil
 }
