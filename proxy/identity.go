@@ -12,9 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -77,9 +82,12 @@ func (s *Server) isHTTPS(r *http.Request) bool {
 // returns the records to store. Around it: the snippet's messages get the
 // visitor cookie's identifier (or a fresh one, kept only if consent allows
 // it), every event without a consent signal of its own is decided with the
-// consent ledger, and an explicit choice is recorded in the ledger (a
-// withdrawal of every profile purpose deletes the subject's profile).
-func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, msgs []*collect.Message, req *pipeline.Request) []storage.Record {
+// consent ledger, and an explicit choice is recorded in the ledger with its
+// privacy event for the syncers (a withdrawal of every profile purpose
+// deletes the subject's profile). Nothing here waits for NATS. When a
+// choice cannot be recorded, processHits answers the request itself (503:
+// the client retries, and the choice with it) and returns ok false.
+func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, msgs []*collect.Message, req *pipeline.Request) (recs []storage.Record, ok bool) {
 	cookie := visitorCookie(r)
 	candidate := cookie
 	snippet := false
@@ -93,7 +101,7 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 		}
 	}
 	req.Ledger = s.ledger.reader(r.Context())
-	recs := make([]storage.Record, 0, len(msgs))
+	recs = make([]storage.Record, 0, len(msgs))
 	keep, withdraw := false, false
 	for _, m := range msgs {
 		res := s.pipe.Process(st.pipe, m, req)
@@ -102,7 +110,10 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 			recs = append(recs, res.Record)
 		}
 		if res.Explicit && res.Subject != "" {
-			s.ledger.record(r.Context(), st.cfg.ID, res.Subject, res.Decision)
+			if err := s.ledger.record(r.Context(), st.cfg.ID, res.Subject, res.Decision); err != nil {
+				s.storeFailed(w, err, "consent choice")
+				return nil, false
+			}
 		}
 		if snippet && m.AnonymousID == candidate {
 			pseudo := res.Decision.Outcome == consent.Pseudonymous && res.Outcome == pipeline.Stored
@@ -116,19 +127,21 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 	case withdraw && cookie != "":
 		s.setVisitorCookie(w, r, "")
 	}
-	return recs
+	return recs, true
 }
 
 // ledger is the consent ledger: the last explicit choice of each subject,
 // in Badger, behind a write-through cache (so a withdrawal applies to the
-// very next event).
+// very next event). Each new choice is committed with its privacy event
+// (vigie.privacy.<site>.consent) in the outbox, in one transaction: the
+// syncers (a CRM) hear of every recorded choice, withdrawals included, even
+// if NATS is down and Vigie restarts before it is back.
 type ledger struct {
-	store    *storage.Store
-	log      interface{ Warn(string, ...any) }
-	onDrop   func(ctx context.Context, site, subject string)                      // profile purposes all withdrawn
-	onChange func(ctx context.Context, site, subject string, granted consent.Set) // a new choice was recorded
-	profile  []consent.Purpose                                                    // purposes that allow a profile
-	all      []consent.Purpose                                                    // configured purposes but necessary
+	store   *storage.Store
+	log     interface{ Warn(string, ...any) }
+	onDrop  func(ctx context.Context, site, subject string) // profile purposes all withdrawn
+	profile []consent.Purpose                               // purposes that allow a profile
+	all     []consent.Purpose                               // configured purposes but necessary
 
 	mu    sync.Mutex
 	cache map[string]ledgerEntry // site \x00 subject
@@ -178,8 +191,9 @@ func (l *ledger) put(k string, e ledgerEntry) {
 	l.cache[k] = e
 }
 
-// record stores an explicit choice when it differs from the recorded one.
-func (l *ledger) record(ctx context.Context, site, subject string, d consent.Decision) {
+// record stores an explicit choice, with its privacy event, when it differs
+// from the recorded one.
+func (l *ledger) record(ctx context.Context, site, subject string, d consent.Decision) error {
 	old := l.get(ctx, site, subject)
 	granted := d.Granted
 	if d.Outcome != consent.Pseudonymous {
@@ -193,23 +207,41 @@ func (l *ledger) record(ctx context.Context, site, subject string, d consent.Dec
 	}
 	denied := consent.NewSet(refused...)
 	if old.found && old.granted == granted && old.denied == denied {
-		return
+		return nil
 	}
-	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: "explicit", AtMs: time.Now().UnixMilli()}
-	if err := l.store.PutConsent(ctx, site, subject, e); err != nil {
+	now := time.Now()
+	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: "explicit", AtMs: now.UnixMilli()}
+	msg, err := privacyMessage(&vigiev1.PrivacyEvent{
+		Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
+		Purposes: e.Granted, AtMs: e.AtMs,
+		RequestId: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+	})
+	if err == nil {
+		err = l.store.PutConsent(ctx, site, subject, e, msg)
+	}
+	if err != nil {
 		l.log.Warn("consent choice not recorded", "err", err)
-		return
+		return err
 	}
 	l.put(l.key(site, subject), ledgerEntry{granted: granted, denied: denied, found: true})
-	if l.onChange != nil {
-		l.onChange(ctx, site, subject, granted)
-	}
 	profiled := func(s consent.Set) bool {
 		return slices.ContainsFunc(l.profile, func(p consent.Purpose) bool { return s.Has(p) })
 	}
 	if old.found && profiled(old.granted) && !profiled(granted) && l.onDrop != nil {
 		l.onDrop(ctx, site, subject)
 	}
+	return nil
+}
+
+// privacyMessage is the outbox message of a privacy event: its subject and
+// deterministic Nats-Msg-Id come from package streams, so that the event
+// published again after a crash is deduplicated.
+func privacyMessage(e *vigiev1.PrivacyEvent) (storage.Message, error) {
+	data, err := proto.Marshal(e)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	return storage.Message{Topic: streams.PrivacySubject(e), ID: streams.PrivacyMsgID(e), Data: data}, nil
 }
 
 // reader returns the ledger as the pipeline reads it.

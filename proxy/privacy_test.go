@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
@@ -177,7 +177,7 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	findCanary("plugin input", input, t)
-	for _, stream := range []string{plugins.EnrichedStream, plugins.SegmentsStream, plugins.DeadStream} {
+	for _, stream := range []string{streams.Enriched, streams.Segments, streams.Dead} {
 		st, err := in.Server.Bus().JetStream().Stream(t.Context(), stream)
 		if err != nil {
 			t.Fatal(err)

@@ -275,14 +275,14 @@ type NATS struct {
 	TLSCA   string `yaml:"tls_ca"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// Replicas of the VIGIE_EVENTS stream. Default 1.
+	// Replicas of every Vigie stream. Default 1.
 	Replicas int `yaml:"replicas"`
 	// SyncInterval is the embedded JetStream's fsync interval; "always"
 	// syncs every write. Default 2m (NATS's default).
 	SyncInterval string `yaml:"sync_interval"`
 	// MaxInFlight bounds unacknowledged async publishes. Default 1024.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// DuplicateWindow of the stream (Nats-Msg-Id dedup). Default 30s.
+	// DuplicateWindow of VIGIE_EVENTS (Nats-Msg-Id dedup). Default 30s.
 	// JetStream keeps every id of the window in memory (a 10-minute window
 	// held 144 MB after 1.2M events), and the only entries
 	// ever republished are those published but not yet removed from the

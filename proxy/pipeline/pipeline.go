@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/consent"
-	"github.com/vigie-dev/vigie/proxy/bus"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -305,7 +305,7 @@ func (p *Pipeline) finish(res *Result, s *Site, ev *vigiev1.Event, d consent.Dec
 	res.Record.Time = time.UnixMilli(ev.TimestampMs)
 	res.Record.Type = ev.Type
 	res.Record.Subject = ev.Subject
-	res.Record.Topic = bus.Subject(s.id, ev.Type)
+	res.Record.Topic = streams.EventSubject(s.id, ev.Type)
 	res.Record.TTL = p.ttl(d)
 	data, err := proto.Marshal(ev)
 	if err != nil {
