@@ -1,25 +1,16 @@
 package proxy
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
-	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/vigie-dev/vigie/consent"
-	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
-	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -100,7 +91,7 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 			snippet = true
 		}
 	}
-	req.Ledger = s.ledger.reader(r.Context())
+	req.Ledger = s.ledger.Reader(r.Context())
 	recs = make([]storage.Record, 0, len(msgs))
 	keep, withdraw := false, false
 	for _, m := range msgs {
@@ -110,7 +101,7 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 			recs = append(recs, res.Record)
 		}
 		if res.Explicit && res.Subject != "" {
-			if err := s.ledger.record(r.Context(), st.cfg.ID, res.Subject, res.Decision); err != nil {
+			if err := s.ledger.Record(r.Context(), st.cfg.ID, res.Subject, res.Decision); err != nil {
 				s.storeFailed(w, err, "consent choice")
 				return nil, false
 			}
@@ -128,138 +119,4 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 		s.setVisitorCookie(w, r, "")
 	}
 	return recs, true
-}
-
-// ledger is the consent ledger: the last explicit choice of each subject,
-// in Badger, behind a write-through cache (so a withdrawal applies to the
-// very next event). Each new choice is committed with its privacy event
-// (vigie.privacy.<site>.consent) in the outbox, in one transaction: the
-// syncers (a CRM) hear of every recorded choice, withdrawals included, even
-// if NATS is down and Vigie restarts before it is back.
-type ledger struct {
-	store   *storage.Store
-	log     interface{ Warn(string, ...any) }
-	onDrop  func(ctx context.Context, site, subject string) // profile purposes all withdrawn
-	profile []consent.Purpose                               // purposes that allow a profile
-	all     []consent.Purpose                               // configured purposes but necessary
-
-	mu    sync.Mutex
-	cache map[string]ledgerEntry // site \x00 subject
-}
-
-// ledgerEntry is a cached ledger entry; found is false for "no entry".
-type ledgerEntry struct {
-	granted, denied consent.Set
-	found           bool
-}
-
-// maxLedgerCache bounds the cache; past it, it is emptied (simple and
-// enough: entries are re-read from Badger).
-const maxLedgerCache = 100_000
-
-func (l *ledger) key(site, subject string) string { return site + "\x00" + subject }
-
-// get returns subject's entry, from the cache or Badger.
-func (l *ledger) get(ctx context.Context, site, subject string) ledgerEntry {
-	k := l.key(site, subject)
-	l.mu.Lock()
-	e, ok := l.cache[k]
-	l.mu.Unlock()
-	if ok {
-		return e
-	}
-	ce, err := l.store.Consent(ctx, site, subject)
-	switch {
-	case err == nil:
-		e.found = true
-		e.granted, _ = consent.ParseSet(ce.Granted...)
-		e.denied, _ = consent.ParseSet(ce.Denied...)
-	case !errors.Is(err, storage.ErrNotFound):
-		l.log.Warn("consent ledger unreadable; deciding without it", "err", err)
-		return e
-	}
-	l.put(k, e)
-	return e
-}
-
-func (l *ledger) put(k string, e ledgerEntry) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cache == nil || len(l.cache) >= maxLedgerCache {
-		l.cache = make(map[string]ledgerEntry, 1024)
-	}
-	l.cache[k] = e
-}
-
-// record stores an explicit choice, with its privacy event, when it differs
-// from the recorded one.
-func (l *ledger) record(ctx context.Context, site, subject string, d consent.Decision) error {
-	old := l.get(ctx, site, subject)
-	granted := d.Granted
-	if d.Outcome != consent.Pseudonymous {
-		granted = consent.Set{}
-	}
-	var refused []consent.Purpose
-	for _, p := range l.all {
-		if !granted.Has(p) {
-			refused = append(refused, p)
-		}
-	}
-	denied := consent.NewSet(refused...)
-	if old.found && old.granted == granted && old.denied == denied {
-		return nil
-	}
-	now := time.Now()
-	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: "explicit", AtMs: now.UnixMilli()}
-	msg, err := privacyMessage(&vigiev1.PrivacyEvent{
-		Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
-		Purposes: e.Granted, AtMs: e.AtMs,
-		RequestId: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
-	})
-	if err == nil {
-		err = l.store.PutConsent(ctx, site, subject, e, msg)
-	}
-	if err != nil {
-		l.log.Warn("consent choice not recorded", "err", err)
-		return err
-	}
-	l.put(l.key(site, subject), ledgerEntry{granted: granted, denied: denied, found: true})
-	profiled := func(s consent.Set) bool {
-		return slices.ContainsFunc(l.profile, func(p consent.Purpose) bool { return s.Has(p) })
-	}
-	if old.found && profiled(old.granted) && !profiled(granted) && l.onDrop != nil {
-		l.onDrop(ctx, site, subject)
-	}
-	return nil
-}
-
-// privacyMessage is the outbox message of a privacy event: its subject and
-// deterministic Nats-Msg-Id come from package streams, so that the event
-// published again after a crash is deduplicated.
-func privacyMessage(e *vigiev1.PrivacyEvent) (storage.Message, error) {
-	data, err := proto.Marshal(e)
-	if err != nil {
-		return storage.Message{}, err
-	}
-	return storage.Message{Topic: streams.PrivacySubject(e), ID: streams.PrivacyMsgID(e), Data: data}, nil
-}
-
-// reader returns the ledger as the pipeline reads it.
-func (l *ledger) reader(ctx context.Context) pipeline.LedgerReader {
-	return ledgerReader{l: l, ctx: ctx}
-}
-
-// ledgerReader adapts ledger to pipeline.LedgerReader for one request.
-type ledgerReader struct {
-	l   *ledger
-	ctx context.Context
-}
-
-// Consent implements pipeline.LedgerReader.
-func (r ledgerReader) Consent(site, subject string) (consent.Signal, bool) {
-	e := r.l.get(r.ctx, site, subject)
-	if !e.found {
-		return consent.Signal{}, false
-	}
-	return consent.Signal{Source: consent.SourceLedger, Granted: e.granted, Denied: e.denied}, true
 }

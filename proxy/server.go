@@ -25,7 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
@@ -34,6 +33,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/email"
 	"github.com/vigie-dev/vigie/proxy/keyring"
+	"github.com/vigie-dev/vigie/proxy/ledger"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/storage"
@@ -67,7 +67,7 @@ type Server struct {
 	bus        *bus.Bus
 	pub        *bus.Publisher
 	plugins    *plugins.Runtime
-	ledger     *ledger
+	ledger     *ledger.Ledger
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
 	segmentDefs []segments.SegmentInfo
@@ -173,19 +173,22 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("proxy: storage: %w", err)
 	}
 
-	s.ledger = &ledger{store: s.store, log: s.log.With("component", "ledger"), profile: s.cfg.PluginRuntime.ProfilePurposes}
+	lc := ledger.Config{
+		Backend: s.store, ProfilePurposes: s.cfg.PluginRuntime.ProfilePurposes,
+		Logger: s.log.With("component", "ledger"),
+		OnDrop: func(ctx context.Context, site, subject string) {
+			// Consent for every profile purpose withdrawn: the profile goes
+			// at once, and its segment exits are published by the plugin
+			// runtime.
+			if _, err := s.store.DeleteProfile(ctx, site, subject, "consent-withdrawn"); err != nil {
+				s.log.Warn("profile not deleted after consent withdrawal; the next event deletes it", "err", err)
+			}
+		},
+	}
 	for _, p := range s.cfg.Purposes {
-		if p.Name != consent.Necessary {
-			s.ledger.all = append(s.ledger.all, p.Name)
-		}
+		lc.Purposes = append(lc.Purposes, p.Name)
 	}
-	s.ledger.onDrop = func(ctx context.Context, site, subject string) {
-		// Consent for every profile purpose withdrawn: the profile goes at
-		// once, and its segment exits are published by the plugin runtime.
-		if _, err := s.store.DeleteProfile(ctx, site, subject, "consent-withdrawn"); err != nil {
-			s.log.Warn("profile not deleted after consent withdrawal; the next event deletes it", "err", err)
-		}
-	}
+	s.ledger = ledger.New(lc)
 
 	keys := make([]pseudonymize.Key, 0, len(kr.Keys))
 	for _, k := range kr.Active() {

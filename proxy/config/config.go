@@ -182,8 +182,9 @@ type PluginRuntime struct {
 	// Backoff is the delay before each retry (the last repeats). Default
 	// 1s, 5s, 30s, 2m.
 	Backoff []Duration `yaml:"backoff"`
-	// CallTimeout bounds one call to a plugin; past it the plugin is
-	// considered hung and restarted. Default 10s.
+	// CallTimeout bounds one call (and one ping) to a plugin; past it the
+	// plugin is hung: its process is killed outright (SIGKILL), a new one
+	// is started and the batch in flight is delivered again. Default 10s.
 	CallTimeout Duration `yaml:"call_timeout"`
 	// BatchSize is the most events per call. Default 100.
 	BatchSize int `yaml:"batch_size"`
