@@ -61,7 +61,7 @@ func BenchmarkScrubURL(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = p.ScrubURL(bc.url, false)
+				_ = p.ScrubURL(bc.url, false, nil)
 			}
 		})
 	}
@@ -77,7 +77,7 @@ func BenchmarkScrubText(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.s)))
 			for b.Loop() {
-				_ = ScrubText(bc.s)
+				_ = ScrubText(bc.s, nil)
 			}
 		})
 	}
@@ -92,7 +92,7 @@ func BenchmarkScrubProperties(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
 		var err error
-		if dst, err = p.ScrubProperties(dst[:0], raw); err != nil {
+		if dst, err = p.ScrubProperties(dst[:0], raw, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -103,7 +103,7 @@ func BenchmarkSplitTraits(b *testing.B) {
 	raw := []byte(`{"email":"jane@doe.org","firstName":"Jane","plan":"pro","logins":12,"company":{"size":50,"industry":"retail"}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, _, err := p.SplitTraits(raw); err != nil {
+		if _, _, _, err := p.SplitTraits(raw, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -31,20 +31,20 @@ func TestScrubProperties(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := p.ScrubProperties(nil, []byte(tt.in))
+			got, err := p.ScrubProperties(nil, []byte(tt.in), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if string(got) != tt.want {
 				t.Fatalf("got  %s\nwant %s", got, tt.want)
 			}
-			again, err := p.ScrubProperties(nil, got)
+			again, err := p.ScrubProperties(nil, got, nil)
 			if err != nil || string(again) != string(got) {
 				t.Fatalf("not idempotent: %s → %s (%v)", got, again, err)
 			}
 		})
 	}
-	got, err := p.ScrubProperties([]byte("prefix:"), []byte(`{"a":1}`))
+	got, err := p.ScrubProperties([]byte("prefix:"), []byte(`{"a":1}`), nil)
 	if err != nil || string(got) != `prefix:{"a":1}` {
 		t.Errorf("append to dst = %q, %v", got, err)
 	}
@@ -53,12 +53,12 @@ func TestScrubProperties(t *testing.T) {
 func TestScrubPropertiesErrors(t *testing.T) {
 	p := newTestP(t)
 	for _, in := range []string{``, `null`, "  null \n", " "} {
-		if got, err := p.ScrubProperties(nil, []byte(in)); got != nil || err != nil {
+		if got, err := p.ScrubProperties(nil, []byte(in), nil); got != nil || err != nil {
 			t.Errorf("ScrubProperties(%q) = %q, %v; want nil, nil", in, got, err)
 		}
 	}
 	for _, in := range []string{`{`, `{"a":}`, `[1]`, `"s"`, `{"a":1} x`, `{"a":1}{}`, `{"a":1,"a":2}`, "{\"a\":\"\xff\"}", `nul`} {
-		if _, err := p.ScrubProperties(nil, []byte(in)); !errors.Is(err, ErrInvalidJSON) {
+		if _, err := p.ScrubProperties(nil, []byte(in), nil); !errors.Is(err, ErrInvalidJSON) {
 			t.Errorf("ScrubProperties(%q) err = %v, want ErrInvalidJSON", in, err)
 		}
 	}
@@ -85,7 +85,7 @@ func TestSplitTraits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clean, personal, names, err := p.SplitTraits([]byte(tt.in))
+			clean, personal, names, err := p.SplitTraits([]byte(tt.in), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,8 +95,8 @@ func TestSplitTraits(t *testing.T) {
 		})
 	}
 	for _, in := range []string{`[]`, `{"a":`, `{"email":1,"email":2}`} {
-		if _, _, _, err := p.SplitTraits([]byte(in)); !errors.Is(err, ErrInvalidJSON) {
-			t.Errorf("SplitTraits(%q) err = %v, want ErrInvalidJSON", in, err)
+		if _, _, _, err := p.SplitTraits([]byte(in), nil); !errors.Is(err, ErrInvalidJSON) {
+			t.Errorf("SplitTraits(%q, nil) err = %v, want ErrInvalidJSON", in, err)
 		}
 	}
 }
@@ -109,7 +109,7 @@ func FuzzScrubProperties(f *testing.F) {
 	p := newTestP(f)
 	const email = "jane.doe@example.com"
 	f.Fuzz(func(t *testing.T, raw []byte, text string) {
-		out, err := p.ScrubProperties(nil, raw)
+		out, err := p.ScrubProperties(nil, raw, nil)
 		if jsontext.Value(raw).IsValid() && strings.HasPrefix(strings.TrimSpace(string(raw)), "{") {
 			if err != nil {
 				t.Fatalf("valid object rejected: %s: %v", raw, err)
@@ -117,11 +117,11 @@ func FuzzScrubProperties(f *testing.F) {
 			if !jsontext.Value(out).IsValid() {
 				t.Fatalf("invalid output %s from %s", out, raw)
 			}
-			again, err := p.ScrubProperties(nil, out)
+			again, err := p.ScrubProperties(nil, out, nil)
 			if err != nil || string(again) != string(out) {
 				t.Fatalf("not idempotent: %s → %s → %s (%v)", raw, out, again, err)
 			}
-			if _, _, _, err := p.SplitTraits(raw); err != nil {
+			if _, _, _, err := p.SplitTraits(raw, nil); err != nil {
 				t.Fatalf("SplitTraits rejected valid object %s: %v", raw, err)
 			}
 		} else if err == nil && out != nil {
@@ -132,7 +132,7 @@ func FuzzScrubProperties(f *testing.F) {
 			doc = append(q, `,"list":[`...)
 			doc, _ = jsontext.AppendQuote(doc, email)
 			doc = append(doc, "]}"...)
-			out, err := p.ScrubProperties(nil, doc)
+			out, err := p.ScrubProperties(nil, doc, nil)
 			if err != nil {
 				t.Fatalf("%s: %v", doc, err)
 			}

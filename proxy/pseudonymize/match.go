@@ -5,6 +5,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 	"unsafe"
+
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
 )
 
 // unsafeString views b as a string without copying. The caller must not
@@ -93,27 +97,44 @@ type piiMatcher struct {
 }
 
 // piiSubstrings make any name containing them personal.
-var piiSubstrings = []string{"email", "password", "passwd", "phone"}
+var piiSubstrings = []string{"email", "phone", "courriel", "useragent"}
+
+// trackerKeys are other trackers' and devices' identifiers as normalized
+// property names (the raw forms, "_ga", "_pk_id.1.abcd", are in
+// trackerParams).
+var trackerKeys = map[string]bool{
+	"visitorid": true, "pkvid": true, "pkid": true, "gaclientid": true, "googleclientid": true, "fbp": true, "fbc": true,
+	"ajsanonymousid": true, "ajsuserid": true, "hubspotutk": true, "hstc": true, "mktok": true, "hjid": true,
+	"deviceid": true, "advertisingid": true, "idfa": true, "idfv": true, "gaid": true, "adid": true, "aaid": true,
+}
 
 // phoneDevices are words containing "phone" that are not about phone numbers.
 var phoneDevices = []string{"iphone", "smartphone", "headphone", "microphone", "earphone"}
 
 func newPIIMatcher(entries []string) piiMatcher {
-	norm := make([]string, 0, len(entries))
+	normalized := make([]string, 0, len(entries))
 	for _, e := range entries {
 		prefix := strings.HasSuffix(e, "*")
 		n := string(appendNormalizedName(nil, strings.TrimSuffix(e, "*")))
 		if prefix {
 			n += "*"
 		}
-		norm = append(norm, n)
+		normalized = append(normalized, n)
 	}
-	return piiMatcher{m: newMatcher(norm, false)}
+	return piiMatcher{m: newMatcher(normalized, false)}
 }
 
 // appendNormalizedName appends name lowercased with everything but letters
-// and digits removed ("E-Mail" → "email", "first_Name" → "firstname").
+// and digits removed and accents folded ("E-Mail" → "email", "first_Name"
+// → "firstname", "Prénom" → "prenom").
 func appendNormalizedName(dst []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			// Rare: fold accents (NFD, drop combining marks) first.
+			name, _, _ = transform.String(transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC), name)
+			break
+		}
+	}
 	for i := 0; i < len(name); {
 		c := name[i]
 		if c < utf8.RuneSelf {
@@ -135,16 +156,31 @@ func appendNormalizedName(dst []byte, name string) []byte {
 	return dst
 }
 
-// isPII reports whether name is personal; scratch is reused and returned.
+// isPII reports whether name is personal (PII-named, a credential or a
+// tracker id); scratch is reused and returned.
 func (pm *piiMatcher) isPII(scratch []byte, name string) ([]byte, bool) {
+	scratch, cl := pm.classify(scratch, name)
+	return scratch, cl != NumClasses
+}
+
+// classify says why name is personal: ClassSecret for a credential name,
+// ClassTrackerID for a tracker's id, ClassPersonalKey for a PII name, or
+// NumClasses when it is not; scratch is reused and returned.
+func (pm *piiMatcher) classify(scratch []byte, name string) ([]byte, Class) {
 	scratch = appendNormalizedName(scratch[:0], name)
 	n := unsafeString(scratch) // read-only view; not retained
+	if isSecretKey(n) {
+		return scratch, ClassSecret
+	}
+	if trackerKeys[n] {
+		return scratch, ClassTrackerID
+	}
 	if _, ok := pm.m.exact[n]; ok {
-		return scratch, true
+		return scratch, ClassPersonalKey
 	}
 	for _, p := range pm.m.prefixes {
 		if strings.HasPrefix(n, p) {
-			return scratch, true
+			return scratch, ClassPersonalKey
 		}
 	}
 	for _, sub := range piiSubstrings {
@@ -153,12 +189,12 @@ func (pm *piiMatcher) isPII(scratch []byte, name string) ([]byte, bool) {
 			continue
 		}
 		if sub != "phone" {
-			return scratch, true
+			return scratch, ClassPersonalKey
 		}
 		// "phone" counts unless every occurrence is part of a device word.
 		for idx >= 0 {
 			if !partOfDeviceWord(n, idx) {
-				return scratch, true
+				return scratch, ClassPersonalKey
 			}
 			next := strings.Index(n[idx+1:], sub)
 			if next < 0 {
@@ -167,7 +203,7 @@ func (pm *piiMatcher) isPII(scratch []byte, name string) ([]byte, bool) {
 			idx += 1 + next
 		}
 	}
-	return scratch, false
+	return scratch, NumClasses
 }
 
 func partOfDeviceWord(n string, idx int) bool {

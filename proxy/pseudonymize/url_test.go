@@ -95,11 +95,11 @@ func TestScrubURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.ScrubURL(tt.raw, tt.marketing)
+			got := p.ScrubURL(tt.raw, tt.marketing, nil)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ScrubURL(%q)\n got %+v\nwant %+v", tt.raw, got, tt.want)
 			}
-			if again := p.ScrubURL(got.URL, tt.marketing); again.URL != got.URL {
+			if again := p.ScrubURL(got.URL, tt.marketing, nil); again.URL != got.URL {
 				t.Errorf("not idempotent: %q → %q", got.URL, again.URL)
 			}
 		})
@@ -111,7 +111,7 @@ func TestScrubURLCustomAllowlist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := p.ScrubURL("/list?page=2&Language=fr&utm_source=x&gclid=1", true)
+	got := p.ScrubURL("/list?page=2&Language=fr&utm_source=x&gclid=1", true, nil)
 	if want := "/list?page=2&Language=fr"; got.URL != want {
 		t.Errorf("URL = %q, want %q", got.URL, want)
 	}
@@ -128,8 +128,8 @@ func FuzzScrubURL(f *testing.F) {
 	p := newTestP(f)
 	const email = "jane.doe@example.com"
 	f.Fuzz(func(t *testing.T, raw string, marketing bool) {
-		out := p.ScrubURL(raw, marketing)
-		if again := p.ScrubURL(out.URL, marketing); again.URL != out.URL {
+		out := p.ScrubURL(raw, marketing, nil)
+		if again := p.ScrubURL(out.URL, marketing, nil); again.URL != out.URL {
 			t.Fatalf("not idempotent: %q → %q → %q", raw, out.URL, again.URL)
 		}
 		if out.URL != "" {
@@ -141,7 +141,7 @@ func FuzzScrubURL(f *testing.F) {
 			t.Fatalf("fragment kept: %q", out.URL)
 		}
 		for _, seeded := range []string{"/u/" + email + "/" + raw, "/x?utm_term=" + email + "&" + raw} {
-			if got := p.ScrubURL(seeded, marketing); strings.Contains(got.URL, email) || strings.Contains(got.URL, "jane.doe%40example.com") {
+			if got := p.ScrubURL(seeded, marketing, nil); strings.Contains(got.URL, email) || strings.Contains(got.URL, "jane.doe%40example.com") {
 				t.Fatalf("seeded e-mail survived: %q → %q", seeded, got.URL)
 			}
 		}
