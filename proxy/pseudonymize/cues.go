@@ -233,7 +233,7 @@ func matchNames(s string, i int, capital bool, max int) int {
 	return end
 }
 
-// nameWord returns the end of the word of letters (with inner '-', '\''
+// nameWord returns the end of the word of letters (with inner '-', '\”
 // or '’') at s[i] and whether it starts with an uppercase letter; 0 when
 // s[i] starts no word. A single letter is a word only as an initial.
 func nameWord(s string, i int) (int, bool) {
