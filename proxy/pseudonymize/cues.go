@@ -122,7 +122,7 @@ func matchCue(s string, j int, w, prev string) (int, int, Class) {
 		}
 	}
 	if authSchemes[w] {
-		if a, b := matchAuthScheme(s, j); b > 0 {
+		if a, b := matchAuthScheme(s, j, w); b > 0 {
 			return a, b, ClassSecret
 		}
 	}
@@ -233,9 +233,10 @@ func matchNames(s string, i int, capital bool, max int) int {
 	return end
 }
 
-// nameWord returns the end of the word of letters (with inner '-', '\”
-// or '’') at s[i] and whether it starts with an uppercase letter; 0 when
-// s[i] starts no word. A single letter is a word only as an initial.
+// nameWord returns the end of the word of letters (with inner hyphens and
+// apostrophes, straight or curly) at s[i] and whether it starts with an
+// uppercase letter; 0 when s[i] starts no word. A single letter is a word
+// only as an initial.
 func nameWord(s string, i int) (int, bool) {
 	r, size := utf8.DecodeRuneInString(s[i:])
 	if !unicode.IsLetter(r) {

@@ -398,6 +398,9 @@ func classifyIDRun(s string) Class {
 // Polish PESEL), or nothing (NumClasses). It is what a JSON number is
 // checked against, and the first check of a digit span in text.
 func classifyDigits(d string) Class {
+	if isCard(d) {
+		return ClassCard
+	}
 	switch len(d) {
 	case 11:
 		if isBelgianNN(d) || isSteuerID(d) || isPESEL(d) {
@@ -407,9 +410,6 @@ func classifyDigits(d string) Class {
 		if isNIR(d) {
 			return ClassNationalID
 		}
-	}
-	if isCard(d) {
-		return ClassCard
 	}
 	return NumClasses
 }

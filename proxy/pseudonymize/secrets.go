@@ -1,6 +1,9 @@
 package pseudonymize
 
-import "strings"
+import (
+	"encoding/base64"
+	"strings"
+)
 
 // awsKeyPrefixes start AWS access key ids (20 characters, [A-Z0-9]).
 var awsKeyPrefixes = []string{"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA", "ASCA"}
@@ -178,14 +181,20 @@ func matchSecretValue(s string, i int) (start, end int) {
 	return j, end
 }
 
-// matchAuthScheme matches the credential after an authorization scheme
-// word ending at s[i] ("Bearer abc…"): its span, or 0, 0.
-func matchAuthScheme(s string, i int) (start, end int) {
+// matchAuthScheme matches the credential after the authorization scheme
+// word scheme ending at s[i] ("Bearer abc…"): its span, or 0, 0. A Basic
+// credential is base64 of "user:password".
+func matchAuthScheme(s string, i int, scheme string) (start, end int) {
 	if i+1 >= len(s) || s[i] != ' ' || isMarkerAt(s, i+1) {
 		return 0, 0
 	}
 	end = secretValueEnd(s, i+1)
-	if !isCredential(s[i+1 : end]) {
+	v := s[i+1 : end]
+	if scheme == "basic" {
+		if dec, err := base64.StdEncoding.DecodeString(v); err != nil || len(v) < 8 || !strings.Contains(string(dec), ":") {
+			return 0, 0
+		}
+	} else if !isCredential(v) {
 		return 0, 0
 	}
 	return i + 1, end

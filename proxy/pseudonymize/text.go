@@ -164,7 +164,7 @@ const (
 func features(s string) uint8 {
 	var f uint8
 	digits, dots, colons := 0, 0, 0
-	run, norm, runDigit, runLetter := 0, 0, false, false
+	run, norm, runLetter := 0, 0, false
 	var first byte
 	for i := 0; i <= len(s); i++ {
 		var c byte
@@ -179,7 +179,6 @@ func features(s string) uint8 {
 			switch {
 			case isDigit(c):
 				digits++
-				runDigit = true
 				norm++
 			case c == '_' || c == '-':
 			default:
@@ -192,8 +191,8 @@ func features(s string) uint8 {
 			continue
 		}
 		if run > 0 {
-			if run >= minHexTokenLen && runDigit {
-				f |= featOthers
+			if run >= minHexTokenLen {
+				f |= featOthers // tokens, secrets with a known prefix
 			}
 			if norm < 32 && cueFilter[first]&(1<<uint(norm)) != 0 {
 				f |= featWord
@@ -201,7 +200,7 @@ func features(s string) uint8 {
 			if runLetter && (c == '=' || c == ':') {
 				f |= featWord
 			}
-			run, norm, runDigit, runLetter = 0, 0, false, false
+			run, norm, runLetter = 0, 0, false
 		}
 		if i == len(s) {
 			break
@@ -478,6 +477,13 @@ func replaceOthers(s string, c *Counts) (string, bool) {
 				continue
 			}
 		}
+		if i >= noSpanUntil && (ch == '1' || ch == '2') && i+1 < len(s) && s[i+1] == ' ' && (i == 0 || !isWordEnd(s[i-1])) {
+			if end := matchGroupedNIR(s, i); end > 0 {
+				r.replace(i, end, ClassNationalID)
+				i = end
+				continue
+			}
+		}
 		if i >= noSpanUntil && (isDigit(ch) || ch == '+' || ch == '(') && (i == 0 || !isWordEnd(s[i-1])) && !gluedToCode(s, i) {
 			end, cl := matchNumberSpan(s, i)
 			if cl != NumClasses {
@@ -513,6 +519,9 @@ func gluedToCode(s string, i int) bool {
 // classifyRun classifies a bare digit run of ≥ minNumberRun digits.
 func classifyRun(d string) Class {
 	if cl := classifyDigits(d); cl != NumClasses {
+		if cl == ClassNationalID && d[0] == '0' && validNational(d) {
+			return ClassPhone // a national number that happens to pass an id check
+		}
 		return cl
 	}
 	if d[0] == '0' && (len(d) == 10 || len(d) == 11) {
@@ -580,7 +589,35 @@ func matchGroupedID(s string, i int) (int, Class) {
 		want = 9 // NINO
 	}
 	var buf [34]byte
-	id := buf[:0]
+	id, j := collectGrouped(buf[:0], s, i, want)
+	if len(id) != want || (j < len(s) && isTokenByte(s[j])) {
+		return 0, NumClasses
+	}
+	v := unsafeString(id)
+	switch {
+	case want == 9 && isNINO(v):
+		return j, ClassNationalID
+	case want != 9 && isIBAN(v):
+		return j, ClassIBAN
+	}
+	return 0, NumClasses
+}
+
+// matchGroupedNIR matches a French NIR of Corsica written in groups ("2 85
+// 05 2A 006 084 82"; the all-digit ones are number spans) from s[i].
+func matchGroupedNIR(s string, i int) int {
+	var buf [15]byte
+	id, j := collectGrouped(buf[:0], s, i, 15)
+	if len(id) != 15 || (j < len(s) && isTokenByte(s[j])) || !(upper(id[6]) == 'A' || upper(id[6]) == 'B') || !isNIR(unsafeString(id)) {
+		return 0
+	}
+	return j
+}
+
+// collectGrouped appends up to want letters and digits from s[i], crossing
+// single separators (space, no-break space, '-') between them, and returns
+// them and the end of the last one.
+func collectGrouped(id []byte, s string, i, want int) ([]byte, int) {
 	j := i
 	for j < len(s) && len(id) < want {
 		switch {
@@ -599,17 +636,7 @@ func matchGroupedID(s string, i int) (int, Class) {
 		}
 		break
 	}
-	if len(id) != want || (j < len(s) && isTokenByte(s[j])) {
-		return 0, NumClasses
-	}
-	v := unsafeString(id)
-	switch {
-	case want == 9 && isNINO(v):
-		return j, ClassNationalID
-	case want != 9 && isIBAN(v):
-		return j, ClassIBAN
-	}
-	return 0, NumClasses
+	return id, j
 }
 
 // spaceWidth is the width of a space-like separator at s[i] (space,
@@ -710,7 +737,7 @@ func matchIPv6(s string, i int) (start, end int, ok bool) {
 	if k := strings.IndexByte(s[i:min(len(s), i+5)], ':'); k < 0 {
 		return 0, 0, false
 	}
-	j, colons, double, group := i, 0, false, 0
+	j, colons, double, group, hex := i, 0, false, 0, 0
 	for j < len(s) && j-i < 46 {
 		c := s[j]
 		switch {
@@ -722,6 +749,7 @@ func matchIPv6(s string, i int) (start, end int, ok bool) {
 			group = 0
 		case isHex(c):
 			group++
+			hex++
 			if group > 4 {
 				return 0, 0, false
 			}
@@ -736,8 +764,8 @@ done:
 	for j > i && (s[j-1] == '.' || (s[j-1] == ':' && !(j-2 >= i && s[j-2] == ':'))) {
 		j-- // sentence punctuation, a lone trailing ':'
 	}
-	if colons < 2 || (!double && colons != 7 && !(colons == 6 && strings.IndexByte(s[i:j], '.') >= 0)) {
-		return 0, 0, false
+	if colons < 2 || hex < 4 || (!double && colons != 7 && !(colons == 6 && strings.IndexByte(s[i:j], '.') >= 0)) {
+		return 0, 0, false // also "a::b", "::1", "::": not an address of anyone
 	}
 	cand := s[i:j]
 	end = j
@@ -960,6 +988,10 @@ func classifyNumberSpan(groups []numGroup, digits string, plus bool, first byte)
 		}
 		return classifyRun(digits)
 	}
+	if !paren && len(groups) == 5 && groups[0].len == 2 && groups[1].len == 2 && groups[2].len == 2 && groups[3].len == 3 &&
+		groups[4].len == 2 && isBelgianNN(digits) {
+		return ClassNationalID // the Belgian notation, 85.07.30-033.28
+	}
 	if !paren && !mixed {
 		if len(groups) == 3 && groups[0].len == 3 && groups[1].len == 2 && groups[2].len == 4 && seps&(sepDash|sepSpace) != 0 &&
 			isSSN(digits[:3], digits[3:5], digits[5:]) {
@@ -970,6 +1002,9 @@ func classifyNumberSpan(groups []numGroup, digits string, plus bool, first byte)
 		}
 	}
 	if cl := classifyDigits(digits); cl != NumClasses {
+		if cl == ClassNationalID && (first == '0' || first == '(') && validNational(digits) {
+			return ClassPhone // a national number that happens to pass an id check
+		}
 		return cl
 	}
 	date := isDateSpan(groups, digits)
