@@ -132,7 +132,7 @@ func TestScrubTextClasses(t *testing.T) {
 			t.Errorf("%s: ScrubText(%q) = %q, want %q", tt.class, tt.in, got, tt.want)
 			continue
 		}
-		if c[tt.class] == 0 {
+		if c.Of(tt.class) == 0 {
 			t.Errorf("%s: ScrubText(%q) counted %v, want the class counted", tt.class, tt.in, c)
 		}
 		if again := ScrubText(got, nil); again != got {
@@ -292,7 +292,7 @@ func TestScrubTextGenerated(t *testing.T) {
 				}
 				counted := false
 				for _, cl := range sm.classes {
-					counted = counted || c[cl] > 0
+					counted = counted || c.Of(cl) > 0
 				}
 				if !counted {
 					t.Fatalf("%q → %q counted %v, want one of %v", in, out, c, sm.classes)
@@ -363,7 +363,7 @@ func TestScrubTextMixedIdempotent(t *testing.T) {
 func TestCounts(t *testing.T) {
 	var c Counts
 	ScrubText("jane@x.org, +33 6 12 34 56 78, 4111 1111 1111 1111, jane2@x.org, password=x", &c)
-	if c[ClassEmail] != 2 || c[ClassPhone] != 1 || c[ClassCard] != 1 || c[ClassSecret] != 1 || c.Total() != 5 {
+	if c.Of(ClassEmail) != 2 || c.Of(ClassPhone) != 1 || c.Of(ClassCard) != 1 || c.Of(ClassSecret) != 1 || c.Total() != 5 {
 		t.Errorf("counts = %v", c)
 	}
 	var none *Counts

@@ -61,19 +61,56 @@ func (c Class) String() string {
 // Counts tallies what the scrubbers removed, by class, never the values.
 // The scrubbing functions take a *Counts (nil: not counted) and add to it;
 // the zero value is ready to use and costs nothing when nothing matched.
-type Counts [NumClasses]uint32
+//
+// A Counts also bounds the work of confirming phone numbers with the
+// phone-number parser for everything scrubbed with it (one hit):
+// maxPhoneParses parses; past them, a candidate that would need one is
+// replaced as "[number]" unconfirmed, so that text made of thousands of
+// phone-like numbers costs no more than a hit with a few.
+type Counts struct {
+	n      [NumClasses]uint32
+	parses int
+}
+
+// maxPhoneParses is the phone-number parser calls one Counts allows.
+const maxPhoneParses = 48
 
 func (c *Counts) add(cl Class) {
 	if c != nil {
-		c[cl]++
+		c.n[cl]++
 	}
+}
+
+// spend reports whether n more parser calls fit in c's budget, and counts
+// them.
+func (c *Counts) spend(n int) bool {
+	if c.parses+n > maxPhoneParses {
+		return false
+	}
+	c.parses += n
+	return true
+}
+
+// Of is the number of items of class cl removed.
+func (c *Counts) Of(cl Class) int {
+	if cl >= NumClasses {
+		return 0
+	}
+	return int(c.n[cl])
 }
 
 // Total is the number of items removed, all classes together.
 func (c *Counts) Total() int {
 	n := 0
-	for _, v := range c {
+	for _, v := range c.n {
 		n += int(v)
 	}
 	return n
+}
+
+// Add adds o's counts to c.
+func (c *Counts) Add(o *Counts) {
+	for i, v := range o.n {
+		c.n[i] += v
+	}
 }

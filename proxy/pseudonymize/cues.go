@@ -78,7 +78,7 @@ func appendNormUnit(dst []byte, u string) []byte {
 // replaceCued replaces secrets after credential names and authorization
 // schemes, and names after cue words (see ScrubText).
 func replaceCued(s string, c *Counts) (string, bool) {
-	r := replacer{s: s, c: c}
+	r := replacer{s: s}
 	var prevBuf, curBuf [40]byte
 	prev := prevBuf[:0]
 	for i := 0; i < len(s); {
@@ -99,7 +99,7 @@ func replaceCued(s string, c *Counts) (string, bool) {
 		w := unsafeString(norm)
 		a, b, cl := matchCue(s, j, w, unsafeString(prev))
 		if b > 0 {
-			r.replace(a, b, cl)
+			r.replace(a, b, cl, c)
 			prev = prev[:0]
 			i = b
 			continue

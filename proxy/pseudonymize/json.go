@@ -20,7 +20,8 @@ type jsonState struct {
 	scratch []byte  // unquoted string values
 	names   []byte  // normalized member names
 	text    []byte  // scrubbed text
-	counts  *Counts // what was removed; nil: not counted
+	counts  *Counts // what was removed
+	local   Counts  // counts when the caller gave none
 }
 
 var jsonStates = sync.Pool{New: func() any {
@@ -46,7 +47,7 @@ func putJSONState(st *jsonState) {
 	st.dec.Reset(&emptyBuffer)
 	st.enc.Reset(&emptyBuffer)
 	st.in, st.out = bytes.Buffer{}, bytes.Buffer{}
-	st.counts = nil
+	st.counts, st.local = nil, Counts{}
 	const keep = 64 << 10
 	if cap(st.scratch) > keep || cap(st.names) > keep || cap(st.text) > keep {
 		return // let oversized buffers go
@@ -81,6 +82,9 @@ func (p *Pseudonymizer) ScrubProperties(dst, raw []byte, c *Counts) ([]byte, err
 	if st.dec.PeekKind() != '{' {
 		return nil, invalidJSON(st.dec)
 	}
+	if c == nil {
+		c = &st.local
+	}
 	st.counts = c
 	if err := p.copyValue(st); err != nil {
 		return nil, err
@@ -109,6 +113,9 @@ func (p *Pseudonymizer) SplitTraits(raw []byte, c *Counts) (clean, personal []by
 	}
 	st := getJSONState(raw, nil)
 	defer putJSONState(st)
+	if c == nil {
+		c = &st.local
+	}
 	st.counts = c
 	dec, enc := st.dec, st.enc
 	if dec.PeekKind() != '{' {
@@ -306,7 +313,7 @@ func (p *Pseudonymizer) copyValue(st *jsonState) error {
 		if err != nil {
 			return wrapJSON(err)
 		}
-		if cl := numberClass(v); cl != NumClasses {
+		if cl := numberClass(v, st.counts); cl != NumClasses {
 			st.counts.add(cl)
 			return wrapJSON(enc.WriteToken(jsontext.String(markers[cl])))
 		}
@@ -328,7 +335,7 @@ func (p *Pseudonymizer) copyValue(st *jsonState) error {
 // github.com/nyaruka/phonenumbers). NumClasses when none: timestamps,
 // amounts and ids are kept as numbers. A phone number sent as an integer
 // without its country code cannot be told from other integers and is kept.
-func numberClass(lit []byte) Class {
+func numberClass(lit []byte, c *Counts) Class {
 	if len(lit) < 8 || lit[0] == '-' {
 		return NumClasses
 	}
@@ -341,16 +348,19 @@ func numberClass(lit []byte) Class {
 	if cl := classifyDigits(ds); cl != NumClasses {
 		return cl
 	}
-	if len(ds) <= 15 && validE164(ds) {
-		return ClassPhone
+	if len(ds) <= 15 {
+		return confirmE164(ds, c)
 	}
 	return NumClasses
 }
 
 // integerDigits appends the decimal digits of the JSON number lit when it
-// is an integer of at most 24 digits ("4111111111111111", "3.3612345678e10",
-// "33612345678.0").
+// is a positive integer of at most 24 digits ("4111111111111111",
+// "3.3612345678e10", "33612345678.0"; not with a negative exponent).
 func integerDigits(dst, lit []byte) ([]byte, bool) {
+	if len(lit) == 0 || !isDigit(lit[0]) {
+		return nil, false // negative numbers are not identifiers
+	}
 	intPart, rest := lit, []byte(nil)
 	for i, c := range lit {
 		if c == '.' || c == 'e' || c == 'E' {

@@ -24,21 +24,37 @@ var callingCodes struct {
 	// lengths[cc] has bit n set when a national number of n digits is
 	// possible for calling code cc.
 	lengths [1000]uint32
+	// regions holds, per nationalRegions entry, its national (trunk)
+	// prefix and possible national lengths.
+	regions []regionInfo
+}
+
+type regionInfo struct {
+	prefix  string
+	lengths uint32
 }
 
 func loadCallingCodes() {
+	callingCodes.regions = make([]regionInfo, len(nationalRegions))
 	coll, err := phonenumbers.MetadataCollection()
 	if err != nil {
-		return // no metadata: every E.164 candidate is refused below
+		return // no metadata: every candidate is refused below
 	}
 	for _, md := range coll.GetMetadata() {
 		cc := md.GetCountryCode()
 		if cc <= 0 || cc >= 1000 {
 			continue
 		}
+		var mask uint32
 		for _, l := range md.GetGeneralDesc().GetPossibleLength() {
 			if l > 0 && l < 32 {
-				callingCodes.lengths[cc] |= 1 << uint(l)
+				mask |= 1 << uint(l)
+			}
+		}
+		callingCodes.lengths[cc] |= mask
+		for k, r := range nationalRegions {
+			if md.GetId() == r {
+				callingCodes.regions[k] = regionInfo{prefix: md.GetNationalPrefix(), lengths: mask}
 			}
 		}
 	}
@@ -61,28 +77,51 @@ func possibleE164(d string) bool {
 	return false
 }
 
-// validE164 reports whether the digit string d is a valid international
-// number (country code first, no '+').
-func validE164(d string) bool {
+// confirmE164 says whether the digit string d is a valid international
+// number (country code first, no '+'): ClassPhone, NumClasses when it is
+// not, ClassNumber when it is possible but c's parse budget is spent.
+func confirmE164(d string, c *Counts) Class {
 	if !possibleE164(d) {
-		return false
+		return NumClasses
+	}
+	if !c.spend(1) {
+		return ClassNumber
 	}
 	var buf [16]byte
 	num, err := phonenumbers.Parse(string(append(append(buf[:0], '+'), d...)), "ZZ")
-	return err == nil && phonenumbers.IsValidNumber(num)
+	if err == nil && phonenumbers.IsValidNumber(num) {
+		return ClassPhone
+	}
+	return NumClasses
 }
 
-// validNational reports whether the digit string d is a valid number in
-// national form in one of nationalRegions.
-func validNational(d string) bool {
+// confirmNational says whether the digit string d is a valid number in
+// national form in one of nationalRegions, like confirmE164.
+func confirmNational(d string, c *Counts) Class {
 	if len(d) < 7 || len(d) > 15 {
-		return false
+		return NumClasses
 	}
-	own := strings.Clone(d) // d may view the caller's stack buffer
-	for _, r := range nationalRegions {
+	callingCodes.once.Do(loadCallingCodes)
+	var own string
+	for k, r := range nationalRegions {
+		// Only regions where d, less the trunk prefix, has a possible length.
+		info := callingCodes.regions[k]
+		nsn := len(d)
+		if info.prefix != "" && strings.HasPrefix(d, info.prefix) {
+			nsn -= len(info.prefix)
+		}
+		if info.lengths&(1<<uint(nsn)) == 0 {
+			continue
+		}
+		if !c.spend(1) {
+			return ClassNumber
+		}
+		if own == "" {
+			own = strings.Clone(d) // d may view the caller's stack buffer
+		}
 		if num, err := phonenumbers.Parse(own, r); err == nil && phonenumbers.IsValidNumberForRegion(num, r) {
-			return true
+			return ClassPhone
 		}
 	}
-	return false
+	return NumClasses
 }

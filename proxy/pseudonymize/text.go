@@ -16,6 +16,9 @@ const (
 	// maxNumberSpan bounds how far one phone/number candidate is scanned, so
 	// pathological inputs stay linear.
 	maxNumberSpan = 48
+	// maxSpanTrim is how many last groups a failed number span is tried
+	// without.
+	maxSpanTrim = 3
 	// maxScrubRounds bounds the rounds ScrubText runs until its output is
 	// stable.
 	maxScrubRounds = 8
@@ -95,6 +98,10 @@ func ScrubText(s string, c *Counts) string {
 // Rounds run until one changes nothing, so that scrubbing the output again
 // is a no-op (idempotence by construction).
 func appendScrubText(dst []byte, s string, c *Counts) ([]byte, bool) {
+	var local Counts
+	if c == nil {
+		c = &local // the phone-parse budget still applies
+	}
 	out, changed := scrubOnce(s, c)
 	if !changed {
 		return dst, false
@@ -111,7 +118,8 @@ func appendScrubText(dst []byte, s string, c *Counts) ([]byte, bool) {
 
 // hasPII reports whether ScrubText would change s.
 func hasPII(s string) bool {
-	_, changed := scrubOnce(s, nil)
+	var c Counts
+	_, changed := scrubOnce(s, &c)
 	return changed
 }
 
@@ -262,17 +270,17 @@ type replacer struct {
 	s    string
 	out  []byte
 	last int
-	c    *Counts
 }
 
-func (r *replacer) replace(start, end int, cl Class) {
+// replace replaces s[start:end] with cl's marker and counts it in c.
+func (r *replacer) replace(start, end int, cl Class, c *Counts) {
 	if r.out == nil {
 		r.out = make([]byte, 0, len(r.s)+16)
 	}
 	r.out = append(r.out, r.s[r.last:start]...)
 	r.out = append(r.out, markers[cl]...)
 	r.last = end
-	r.c.add(cl)
+	c.add(cl)
 }
 
 func (r *replacer) result() (string, bool) {
@@ -306,9 +314,9 @@ func replaceEmails(s string, c *Counts) (string, bool) {
 		if !ok {
 			return s, false
 		}
-		return replaceEmails(n, c)
+		s = n
 	}
-	r := replacer{s: s, c: c}
+	r := replacer{s: s}
 	pos := 0
 	for {
 		k := strings.IndexByte(s[pos:], '@')
@@ -325,7 +333,7 @@ func replaceEmails(s string, c *Counts) (string, bool) {
 			pos = at + 1
 			continue
 		}
-		r.replace(a, b, ClassEmail)
+		r.replace(a, b, ClassEmail, c)
 		pos = b
 	}
 	return r.result()
@@ -454,14 +462,17 @@ const maxDomainLen = 253
 // replaceOthers applies the IP, token, secret-shape, IBAN, national id,
 // card, phone and number rules in one left-to-right scan.
 func replaceOthers(s string, c *Counts) (string, bool) {
-	r := replacer{s: s, c: c}
-	noSpanUntil := 0 // a rejected span is not retried from inside
+	r := replacer{s: s}
+	// A rejected span is retried from its next group, but only for
+	// checksum-confirmed classes: noSpanUntil is that next group,
+	// insideUntil the end of the rejected span.
+	noSpanUntil, insideUntil := 0, 0
 	for i := 0; i < len(s); {
 		ch := s[i]
 		boundary := i == 0 || !isTokenByte(s[i-1])
 		if (isHex(ch) || ch == ':') && boundary && i >= r.last && (i == 0 || (s[i-1] != ':' && s[i-1] != '.')) {
 			if a, b, ok := matchIPv6(s, i); ok && a >= r.last {
-				r.replace(a, b, ClassIP)
+				r.replace(a, b, ClassIP, c)
 				i = b
 				continue
 			}
@@ -472,26 +483,30 @@ func replaceOthers(s string, c *Counts) (string, bool) {
 				j++
 			}
 			if end, cl := classifyRunAt(s, i, j); cl != NumClasses {
-				r.replace(i, end, cl)
+				r.replace(i, end, cl, c)
 				i = end
 				continue
 			}
 		}
 		if i >= noSpanUntil && (ch == '1' || ch == '2') && i+1 < len(s) && s[i+1] == ' ' && (i == 0 || !isWordEnd(s[i-1])) {
 			if end := matchGroupedNIR(s, i); end > 0 {
-				r.replace(i, end, ClassNationalID)
+				r.replace(i, end, ClassNationalID, c)
 				i = end
 				continue
 			}
 		}
 		if i >= noSpanUntil && (isDigit(ch) || ch == '+' || ch == '(') && (i == 0 || !isWordEnd(s[i-1])) && !gluedToCode(s, i) {
-			end, cl := matchNumberSpan(s, i)
+			inside := i < insideUntil
+			end, cl, retry := matchNumberSpan(s, i, inside, c)
 			if cl != NumClasses {
-				r.replace(i, end, cl)
+				r.replace(i, end, cl, c)
 				i = end
 				continue
 			}
-			noSpanUntil = end
+			noSpanUntil = retry
+			if !inside {
+				insideUntil = end
+			}
 		}
 		if isDigit(ch) {
 			j := i + 1
@@ -499,7 +514,7 @@ func replaceOthers(s string, c *Counts) (string, bool) {
 				j++
 			}
 			if j-i >= minNumberRun {
-				r.replace(i, j, classifyRun(s[i:j]))
+				r.replace(i, j, classifyRun(s[i:j], c), c)
 			}
 			i = j
 			continue
@@ -517,9 +532,9 @@ func gluedToCode(s string, i int) bool {
 }
 
 // classifyRun classifies a bare digit run of ≥ minNumberRun digits.
-func classifyRun(d string) Class {
+func classifyRun(d string, c *Counts) Class {
 	if cl := classifyDigits(d); cl != NumClasses {
-		if cl == ClassNationalID && d[0] == '0' && validNational(d) {
+		if cl == ClassNationalID && d[0] == '0' && confirmNational(d, c) == ClassPhone {
 			return ClassPhone // a national number that happens to pass an id check
 		}
 		return cl
@@ -812,10 +827,13 @@ type numGroup struct {
 
 // matchNumberSpan scans the phone/number/IP candidate starting at s[i] (a
 // digit, '+' or '(' not preceded by a word). It returns the end of the span
-// (0 when there is no digit group) and its class, NumClasses when the span
-// is none of those. A last group glued to a letter or marker is left out of
-// the span.
-func matchNumberSpan(s string, i int) (int, Class) {
+// and its class, or, when the span is none of those, the end of the span,
+// NumClasses and where the scan may try again (the next group). A last
+// group glued to a letter or marker is left out of the span. A span that
+// fails as a whole is tried without its last groups, so that a number
+// glued to unrelated digits ("0 4111 1111 1111 1111 0") is still found;
+// inside a rejected span (inside), only checksum-confirmed classes count.
+func matchNumberSpan(s string, i int, inside bool, c *Counts) (end int, cl Class, retry int) {
 	n := len(s)
 	j := i
 	plus := s[j] == '+'
@@ -897,38 +915,59 @@ func matchNumberSpan(s string, i int) (int, Class) {
 		break
 	}
 	if ng == 0 {
-		return 0, NumClasses
+		return i + 1, NumClasses, i + 1
 	}
+	retry, spanEnd := groups[0].end, groups[ng-1].end
 	// A last group glued to a word, token or marker is not part of the span.
 	for ng > 0 && groups[ng-1].end < n && (isTokenByte(s[groups[ng-1].end]) || s[groups[ng-1].end] == '[') {
 		ng--
 	}
 	if ng == 0 {
-		return 0, NumClasses
+		return spanEnd, NumClasses, retry
 	}
-	end := groups[ng-1].end
-	// The digits of the span, for the checksum and phone checks.
+	// The digits of the span, for the checksum and phone checks; cum[k] is
+	// how many belong to the first k groups.
 	var buf [maxNumberSpan]byte
+	var cum [len(groups) + 1]int
 	digits := buf[:0]
-	for k := i; k < end; k++ {
-		if isDigit(s[k]) {
-			digits = append(digits, s[k])
+	for k := range ng {
+		g := groups[k]
+		start := g.end - g.len
+		if g.paren {
+			start--
 		}
+		digits = append(digits, s[start:start+g.len]...)
+		cum[k+1] = len(digits)
 	}
-	cl := classifyNumberSpan(groups[:ng], unsafeString(digits), plus, s[i])
-	if cl == ClassPhone {
-		end = phoneExtension(s, end)
-		return end, cl
-	}
-	if cl != NumClasses {
-		return end, cl
-	}
-	for _, g := range groups[:ng] {
-		if g.len >= minNumberRun {
-			return end, ClassNumber
+	for k := ng; k >= 1 && k >= ng-maxSpanTrim; k-- {
+		if k < ng && k < 2 && !plus {
+			break // a prefix of one group is a digit run, handled elsewhere
 		}
+		end = groups[k-1].end
+		ds := unsafeString(digits[:cum[k]])
+		if inside {
+			if cl = classifyDigits(ds); cl != NumClasses {
+				return end, cl, 0
+			}
+			continue
+		}
+		cl = classifyNumberSpan(groups[:k], ds, plus, s[i], c)
+		if cl == NumClasses {
+			for _, g := range groups[:k] {
+				if g.len >= minNumberRun {
+					cl = ClassNumber
+				}
+			}
+		}
+		switch cl {
+		case ClassPhone:
+			return phoneExtension(s, end), cl, 0
+		case NumClasses:
+			continue
+		}
+		return end, cl, 0
 	}
-	return end, NumClasses
+	return spanEnd, NumClasses, retry
 }
 
 // isDateSpan reports groups starting with a calendar date: Y-M-D (years
@@ -951,7 +990,7 @@ func isDateSpan(groups []numGroup, digits string) bool {
 
 // classifyNumberSpan applies the id, card, phone, IP and number rules
 // documented on ScrubText to a span's groups and digits.
-func classifyNumberSpan(groups []numGroup, digits string, plus bool, first byte) Class {
+func classifyNumberSpan(groups []numGroup, digits string, plus bool, first byte, c *Counts) Class {
 	nd, seps, singles, paren, dotAdj := 0, 0, 0, false, false
 	quad := len(groups) == 4
 	for k, g := range groups {
@@ -974,10 +1013,7 @@ func classifyNumberSpan(groups []numGroup, digits string, plus bool, first byte)
 		if nd >= 8 && nd <= 15 && singles <= 2 && !mixed {
 			return ClassPhone
 		}
-		if validE164(e164Digits(groups, digits)) {
-			return ClassPhone
-		}
-		return NumClasses
+		return confirmE164(e164Digits(groups, digits), c)
 	}
 	if quad && !paren && !dotAdj {
 		return ClassIP
@@ -986,7 +1022,7 @@ func classifyNumberSpan(groups []numGroup, digits string, plus bool, first byte)
 		if nd < minNumberRun {
 			return NumClasses
 		}
-		return classifyRun(digits)
+		return classifyRun(digits, c)
 	}
 	if !paren && len(groups) == 5 && groups[0].len == 2 && groups[1].len == 2 && groups[2].len == 2 && groups[3].len == 3 &&
 		groups[4].len == 2 && isBelgianNN(digits) {
@@ -1002,18 +1038,20 @@ func classifyNumberSpan(groups []numGroup, digits string, plus bool, first byte)
 		}
 	}
 	if cl := classifyDigits(digits); cl != NumClasses {
-		if cl == ClassNationalID && (first == '0' || first == '(') && validNational(digits) {
+		if cl == ClassNationalID && (first == '0' || first == '(') && confirmNational(digits, c) == ClassPhone {
 			return ClassPhone // a national number that happens to pass an id check
 		}
 		return cl
 	}
 	date := isDateSpan(groups, digits)
-	if !date && len(digits) >= 10 && digits[0] == '0' && digits[1] == '0' && validE164(digits[2:]) {
-		return ClassPhone // "00" international prefix
+	if !date && len(digits) >= 10 && digits[0] == '0' && digits[1] == '0' {
+		if cl := confirmE164(digits[2:], c); cl != NumClasses {
+			return cl // "00" international prefix
+		}
 	}
 	if mixed || nd < minNumberRun || singles > 0 || (seps == sepDot && groups[0].len == 1) {
-		if !date && (first == '0' || first == '(') && nd >= 9 && nd <= 13 && validNational(digits) {
-			return ClassPhone
+		if !date && (first == '0' || first == '(') && nd >= 9 && nd <= 13 {
+			return confirmNational(digits, c)
 		}
 		return NumClasses
 	}

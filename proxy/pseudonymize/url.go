@@ -509,7 +509,7 @@ func isCompactDate(d string) bool {
 // (a segment of ≥ 10 alphanumerics with ≥ 4 letter/digit transitions) with
 // "[token]" (longer ones are ScrubText's).
 func replaceShortTokens(v string, c *Counts) string {
-	r := replacer{s: v, c: c}
+	r := replacer{s: v}
 	for i := 0; i < len(v); {
 		if !isTokenByte(v[i]) {
 			i++
@@ -520,7 +520,7 @@ func replaceShortTokens(v string, c *Counts) string {
 			j++
 		}
 		if n := j - i; n >= 12 && n < minTokenLen && !(i > 0 && v[i-1] == '[') && randomSegment(v[i:j]) {
-			r.replace(i, j, ClassToken)
+			r.replace(i, j, ClassToken, c)
 		}
 		i = j
 	}
