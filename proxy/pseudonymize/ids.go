@@ -85,7 +85,7 @@ func ibanLength(s string) int {
 // isIBAN reports whether s (letters in any case, no separators) is an IBAN
 // of its country's length whose check digits pass mod 97.
 func isIBAN(s string) bool {
-	if ibanLength(s) != len(s) || !isDigit(s[2]) || !isDigit(s[3]) {
+	if len(s) < 15 || ibanLength(s) != len(s) || !isDigit(s[2]) || !isDigit(s[3]) {
 		return false
 	}
 	rem := 0

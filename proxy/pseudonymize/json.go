@@ -387,8 +387,11 @@ func integerDigits(dst, lit []byte) ([]byte, bool) {
 			neg = rest[0] == '-'
 			rest = rest[1:]
 		}
+		if len(rest) == 0 {
+			return nil, false
+		}
 		for _, c := range rest {
-			if exp > 100 {
+			if exp > 100 || !isDigit(c) {
 				return nil, false
 			}
 			exp = exp*10 + int(c-'0')
@@ -401,6 +404,9 @@ func integerDigits(dst, lit []byte) ([]byte, bool) {
 		frac = frac[:len(frac)-1]
 	}
 	if exp < len(frac) || len(intPart)+exp > cap(dst) {
+		return nil, false
+	}
+	if len(intPart) == 0 || !allDigits(unsafeString(intPart)) {
 		return nil, false
 	}
 	for _, c := range intPart {

@@ -832,7 +832,8 @@ type numGroup struct {
 // group glued to a letter or marker is left out of the span. A span that
 // fails as a whole is tried without its last groups, so that a number
 // glued to unrelated digits ("0 4111 1111 1111 1111 0") is still found;
-// inside a rejected span (inside), only checksum-confirmed classes count.
+// inside a rejected span (inside), only IP addresses and checksum-confirmed
+// classes count.
 func matchNumberSpan(s string, i int, inside bool, c *Counts) (end int, cl Class, retry int) {
 	n := len(s)
 	j := i
@@ -945,13 +946,14 @@ func matchNumberSpan(s string, i int, inside bool, c *Counts) (end int, cl Class
 		}
 		end = groups[k-1].end
 		ds := unsafeString(digits[:cum[k]])
+		cl = classifyNumberSpan(groups[:k], ds, plus, s[i], c)
 		if inside {
-			if cl = classifyDigits(ds); cl != NumClasses {
+			switch cl {
+			case ClassIP, ClassCard, ClassNationalID:
 				return end, cl, 0
 			}
 			continue
 		}
-		cl = classifyNumberSpan(groups[:k], ds, plus, s[i], c)
 		if cl == NumClasses {
 			for _, g := range groups[:k] {
 				if g.len >= minNumberRun {

@@ -177,20 +177,32 @@ func appendScrubbedSegment(dst []byte, seg string, c *Counts) []byte {
 		return dst
 	}
 	dec, err := url.PathUnescape(seg)
+	// A segment kept as it came must be valid and hold no raw space or
+	// control character (which would not survive a second parse).
+	keep := err == nil && !hasSpaceOrControl(seg)
 	if err != nil {
 		dec = lenientUnescape(seg)
-	} else if features(dec) == 0 {
+	} else if keep && features(dec) == 0 {
 		return append(dst, seg...)
 	}
 	var stack [256]byte
 	out, changed := appendScrubText(stack[:0], dec, c)
 	if !changed {
-		if err == nil {
+		if keep {
 			return append(dst, seg...)
 		}
 		out = append(out, dec...)
 	}
 	return appendEscapedSegment(dst, out)
+}
+
+func hasSpaceOrControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // appendEscapedSegment percent-encodes a path segment, leaving unreserved
