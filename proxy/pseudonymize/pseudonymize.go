@@ -61,9 +61,10 @@ type Config struct {
 	// these, any name containing "email", "courriel", "useragent" or
 	// "phone" (not as part of "iphone", "smartphone", "headphone",
 	// "microphone", "earphone") is personal, so "email_address" and
-	// "emailAddress" match too; credential names (see isSecretKey) and
-	// other trackers' ids (see trackerKeys) are always dropped, never
-	// vaulted. Defaults: defaultPIIKeys (names, addresses, phones,
+	// "emailAddress" match too; credential names (password, secret,
+	// token, api_key, csrf_token…) and other trackers' or devices' ids
+	// (_ga, pk_vid, ajs_anonymous_id, device_id…) are always dropped,
+	// never vaulted. Defaults: defaultPIIKeys (names, addresses, phones,
 	// e-mails, birth dates, national, tax, passport and bank numbers, IP
 	// addresses, precise location, user agents; in English, French,
 	// German, Spanish, Italian, Portuguese, Dutch and Polish).

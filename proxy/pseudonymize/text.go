@@ -19,6 +19,9 @@ const (
 	// maxSpanTrim is how many last groups a failed number span is tried
 	// without.
 	maxSpanTrim = 3
+	// maxSpanRetries is how many groups into a rejected span the scan
+	// tries again (leading unrelated digits are one or two groups).
+	maxSpanRetries = 3
 	// maxScrubRounds bounds the rounds ScrubText runs until its output is
 	// stable.
 	maxScrubRounds = 8
@@ -466,7 +469,7 @@ func replaceOthers(s string, c *Counts) (string, bool) {
 	// A rejected span is retried from its next group, but only for
 	// checksum-confirmed classes: noSpanUntil is that next group,
 	// insideUntil the end of the rejected span.
-	noSpanUntil, insideUntil := 0, 0
+	noSpanUntil, insideUntil, retries := 0, 0, 0
 	for i := 0; i < len(s); {
 		ch := s[i]
 		boundary := i == 0 || !isTokenByte(s[i-1])
@@ -505,7 +508,9 @@ func replaceOthers(s string, c *Counts) (string, bool) {
 			}
 			noSpanUntil = retry
 			if !inside {
-				insideUntil = end
+				insideUntil, retries = end, 0
+			} else if retries++; retries >= maxSpanRetries {
+				noSpanUntil = insideUntil
 			}
 		}
 		if isDigit(ch) {
