@@ -47,18 +47,65 @@ func setOf(words ...string) map[string]bool {
 	return m
 }
 
-// cueFilter[b] has bit n set when some cue or credential name starts with
-// byte b and is n bytes long (normalized): the pre-filter's test.
-var cueFilter = func() (f [256]uint32) {
-	for _, set := range []map[string]bool{honorifics, greetings, labels, intros, secretKeys, authSchemes} {
+// cueShapes[f][l] has bit n set when some cue word (normalized) of n bytes
+// starts with a byte of bucket f and ends with one of bucket l: the
+// pre-filter's test, which most words fail. Credential names are found by
+// the '=' or ':' after them instead.
+var cueShapes = func() (f [32][32]uint32) {
+	for _, set := range []map[string]bool{honorifics, greetings, labels, intros, authSchemes} {
 		for w := range set {
-			if len(w) < 32 {
-				f[w[0]] |= 1 << uint(len(w))
-			}
+			f[bucket(w[0])][bucket(w[len(w)-1])] |= 1 << uint(min(len(w), 31))
 		}
 	}
 	return f
 }()
+
+// bucket maps a lowercase letter to itself (0–25) and other bytes to 26–31.
+func bucket(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - 'a'
+	}
+	return 26 + c%6
+}
+
+// mayBeCue reports whether a word with these normalized first and last
+// bytes and length can be a cue word.
+func mayBeCue(first, last byte, n int) bool {
+	return cueShapes[bucket(first)][bucket(last)]&(1<<uint(min(n, 31))) != 0
+}
+
+// unitShape returns the normalized first and last bytes and the length of
+// the unit u (lowercase ASCII, '_' and '-' left out).
+func unitShape(u string) (first, last byte, n int) {
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		if c == '_' || c == '-' {
+			continue
+		}
+		c = lowerASCII(c)
+		if n == 0 {
+			first = c
+		}
+		last = c
+		n++
+	}
+	return first, last, n
+}
+
+// sepAfter reports a '=' or ':' after s[j], past at most three spaces or
+// quotes: what follows a credential name.
+func sepAfter(s string, j int) bool {
+	for k := j; k < len(s) && k-j <= 3; k++ {
+		switch s[k] {
+		case '=', ':':
+			return true
+		case ' ', '"', '\'':
+			continue
+		}
+		return false
+	}
+	return false
+}
 
 // isUnitByte reports bytes of the words replaceCued looks at.
 func isUnitByte(c byte) bool { return isTokenByte(c) || c >= 0x80 }
@@ -79,8 +126,8 @@ func appendNormUnit(dst []byte, u string) []byte {
 // schemes, and names after cue words (see ScrubText).
 func replaceCued(s string, c *Counts) (string, bool) {
 	r := replacer{s: s}
-	var prevBuf, curBuf [40]byte
-	prev := prevBuf[:0]
+	var curBuf, prevBuf [40]byte
+	prevStart, prevEnd := 0, 0 // the previous unit
 	for i := 0; i < len(s); {
 		if !isUnitByte(s[i]) {
 			i++
@@ -90,44 +137,42 @@ func replaceCued(s string, c *Counts) (string, bool) {
 		for j < len(s) && isUnitByte(s[j]) {
 			j++
 		}
-		if i < r.last || j-i > len(curBuf) {
-			prev = prev[:0]
-			i = j
+		first, last, n := unitShape(s[i:j])
+		sep := sepAfter(s, j)
+		if i < r.last || j-i > len(curBuf) || n == 0 || !(sep || mayBeCue(first, last, n)) {
+			prevStart, prevEnd, i = i, j, j
 			continue
 		}
-		norm := appendNormUnit(curBuf[:0], s[i:j])
-		w := unsafeString(norm)
-		a, b, cl := matchCue(s, j, w, unsafeString(prev))
-		if b > 0 {
+		w := unsafeString(appendNormUnit(curBuf[:0], s[i:j]))
+		prev := ""
+		if prevEnd-prevStart <= len(prevBuf) && strings.TrimSpace(s[prevEnd:i]) == "" {
+			prev = unsafeString(appendNormUnit(prevBuf[:0], s[prevStart:prevEnd]))
+		}
+		if a, b, cl := matchCue(s, j, w, prev, sep); b > 0 {
 			r.replace(a, b, cl, c)
-			prev = prev[:0]
-			i = b
+			prevStart, prevEnd, i = b, b, b
 			continue
 		}
-		prev = append(prevBuf[:0], norm...)
-		i = j
+		prevStart, prevEnd, i = i, j, j
 	}
 	return r.result()
 }
 
-// matchCue matches what follows the cue w ending at s[j]: the span to
-// replace and its class, or 0, 0.
-func matchCue(s string, j int, w, prev string) (int, int, Class) {
+// matchCue matches what follows the cue w ending at s[j] (sep: a '=' or
+// ':' follows): the span to replace and its class, or 0, 0.
+func matchCue(s string, j int, w, prev string, sep bool) (int, int, Class) {
 	if len(w) == 0 || len(w) >= 32 {
 		return 0, 0, NumClasses
 	}
-	if isSecretKey(w) {
+	if sep && isSecretKey(w) {
 		if a, b := matchSecretValue(s, j); b > 0 {
 			return a, b, ClassSecret
 		}
 	}
-	if authSchemes[w] {
+	if j < len(s) && s[j] == ' ' && authSchemes[w] {
 		if a, b := matchAuthScheme(s, j, w); b > 0 {
 			return a, b, ClassSecret
 		}
-	}
-	if cueFilter[w[0]]&(1<<uint(len(w))) == 0 {
-		return 0, 0, NumClasses
 	}
 	switch {
 	case honorifics[w]:

@@ -21,7 +21,8 @@ func unsafeString(b []byte) string {
 type matcher struct {
 	exact    map[string]struct{}
 	prefixes []string
-	fold     bool // compare ASCII case-insensitively (entries are lowercased)
+	fold     bool      // compare ASCII case-insensitively (entries are lowercased)
+	firsts   [256]bool // first bytes of the entries (all, after an empty prefix)
 }
 
 func newMatcher(entries []string, fold bool) matcher {
@@ -29,6 +30,13 @@ func newMatcher(entries []string, fold bool) matcher {
 	for _, e := range entries {
 		if fold {
 			e = strings.ToLower(e)
+		}
+		if e == "" || e == "*" {
+			for i := range m.firsts {
+				m.firsts[i] = true
+			}
+		} else {
+			m.firsts[e[0]] = true
 		}
 		if p, ok := strings.CutSuffix(e, "*"); ok {
 			m.prefixes = append(m.prefixes, p)
@@ -42,6 +50,9 @@ func newMatcher(entries []string, fold bool) matcher {
 // match reports whether name matches. name must already be lowercased when
 // fold is set.
 func (m *matcher) match(name string) bool {
+	if name != "" && !m.firsts[name[0]] {
+		return false
+	}
 	if _, ok := m.exact[name]; ok {
 		return true
 	}
@@ -55,6 +66,9 @@ func (m *matcher) match(name string) bool {
 
 // matchFold lowercases name (ASCII) into scratch when needed and matches it.
 func (m *matcher) matchFold(scratch []byte, name string) ([]byte, bool) {
+	if name != "" && !m.firsts[lowerASCII(name[0])] {
+		return scratch, false
+	}
 	if !hasUpperASCII(name) {
 		return scratch, m.match(name)
 	}

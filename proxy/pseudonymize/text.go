@@ -176,45 +176,35 @@ func features(s string) uint8 {
 	var f uint8
 	digits, dots, colons := 0, 0, 0
 	run, norm, runLetter := 0, 0, false
-	var first byte
-	for i := 0; i <= len(s); i++ {
-		var c byte
-		if i < len(s) {
-			c = s[i]
-		}
-		if i < len(s) && (isAlnum(c) || c == '_' || c == '-' || c >= 0x80) {
-			if run == 0 {
-				first = lowerASCII(c)
-			}
+	var first, last byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		k := byteClass[c]
+		if k&bUnit != 0 {
 			run++
 			switch {
-			case isDigit(c):
+			case k&bDigit != 0:
 				digits++
-				norm++
-			case c == '_' || c == '-':
-			default:
-				runLetter = runLetter || c < 0x80
-				norm++
-			}
-			if c == 0xEF && mayBeEncoded(s, i) {
+			case k&bLetter != 0:
+				runLetter = true
+			case k&bSep != 0:
+				continue
+			case c == 0xEF && mayBeEncoded(s, i):
 				f |= featEncoded
 			}
+			last = lowerASCII(c)
+			if norm == 0 {
+				first = last
+			}
+			norm++
 			continue
 		}
 		if run > 0 {
-			if run >= minHexTokenLen {
-				f |= featOthers // tokens, secrets with a known prefix
-			}
-			if norm < 32 && cueFilter[first]&(1<<uint(norm)) != 0 {
-				f |= featWord
-			}
-			if runLetter && (c == '=' || c == ':') {
-				f |= featWord
-			}
+			f |= unitFeatures(s, i, run, norm, first, last, runLetter)
 			run, norm, runLetter = 0, 0, false
 		}
-		if i == len(s) {
-			break
+		if k&bSpecial == 0 {
+			continue
 		}
 		switch c {
 		case '@':
@@ -233,11 +223,58 @@ func features(s string) uint8 {
 			}
 		}
 	}
+	if run > 0 {
+		f |= unitFeatures(s, len(s), run, norm, first, last, runLetter)
+	}
 	if digits >= 6 || (digits >= 4 && dots >= 3) || colons >= 2 {
 		f |= featOthers
 	}
 	return f
 }
+
+// unitFeatures is what one word (a run of unit bytes ending at s[i]) tells
+// the pre-filter.
+func unitFeatures(s string, i, run, norm int, first, last byte, letter bool) uint8 {
+	var f uint8
+	if run >= minHexTokenLen {
+		f |= featOthers // tokens, secrets with a known prefix
+	}
+	if norm > 0 && mayBeCue(first, last, norm) {
+		f |= featWord
+	}
+	if letter && i < len(s) && sepAfter(s, i) {
+		f |= featWord // a credential name, maybe
+	}
+	return f
+}
+
+// Byte classes for the pre-filter.
+const (
+	bDigit   = 1 << iota
+	bLetter  // ASCII letter
+	bSep     // '_' and '-' (inside words)
+	bHigh    // non-ASCII
+	bSpecial // bytes the pre-filter looks at outside words
+	bUnit    = bDigit | bLetter | bSep | bHigh
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		switch b := byte(c); {
+		case isDigit(b):
+			t[c] = bDigit
+		case isAlpha(b):
+			t[c] = bLetter
+		case b == '_' || b == '-':
+			t[c] = bSep
+		case b >= 0x80:
+			t[c] = bHigh
+		case strings.IndexByte("@.:%\\&)]}", b) >= 0:
+			t[c] = bSpecial
+		}
+	}
+	return t
+}()
 
 func openOf(c byte) byte {
 	switch c {
@@ -509,6 +546,9 @@ func replaceOthers(s string, c *Counts) (string, bool) {
 			noSpanUntil = retry
 			if !inside {
 				insideUntil, retries = end, 0
+				if digitsIn(s[i:end]) < minNumberRun && strings.Count(s[i:end], ".") < 4 {
+					noSpanUntil = end // nothing checksummed or an IP can hide in it
+				}
 			} else if retries++; retries >= maxSpanRetries {
 				noSpanUntil = insideUntil
 			}
@@ -527,6 +567,16 @@ func replaceOthers(s string, c *Counts) (string, bool) {
 		i++
 	}
 	return r.result()
+}
+
+func digitsIn(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			n++
+		}
+	}
+	return n
 }
 
 // gluedToCode reports a span start glued by '-' or '_' to a word, as in an
@@ -555,6 +605,9 @@ func classifyRun(d string, c *Counts) Class {
 // or NumClasses.
 func classifyRunAt(s string, i, j int) (int, Class) {
 	run := s[i:j]
+	if n := len(run); n < 8 && n != 2 && n != 4 {
+		return 0, NumClasses // shorter than every class but ids in groups
+	}
 	if end := matchJWT(s, i, j); end > 0 {
 		return end, ClassSecret
 	}
@@ -587,7 +640,8 @@ func classifyRunAt(s string, i, j int) (int, Class) {
 			}
 		}
 	}
-	if (n == 4 && isAlpha(run[0]) && isAlpha(run[1]) && isDigit(run[2]) && isDigit(run[3])) || (n == 2 && isAlpha(run[0]) && isAlpha(run[1])) {
+	if ((n == 4 && isAlpha(run[0]) && isAlpha(run[1]) && isDigit(run[2]) && isDigit(run[3])) || (n == 2 && isAlpha(run[0]) && isAlpha(run[1]))) &&
+		groupContinues(s, j) {
 		if end, cl := matchGroupedID(s, i); cl != NumClasses {
 			return end, cl
 		}
@@ -599,6 +653,19 @@ func classifyRunAt(s string, i, j int) (int, Class) {
 		return j, ClassToken
 	}
 	return 0, NumClasses
+}
+
+// groupContinues reports a separator at s[j] followed by a digit: an id
+// written in groups goes on.
+func groupContinues(s string, j int) bool {
+	if j >= len(s) {
+		return false
+	}
+	w := spaceWidth(s, j)
+	if s[j] == '-' {
+		w = 1
+	}
+	return w > 0 && j+w < len(s) && isDigit(s[j+w])
 }
 
 // matchGroupedID matches an IBAN ("FR76 3000 6000 …") or UK NINO ("AB 12 34
@@ -945,7 +1012,11 @@ func matchNumberSpan(s string, i int, inside bool, c *Counts) (end int, cl Class
 		digits = append(digits, s[start:start+g.len]...)
 		cum[k+1] = len(digits)
 	}
-	for k := ng; k >= 1 && k >= ng-maxSpanTrim; k-- {
+	trim := maxSpanTrim
+	if cum[ng] < 4 {
+		trim = 0 // no class has fewer digits
+	}
+	for k := ng; k >= 1 && k >= ng-trim; k-- {
 		if k < ng && k < 2 && !plus {
 			break // a prefix of one group is a digit run, handled elsewhere
 		}
