@@ -305,6 +305,13 @@ func TestScrubTextGenerated(t *testing.T) {
 	}
 }
 
+// hasPII reports whether ScrubText would change s.
+func hasPII(s string) bool {
+	var c Counts
+	_, changed := scrubOnce(s, &c)
+	return changed
+}
+
 func keepDigits(r rune) rune {
 	if unicode.IsDigit(r) && r < 0x80 {
 		return r

@@ -107,10 +107,3 @@ func (c *Counts) Total() int {
 	}
 	return n
 }
-
-// Add adds o's counts to c.
-func (c *Counts) Add(o *Counts) {
-	for i, v := range o.n {
-		c.n[i] += v
-	}
-}

@@ -119,13 +119,6 @@ func appendScrubText(dst []byte, s string, c *Counts) ([]byte, bool) {
 	return append(dst, out...), true
 }
 
-// hasPII reports whether ScrubText would change s.
-func hasPII(s string) bool {
-	var c Counts
-	_, changed := scrubOnce(s, &c)
-	return changed
-}
-
 // scrubOnce is one round: decode, then every rule. It returns s itself when
 // nothing matched (even if s was encoded).
 func scrubOnce(s string, c *Counts) (string, bool) {
