@@ -384,3 +384,24 @@ func TestCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestScrubTextConcurrent runs the phone-number paths (lazy metadata and
+// regex caches) from many goroutines; run under -race.
+func TestScrubTextConcurrent(t *testing.T) {
+	texts := []string{"0171-123 45 67", "0033 6 12 34 56 78", "(415) 555-0100 x12", "+44 (0)20 7946 0958", "+33 6 12 34 56 78"}
+	done := make(chan string)
+	for g := range 8 {
+		go func() {
+			var out string
+			for k := range 50 {
+				out = ScrubText(texts[(g+k)%len(texts)], nil)
+			}
+			done <- out
+		}()
+	}
+	for range 8 {
+		if out := <-done; out != "[phone]" {
+			t.Errorf("ScrubText = %q", out)
+		}
+	}
+}

@@ -35,7 +35,8 @@ const (
 // reference, a full-width at sign) is decoded repeatedly until stable
 // before matching ("%2540" → "%40" → "@"); when something matched, the
 // decoded text is what is scrubbed and returned. The rules, each run over
-// the whole text, in this order, until a round changes nothing:
+// the whole text, in this order, until a round changes nothing (so
+// scrubbing the result again changes nothing):
 //
 //   - "[email]": local@domain, local in the RFC 5322 atext characters but
 //     '/', '=', '?' and '&' (quotes, '+' and runs of '.' included) or
@@ -64,8 +65,9 @@ const (
 //     Swedish personnummer (Luhn).
 //   - "[card]": 13–19 digits, alone or in groups, with a card issuer's
 //     prefix and length, passing Luhn.
-//   - "[ip]": a dotted quad of numbers ≤ 255, or an IPv6 address (with
-//     "::" or eight groups, a zone, brackets, an IPv4 tail).
+//   - "[ip]": a dotted quad of numbers ≤ 255, or an IPv6 address of at
+//     least four hex digits (with "::" or eight groups, a zone, brackets, an
+//     IPv4 tail; "::1" and "a::b" are kept).
 //   - "[token]": a run of ≥ 24 bytes of [A-Za-z0-9_-] containing letters and
 //     digits (session ids, hashes, UUIDs); runs with '-' or '_' must also be
 //     a UUID or hold a segment of ≥ 8 bytes mixing letters and digits, so
@@ -74,7 +76,8 @@ const (
 //   - "[phone]": a span of digit groups separated by spaces (also no-break
 //     and thin spaces), '.', '-' or '/', "(area)" groups allowed, not glued
 //     to letters or digits, with an extension ("ext. 12", "x12", "#12",
-//     "poste 12") kept in the span: "+" or "00" followed by 8–15 digits, or
+//     "poste 12") kept in the span: "+" followed by 8–15 digits, "00" and a
+//     valid international number, or
 //     9–12 digits in groups of one separator kind where only the first may
 //     have one digit ('.' forbids one-digit groups, which keeps versions
 //     like 131.0.6778.86 out), or a bare run of 10–11 digits starting with
@@ -84,7 +87,12 @@ const (
 //     LU, SE, US). Dates (2026-11-26, 26/11/2026 10:30), times, prices
 //     (1,299.00), versions and thousands are not phones.
 //   - "[number]": any other run of ≥ 9 digits, spans like the above with
-//     more than 12 digits and thousands-grouped numbers (1 299 000 000).
+//     more than 12 digits and thousands-grouped numbers (1 299 000 000),
+//     and phone candidates left unconfirmed once c's parse budget is spent.
+//
+// A span of digit groups that is none of these is tried again without its
+// last groups and, for IPs and checksummed numbers only, from its next
+// groups, so that "0 4111 1111 1111 1111 0" still loses the card number.
 func ScrubText(s string, c *Counts) string {
 	var stack [256]byte
 	out, changed := appendScrubText(stack[:0], s, c)
