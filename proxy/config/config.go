@@ -340,11 +340,14 @@ type Site struct {
 	// Consent is the site's consent policy.
 	Consent ConsentPolicy `yaml:"consent"`
 	// AllowParams are URL query parameters kept ("utm_*" style prefixes).
-	// Default: utm_*, mtm_*, pk_*, ref, source, campaign.
+	// Default (pseudonymize.Config.AllowParams): utm_*, mtm_*, Matomo's
+	// pk_ campaign parameters (not pk_vid), ref, source, campaign. Other
+	// trackers' visitor ids are dropped even when listed.
 	AllowParams []string `yaml:"allow_params"`
 	// ClickIDParams are ad click ids kept only with marketing consent.
 	ClickIDParams []string `yaml:"click_id_params"`
-	// PIIKeys are property and trait names treated as personal data.
+	// PIIKeys are property and trait names treated as personal data in
+	// addition to the built-in list, which always applies.
 	PIIKeys []string `yaml:"pii_keys"`
 }
 
