@@ -165,7 +165,7 @@ func TestOutboxDrainerWithCursorSeesEveryEntry(t *testing.T) {
 	go func() { wg.Wait(); close(done) }()
 	seen := map[string]int{}
 	var cursor []byte
-	drain := func() {
+	drain := func() int {
 		items, err := s.OutboxAfter(ctx, cursor, 7)
 		if err != nil {
 			t.Fatal(err)
@@ -181,6 +181,7 @@ func TestOutboxDrainerWithCursorSeesEveryEntry(t *testing.T) {
 			}
 			cursor = items[len(items)-1].Key
 		}
+		return len(items)
 	}
 	for running := true; running; {
 		select {
@@ -190,7 +191,9 @@ func TestOutboxDrainerWithCursorSeesEveryEntry(t *testing.T) {
 		}
 		drain()
 	}
-	drain()
+	// The writers are done: drain what is ahead of the cursor.
+	for drain() > 0 {
+	}
 	// Nothing is left behind the cursor.
 	if rest, err := s.Outbox(ctx, 10); err != nil || len(rest) != 0 {
 		t.Fatalf("%d entries appeared behind the cursor (%v)", len(rest), err)
