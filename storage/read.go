@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -21,27 +23,64 @@ const (
 // following page, "" when there are no more events. limit <= 0 means 100;
 // it is capped at 10 000.
 func (s *Store) Events(ctx context.Context, site string, limit int, before string) (events [][]byte, next string, err error) {
+	return s.ListEvents(ctx, site, EventQuery{Limit: limit, Before: before})
+}
+
+// EventQuery selects the events ListEvents returns.
+type EventQuery struct {
+	// Limit is the most events returned: <= 0 means 100, capped at 10 000.
+	Limit int
+	// Before is the cursor of the previous page ("" = newest first).
+	Before string
+	// From and To bound the event time (Record.Time): From inclusive, To
+	// exclusive; a zero time leaves that side open. The bounds are seeks,
+	// not filters: events outside them are never read.
+	From, To time.Time
+	// Keep, when set, is given each stored event in range and returns
+	// whether to list it.
+	Keep func(event []byte) bool
+	// MaxScan, when positive, bounds the events in range read in one call
+	// (kept or not): once reached, next is the cursor after the last one
+	// read, so a page can hold fewer than Limit events, even none, while
+	// next is not "". It keeps a rare Keep from reading the whole site.
+	MaxScan int
+}
+
+// ListEvents returns the events of site that q selects, newest first, and
+// the cursor of the next page ("" when there are no more).
+func (s *Store) ListEvents(ctx context.Context, site string, q EventQuery) (events [][]byte, next string, err error) {
 	if site == "" {
 		return nil, "", fmt.Errorf("%w: empty site", ErrInvalidKey)
 	}
 	if err := validName("site", site); err != nil {
 		return nil, "", err
 	}
+	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultPage
 	}
 	limit = min(limit, maxPage)
 	prefix := siteEventPrefix(site)
-	var seek, cursorKey []byte
-	if before == "" {
-		seek = append(append([]byte(nil), prefix...), bytes.Repeat([]byte{0xff}, timeLen+1)...)
-	} else {
-		raw, derr := base64.RawURLEncoding.DecodeString(before)
+	seek := append(append([]byte(nil), prefix...), bytes.Repeat([]byte{0xff}, timeLen+1)...)
+	if !q.To.IsZero() {
+		// Reverse iteration starts at the greatest key <= seek: every key
+		// of an event at To's millisecond is longer, hence greater.
+		seek = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), timeKey(q.To))
+	}
+	var cursorKey []byte
+	if q.Before != "" {
+		raw, derr := base64.RawURLEncoding.DecodeString(q.Before)
 		if derr != nil || len(raw) <= timeLen {
 			return nil, "", fmt.Errorf("%w: bad cursor", ErrInvalidKey)
 		}
 		cursorKey = append(append([]byte(nil), prefix...), raw...)
-		seek = cursorKey
+		if bytes.Compare(cursorKey, seek) < 0 {
+			seek = cursorKey
+		}
+	}
+	var from uint64
+	if !q.From.IsZero() {
+		from = timeKey(q.From)
 	}
 	if err := s.enter(); err != nil {
 		return nil, "", err
@@ -59,23 +98,31 @@ func (s *Store) Events(ctx context.Context, site string, limit int, before strin
 			it.Next()
 		}
 		var last []byte
+		scanned := 0
 		for ; it.Valid(); it.Next() {
-			if len(events) == limit {
+			item := it.Item()
+			key := item.Key()
+			if from > 0 && len(key) >= len(prefix)+timeLen && binary.BigEndian.Uint64(key[len(prefix):]) < from {
+				return nil
+			}
+			if len(events) == limit || (q.MaxScan > 0 && scanned == q.MaxScan) {
 				next = base64.RawURLEncoding.EncodeToString(last[len(prefix):])
 				return nil
 			}
-			if len(events)%ctxCheckEvery == ctxCheckEvery-1 {
+			if scanned++; scanned%ctxCheckEvery == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 			}
-			item := it.Item()
 			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
 			}
+			last = append(last[:0], key...)
+			if q.Keep != nil && !q.Keep(v) {
+				continue
+			}
 			events = append(events, v)
-			last = append(last[:0], item.Key()...)
 		}
 		return nil
 	})
@@ -83,6 +130,11 @@ func (s *Store) Events(ctx context.Context, site string, limit int, before strin
 		return nil, "", fmt.Errorf("storage: events: %w", err)
 	}
 	return events, next, nil
+}
+
+// timeKey is t as the milliseconds of an event key (0 before 1970).
+func timeKey(t time.Time) uint64 {
+	return uint64(max(t.UnixMilli(), 0))
 }
 
 // SubjectEvents returns every stored event of subject, grouped by site and
