@@ -591,11 +591,15 @@ func (s *Server) clientIP(r *http.Request) string {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	if len(s.trusted) == 0 {
+	if len(s.trusted) == 0 && !forwarded(r) {
 		return host
 	}
 	peer, err := netip.ParseAddr(host)
-	if err != nil || !s.isTrusted(peer) {
+	if err != nil {
+		return host
+	}
+	if !s.isTrusted(peer) {
+		s.checkUntrustedProxy(r, peer)
 		return host
 	}
 	xff := r.Header.Values("X-Forwarded-For")

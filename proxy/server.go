@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -63,6 +64,7 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
+	dirLock    *os.File
 	keyring    *keyring.Keyring
 	firstStart bool
 	store      *storage.Store
@@ -80,6 +82,7 @@ type Server struct {
 	byID        map[string]*site
 	allOrigins  []originPattern
 	trusted     []netip.Prefix
+	proxyWarn   untrustedProxies
 	authLim     *authLimiter
 	metrics     *metrics
 
@@ -146,6 +149,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.closeBackends()
 		}
 	}()
+	if s.dirLock, err = lockDataDir(s.cfg.DataDir); err != nil {
+		return err
+	}
 	kr, opened, err := OpenKeyring(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
@@ -490,6 +496,10 @@ func (s *Server) closeBackends() error {
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
+	}
+	if s.dirLock != nil {
+		errs = append(errs, s.dirLock.Close()) // releases the lock
+		s.dirLock = nil
 	}
 	return errors.Join(errs...)
 }
