@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -64,7 +63,7 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
-	dirLock    *os.File
+	dirLock    *dirLock
 	keyring    *keyring.Keyring
 	firstStart bool
 	store      *storage.Store
@@ -147,6 +146,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 			s.wg.Wait()
 			s.closeBackends()
+			_ = s.dirLock.release(true)
 		}
 	}()
 	if s.dirLock, err = lockDataDir(s.cfg.DataDir); err != nil {
@@ -482,7 +482,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, s.closeBackends())
+		errs = append(errs, s.closeBackends(), s.dirLock.release(false))
 		s.shutErr = errors.Join(errs...)
 		s.log.Info("vigie stopped")
 	})
@@ -496,10 +496,6 @@ func (s *Server) closeBackends() error {
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
-	}
-	if s.dirLock != nil {
-		errs = append(errs, s.dirLock.Close()) // releases the lock
-		s.dirLock = nil
 	}
 	return errors.Join(errs...)
 }
