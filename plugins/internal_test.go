@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage/storagetest"
@@ -46,7 +47,7 @@ func TestSubjectFilters(t *testing.T) {
 		{sdk.Filter{Sites: []string{"sh*"}, Types: []string{"track"}}, []string{"vigie.enriched.*.track"}},
 		{sdk.Filter{Types: []string{"a.b"}}, []string{"vigie.enriched.*.*"}},
 	} {
-		if got := subjectFilters(enrichedPrefix, c.f); !slices.Equal(got, c.want) {
+		if got := subjectFilters(streams.EnrichedPrefix, c.f); !slices.Equal(got, c.want) {
 			t.Errorf("subjectFilters(%+v) = %q, want %q", c.f, got, c.want)
 		}
 	}

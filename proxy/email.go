@@ -88,7 +88,7 @@ func (e emailRecorder) EmailConsent(ctx context.Context, site, recipient string)
 	if e.s.byID[site] == nil || recipient == "" {
 		return false, nil
 	}
-	return e.s.ledger.get(ctx, site, recipient).granted.Has(consent.Marketing), nil
+	return e.s.ledger.Get(ctx, site, recipient).Granted.Has(consent.Marketing), nil
 }
 
 // RecordEmail implements email.Recorder.
@@ -106,7 +106,7 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 	}
 	if h.Granted && h.Recipient != "" {
 		hit.Recipient = h.Recipient
-		hit.Granted = e.s.ledger.get(ctx, h.Site, h.Recipient).granted
+		hit.Granted = e.s.ledger.Get(ctx, h.Site, h.Recipient).Granted
 	}
 	res := e.s.pipe.ProcessEmail(st.pipe, hit)
 	e.s.metrics.received.WithLabelValues(st.cfg.ID).Inc()

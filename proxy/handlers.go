@@ -450,7 +450,10 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 		}
 		s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 		req := s.request(r, st, "segment", start)
-		recs := s.processHits(w, r, st, []*collect.Message{&msg}, &req)
+		recs, ok := s.processHits(w, r, st, []*collect.Message{&msg}, &req)
+		if !ok {
+			return
+		}
 		if len(recs) == 0 {
 			writeOK(w)
 			return
@@ -508,8 +511,8 @@ func (s *Server) handleBatch(route string) http.Handler {
 			}
 			msgs = append(msgs, m)
 		}
-		recs := s.processHits(w, r, st, msgs, &req)
-		if len(recs) > 0 && !s.commit(w, r, recs) {
+		recs, ok := s.processHits(w, r, st, msgs, &req)
+		if !ok || len(recs) > 0 && !s.commit(w, r, recs) {
 			return
 		}
 		s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
@@ -537,6 +540,25 @@ func toItemError(i int, messageID string, err error) itemError {
 	return ie
 }
 
+// storeFailed answers a request whose writes (what: events, or a consent
+// choice) could not be stored: 503, to be retried.
+func (s *Server) storeFailed(w http.ResponseWriter, err error, what string) {
+	if errors.Is(err, storage.ErrOutboxFull) {
+		s.reject(nil, nil, "outbox_full", 1)
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
+		return
+	}
+	if errors.Is(err, storage.ErrDiskFull) {
+		s.refuseDiskFull(w)
+		return
+	}
+	s.log.Error("storing failed", "what", what, "err", err)
+	s.reject(nil, nil, "storage", 1)
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "events could not be stored; retry later", nil)
+}
+
 // count records a pipeline result in the metrics (and, at debug level, in
 // the log): a consent signal that did not decode, a bot's hit, or the
 // consent decision.
@@ -558,20 +580,7 @@ func (s *Server) count(r *http.Request, st *site, res pipeline.Result) {
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, recs []storage.Record) bool {
 	dups, err := s.store.Append(r.Context(), recs)
 	if err != nil {
-		if errors.Is(err, storage.ErrOutboxFull) {
-			s.reject(r, nil, "outbox_full", 1)
-			w.Header().Set("Retry-After", "30")
-			writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
-			return false
-		}
-		if errors.Is(err, storage.ErrDiskFull) {
-			s.refuseDiskFull(w)
-			return false
-		}
-		s.log.Error("storing events failed", "err", err, "events", len(recs))
-		s.reject(r, nil, "storage", 1)
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "events could not be stored; retry later", nil)
+		s.storeFailed(w, err, "events")
 		return false
 	}
 	for i, d := range dups {

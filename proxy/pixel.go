@@ -65,7 +65,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	}
 	msg.Context.Page.Referrer = q.Get("ref")
 	msg.Context.Page.Title = q.Get("title")
-	if recs := s.processHits(w, r, st, []*collect.Message{&msg}, &req); len(recs) > 0 && !s.commit(w, r, recs) {
+	if recs, ok := s.processHits(w, r, st, []*collect.Message{&msg}, &req); !ok || len(recs) > 0 && !s.commit(w, r, recs) {
 		return
 	}
 	s.metrics.latency.WithLabelValues("/v1/p.gif").Observe(time.Since(start).Seconds())

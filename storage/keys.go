@@ -17,8 +17,12 @@ import (
 //	e/<site>\x00<ms><id>                  event bytes (vigiev1.Event)   Record.TTL
 //	s/<subject>\x00<site>\x00<ms><id>     empty (event key derivable)   Record.TTL
 //	d/<site>\x00<dedup>                   empty                         Config.DedupWindow
-//	o/<seq>                               uvarint(len topic) topic
+//	o/<seq>                               event reference:
+//	                                      uvarint(len topic) topic
 //	                                      event key                     none
+//	                                      or message (own payload):
+//	                                      0x00 uvarint(len topic) topic
+//	                                      uvarint(len id) id data       none
 //	v/k/<subject>\x00                     AES-GCM(VaultKey, data key,
 //	                                      AAD=subject)                  none
 //	v/t/<subject>\x00<site>               AES-GCM(data key, traits,
@@ -32,6 +36,15 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
+//
+// An outbox entry is one of two kinds, told apart by its first byte. An
+// event reference (first byte: the uvarint length of a non-empty topic,
+// never 0) names the event's key: the bytes are read when it is published,
+// so an event erased before then is never published, and its Nats-Msg-Id
+// is the event id. A message (first byte 0x00) carries its own subject,
+// Nats-Msg-Id and payload, fixed when it was committed (privacy events,
+// written in the same transaction as the ledger entry they report). Both
+// kinds share the o/<seq> sequence, so they are published in commit order.
 //
 // The outbox sequence is not persisted separately: Open resumes after the
 // last live o/ key (if the outbox is empty, numbering may restart, which is
@@ -171,8 +184,39 @@ func appendOutboxValue(dst []byte, topic string, eventKey []byte) []byte {
 	return append(dst, eventKey...)
 }
 
-// parseOutboxValue splits an outbox value into topic and event key.
+// parseOutboxValue splits an event reference outbox value into topic and
+// event key.
 func parseOutboxValue(v []byte) (topic, eventKey []byte, ok bool) {
+	return cutUvarint(v)
+}
+
+// outboxMessageTag is the first byte of an outbox message value.
+const outboxMessageTag = 0x00
+
+// appendOutboxMessage appends 0x00 uvarint(len topic) topic uvarint(len id)
+// id data to dst.
+func appendOutboxMessage(dst []byte, topic, id string, data []byte) []byte {
+	dst = append(dst, outboxMessageTag)
+	dst = binary.AppendUvarint(dst, uint64(len(topic)))
+	dst = append(dst, topic...)
+	dst = binary.AppendUvarint(dst, uint64(len(id)))
+	dst = append(dst, id...)
+	return append(dst, data...)
+}
+
+// parseOutboxMessage splits an outbox message value (after its tag byte)
+// into topic, id and data.
+func parseOutboxMessage(v []byte) (topic, id, data []byte, ok bool) {
+	topic, rest, ok := cutUvarint(v)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	id, data, ok = cutUvarint(rest)
+	return topic, id, data, ok
+}
+
+// cutUvarint splits uvarint(n) followed by n bytes off the front of v.
+func cutUvarint(v []byte) (field, rest []byte, ok bool) {
 	n, w := binary.Uvarint(v)
 	if w <= 0 || n > uint64(len(v)-w) {
 		return nil, nil, false

@@ -149,10 +149,14 @@ type Store struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
-	// Owned by the committer goroutine.
+	// seqMu guards nextSeq across the whole transaction that uses it, so
+	// outbox entries are committed (and become visible) in sequence order:
+	// the committer and update (outbox messages) both hold it.
+	seqMu   sync.Mutex
 	nextSeq uint64
-	arena   []byte
-	ents    []badger.Entry
+	// Owned by the committer goroutine.
+	arena []byte
+	ents  []badger.Entry
 }
 
 // Open opens (or creates) the store and starts its goroutines: the

@@ -138,10 +138,10 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		if i > 0 && bytes.Compare(items[i-1].Key, it.Key) >= 0 {
 			t.Fatalf("outbox keys not ascending at %d", i)
 		}
-		if want := "event:site:" + it.EventID; string(it.Data) != want || it.Topic != "vigie.events.site.track" {
+		if want := "event:site:" + it.MsgID; string(it.Data) != want || it.Topic != "vigie.events.site.track" {
 			t.Fatalf("item %d: data %q topic %q", i, it.Data, it.Topic)
 		}
-		seen[it.EventID] = true
+		seen[it.MsgID] = true
 	}
 	if len(items) != total || len(seen) != total {
 		t.Fatalf("outbox has %d items (%d distinct), want %d", len(items), len(seen), total)
@@ -149,11 +149,11 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	// Per-worker order is preserved: each worker's calls are sequential.
 	last := map[string]string{}
 	for _, it := range items {
-		w := it.EventID[:4]
-		if last[w] >= it.EventID {
-			t.Fatalf("worker %s: %s published after %s", w, it.EventID, last[w])
+		w := it.MsgID[:4]
+		if last[w] >= it.MsgID {
+			t.Fatalf("worker %s: %s published after %s", w, it.MsgID, last[w])
 		}
-		last[w] = it.EventID
+		last[w] = it.MsgID
 	}
 }
 
@@ -268,7 +268,7 @@ func TestExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(items) != 1 || items[0].EventID != "keep" || s.OutboxLen() != 1 {
+	if len(items) != 1 || items[0].MsgID != "keep" || s.OutboxLen() != 1 {
 		t.Fatalf("outbox after TTL: %d items, len %d", len(items), s.OutboxLen())
 	}
 	if d := mustAppend(t, s, rec("a", "later", base, "", "m1")); d[0] {
@@ -338,7 +338,7 @@ func TestOutboxOrderAckReopen(t *testing.T) {
 func eventIDs(items []storage.OutboxItem) []string {
 	out := make([]string, len(items))
 	for i, it := range items {
-		out[i] = it.EventID
+		out[i] = it.MsgID
 	}
 	return out
 }

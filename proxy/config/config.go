@@ -182,8 +182,9 @@ type PluginRuntime struct {
 	// Backoff is the delay before each retry (the last repeats). Default
 	// 1s, 5s, 30s, 2m.
 	Backoff []Duration `yaml:"backoff"`
-	// CallTimeout bounds one call to a plugin; past it the plugin is
-	// considered hung and restarted. Default 10s.
+	// CallTimeout bounds one call (and one ping) to a plugin; past it the
+	// plugin is hung: its process is killed outright (SIGKILL), a new one
+	// is started and the batch in flight is delivered again. Default 10s.
 	CallTimeout Duration `yaml:"call_timeout"`
 	// BatchSize is the most events per call. Default 100.
 	BatchSize int `yaml:"batch_size"`
@@ -275,14 +276,14 @@ type NATS struct {
 	TLSCA   string `yaml:"tls_ca"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// Replicas of the VIGIE_EVENTS stream. Default 1.
+	// Replicas of every Vigie stream. Default 1.
 	Replicas int `yaml:"replicas"`
 	// SyncInterval is the embedded JetStream's fsync interval; "always"
 	// syncs every write. Default 2m (NATS's default).
 	SyncInterval string `yaml:"sync_interval"`
 	// MaxInFlight bounds unacknowledged async publishes. Default 1024.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// DuplicateWindow of the stream (Nats-Msg-Id dedup). Default 30s.
+	// DuplicateWindow of VIGIE_EVENTS (Nats-Msg-Id dedup). Default 30s.
 	// JetStream keeps every id of the window in memory (a 10-minute window
 	// held 144 MB after 1.2M events), and the only entries
 	// ever republished are those published but not yet removed from the
@@ -339,11 +340,14 @@ type Site struct {
 	// Consent is the site's consent policy.
 	Consent ConsentPolicy `yaml:"consent"`
 	// AllowParams are URL query parameters kept ("utm_*" style prefixes).
-	// Default: utm_*, mtm_*, pk_*, ref, source, campaign.
+	// Default (pseudonymize.Config.AllowParams): utm_*, mtm_*, Matomo's
+	// pk_ campaign parameters (not pk_vid), ref, source, campaign. Other
+	// trackers' visitor ids are dropped even when listed.
 	AllowParams []string `yaml:"allow_params"`
 	// ClickIDParams are ad click ids kept only with marketing consent.
 	ClickIDParams []string `yaml:"click_id_params"`
-	// PIIKeys are property and trait names treated as personal data.
+	// PIIKeys are property and trait names treated as personal data in
+	// addition to the built-in list, which always applies.
 	PIIKeys []string `yaml:"pii_keys"`
 	// TestToken, when set (16 characters or more), lets a test client
 	// through the bot filter: a hit whose TestHeader header carries it is
