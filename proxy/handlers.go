@@ -134,7 +134,7 @@ func knownMethods(path string) (string, bool) {
 		return "POST, OPTIONS", true
 	case path == sourceConfigPath:
 		return "GET, OPTIONS", true
-	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics",
+	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics", path == "/", path == ConsolePath,
 		path == "/admin/v1/events", path == "/admin/v1/stats", path == "/admin/v1/plugins", path == "/admin/v1/segments", path == "/admin/v1/enriched":
 		return "GET", true
 	case strings.HasPrefix(path, "/admin/v1/plugins/") && strings.HasSuffix(path, "/replay"):

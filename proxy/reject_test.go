@@ -120,3 +120,36 @@ func TestTestTokenTooShort(t *testing.T) {
 		t.Fatalf("validate: %v", err)
 	}
 }
+
+// TestHomeLeadsToTheDemo: / redirects to the demo site until the console
+// exists, the console page says what there is, and other methods on them
+// get 405.
+func TestHomeLeadsToTheDemo(t *testing.T) {
+	in := startLean(t)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(in.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/demo/" {
+		t.Fatalf("GET /: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if status, body := in.Do("GET", "/console/", nil, nil); status != 200 || !strings.Contains(string(body), `href="/demo/"`) {
+		t.Fatalf("GET /console/: %d %s", status, body)
+	}
+	for _, path := range []string{"/", "/console/"} {
+		if status, _ := in.Do("POST", path, nil, nil); status != http.StatusMethodNotAllowed {
+			t.Errorf("POST %s: %d, want 405", path, status)
+		}
+	}
+	off := startLean(t, func(c *config.Config) { c.DemoPath = "off" })
+	resp, err = noFollow.Get(off.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Location") != "/console/" {
+		t.Fatalf("GET / without a demo: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
