@@ -85,7 +85,7 @@ func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
 	recent := make([]json.RawMessage, 0, len(changes))
 	for _, c := range changes {
-		if b, err := eventJSON.Marshal(c); err == nil {
+		if b, err := adminJSON(c); err == nil {
 			recent = append(recent, b)
 		}
 	}

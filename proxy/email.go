@@ -110,7 +110,7 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 	}
 	res := e.s.pipe.ProcessEmail(st.pipe, hit)
 	e.s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
-	e.s.count(st, res)
+	e.s.count(nil, st, res)
 	if res.Outcome != pipeline.Stored {
 		return nil
 	}

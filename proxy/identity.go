@@ -96,7 +96,7 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 	keep, withdraw := false, false
 	for _, m := range msgs {
 		res := s.pipe.Process(st.pipe, m, req)
-		s.count(st, res)
+		s.count(r, st, res)
 		if res.Outcome == pipeline.Stored {
 			recs = append(recs, res.Record)
 		}

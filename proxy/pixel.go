@@ -39,7 +39,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	// no consent from that platform.
 	if c := q.Get("consent"); c != "" {
 		if _, err := consent.FromPixel(c); err != nil {
-			s.metrics.rejected.WithLabelValues("invalid").Inc()
+			s.reject(r, st, "invalid", 1)
 			writeError(w, http.StatusBadRequest, "invalid_consent",
 				"consent: must be comma-separated purposes, each optionally followed by :0 or :1 (or none, all)", err)
 			return
@@ -47,7 +47,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	}
 	sigs, errs := consent.FromQuery(q, st.pipe.Policy())
 	if len(errs) > 0 {
-		s.metrics.rejected.WithLabelValues("invalid_consent_string").Inc()
+		s.reject(r, st, "invalid_consent_string", 1)
 	}
 	if len(sigs) > 0 {
 		req.Signals = append(req.Signals, sigs...)

@@ -61,6 +61,7 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
+	dirLock    *dirLock
 	keyring    *keyring.Keyring
 	firstStart bool
 	store      *storage.Store
@@ -78,6 +79,7 @@ type Server struct {
 	byID        map[string]*site
 	allOrigins  []originPattern
 	trusted     []netip.Prefix
+	proxyWarn   untrustedProxies
 	authLim     *authLimiter
 	metrics     *metrics
 
@@ -142,8 +144,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 			s.wg.Wait()
 			s.closeBackends()
+			_ = s.dirLock.release(true)
 		}
 	}()
+	if s.dirLock, err = lockDataDir(s.cfg.DataDir); err != nil {
+		return err
+	}
 	kr, opened, err := OpenKeyring(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
@@ -468,7 +474,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, s.closeBackends())
+		errs = append(errs, s.closeBackends(), s.dirLock.release(false))
 		s.shutErr = errors.Join(errs...)
 		s.log.Info("vigie stopped")
 	})

@@ -349,7 +349,15 @@ type Site struct {
 	// PIIKeys are property and trait names treated as personal data in
 	// addition to the built-in list, which always applies.
 	PIIKeys []string `yaml:"pii_keys"`
+	// TestToken, when set (16 characters or more), lets a test client
+	// through the bot filter: a hit whose TestHeader header carries it is
+	// stored even if its user agent is a bot's (headless browsers, curl),
+	// marked as a bot in its device. Default none.
+	TestToken Secret `yaml:"test_token"`
 }
+
+// TestHeader is the request header carrying a site's TestToken.
+const TestHeader = "X-Vigie-Test"
 
 // ConsentPolicy is the YAML form of consent.Policy.
 type ConsentPolicy struct {
@@ -373,6 +381,13 @@ type ConsentPolicy struct {
 	// analytics: [analytics_storage]; marketing: [ad_storage, ad_user_data,
 	// ad_personalization]; personalization: [personalization_storage].
 	ConsentMode map[consent.Purpose][]string `yaml:"consent_mode"`
+	// ConsentManagement maps the consent ids of RudderStack's
+	// context.consentManagement to purposes, per consent manager
+	// (oneTrust, ketch, iubenda, custom); merged over the built-in map per
+	// provider. An id not found there is looked up in Categories (OneTrust
+	// C0001–C0005, plain names). Default: iubenda 1 → necessary, 2 and 3
+	// → personalization, 4 → analytics, 5 → marketing.
+	ConsentManagement map[string]map[string][]consent.Purpose `yaml:"consent_management"`
 }
 
 // TCFPolicy is the YAML form of consent.TCFMapping.
@@ -671,6 +686,9 @@ func (c *Config) Validate() error {
 		if _, err := s.Policy(); err != nil {
 			bad(f+".consent", "%v", err)
 		}
+		if s.TestToken != "" && len(s.TestToken) < 16 {
+			bad(f+".test_token", "must be at least 16 characters (it lets its bearer past the bot filter)")
+		}
 	}
 	if !strings.HasPrefix(c.SnippetPath, "/") || strings.ContainsAny(c.SnippetPath, " {}") || strings.HasPrefix(c.SnippetPath, "/v1/") || strings.HasPrefix(c.SnippetPath, "/admin/") {
 		bad("snippet_path", "%q must be an absolute path outside /v1/ and /admin/", c.SnippetPath)
@@ -757,6 +775,22 @@ func (s Site) Policy() (consent.Policy, error) {
 	}
 	if len(s.Consent.ConsentMode) > 0 {
 		p.ConsentMode = s.Consent.ConsentMode
+	}
+	for prov, ids := range s.Consent.ConsentManagement {
+		key := prov
+		for k := range p.ConsentManagement {
+			if strings.EqualFold(k, prov) {
+				key = k
+			}
+		}
+		merged := make(map[string][]consent.Purpose, len(p.ConsentManagement[key])+len(ids))
+		for id, ps := range p.ConsentManagement[key] {
+			merged[id] = ps
+		}
+		for id, ps := range ids {
+			merged[id] = ps
+		}
+		p.ConsentManagement[key] = merged
 	}
 	if s.Consent.HonorGPC != nil {
 		p.HonorGPC = *s.Consent.HonorGPC

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vigie-dev/vigie/consent"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -168,5 +170,41 @@ func TestSecretsComeFromTheEnvironmentOnlyAndNeverPrint(t *testing.T) {
 	}
 	if _, err := Load("", []string{`VIGIE_KEYS_MASTER_KEY_COMMAND=[""]`}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("empty command: %v", err)
+	}
+}
+
+// TestSiteConsentManagementAndTestToken: a site's consent_management is
+// merged per provider over the built-in map (providers ignore case), a
+// bad purpose is refused naming the site, and the test token never
+// prints.
+func TestSiteConsentManagementAndTestToken(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "vigie.yaml")
+	os.WriteFile(p, []byte(`sites:
+  - id: shop
+    write_keys: [k1]
+    test_token: test-token-secretvalue
+    consent:
+      consent_management:
+        IUBENDA: {"2": [analytics]}
+        ketch: {behavioral_advertising: [marketing]}
+`), 0o600)
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := cfg.Sites[0].Policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	iub, ketch := pol.ConsentManagement[consent.ProviderIubenda], pol.ConsentManagement["ketch"]
+	if fmt.Sprint(iub["1"], iub["2"], iub["5"], ketch["behavioral_advertising"]) != "[necessary] [analytics] [marketing] [marketing]" || len(pol.ConsentManagement) != 2 {
+		t.Fatalf("consent_management: %v", pol.ConsentManagement)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", cfg, cfg), "secretvalue") {
+		t.Fatal("the test token was printed")
+	}
+	os.WriteFile(p, []byte("sites:\n  - id: shop\n    write_keys: [k1]\n    consent:\n      consent_management:\n        ketch: {x: [nope]}\n"), 0o600)
+	if _, err := Load(p, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "sites[0].consent") {
+		t.Fatalf("unknown purpose: %v", err)
 	}
 }

@@ -122,6 +122,9 @@ type Request struct {
 	// Ledger, when set, gives the subject's recorded choice for events that
 	// carry no explicit consent signal of their own.
 	Ledger LedgerReader
+	// KeepBots stores the hit even if it comes from a bot, as StoreBots
+	// does for every hit (a test client the site vouched for).
+	KeepBots bool
 }
 
 // LedgerReader reads the consent ledger.
@@ -190,6 +193,18 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 			}
 		}
 	}
+	if len(m.Context.ConsentManagement) > 0 {
+		// RudderStack's allowed and denied consent ids, as undecodable
+		// consent strings: an invalid object counts as no signal.
+		sig, err := consent.FromConsentManagement(m.Context.ConsentManagement, s.policy)
+		if err != nil {
+			res.ConsentErr = errors.Join(res.ConsentErr, err)
+		}
+		if sig.Granted.Len()+sig.Denied.Len() > 0 {
+			signals = append(append(make([]consent.Signal, 0, len(signals)+1), signals...), sig)
+			res.Explicit = true
+		}
+	}
 	// Each pseudonym is computed once: here when the ledger needs the
 	// subject, otherwise only below for a pseudonymous event.
 	var uid, aid string
@@ -223,7 +238,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	if ua != "" || r.Source == "pixel" {
 		dev = s.pseudo.Device(ua)
 	}
-	if dev.Bot && !p.storeBots {
+	if dev.Bot && !p.storeBots && !r.KeepBots {
 		res.Outcome = Bot
 		return res
 	}

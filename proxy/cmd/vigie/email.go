@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,6 +36,9 @@ func emailCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return emailTokens(ctx, args[1:], stdin, stdout, stderr)
 		}
 	}
+	if wantsHelp(args) {
+		return showUsage(stdout, emailUsage)
+	}
 	return errors.New(emailUsage)
 }
 
@@ -45,8 +47,7 @@ func emailCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // signed with the keyring of the data directory (the same keys the server
 // verifies with).
 func emailRewrite(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("email rewrite", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("email rewrite", emailUsage, args, stdout, stderr)
 	site := fs.String("site", "", "site id (default: the first configured site)")
 	campaign := fs.String("campaign", "", "campaign name (required)")
 	base := fs.String("base", "", "Vigie's public URL, e.g. https://shop.example/t/ (default: public_url)")
@@ -118,8 +119,7 @@ func emailRewrite(ctx context.Context, args []string, stdin io.Reader, stdout, s
 // It signs from the data directory's keyring, or asks the running server
 // given with --server (admin token in VIGIE_ADMIN_TOKEN).
 func emailTokens(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("email tokens", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("email tokens", emailUsage, args, stdout, stderr)
 	site := fs.String("site", "", "site id (default: the first configured site)")
 	expires := fs.String("expires-in", "", "the values stop identifying anyone after this long (e.g. 365d; default never)")
 	column := fs.String("column", email.DefaultUserIDColumn, "header of the user id column of a CSV input")
