@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,11 @@ type Config struct {
 	// EmitTTL is the retention of events emitted by plugins. Default 395
 	// days.
 	EmitTTL time.Duration
+	// ContactAudit, when set, is told of contact details before they are
+	// given to a plugin (sync items and ContactResolve): the audit trail.
+	// An error keeps the details from the plugin (the batch is retried,
+	// the call fails). Default none.
+	ContactAudit func(ctx context.Context, r ContactResolution) error
 	// Registerer receives the runtime's Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives the runtime's and the plugins' logs. Default

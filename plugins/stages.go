@@ -319,6 +319,12 @@ func (rt *Runtime) sync(p *proc) handler {
 		if len(items) == 0 {
 			return errs
 		}
+		if err := rt.auditContacts(ctx, p, "sync", items); err != nil {
+			for _, i := range idx {
+				errs[i] = err
+			}
+			return errs
+		}
 		var itemErrs []error
 		err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
 			var err error

@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/proxy/keyring"
+	"github.com/vigie-dev/vigie/proxy/privacy"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -25,7 +27,8 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 		}
 		hdr := r.Header.Get("Authorization")
 		tok, ok := authCredentials(hdr, "Bearer")
-		if !ok || !s.keyring.CheckAdminToken(tok) {
+		t, valid := s.keyring.CheckToken(tok)
+		if !ok || !valid || t.Role != keyring.RoleAdmin {
 			if hdr != "" {
 				s.authFailed(r, authAdmin)
 			}
@@ -33,7 +36,8 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token", nil)
 			return
 		}
-		h(w, r)
+		// The audit trail names the token by id and role, never by value.
+		h(w, r.WithContext(privacy.WithActor(r.Context(), privacy.TokenActor(t.ID, t.Role))))
 	})
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/ledger"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/proxy/privacy"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -74,14 +75,17 @@ type Server struct {
 	segmentDefs []segments.SegmentInfo
 	email       *email.Handler
 	emailSigner *email.Signer
-	pipe        *pipeline.Pipeline
-	byKey       map[string]*site
-	byID        map[string]*site
-	allOrigins  []originPattern
-	trusted     []netip.Prefix
-	proxyWarn   untrustedProxies
-	authLim     *authLimiter
-	metrics     *metrics
+	// rights: the audit trail and the preference page (rights.go).
+	auditor    privacy.StoreAuditor
+	prefs      *privacy.Preferences
+	pipe       *pipeline.Pipeline
+	byKey      map[string]*site
+	byID       map[string]*site
+	allOrigins []originPattern
+	trusted    []netip.Prefix
+	proxyWarn  untrustedProxies
+	authLim    *authLimiter
+	metrics    *metrics
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -155,6 +159,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.keyring, s.firstStart = kr, opened.Created
+	if err := s.checkOrganization(); err != nil {
+		return err
+	}
 	if opened.AdminToken != "" {
 		s.newAdminToken.Store(&opened.AdminToken)
 	}
@@ -165,15 +172,17 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		watch = append(watch, jsDir) // the embedded JetStream store shares the reserve
 	}
 	s.store, err = storage.Open(storage.Config{
-		Dir:          filepath.Join(s.cfg.DataDir, "badger"),
-		SyncWrites:   s.cfg.Storage.SyncWrites,
-		DedupWindow:  time.Duration(s.cfg.Storage.DedupWindow),
-		MaxOutbox:    s.cfg.Storage.MaxOutbox,
-		MinFreeBytes: s.cfg.Storage.MinFreeBytes,
-		WatchDirs:    watch,
-		ProfileTTL:   time.Duration(s.cfg.PluginRuntime.ProfileTTL),
-		VaultKey:     kr.VaultKey,
-		Logger:       s.log.With("component", "storage"),
+		Dir:           filepath.Join(s.cfg.DataDir, "badger"),
+		SyncWrites:    s.cfg.Storage.SyncWrites,
+		DedupWindow:   time.Duration(s.cfg.Storage.DedupWindow),
+		MaxOutbox:     s.cfg.Storage.MaxOutbox,
+		MinFreeBytes:  s.cfg.Storage.MinFreeBytes,
+		WatchDirs:     watch,
+		ProfileTTL:    time.Duration(s.cfg.PluginRuntime.ProfileTTL),
+		VaultKey:      kr.VaultKey,
+		Logger:        s.log.With("component", "storage"),
+		Retention:     s.storageRetention(),
+		PurgeInterval: purgeInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
@@ -258,6 +267,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	s.metrics = newMetrics()
 	if err := s.startEmail(); err != nil {
+		return err
+	}
+	if err := s.startRights(); err != nil {
 		return err
 	}
 	if err := s.startPlugins(ctx); err != nil {
@@ -354,6 +366,7 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		MaxRestartBackoff: time.Duration(r.MaxRestartBackoff),
 		EmitTTL:           time.Duration(s.cfg.Retention["analytics"]),
 		Streams:           s.streamSettings(),
+		ContactAudit:      s.contactAudit,
 		Registerer:        s.metrics.reg,
 		Logger:            s.log.With("component", "plugins"),
 	}
@@ -400,7 +413,8 @@ func (s *Server) startPlugins(ctx context.Context) error {
 // streamSettings are the settings of every stream, the same for the bus and
 // the plugin runtime (both declare the streams they share).
 func (s *Server) streamSettings() streams.Settings {
-	return streams.Settings{Replicas: s.cfg.NATS.Replicas, DuplicateWindow: time.Duration(s.cfg.NATS.DuplicateWindow)}
+	return streams.Settings{Replicas: s.cfg.NATS.Replicas, DuplicateWindow: time.Duration(s.cfg.NATS.DuplicateWindow),
+		MaxAge: time.Duration(s.cfg.NATS.MaxAge)}
 }
 
 // Plugins is the plugin runtime (nil when no plugin is configured).

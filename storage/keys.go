@@ -36,6 +36,13 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
+//	au/<ms><seq>                          JSON AuditEntry               Retention.Audit
+//	pr/<id>                               JSON privacy request          none (PurgeExpired:
+//	                                      (proxy/privacy)               Retention.Requests after
+//	                                                                    completed_at)
+//
+// What has no TTL is either bounded by PurgeExpired or kept on purpose; the
+// table prefixLifetimes in purge.go says which, for every prefix.
 //
 // An outbox entry is one of two kinds, told apart by its first byte. An
 // event reference (first byte: the uvarint length of a non-empty topic,
@@ -342,4 +349,33 @@ func consentKey(site, subject string) []byte {
 	k = append(k, site...)
 	k = append(k, 0)
 	return append(k, subject...)
+}
+
+// prefixAudit is the audit trail: au/<ms><seq> → JSON AuditEntry, TTL
+// Retention.Audit. <ms> is the entry's time, <seq> a per-process counter,
+// so keys sort by time.
+const prefixAudit = "au/"
+
+// prefixRequest holds privacy requests (pr/<id> → JSON, written by
+// proxy/privacy), purged Retention.Requests after their completed_at.
+const prefixRequest = "pr/"
+
+// auditKeyLen is the length of an au/ key.
+const auditKeyLen = len(prefixAudit) + timeLen + seqLen
+
+// auditKey returns au/<ms><seq>.
+func auditKey(ms, seq uint64) []byte {
+	k := make([]byte, 0, auditKeyLen)
+	k = append(k, prefixAudit...)
+	k = binary.BigEndian.AppendUint64(k, ms)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// parseAuditKey returns the time and sequence of an au/ key.
+func parseAuditKey(key []byte) (ms, seq uint64, ok bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixAudit))
+	if !ok || len(rest) != timeLen+seqLen {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(rest), binary.BigEndian.Uint64(rest[timeLen:]), true
 }

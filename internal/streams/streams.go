@@ -142,8 +142,10 @@ type Settings struct {
 	// DuplicateWindow of VIGIE_EVENTS (Nats-Msg-Id deduplication; JetStream
 	// holds every id of the window in memory). Default 30s.
 	DuplicateWindow time.Duration
-	// MaxAge bounds the age of messages on every stream but VIGIE_EVENTS,
-	// which keeps them until removed. Default 7 days.
+	// MaxAge bounds the age of messages on every stream, VIGIE_EVENTS
+	// included: the bus is a conduit, so the end of a retention or an
+	// erasure reaches it within MaxAge. Configuration keeps it at most the
+	// shortest retention. Default 7 days.
 	MaxAge time.Duration
 }
 
@@ -181,15 +183,17 @@ func Configs(s Settings, names ...string) []jetstream.StreamConfig {
 		if len(names) > 0 && !slices.Contains(names, l.name) {
 			continue
 		}
-		c := jetstream.StreamConfig{Name: l.name, Storage: jetstream.FileStorage, Replicas: s.Replicas}
+		c := jetstream.StreamConfig{Name: l.name, Storage: jetstream.FileStorage, Replicas: s.Replicas, MaxAge: s.MaxAge}
 		for _, p := range l.prefixes {
 			c.Subjects = append(c.Subjects, p+">")
 		}
 		if l.name == Events {
 			c.Duplicates = s.DuplicateWindow
 		} else {
-			c.Duplicates, c.MaxAge = derivedDuplicates, s.MaxAge
+			c.Duplicates = derivedDuplicates
 		}
+		// JetStream refuses a duplicate window longer than MaxAge.
+		c.Duplicates = min(c.Duplicates, c.MaxAge)
 		out = append(out, c)
 	}
 	return out

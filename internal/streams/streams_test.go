@@ -104,9 +104,9 @@ func TestConfigsApplySettings(t *testing.T) {
 			t.Errorf("%s: replicas %d storage %v", c.Name, c.Replicas, c.Storage)
 		}
 		switch {
-		case c.Name == Events && (c.Duplicates != time.Minute || c.MaxAge != 0):
-			t.Errorf("%s: duplicates %s max age %s", c.Name, c.Duplicates, c.MaxAge)
-		case c.Name != Events && c.MaxAge != time.Hour:
+		case c.Name == Events && c.Duplicates != time.Minute:
+			t.Errorf("%s: duplicates %s", c.Name, c.Duplicates)
+		case c.MaxAge != time.Hour:
 			t.Errorf("%s: max age %s", c.Name, c.MaxAge)
 		}
 	}
@@ -236,5 +236,50 @@ func TestDeclarerIsRateLimited(t *testing.T) {
 	}
 	if err := f.Ensure(ctx, js); !errors.Is(err, ErrRateLimited) || f.rounds != 1 {
 		t.Fatalf("retry within the interval: %v, %d rounds", err, f.rounds)
+	}
+}
+
+// TestEveryStreamGetsMaxAge: declaring the streams over ones made without a
+// MaxAge (Vigie before nats.max_age) gives every stream the configured one,
+// and a message older than it is gone.
+func TestEveryStreamGetsMaxAge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := startJS(t)
+	for _, c := range Configs(Settings{}) {
+		c.MaxAge = 0
+		if _, err := js.CreateStream(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const age = 2 * time.Second
+	if err := NewDeclarer(Settings{MaxAge: age, DuplicateWindow: time.Second}).Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range All() {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().Config.MaxAge; got != age {
+			t.Errorf("%s: MaxAge %s, want %s", name, got, age)
+		}
+	}
+	if _, err := js.Publish(ctx, EventSubject("demo", "track"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := js.Stream(ctx, Events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CachedInfo().State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a message older than MaxAge is still in VIGIE_EVENTS")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

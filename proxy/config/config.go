@@ -65,8 +65,15 @@ type Config struct {
 	// for anonymous events. A pseudonymous event is kept for the longest
 	// retention among its granted purposes. Default analytics 13 months
 	// (395d), anonymous 25 months (760d), personalization and marketing 13
-	// months, necessary 30 days.
+	// months, necessary 30 days. Two more keys are not event retentions:
+	// "audit", how long the audit trail is kept (default 3 years), and
+	// "requests", how long a completed privacy request (an erasure's
+	// receipt) is kept (default 3 years).
 	Retention map[string]Duration `yaml:"retention"`
+	// Organization is the controller, as the register of processing (Art.
+	// 30) names it. With production: true, Vigie refuses to start without
+	// its name and contact (OrganizationProblem).
+	Organization Organization `yaml:"organization"`
 	// StoreBots stores hits from bots as events. Default false: they are
 	// only counted.
 	StoreBots bool `yaml:"store_bots"`
@@ -291,7 +298,46 @@ type NATS struct {
 	// Vigie that stays down longer than the window may put those (at most
 	// max_in_flight) in the stream twice; consumers see the same event id.
 	DuplicateWindow Duration `yaml:"duplicate_window"`
+	// MaxAge is how long every stream keeps a message (JetStream's
+	// MaxAge): the bus is a conduit, not a store, and an erasure or the
+	// end of a retention reaches it within this time. At most the
+	// shortest retention, at least an hour. Default 7d.
+	MaxAge Duration `yaml:"max_age"`
 }
+
+// Organization is who is responsible for the processing: the controller
+// (Art. 4(7) GDPR), its representative in the Union and its data
+// protection officer, as Art. 30(1)(a) asks the register to name them.
+type Organization struct {
+	// Name of the controller (legal name). Required in production.
+	Name string `yaml:"name"`
+	// Address is the controller's postal address.
+	Address string `yaml:"address"`
+	// Contact is how to reach the controller about personal data (an
+	// e-mail address or a URL). Required in production.
+	Contact string `yaml:"contact"`
+	// Phone of the controller.
+	Phone string `yaml:"phone"`
+	// Representative is the controller's representative in the Union
+	// (Art. 27), for a controller established outside it.
+	Representative Party `yaml:"representative"`
+	// DPO is the data protection officer, if one is designated.
+	DPO Party `yaml:"dpo"`
+	// JointControllers share the purposes and means (Art. 26).
+	JointControllers []Party `yaml:"joint_controllers"`
+}
+
+// Party is a person or organization named in the register.
+type Party struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	// Contact is an e-mail address or URL.
+	Contact string `yaml:"contact"`
+	Phone   string `yaml:"phone"`
+}
+
+// IsZero reports whether nothing is set.
+func (p Party) IsZero() bool { return p == Party{} }
 
 // Limits bounds requests. Defaults are Segment's.
 type Limits struct {
@@ -465,6 +511,7 @@ func Default() Config {
 			Replicas:        1,
 			MaxInFlight:     1024,
 			DuplicateWindow: Duration(30 * time.Second),
+			MaxAge:          Duration(7 * 24 * time.Hour),
 		},
 		Limits: Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500,
 			MaxHeaderBytes: 64 << 10, ReadTimeout: Duration(30 * time.Second)},
@@ -476,6 +523,8 @@ func Default() Config {
 			"personalization": Duration(395 * 24 * time.Hour),
 			"marketing":       Duration(395 * 24 * time.Hour),
 			"anonymous":       Duration(760 * 24 * time.Hour),
+			RetentionAudit:    Duration(storage.DefaultAuditRetention),
+			RetentionRequests: Duration(storage.DefaultRequestRetention),
 		},
 		Sites:       []Site{DemoSite()},
 		SnippetPath: "/s.js",
@@ -560,6 +609,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.NATS.DuplicateWindow <= 0 {
 		c.NATS.DuplicateWindow = d.NATS.DuplicateWindow
+	}
+	if c.NATS.MaxAge <= 0 {
+		c.NATS.MaxAge = d.NATS.MaxAge
 	}
 	if c.Limits.MaxEventBytes <= 0 {
 		c.Limits.MaxEventBytes = d.Limits.MaxEventBytes
@@ -724,6 +776,7 @@ func (c *Config) Validate() error {
 			bad("retention."+k, "must not be negative")
 		}
 	}
+	errs = append(errs, c.validateRights()...)
 	return errors.Join(errs...)
 }
 

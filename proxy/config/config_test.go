@@ -208,3 +208,74 @@ func TestSiteConsentManagementAndTestToken(t *testing.T) {
 		t.Fatalf("unknown purpose: %v", err)
 	}
 }
+
+func TestRightsValidation(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       string // "" = valid; else a field the error names
+	}{
+		{"defaults", "", ""},
+		{"max age longer than the shortest retention", "nats: {max_age: 40d}\n", "retention.necessary"},
+		{"max age equal to it", "nats: {max_age: 30d}\n", ""},
+		{"max age below an hour", "nats: {max_age: 10m}\n", "nats.max_age"},
+		{"max age below the duplicate window", "nats: {max_age: 2h, duplicate_window: 3h}\n", "nats.duplicate_window"},
+		{"shorter anonymous retention", "nats: {max_age: 5d}\nretention: {anonymous: 2d}\n", "retention.anonymous"},
+		{"audit retention is not an event retention", "retention: {audit: 1d}\n", ""},
+		{"forever retention does not bound", "nats: {max_age: 40d}\nretention: {necessary: 0s}\n", ""},
+		{"dpo without name", "organization: {dpo: {contact: dpo@shop.example}}\n", "organization.dpo.name"},
+		{"dpo without any contact", "organization: {dpo: {name: Ada}}\n", "organization.dpo.contact"},
+		{"empty joint controller", "organization: {joint_controllers: [{}]}\n", "organization.joint_controllers[0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "v.yaml")
+			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Load(path, nil)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && err == nil:
+				t.Fatal("accepted")
+			case c.want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("error %q does not name %s", err, c.want)
+			}
+			if err == nil && c.name == "defaults" {
+				if time.Duration(cfg.NATS.MaxAge) != 7*24*time.Hour || cfg.RetentionOf(RetentionAudit) != 3*365*24*time.Hour ||
+					cfg.RetentionOf(RetentionRequests) != 3*365*24*time.Hour {
+					t.Fatalf("defaults: max_age %v, retention %v", cfg.NATS.MaxAge, cfg.Retention)
+				}
+				if f, d := cfg.ShortestRetention(); f != "retention.necessary" || d != 30*24*time.Hour {
+					t.Fatalf("shortest: %s %v", f, d)
+				}
+				if cfg.LongestRetention() != 760*24*time.Hour {
+					t.Fatalf("longest: %v", cfg.LongestRetention())
+				}
+			}
+		})
+	}
+}
+
+func TestOrganizationProblem(t *testing.T) {
+	for _, c := range []struct {
+		org  Organization
+		want []string
+	}{
+		{Organization{}, []string{"organization.name", "organization.contact"}},
+		{Organization{Name: "Shop SAS"}, []string{"organization.contact"}},
+		{Organization{Name: "Shop SAS", Contact: "privacy@shop.example"}, nil},
+	} {
+		cfg := Default()
+		cfg.Organization = c.org
+		p := cfg.OrganizationProblem()
+		if (p == "") != (c.want == nil) {
+			t.Fatalf("%+v: %q", c.org, p)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(p, w) {
+				t.Errorf("%q does not name %s", p, w)
+			}
+		}
+	}
+}

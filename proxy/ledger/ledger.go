@@ -138,6 +138,12 @@ func (l *Ledger) put(k string, e Entry) {
 // nothing is granted. The error is the Backend's (the choice is then not
 // recorded: the caller answers so that the client retries).
 func (l *Ledger) Record(ctx context.Context, site, subject string, d consent.Decision) error {
+	return l.RecordFrom(ctx, site, subject, d, "explicit")
+}
+
+// RecordFrom is Record with the choice's source named (e.g.
+// "preference_page"), kept with the entry as its proof.
+func (l *Ledger) RecordFrom(ctx context.Context, site, subject string, d consent.Decision, source string) error {
 	old := l.Get(ctx, site, subject)
 	granted := d.Granted
 	if d.Outcome != consent.Pseudonymous {
@@ -154,7 +160,7 @@ func (l *Ledger) Record(ctx context.Context, site, subject string, d consent.Dec
 		return nil
 	}
 	now := time.Now()
-	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: "explicit", AtMs: now.UnixMilli()}
+	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: source, AtMs: now.UnixMilli()}
 	msg, err := PrivacyMessage(&vigiev1.PrivacyEvent{
 		Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
 		Purposes: e.Granted, AtMs: e.AtMs,
