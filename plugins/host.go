@@ -62,7 +62,14 @@ func (h *hostServices) KVDelete(ctx context.Context, key string) error {
 // latest consent grants every purpose the plugin declared (checkManifest
 // makes sure it declared at least one).
 func (h *hostServices) ContactResolve(ctx context.Context, site, subject string) (*sdk.Contact, error) {
-	return h.rt.contact(ctx, h.p, site, subject, nil)
+	c, err := h.rt.contact(ctx, h.p, site, subject, nil)
+	if err == nil {
+		rec := storage.SyncRecord{Plugin: h.p.spec.Name, Kind: "contact_resolve", Fields: contactFields(c), AtMs: time.Now().UnixMilli()}
+		if herr := h.rt.cfg.Store.AddSyncHistory(ctx, site, subject, rec, h.rt.cfg.SyncHistoryTTL); herr != nil {
+			h.rt.log.Warn("sync history not recorded", "plugin", h.p.spec.Name, "err", herr)
+		}
+	}
+	return c, err
 }
 
 // Emit implements sdk.Host: the event is stored and published like any
@@ -138,6 +145,14 @@ func (rt *Runtime) contact(ctx context.Context, p *proc, site, subject string, g
 		granted = prof.Purposes
 	}
 	if !grantsAll(granted, m.Purposes) {
+		return nil, sdk.ErrNotFound
+	}
+	// An objection to one of the plugin's purposes, or a restriction,
+	// stops contact resolution whatever the events said.
+	if no, err := rt.restricted(ctx, site, subject, m.Purposes); err != nil || no {
+		if err != nil {
+			return nil, err
+		}
 		return nil, sdk.ErrNotFound
 	}
 	raw, err := rt.cfg.Store.VaultTraits(subject, site)
