@@ -528,3 +528,38 @@ func (s *Store) EraseSubjects(ctx context.Context, site string, subjects []strin
 	}
 	return rep, nil
 }
+
+// HasSubject reports whether the store keeps anything of subject on site:
+// an event, a profile, a ledger entry, vaulted data, links or blind-index
+// entries.
+func (s *Store) HasSubject(ctx context.Context, site, subject string) (bool, error) {
+	if err := validSubject(site, subject); err != nil {
+		return false, err
+	}
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.mu.RUnlock()
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range [][]byte{subjectPrefix(subject), profileKey(site, subject), consentKey(site, subject),
+			dataKeyKey(subject), siteSubjectPrefix(prefixLink, site, subject), siteSubjectPrefix(prefixBlindRev, site, subject),
+			siteSubjectPrefix(prefixHistory, site, subject)} {
+			opts := badger.DefaultIteratorOptions
+			opts.PrefetchValues = false
+			opts.Prefix = p
+			it := txn.NewIterator(opts)
+			it.Rewind()
+			found = it.Valid()
+			it.Close()
+			if found {
+				return nil
+			}
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return false, fmt.Errorf("storage: has subject: %w", err)
+	}
+	return found, nil
+}

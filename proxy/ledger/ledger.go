@@ -240,23 +240,31 @@ func PrivacyMessage(e *vigiev1.PrivacyEvent) (storage.Message, error) {
 	return storage.Message{Topic: streams.PrivacySubject(e), ID: streams.PrivacyMsgID(e), Data: data}, nil
 }
 
-// SetLimits records an objection (objected: the purposes objected to, nil
-// to lift it) and a restriction for every one of subjects on site, keeping
-// their consent choices, with msgs (the privacy events announcing them)
-// committed with the first subject's entry. source names the request (e.g.
-// "request" or "preference_page").
-func (l *Ledger) SetLimits(ctx context.Context, site string, subjects []string, objected consent.Set, restricted bool, source string, msgs ...storage.Message) error {
+// SetLimits records, for every one of subjects on site, an objection
+// (objected: the purposes objected to, empty to lift it; nil keeps it as it
+// is) and a restriction (nil keeps it), keeping their consent choices, with
+// msgs (the privacy events announcing them) committed with the first
+// subject's entry. source names where it came from ("request",
+// "preference_page"…).
+func (l *Ledger) SetLimits(ctx context.Context, site string, subjects []string, objected *consent.Set, restricted *bool, source string, msgs ...storage.Message) error {
 	now := time.Now().UnixMilli()
 	for i, subject := range subjects {
 		old := l.Get(ctx, site, subject)
-		e := storage.ConsentEntry{Source: source, AtMs: now, Restricted: restricted}
+		e := storage.ConsentEntry{Objected: old.Objected.Names(), Restricted: old.Restricted}
 		if old.stored != nil {
 			e = *old.stored
-			e.Source, e.AtMs, e.EventID, e.Proof, e.Restricted = source, now, "", "", restricted
 		}
-		e.Objected = nil
-		if objected.Len() > 0 {
-			e.Objected = objected.Names()
+		e.Source, e.AtMs, e.EventID, e.Proof = source, now, "", ""
+		ne := old
+		if objected != nil {
+			ne.Objected = *objected
+		}
+		if restricted != nil {
+			ne.Restricted = *restricted
+		}
+		e.Objected, e.Restricted = nil, ne.Restricted
+		if ne.Objected.Len() > 0 {
+			e.Objected = ne.Objected.Names()
 		}
 		var m []storage.Message
 		if i == 0 {
@@ -265,8 +273,7 @@ func (l *Ledger) SetLimits(ctx context.Context, site string, subjects []string, 
 		if err := l.cfg.Backend.PutConsent(ctx, site, subject, e, m...); err != nil {
 			return err
 		}
-		ne := old
-		ne.Objected, ne.Restricted, ne.stored = objected, restricted, &e
+		ne.stored = &e
 		l.put(key(site, subject), ne)
 	}
 	return nil
