@@ -44,6 +44,7 @@ import (
 //	sh/<site>\x00<subject>\x00<ms><plugin> JSON SyncRecord                SyncRecord TTL
 //	pr/<id>                               privacy request (caller's
 //	                                      bytes)                        none
+//	px/<id>                               its subjects (JSON list)      none
 //
 // <mac> is a MACLen-byte keyed MAC (IndexEntry): fixed length, so the
 // subject that follows it in a bi/ key needs no separator. The blind index
@@ -355,6 +356,7 @@ const (
 	prefixSuppress = "su/"
 	prefixSync     = "sh/"
 	prefixRequest  = "pr/"
+	prefixReqSubj  = "px/"
 )
 
 // siteSubjectPrefix returns <prefix><site>\x00<subject>\x00.
@@ -403,6 +405,9 @@ func syncKey(site, subject string, ms int64, plugin string) []byte {
 	k := binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixSync, site, subject), uint64(max(ms, 0)))
 	return append(k, plugin...)
 }
+
+// requestSubjectsKey returns px/<id>.
+func requestSubjectsKey(id string) []byte { return append([]byte(prefixReqSubj), id...) }
 
 // requestKey returns pr/<id>.
 func requestKey(id string) []byte { return append([]byte(prefixRequest), id...) }

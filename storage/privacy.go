@@ -202,6 +202,66 @@ func (s *Store) PrivacyRequests(ctx context.Context, fn func(id string, v []byte
 	})
 }
 
+// PutRequestSubjects stores the subjects (pseudonyms) of request id apart
+// from the request (px/<id>), so that DropRequestSubjects can remove them
+// with every version when an erasure ends: the request's own record, rewritten
+// at every step, never holds them.
+func (s *Store) PutRequestSubjects(ctx context.Context, id string, subjects []string) error {
+	if id == "" || len(id) > maxNameLen {
+		return fmt.Errorf("%w: request id empty or too long", ErrInvalidKey)
+	}
+	v, err := json.Marshal(subjects)
+	if err != nil {
+		return fmt.Errorf("%w: subjects: %v", ErrInvalidRecord, err)
+	}
+	key := requestSubjectsKey(id)
+	return s.update(ctx, "put request subjects", nil, len(key)+len(v)+entryOverhead, func(txn *badger.Txn) error {
+		return txn.Set(key, v)
+	})
+}
+
+// RequestSubjects returns the subjects of request id (nil when none are
+// stored).
+func (s *Store) RequestSubjects(ctx context.Context, id string) ([]string, error) {
+	if id == "" || len(id) > maxNameLen {
+		return nil, fmt.Errorf("%w: request id empty or too long", ErrInvalidKey)
+	}
+	v, err := s.getValue(ctx, "request subjects", requestSubjectsKey(id))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	if err := json.Unmarshal(v, &out); err != nil {
+		return nil, fmt.Errorf("%w: request subjects: %v", ErrCorrupt, err)
+	}
+	return out, nil
+}
+
+// DropRequestSubjects removes the subjects of the requests ids, every
+// version (Badger DropPrefix; writes wait meanwhile).
+func (s *Store) DropRequestSubjects(ctx context.Context, ids ...string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	s.writeGate.Lock()
+	defer s.writeGate.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	keys := make([][]byte, 0, len(ids))
+	for _, id := range ids {
+		keys = append(keys, requestSubjectsKey(id))
+	}
+	if err := s.db.DropPrefix(keys...); err != nil {
+		return fmt.Errorf("storage: drop request subjects: %w", err)
+	}
+	return nil
+}
+
 // SyncRecord is one thing a plugin was given about a subject: the
 // per-plugin sync history an access request returns (Art. 15(1)(c): the
 // recipients). It names the contact fields given, never their values.

@@ -55,6 +55,11 @@ const (
 
 var kinds = []string{KindEmail, KindPhone, KindUserID, KindAnonymousID, KindCookie}
 
+// KindSubject is the blind-index kind of a suppressed pseudonym (a keyed
+// MAC of it, never the pseudonym).
+const KindSubject = "subject"
+
+
 // Step is one step of a request.
 type Step struct {
 	// Name: resolve, suppress, publish, ledger, events, subject_index,
@@ -102,10 +107,13 @@ type Request struct {
 	// IdentifierKind is the kind of identifier the request named the
 	// person by (never the value).
 	IdentifierKind string `json:"identifier_kind"`
-	// Subjects are the pseudonyms found; cleared when an erasure completes
-	// (and from other requests naming them), so the receipt holds no
-	// identifier.
-	Subjects []string `json:"subjects,omitempty"`
+	// Subjects are the pseudonyms found, stored apart
+	// (storage.PutRequestSubjects) and dropped with every version when an
+	// erasure completes (and from other requests naming them), so the
+	// receipt holds no identifier.
+	Subjects []string `json:"-"`
+	// SubjectCount is how many subjects were found.
+	SubjectCount int `json:"subject_count"`
 	Steps    []Step   `json:"steps"`
 	Options  Options  `json:"options"`
 	// Summary is what the request did, without identifiers (the receipt).
@@ -170,10 +178,7 @@ type View struct {
 // view returns r as the API shows it at now; steps only when withSteps.
 func (r *Request) view(now time.Time, withSteps bool) View {
 	v := View{ID: r.ID, Type: r.Type, Site: r.Site, Status: r.Status, CreatedAt: r.CreatedAt, Deadline: r.Deadline,
-		CompletedAt: r.CompletedAt, IdentifierKind: r.IdentifierKind, Subjects: len(r.Subjects), Summary: r.Summary}
-	if n, ok := r.Summary["subjects"]; ok && len(r.Subjects) == 0 {
-		v.Subjects = n
-	}
+		CompletedAt: r.CompletedAt, IdentifierKind: r.IdentifierKind, Subjects: r.SubjectCount, Summary: r.Summary}
 	left := r.Deadline.Sub(now).Hours() / 24
 	v.DaysLeft = int(math.Ceil(left))
 	if r.finished() {

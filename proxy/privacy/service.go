@@ -152,6 +152,21 @@ func (s *Service) Suppressed(site string, m *collect.Message) bool {
 	if hit(blind.UserID, m.UserID, "") || hit(blind.AnonymousID, m.AnonymousID, "") || hit(blind.AnonymousID, m.PreviousID, "") {
 		return true
 	}
+	// The erased subjects themselves, by a MAC of their pseudonym: the
+	// anonymous ids (cookies) seen with the person are known only so.
+	if st := s.cfg.Sites[site]; st != nil {
+		for _, id := range []struct {
+			kind  pseudonymize.Kind
+			value string
+		}{{pseudonymize.UserID, m.UserID}, {pseudonymize.AnonymousID, m.AnonymousID}, {pseudonymize.AnonymousID, m.PreviousID}} {
+			if id.value == "" {
+				continue
+			}
+			if ps := st.Subjects(id.kind, id.value); len(ps) > 0 && hit(KindSubject, ps[0], "") {
+				return true
+			}
+		}
+	}
 	if len(m.Traits) == 0 {
 		return false
 	}
@@ -196,7 +211,7 @@ func (s *Service) Create(ctx context.Context, in Input) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Subjects = subjects
+	r.Subjects, r.SubjectCount = subjects, len(subjects)
 	step := func(name string) { r.Steps = append(r.Steps, Step{Name: name, Status: StatusPending}) }
 	step("resolve")
 	r.Steps[0].set(StatusDone, fmt.Sprintf("%d subject(s) found", len(subjects)))
@@ -239,6 +254,11 @@ func (s *Service) Create(ctx context.Context, in Input) (*Request, error) {
 		step("vault")
 	}
 	step("receipt")
+	if len(subjects) > 0 {
+		if err := s.cfg.Store.PutRequestSubjects(ctx, r.ID, subjects); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.save(ctx, r); err != nil {
 		return nil, err
 	}
@@ -330,7 +350,14 @@ func (s *Service) Get(ctx context.Context, id string) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeRequest(b)
+	r, err := decodeRequest(b)
+	if err != nil {
+		return nil, err
+	}
+	if r.Subjects, err = s.cfg.Store.RequestSubjects(ctx, id); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // List returns every request, oldest first, filtered by status and type
@@ -342,6 +369,9 @@ func (s *Service) List(ctx context.Context, status Status, typ Type) ([]*Request
 		if err != nil {
 			s.log.Warn("privacy request does not decode; skipped")
 			return nil
+		}
+		if r.Subjects, err = s.cfg.Store.RequestSubjects(ctx, r.ID); err != nil {
+			return err
 		}
 		if (status == "" || r.Status == status) && (typ == "" || r.Type == typ) {
 			out = append(out, r)

@@ -89,6 +89,9 @@ func (s *Service) stepSuppress(ctx context.Context, r *Request) error {
 			return err
 		}
 		entries = append(entries, es...)
+		if e, ok := s.cfg.Blind.Entry(r.Site, KindSubject, subj, ""); ok {
+			entries = append(entries, e)
+		}
 	}
 	if len(entries) > 0 {
 		if err := s.cfg.Store.PutSuppressions(ctx, r.Site, entries, storage.Suppression{RequestID: r.ID, AtMs: time.Now().UnixMilli()}); err != nil {
@@ -333,14 +336,22 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 		if err != nil {
 			return err
 		}
+		drop := []string{r.ID}
+		keep := map[string][]string{}
 		for _, o := range others {
 			if o.ID == r.ID || !slices.ContainsFunc(o.Subjects, func(x string) bool { return gone[x] }) {
 				continue
 			}
-			if _, err := s.update(ctx, o.ID, func(o *Request) (bool, []storage.Message, error) {
-				o.Subjects = slices.DeleteFunc(o.Subjects, func(x string) bool { return gone[x] })
-				return true, nil, nil
-			}); err != nil {
+			drop = append(drop, o.ID)
+			if rest := slices.DeleteFunc(slices.Clone(o.Subjects), func(x string) bool { return gone[x] }); len(rest) > 0 {
+				keep[o.ID] = rest
+			}
+		}
+		if err := s.cfg.Store.DropRequestSubjects(ctx, drop...); err != nil {
+			return err
+		}
+		for id, rest := range keep {
+			if err := s.cfg.Store.PutRequestSubjects(ctx, id, rest); err != nil {
 				return err
 			}
 		}
@@ -350,10 +361,7 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 		if r.Summary == nil {
 			r.Summary = map[string]int{}
 		}
-		r.Summary["subjects"] = len(r.Subjects)
-		if r.Type == TypeErase {
-			r.Subjects = nil
-		}
+		r.Summary["subjects"] = r.SubjectCount
 		r.step("receipt").set(StatusDone, "")
 		finish(r)
 		return true, nil, nil
