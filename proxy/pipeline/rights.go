@@ -82,4 +82,3 @@ func (p *Pipeline) index(res *Result, s *Site, m *collect.Message, ev *vigiev1.E
 func (s *Site) Subjects(kind pseudonymize.Kind, value string) []string {
 	return s.pseudo.IDs(s.id, kind, value)
 }
-

@@ -59,7 +59,6 @@ var kinds = []string{KindEmail, KindPhone, KindUserID, KindAnonymousID, KindCook
 // MAC of it, never the pseudonym).
 const KindSubject = "subject"
 
-
 // Step is one step of a request.
 type Step struct {
 	// Name: resolve, suppress, publish, ledger, events, subject_index,
@@ -113,9 +112,9 @@ type Request struct {
 	// receipt holds no identifier.
 	Subjects []string `json:"-"`
 	// SubjectCount is how many subjects were found.
-	SubjectCount int `json:"subject_count"`
-	Steps    []Step   `json:"steps"`
-	Options  Options  `json:"options"`
+	SubjectCount int     `json:"subject_count"`
+	Steps        []Step  `json:"steps"`
+	Options      Options `json:"options"`
 	// Summary is what the request did, without identifiers (the receipt).
 	Summary map[string]int `json:"summary,omitempty"`
 }
