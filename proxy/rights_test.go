@@ -206,7 +206,7 @@ func TestPrivacyAccessExportHoldsExactlyWhatWasStored(t *testing.T) {
 	user, anon := personSubjects(t, in)
 	sendPerson(t, in, bsUser, "anon-bystander", bsEmail, "+33 1 23 45 67 89")
 	waitSegmented(t, in, recFile, user)
-	waitFor(t, "the identify synced", 20*time.Second, func() bool {
+	waitFor(t, "the identify synced", 45*time.Second, func() bool {
 		h, _ := in.Server.Store().SyncHistory(context.Background(), "demo", user)
 		return slices.ContainsFunc(h, func(r storage.SyncRecord) bool { return r.Kind == "identify" })
 	})
@@ -555,6 +555,12 @@ func TestPrivacyObjectionAndRestrictionApplyToTheNextEvent(t *testing.T) {
 	if ps := fmt.Sprint(lastEvent("After lift")["purposes"]); !strings.Contains(ps, "marketing") {
 		t.Errorf("event after the lift has purposes %s", ps)
 	}
+	// Profiled again (events accepted before a restriction are still
+	// profiled when they reach the segment stage after it).
+	waitFor(t, "the profile back after the lift", 30*time.Second, func() bool {
+		p, err := in.Server.Store().Profile(context.Background(), "demo", user)
+		return err == nil && p.Count("track", "After lift", 24*time.Hour, time.Now().UnixMilli()) == 1
+	})
 
 	// Restriction: the next event is anonymous whatever it grants.
 	id = privacyRequest(t, in, `{"type":"restrict","site":"demo","identifier":{"kind":"cookie","value":"`+rtAnon+`"}}`)

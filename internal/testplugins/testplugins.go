@@ -94,10 +94,11 @@ func contains(xs []string, x string) bool {
 }
 
 // Recorder is an enricher, segmenter and syncer that appends everything it
-// is given (events, profiles, sync items), as protobuf text, one line per
-// message, to the file named by its configuration {"file": "..."}:
+// is given (events, profiles, sync items), as protobuf text, each entry
+// starting with its kind (enrich, segment, sync) at the start of a line, to
+// the file named by its configuration {"file": "..."}:
 // privacy tests search that file for personal data, i.e. they search the
-// plugins' input. Its Forget hook rewrites the file without the lines
+// plugins' input. Its Forget hook rewrites the file without the entries
 // naming an erased subject; while the file named by "hold_forget" exists,
 // Forget fails instead (so that a test can hold an erasure's plugin step).
 func Recorder() sdk.Plugin {
@@ -133,16 +134,24 @@ func (r *recorder) Forget(_ context.Context, evs []*sdk.PrivacyEvent) error {
 	if err != nil {
 		return err
 	}
-	var keep []string
+	// Entries start with their kind at the beginning of a line.
+	var entries []string
 	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if len(entries) == 0 || strings.HasPrefix(line, "enrich ") || strings.HasPrefix(line, "segment ") || strings.HasPrefix(line, "sync ") {
+			entries = append(entries, "")
+		}
+		entries[len(entries)-1] += line
+	}
+	var keep []string
+	for _, e := range entries {
 		named := false
 		for _, ev := range evs {
 			for _, s := range append([]string{ev.GetSubject()}, ev.GetSubjects()...) {
-				named = named || (s != "" && strings.Contains(line, s))
+				named = named || (s != "" && strings.Contains(e, s))
 			}
 		}
 		if !named {
-			keep = append(keep, line)
+			keep = append(keep, e)
 		}
 	}
 	return os.WriteFile(r.path, []byte(strings.Join(keep, "")), 0o600)
@@ -175,7 +184,7 @@ func (r *recorder) record(kind string, msgs ...proto.Message) {
 		if m == nil || r.f == nil {
 			continue
 		}
-		fmt.Fprintf(r.f, "%s %s\n", kind, prototext.MarshalOptions{}.Format(m))
+		fmt.Fprintf(r.f, "%s %s\n", kind, prototext.Format(m))
 	}
 }
 
