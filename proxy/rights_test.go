@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -206,6 +207,21 @@ func TestPrivacyAccessExportHoldsExactlyWhatWasStored(t *testing.T) {
 	user, anon := personSubjects(t, in)
 	sendPerson(t, in, bsUser, "anon-bystander", bsEmail, "+33 1 23 45 67 89")
 	waitSegmented(t, in, recFile, user)
+	// An e-mail to the user, opened.
+	rw, _ := json.Marshal(map[string]any{"site": "demo", "campaign": "rights", "recipients": []string{rtUser},
+		"html": `<html><body><a href="https://shop.example/offer">Offer</a></body></html>`})
+	code, rwBody := in.Do("POST", "/admin/v1/email/rewrite", rw, http.Header{"Authorization": {"Bearer " + in.AdminToken()}})
+	var rwOut struct{ Messages []struct{ HTML string } }
+	if err := json.Unmarshal(rwBody, &rwOut); code != 200 || err != nil || len(rwOut.Messages) != 1 {
+		t.Fatalf("email rewrite: %d %s", code, rwBody)
+	}
+	open := regexp.MustCompile(`src="http://[^"]+(/e/o/[^"]+)"`).FindStringSubmatch(rwOut.Messages[0].HTML)
+	if open == nil {
+		t.Fatalf("no open pixel in %s", rwOut.Messages[0].HTML)
+	}
+	if code, _ := in.Do("GET", open[1], nil, http.Header{"User-Agent": {"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}}); code != 200 {
+		t.Fatalf("open pixel: %d", code)
+	}
 	waitFor(t, "the identify synced", 45*time.Second, func() bool {
 		h, _ := in.Server.Store().SyncHistory(context.Background(), "demo", user)
 		return slices.ContainsFunc(h, func(r storage.SyncRecord) bool { return r.Kind == "identify" })
@@ -244,8 +260,11 @@ func TestPrivacyAccessExportHoldsExactlyWhatWasStored(t *testing.T) {
 	}
 	slices.Sort(want)
 	slices.Sort(got)
-	if len(want) != 5 || !slices.Equal(got, want) {
+	if len(want) != 6 || !slices.Equal(got, want) {
 		t.Fatalf("export events differ from the stored ones:\n got %v\nwant %v", got, want)
+	}
+	if len(doc.EmailEvents) != 1 || doc.EmailEvents[0]["name"] != "Email Opened" {
+		t.Errorf("e-mail events %v, want the open", doc.EmailEvents)
 	}
 	// Vault traits decrypted, exactly as sent.
 	tr := doc.VaultTraits[user]
@@ -415,7 +434,9 @@ func TestPrivacyEraseLeavesNoTrace(t *testing.T) {
 	}
 
 	// Suppressed: the person's later events are dropped at the door, by
-	// user id, by anonymous id and by e-mail; the bystander's are kept.
+	// user id, by anonymous id and by e-mail, also after a restart (the set
+	// is loaded at start); the bystander's are kept.
+	in.Restart()
 	before := len(adminEvents(t, in, "site=demo"))
 	for _, body := range []string{
 		`{"userId":"` + rtUser + `","event":"Back again","context":{"consent":` + rtConsent + `}}`,
