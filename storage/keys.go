@@ -37,9 +37,23 @@ import (
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
 //	au/<ms><seq>                          JSON AuditEntry               Retention.Audit
+//	ch/<site>\x00<subject>\x00<ms>         JSON ConsentEntry (history)   ConsentTTL
+//	bi/<site>\x00<kind>\x00<mac><subject>  empty (blind index)           Record.TTL
+//	sb/<site>\x00<subject>\x00<kind>\x00<mac> empty (bi/ reverse)       Record.TTL
+//	sl/<site>\x00<subject>\x00<linked>     empty (both directions)       Record.TTL
+//	su/<site>\x00<kind>\x00<mac>           JSON Suppression              none
+//	sh/<site>\x00<subject>\x00<ms><plugin> JSON SyncRecord                SyncRecord TTL
 //	pr/<id>                               JSON privacy request          none (PurgeExpired:
 //	                                      (proxy/privacy)               Retention.Requests after
 //	                                                                    completed_at)
+//	px/<id>                               its subjects (JSON list)      none
+//
+// <mac> is a MACLen-byte keyed MAC (IndexEntry): fixed length, so the
+// subject that follows it in a bi/ key needs no separator. The blind index
+// (bi/, with its reverse sb/ so that an erasure finds a subject's entries)
+// and the subject links (sl/) are one key per pair, never a list to read,
+// modify and write: they are written by the committer with the events and
+// deleted by erasures outside it, and Badger's conflict detection is off.
 //
 // What has no TTL is either bounded by PurgeExpired or kept on purpose; the
 // table prefixLifetimes in purge.go says which, for every prefix.
@@ -338,6 +352,71 @@ func kvKey(plugin, key string) []byte {
 	return appendNames(make([]byte, 0, len(prefixKV)+len(plugin)+1+len(key)), prefixKV, plugin, key)
 }
 
+// Privacy prefixes (see the layout above).
+const (
+	prefixHistory  = "ch/"
+	prefixBlind    = "bi/"
+	prefixBlindRev = "sb/"
+	prefixLink     = "sl/"
+	prefixSuppress = "su/"
+	prefixSync     = "sh/"
+	prefixRequest  = "pr/" // purged Retention.Requests after completed_at
+	prefixReqSubj  = "px/"
+)
+
+// siteSubjectPrefix returns <prefix><site>\x00<subject>\x00.
+func siteSubjectPrefix(prefix, site, subject string) []byte {
+	return append(appendNames(nil, prefix, site, subject), 0)
+}
+
+// blindPrefix returns bi/<site>\x00<kind>\x00<mac>: every subject of one
+// blind-index value.
+func blindPrefix(site, kind string, mac []byte) []byte {
+	return append(append(appendNames(nil, prefixBlind, site, kind), 0), mac...)
+}
+
+// blindRevKey returns sb/<site>\x00<subject>\x00<kind>\x00<mac>.
+func blindRevKey(site, subject, kind string, mac []byte) []byte {
+	return append(append(appendNames(nil, prefixBlindRev, site, subject, kind), 0), mac...)
+}
+
+// parseBlindRevSuffix splits <kind>\x00<mac>, the part of an sb/ key after
+// its site-subject prefix.
+func parseBlindRevSuffix(rest []byte) (kind string, mac []byte, ok bool) {
+	k, m, ok := bytes.Cut(rest, []byte{0})
+	if !ok || len(m) != MACLen {
+		return "", nil, false
+	}
+	return string(k), m, true
+}
+
+// linkKey returns sl/<site>\x00<subject>\x00<linked>.
+func linkKey(site, subject, linked string) []byte {
+	return appendNames(nil, prefixLink, site, subject, linked)
+}
+
+// suppressKey returns su/<site>\x00<kind>\x00<mac>.
+func suppressKey(site, kind string, mac []byte) []byte {
+	return append(append(appendNames(nil, prefixSuppress, site, kind), 0), mac...)
+}
+
+// historyKey returns ch/<site>\x00<subject>\x00<ms>.
+func historyKey(site, subject string, ms int64) []byte {
+	return binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixHistory, site, subject), uint64(max(ms, 0)))
+}
+
+// syncKey returns sh/<site>\x00<subject>\x00<ms><plugin>.
+func syncKey(site, subject string, ms int64, plugin string) []byte {
+	k := binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixSync, site, subject), uint64(max(ms, 0)))
+	return append(k, plugin...)
+}
+
+// requestSubjectsKey returns px/<id>.
+func requestSubjectsKey(id string) []byte { return append([]byte(prefixReqSubj), id...) }
+
+// requestKey returns pr/<id>.
+func requestKey(id string) []byte { return append([]byte(prefixRequest), id...) }
+
 // prefixConsent is the consent ledger: cl/<site>\x00<subject> → JSON
 // ConsentEntry, TTL ConsentEntry's retention.
 const prefixConsent = "cl/"
@@ -355,10 +434,6 @@ func consentKey(site, subject string) []byte {
 // Retention.Audit. <ms> is the entry's time, <seq> a per-process counter,
 // so keys sort by time.
 const prefixAudit = "au/"
-
-// prefixRequest holds privacy requests (pr/<id> → JSON, written by
-// proxy/privacy), purged Retention.Requests after their completed_at.
-const prefixRequest = "pr/"
 
 // auditKeyLen is the length of an au/ key.
 const auditKeyLen = len(prefixAudit) + timeLen + seqLen
