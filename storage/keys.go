@@ -32,6 +32,17 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
+//	rh/<site>\x00<hour>                   rollup hour bucket (binary,   RollupEntry.ExpiresAt
+//	                                      plugins/rollup)
+//	rd/<site>\x00<day>                    rollup day bucket             RollupEntry.ExpiresAt
+//	rc/<site>\x00<hour>                   ingestion decision counters   RollupEntry.ExpiresAt
+//	rm/<name>                             RollupMark: 8-byte epoch,
+//	                                      8-byte stream sequence        none
+//
+// In the rollup keys <hour> is the 4-byte big-endian number of whole hours
+// since the Unix epoch (UTC) and <day> the number of whole days, so the
+// buckets of one site sort by time and a range is one prefix scan. The
+// values are opaque to this package (plugins/rollup encodes them).
 //
 // The outbox sequence is not persisted separately: Open resumes after the
 // last live o/ key (if the outbox is empty, numbering may restart, which is
@@ -298,4 +309,47 @@ func consentKey(site, subject string) []byte {
 	k = append(k, site...)
 	k = append(k, 0)
 	return append(k, subject...)
+}
+
+// Rollup prefixes (see the table at the top of this file), indexed by
+// RollupKind.
+var rollupPrefixes = [...]string{
+	RollupHour:      "rh/",
+	RollupDay:       "rd/",
+	RollupDecisions: "rc/",
+}
+
+// prefixRollupMark is rm/<name> → RollupMark.
+const prefixRollupMark = "rm/"
+
+// rollupIndexLen is the size of <hour> and <day> in rollup keys.
+const rollupIndexLen = 4
+
+// rollupSitePrefix returns r?/<site>\x00 for kind.
+func rollupSitePrefix(kind RollupKind, site string) []byte {
+	p := rollupPrefixes[kind]
+	k := make([]byte, 0, len(p)+len(site)+1+rollupIndexLen)
+	k = append(k, p...)
+	k = append(k, site...)
+	return append(k, 0)
+}
+
+// rollupKey returns r?/<site>\x00<index>.
+func rollupKey(kind RollupKind, site string, index uint32) []byte {
+	return binary.BigEndian.AppendUint32(rollupSitePrefix(kind, site), index)
+}
+
+// parseRollupIndex returns the <index> of a rollup key that starts with
+// prefix (the site prefix of rollupSitePrefix).
+func parseRollupIndex(key, prefix []byte) (uint32, bool) {
+	rest, ok := bytes.CutPrefix(key, prefix)
+	if !ok || len(rest) != rollupIndexLen {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(rest), true
+}
+
+// rollupMarkKey returns rm/<name>.
+func rollupMarkKey(name string) []byte {
+	return append([]byte(prefixRollupMark), name...)
 }

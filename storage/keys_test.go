@@ -134,3 +134,34 @@ func FuzzEventsCursor(f *testing.F) {
 		}
 	})
 }
+
+func TestRollupKeys(t *testing.T) {
+	for _, kind := range []RollupKind{RollupHour, RollupDay, RollupDecisions} {
+		for _, tt := range []struct {
+			site  string
+			index uint32
+		}{{"", 0}, {"a", 1}, {"shop.example", 1<<32 - 1}} {
+			k := rollupKey(kind, tt.site, tt.index)
+			i, ok := parseRollupIndex(k, rollupSitePrefix(kind, tt.site))
+			if !ok || i != tt.index {
+				t.Errorf("parseRollupIndex(%q) = %d %v", k, i, ok)
+			}
+			if _, ok := parseRollupIndex(k, rollupSitePrefix(kind, tt.site+"x")); ok {
+				t.Errorf("%q parsed under another site's prefix", k)
+			}
+		}
+	}
+	// Keys sort by index within a site.
+	if bytes.Compare(rollupKey(RollupHour, "a", 255), rollupKey(RollupHour, "a", 256)) >= 0 {
+		t.Error("rollup keys do not sort by index")
+	}
+	// No rollup prefix is a prefix of another key family.
+	for _, p := range append(rollupPrefixes[1:], prefixRollupMark) {
+		for _, q := range []string{prefixEvent, prefixSubject, prefixDedup, prefixOutbox, prefixDataKey, prefixTraits,
+			prefixProfile, prefixObserved, prefixApplied, prefixSegSize, prefixSegLog, prefixPending, prefixKV, keySegmentSeq, prefixConsent} {
+			if strings.HasPrefix(q, p) || strings.HasPrefix(p, q) {
+				t.Errorf("prefix %q collides with %q", p, q)
+			}
+		}
+	}
+}
