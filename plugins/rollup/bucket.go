@@ -20,18 +20,18 @@ type dim uint8
 // Dimensions, in their stored order (appending is compatible; reordering is
 // not). What each counts is in README.md.
 const (
-	dimType     dim = iota // event type, every event
-	dimPurpose             // granted purposes, one count per purpose of a pseudonymous event
-	dimPage                // page path, page views
-	dimEntry               // page path, visits
-	dimSource              // referrer host of visits, "(direct)" when none
-	dimCampaign            // utm_campaign of visits
-	dimUTMSource           // utm_source of visits
-	dimUTMMedium           // utm_medium of visits
-	dimCountry             // GeoIP country of visits
-	dimDevice              // device class of visits
-	dimBrowser             // browser of visits
-	dimOS                  // operating system of visits
+	dimType      dim = iota // event type, every event
+	dimPurpose              // granted purposes, one count per purpose of a pseudonymous event
+	dimPage                 // page path, page views
+	dimEntry                // page path, visits
+	dimSource               // referrer host of visits, "(direct)" when none
+	dimCampaign             // utm_campaign of visits
+	dimUTMSource            // utm_source of visits
+	dimUTMMedium            // utm_medium of visits
+	dimCountry              // GeoIP country of visits
+	dimDevice               // device class of visits
+	dimBrowser              // browser of visits
+	dimOS                   // operating system of visits
 	numDims
 )
 

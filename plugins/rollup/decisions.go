@@ -30,7 +30,7 @@ const (
 	// decisionsSettled is how long after its hour's end a DecisionCounter
 	// may still write an hour (it keeps a counter two hours, flushes every
 	// few seconds); queries cache only hours settled that long.
-	decisionsSettled = 3 * time.Hour
+	decisionsSettled     = 3 * time.Hour
 	defaultDecisionFlush = 10 * time.Second
 )
 
