@@ -309,7 +309,7 @@ func (f *facts) apply(b *bucket, limit int) {
 		b.dims[dimPurpose].add(p, 1, limit)
 	}
 	if f.hasSubj {
-		b.sketch().InsertHash(f.subject)
+		b.insert(f.subject)
 	}
 	if !f.page {
 		return

@@ -120,6 +120,8 @@ type bucket struct {
 	n     [numModes][numMetrics]uint64
 	dims  [numDims]counter
 	hll   *hyperloglog.Sketch // nil: no subject yet
+	// inserts counts subject insertions since the bucket was loaded.
+	inserts int
 
 	// epoch and mark are those of the stored version: it includes every
 	// message of the source up to mark (see Aggregator).
@@ -142,12 +144,25 @@ func (b *bucket) covers(epoch, seq uint64) bool {
 	return seq != 0 && epoch == b.epoch && seq <= b.mark
 }
 
-// sketch returns the bucket's HLL, created on first use.
-func (b *bucket) sketch() *hyperloglog.Sketch {
+// denseAfter is the number of subject insertions after which a bucket's
+// sketch is made dense. The library keeps a sketch sparse up to 16 384
+// distinct values, re-sorting its sparse list every 164 insertions, which
+// costs more and more as it grows; a bucket that saw this many subjects
+// will likely see many more.
+const denseAfter = 4096
+
+// insert adds a subject hash to the bucket's HLL, created sparse on first
+// use and made dense after denseAfter insertions.
+func (b *bucket) insert(h uint64) {
 	if b.hll == nil {
 		b.hll, _ = hyperloglog.NewSketch(hllPrecision, true)
 	}
-	return b.hll
+	if b.inserts++; b.inserts == denseAfter {
+		dense, _ := hyperloglog.NewSketch(hllPrecision, false)
+		_ = dense.Merge(b.hll)
+		b.hll = dense
+	}
+	b.hll.InsertHash(h)
 }
 
 // start and end of the bucket's period.

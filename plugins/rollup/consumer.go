@@ -72,7 +72,10 @@ type ConsumerConfig struct {
 // counted once: each stored bucket also carries the position it includes,
 // so a flush interrupted half-way (some buckets written, not the position)
 // is not counted twice either. A recreated stream (new creation time) is
-// counted from its start.
+// counted from its start. Messages are counted in stream order: a gap in
+// the delivery sequence (a message delivered to a pull request the client
+// had given up, which JetStream redelivers only after AckWait) makes the
+// consumer commit and resume after the last message it counted.
 type Consumer struct {
 	agg *Aggregator
 	cfg ConsumerConfig
@@ -81,10 +84,14 @@ type Consumer struct {
 	cons  jetstream.Consumer
 	ev    vigiev1.Event // decoding buffer
 	epoch uint64
+	next  uint64 // expected delivery (consumer) sequence
 
 	// afterFlush, when set (tests), runs after a flush commits and before
 	// the ack; an error stops Run at once, as a crash would.
 	afterFlush func() error
+	// drop, when set (tests), loses the deliveries it returns true for,
+	// as a pull request given up by the client does.
+	drop func(jetstream.Msg) bool
 }
 
 // NewConsumer returns a consumer feeding agg. It starts nothing; call Run.
@@ -151,33 +158,60 @@ func (c *Consumer) Run(ctx context.Context) error {
 		last, pending = nil, 0
 		return false, nil
 	}
+	resync := false // commit, then recreate the durable after the last counted message
 	for ctx.Err() == nil {
+		if resync {
+			crashed, err := commit(ctx)
+			if crashed {
+				return err
+			}
+			if err != nil {
+				// Reopening now would count again what memory holds.
+				if ctx.Err() == nil {
+					c.log.Warn("rollup: flush failed; retrying", "err", err)
+					sleep(ctx, time.Second)
+				}
+				continue
+			}
+			if c.openRetry(ctx) != nil {
+				break
+			}
+			resync = false
+		}
 		wait := min(fetchWait, max(10*time.Millisecond, c.cfg.FlushInterval-time.Since(lastFlush)))
 		msgs, err := c.fetch(wait)
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("rollup: fetch failed", "consumer", c.cfg.Durable, "err", err)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders) {
-				// Commit what was counted, then start again from there.
-				if crashed, err := commit(ctx); crashed {
-					return err
-				} else if err != nil {
-					c.log.Warn("rollup: flush failed; retrying", "err", err)
-					sleep(ctx, time.Second)
-					continue
-				}
-				_ = c.openRetry(ctx)
-			} else {
-				sleep(ctx, time.Second)
+				resync = true
+				continue
 			}
+			sleep(ctx, time.Second)
 		}
 		for _, m := range msgs {
-			if !c.handleRetry(ctx, m) {
+			if c.drop != nil && c.drop(m) {
+				continue // as if delivered to a pull request given up
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				c.agg.invalid.Add(1) // not a JetStream message
+				continue
+			}
+			if md.Sequence.Consumer != c.next {
+				// A delivery went to a pull request that was given up: it
+				// comes back only after AckWait, out of stream order.
+				c.log.Info("rollup: a delivery was missed; resuming after the last counted message", "consumer", c.cfg.Durable)
+				resync = true
+				break
+			}
+			c.next++
+			if !c.handleRetry(ctx, m, md) {
 				break // stopping: m and the rest come back after the restart
 			}
 			last = m
 			pending++
 		}
-		if pending > 0 && (pending >= c.cfg.MaxPending || time.Since(lastFlush) >= c.cfg.FlushInterval) {
+		if !resync && pending > 0 && (pending >= c.cfg.MaxPending || time.Since(lastFlush) >= c.cfg.FlushInterval) {
 			if crashed, err := commit(ctx); crashed {
 				return err
 			} else if err != nil && ctx.Err() == nil {
@@ -196,9 +230,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // handleRetry counts m, retrying while the store fails; false when ctx
 // ended first (m was not counted).
-func (c *Consumer) handleRetry(ctx context.Context, m jetstream.Msg) bool {
+func (c *Consumer) handleRetry(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata) bool {
 	for {
-		err := c.handle(ctx, m)
+		err := c.handle(ctx, m, md)
 		if err == nil {
 			return true
 		}
@@ -213,16 +247,13 @@ func (c *Consumer) handleRetry(ctx context.Context, m jetstream.Msg) bool {
 	}
 }
 
-// handle counts one message.
-func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) error {
-	md, err := m.Metadata()
-	if err != nil {
-		c.agg.invalid.Add(1)
-		return nil
-	}
+// handle counts one message. Messages arrive in stream order (Run checks
+// the delivery sequence), so one at or below the highest sequence counted
+// was counted already: it is a redelivery after AckWait.
+func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata) error {
 	seq := md.Sequence.Stream
 	if seq <= c.agg.highest() {
-		c.agg.duplicates.Add(1) // delivered again before its ack
+		c.agg.duplicates.Add(1)
 		return nil
 	}
 	if err := proto.Unmarshal(m.Data(), &c.ev); err != nil {
@@ -292,7 +323,7 @@ func (c *Consumer) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.cons, c.epoch = cons, epoch
+	c.cons, c.epoch, c.next = cons, epoch, 1
 	c.agg.setSource(epoch, mark.Seq)
 	return nil
 }

@@ -297,3 +297,40 @@ func TestConsumerNewStreamCountedFromStart(t *testing.T) {
 	n, _, v := x.sum(t0, t0.Add(48*time.Hour))
 	checkTotals(t, "after a new stream", ov.Totals, n, v)
 }
+
+// TestConsumerMissedDelivery: a delivery lost on the way (sent to a pull
+// request the client had given up) comes back after AckWait, behind later
+// messages; it must still be counted, once.
+func TestConsumerMissedDelivery(t *testing.T) {
+	s := storagetest.Open(t)
+	b := startBus(t)
+	js := b.JetStream()
+	clk := &clock{now: t0.Add(72 * time.Hour)}
+	x := newExact()
+	g := twoDays
+	g.events = 3000
+	publish(t, js, g, x)
+	a := newAgg(t, s, clk, nil)
+	c := newConsumer(t, a, js)
+	dropped := 0
+	c.drop = func(m jetstream.Msg) bool {
+		md, err := m.Metadata()
+		if err == nil && md.Sequence.Stream == 1500 && dropped == 0 {
+			dropped++
+			return true
+		}
+		return false
+	}
+	if err := runUntil(t, c, lastSeq(t, js)); err != nil {
+		t.Fatal(err)
+	}
+	if dropped != 1 {
+		t.Fatalf("dropped %d deliveries", dropped)
+	}
+	ov, err := newAgg(t, s, clk, nil).Overview(context.Background(), "shop", t0, t0.Add(48*time.Hour), time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _, v := x.sum(t0, t0.Add(48*time.Hour))
+	checkTotals(t, "after a missed delivery", ov.Totals, n, v)
+}
