@@ -32,17 +32,19 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
-//	rh/<site>\x00<hour>                   rollup hour bucket (binary,   RollupEntry.ExpiresAt
+//	rh/<site>\x00<hour>[<part>]           rollup hour bucket (binary,   RollupEntry.ExpiresAt
 //	                                      plugins/rollup)
-//	rd/<site>\x00<day>                    rollup day bucket             RollupEntry.ExpiresAt
+//	rd/<site>\x00<day>[<part>]            rollup day bucket             RollupEntry.ExpiresAt
 //	rc/<site>\x00<hour>                   ingestion decision counters   RollupEntry.ExpiresAt
 //	rm/<name>                             RollupMark: 8-byte epoch,
 //	                                      8-byte stream sequence        none
 //
 // In the rollup keys <hour> is the 4-byte big-endian number of whole hours
 // since the Unix epoch (UTC) and <day> the number of whole days, so the
-// buckets of one site sort by time and a range is one prefix scan. The
-// values are opaque to this package (plugins/rollup encodes them).
+// buckets of one site sort by time and a range is one prefix scan. <part>,
+// absent for part 0, is an 8-byte big-endian part number: a bucket's later
+// parts (changes written since its part 0) sort right after it. The values
+// are opaque to this package (plugins/rollup encodes them).
 //
 // The outbox sequence is not persisted separately: Open resumes after the
 // last live o/ key (if the outbox is empty, numbering may restart, which is
@@ -334,19 +336,29 @@ func rollupSitePrefix(kind RollupKind, site string) []byte {
 	return append(k, 0)
 }
 
-// rollupKey returns r?/<site>\x00<index>.
-func rollupKey(kind RollupKind, site string, index uint32) []byte {
-	return binary.BigEndian.AppendUint32(rollupSitePrefix(kind, site), index)
+// rollupKey returns r?/<site>\x00<index>, followed by <part> when part > 0.
+func rollupKey(kind RollupKind, site string, index uint32, part uint64) []byte {
+	k := binary.BigEndian.AppendUint32(rollupSitePrefix(kind, site), index)
+	if part > 0 {
+		k = binary.BigEndian.AppendUint64(k, part)
+	}
+	return k
 }
 
-// parseRollupIndex returns the <index> of a rollup key that starts with
-// prefix (the site prefix of rollupSitePrefix).
-func parseRollupIndex(key, prefix []byte) (uint32, bool) {
+// parseRollupIndex returns the <index> and <part> of a rollup key that
+// starts with prefix (the site prefix of rollupSitePrefix).
+func parseRollupIndex(key, prefix []byte) (index uint32, part uint64, ok bool) {
 	rest, ok := bytes.CutPrefix(key, prefix)
-	if !ok || len(rest) != rollupIndexLen {
-		return 0, false
+	switch {
+	case !ok:
+		return 0, 0, false
+	case len(rest) == rollupIndexLen:
+		return binary.BigEndian.Uint32(rest), 0, true
+	case len(rest) == rollupIndexLen+8:
+		part = binary.BigEndian.Uint64(rest[rollupIndexLen:])
+		return binary.BigEndian.Uint32(rest), part, part > 0
 	}
-	return binary.BigEndian.Uint32(rest), true
+	return 0, 0, false
 }
 
 // rollupMarkKey returns rm/<name>.

@@ -33,13 +33,19 @@ const maxRollupValue = 16 << 20
 // valid reports whether k is a known kind.
 func (k RollupKind) valid() bool { return k >= RollupHour && k <= RollupDecisions }
 
-// RollupEntry is one rollup value to write.
+// RollupEntry is one rollup value to write or delete.
 type RollupEntry struct {
 	Kind RollupKind
 	// Site may be empty (decision counters of requests rejected before a
 	// site was known); it may not contain \x00.
 	Site  string
 	Index uint32
+	// Part distinguishes several values of one (Kind, Site, Index): 0 is
+	// the bucket itself, later parts hold changes written after it (see
+	// keys.go). ScanRollups returns them in part order.
+	Part uint64
+	// Delete removes the value instead of writing one.
+	Delete bool
 	// Value replaces the stored value (at most 16 MiB).
 	Value []byte
 	// ExpiresAt is when Badger drops the value, rounded up to the second;
@@ -69,8 +75,9 @@ func validRollup(kind RollupKind, site string) error {
 	return validName("site", site)
 }
 
-// PutRollups writes entries and, when mark is not nil, the consumer mark,
-// in as few transactions as Badger allows, the mark in the last one: once
+// PutRollups writes (or deletes) entries in order and, when mark is not
+// nil, the consumer mark, in as few transactions as Badger allows, the mark
+// in the last one: once
 // PutRollups returns nil everything is committed; after an error (or a
 // crash) a prefix of entries may be committed but the mark is not. Callers
 // that need exactly-once counting therefore keep their own per-value marks
@@ -112,14 +119,20 @@ func (s *Store) PutRollups(ctx context.Context, entries []RollupEntry, mark *Rol
 	written := 0
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
-	set := func(e *badger.Entry) error {
-		err := txn.SetEntry(e)
+	set := func(e *badger.Entry, del bool) error {
+		op := func() error {
+			if del {
+				return txn.Delete(e.Key)
+			}
+			return txn.SetEntry(e)
+		}
+		err := op()
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err := txn.Commit(); err != nil {
 				return err
 			}
 			txn = s.db.NewTransaction(true)
-			err = txn.SetEntry(e)
+			err = op()
 		}
 		if err == nil {
 			written += len(e.Key) + len(e.Value) + entryOverhead
@@ -128,18 +141,18 @@ func (s *Store) PutRollups(ctx context.Context, entries []RollupEntry, mark *Rol
 	}
 	for i := range entries {
 		e := &entries[i]
-		be := badger.NewEntry(rollupKey(e.Kind, e.Site, e.Index), e.Value)
+		be := badger.NewEntry(rollupKey(e.Kind, e.Site, e.Index, e.Part), e.Value)
 		if !e.ExpiresAt.IsZero() {
 			be.ExpiresAt = expiresAt(e.ExpiresAt)
 		}
-		if err := set(be); err != nil {
+		if err := set(be, e.Delete); err != nil {
 			return fmt.Errorf("storage: put rollups: %w", err)
 		}
 	}
 	if mark != nil {
 		v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), mark.Epoch)
 		v = binary.BigEndian.AppendUint64(v, mark.Seq)
-		if err := set(badger.NewEntry(rollupMarkKey(mark.Name), v)); err != nil {
+		if err := set(badger.NewEntry(rollupMarkKey(mark.Name), v), false); err != nil {
 			return fmt.Errorf("storage: put rollups: %w", err)
 		}
 	}
@@ -162,23 +175,23 @@ func expiresAt(t time.Time) uint64 {
 	return uint64(sec)
 }
 
-// Rollup returns a copy of the value of one rollup, or ErrNotFound when it
-// is absent or expired.
+// Rollup returns a copy of the value of one rollup's part 0, or
+// ErrNotFound when it is absent or expired.
 func (s *Store) Rollup(ctx context.Context, kind RollupKind, site string, index uint32) ([]byte, error) {
 	if err := validRollup(kind, site); err != nil {
 		return nil, err
 	}
-	v, err := s.getValue(ctx, "rollup", rollupKey(kind, site, index))
+	v, err := s.getValue(ctx, "rollup", rollupKey(kind, site, index, 0))
 	if err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-// ScanRollups calls fn, in index order, for every live rollup of kind and
-// site with from <= index < to. value is only valid during the call. It
-// stops at the first error fn returns and returns it.
-func (s *Store) ScanRollups(ctx context.Context, kind RollupKind, site string, from, to uint32, fn func(index uint32, value []byte) error) error {
+// ScanRollups calls fn, in (index, part) order, for every live rollup
+// part of kind and site with from <= index < to. value is only valid
+// during the call. It stops at the first error fn returns and returns it.
+func (s *Store) ScanRollups(ctx context.Context, kind RollupKind, site string, from, to uint32, fn func(index uint32, part uint64, value []byte) error) error {
 	if err := validRollup(kind, site); err != nil {
 		return err
 	}
@@ -190,7 +203,7 @@ func (s *Store) ScanRollups(ctx context.Context, kind RollupKind, site string, f
 	}
 	defer s.mu.RUnlock()
 	prefix := rollupSitePrefix(kind, site)
-	start := rollupKey(kind, site, from)
+	start := rollupKey(kind, site, from, 0)
 	return s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
@@ -202,7 +215,7 @@ func (s *Store) ScanRollups(ctx context.Context, kind RollupKind, site string, f
 				return err
 			}
 			item := it.Item()
-			idx, ok := parseRollupIndex(item.Key(), prefix)
+			idx, part, ok := parseRollupIndex(item.Key(), prefix)
 			if !ok {
 				continue
 			}
@@ -211,7 +224,7 @@ func (s *Store) ScanRollups(ctx context.Context, kind RollupKind, site string, f
 			}
 			var ferr error
 			if err := item.Value(func(v []byte) error {
-				ferr = fn(idx, v)
+				ferr = fn(idx, part, v)
 				return nil
 			}); err != nil {
 				return fmt.Errorf("storage: scan rollups: %w", err)

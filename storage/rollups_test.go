@@ -14,13 +14,16 @@ import (
 	"github.com/vigie-dev/vigie/storage/storagetest"
 )
 
-// scanAll returns index → value of every live rollup of kind and site in
-// [from, to).
+// scanAll returns index → value of every live rollup (part 0) of kind and
+// site in [from, to).
 func scanAll(t *testing.T, s *storage.Store, kind storage.RollupKind, site string, from, to uint32) map[uint32]string {
 	t.Helper()
 	out := map[uint32]string{}
 	var last int64 = -1
-	err := s.ScanRollups(context.Background(), kind, site, from, to, func(i uint32, v []byte) error {
+	err := s.ScanRollups(context.Background(), kind, site, from, to, func(i uint32, part uint64, v []byte) error {
+		if part != 0 {
+			t.Errorf("unexpected part %d", part)
+		}
 		if int64(i) <= last {
 			t.Errorf("scan not in index order: %d after %d", i, last)
 		}
@@ -175,7 +178,7 @@ func TestRollupsMarkAndLargeBatch(t *testing.T) {
 		t.Errorf("mark after reopen = %+v, %v; want %+v", got, err, want)
 	}
 	count := 0
-	if err := s.ScanRollups(ctx, storage.RollupHour, "big", 0, n, func(i uint32, v []byte) error {
+	if err := s.ScanRollups(ctx, storage.RollupHour, "big", 0, n, func(i uint32, _ uint64, v []byte) error {
 		if len(v) != 200 || v[0] != byte(i) {
 			return fmt.Errorf("index %d: bad value", i)
 		}
@@ -188,7 +191,38 @@ func TestRollupsMarkAndLargeBatch(t *testing.T) {
 		t.Errorf("scanned %d rollups, want %d", count, n)
 	}
 	stop := errors.New("stop")
-	if err := s.ScanRollups(ctx, storage.RollupHour, "big", 0, n, func(uint32, []byte) error { return stop }); !errors.Is(err, stop) {
+	if err := s.ScanRollups(ctx, storage.RollupHour, "big", 0, n, func(uint32, uint64, []byte) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("scan error from fn = %v, want it returned", err)
+	}
+}
+
+func TestRollupsParts(t *testing.T) {
+	ctx := context.Background()
+	s := storagetest.Open(t)
+	put := func(es ...storage.RollupEntry) {
+		t.Helper()
+		if err := s.PutRollups(ctx, es, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := func(index uint32, part uint64, v string) storage.RollupEntry {
+		return storage.RollupEntry{Kind: storage.RollupHour, Site: "a", Index: index, Part: part, Value: []byte(v)}
+	}
+	put(h(5, 0, "main"), h(5, 2, "two"), h(5, 1, "one"), h(5, 1<<40, "big"), h(6, 0, "next"), h(4, 3, "before"))
+	del := h(5, 1, "")
+	del.Delete = true
+	put(del)
+	var got []string
+	if err := s.ScanRollups(ctx, storage.RollupHour, "a", 5, 6, func(i uint32, part uint64, v []byte) error {
+		got = append(got, fmt.Sprintf("%d/%d=%s", i, part, v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"5/0=main", "5/2=two", fmt.Sprintf("5/%d=big", uint64(1<<40))}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("scan of index 5 = %v, want %v (parts in order, the deleted one gone)", got, want)
+	}
+	if v, err := s.Rollup(ctx, storage.RollupHour, "a", 5); err != nil || string(v) != "main" {
+		t.Errorf("Rollup = %q, %v; want part 0", v, err)
 	}
 }

@@ -1,8 +1,8 @@
 package rollup
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -182,10 +182,10 @@ func (a *Aggregator) add(ctx context.Context, ev *vigiev1.Event, seq uint64) err
 	st.live.add(ev.GetReceivedAtMs(), f.subject, f.hasSubj, now)
 	limit := memFactor * a.cfg.TopK
 	if hb != nil {
-		f.apply(hb, limit)
+		f.count(hb, limit)
 	}
 	if db != nil {
-		f.apply(db, limit)
+		f.count(db, limit)
 	}
 	a.added.Add(1)
 	return nil
@@ -246,19 +246,17 @@ func (a *Aggregator) bucketFor(ctx context.Context, st *siteState, kind storage.
 		if !indexStart(kind, index+1).Add(a.cfg.Retention).After(now) {
 			return nil, nil
 		}
-		v, err := a.store.Rollup(ctx, kind, st.name, index)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			b = newBucket(kind, index)
-		case err != nil:
+		var pieces []piece
+		err := a.store.ScanRollups(ctx, kind, st.name, index, index+1, func(_ uint32, part uint64, v []byte) error {
+			pieces = append(pieces, piece{part, bytes.Clone(v)})
+			return nil
+		})
+		if err != nil {
 			return nil, fmt.Errorf("rollup: load bucket: %w", err)
-		default:
-			b, err = decodeBucket(kind, index, v)
-			if err != nil {
-				a.cfg.Logger.Warn("rollup: stored bucket does not decode; starting it again", "site", st.name, "start", indexStart(kind, index), "err", err)
-				b = newBucket(kind, index)
-			}
 		}
+		b = assemble(kind, index, pieces, memFactor*a.cfg.TopK, func(err error) {
+			a.cfg.Logger.Warn("rollup: a stored bucket part does not decode; left out", "site", st.name, "start", indexStart(kind, index), "err", err)
+		})
 		m[index] = b
 	}
 	*last = b
@@ -299,9 +297,18 @@ func (a *Aggregator) facts(st *siteState, ev *vigiev1.Event, f *facts) {
 	f.device, f.browser, f.os = orNone(d.GetClass()), orNone(d.GetBrowser()), orNone(d.GetOs())
 }
 
+// count counts f into b and into b's changes since its last write.
+func (f *facts) count(b *bucket, limit int) {
+	b.dirty = true
+	if b.delta == nil {
+		b.delta = newBucket(b.kind, b.index)
+	}
+	f.apply(b, limit)
+	f.apply(b.delta, limit)
+}
+
 // apply counts f into b.
 func (f *facts) apply(b *bucket, limit int) {
-	b.dirty = true
 	n := &b.n[f.mode]
 	n[metricEvents]++
 	b.dims[dimType].add(f.typ, 1, limit)
@@ -408,8 +415,27 @@ func (a *Aggregator) highest() uint64 {
 func (a *Aggregator) Flush(ctx context.Context) error { return a.flush(ctx, "") }
 
 // putRollups is storage's PutRollups; tests replace it to interrupt a
-// flush half-way.
+// flush half-way or to measure what is written.
 var putRollups = (*storage.Store).PutRollups
+
+// Write policy. A changed bucket is written as a new part holding only its
+// changes, unless a whole write is due: the bucket was never stored, its
+// period is closed (it is compacted before leaving memory), it has
+// maxParts parts already, or its changes are at least a quarter of its
+// size.
+const maxParts = 256
+
+// wholeWrites makes every write a whole one (the benchmark's baseline).
+var wholeWrites = false
+
+// written is what one flush did to one bucket.
+type written struct {
+	b     *bucket
+	site  string
+	whole bool
+	part  uint64
+	delta *bucket // the changes written (restored if the write fails)
+}
 
 // flush is Flush, writing the source mark under markName when not empty.
 func (a *Aggregator) flush(ctx context.Context, markName string) error {
@@ -418,21 +444,37 @@ func (a *Aggregator) flush(ctx context.Context, markName string) error {
 
 	a.mu.Lock()
 	epoch, seq := a.epoch, a.maxSeq
+	now := a.cfg.Now()
 	var entries []storage.RollupEntry
-	var written []*bucket
+	var done []written
 	for _, st := range a.sites {
 		for _, m := range [2]map[uint32]*bucket{st.hours, st.days} {
 			for _, b := range m {
-				if !b.dirty {
+				closed := b.end().Add(closeGrace).Before(now)
+				if !b.dirty && !(closed && len(b.parts) > 0) {
 					continue
 				}
-				entries = append(entries, storage.RollupEntry{
-					Kind: b.kind, Site: st.name, Index: b.index,
-					Value:     b.appendBinary(nil, epoch, seq, a.cfg.TopK, &a.scratch),
-					ExpiresAt: b.end().Add(a.cfg.Retention),
-				})
-				b.dirty = false
-				written = append(written, b)
+				w := written{b: b, site: st.name, delta: b.delta}
+				e := storage.RollupEntry{Kind: b.kind, Site: st.name, Index: b.index, ExpiresAt: b.end().Add(a.cfg.Retention)}
+				w.whole = wholeWrites || !b.stored || closed || len(b.parts) >= maxParts || b.delta == nil ||
+					4*b.delta.sizeEstimate() >= b.size
+				if w.whole {
+					e.Value = b.appendBinary(nil, epoch, seq, b.lastPart, a.cfg.TopK, &a.scratch)
+					entries = append(entries, e)
+					for _, p := range b.parts {
+						entries = append(entries, storage.RollupEntry{Kind: b.kind, Site: st.name, Index: b.index, Part: p, Delete: true})
+					}
+				} else {
+					w.part = b.lastPart + 1
+					e.Part = w.part
+					e.Value = b.delta.appendBinary(nil, epoch, seq, 0, maxTopK*memFactor, &a.scratch)
+					entries = append(entries, e)
+				}
+				if w.whole {
+					b.size = len(e.Value)
+				}
+				b.dirty, b.delta = false, nil
+				done = append(done, w)
 			}
 		}
 	}
@@ -447,15 +489,30 @@ func (a *Aggregator) flush(ctx context.Context, markName string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
-		for _, b := range written {
+		limit := memFactor * a.cfg.TopK
+		for _, w := range done {
+			b := w.b
 			b.dirty = true
+			if w.delta != nil { // changes written again next time
+				if b.delta != nil {
+					w.delta.merge(b.delta, limit)
+				}
+				b.delta = w.delta
+			}
 		}
 		return fmt.Errorf("rollup: flush: %w", err)
 	}
-	keys := make([]cacheKey, len(entries))
-	for i, b := range written {
+	keys := make([]cacheKey, len(done))
+	for i, w := range done {
+		b := w.b
 		b.epoch, b.mark = epoch, seq
-		keys[i] = cacheKey{site: entries[i].Site, kind: b.kind, index: b.index}
+		if w.whole {
+			b.stored, b.included, b.parts = true, b.lastPart, nil
+		} else {
+			b.lastPart = w.part
+			b.parts = append(b.parts, w.part)
+		}
+		keys[i] = cacheKey{site: w.site, kind: b.kind, index: b.index}
 	}
 	a.cache.invalidate(keys)
 	a.evict(a.cfg.Now())
@@ -469,7 +526,7 @@ func (a *Aggregator) evict(now time.Time) {
 	for _, st := range a.sites {
 		for _, m := range [2]map[uint32]*bucket{st.hours, st.days} {
 			for i, b := range m {
-				if !b.dirty && b.end().Add(closeGrace).Before(now) {
+				if !b.dirty && len(b.parts) == 0 && b.end().Add(closeGrace).Before(now) {
 					delete(m, i)
 					if st.lastHour == b {
 						st.lastHour = nil

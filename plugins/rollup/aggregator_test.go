@@ -9,6 +9,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
@@ -511,12 +512,12 @@ func TestBucketCodec(t *testing.T) {
 		f.apply(b, 8*500)
 	}
 	var scratch []entry
-	v := b.appendBinary(nil, 3, 99, 500, &scratch)
+	v := b.appendBinary(nil, 3, 99, 4, 500, &scratch)
 	d, err := decodeBucket(storage.RollupHour, 7, v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.n != b.n || d.epoch != 3 || d.mark != 99 {
+	if d.n != b.n || d.epoch != 3 || d.mark != 99 || d.included != 4 {
 		t.Errorf("decoded counts %v epoch %d mark %d", d.n, d.epoch, d.mark)
 	}
 	if c := d.dims[dimPage]; len(c.m) != 500 || c.total() != 3000 {
@@ -529,5 +530,126 @@ func TestBucketCodec(t *testing.T) {
 		if _, err := decodeBucket(storage.RollupHour, 7, bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("decode of %d corrupt bytes: err %v", len(bad), err)
 		}
+	}
+}
+
+// storedParts returns the part numbers and sizes stored for one hour.
+func storedParts(t *testing.T, s *storage.Store, hour uint32) (parts []uint64, sizes []int) {
+	t.Helper()
+	err := s.ScanRollups(context.Background(), storage.RollupHour, "shop", hour, hour+1, func(_ uint32, p uint64, v []byte) error {
+		parts, sizes = append(parts, p), append(sizes, len(v))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parts, sizes
+}
+
+// TestDeltaParts: an open bucket is written as small parts holding the
+// changes, read back whole (by queries and after a restart), and compacted
+// into one value once its hour is closed.
+func TestDeltaParts(t *testing.T) {
+	ctx := context.Background()
+	s := storagetest.Open(t)
+	clk := &clock{}
+	hourStart := t0.Add(10 * time.Hour)
+	hour := uint32(hourStart.Unix() / 3600)
+	x := newExact()
+	a := newAgg(t, s, clk, nil)
+	g := smallSet
+	g.start, g.span, g.events = hourStart, time.Hour, 3000
+	var evs []*vigiev1.Event
+	generate(g, func(ev *vigiev1.Event) { evs = append(evs, proto.Clone(ev).(*vigiev1.Event)) })
+	check := func(what string, a *Aggregator) {
+		t.Helper()
+		ov, err := a.Overview(ctx, "shop", hourStart, hourStart.Add(time.Hour), time.Time{}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _, v := x.sum(hourStart, hourStart.Add(time.Hour))
+		checkTotals(t, what, ov.Totals, n, v)
+	}
+	addRange := func(a *Aggregator, from, to, flushEvery int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			clk.now = time.UnixMilli(evs[i].ReceivedAtMs)
+			if err := a.Add(ctx, evs[i]); err != nil {
+				t.Fatal(err)
+			}
+			x.add(evs[i])
+			if (i+1)%flushEvery == 0 {
+				if err := a.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	// 1 200 events flushed every 4 (every ~5 s): part 0, then changes,
+	// 300 flushes: more than maxParts, so part 0 is rewritten on the way.
+	addRange(a, 0, 1200, 4)
+	parts, sizes := storedParts(t, s, hour)
+	if len(parts) < 2 || parts[0] != 0 || len(parts) > maxParts+1 {
+		t.Fatalf("stored parts %v", parts)
+	}
+	for i, p := range parts[1:] {
+		if p != parts[i]+1 && parts[i] != 0 {
+			t.Errorf("parts not numbered in sequence: %v", parts)
+		}
+		if sizes[i+1] > 4000 {
+			t.Errorf("part %d is %d bytes: not just the changes of 10 events", p, sizes[i+1])
+		}
+	}
+	check("open hour, read from memory", a)
+	check("open hour, read from its parts", newAgg(t, s, clk, nil))
+
+	// A restart: the new aggregator loads part 0 and the parts, and adds.
+	a2 := newAgg(t, s, clk, nil)
+	addRange(a2, 1200, 2400, 10)
+	check("after a restart, from memory", a2)
+	check("after a restart, from the parts", newAgg(t, s, clk, nil))
+	if p, _ := storedParts(t, s, hour); len(p) > maxParts+1 {
+		t.Errorf("%d parts, more than %d", len(p)-1, maxParts)
+	}
+
+	// The hour closes: compacted into part 0, then forgotten by memory.
+	addRange(a2, 2400, 3000, 10)
+	clk.now = hourStart.Add(time.Hour + closeGrace + time.Second)
+	if err := a2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := storedParts(t, s, hour); len(p) != 1 || p[0] != 0 {
+		t.Errorf("after the hour closed, stored parts %v, want only part 0", p)
+	}
+	if len(a2.sites["shop"].hours) != 0 {
+		t.Error("closed hour kept in memory")
+	}
+	check("compacted", newAgg(t, s, clk, nil))
+}
+
+func TestAssembleSkipsCompactedParts(t *testing.T) {
+	var scratch []entry
+	enc := func(pages map[string]uint64, mark, included uint64) []byte {
+		b := newBucket(storage.RollupHour, 1)
+		for k, v := range pages {
+			b.dims[dimPage].add(k, v, 100)
+			b.n[modeAnonymous][metricPageViews] += v
+		}
+		return b.appendBinary(nil, 1, mark, included, 100, &scratch)
+	}
+	pieces := []piece{
+		{0, enc(map[string]uint64{"/a": 5, "/b": 1}, 30, 3)}, // includes parts up to 3
+		{2, enc(map[string]uint64{"/a": 2}, 10, 0)},          // stale: compacted already
+		{3, enc(map[string]uint64{"/b": 1}, 20, 0)},          // stale
+		{4, enc(map[string]uint64{"/a": 1, "/c": 7}, 40, 0)},
+		{5, []byte{9}}, // corrupt: left out
+	}
+	var warned int
+	b := assemble(storage.RollupHour, 1, pieces, 100, func(error) { warned++ })
+	if got := b.dims[dimPage].m; got["/a"] != 6 || got["/b"] != 1 || got["/c"] != 7 || b.n[modeAnonymous][metricPageViews] != 14 {
+		t.Errorf("assembled pages %v, views %d; want /a 6, /b 1, /c 7 and 14", got, b.n[modeAnonymous][metricPageViews])
+	}
+	if b.mark != 40 || b.lastPart != 5 || fmt.Sprint(b.parts) != "[2 3 4 5]" || !b.stored || warned != 1 {
+		t.Errorf("mark %d lastPart %d parts %v stored %v warned %d", b.mark, b.lastPart, b.parts, b.stored, warned)
 	}
 }

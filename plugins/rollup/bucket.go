@@ -128,6 +128,14 @@ type bucket struct {
 	epoch, mark uint64
 	dirty       bool
 
+	// Persistence of an in-memory bucket. Part 0 is the whole bucket;
+	// later parts hold only the changes written since (see flush).
+	delta    *bucket  // changes since the last write; nil: none
+	stored   bool     // part 0 exists in the store
+	included uint64   // highest part number part 0 includes (stored in it)
+	lastPart uint64   // highest part number used
+	parts    []uint64 // stored parts after part 0, not yet compacted
+
 	// visitors is the HLL estimate, set on decoded (read-only) buckets.
 	visitors uint64
 	// size is the encoded size, for the cache's accounting.
@@ -177,9 +185,10 @@ func indexStart(kind storage.RollupKind, index uint32) time.Time {
 	return time.Unix(int64(index)*3600, 0).UTC()
 }
 
-// clone returns a deep copy (a snapshot for a query).
+// clone returns a deep copy of the counts (a snapshot for a query).
 func (b *bucket) clone() *bucket {
 	c := *b
+	c.delta, c.parts = nil, nil
 	for d := range c.dims {
 		c.dims[d].m = maps.Clone(b.dims[d].m)
 	}
@@ -187,6 +196,76 @@ func (b *bucket) clone() *bucket {
 		c.hll = b.hll.Clone()
 	}
 	return &c
+}
+
+// merge adds o's counts, values (keeping at most limit per dimension)
+// and sketch to b.
+func (b *bucket) merge(o *bucket, limit int) {
+	for m := range o.n {
+		for x, v := range o.n[m] {
+			b.n[m][x] += v
+		}
+	}
+	for d := range o.dims {
+		for k, v := range o.dims[d].m {
+			b.dims[d].add(k, v, limit)
+		}
+		b.dims[d].other += o.dims[d].other
+	}
+	if o.hll != nil {
+		if b.hll == nil {
+			b.hll = &hyperloglog.Sketch{}
+		}
+		_ = b.hll.Merge(o.hll) // same precision: decodeBucket checks it
+	}
+}
+
+// sizeEstimate approximates b's encoded size without encoding it.
+func (b *bucket) sizeEstimate() int {
+	n := 64 + 4*b.inserts
+	for d := range b.dims {
+		n += 24 * len(b.dims[d].m)
+	}
+	return n
+}
+
+// piece is one stored part of a bucket.
+type piece struct {
+	part uint64
+	v    []byte
+}
+
+// assemble builds a bucket from its stored parts (in part order): part 0
+// plus the later parts it does not include. A part that does not decode
+// is skipped (and reported through warn); a part 0 that does not decode
+// starts the bucket again. The result records the parts for compaction.
+func assemble(kind storage.RollupKind, index uint32, pieces []piece, limit int, warn func(error)) *bucket {
+	b := newBucket(kind, index)
+	for _, p := range pieces {
+		b.lastPart = max(b.lastPart, p.part)
+		d, err := decodeBucket(kind, index, p.v)
+		if err != nil {
+			warn(err)
+			if p.part > 0 {
+				b.parts = append(b.parts, p.part) // deleted at the next compaction
+			}
+			continue
+		}
+		if p.part == 0 {
+			d.stored, d.lastPart, d.parts = true, max(b.lastPart, d.included), b.parts
+			b = d
+			continue
+		}
+		if p.part <= b.included {
+			b.parts = append(b.parts, p.part) // already in part 0: stale
+			continue
+		}
+		b.merge(d, limit)
+		b.epoch, b.mark = d.epoch, d.mark
+		b.size += d.size
+		b.parts = append(b.parts, p.part)
+	}
+	return b
 }
 
 // codecVersion is the first byte of an encoded bucket.
@@ -216,21 +295,22 @@ func (c *counter) sorted(scratch []entry) []entry {
 	return scratch
 }
 
-// appendBinary appends the stored form of b with the given source mark:
-// every dimension cut to its topK largest values, the rest added to
-// "other". Layout (uvarints unless said):
+// appendBinary appends the stored form of b with the given source mark and
+// included part number: every dimension cut to its topK largest values,
+// the rest added to "other". Layout (uvarints unless said):
 //
 //	version byte (1)
-//	epoch, mark
+//	epoch, mark, included (highest later part this value includes)
 //	numModes, numMetrics, then numModes×numMetrics counts
 //	numDims, then per dimension: n, n × (len, key bytes, count), other
 //	len, HLL (axiomhq MarshalBinary; len 0: no subject)
 //
 // A decoder ignores trailing modes, metrics and dimensions it does not know.
-func (b *bucket) appendBinary(dst []byte, epoch, mark uint64, topK int, scratch *[]entry) []byte {
+func (b *bucket) appendBinary(dst []byte, epoch, mark, included uint64, topK int, scratch *[]entry) []byte {
 	dst = append(dst, codecVersion)
 	dst = binary.AppendUvarint(dst, epoch)
 	dst = binary.AppendUvarint(dst, mark)
+	dst = binary.AppendUvarint(dst, included)
 	dst = binary.AppendUvarint(dst, numModes)
 	dst = binary.AppendUvarint(dst, numMetrics)
 	for m := range b.n {
@@ -326,6 +406,7 @@ func decodeBucket(kind storage.RollupKind, index uint32, v []byte) (*bucket, err
 	b.size = len(v)
 	b.epoch = d.uvarint()
 	b.mark = d.uvarint()
+	b.included = d.uvarint()
 	modes, metrics := d.count(1), d.count(1)
 	for m := range modes {
 		for x := range metrics {

@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -471,24 +472,24 @@ func (a *Aggregator) load(ctx context.Context, site string, kind storage.RollupK
 	if lo < 0 {
 		return out, nil
 	}
-	err := a.store.ScanRollups(ctx, kind, site, from+uint32(lo), from+uint32(hi)+1, func(idx uint32, v []byte) error {
-		i := idx - from
-		if found[i] {
-			return nil
+	pieces := map[uint32][]piece{}
+	err := a.store.ScanRollups(ctx, kind, site, from+uint32(lo), from+uint32(hi)+1, func(idx uint32, part uint64, v []byte) error {
+		if !found[idx-from] {
+			pieces[idx] = append(pieces[idx], piece{part, bytes.Clone(v)})
 		}
-		b, err := decodeBucket(kind, idx, v)
-		if err != nil {
-			a.cfg.Logger.Warn("rollup: stored bucket does not decode; ignored", "site", site, "start", indexStart(kind, idx), "err", err)
-			return nil
-		}
-		if b.hll != nil {
-			b.visitors = b.hll.Estimate()
-		}
-		out[i] = b
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rollup: read buckets: %w", err)
+	}
+	for idx, ps := range pieces {
+		b := assemble(kind, idx, ps, maxTopK*memFactor, func(err error) {
+			a.cfg.Logger.Warn("rollup: a stored bucket part does not decode; left out", "site", site, "start", indexStart(kind, idx), "err", err)
+		})
+		if b.hll != nil {
+			b.visitors = b.hll.Estimate()
+		}
+		out[idx-from] = b
 	}
 	for i := lo; i <= hi; i++ {
 		if found[i] {
@@ -527,7 +528,7 @@ func (a *Aggregator) decisions(ctx context.Context, site string, from, to uint32
 		return total, nil
 	}
 	got := map[uint32]*decisionSet{}
-	err := a.store.ScanRollups(ctx, storage.RollupDecisions, site, from+uint32(lo), from+uint32(hi)+1, func(h uint32, v []byte) error {
+	err := a.store.ScanRollups(ctx, storage.RollupDecisions, site, from+uint32(lo), from+uint32(hi)+1, func(h uint32, _ uint64, v []byte) error {
 		if !missing[h-from] {
 			return nil
 		}
