@@ -412,7 +412,7 @@ func (a *Aggregator) highest() uint64 {
 // Flush writes every bucket changed since the last Flush and forgets the
 // buckets of closed periods. Nothing is lost when it fails: the buckets
 // are written by the next Flush.
-func (a *Aggregator) Flush(ctx context.Context) error { return a.flush(ctx, "") }
+func (a *Aggregator) Flush(ctx context.Context) error { return a.flush(ctx, "", false) }
 
 // putRollups is storage's PutRollups; tests replace it to interrupt a
 // flush half-way or to measure what is written.
@@ -437,8 +437,10 @@ type written struct {
 	delta *bucket // the changes written (restored if the write fails)
 }
 
-// flush is Flush, writing the source mark under markName when not empty.
-func (a *Aggregator) flush(ctx context.Context, markName string) error {
+// flush is Flush, writing the source mark under markName when not empty;
+// compact writes every bucket that has parts whole (at stop, so that a
+// clean stop leaves no parts behind).
+func (a *Aggregator) flush(ctx context.Context, markName string, compact bool) error {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
 
@@ -450,7 +452,7 @@ func (a *Aggregator) flush(ctx context.Context, markName string) error {
 	for _, st := range a.sites {
 		for _, m := range [2]map[uint32]*bucket{st.hours, st.days} {
 			for _, b := range m {
-				closed := b.end().Add(closeGrace).Before(now)
+				closed := compact || b.end().Add(closeGrace).Before(now)
 				if !b.dirty && !(closed && len(b.parts) > 0) {
 					continue
 				}

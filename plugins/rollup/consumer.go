@@ -127,7 +127,8 @@ func NewConsumer(agg *Aggregator, cfg ConsumerConfig) (*Consumer, error) {
 }
 
 // Run consumes until ctx is done, then commits what it received (with up
-// to 10 s of its own), acknowledges it and returns. Errors while running
+// to 10 s of its own; buckets are then written whole), acknowledges it and
+// returns. Errors while running
 // (NATS unreachable, stream missing, store refusing writes) are logged and
 // retried; Run returns the last commit's error, if any.
 func (c *Consumer) Run(ctx context.Context) error {
@@ -139,9 +140,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	lastFlush := time.Now()
 	// commit flushes and acknowledges; crashed reports a test hook's
 	// simulated crash, after which Run must return at once.
-	commit := func(ctx context.Context) (crashed bool, err error) {
+	commit := func(ctx context.Context, final bool) (crashed bool, err error) {
 		lastFlush = time.Now()
-		if err := c.agg.flush(ctx, c.cfg.Durable); err != nil {
+		if err := c.agg.flush(ctx, c.cfg.Durable, final); err != nil {
 			return false, err
 		}
 		if c.afterFlush != nil {
@@ -161,7 +162,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	resync := false // commit, then recreate the durable after the last counted message
 	for ctx.Err() == nil {
 		if resync {
-			crashed, err := commit(ctx)
+			crashed, err := commit(ctx, false)
 			if crashed {
 				return err
 			}
@@ -212,19 +213,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 			pending++
 		}
 		if !resync && pending > 0 && (pending >= c.cfg.MaxPending || time.Since(lastFlush) >= c.cfg.FlushInterval) {
-			if crashed, err := commit(ctx); crashed {
+			if crashed, err := commit(ctx, false); crashed {
 				return err
 			} else if err != nil && ctx.Err() == nil {
 				c.log.Warn("rollup: flush failed; retrying", "err", err)
 			}
 		}
 	}
-	if pending == 0 {
-		return nil
-	}
+	// The last commit also compacts the buckets' parts.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	_, err := commit(sctx)
+	_, err := commit(sctx, true)
 	return err
 }
 

@@ -228,6 +228,15 @@ func TestConsumerRestartCountsOnce(t *testing.T) {
 			if st := a2.Stats(); (st.Duplicates > 0) != tt.duplicates || st.Added == 0 {
 				t.Errorf("second run stats %+v (duplicates expected: %v)", st, tt.duplicates)
 			}
+			// A clean stop leaves every bucket whole, without parts.
+			for _, k := range []storage.RollupKind{storage.RollupHour, storage.RollupDay} {
+				_ = s.ScanRollups(context.Background(), k, "shop", 0, 1<<32-1, func(i uint32, p uint64, _ []byte) error {
+					if p != 0 {
+						t.Errorf("kind %d index %d: part %d left after a clean stop", k, i, p)
+					}
+					return nil
+				})
+			}
 
 			// A cold aggregator reads what was committed.
 			cold := newAgg(t, s, clk, nil)
