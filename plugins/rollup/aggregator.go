@@ -297,13 +297,17 @@ func (a *Aggregator) facts(st *siteState, ev *vigiev1.Event, f *facts) {
 	f.device, f.browser, f.os = orNone(d.GetClass()), orNone(d.GetBrowser()), orNone(d.GetOs())
 }
 
-// count counts f into b and into b's changes since its last write.
+// count counts f into b and, once b is stored (until then it is written
+// whole), into b's changes since its last write.
 func (f *facts) count(b *bucket, limit int) {
 	b.dirty = true
+	f.apply(b, limit)
+	if !b.stored {
+		return
+	}
 	if b.delta == nil {
 		b.delta = newBucket(b.kind, b.index)
 	}
-	f.apply(b, limit)
 	f.apply(b.delta, limit)
 }
 
@@ -430,11 +434,12 @@ var wholeWrites = false
 
 // written is what one flush did to one bucket.
 type written struct {
-	b     *bucket
-	site  string
-	whole bool
-	part  uint64
-	delta *bucket // the changes written (restored if the write fails)
+	b         *bucket
+	site      string
+	whole     bool
+	wasStored bool // b.stored before a whole write
+	part      uint64
+	delta     *bucket // the changes written (restored if the write fails)
 }
 
 // flush is Flush, writing the source mark under markName when not empty;
@@ -473,7 +478,9 @@ func (a *Aggregator) flush(ctx context.Context, markName string, compact bool) e
 					entries = append(entries, e)
 				}
 				if w.whole {
-					b.size = len(e.Value)
+					// Stored from now on: changes made while this is written
+					// are tracked for the next part.
+					b.size, w.wasStored, b.stored = len(e.Value), b.stored, true
 				}
 				b.dirty, b.delta = false, nil
 				done = append(done, w)
@@ -495,6 +502,9 @@ func (a *Aggregator) flush(ctx context.Context, markName string, compact bool) e
 		for _, w := range done {
 			b := w.b
 			b.dirty = true
+			if w.whole {
+				b.stored = w.wasStored
+			}
 			if w.delta != nil { // changes written again next time
 				if b.delta != nil {
 					w.delta.merge(b.delta, limit)
@@ -509,7 +519,7 @@ func (a *Aggregator) flush(ctx context.Context, markName string, compact bool) e
 		b := w.b
 		b.epoch, b.mark = epoch, seq
 		if w.whole {
-			b.stored, b.included, b.parts = true, b.lastPart, nil
+			b.included, b.parts = b.lastPart, nil
 		} else {
 			b.lastPart = w.part
 			b.parts = append(b.parts, w.part)

@@ -653,3 +653,56 @@ func TestAssembleSkipsCompactedParts(t *testing.T) {
 		t.Errorf("mark %d lastPart %d parts %v stored %v warned %d", b.mark, b.lastPart, b.parts, b.stored, warned)
 	}
 }
+
+// TestChangesDuringAWrite: events added while a flush writes (the lock is
+// not held then) are in the next write, whole or as a part.
+func TestChangesDuringAWrite(t *testing.T) {
+	defer func() { putRollups = (*storage.Store).PutRollups }()
+	ctx := context.Background()
+	s := storagetest.Open(t)
+	clk := &clock{now: t0.Add(10*time.Hour + 30*time.Minute)}
+	a := newAgg(t, s, clk, nil)
+	i := 0
+	add := func(n int) {
+		for range n {
+			at := clk.now.UnixMilli()
+			i++
+			if err := a.Add(ctx, &vigiev1.Event{Site: "shop", Type: "page", TimestampMs: at, ReceivedAtMs: at,
+				Page: &vigiev1.Page{Path: fmt.Sprintf("/page/%d", i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	events := func() uint64 {
+		ov, err := newAgg(t, s, clk, nil).Overview(ctx, "shop", t0, t0.Add(24*time.Hour), time.Time{}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ov.Totals.Events
+	}
+	for _, failFirst := range []bool{false, true} {
+		before := events()
+		add(300) // large enough for the last few changes to be written as a part
+		calls := 0
+		putRollups = func(s *storage.Store, ctx context.Context, es []storage.RollupEntry, m *storage.RollupMark) error {
+			if calls++; calls == 1 {
+				add(5) // during the write
+				if failFirst {
+					return errCrash
+				}
+			}
+			return s.PutRollups(ctx, es, m)
+		}
+		if err := a.Flush(ctx); (err != nil) != failFirst {
+			t.Fatalf("flush: %v", err)
+		}
+		putRollups = (*storage.Store).PutRollups
+		add(3)
+		if err := a.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := events() - before; got != 308 {
+			t.Errorf("failed first write %v: %d events stored, want 308", failFirst, got)
+		}
+	}
+}
