@@ -57,3 +57,22 @@ func BenchmarkFromHeaders(b *testing.B) {
 		_ = FromHeaders(h, p)
 	}
 }
+
+func BenchmarkFromConsentManagement(b *testing.B) {
+	p := DefaultPolicy()
+	for _, bc := range []struct{ name, raw string }{
+		{"onetrust", `{"provider":"oneTrust","allowedConsentIds":["C0001","C0002","C0003"],"deniedConsentIds":["C0004","C0005"],"resolutionStrategy":"and"}`},
+		{"iubenda", `{"provider":"iubenda","allowedConsentIds":["1","4"],"deniedConsentIds":["2","3","5"]}`},
+	} {
+		raw := []byte(bc.raw)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := FromConsentManagement(raw, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -25,6 +25,9 @@ const (
 	SourceConsentMode Source = "consent_mode"
 	// SourceGPP is an IAB Global Privacy Platform string.
 	SourceGPP Source = "gpp"
+	// SourceConsentManagement is RudderStack's context.consentManagement
+	// (allowed and denied consent ids of the site's consent manager).
+	SourceConsentManagement Source = "consent_management"
 )
 
 // Signal is one consent source's opinion: the purposes it grants and those

@@ -4,7 +4,8 @@
 // than the append-only purpose registry (see Register).
 //
 // Consent sources are read into Signals (FromPayload, FromHeaders,
-// FromPixel, FromQuery, FromTCF, FromGPP, FromConsentMode; the ledger adds
+// FromPixel, FromQuery, FromTCF, FromGPP, FromConsentMode,
+// FromConsentManagement; the ledger adds
 // more) and combined by Decide under a site Policy. An undecodable
 // consent string is reported and counts as no consent from that source.
 //
@@ -28,6 +29,11 @@
 //     personalization_storage). Any mapped signal denied denies the
 //     purpose; all granted grant it. The gcd letter table is documented
 //     on gcdLetter in consentmode.go.
+//   - RudderStack's context.consentManagement (its JavaScript SDK v3 with
+//     OneTrust, Ketch, iubenda or a custom consent manager): allowed and
+//     denied consent ids, mapped per provider by Policy.ConsentManagement
+//     and then Policy.Categories (OneTrust C0001–C0005, iubenda 1–5 and
+//     plain names by default), combined by its resolutionStrategy.
 //
 // # Precedence
 //
@@ -35,8 +41,9 @@
 //
 //  1. Start from Policy.Defaults.
 //  2. Explicit signals (payload, segment, pixel, ledger, tcf, consent_mode,
-//     and any other source that is not gpc/dnt) add the union of their
-//     grants; then any explicit denial removes the purpose. A denial beats
+//     consent_management, and any other source that is not gpc/dnt) add
+//     the union of their grants; then any explicit denial removes the
+//     purpose. A denial beats
 //     a default and beats another source's grant (conservative).
 //  3. GPC and DNT signals, when the policy honours them, remove what they
 //     deny (marketing) even if explicitly granted. They never grant.

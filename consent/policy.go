@@ -39,6 +39,12 @@ type Policy struct {
 	// that must all be granted to grant it; any one denied denies it.
 	// Default: DefaultConsentMode().
 	ConsentMode map[Purpose][]string `yaml:"consent_mode"`
+	// ConsentManagement maps, per consent manager (RudderStack's
+	// context.consentManagement.provider: oneTrust, ketch, iubenda,
+	// custom; case-insensitive), its consent ids to purposes. An id not
+	// found there is looked up in Categories. Default:
+	// DefaultConsentManagement().
+	ConsentManagement map[string]map[string][]Purpose `yaml:"consent_management"`
 }
 
 // DefaultPolicy returns the default policy documented on Policy's fields.
@@ -52,14 +58,17 @@ func DefaultPolicy() Policy {
 		Categories:  DefaultCategories(),
 		TCF:         TCFMapping{Purposes: DefaultTCFPurposes()},
 		ConsentMode: DefaultConsentMode(),
+
+		ConsentManagement: DefaultConsentManagement(),
 	}
 }
 
 // DefaultCategories returns the default category map: plain names
 // (analytics, performance, personalization, functional, advertising,
-// marketing, targeting, necessary, strictlynecessary) and the OneTrust ids
-// used with Segment (C0001 necessary, C0002 performance → analytics, C0003
-// functional → personalization, C0004 targeting → marketing).
+// marketing, targeting, necessary, strictlynecessary) and OneTrust's group
+// ids, as Segment and RudderStack send them (C0001 necessary, C0002
+// performance → analytics, C0003 functional → personalization, C0004
+// targeting and C0005 social media → marketing).
 func DefaultCategories() map[string][]Purpose {
 	return map[string][]Purpose{
 		"necessary":         {Necessary},
@@ -75,6 +84,7 @@ func DefaultCategories() map[string][]Purpose {
 		"C0002":             {Analytics},
 		"C0003":             {Personalization},
 		"C0004":             {Marketing},
+		"C0005":             {Marketing},
 	}
 }
 
@@ -109,6 +119,7 @@ func (p Policy) Validate() error {
 		}
 	}
 	errs = append(errs, p.TCF.validate()...)
+	errs = append(errs, validateConsentManagement(p.ConsentManagement)...)
 	for pur, names := range p.ConsentMode {
 		if index(string(pur), false) < 0 {
 			errs = append(errs, fmt.Errorf("%w: %q in consent_mode", ErrUnknownPurpose, pur))
@@ -151,4 +162,36 @@ func (p Policy) category(name string) ([]Purpose, bool) {
 		}
 	}
 	return nil, false
+}
+
+// validateConsentManagement checks the consent id maps of
+// Policy.ConsentManagement.
+func validateConsentManagement(m map[string]map[string][]Purpose) []error {
+	var errs []error
+	providers := make([]string, 0, len(m))
+	for k := range m {
+		providers = append(providers, k)
+	}
+	slices.Sort(providers)
+	seen := make(map[string]string, len(providers))
+	for _, prov := range providers {
+		lp := strings.ToLower(prov)
+		if strings.TrimSpace(prov) == "" {
+			errs = append(errs, fmt.Errorf("%w: consent_management: empty provider name", ErrInvalidPolicy))
+		} else if prev, dup := seen[lp]; dup {
+			errs = append(errs, fmt.Errorf("%w: consent_management: providers %q and %q differ only in case", ErrInvalidPolicy, prev, prov))
+		}
+		seen[lp] = prov
+		for id, ps := range m[prov] {
+			if strings.TrimSpace(id) == "" {
+				errs = append(errs, fmt.Errorf("%w: consent_management.%s: empty consent id", ErrInvalidPolicy, prov))
+			}
+			for _, pur := range ps {
+				if index(string(pur), false) < 0 {
+					errs = append(errs, fmt.Errorf("%w: %q in consent_management.%s.%s", ErrUnknownPurpose, pur, prov, id))
+				}
+			}
+		}
+	}
+	return errs
 }

@@ -24,10 +24,10 @@ import (
 	"github.com/oklog/ulid/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/internal/testplugins"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
-	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 	"github.com/vigie-dev/vigie/sdk"
@@ -94,17 +94,17 @@ func benchBaseline(b *testing.B) {
 	in := proxytest.Start(b, func(c *config.Config) { c.Plugins = []config.Plugin{} })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := in.Server.Bus().EnsureStream(ctx); err != nil {
+	if err := in.Server.Bus().EnsureStreams(ctx); err != nil {
 		b.Fatal(err)
 	}
 	js := in.Server.Bus().JetStream()
-	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamName, jetstream.ConsumerConfig{
+	cons, err := js.CreateOrUpdateConsumer(ctx, streams.Events, jetstream.ConsumerConfig{
 		Durable:       "bench-baseline",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
 		MaxAckPending: 4 * benchBatch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: bus.EventSubjects,
+		FilterSubject: streams.EventsPrefix + ">",
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -279,7 +279,7 @@ func waitPub(ctx context.Context, b *testing.B, f jetstream.PubAckFuture) {
 
 // enrichedCount is the number of events on VIGIE_ENRICHED.
 func enrichedCount(ctx context.Context, in *proxytest.Instance) (int64, error) {
-	st, err := in.Server.Bus().JetStream().Stream(ctx, plugins.EnrichedStream)
+	st, err := in.Server.Bus().JetStream().Stream(ctx, streams.Enriched)
 	if err != nil {
 		return 0, err
 	}
@@ -305,7 +305,7 @@ func processed(ctx context.Context, in *proxytest.Instance, name string) (int64,
 func checkEnriched(b *testing.B, in *proxytest.Instance) {
 	b.Helper()
 	ctx := context.Background()
-	st, err := in.Server.Bus().JetStream().Stream(ctx, plugins.EnrichedStream)
+	st, err := in.Server.Bus().JetStream().Stream(ctx, streams.Enriched)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func benchMsgs(n int) []*nats.Msg {
 		if err != nil {
 			panic(err)
 		}
-		m := nats.NewMsg(bus.Subject(ev.Site, ev.Type))
+		m := nats.NewMsg(streams.EventSubject(ev.Site, ev.Type))
 		m.Data = data
 		m.Header.Set(nats.MsgIdHdr, ev.GetId())
 		out[i] = m

@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -85,14 +87,19 @@ type Config struct {
 	FailedRetry time.Duration
 	// PingInterval is how often each plugin process is checked. Default 5s.
 	PingInterval time.Duration
-	// StreamMaxAge bounds the age of messages on the derived streams
-	// (enriched events, segment changes, dead letters). Default 7 days.
-	StreamMaxAge time.Duration
+	// Streams configures the streams the runtime declares (replicas,
+	// duplicate window, max age): the same settings as the bus's, since
+	// both declare the streams they share. The zero value selects package
+	// streams' defaults.
+	Streams streams.Settings
 	// EmitTTL is the retention of events emitted by plugins. Default 395
 	// days.
 	EmitTTL time.Duration
-	// Replicas of the derived streams. Default 1.
-	Replicas int
+	// ContactAudit, when set, is told of contact details before they are
+	// given to a plugin (sync items and ContactResolve): the audit trail.
+	// An error keeps the details from the plugin (the batch is retried,
+	// the call fails). Default none.
+	ContactAudit func(ctx context.Context, r ContactResolution) error
 	// Registerer receives the runtime's Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives the runtime's and the plugins' logs. Default
@@ -132,14 +139,8 @@ func (c Config) withDefaults() Config {
 	if c.PingInterval <= 0 {
 		c.PingInterval = 5 * time.Second
 	}
-	if c.StreamMaxAge <= 0 {
-		c.StreamMaxAge = 7 * 24 * time.Hour
-	}
 	if c.EmitTTL <= 0 {
 		c.EmitTTL = 395 * 24 * time.Hour
-	}
-	if c.Replicas <= 0 {
-		c.Replicas = 1
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

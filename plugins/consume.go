@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -50,7 +52,16 @@ type consumer struct {
 	stage   int   // stageEnrich, stageSegment or stageSync
 	owner   *proc // waited for before fetching; nil for the enrich stage
 	handle  handler
-	cons    jetstream.Consumer
+
+	mu   sync.Mutex
+	cons jetstream.Consumer // replaced when recover declares it again
+}
+
+// current returns the consumer handle last opened.
+func (c *consumer) current() jetstream.Consumer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cons
 }
 
 // subjectOf is a message's original subject (replayed messages carry it in
@@ -81,7 +92,9 @@ func (c *consumer) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("plugins: consumer %s on %s: %w", c.durable, c.stream, err)
 	}
+	c.mu.Lock()
 	c.cons = cons
+	c.mu.Unlock()
 	return nil
 }
 
@@ -100,6 +113,9 @@ func (c *consumer) run(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				c.rt.log.Warn("fetch failed", "consumer", c.durable, "err", err)
+				// The consumer or its stream may be gone (NATS lost its
+				// store): declare them again.
+				c.rt.recover(ctx, err)
 				sleep(ctx, time.Second)
 			}
 			continue
@@ -128,7 +144,8 @@ const fetchWait = 500 * time.Millisecond
 // fetch waits up to fetchWait for a message and returns up to BatchSize.
 func (c *consumer) fetch() ([]jetstream.Msg, error) {
 	n := c.rt.cfg.BatchSize
-	batch, err := c.cons.FetchNoWait(n)
+	cons := c.current()
+	batch, err := cons.FetchNoWait(n)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +153,7 @@ func (c *consumer) fetch() ([]jetstream.Msg, error) {
 	if len(msgs) > 0 || batch.Error() != nil {
 		return msgs, batch.Error()
 	}
-	batch, err = c.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+	batch, err = cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +162,7 @@ func (c *consumer) fetch() ([]jetstream.Msg, error) {
 		return msgs, err
 	}
 	if len(msgs) == 1 && n > 1 {
-		if more, err := c.cons.FetchNoWait(n - 1); err == nil {
+		if more, err := cons.FetchNoWait(n - 1); err == nil {
 			msgs = append(msgs, collect(more)...)
 		}
 	}
@@ -186,9 +203,11 @@ func (c *consumer) settleOne(ctx context.Context, m jetstream.Msg, err error) {
 		}
 		return
 	}
-	if errors.Is(err, ErrNotRunning) || ctx.Err() != nil {
-		// Shutting down, or the plugin is not up: not the message's
-		// fault. Deliver it again soon without counting it as a failure.
+	if errors.Is(err, ErrNotRunning) || streams.IsMissing(err) || ctx.Err() != nil {
+		// Shutting down, the plugin is not up, or a stream it publishes
+		// to is missing (being declared again): not the message's fault.
+		// Deliver it again soon without counting it as a failure.
+		c.rt.recover(ctx, err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
@@ -210,6 +229,7 @@ func (c *consumer) settleOne(ctx context.Context, m jetstream.Msg, err error) {
 	if delivered >= c.rt.cfg.MaxDeliver || errors.Is(err, errPermanent) {
 		if derr := c.rt.deadLetter(ctx, c.durable, plugin, m, err, delivered); derr != nil {
 			c.rt.log.Error("dead letter failed; will retry", "consumer", c.durable, "err", derr)
+			c.rt.recover(ctx, derr)
 			_ = m.NakWithDelay(c.rt.cfg.backoff(delivered))
 			return
 		}
@@ -221,7 +241,7 @@ func (c *consumer) settleOne(ctx context.Context, m jetstream.Msg, err error) {
 
 // deadLetter copies m to vigie.dead.<plugin> with the error.
 func (rt *Runtime) deadLetter(ctx context.Context, durable, plugin string, m jetstream.Msg, cause error, delivered int) error {
-	msg := nats.NewMsg(deadSubject(plugin))
+	msg := nats.NewMsg(streams.DeadSubject(plugin))
 	msg.Data = m.Data()
 	msg.Header.Set(hdrSubject, subjectOf(m))
 	msg.Header.Set(hdrConsumer, durable)

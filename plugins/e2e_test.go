@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/internal/testplugins"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
@@ -165,12 +166,12 @@ func TestGeoIPThenSegmentsThenWithdrawal(t *testing.T) {
 
 	var entered []*jetstream.RawStreamMsg
 	waitFor(t, "segment entered", 20*time.Second, func() bool {
-		entered = streamMsgs(t, in, plugins.SegmentsStream, "vigie.segments.demo.fr-pricing.entered")
+		entered = streamMsgs(t, in, streams.Segments, "vigie.segments.demo.fr-pricing.entered")
 		return len(entered) > 0
 	})
 	// The enriched events carry the country; the address itself never
 	// appears, only its /24 prefix.
-	enriched := streamMsgs(t, in, plugins.EnrichedStream, "vigie.enriched.demo.page")
+	enriched := streamMsgs(t, in, streams.Enriched, "vigie.enriched.demo.page")
 	if len(enriched) != 3 {
 		t.Fatalf("%d enriched page events, want 3", len(enriched))
 	}
@@ -202,14 +203,14 @@ func TestGeoIPThenSegmentsThenWithdrawal(t *testing.T) {
 	if prof.Country != "FR" || len(prof.Segments) != 1 || prof.Segments[0] != "fr-pricing" {
 		t.Fatalf("profile: country %q segments %v", prof.Country, prof.Segments)
 	}
-	if n := len(streamMsgs(t, in, plugins.SegmentsStream, "vigie.segments.")); n != 1 {
+	if n := len(streamMsgs(t, in, streams.Segments, "vigie.segments.")); n != 1 {
 		t.Fatalf("%d segment changes, want exactly 1 (entered once)", n)
 	}
 
 	// Withdrawing personalization deletes the profile and leaves the segment.
 	page(t, in, "visitor-1", "/pricing", `{"analytics":true,"personalization":false}`)
 	waitFor(t, "segment exited", 20*time.Second, func() bool {
-		return len(streamMsgs(t, in, plugins.SegmentsStream, "vigie.segments.demo.fr-pricing.exited")) == 1
+		return len(streamMsgs(t, in, streams.Segments, "vigie.segments.demo.fr-pricing.exited")) == 1
 	})
 	if _, err := in.Server.Store().Profile(context.Background(), "demo", subject); err == nil {
 		t.Fatal("profile kept after consent was withdrawn")
@@ -462,7 +463,7 @@ func TestExternalPluginChecksumAndManifest(t *testing.T) {
 	}
 	var msgs []*jetstream.RawStreamMsg
 	waitFor(t, "enriched event", 20*time.Second, func() bool {
-		msgs = streamMsgs(t, in, plugins.EnrichedStream, "vigie.enriched.demo.page")
+		msgs = streamMsgs(t, in, streams.Enriched, "vigie.enriched.demo.page")
 		return len(msgs) == 1
 	})
 	var ev vigiev1.Event
@@ -556,7 +557,7 @@ func TestRestartLosesNothingAndCountsOnce(t *testing.T) {
 	}
 	var subject string
 	waitFor(t, "segment entered", 20*time.Second, func() bool {
-		msgs := streamMsgs(t, in, plugins.SegmentsStream, "vigie.segments.demo.five.entered")
+		msgs := streamMsgs(t, in, streams.Segments, "vigie.segments.demo.five.entered")
 		if len(msgs) == 0 {
 			return false
 		}
@@ -575,7 +576,7 @@ func TestRestartLosesNothingAndCountsOnce(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Logf("profile %+v err %v", p, err)
-			for _, stream := range []string{"VIGIE_EVENTS", plugins.EnrichedStream} {
+			for _, stream := range []string{"VIGIE_EVENTS", streams.Enriched} {
 				for _, m := range streamMsgs(t, in, stream, "vigie.") {
 					var ev vigiev1.Event
 					_ = proto.Unmarshal(m.Data, &ev)
@@ -592,7 +593,67 @@ func TestRestartLosesNothingAndCountsOnce(t *testing.T) {
 	if n := p.Count("page", "*", 30*24*time.Hour, time.Now().UnixMilli()); n != 10 {
 		t.Fatalf("profile counted %d page views, want exactly 10", n)
 	}
-	if n := len(streamMsgs(t, in, plugins.SegmentsStream, "vigie.segments.")); n != 1 {
+	if n := len(streamMsgs(t, in, streams.Segments, "vigie.segments.")); n != 1 {
 		t.Fatalf("%d segment changes, want 1", n)
+	}
+}
+
+// TestLostStreamsAreDeclaredAgain: NATS loses the segments stream (a
+// segment change cannot be published), then every stream and consumer. The
+// runtime and the publisher declare them again and carry on: each later
+// segment entry is published.
+func TestLostStreamsAreDeclaredAgain(t *testing.T) {
+	in := proxytest.Start(t, withPlugins(
+		config.Plugin{Name: "segments", Config: map[string]any{"segments": []any{
+			map[string]any{"name": "everyone", "when": "true"},
+		}}},
+	))
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range strings.Split(in.Logs(), "\n") {
+				if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+					t.Log(l)
+				}
+			}
+		}
+	})
+	granted := `{"analytics":true,"personalization":true}`
+	entered := func(n int) func() bool {
+		return func() bool {
+			st, err := in.Server.Bus().JetStream().Stream(context.Background(), streams.Segments)
+			if err != nil {
+				return false
+			}
+			info, err := st.Info(context.Background())
+			return err == nil && info.State.Msgs == uint64(n)
+		}
+	}
+	page(t, in, "v-a", "/", granted)
+	waitFor(t, "first segment entry", 20*time.Second, entered(1))
+	js := in.Server.Bus().JetStream()
+	ctx := context.Background()
+
+	// The segment change of the next event finds no stream to go to.
+	if err := js.DeleteStream(ctx, streams.Segments); err != nil {
+		t.Fatal(err)
+	}
+	page(t, in, "v-b", "/", granted)
+	waitFor(t, "segment entry after VIGIE_SEGMENTS was lost", 30*time.Second, entered(1))
+
+	// Every stream, and with them every consumer, is lost (deleted at
+	// once: the runtime waits streams.DefaultSettle before declaring).
+	time.Sleep(streams.DefaultInterval) // past the rate limit of the last round
+	for _, st := range streams.All() {
+		if err := js.DeleteStream(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page(t, in, "v-c", "/", granted)
+	waitFor(t, "segment entry after every stream was lost", 30*time.Second, entered(1))
+	if n := len(streamMsgs(t, in, streams.Enriched, "vigie.enriched.demo.page")); n != 1 {
+		t.Fatalf("%d enriched events after the loss, want 1", n)
+	}
+	if st := status(t, in, "segments"); len(st.Consumers) == 0 || st.Lag != 0 {
+		t.Fatalf("segments consumers after the loss: %+v (lag %d)", st.Consumers, st.Lag)
 	}
 }

@@ -14,6 +14,9 @@ var (
 	// ErrNotRunning is returned when a plugin is not ready to be called
 	// (starting, restarting, failed or stopped).
 	ErrNotRunning = errors.New("plugins: plugin not running")
+	// ErrBusDown is returned by what needs NATS while it is not
+	// connected, instead of waiting for it.
+	ErrBusDown = errors.New("plugins: nats not connected")
 	// ErrCrashed means the plugin process died or stopped answering
 	// during a call; it is restarted.
 	ErrCrashed = errors.New("plugins: plugin crashed")

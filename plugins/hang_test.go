@@ -13,7 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -139,7 +139,7 @@ func TestHungPluginKilledAndReplaced(t *testing.T) {
 			}
 			ids := eventIDs(t, in)
 			enriched := map[string]int{}
-			for _, m := range streamMsgs(t, in, plugins.EnrichedStream, "vigie.enriched.demo.track") {
+			for _, m := range streamMsgs(t, in, streams.Enriched, "vigie.enriched.demo.track") {
 				var ev vigiev1.Event
 				if err := proto.Unmarshal(m.Data, &ev); err != nil {
 					t.Fatal(err)
@@ -154,7 +154,7 @@ func TestHungPluginKilledAndReplaced(t *testing.T) {
 			for n := 0; n < total; n++ {
 				id := ids[n]
 				if id == "" || enriched[id] != 1 {
-					t.Errorf("event %d (%q) on %s %d times, want 1", n, id, plugins.EnrichedStream, enriched[id])
+					t.Errorf("event %d (%q) on %s %d times, want 1", n, id, streams.Enriched, enriched[id])
 				}
 				// The recorder writes each event once when enriching and
 				// once when segmenting (a profile holds no event id).

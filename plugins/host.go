@@ -62,7 +62,15 @@ func (h *hostServices) KVDelete(ctx context.Context, key string) error {
 // latest consent grants every purpose the plugin declared (checkManifest
 // makes sure it declared at least one).
 func (h *hostServices) ContactResolve(ctx context.Context, site, subject string) (*sdk.Contact, error) {
-	return h.rt.contact(ctx, h.p, site, subject, nil)
+	c, err := h.rt.contact(ctx, h.p, site, subject, nil)
+	if err != nil {
+		return nil, err
+	}
+	item := &vigiev1.SyncItem{Item: &vigiev1.SyncItem_Identify{Identify: &vigiev1.Event{Site: site}}, Contact: c}
+	if err := h.rt.auditContacts(ctx, h.p, "host", []*vigiev1.SyncItem{item}); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Emit implements sdk.Host: the event is stored and published like any

@@ -1,13 +1,16 @@
 package plugins
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage/storagetest"
@@ -46,7 +49,7 @@ func TestSubjectFilters(t *testing.T) {
 		{sdk.Filter{Sites: []string{"sh*"}, Types: []string{"track"}}, []string{"vigie.enriched.*.track"}},
 		{sdk.Filter{Types: []string{"a.b"}}, []string{"vigie.enriched.*.*"}},
 	} {
-		if got := subjectFilters(enrichedPrefix, c.f); !slices.Equal(got, c.want) {
+		if got := subjectFilters(streams.EnrichedPrefix, c.f); !slices.Equal(got, c.want) {
 			t.Errorf("subjectFilters(%+v) = %q, want %q", c.f, got, c.want)
 		}
 	}
@@ -191,5 +194,38 @@ func TestMachineEmailKeptOutOfSegments(t *testing.T) {
 		if got := machineEmail(&vigiev1.Event{Email: c.email}); got != c.want {
 			t.Errorf("machineEmail(%v) = %v", c.email, got)
 		}
+	}
+}
+
+func TestAuditContacts(t *testing.T) {
+	var got []ContactResolution
+	rt := &Runtime{cfg: Config{ContactAudit: func(_ context.Context, r ContactResolution) error {
+		got = append(got, r)
+		return nil
+	}}}
+	p := &proc{spec: Spec{Name: "crm"}}
+	id := func(site string, c *sdk.Contact) *vigiev1.SyncItem {
+		return &vigiev1.SyncItem{Item: &vigiev1.SyncItem_Identify{Identify: &vigiev1.Event{Site: site}}, Contact: c}
+	}
+	items := []*vigiev1.SyncItem{
+		id("a", &sdk.Contact{Email: "x@example.org", Traits: []byte(`{"company":"Acme","ada@example.org":1,"12345":2}`)}),
+		id("a", &sdk.Contact{Phone: "+33612345678", LastName: "Lovelace"}),
+		id("a", nil), // no contact: not counted
+		{Item: &vigiev1.SyncItem_SegmentChange{SegmentChange: &vigiev1.SegmentChange{Site: "b"}}, Contact: &sdk.Contact{Email: "y@example.org"}},
+	}
+	if err := rt.auditContacts(context.Background(), p, "sync", items); err != nil {
+		t.Fatal(err)
+	}
+	want := []ContactResolution{
+		{Plugin: "crm", Site: "a", Fields: []string{"email", "last_name", "phone", "traits.company", "traits.other"}, Count: 2, Via: "sync"},
+		{Plugin: "crm", Site: "b", Fields: []string{"email"}, Count: 1, Via: "sync"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	// A failing audit keeps the contacts from the plugin.
+	rt.cfg.ContactAudit = func(context.Context, ContactResolution) error { return errors.New("disk full") }
+	if err := rt.auditContacts(context.Background(), p, "sync", items); err == nil {
+		t.Fatal("audit error not returned")
 	}
 }

@@ -10,6 +10,12 @@
 //	vigie.enriched.<site>.<type>   → segmenters (profiles, scores, segments)
 //	vigie.segments.<site>.<seg>.*  → syncers (with identify events)
 //
+// The runtime declares the streams it reads and writes (package streams)
+// and its durable consumers at start, and again whenever an error says one
+// is missing (NATS restarted on an empty store): it carries on rather than
+// failing forever. NATS being down at start delays the consumers, not
+// Start.
+//
 // Delivery is at least once: a message is acked after the plugin returns,
 // naked with exponential backoff on error, and after Config.MaxDeliver
 // deliveries copied to the dead-letter stream (vigie.dead.<plugin>) with
@@ -24,6 +30,7 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -34,6 +41,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
@@ -50,6 +58,10 @@ type Runtime struct {
 	mu        sync.Mutex
 	enrichers []*proc
 	consumers map[string][]*consumer // by plugin name ("" for the enrich stage)
+
+	// decl declares the streams; recoverMu serializes recover.
+	decl      *streams.Declarer
+	recoverMu sync.Mutex
 
 	flushMu  sync.Mutex
 	loopStop context.CancelFunc // stops serve goroutines
@@ -83,7 +95,8 @@ func New(cfg Config) (*Runtime, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rt := &Runtime{cfg: cfg, log: cfg.Logger, procs: map[string]*proc{}, consumers: map[string][]*consumer{}}
+	rt := &Runtime{cfg: cfg, log: cfg.Logger, procs: map[string]*proc{}, consumers: map[string][]*consumer{},
+		decl: streams.NewDeclarer(cfg.Streams)}
 	rt.metrics = newMetrics(cfg.Registerer)
 	for _, s := range cfg.Plugins {
 		p := newProc(rt, s)
@@ -115,6 +128,8 @@ func (rt *Runtime) checkManifest(s Spec, m sdk.Manifest) error {
 // Start creates the streams, launches every plugin, waits (until ctx is
 // done) for each one's first start, and starts the consumers. A plugin
 // that does not start is reported and retried; it does not stop Start.
+// Neither does NATS being unreachable: streams and consumers are then
+// declared, in the background, once it is back.
 func (rt *Runtime) Start(ctx context.Context) error {
 	if rt.started {
 		return fmt.Errorf("plugins: already started")
@@ -123,8 +138,10 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	if len(rt.order) == 0 {
 		return nil
 	}
-	if err := rt.ensureStreams(ctx); err != nil {
-		return err
+	if !rt.connected() {
+		rt.log.Warn("nats unreachable; streams and consumers will be declared once it is back")
+	} else if err := rt.decl.Ensure(ctx, rt.cfg.JetStream); err != nil {
+		rt.log.Warn("streams not declared yet; retrying in the background", "err", err)
 	}
 	pctx, pstop := context.WithCancel(context.Background())
 	lctx, lstop := context.WithCancel(context.Background())
@@ -152,11 +169,16 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		}
 	}
 	rt.refreshEnrichers()
-	enrich := &consumer{rt: rt, durable: enrichConsumer, stream: eventsStream, stage: stageEnrich,
-		filters: []string{"vigie.events.>"}, handle: rt.enrich}
-	if err := rt.startConsumer(ctx, "", enrich); err != nil {
-		rt.Stop(context.Background())
-		return err
+	enrich := &consumer{rt: rt, durable: enrichConsumer, stream: streams.Events, stage: stageEnrich,
+		filters: []string{streams.EventsPrefix + ">"}, handle: rt.enrich}
+	if err := rt.openConsumer(ctx, "", enrich); err != nil {
+		// NATS is not there yet, or not ready: keep trying in the
+		// background.
+		rt.loops.Add(1)
+		go func() {
+			defer rt.loops.Done()
+			rt.startConsumers(lctx, "", enrich)
+		}()
 	}
 	for _, p := range rt.order {
 		rt.loops.Add(1)
@@ -198,30 +220,52 @@ func (rt *Runtime) serve(lctx context.Context, p *proc) {
 	_, m, _, _ := p.snapshot()
 	var cs []*consumer
 	if slices.Contains(m.Kinds, sdk.KindSegmenter) {
-		cs = append(cs, &consumer{rt: rt, durable: "segment-" + p.spec.Name, stream: EnrichedStream, stage: stageSegment,
-			filters: subjectFilters(enrichedPrefix, m.Filter), owner: p, handle: rt.segment(p)})
+		cs = append(cs, &consumer{rt: rt, durable: "segment-" + p.spec.Name, stream: streams.Enriched, stage: stageSegment,
+			filters: subjectFilters(streams.EnrichedPrefix, m.Filter), owner: p, handle: rt.segment(p)})
 	}
 	if slices.Contains(m.Kinds, sdk.KindSyncer) {
 		cs = append(cs,
-			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-segments", stream: SegmentsStream, stage: stageSync,
-				filters: []string{segmentsPrefix + ">"}, owner: p, handle: rt.sync(p)},
-			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-privacy", stream: PrivacyStream, stage: stageSync,
-				filters: []string{privacyPrefix + ">"}, owner: p, handle: rt.sync(p)},
-			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: EnrichedStream, stage: stageSync,
-				filters: []string{enrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-segments", stream: streams.Segments, stage: stageSync,
+				filters: []string{streams.SegmentsPrefix + ">"}, owner: p, handle: rt.sync(p)},
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-privacy", stream: streams.Privacy, stage: stageSync,
+				filters: []string{streams.PrivacyPrefix + ">"}, owner: p, handle: rt.sync(p)},
+			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: streams.Enriched, stage: stageSync,
+				filters: []string{streams.EnrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
 	}
+	rt.startConsumers(lctx, p.spec.Name, cs...)
+}
+
+// startConsumers opens and runs each of cs (see openConsumer), retrying
+// until it succeeds or lctx is done.
+func (rt *Runtime) startConsumers(lctx context.Context, plugin string, cs ...*consumer) {
 	for _, c := range cs {
 		for lctx.Err() == nil {
-			octx, cancel := context.WithTimeout(lctx, 10*time.Second)
-			err := rt.startConsumer(octx, p.spec.Name, c)
-			cancel()
+			err := rt.openConsumer(lctx, plugin, c)
 			if err == nil {
 				break
 			}
-			rt.log.Error("consumer not created; retrying", "plugin", p.spec.Name, "err", err)
-			sleep(lctx, 5*time.Second)
+			if !errors.Is(err, ErrBusDown) {
+				rt.log.Error("consumer not created; retrying", "plugin", plugin, "consumer", c.durable, "err", err)
+				rt.recover(lctx, err)
+			}
+			sleep(lctx, 2*time.Second)
 		}
 	}
+}
+
+// openConsumer declares the streams if that never succeeded yet, then
+// starts c (see startConsumer). It returns ErrBusDown at once when NATS is
+// not connected.
+func (rt *Runtime) openConsumer(ctx context.Context, plugin string, c *consumer) error {
+	if !rt.connected() {
+		return ErrBusDown
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rt.decl.Ensure(octx, rt.cfg.JetStream); err != nil {
+		return err
+	}
+	return rt.startConsumer(octx, plugin, c)
 }
 
 // startConsumer opens c and its replay consumer and runs both in c's
@@ -230,8 +274,8 @@ func (rt *Runtime) startConsumer(ctx context.Context, plugin string, c *consumer
 	if err := c.open(ctx); err != nil {
 		return err
 	}
-	replay := &consumer{rt: rt, durable: c.durable + "-replay", stream: DeadStream, stage: c.stage,
-		filters: []string{replaySubject(c.durable)}, owner: c.owner, handle: c.handle}
+	replay := &consumer{rt: rt, durable: c.durable + "-replay", stream: streams.Dead, stage: c.stage,
+		filters: []string{streams.ReplaySubject(c.durable)}, owner: c.owner, handle: c.handle}
 	if err := replay.open(ctx); err != nil {
 		return err
 	}
@@ -252,6 +296,48 @@ func (rt *Runtime) startConsumer(ctx context.Context, plugin string, c *consumer
 	return nil
 }
 
+// connected reports whether the NATS connection is up.
+func (rt *Runtime) connected() bool {
+	nc := rt.cfg.JetStream.Conn()
+	return nc != nil && nc.IsConnected()
+}
+
+// recover declares the streams and every running consumer (with its replay
+// twin) again when cause says one is missing (streams.IsMissing), at most
+// once per streams.DefaultInterval however many consumers and publishers
+// report it. Consumers not running yet are retried by startConsumers.
+func (rt *Runtime) recover(ctx context.Context, cause error) {
+	if !streams.IsMissing(cause) || ctx.Err() != nil {
+		return
+	}
+	rt.recoverMu.Lock()
+	defer rt.recoverMu.Unlock()
+	ran, err := rt.decl.Redeclare(ctx, rt.cfg.JetStream)
+	if !ran {
+		return
+	}
+	if err != nil {
+		rt.log.Warn("a stream or consumer is missing; streams not declared again yet", "cause", cause, "err", err)
+		return
+	}
+	rt.mu.Lock()
+	var cs []*consumer
+	for _, list := range rt.consumers {
+		cs = append(cs, list...)
+	}
+	rt.mu.Unlock()
+	failed := 0
+	for _, c := range cs {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := c.open(octx); err != nil {
+			failed++
+			rt.log.Warn("consumer not declared again yet", "consumer", c.durable, "err", err)
+		}
+		cancel()
+	}
+	rt.log.Warn("a stream or consumer was missing; declared them again", "cause", cause, "consumers", len(cs), "failed", failed)
+}
+
 // housekeeping publishes segment changes left over by a crash and refreshes
 // the lag gauges.
 func (rt *Runtime) housekeeping(ctx context.Context) {
@@ -260,6 +346,7 @@ func (rt *Runtime) housekeeping(ctx context.Context) {
 	for {
 		if err := rt.flushChanges(ctx); err != nil && ctx.Err() == nil {
 			rt.log.Warn("segment changes not published yet", "err", err)
+			rt.recover(ctx, err)
 		}
 		rt.refreshLag(ctx)
 		select {
@@ -286,7 +373,7 @@ func (rt *Runtime) flushChanges(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			msg := nats.NewMsg(SegmentSubject(pc.Change))
+			msg := nats.NewMsg(streams.SegmentSubject(pc.Change))
 			msg.Data = data
 			msg.Header.Set(nats.MsgIdHdr, changeID(pc.Change))
 			if futs[i], err = rt.cfg.JetStream.PublishMsgAsync(msg); err != nil {
@@ -298,7 +385,7 @@ func (rt *Runtime) flushChanges(ctx context.Context) error {
 			select {
 			case <-f.Ok():
 				done = append(done, pend[i].Key)
-				rt.metrics.changes.WithLabelValues(pend[i].Change.GetSite(), SegmentSubject(pend[i].Change)[len(segmentsPrefix):]).Inc()
+				rt.metrics.changes.WithLabelValues(pend[i].Change.GetSite(), streams.SegmentSubject(pend[i].Change)[len(streams.SegmentsPrefix):]).Inc()
 			case err := <-f.Err():
 				_ = rt.cfg.Store.AckPendingChanges(done)
 				return err
@@ -316,54 +403,6 @@ func (rt *Runtime) flushChanges(ctx context.Context) error {
 // changeID is a segment change's Nats-Msg-Id.
 func changeID(c *vigiev1.SegmentChange) string {
 	return fmt.Sprintf("seg:%s:%s:%s:%d", c.GetEventId(), c.GetSubject(), c.GetSegment(), c.GetTransition())
-}
-
-// PrivacySubject is the subject of a privacy event:
-// vigie.privacy.<site>.consent or vigie.privacy.<site>.erasure.
-func PrivacySubject(e *vigiev1.PrivacyEvent) string {
-	kind := "consent"
-	if e.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
-		kind = "erasure"
-	}
-	return privacyPrefix + e.GetSite() + "." + kind
-}
-
-// PublishPrivacy publishes a consent change or an erasure for the syncers
-// (each gets it through its "sync-<name>-privacy" consumer). It waits for
-// JetStream's acknowledgement.
-func (rt *Runtime) PublishPrivacy(ctx context.Context, e *vigiev1.PrivacyEvent) error {
-	data, err := proto.Marshal(e)
-	if err != nil {
-		return err
-	}
-	msg := nats.NewMsg(PrivacySubject(e))
-	msg.Data = data
-	msg.Header.Set(nats.MsgIdHdr, fmt.Sprintf("privacy:%s:%s:%d:%d", e.GetSite(), e.GetSubject(), e.GetAction(), e.GetAtMs()))
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := rt.cfg.JetStream.PublishMsg(pctx, msg); err != nil {
-		return fmt.Errorf("plugins: publish privacy event: %w", err)
-	}
-	return nil
-}
-
-// ensureStreams creates or updates the derived streams.
-func (rt *Runtime) ensureStreams(ctx context.Context) error {
-	for _, sc := range []jetstream.StreamConfig{
-		{Name: EnrichedStream, Subjects: []string{enrichedPrefix + ">"}},
-		{Name: SegmentsStream, Subjects: []string{segmentsPrefix + ">"}},
-		{Name: PrivacyStream, Subjects: []string{privacyPrefix + ">"}},
-		{Name: DeadStream, Subjects: []string{deadPrefix + ">", replayPrefix + ">"}},
-	} {
-		sc.Storage = jetstream.FileStorage
-		sc.MaxAge = rt.cfg.StreamMaxAge
-		sc.Replicas = rt.cfg.Replicas
-		sc.Duplicates = 2 * time.Minute
-		if _, err := rt.cfg.JetStream.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("plugins: stream %s: %w", sc.Name, err)
-		}
-	}
-	return nil
 }
 
 // Stop stops the consumers (messages being handled are naked for later),

@@ -11,43 +11,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
 
-// Streams and subjects of the plugin runtime. Events enter on
-// vigie.events.<site>.<type> (stream VIGIE_EVENTS, written by the proxy).
+// Names of the runtime's own making; streams and subjects are declared in
+// package streams.
 const (
-	EnrichedStream  = "VIGIE_ENRICHED"
-	SegmentsStream  = "VIGIE_SEGMENTS"
-	PrivacyStream   = "VIGIE_PRIVACY"
-	privacyPrefix   = "vigie.privacy."
-	DeadStream      = "VIGIE_DEAD"
-	eventsStream    = "VIGIE_EVENTS"
-	enrichedPrefix  = "vigie.enriched."
-	segmentsPrefix  = "vigie.segments."
-	deadPrefix      = "vigie.dead."
-	replayPrefix    = "vigie.replay."
 	enrichConsumer  = "enrich"
 	reasonWithdrawn = "consent-withdrawn"
 )
-
-// EnrichedSubject is the subject an enriched event is published on.
-func EnrichedSubject(site, typ string) string { return enrichedPrefix + site + "." + typ }
-
-// SegmentSubject is the subject of a segment change:
-// vigie.segments.<site>.<segment>.entered|exited.
-func SegmentSubject(c *vigiev1.SegmentChange) string {
-	dir := "entered"
-	if c.GetTransition() == vigiev1.Transition_TRANSITION_EXITED {
-		dir = "exited"
-	}
-	return segmentsPrefix + c.GetSite() + "." + c.GetSegment() + "." + dir
-}
-
-func deadSubject(plugin string) string    { return deadPrefix + plugin }
-func replaySubject(durable string) string { return replayPrefix + durable }
 
 // matches reports whether ev passes filter f.
 func matches(f sdk.Filter, ev *vigiev1.Event) bool {
@@ -190,7 +165,7 @@ func (rt *Runtime) publishEvents(ctx context.Context, evs []*vigiev1.Event, errs
 			errs[i] = fmt.Errorf("%w: %v", errPermanent, err)
 			continue
 		}
-		msg := nats.NewMsg(EnrichedSubject(ev.GetSite(), ev.GetType()))
+		msg := nats.NewMsg(streams.EnrichedSubject(ev.GetSite(), ev.GetType()))
 		msg.Data = data
 		msg.Header.Set(nats.MsgIdHdr, ev.GetId())
 		futs[i], errs[i] = rt.cfg.JetStream.PublishMsgAsync(msg)
@@ -316,6 +291,7 @@ func (rt *Runtime) segment(p *proc) handler {
 		}
 		if err := rt.flushChanges(ctx); err != nil {
 			rt.log.Warn("segment changes not published yet", "err", err)
+			rt.recover(ctx, err)
 		}
 		return errs
 	}
@@ -341,6 +317,12 @@ func (rt *Runtime) sync(p *proc) handler {
 			}
 		}
 		if len(items) == 0 {
+			return errs
+		}
+		if err := rt.auditContacts(ctx, p, "sync", items); err != nil {
+			for _, i := range idx {
+				errs[i] = err
+			}
 			return errs
 		}
 		var itemErrs []error
@@ -370,7 +352,7 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 	var site, subj string
 	var granted []string
 	item := &vigiev1.SyncItem{}
-	if strings.HasPrefix(subject, privacyPrefix) {
+	if strings.HasPrefix(subject, streams.PrivacyPrefix) {
 		pe := &vigiev1.PrivacyEvent{}
 		if err := proto.Unmarshal(data, pe); err != nil {
 			return nil, fmt.Errorf("%w: undecodable privacy event: %v", errPermanent, err)
@@ -383,7 +365,7 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 		item.Item = &vigiev1.SyncItem_Privacy{Privacy: pe}
 		return item, nil
 	}
-	if strings.HasPrefix(subject, segmentsPrefix) {
+	if strings.HasPrefix(subject, streams.SegmentsPrefix) {
 		c := &vigiev1.SegmentChange{}
 		if err := proto.Unmarshal(data, c); err != nil {
 			return nil, fmt.Errorf("%w: undecodable segment change: %v", errPermanent, err)

@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
@@ -77,7 +78,7 @@ type DeadLetter struct {
 func (rt *Runtime) Status(ctx context.Context) []Status {
 	out := make([]Status, 0, len(rt.order))
 	// The enrich stage's consumers are shown with every enricher: read once.
-	enrichCS, enrichLag := rt.consumerStatus(ctx, "")
+	enrichCS, enrichLag, _ := rt.consumerStatus(ctx, "")
 	for _, p := range rt.order {
 		st, m, lastErr, since := p.snapshot()
 		s := Status{
@@ -89,7 +90,7 @@ func (rt *Runtime) Status(ctx context.Context) []Status {
 		if m.Name != "" {
 			s.Manifest = manifestJSON(m)
 		}
-		s.Consumers, s.Lag = rt.consumerStatus(ctx, p.spec.Name)
+		s.Consumers, s.Lag, _ = rt.consumerStatus(ctx, p.spec.Name)
 		if rt.isEnricher(p) {
 			s.Consumers, s.Lag = append(s.Consumers, enrichCS...), s.Lag+enrichLag
 		}
@@ -135,8 +136,12 @@ func manifestJSON(m sdk.Manifest) *Manifest {
 }
 
 // consumerStatus reports the consumers of one plugin ("" is the enrich
-// stage) and their total lag.
-func (rt *Runtime) consumerStatus(ctx context.Context, plugin string) ([]ConsumerStatus, uint64) {
+// stage) and their total lag; missing is the error of the first consumer
+// that does not exist (any more).
+func (rt *Runtime) consumerStatus(ctx context.Context, plugin string) (_ []ConsumerStatus, _ uint64, missing error) {
+	if !rt.connected() {
+		return nil, 0, nil // not waiting for NATS: unknown while it is down
+	}
 	rt.mu.Lock()
 	cs := append([]*consumer(nil), rt.consumers[plugin]...)
 	rt.mu.Unlock()
@@ -144,27 +149,38 @@ func (rt *Runtime) consumerStatus(ctx context.Context, plugin string) ([]Consume
 	var lag uint64
 	for _, c := range cs {
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		info, err := c.cons.Info(ictx)
+		info, err := c.current().Info(ictx)
 		cancel()
 		if err != nil {
+			if missing == nil && streams.IsMissing(err) {
+				missing = err
+			}
 			continue
 		}
 		out = append(out, ConsumerStatus{Name: c.durable, Stream: c.stream, Pending: info.NumPending, AckPending: info.NumAckPending})
 		lag += info.NumPending + uint64(info.NumAckPending)
 	}
-	return out, lag
+	return out, lag, missing
 }
 
-// refreshLag updates the lag gauges.
+// refreshLag updates the lag gauges. It is also how a consumer that NATS
+// lost is noticed when nothing else says so: a pull request to a consumer
+// that no longer exists gets no answer at all from a nats-server with a
+// system account (the JetStream API import swallows it), so fetches just
+// come back empty; the consumer's info says it is missing.
 func (rt *Runtime) refreshLag(ctx context.Context) {
-	_, enrichLag := rt.consumerStatus(ctx, "")
+	_, enrichLag, missing := rt.consumerStatus(ctx, "")
 	for _, p := range rt.order {
-		_, lag := rt.consumerStatus(ctx, p.spec.Name)
+		_, lag, m := rt.consumerStatus(ctx, p.spec.Name)
 		if rt.isEnricher(p) {
 			lag += enrichLag
 		}
+		if missing == nil {
+			missing = m
+		}
 		rt.metrics.lag.WithLabelValues(p.spec.Name).Set(float64(lag))
 	}
+	rt.recover(ctx, missing)
 }
 
 // DeadLetters returns up to limit of plugin's dead letters (oldest first)
@@ -188,7 +204,7 @@ func (rt *Runtime) DeadLetters(ctx context.Context, plugin string, limit int) ([
 func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 	n, _ := strconv.Atoi(m.Header.Get(hdrDeliver))
 	var id string
-	if subj := m.Header.Get(hdrSubject); strings.HasPrefix(subj, segmentsPrefix) {
+	if subj := m.Header.Get(hdrSubject); strings.HasPrefix(subj, streams.SegmentsPrefix) {
 		var c vigiev1.SegmentChange
 		if proto.Unmarshal(m.Data, &c) == nil {
 			id = c.GetEventId()
@@ -208,11 +224,14 @@ func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 // readDead reads up to limit dead letters of plugin (limit < 0: all) and
 // returns them with the total count.
 func (rt *Runtime) readDead(ctx context.Context, plugin string, limit int) ([]*jetstream.RawStreamMsg, int, error) {
-	st, err := rt.cfg.JetStream.Stream(ctx, DeadStream)
+	if !rt.connected() {
+		return nil, 0, ErrBusDown
+	}
+	st, err := rt.cfg.JetStream.Stream(ctx, streams.Dead)
 	if err != nil {
 		return nil, 0, err
 	}
-	subj := deadSubject(plugin)
+	subj := streams.DeadSubject(plugin)
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return nil, 0, err
@@ -245,13 +264,13 @@ func (rt *Runtime) Replay(ctx context.Context, plugin string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	st, err := rt.cfg.JetStream.Stream(ctx, DeadStream)
+	st, err := rt.cfg.JetStream.Stream(ctx, streams.Dead)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, m := range msgs {
-		out := nats.NewMsg(replaySubject(m.Header.Get(hdrConsumer)))
+		out := nats.NewMsg(streams.ReplaySubject(m.Header.Get(hdrConsumer)))
 		out.Data = m.Data
 		out.Header.Set(hdrSubject, m.Header.Get(hdrSubject))
 		out.Header.Set(nats.MsgIdHdr, "replay:"+strconv.FormatUint(m.Sequence, 10))

@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/proxy/keyring"
+	"github.com/vigie-dev/vigie/proxy/privacy"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -23,7 +27,8 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 		}
 		hdr := r.Header.Get("Authorization")
 		tok, ok := authCredentials(hdr, "Bearer")
-		if !ok || !s.keyring.CheckAdminToken(tok) {
+		t, valid := s.keyring.CheckToken(tok)
+		if !ok || !valid || t.Role != keyring.RoleAdmin {
 			if hdr != "" {
 				s.authFailed(r, authAdmin)
 			}
@@ -31,11 +36,10 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token", nil)
 			return
 		}
-		h(w, r)
+		// The audit trail names the token by id and role, never by value.
+		h(w, r.WithContext(privacy.WithActor(r.Context(), privacy.TokenActor(t.ID, t.Role))))
 	})
 }
-
-var eventJSON = protojson.MarshalOptions{UseProtoNames: true}
 
 // siteAndLimit reads the query parameters the admin listings share: site
 // (may be left out when only one site is configured) and limit (1–1000,
@@ -62,15 +66,61 @@ func (s *Server) siteAndLimit(w http.ResponseWriter, r *http.Request, def int) (
 	return site, limit, true
 }
 
+// maxAdminScan bounds the events one filtered listing reads (see
+// storage.EventQuery.MaxScan): a filter that matches rarely returns a short
+// page and a cursor rather than reading a whole site.
+const maxAdminScan = 10_000
+
 // handleAdminEvents lists stored events, newest first, exactly as stored
 // (pseudonymized). Query: site (required when several sites exist), limit
-// (1–1000, default 100), after (the cursor "next" of the previous page).
+// (1–1000, default 100), after (the cursor "next" of the previous page),
+// and filters: type (comma-separated event types), name (the event, page or
+// screen name, exactly), from and to (event time, RFC 3339 or Unix
+// milliseconds; from inclusive, to exclusive). A filtered page may hold
+// fewer events than limit while "next" is still set.
 func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 	site, limit, ok := s.siteAndLimit(w, r, 100)
 	if !ok {
 		return
 	}
-	raw, next, err := s.store.Events(r.Context(), site, limit, r.URL.Query().Get("after"))
+	q := r.URL.Query()
+	eq := storage.EventQuery{Limit: limit, Before: q.Get("after")}
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &eq.From}, {"to", &eq.To}} {
+		if v := q.Get(f.name); v != "" {
+			t, ok := parseAdminTime(v)
+			if !ok {
+				writeJSON(w, http.StatusBadRequest, apiError{Code: "invalid_time", Field: f.name,
+					Error: f.name + ": must be an RFC 3339 time (2026-01-31T12:00:00Z) or Unix milliseconds"})
+				return
+			}
+			*f.t = t
+		}
+	}
+	var types []string
+	if v := q.Get("type"); v != "" {
+		types = strings.Split(v, ",")
+	}
+	name, hasName := q.Get("name"), q.Has("name")
+	var decoded []*vigiev1.Event
+	eq.Keep = func(b []byte) bool {
+		ev := &vigiev1.Event{}
+		if err := proto.Unmarshal(b, ev); err != nil {
+			s.log.Error("stored event does not decode", "err", err)
+			return false
+		}
+		if (types != nil && !slices.Contains(types, ev.GetType())) || (hasName && ev.GetName() != name) {
+			return false
+		}
+		decoded = append(decoded, ev)
+		return true
+	}
+	if types != nil || hasName {
+		eq.MaxScan = maxAdminScan
+	}
+	_, next, err := s.store.ListEvents(r.Context(), site, eq)
 	switch {
 	case errors.Is(err, storage.ErrInvalidKey):
 		writeError(w, http.StatusBadRequest, "invalid_cursor", "after: not a cursor returned by this listing", nil)
@@ -80,14 +130,9 @@ func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "events could not be read; retry later", nil)
 		return
 	}
-	events := make([]json.RawMessage, 0, len(raw))
-	for _, b := range raw {
-		var ev vigiev1.Event
-		if err := proto.Unmarshal(b, &ev); err != nil {
-			s.log.Error("stored event does not decode", "err", err)
-			continue
-		}
-		j, err := eventAsJSON(&ev)
+	events := make([]json.RawMessage, 0, len(decoded))
+	for _, ev := range decoded {
+		j, err := eventAsJSON(ev)
 		if err != nil {
 			s.log.Error("stored event does not encode as JSON", "err", err)
 			continue
@@ -97,28 +142,23 @@ func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": events, "next": next})
 }
 
-// eventAsJSON is the protobuf JSON form of ev, with properties and traits
-// shown as the JSON objects they are rather than base64 bytes.
-func eventAsJSON(ev *vigiev1.Event) (json.RawMessage, error) {
-	j, err := eventJSON.Marshal(ev)
-	if err != nil {
-		return nil, err
+// parseAdminTime reads a time of the admin API: RFC 3339, or Unix
+// milliseconds.
+func parseAdminTime(v string) (time.Time, bool) {
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if ms < 0 {
+			return time.Time{}, false
+		}
+		return time.UnixMilli(ms), true
 	}
-	if len(ev.GetProperties()) == 0 && len(ev.GetTraits()) == 0 {
-		return j, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(j, &m); err != nil {
-		return nil, err
-	}
-	if p := ev.GetProperties(); len(p) > 0 && json.Valid(p) {
-		m["properties"] = p
-	}
-	if t := ev.GetTraits(); len(t) > 0 && json.Valid(t) {
-		m["traits"] = t
-	}
-	return json.Marshal(m)
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
 }
+
+// eventAsJSON is ev as the admin API shows it (adminJSON): times as
+// numbers, lower-case modes, properties and traits as the JSON objects
+// they are.
+func eventAsJSON(ev *vigiev1.Event) (json.RawMessage, error) { return adminJSON(ev) }
 
 // handleAdminStats reports storage and pipeline counters.
 func (s *Server) handleAdminStats(w http.ResponseWriter, r *http.Request) {

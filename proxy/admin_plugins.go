@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
@@ -84,7 +85,7 @@ func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
 	recent := make([]json.RawMessage, 0, len(changes))
 	for _, c := range changes {
-		if b, err := eventJSON.Marshal(c); err == nil {
+		if b, err := adminJSON(c); err == nil {
 			recent = append(recent, b)
 		}
 	}
@@ -117,8 +118,12 @@ func (s *Server) handleAdminEnriched(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"events": events})
 		return
 	}
+	if !s.bus.Connected() { // answer now rather than wait for NATS
+		writeError(w, http.StatusServiceUnavailable, "bus_unavailable", "the enriched stream cannot be read now", nil)
+		return
+	}
 	ctx := r.Context()
-	st, err := s.bus.JetStream().Stream(ctx, plugins.EnrichedStream)
+	st, err := s.bus.JetStream().Stream(ctx, streams.Enriched)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "bus_unavailable", "the enriched stream cannot be read now", nil)
 		return
@@ -128,7 +133,7 @@ func (s *Server) handleAdminEnriched(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "bus_unavailable", "the enriched stream cannot be read now", nil)
 		return
 	}
-	prefix := plugins.EnrichedSubject(site, "")
+	prefix := streams.EnrichedSubject(site, "")
 	// Look at no more than 10 messages per event asked for, so that a
 	// busy other site cannot make this scan the whole stream.
 	for seq, scanned := info.State.LastSeq, 0; seq >= info.State.FirstSeq && seq > 0 && len(events) < limit && scanned < 10*limit; seq, scanned = seq-1, scanned+1 {

@@ -74,7 +74,7 @@ func TestSegmentAnalyticsNodeClient(t *testing.T) {
 		}
 	}
 	for _, e := range evs {
-		if e["type"] == "track" && (e["name"] != "Node Signed Up" || e["mode"] != "MODE_PSEUDONYMOUS") {
+		if e["type"] == "track" && (e["name"] != "Node Signed Up" || e["mode"] != "pseudonymous") {
 			t.Errorf("track from analytics-node: %v", e)
 		}
 		if e["library"] == nil {

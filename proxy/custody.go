@@ -150,7 +150,7 @@ func Check(ctx context.Context, cfg config.Config) preflight.Report {
 			row.Status, row.Detail = preflight.Pass, "opens with "+st.MasterKeyID
 		}
 	}
-	return append(rep, row)
+	return append(rep, row, OrganizationCheck(cfg))
 }
 
 // dirHasEntries reports whether dir exists and is not empty.

@@ -99,6 +99,16 @@ func (ns *natsServer) stop() {
 	ns.cmd = nil
 }
 
+// kill kills the server (SIGKILL) and waits for it.
+func (ns *natsServer) kill() {
+	if ns.cmd == nil || ns.cmd.Process == nil {
+		return
+	}
+	_ = ns.cmd.Process.Kill()
+	_ = ns.cmd.Wait()
+	ns.cmd = nil
+}
+
 // externalStream reads VIGIE_EVENTS from the external server directly.
 func externalStream(t *testing.T, ns *natsServer, want int) []streamMsg {
 	t.Helper()

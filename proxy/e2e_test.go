@@ -36,7 +36,7 @@ func TestTrackReachesBadgerAndJetStream(t *testing.T) {
 		t.Fatalf("stored %d events, want 1", len(evs))
 	}
 	ev := evs[0]
-	if ev["type"] != "track" || ev["name"] != "Signed Up" || ev["mode"] != "MODE_PSEUDONYMOUS" {
+	if ev["type"] != "track" || ev["name"] != "Signed Up" || ev["mode"] != "pseudonymous" {
 		t.Fatalf("stored event: %v", ev)
 	}
 	if ev["user_id"] == "" || ev["user_id"] == "user-42" || ev["anonymous_id"] == "anon-123" || ev["subject"] != ev["user_id"] {
@@ -307,7 +307,7 @@ func TestPixel(t *testing.T) {
 		t.Fatalf("pixel cacheable: %v", resp.Header)
 	}
 	evs := adminEvents(t, in, "site=demo")
-	if len(evs) != 1 || evs[0]["type"] != "page" || evs[0]["mode"] != "MODE_ANONYMOUS" || evs[0]["source"] != "pixel" {
+	if len(evs) != 1 || evs[0]["type"] != "page" || evs[0]["mode"] != "anonymous" || evs[0]["source"] != "pixel" {
 		t.Fatalf("pixel event: %v", evs)
 	}
 	if p := evs[0]["page"].(map[string]any); p["path"] != "/a" || p["url"] != nil {
@@ -320,7 +320,7 @@ func TestPixel(t *testing.T) {
 	}
 	resp.Body.Close()
 	evs = adminEvents(t, in, "site=demo")
-	if len(evs) != 2 || evs[0]["mode"] != "MODE_PSEUDONYMOUS" || evs[0]["anonymous_id"] == nil || evs[0]["anonymous_id"] == "abc" {
+	if len(evs) != 2 || evs[0]["mode"] != "pseudonymous" || evs[0]["anonymous_id"] == nil || evs[0]["anonymous_id"] == "abc" {
 		t.Fatalf("consented pixel event: %v", evs[0])
 	}
 	if code, body := in.Do("GET", "/v1/p.gif?k=nope", nil, nil); code != 401 {
@@ -410,14 +410,14 @@ func TestConsentDecisions(t *testing.T) {
 		mode     string
 		purposes string
 	}{
-		{"no consent, anonymous policy", nil, ``, nil, true, "MODE_ANONYMOUS", ""},
+		{"no consent, anonymous policy", nil, ``, nil, true, "anonymous", ""},
 		{"no consent, drop policy", []proxytest.Option{drop}, ``, nil, false, "", ""},
-		{"analytics granted", nil, `{"analytics":true}`, nil, true, "MODE_PSEUDONYMOUS", "[analytics necessary]"},
-		{"segment categories", nil, `{"categoryPreferences":{"Advertising":true,"Analytics":true}}`, nil, true, "MODE_PSEUDONYMOUS", "[analytics marketing necessary]"},
-		{"GPC beats marketing grant", nil, `{"analytics":true,"marketing":true}`, http.Header{"Sec-Gpc": {"1"}}, true, "MODE_PSEUDONYMOUS", "[analytics necessary]"},
-		{"DNT denies marketing", nil, `{"marketing":true,"analytics":true}`, http.Header{"Dnt": {"1"}}, true, "MODE_PSEUDONYMOUS", "[analytics necessary]"},
-		{"explicit denial", nil, `{"analytics":false}`, nil, true, "MODE_ANONYMOUS", ""},
-		{"invalid consent is none", nil, `{"analytics":"yes please"}`, nil, true, "MODE_ANONYMOUS", ""},
+		{"analytics granted", nil, `{"analytics":true}`, nil, true, "pseudonymous", "[analytics necessary]"},
+		{"segment categories", nil, `{"categoryPreferences":{"Advertising":true,"Analytics":true}}`, nil, true, "pseudonymous", "[analytics marketing necessary]"},
+		{"GPC beats marketing grant", nil, `{"analytics":true,"marketing":true}`, http.Header{"Sec-Gpc": {"1"}}, true, "pseudonymous", "[analytics necessary]"},
+		{"DNT denies marketing", nil, `{"marketing":true,"analytics":true}`, http.Header{"Dnt": {"1"}}, true, "pseudonymous", "[analytics necessary]"},
+		{"explicit denial", nil, `{"analytics":false}`, nil, true, "anonymous", ""},
+		{"invalid consent is none", nil, `{"analytics":"yes please"}`, nil, true, "anonymous", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -451,7 +451,7 @@ func TestConsentDecisions(t *testing.T) {
 			if ev["mode"] != c.mode {
 				t.Fatalf("mode %v, want %s", ev["mode"], c.mode)
 			}
-			if c.mode == "MODE_ANONYMOUS" && (ev["user_id"] != nil || ev["anonymous_id"] != nil || ev["subject"] != nil) {
+			if c.mode == "anonymous" && (ev["user_id"] != nil || ev["anonymous_id"] != nil || ev["subject"] != nil) {
 				t.Fatalf("anonymous event keeps an identifier: %v", ev)
 			}
 			if got := fmt.Sprint(ev["purposes"]); c.purposes != "" && got != c.purposes {

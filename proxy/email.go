@@ -88,7 +88,7 @@ func (e emailRecorder) EmailConsent(ctx context.Context, site, recipient string)
 	if e.s.byID[site] == nil || recipient == "" {
 		return false, nil
 	}
-	return e.s.ledger.get(ctx, site, recipient).granted.Has(consent.Marketing), nil
+	return e.s.ledger.Get(ctx, site, recipient).Granted.Has(consent.Marketing), nil
 }
 
 // RecordEmail implements email.Recorder.
@@ -106,11 +106,11 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 	}
 	if h.Granted && h.Recipient != "" {
 		hit.Recipient = h.Recipient
-		hit.Granted = e.s.ledger.get(ctx, h.Site, h.Recipient).granted
+		hit.Granted = e.s.ledger.Get(ctx, h.Site, h.Recipient).Granted
 	}
 	res := e.s.pipe.ProcessEmail(st.pipe, hit)
 	e.s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
-	e.s.count(st, res)
+	e.s.count(nil, st, res)
 	if res.Outcome != pipeline.Stored {
 		return nil
 	}
@@ -133,6 +133,10 @@ type rewriteRequest struct {
 	// message each. Or MergeTag for one message with the ESP's placeholder.
 	Recipients []string `json:"recipients"`
 	MergeTag   string   `json:"merge_tag"`
+	// PreferenceMergeTag, in merge-tag mode, is the ESP's placeholder for
+	// the vigie_preference contact attribute: the List-Unsubscribe headers
+	// of the answer then carry it. Optional.
+	PreferenceMergeTag string `json:"preference_merge_tag"`
 	// BaseURL is Vigie's public URL; default public_url, else this
 	// request's own scheme and host.
 	BaseURL string `json:"base_url"`
@@ -201,19 +205,35 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.PreferenceMergeTag != "" && req.MergeTag == "" {
+		bad("preference_merge_tag", "goes with merge_tag; per-recipient messages get their own preference link")
+		return
+	}
 	if req.MergeTag != "" {
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
 			bad(rewriteProblem(err))
 			return
 		}
-		writeHTMLJSON(w, map[string]any{"html": string(res.HTML), "links": res.Links})
+		out := map[string]any{"html": string(res.HTML), "links": res.Links}
+		if req.PreferenceMergeTag != "" {
+			h, err := email.UnsubscribeHeaders(opt.Base, req.PreferenceMergeTag)
+			if err != nil {
+				bad("preference_merge_tag", "has characters that cannot go in a header URL")
+				return
+			}
+			out["headers"] = h
+		}
+		writeHTMLJSON(w, out)
 		return
 	}
 	type message struct {
 		Recipient string `json:"recipient"`
 		HTML      string `json:"html"`
 		Links     int    `json:"links"`
+		// Headers are the List-Unsubscribe headers to send the message
+		// with, pointing at the recipient's preference page.
+		Headers email.Unsubscribe `json:"headers"`
 	}
 	out := make([]message, 0, len(req.Recipients))
 	for i, rcpt := range req.Recipients {
@@ -227,7 +247,13 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 			bad(rewriteProblem(err))
 			return
 		}
-		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links})
+		h, err := s.unsubscribeHeaders(opt.Base, st.cfg.ID, opt.Recipient)
+		if err != nil {
+			s.log.Error("email: preference link not made", "site", st.cfg.ID, "error", err)
+			writeError(w, http.StatusInternalServerError, "internal", "the preference link could not be made", nil)
+			return
+		}
+		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links, Headers: h})
 	}
 	writeHTMLJSON(w, map[string]any{"messages": out})
 }
@@ -269,6 +295,9 @@ type tokensResponse struct {
 type recipientToken struct {
 	UserID     string `json:"user_id"`
 	VigieToken string `json:"vigie_token"`
+	// VigiePreference is the recipient's preference token, for the
+	// List-Unsubscribe header of merge-tag campaigns.
+	VigiePreference string `json:"vigie_preference"`
 }
 
 // maxTokenIDs bounds one tokens request; tokensBodyLimit its body.
@@ -325,9 +354,26 @@ func (s *Server) handleEmailTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	res.Tokens = make([]recipientToken, len(vals))
 	for i, v := range vals {
-		res.Tokens[i] = recipientToken{UserID: req.UserIDs[i], VigieToken: v}
+		p, err := s.emailSigner.SignPreference(st.cfg.ID, st.pipe.UserPseudonym(req.UserIDs[i]), expires)
+		if err != nil {
+			s.log.Error("email: signing preference tokens failed", "site", st.cfg.ID, "error", err)
+			writeError(w, http.StatusInternalServerError, "internal", "recipient values could not be made", nil)
+			return
+		}
+		res.Tokens[i] = recipientToken{UserID: req.UserIDs[i], VigieToken: v, VigiePreference: p}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// unsubscribeHeaders are the List-Unsubscribe headers of a message to the
+// recipient pseudonym on site: a preference token that does not expire
+// (retiring the key stops it), under base.
+func (s *Server) unsubscribeHeaders(base, site, recipient string) (email.Unsubscribe, error) {
+	tok, err := s.emailSigner.SignPreference(site, recipient, time.Time{})
+	if err != nil {
+		return email.Unsubscribe{}, err
+	}
+	return email.UnsubscribeHeaders(base, tok)
 }
 
 // rewriteProblem names, in the request's terms, why email.Rewrite refused

@@ -129,7 +129,7 @@ func campaignEvents(t *testing.T, in *proxytest.Instance, campaign string) (anon
 			users[u]++
 			continue
 		}
-		if ev["mode"] != "MODE_ANONYMOUS" || ev["subject"] != nil {
+		if ev["mode"] != "anonymous" || ev["subject"] != nil {
 			t.Fatalf("e-mail event neither anonymous nor attributed: %v", ev)
 		}
 		switch ev["name"] {

@@ -94,14 +94,14 @@ func TestEmailTrackingFollowsConsent(t *testing.T) {
 			anonymous = o
 		}
 	}
-	if consented == nil || consented["user_id"] != identifyUser || consented["mode"] != "MODE_PSEUDONYMOUS" {
+	if consented == nil || consented["user_id"] != identifyUser || consented["mode"] != "pseudonymous" {
 		t.Fatalf("consenting recipient's open not linked to them: %v (identify user %s)", consented, identifyUser)
 	}
 	em := consented["email"].(map[string]any)
 	if em["campaign"] != "spring" || em["class"] != "human" {
 		t.Fatalf("open: %v", em)
 	}
-	if anonymous == nil || anonymous["mode"] != "MODE_ANONYMOUS" || anonymous["subject"] != nil {
+	if anonymous == nil || anonymous["mode"] != "anonymous" || anonymous["subject"] != nil {
 		t.Fatalf("open without consent: %v", anonymous)
 	}
 	if ae := anonymous["email"].(map[string]any); ae["class"] != "privacy_proxy" || ae["campaign"] != "spring" {

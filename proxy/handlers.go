@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigie-dev/vigie/proxy/collect"
+	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -46,6 +47,12 @@ func (s *Server) routes() http.Handler {
 	}
 	mux.Handle("GET /v1/projects/{writeKey}/settings", s.cors(http.HandlerFunc(s.handleSettings)))
 	mux.Handle("OPTIONS /v1/projects/{writeKey}/settings", s.cors(nil))
+	// RudderStack's JavaScript SDK v3: its source configuration, and its
+	// beacon transport (write key in the query).
+	mux.Handle("GET "+sourceConfigPath, s.cors(http.HandlerFunc(s.handleSourceConfig)))
+	mux.Handle("OPTIONS "+sourceConfigPath, s.cors(nil))
+	mux.Handle("POST "+beaconBatchPath, s.cors(s.diskGuard(s.handleBatch(beaconBatchPath))))
+	mux.Handle("OPTIONS "+beaconBatchPath, s.cors(nil))
 	mux.Handle("GET /v1/p.gif", s.diskGuard(http.HandlerFunc(s.handlePixel)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -63,15 +70,19 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /e/c/{token}", s.email.ServeClick)
 	mux.Handle("POST /admin/v1/email/rewrite", s.admin(s.handleEmailRewrite))
 	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
+	s.rightsRoutes(mux)
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}
+	s.firstRunRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow, ok := knownMethods(r.URL.Path); ok {
+			s.unknownRoute(r, http.StatusMethodNotAllowed)
 			w.Header().Set("Allow", allow)
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path+"; use "+allow, nil)
 			return
 		}
+		s.unknownRoute(r, http.StatusNotFound)
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
 	return s.guard(mux)
@@ -120,9 +131,11 @@ func headerBytes(r *http.Request) int {
 // knownMethods returns the methods served on path, for 405 answers.
 func knownMethods(path string) (string, bool) {
 	switch rest, ok := strings.CutPrefix(path, "/v1/"); {
-	case ok && (eventRoutes[rest] != "" || slices.Contains(batchRoutes, rest)):
+	case ok && (eventRoutes[rest] != "" || slices.Contains(batchRoutes, rest)), path == beaconBatchPath:
 		return "POST, OPTIONS", true
-	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics",
+	case path == sourceConfigPath:
+		return "GET, OPTIONS", true
+	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics", path == "/", path == ConsolePath,
 		path == "/admin/v1/events", path == "/admin/v1/stats", path == "/admin/v1/plugins", path == "/admin/v1/segments", path == "/admin/v1/enriched":
 		return "GET", true
 	case strings.HasPrefix(path, "/admin/v1/plugins/") && strings.HasSuffix(path, "/replay"):
@@ -172,6 +185,17 @@ func writeError(w http.ResponseWriter, code int, kind, msg string, err error) {
 	writeJSON(w, code, e)
 }
 
+// corsAllowedHeaders are the request headers a browser client may send
+// cross-origin: Segment's analytics-next (Authorization, Content-Type,
+// X-Retry-Count), RudderStack's JavaScript SDK v3 (AnonymousId, SentAt and
+// its retry headers Rsa-*), compressed bodies, and Vigie's test header.
+var corsAllowedHeaders = strings.Join([]string{
+	"Authorization", "Content-Type", "Content-Encoding", "X-Retry-Count",
+	"AnonymousId", "SentAt", "Rsa-Recovered", "Rsa-Retry-Attempt", "Rsa-Retry-Reason",
+	"Rsa-Since-First-Attempt", "Rsa-Since-Last-Attempt",
+	config.TestHeader,
+}, ", ")
+
 // cors answers preflights and sets CORS headers for allowed origins. A
 // request whose Origin no site allows gets 403 (for a preflight) or goes on
 // to the handler, which refuses it once it knows the site.
@@ -186,12 +210,12 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		}
 		if r.Method == http.MethodOptions {
 			if origin == "" || !originAllowed(s.allOrigins, origin) {
-				s.metrics.rejected.WithLabelValues("origin").Inc()
+				s.reject(r, nil, "origin", 1)
 				writeError(w, http.StatusForbidden, "origin_not_allowed", "origin is not allowed for any site", nil)
 				return
 			}
 			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding, X-Retry-Count")
+			h.Set("Access-Control-Allow-Headers", corsAllowedHeaders)
 			h.Set("Access-Control-Max-Age", "86400")
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -228,27 +252,32 @@ func basicUser(r *http.Request) (string, bool) {
 	return user, user != ""
 }
 
-// resolveSite finds the site of writeKey (or the Basic auth user) and
-// checks the request's Origin against it; on failure it has already
+// resolveSite finds the site of the request's write key: the Basic auth
+// user, else writeKey (from the body, or "" if the caller has none), else
+// the writeKey query parameter (RudderStack's beacon and source config);
+// and checks the request's Origin against it. On failure it has already
 // answered. The caller has called authAdmit.
 func (s *Server) resolveSite(w http.ResponseWriter, r *http.Request, writeKey string) *site {
 	if u, ok := basicUser(r); ok {
 		writeKey = u
 	}
 	if writeKey == "" {
-		s.metrics.rejected.WithLabelValues("write_key").Inc()
-		writeError(w, http.StatusUnauthorized, "missing_write_key", "no write key: send it as the Basic auth user or as writeKey in the body", nil)
+		writeKey = r.URL.Query().Get("writeKey")
+	}
+	if writeKey == "" {
+		s.reject(r, nil, "write_key", 1)
+		writeError(w, http.StatusUnauthorized, "missing_write_key", "no write key: send it as the Basic auth user, as writeKey in the body or as the writeKey query parameter", nil)
 		return nil
 	}
 	st, ok := s.byKey[writeKey]
 	if !ok {
-		s.metrics.rejected.WithLabelValues("write_key").Inc()
+		s.reject(r, nil, "write_key", 1)
 		s.authFailed(r, authWriteKey)
 		writeError(w, http.StatusUnauthorized, "unknown_write_key", "unknown write key", nil)
 		return nil
 	}
 	if o := r.Header.Get("Origin"); o != "" && !originAllowed(st.origins, o) {
-		s.metrics.rejected.WithLabelValues("origin").Inc()
+		s.reject(r, st, "origin", 1)
 		writeError(w, http.StatusForbidden, "origin_not_allowed", "origin is not allowed for this site", nil)
 		return nil
 	}
@@ -279,7 +308,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, max int) ([]by
 	case errors.Is(err, collect.ErrIncompleteBody):
 		kind = "incomplete_body"
 	}
-	s.metrics.rejected.WithLabelValues(reason).Inc()
+	s.reject(r, nil, reason, 1)
 	writeError(w, code, kind, collect.Describe(err), err)
 	return nil, nil, false
 }
@@ -362,7 +391,7 @@ func jsonBodyProblem(err error) (code int, kind, field, msg string) {
 }
 
 // decodeFailed answers a body that collect could not decode at all.
-func (s *Server) decodeFailed(w http.ResponseWriter, err error, invalid string) {
+func (s *Server) decodeFailed(w http.ResponseWriter, r *http.Request, err error, invalid string) {
 	code, kind := http.StatusBadRequest, invalid
 	switch {
 	case errors.Is(err, collect.ErrMalformedJSON):
@@ -376,7 +405,7 @@ func (s *Server) decodeFailed(w http.ResponseWriter, err error, invalid string) 
 	if kind == invalid || kind == "malformed_json" {
 		reason = "malformed"
 	}
-	s.metrics.rejected.WithLabelValues(reason).Inc()
+	s.reject(r, nil, reason, 1)
 	writeError(w, code, kind, collect.Describe(err), err)
 }
 
@@ -395,6 +424,7 @@ func (s *Server) request(r *http.Request, st *site, source string, now time.Time
 		UserAgent:  ua,
 		Source:     source,
 		Signals:    st.pipe.RequestSignals(r.Header),
+		KeepBots:   st.testClient(r),
 	}
 }
 
@@ -412,7 +442,7 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 		// DecodeMessage validates too (Segment's required fields).
 		msg, err := collect.DecodeMessage(body, typ)
 		if err != nil {
-			s.decodeFailed(w, err, "invalid_event")
+			s.decodeFailed(w, r, err, "invalid_event")
 			return
 		}
 		st := s.resolveSite(w, r, msg.WriteKey)
@@ -421,7 +451,10 @@ func (s *Server) handleEvent(typ, route string) http.Handler {
 		}
 		s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 		req := s.request(r, st, "segment", start)
-		recs := s.processHits(w, r, st, []*collect.Message{&msg}, &req)
+		recs, ok := s.processHits(w, r, st, []*collect.Message{&msg}, &req)
+		if !ok {
+			return
+		}
 		if len(recs) == 0 {
 			writeOK(w)
 			return
@@ -447,7 +480,7 @@ func (s *Server) handleBatch(route string) http.Handler {
 		defer release()
 		b, err := collect.DecodeBatch(body, s.cfg.Limits.MaxBatchEvents, s.cfg.Limits.MaxEventBytes)
 		if err != nil {
-			s.decodeFailed(w, err, "invalid_batch")
+			s.decodeFailed(w, r, err, "invalid_batch")
 			return
 		}
 		wk := b.WriteKey
@@ -479,13 +512,13 @@ func (s *Server) handleBatch(route string) http.Handler {
 			}
 			msgs = append(msgs, m)
 		}
-		recs := s.processHits(w, r, st, msgs, &req)
-		if len(recs) > 0 && !s.commit(w, r, recs) {
+		recs, ok := s.processHits(w, r, st, msgs, &req)
+		if !ok || len(recs) > 0 && !s.commit(w, r, recs) {
 			return
 		}
 		s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		if len(rejected) > 0 {
-			s.metrics.rejected.WithLabelValues("invalid").Add(float64(len(rejected)))
+			s.reject(r, st, "invalid", len(rejected))
 			writeJSON(w, http.StatusBadRequest, apiError{
 				Code:    "invalid_events",
 				Error:   strconv.Itoa(len(rejected)) + " event(s) rejected; the others were accepted",
@@ -508,11 +541,36 @@ func toItemError(i int, messageID string, err error) itemError {
 	return ie
 }
 
-// count records a pipeline result in the metrics.
-func (s *Server) count(st *site, res pipeline.Result) {
+// storeFailed answers a request whose writes (what: events, or a consent
+// choice) could not be stored: 503, to be retried.
+func (s *Server) storeFailed(w http.ResponseWriter, err error, what string) {
+	if errors.Is(err, storage.ErrOutboxFull) {
+		s.reject(nil, nil, "outbox_full", 1)
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
+		return
+	}
+	if errors.Is(err, storage.ErrDiskFull) {
+		s.refuseDiskFull(w)
+		return
+	}
+	s.log.Error("storing failed", "what", what, "err", err)
+	s.reject(nil, nil, "storage", 1)
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "events could not be stored; retry later", nil)
+}
+
+// count records a pipeline result in the metrics (and, at debug level, in
+// the log): a consent signal that did not decode, a bot's hit, or the
+// consent decision.
+func (s *Server) count(r *http.Request, st *site, res pipeline.Result) {
+	if res.ConsentErr != nil {
+		s.reject(r, st, "invalid_consent_string", 1)
+	}
 	switch res.Outcome {
 	case pipeline.Bot:
 		s.metrics.bots.WithLabelValues(st.cfg.ID).Inc()
+		s.logRejection(r, st, "bot", 1)
 	default:
 		s.metrics.decisions.WithLabelValues(res.Decision.Outcome.String()).Inc()
 	}
@@ -523,20 +581,7 @@ func (s *Server) count(st *site, res pipeline.Result) {
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, recs []storage.Record) bool {
 	dups, err := s.store.Append(r.Context(), recs)
 	if err != nil {
-		if errors.Is(err, storage.ErrOutboxFull) {
-			s.metrics.rejected.WithLabelValues("outbox_full").Inc()
-			w.Header().Set("Retry-After", "30")
-			writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
-			return false
-		}
-		if errors.Is(err, storage.ErrDiskFull) {
-			s.refuseDiskFull(w)
-			return false
-		}
-		s.log.Error("storing events failed", "err", err, "events", len(recs))
-		s.metrics.rejected.WithLabelValues("storage").Inc()
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "events could not be stored; retry later", nil)
+		s.storeFailed(w, err, "events")
 		return false
 	}
 	for i, d := range dups {
@@ -556,11 +601,15 @@ func (s *Server) clientIP(r *http.Request) string {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	if len(s.trusted) == 0 {
+	if len(s.trusted) == 0 && !forwarded(r) {
 		return host
 	}
 	peer, err := netip.ParseAddr(host)
-	if err != nil || !s.isTrusted(peer) {
+	if err != nil {
+		return host
+	}
+	if !s.isTrusted(peer) {
+		s.checkUntrustedProxy(r, peer)
 		return host
 	}
 	xff := r.Header.Values("X-Forwarded-For")

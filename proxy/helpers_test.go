@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/internal/testplugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
-	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -32,7 +32,7 @@ func readStream(t *testing.T, js jetstream.JetStream) []streamMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, bus.StreamName)
+	st, err := js.Stream(ctx, streams.Events)
 	if err != nil {
 		t.Fatalf("stream: %v", err)
 	}
@@ -62,6 +62,7 @@ func readStream(t *testing.T, js jetstream.JetStream) []streamMsg {
 // plugins when Vigie re-executes it as "<binary> plugin <name>".
 func TestMain(m *testing.M) {
 	builtin.Register("recorder", func() { sdk.Serve(testplugins.Recorder()) })
+	builtin.Register("crm", func() { sdk.Serve(testplugins.CRM()) })
 	builtin.MaybeRun(os.Args)
 	os.Exit(m.Run())
 }

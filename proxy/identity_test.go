@@ -80,12 +80,12 @@ func TestSnippetIdentityCookieFollowsConsent(t *testing.T) {
 	if len(evs) != 5 {
 		t.Fatalf("stored %d events, want 5", len(evs))
 	}
-	for name, want := range map[string]string{"Before": "MODE_ANONYMOUS", "Later": "MODE_PSEUDONYMOUS", "After": "MODE_ANONYMOUS"} {
+	for name, want := range map[string]string{"Before": "anonymous", "Later": "pseudonymous", "After": "anonymous"} {
 		ev := byName[name]
 		if ev["mode"] != want {
 			t.Errorf("%s: mode %v, want %s", name, ev["mode"], want)
 		}
-		if want == "MODE_ANONYMOUS" && (ev["anonymous_id"] != nil || ev["subject"] != nil) {
+		if want == "anonymous" && (ev["anonymous_id"] != nil || ev["subject"] != nil) {
 			t.Errorf("%s: anonymous event has an identifier: %v", name, ev)
 		}
 	}
@@ -139,7 +139,7 @@ func TestSnippetGPCDeniesMarketingWithoutRecordingAChoice(t *testing.T) {
 	}
 	for _, ev := range adminEvents(t, in, "site=demo") {
 		ps, _ := ev["purposes"].([]any)
-		if ev["mode"] != "MODE_PSEUDONYMOUS" || len(ps) != 2 { // necessary, analytics
+		if ev["mode"] != "pseudonymous" || len(ps) != 2 { // necessary, analytics
 			t.Errorf("%v: mode %v purposes %v, want analytics without marketing", ev["name"], ev["mode"], ps)
 		}
 	}

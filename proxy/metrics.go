@@ -20,6 +20,9 @@ type metrics struct {
 	// authThrottled the attempts answered 429 for too many of them.
 	authFailures  *prometheus.CounterVec
 	authThrottled *prometheus.CounterVec
+	// unknownRoutes counts requests to no route (404) or with a method
+	// the route does not serve (405), per status.
+	unknownRoutes *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -54,8 +57,11 @@ func newMetrics() *metrics {
 		authThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigie_auth_throttled_total", Help: "Authentication attempts answered 429 because their network had too many failures, per kind.",
 		}, []string{"kind"}),
+		unknownRoutes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_unknown_route_requests_total", Help: "Requests to no route (404) or with a method the route does not serve (405), per status code.",
+		}, []string{"code"}),
 	}
-	m.reg.MustRegister(m.received, m.accepted, m.rejected, m.duplicate, m.decisions, m.bots, m.latency, m.authFailures, m.authThrottled,
+	m.reg.MustRegister(m.received, m.accepted, m.rejected, m.duplicate, m.decisions, m.bots, m.latency, m.authFailures, m.authThrottled, m.unknownRoutes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

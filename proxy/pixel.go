@@ -39,7 +39,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	// no consent from that platform.
 	if c := q.Get("consent"); c != "" {
 		if _, err := consent.FromPixel(c); err != nil {
-			s.metrics.rejected.WithLabelValues("invalid").Inc()
+			s.reject(r, st, "invalid", 1)
 			writeError(w, http.StatusBadRequest, "invalid_consent",
 				"consent: must be comma-separated purposes, each optionally followed by :0 or :1 (or none, all)", err)
 			return
@@ -47,7 +47,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	}
 	sigs, errs := consent.FromQuery(q, st.pipe.Policy())
 	if len(errs) > 0 {
-		s.metrics.rejected.WithLabelValues("invalid_consent_string").Inc()
+		s.reject(r, st, "invalid_consent_string", 1)
 	}
 	if len(sigs) > 0 {
 		req.Signals = append(req.Signals, sigs...)
@@ -65,7 +65,7 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 	}
 	msg.Context.Page.Referrer = q.Get("ref")
 	msg.Context.Page.Title = q.Get("title")
-	if recs := s.processHits(w, r, st, []*collect.Message{&msg}, &req); len(recs) > 0 && !s.commit(w, r, recs) {
+	if recs, ok := s.processHits(w, r, st, []*collect.Message{&msg}, &req); !ok || len(recs) > 0 && !s.commit(w, r, recs) {
 		return
 	}
 	s.metrics.latency.WithLabelValues("/v1/p.gif").Observe(time.Since(start).Seconds())

@@ -25,9 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
-	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
 	"github.com/vigie-dev/vigie/plugins/segments"
@@ -35,9 +33,10 @@ import (
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/email"
 	"github.com/vigie-dev/vigie/proxy/keyring"
+	"github.com/vigie-dev/vigie/proxy/ledger"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/proxy/privacy"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
-	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -63,25 +62,30 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
+	dirLock    *dirLock
 	keyring    *keyring.Keyring
 	firstStart bool
 	store      *storage.Store
 	bus        *bus.Bus
 	pub        *bus.Publisher
 	plugins    *plugins.Runtime
-	ledger     *ledger
+	ledger     *ledger.Ledger
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
 	segmentDefs []segments.SegmentInfo
 	email       *email.Handler
 	emailSigner *email.Signer
-	pipe        *pipeline.Pipeline
-	byKey       map[string]*site
-	byID        map[string]*site
-	allOrigins  []originPattern
-	trusted     []netip.Prefix
-	authLim     *authLimiter
-	metrics     *metrics
+	// rights: the audit trail and the preference page (rights.go).
+	auditor    privacy.StoreAuditor
+	prefs      *privacy.Preferences
+	pipe       *pipeline.Pipeline
+	byKey      map[string]*site
+	byID       map[string]*site
+	allOrigins []originPattern
+	trusted    []netip.Prefix
+	proxyWarn  untrustedProxies
+	authLim    *authLimiter
+	metrics    *metrics
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -144,13 +148,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 			s.wg.Wait()
 			s.closeBackends()
+			_ = s.dirLock.release(true)
 		}
 	}()
+	if s.dirLock, err = lockDataDir(s.cfg.DataDir); err != nil {
+		return err
+	}
 	kr, opened, err := OpenKeyring(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
 	}
 	s.keyring, s.firstStart = kr, opened.Created
+	if err := s.checkOrganization(); err != nil {
+		return err
+	}
 	if opened.AdminToken != "" {
 		s.newAdminToken.Store(&opened.AdminToken)
 	}
@@ -161,48 +172,38 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		watch = append(watch, jsDir) // the embedded JetStream store shares the reserve
 	}
 	s.store, err = storage.Open(storage.Config{
-		Dir:          filepath.Join(s.cfg.DataDir, "badger"),
-		SyncWrites:   s.cfg.Storage.SyncWrites,
-		DedupWindow:  time.Duration(s.cfg.Storage.DedupWindow),
-		MaxOutbox:    s.cfg.Storage.MaxOutbox,
-		MinFreeBytes: s.cfg.Storage.MinFreeBytes,
-		WatchDirs:    watch,
-		ProfileTTL:   time.Duration(s.cfg.PluginRuntime.ProfileTTL),
-		VaultKey:     kr.VaultKey,
-		Logger:       s.log.With("component", "storage"),
+		Dir:           filepath.Join(s.cfg.DataDir, "badger"),
+		SyncWrites:    s.cfg.Storage.SyncWrites,
+		DedupWindow:   time.Duration(s.cfg.Storage.DedupWindow),
+		MaxOutbox:     s.cfg.Storage.MaxOutbox,
+		MinFreeBytes:  s.cfg.Storage.MinFreeBytes,
+		WatchDirs:     watch,
+		ProfileTTL:    time.Duration(s.cfg.PluginRuntime.ProfileTTL),
+		VaultKey:      kr.VaultKey,
+		Logger:        s.log.With("component", "storage"),
+		Retention:     s.storageRetention(),
+		PurgeInterval: purgeInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
 	}
 
-	s.ledger = &ledger{store: s.store, log: s.log.With("component", "ledger"), profile: s.cfg.PluginRuntime.ProfilePurposes}
+	lc := ledger.Config{
+		Backend: s.store, ProfilePurposes: s.cfg.PluginRuntime.ProfilePurposes,
+		Logger: s.log.With("component", "ledger"),
+		OnDrop: func(ctx context.Context, site, subject string) {
+			// Consent for every profile purpose withdrawn: the profile goes
+			// at once, and its segment exits are published by the plugin
+			// runtime.
+			if _, err := s.store.DeleteProfile(ctx, site, subject, "consent-withdrawn"); err != nil {
+				s.log.Warn("profile not deleted after consent withdrawal; the next event deletes it", "err", err)
+			}
+		},
+	}
 	for _, p := range s.cfg.Purposes {
-		if p.Name != consent.Necessary {
-			s.ledger.all = append(s.ledger.all, p.Name)
-		}
+		lc.Purposes = append(lc.Purposes, p.Name)
 	}
-	s.ledger.onChange = func(ctx context.Context, site, subject string, granted consent.Set) {
-		// Syncers (a CRM) learn every recorded choice: vigie.privacy.<site>.consent.
-		if s.plugins == nil {
-			return
-		}
-		now := time.Now()
-		e := &vigiev1.PrivacyEvent{
-			Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
-			Purposes: granted.Names(), AtMs: now.UnixMilli(),
-			RequestId: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
-		}
-		if err := s.plugins.PublishPrivacy(ctx, e); err != nil {
-			s.log.Warn("consent change not published to syncers", "err", err)
-		}
-	}
-	s.ledger.onDrop = func(ctx context.Context, site, subject string) {
-		// Consent for every profile purpose withdrawn: the profile goes at
-		// once, and its segment exits are published by the plugin runtime.
-		if _, err := s.store.DeleteProfile(ctx, site, subject, "consent-withdrawn"); err != nil {
-			s.log.Warn("profile not deleted after consent withdrawal; the next event deletes it", "err", err)
-		}
-	}
+	s.ledger = ledger.New(lc)
 
 	keys := make([]pseudonymize.Key, 0, len(kr.Keys))
 	for _, k := range kr.Active() {
@@ -236,9 +237,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		URL: n.URL, StoreDir: jsDir, Listen: n.Listen,
 		CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
 		TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
-		Replicas: n.Replicas, SyncInterval: n.SyncInterval,
-		DuplicateWindow: time.Duration(n.DuplicateWindow),
-		Logger:          s.log.With("component", "nats"),
+		Streams: s.streamSettings(), SyncInterval: n.SyncInterval,
+		Logger: s.log.With("component", "nats"),
 	})
 	if err != nil {
 		return err
@@ -267,6 +267,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	s.metrics = newMetrics()
 	if err := s.startEmail(); err != nil {
+		return err
+	}
+	if err := s.startRights(); err != nil {
 		return err
 	}
 	if err := s.startPlugins(ctx); err != nil {
@@ -362,6 +365,8 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		RestartBackoff:    time.Duration(r.RestartBackoff),
 		MaxRestartBackoff: time.Duration(r.MaxRestartBackoff),
 		EmitTTL:           time.Duration(s.cfg.Retention["analytics"]),
+		Streams:           s.streamSettings(),
+		ContactAudit:      s.contactAudit,
 		Registerer:        s.metrics.reg,
 		Logger:            s.log.With("component", "plugins"),
 	}
@@ -403,6 +408,13 @@ func (s *Server) startPlugins(ctx context.Context) error {
 	}
 	s.plugins = rt
 	return nil
+}
+
+// streamSettings are the settings of every stream, the same for the bus and
+// the plugin runtime (both declare the streams they share).
+func (s *Server) streamSettings() streams.Settings {
+	return streams.Settings{Replicas: s.cfg.NATS.Replicas, DuplicateWindow: time.Duration(s.cfg.NATS.DuplicateWindow),
+		MaxAge: time.Duration(s.cfg.NATS.MaxAge)}
 }
 
 // Plugins is the plugin runtime (nil when no plugin is configured).
@@ -476,7 +488,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, s.closeBackends())
+		errs = append(errs, s.closeBackends(), s.dirLock.release(false))
 		s.shutErr = errors.Join(errs...)
 		s.log.Info("vigie stopped")
 	})

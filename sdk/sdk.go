@@ -236,6 +236,14 @@ func (p Plugin) normalize() (Plugin, error) {
 	return p, nil
 }
 
+// Describe returns p's manifest as Serve declares it to the host (Kinds
+// and ProtocolVersion filled in), or why Serve would refuse p. It lets the
+// host describe a built-in plugin without starting it.
+func (p Plugin) Describe() (Manifest, error) {
+	n, err := p.normalize()
+	return n.Manifest, err
+}
+
 // validName reports whether s is a valid plugin name.
 func validName(s string) bool {
 	if s == "" || len(s) > 64 {

@@ -228,6 +228,8 @@ func (r *request) setErr(err error) {
 func (s *Store) commitChunk(items []item) int {
 	s.writeGate.RLock()
 	defer s.writeGate.RUnlock()
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
 	for {
 		txn := s.db.NewTransaction(true)
 		s.arena = s.arena[:0]

@@ -59,3 +59,25 @@ func benchAppend(b *testing.B, s *storage.Store, workers int, data []byte) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "records/s")
 }
+
+// BenchmarkPutConsent measures recording a consent choice, alone and with
+// its privacy event committed to the outbox in the same transaction.
+func BenchmarkPutConsent(b *testing.B) {
+	e := storage.ConsentEntry{Granted: []string{"analytics", "marketing"}, Denied: []string{"personalization"}, Source: "explicit", AtMs: 1}
+	for _, withMsg := range []bool{false, true} {
+		b.Run(fmt.Sprintf("message=%v", withMsg), func(b *testing.B) {
+			s := openDir(b, storage.Config{Dir: b.TempDir(), VaultKey: newKey(), MaxOutbox: 1 << 40})
+			data := make([]byte, 120) // an encoded PrivacyEvent
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				var msgs []storage.Message
+				if withMsg {
+					msgs = []storage.Message{{Topic: "vigie.privacy.bench.consent", ID: fmt.Sprintf("privacy:bench:1:%d", i), Data: data}}
+				}
+				if err := s.PutConsent(context.Background(), "bench", fmt.Sprintf("subj-%d", i), e, msgs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -17,8 +17,12 @@ import (
 //	e/<site>\x00<ms><id>                  event bytes (vigiev1.Event)   Record.TTL
 //	s/<subject>\x00<site>\x00<ms><id>     empty (event key derivable)   Record.TTL
 //	d/<site>\x00<dedup>                   empty                         Config.DedupWindow
-//	o/<seq>                               uvarint(len topic) topic
+//	o/<seq>                               event reference:
+//	                                      uvarint(len topic) topic
 //	                                      event key                     none
+//	                                      or message (own payload):
+//	                                      0x00 uvarint(len topic) topic
+//	                                      uvarint(len id) id data       none
 //	v/k/<subject>\x00                     AES-GCM(VaultKey, data key,
 //	                                      AAD=subject)                  none
 //	v/t/<subject>\x00<site>               AES-GCM(data key, traits,
@@ -38,6 +42,13 @@ import (
 //	rc/<site>\x00<hour>                   ingestion decision counters   RollupEntry.ExpiresAt
 //	rm/<name>                             RollupMark: 8-byte epoch,
 //	                                      8-byte stream sequence        none
+//	au/<ms><seq>                          JSON AuditEntry               Retention.Audit
+//	pr/<id>                               JSON privacy request          none (PurgeExpired:
+//	                                      (proxy/privacy)               Retention.Requests after
+//	                                                                    completed_at)
+//
+// What has no TTL is either bounded by PurgeExpired or kept on purpose; the
+// table prefixLifetimes in purge.go says which, for every prefix.
 //
 // In the rollup keys <hour> is the 4-byte big-endian number of whole hours
 // since the Unix epoch (UTC) and <day> the number of whole days, so the
@@ -45,6 +56,15 @@ import (
 // absent for part 0, is an 8-byte big-endian part number: a bucket's later
 // parts (changes written since its part 0) sort right after it. The values
 // are opaque to this package (plugins/rollup encodes them).
+//
+// An outbox entry is one of two kinds, told apart by its first byte. An
+// event reference (first byte: the uvarint length of a non-empty topic,
+// never 0) names the event's key: the bytes are read when it is published,
+// so an event erased before then is never published, and its Nats-Msg-Id
+// is the event id. A message (first byte 0x00) carries its own subject,
+// Nats-Msg-Id and payload, fixed when it was committed (privacy events,
+// written in the same transaction as the ledger entry they report). Both
+// kinds share the o/<seq> sequence, so they are published in commit order.
 //
 // The outbox sequence is not persisted separately: Open resumes after the
 // last live o/ key (if the outbox is empty, numbering may restart, which is
@@ -184,8 +204,39 @@ func appendOutboxValue(dst []byte, topic string, eventKey []byte) []byte {
 	return append(dst, eventKey...)
 }
 
-// parseOutboxValue splits an outbox value into topic and event key.
+// parseOutboxValue splits an event reference outbox value into topic and
+// event key.
 func parseOutboxValue(v []byte) (topic, eventKey []byte, ok bool) {
+	return cutUvarint(v)
+}
+
+// outboxMessageTag is the first byte of an outbox message value.
+const outboxMessageTag = 0x00
+
+// appendOutboxMessage appends 0x00 uvarint(len topic) topic uvarint(len id)
+// id data to dst.
+func appendOutboxMessage(dst []byte, topic, id string, data []byte) []byte {
+	dst = append(dst, outboxMessageTag)
+	dst = binary.AppendUvarint(dst, uint64(len(topic)))
+	dst = append(dst, topic...)
+	dst = binary.AppendUvarint(dst, uint64(len(id)))
+	dst = append(dst, id...)
+	return append(dst, data...)
+}
+
+// parseOutboxMessage splits an outbox message value (after its tag byte)
+// into topic, id and data.
+func parseOutboxMessage(v []byte) (topic, id, data []byte, ok bool) {
+	topic, rest, ok := cutUvarint(v)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	id, data, ok = cutUvarint(rest)
+	return topic, id, data, ok
+}
+
+// cutUvarint splits uvarint(n) followed by n bytes off the front of v.
+func cutUvarint(v []byte) (field, rest []byte, ok bool) {
 	n, w := binary.Uvarint(v)
 	if w <= 0 || n > uint64(len(v)-w) {
 		return nil, nil, false
@@ -313,16 +364,20 @@ func consentKey(site, subject string) []byte {
 	return append(k, subject...)
 }
 
-// Rollup prefixes (see the table at the top of this file), indexed by
-// RollupKind.
-var rollupPrefixes = [...]string{
-	RollupHour:      "rh/",
-	RollupDay:       "rd/",
-	RollupDecisions: "rc/",
-}
+// Rollup prefixes (see the table at the top of this file).
+const (
+	prefixRollupHour      = "rh/"
+	prefixRollupDay       = "rd/"
+	prefixRollupDecisions = "rc/"
+	prefixRollupMark      = "rm/" // rm/<name> → RollupMark
+)
 
-// prefixRollupMark is rm/<name> → RollupMark.
-const prefixRollupMark = "rm/"
+// rollupPrefixes are the value prefixes indexed by RollupKind.
+var rollupPrefixes = [...]string{
+	RollupHour:      prefixRollupHour,
+	RollupDay:       prefixRollupDay,
+	RollupDecisions: prefixRollupDecisions,
+}
 
 // rollupIndexLen is the size of <hour> and <day> in rollup keys.
 const rollupIndexLen = 4
@@ -364,4 +419,33 @@ func parseRollupIndex(key, prefix []byte) (index uint32, part uint64, ok bool) {
 // rollupMarkKey returns rm/<name>.
 func rollupMarkKey(name string) []byte {
 	return append([]byte(prefixRollupMark), name...)
+}
+
+// prefixAudit is the audit trail: au/<ms><seq> → JSON AuditEntry, TTL
+// Retention.Audit. <ms> is the entry's time, <seq> a per-process counter,
+// so keys sort by time.
+const prefixAudit = "au/"
+
+// prefixRequest holds privacy requests (pr/<id> → JSON, written by
+// proxy/privacy), purged Retention.Requests after their completed_at.
+const prefixRequest = "pr/"
+
+// auditKeyLen is the length of an au/ key.
+const auditKeyLen = len(prefixAudit) + timeLen + seqLen
+
+// auditKey returns au/<ms><seq>.
+func auditKey(ms, seq uint64) []byte {
+	k := make([]byte, 0, auditKeyLen)
+	k = append(k, prefixAudit...)
+	k = binary.BigEndian.AppendUint64(k, ms)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// parseAuditKey returns the time and sequence of an au/ key.
+func parseAuditKey(key []byte) (ms, seq uint64, ok bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixAudit))
+	if !ok || len(rest) != timeLen+seqLen {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(rest), binary.BigEndian.Uint64(rest[timeLen:]), true
 }

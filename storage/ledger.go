@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
 )
 
 // ConsentTTL is how long a consent choice is kept after it was last made:
@@ -26,8 +28,11 @@ type ConsentEntry struct {
 }
 
 // PutConsent records subject's consent choice on site, replacing the
-// previous one.
-func (s *Store) PutConsent(ctx context.Context, site, subject string, e ConsentEntry) error {
+// previous one, and commits msgs (the privacy event telling the syncers
+// about the choice) to the outbox in the same transaction: the choice is
+// recorded and announced, or neither. With messages, it returns
+// ErrOutboxFull when the outbox is full, like Append.
+func (s *Store) PutConsent(ctx context.Context, site, subject string, e ConsentEntry, msgs ...Message) error {
 	if err := validSubject(site, subject); err != nil {
 		return err
 	}
@@ -35,7 +40,12 @@ func (s *Store) PutConsent(ctx context.Context, site, subject string, e ConsentE
 	if err != nil {
 		return fmt.Errorf("%w: consent entry: %v", ErrInvalidRecord, err)
 	}
-	return s.setValue(ctx, "put consent", consentKey(site, subject), v, ConsentTTL)
+	key := consentKey(site, subject)
+	return s.update(ctx, "put consent", msgs, len(key)+len(v)+entryOverhead, func(txn *badger.Txn) error {
+		e := badger.NewEntry(key, v)
+		e.ExpiresAt = expiry(ConsentTTL)
+		return txn.SetEntry(e)
+	})
 }
 
 // Consent returns subject's last recorded consent choice on site, or

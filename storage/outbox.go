@@ -9,16 +9,114 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 )
 
-// OutboxItem is one event waiting to be published.
+// OutboxItem is one entry waiting to be published: a stored event, or a
+// Message.
 type OutboxItem struct {
 	// Key identifies the entry for AckOutbox.
 	Key []byte
 	// Topic is the NATS subject to publish on.
 	Topic string
-	// EventID is the event id (use it as Nats-Msg-Id).
-	EventID string
-	// Data is the stored event bytes.
+	// MsgID is the Nats-Msg-Id to publish with: the event id, or the
+	// Message's ID.
+	MsgID string
+	// Data is the stored event bytes, or the Message's data.
 	Data []byte
+}
+
+// Message is a NATS message that is committed to the outbox with its own
+// payload, in the same Badger transaction as the write it reports (see
+// PutConsent), and then published like stored events, in commit order.
+type Message struct {
+	// Topic is the subject to publish on; required, at most 1024 bytes.
+	Topic string
+	// ID is the Nats-Msg-Id: required, at most 255 bytes, and derived
+	// from the message alone so that a republish after a crash is
+	// deduplicated by the stream.
+	ID string
+	// Data is the payload, at most 1 MiB.
+	Data []byte
+}
+
+// validateMessages checks msgs before anything is written.
+func validateMessages(msgs []Message) error {
+	for i, m := range msgs {
+		switch {
+		case m.Topic == "" || len(m.Topic) > maxTopicLen:
+			return fmt.Errorf("%w: message %d: topic empty or too long", ErrInvalidRecord, i)
+		case m.ID == "" || len(m.ID) > maxNameLen:
+			return fmt.Errorf("%w: message %d: id empty or too long", ErrInvalidRecord, i)
+		case len(m.Data) > maxRecordBytes:
+			return fmt.Errorf("%w: message %d: larger than %d bytes", ErrInvalidRecord, i, maxRecordBytes)
+		}
+	}
+	return nil
+}
+
+// update runs write and adds the outbox entries of msgs in one Badger
+// transaction, so that the messages are published if and only if the write
+// is committed. The entries take the next outbox sequence numbers under
+// seqMu, like the committer's, so every outbox entry becomes visible in
+// sequence order (the publisher reads from a cursor and relies on it).
+// Like Append, it refuses with ErrOutboxFull the messages that would take
+// the outbox past Config.MaxOutbox, and with ErrDiskFull everything while
+// the disk is full. size estimates the bytes write adds (for the free-space
+// monitor); op names the operation in errors.
+//
+// Every storage write that must tell the outside world (a consent choice,
+// an erasure…) goes through update.
+func (s *Store) update(ctx context.Context, op string, msgs []Message, size int, write func(txn *badger.Txn) error) error {
+	if err := validateMessages(msgs); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.disk.room(); err != nil {
+		return fmt.Errorf("storage: %s: %w", op, err)
+	}
+	n := int64(len(msgs))
+	if n > 0 {
+		if s.outboxInUse.Add(n)+s.outboxLen.Load() > s.cfg.MaxOutbox {
+			s.outboxInUse.Add(-n)
+			return ErrOutboxFull
+		}
+		defer s.outboxInUse.Add(-n)
+	}
+	s.writeGate.RLock()
+	defer s.writeGate.RUnlock()
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := write(txn); err != nil {
+		return fmt.Errorf("storage: %s: %w", op, err)
+	}
+	seq := s.nextSeq
+	for _, m := range msgs {
+		e := badger.NewEntry(appendOutboxKey(nil, seq), appendOutboxMessage(nil, m.Topic, m.ID, m.Data))
+		if err := txn.SetEntry(e); err != nil {
+			return fmt.Errorf("storage: %s: outbox: %w", op, err)
+		}
+		size += len(e.Key) + len(e.Value) + entryOverhead
+		seq++
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("storage: %s: %w", op, err)
+	}
+	s.nextSeq = seq
+	s.disk.wrote(int64(size))
+	if n > 0 {
+		s.outboxLen.Add(n)
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }
 
 // ctxCheckEvery is how many iterator steps pass between ctx checks.
@@ -48,8 +146,8 @@ func (s *Store) recoverOutbox() error {
 	return nil
 }
 
-// Outbox returns up to max outbox entries, oldest first. Entries whose event
-// is gone (erased or expired) are skipped and deleted.
+// Outbox returns up to max outbox entries, oldest first. Event entries whose
+// event is gone (erased or expired) are skipped and deleted.
 func (s *Store) Outbox(ctx context.Context, max int) ([]OutboxItem, error) {
 	return s.OutboxAfter(ctx, nil, max)
 }
@@ -95,7 +193,16 @@ func (s *Store) OutboxAfter(ctx context.Context, after []byte, max int) ([]Outbo
 			item := it.Item()
 			var oi OutboxItem
 			var ek []byte
+			isMsg := false
 			err := item.Value(func(v []byte) error {
+				if isMsg = len(v) > 0 && v[0] == outboxMessageTag; isMsg {
+					topic, id, data, ok := parseOutboxMessage(v[1:])
+					if !ok {
+						return ErrCorrupt
+					}
+					oi.Topic, oi.MsgID, oi.Data = string(topic), string(id), bytes.Clone(data)
+					return nil
+				}
 				topic, eventKey, ok := parseOutboxValue(v)
 				if !ok {
 					return ErrCorrupt
@@ -112,6 +219,11 @@ func (s *Store) OutboxAfter(ctx context.Context, after []byte, max int) ([]Outbo
 			if err != nil {
 				return err
 			}
+			if isMsg { // it carries its payload
+				oi.Key = item.KeyCopy(nil)
+				out = append(out, oi)
+				continue
+			}
 			_, _, id, ok := parseEventKey(ek)
 			ev, err := txn.Get(ek)
 			if !ok || errors.Is(err, badger.ErrKeyNotFound) {
@@ -125,7 +237,7 @@ func (s *Store) OutboxAfter(ctx context.Context, after []byte, max int) ([]Outbo
 				return err
 			}
 			oi.Key = item.KeyCopy(nil)
-			oi.EventID = string(id)
+			oi.MsgID = string(id)
 			out = append(out, oi)
 		}
 		return nil

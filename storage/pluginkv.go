@@ -49,7 +49,9 @@ func (s *Store) KVGet(ctx context.Context, plugin, key string) ([]byte, error) {
 // KVPut stores value (at most 1 MiB) under key (at most 1024 bytes, no
 // \x00) in plugin's own key-value space, replacing any earlier value. ttl 0
 // keeps it until deleted; otherwise it expires after ttl, rounded up to a
-// whole second (Badger's TTL granularity).
+// whole second (Badger's TTL granularity). With Retention.PluginKV set, ttl
+// 0 or a longer ttl is that bound instead: nothing a plugin keeps outlives
+// the configuration's retention.
 func (s *Store) KVPut(ctx context.Context, plugin, key string, value []byte, ttl time.Duration) error {
 	if err := validKV(plugin, key); err != nil {
 		return err
@@ -59,6 +61,9 @@ func (s *Store) KVPut(ctx context.Context, plugin, key string, value []byte, ttl
 	}
 	if ttl < 0 {
 		return fmt.Errorf("%w: negative ttl", ErrInvalidRecord)
+	}
+	if b := s.cfg.Retention.PluginKV; b > 0 && (ttl == 0 || ttl > b) {
+		ttl = b
 	}
 	return s.setValue(ctx, "kv put", kvKey(plugin, key), value, ttl)
 }

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -21,27 +25,64 @@ const (
 // following page, "" when there are no more events. limit <= 0 means 100;
 // it is capped at 10 000.
 func (s *Store) Events(ctx context.Context, site string, limit int, before string) (events [][]byte, next string, err error) {
+	return s.ListEvents(ctx, site, EventQuery{Limit: limit, Before: before})
+}
+
+// EventQuery selects the events ListEvents returns.
+type EventQuery struct {
+	// Limit is the most events returned: <= 0 means 100, capped at 10 000.
+	Limit int
+	// Before is the cursor of the previous page ("" = newest first).
+	Before string
+	// From and To bound the event time (Record.Time): From inclusive, To
+	// exclusive; a zero time leaves that side open. The bounds are seeks,
+	// not filters: events outside them are never read.
+	From, To time.Time
+	// Keep, when set, is given each stored event in range and returns
+	// whether to list it.
+	Keep func(event []byte) bool
+	// MaxScan, when positive, bounds the events in range read in one call
+	// (kept or not): once reached, next is the cursor after the last one
+	// read, so a page can hold fewer than Limit events, even none, while
+	// next is not "". It keeps a rare Keep from reading the whole site.
+	MaxScan int
+}
+
+// ListEvents returns the events of site that q selects, newest first, and
+// the cursor of the next page ("" when there are no more).
+func (s *Store) ListEvents(ctx context.Context, site string, q EventQuery) (events [][]byte, next string, err error) {
 	if site == "" {
 		return nil, "", fmt.Errorf("%w: empty site", ErrInvalidKey)
 	}
 	if err := validName("site", site); err != nil {
 		return nil, "", err
 	}
+	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultPage
 	}
 	limit = min(limit, maxPage)
 	prefix := siteEventPrefix(site)
-	var seek, cursorKey []byte
-	if before == "" {
-		seek = append(append([]byte(nil), prefix...), bytes.Repeat([]byte{0xff}, timeLen+1)...)
-	} else {
-		raw, derr := base64.RawURLEncoding.DecodeString(before)
+	seek := append(append([]byte(nil), prefix...), bytes.Repeat([]byte{0xff}, timeLen+1)...)
+	if !q.To.IsZero() {
+		// Reverse iteration starts at the greatest key <= seek: every key
+		// of an event at To's millisecond is longer, hence greater.
+		seek = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), timeKey(q.To))
+	}
+	var cursorKey []byte
+	if q.Before != "" {
+		raw, derr := base64.RawURLEncoding.DecodeString(q.Before)
 		if derr != nil || len(raw) <= timeLen {
 			return nil, "", fmt.Errorf("%w: bad cursor", ErrInvalidKey)
 		}
 		cursorKey = append(append([]byte(nil), prefix...), raw...)
-		seek = cursorKey
+		if bytes.Compare(cursorKey, seek) < 0 {
+			seek = cursorKey
+		}
+	}
+	var from uint64
+	if !q.From.IsZero() {
+		from = timeKey(q.From)
 	}
 	if err := s.enter(); err != nil {
 		return nil, "", err
@@ -59,23 +100,31 @@ func (s *Store) Events(ctx context.Context, site string, limit int, before strin
 			it.Next()
 		}
 		var last []byte
+		scanned := 0
 		for ; it.Valid(); it.Next() {
-			if len(events) == limit {
+			item := it.Item()
+			key := item.Key()
+			if from > 0 && len(key) >= len(prefix)+timeLen && binary.BigEndian.Uint64(key[len(prefix):]) < from {
+				return nil
+			}
+			if len(events) == limit || (q.MaxScan > 0 && scanned == q.MaxScan) {
 				next = base64.RawURLEncoding.EncodeToString(last[len(prefix):])
 				return nil
 			}
-			if len(events)%ctxCheckEvery == ctxCheckEvery-1 {
+			if scanned++; scanned%ctxCheckEvery == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 			}
-			item := it.Item()
 			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
 			}
+			last = append(last[:0], key...)
+			if q.Keep != nil && !q.Keep(v) {
+				continue
+			}
 			events = append(events, v)
-			last = append(last[:0], item.Key()...)
 		}
 		return nil
 	})
@@ -83,6 +132,11 @@ func (s *Store) Events(ctx context.Context, site string, limit int, before strin
 		return nil, "", fmt.Errorf("storage: events: %w", err)
 	}
 	return events, next, nil
+}
+
+// timeKey is t as the milliseconds of an event key (0 before 1970).
+func timeKey(t time.Time) uint64 {
+	return uint64(max(t.UnixMilli(), 0))
 }
 
 // SubjectEvents returns every stored event of subject, grouped by site and
@@ -149,7 +203,13 @@ type Stats struct {
 	// Commits counts write transactions of the committer since Open
 	// (fewer than Append calls when grouping works).
 	Commits int64
-	// LSMBytes and VLogBytes are Badger's on-disk sizes.
+	// LSMBytes is the disk space of Badger's LSM tree: its table files
+	// (.sst) and the write-ahead logs of its memtables (.mem), not yet
+	// flushed to tables. VLogBytes is the value log's (.vlog). Both are
+	// measured from the directory when Stats is called (Badger's own
+	// figures are refreshed once a minute, count no memtable, and stay 0
+	// with its metrics off) as allocated blocks: Badger preallocates its
+	// write-ahead and value-log files sparse, far larger than written.
 	LSMBytes, VLogBytes int64
 }
 
@@ -201,6 +261,33 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st.OutboxDepth = s.outboxLen.Load()
 	st.Duplicates = s.duplicates.Load()
 	st.Commits = s.commits.Load()
-	st.LSMBytes, st.VLogBytes = s.db.Size()
+	if !s.cfg.InMemory {
+		st.LSMBytes, st.VLogBytes = badgerSizes(s.cfg.Dir)
+	}
 	return st, nil
+}
+
+// badgerSizes sums the disk use of the .sst and .mem (LSM) and .vlog
+// files of dir (a file removed meanwhile is skipped).
+func badgerSizes(dir string) (lsm, vlog int64) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".sst" && ext != ".mem" && ext != ".vlog") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if ext == ".vlog" {
+			vlog += diskUsage(info)
+		} else {
+			lsm += diskUsage(info)
+		}
+	}
+	return lsm, vlog
 }

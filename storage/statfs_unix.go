@@ -2,7 +2,12 @@
 
 package storage
 
-import "golang.org/x/sys/unix"
+import (
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // statfsFree returns f_bavail × f_bsize for the filesystem holding dir.
 func statfsFree(dir string) (uint64, error) {
@@ -11,4 +16,13 @@ func statfsFree(dir string) (uint64, error) {
 		return 0, err
 	}
 	return uint64(st.Bavail) * uint64(st.Bsize), nil
+}
+
+// diskUsage is the space a file takes on disk: its allocated blocks (a
+// sparse file takes less than its size), or its size if unknown.
+func diskUsage(info os.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return info.Size()
 }

@@ -97,6 +97,11 @@ type Config struct {
 	// above MinFreeBytes (at least 1 MiB, at most 8 MiB) since the last
 	// measurement. Default 1s.
 	DiskCheckInterval time.Duration
+	// Retention bounds what Badger's TTLs alone do not (see purge.go).
+	Retention Retention
+	// PurgeInterval is how often PurgeExpired runs by itself, the first
+	// time right after Open. Default 0: never (the server sets a day).
+	PurgeInterval time.Duration
 }
 
 // Badger's file sizes, set by Open; DefaultMinFreeBytes is derived from
@@ -144,15 +149,21 @@ type Store struct {
 	outboxInUse atomic.Int64 // records queued but not yet committed
 	duplicates  atomic.Int64
 	commits     atomic.Int64
+	// auditSeq numbers audit entries of one millisecond (audit.go).
+	auditSeq atomic.Uint64
 
 	signal chan struct{}
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
-	// Owned by the committer goroutine.
+	// seqMu guards nextSeq across the whole transaction that uses it, so
+	// outbox entries are committed (and become visible) in sequence order:
+	// the committer and update (outbox messages) both hold it.
+	seqMu   sync.Mutex
 	nextSeq uint64
-	arena   []byte
-	ents    []badger.Entry
+	// Owned by the committer goroutine.
+	arena []byte
+	ents  []badger.Entry
 }
 
 // Open opens (or creates) the store and starts its goroutines: the
@@ -195,6 +206,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.DiskCheckInterval <= 0 {
 		cfg.DiskCheckInterval = defaultDiskCheckInterval
 	}
+	cfg.Retention = cfg.Retention.withDefaults()
 	block, err := aes.NewCipher(cfg.VaultKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -267,6 +279,10 @@ func Open(cfg Config) (*Store, error) {
 			defer s.wg.Done()
 			disk.run(s.stop)
 		}()
+	}
+	if cfg.PurgeInterval > 0 {
+		s.wg.Add(1)
+		go s.purgeLoop(cfg.PurgeInterval)
 	}
 	return s, nil
 }

@@ -137,7 +137,7 @@ func TestDemoSiteConsentFlowInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := waitEvent(t, in, "first page view", func(e event) bool { return e.Type == "page" })
-	if first.Mode != "MODE_ANONYMOUS" || first.AnonymousID != "" || first.Subject != "" || first.Page.Path != "/demo/" {
+	if first.Mode != "anonymous" || first.AnonymousID != "" || first.Subject != "" || first.Page.Path != "/demo/" {
 		t.Fatalf("first page view before consent: %+v", first)
 	}
 	if cs := cookies(t, ctx); len(cs) != 0 {
@@ -154,7 +154,7 @@ func TestDemoSiteConsentFlowInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	added := waitEvent(t, in, "Product Added before consent", func(e event) bool { return e.Name == "Product Added" })
-	if added.Mode != "MODE_ANONYMOUS" || added.AnonymousID != "" {
+	if added.Mode != "anonymous" || added.AnonymousID != "" {
 		t.Fatalf("track before consent: %+v", added)
 	}
 
@@ -163,7 +163,7 @@ func TestDemoSiteConsentFlowInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	consented := waitEvent(t, in, "Consent Updated", func(e event) bool { return e.Name == "Consent Updated" })
-	if consented.Mode != "MODE_PSEUDONYMOUS" || consented.AnonymousID == "" {
+	if consented.Mode != "pseudonymous" || consented.AnonymousID == "" {
 		t.Fatalf("consent event: %+v", consented)
 	}
 	var id *network.Cookie
@@ -183,7 +183,7 @@ func TestDemoSiteConsentFlowInChromium(t *testing.T) {
 	}
 	pricing := waitEvent(t, in, "pricing page view", func(e event) bool { return e.Type == "page" && e.Page.Path == "/demo/pricing.html" })
 	demoReq := waitEvent(t, in, "Demo Requested", func(e event) bool { return e.Name == "Demo Requested" })
-	if pricing.Mode != "MODE_PSEUDONYMOUS" || pricing.AnonymousID != consented.AnonymousID || demoReq.AnonymousID != consented.AnonymousID {
+	if pricing.Mode != "pseudonymous" || pricing.AnonymousID != consented.AnonymousID || demoReq.AnonymousID != consented.AnonymousID {
 		t.Fatalf("visitor not recognized: consent %s, pricing %+v, demo %+v", consented.AnonymousID, pricing, demoReq)
 	}
 
@@ -235,7 +235,7 @@ func TestSnippetReadsConsentPlatformsInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := waitEvent(t, in, "page view", func(e event) bool { return e.Type == "page" })
-	if first.Mode != "MODE_ANONYMOUS" || first.AnonymousID != "" {
+	if first.Mode != "anonymous" || first.AnonymousID != "" {
 		t.Fatalf("page view under a CMP without consent: %+v", first)
 	}
 	if cs := cookies(t, ctx); len(cs) != 0 {
@@ -247,7 +247,7 @@ func TestSnippetReadsConsentPlatformsInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	upd := waitEvent(t, in, "Consent Updated from the CMP", func(e event) bool { return e.Name == "Consent Updated" })
-	if upd.Mode != "MODE_PSEUDONYMOUS" || upd.AnonymousID == "" {
+	if upd.Mode != "pseudonymous" || upd.AnonymousID == "" {
 		t.Fatalf("consent from the CMP not applied: %+v", upd)
 	}
 	var purposes []string
@@ -340,7 +340,7 @@ AnalyticsNext.AnalyticsBrowser.load(
 			t.Errorf("event %s not sent by analytics-next: library %q", ev.Type, ev.Library)
 		}
 		sawPage = sawPage || (ev.Type == "page" && ev.Page.Path == "/shop")
-		sawTrack = sawTrack || (ev.Name == "Cart Viewed" && ev.Mode == "MODE_PSEUDONYMOUS" && ev.AnonymousID != "")
+		sawTrack = sawTrack || (ev.Name == "Cart Viewed" && ev.Mode == "pseudonymous" && ev.AnonymousID != "")
 	}
 	if !sawPage || !sawTrack {
 		t.Fatalf("page %v, consented track %v: %+v", sawPage, sawTrack, events(t, in))

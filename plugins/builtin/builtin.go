@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigie-dev/vigie/plugins/geoip"
 	"github.com/vigie-dev/vigie/plugins/segments"
+	"github.com/vigie-dev/vigie/sdk"
 )
 
 // Subcommand is the hidden vigie subcommand that runs a built-in plugin.
@@ -25,6 +26,25 @@ var (
 		"segments": segments.Main,
 	}
 )
+
+// described are the built-ins whose manifest can be read without starting
+// them (Manifest): those of the vigie binary.
+var described = map[string]func() sdk.Plugin{
+	"geoip":    geoip.Plugin,
+	"segments": segments.Plugin,
+}
+
+// Manifest returns the manifest built-in plugin name declares when it
+// starts, read without starting it (`vigie register` uses it); false for a
+// name that is not a built-in of the vigie binary.
+func Manifest(name string) (sdk.Manifest, bool) {
+	d, ok := described[name]
+	if !ok {
+		return sdk.Manifest{}, false
+	}
+	m, err := d().Describe()
+	return m, err == nil
+}
 
 // Register adds a built-in plugin (tests use it to run test plugins from
 // the test binary). The main function serves the plugin and never returns.

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vigie-dev/vigie/proxy/bus"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -284,7 +284,7 @@ func BenchmarkConsume(b *testing.B) {
 		})
 	}
 	run(b, "noop", func(b *testing.B, durable string) {
-		cons, err := js.CreateConsumer(ctx, bus.StreamName, jetstream.ConsumerConfig{
+		cons, err := js.CreateConsumer(ctx, streams.Events, jetstream.ConsumerConfig{
 			Durable: durable, AckPolicy: jetstream.AckAllPolicy, MaxAckPending: 2 * defaultMaxPending,
 		})
 		if err != nil {
@@ -306,7 +306,7 @@ func BenchmarkConsume(b *testing.B) {
 				pending = 0
 			}
 		}
-		_ = js.DeleteConsumer(ctx, bus.StreamName, durable)
+		_ = js.DeleteConsumer(ctx, streams.Events, durable)
 	})
 	run(b, "rollup", func(b *testing.B, durable string) {
 		s, err := storage.Open(storage.Config{Dir: b.TempDir(), VaultKey: make([]byte, 32)})
@@ -318,7 +318,7 @@ func BenchmarkConsume(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c, err := NewConsumer(a, ConsumerConfig{JetStream: js, Stream: bus.StreamName, Durable: durable})
+		c, err := NewConsumer(a, ConsumerConfig{JetStream: js, Stream: streams.Events, Durable: durable})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -328,7 +328,7 @@ func BenchmarkConsume(b *testing.B) {
 		if st := a.Stats(); st.Added != n {
 			b.Fatalf("counted %d of %d", st.Added, n)
 		}
-		_ = js.DeleteConsumer(ctx, bus.StreamName, durable)
+		_ = js.DeleteConsumer(ctx, streams.Events, durable)
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
@@ -183,7 +184,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		msgs, err := c.fetch(wait)
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("rollup: fetch failed", "consumer", c.cfg.Durable, "err", err)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders) {
+			if streams.IsMissing(err) {
 				resync = true
 				continue
 			}

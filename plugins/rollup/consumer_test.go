@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
@@ -29,7 +30,7 @@ func startBus(t testing.TB) *bus.Bus {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	if err := b.EnsureStream(ctx); err != nil {
+	if err := b.EnsureStreams(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -45,7 +46,7 @@ func publish(t testing.TB, js jetstream.JetStream, g genConfig, x *exact) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := nats.NewMsg(bus.Subject(ev.Site, ev.Type))
+		m := nats.NewMsg(streams.EventSubject(ev.Site, ev.Type))
 		m.Data = data
 		m.Header.Set(nats.MsgIdHdr, ev.Id)
 		f, err := js.PublishMsgAsync(m)
@@ -73,7 +74,7 @@ func publish(t testing.TB, js jetstream.JetStream, g genConfig, x *exact) {
 
 func lastSeq(t testing.TB, js jetstream.JetStream) uint64 {
 	t.Helper()
-	s, err := js.Stream(context.Background(), bus.StreamName)
+	s, err := js.Stream(context.Background(), streams.Events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func lastSeq(t testing.TB, js jetstream.JetStream) uint64 {
 func newConsumer(t testing.TB, a *Aggregator, js jetstream.JetStream) *Consumer {
 	t.Helper()
 	c, err := NewConsumer(a, ConsumerConfig{
-		JetStream: js, Stream: bus.StreamName, FilterSubjects: []string{bus.EventSubjects},
+		JetStream: js, Stream: streams.Events, FilterSubjects: []string{streams.EventsPrefix + ">"},
 		BatchSize: 200, FlushInterval: 50 * time.Millisecond, MaxPending: 1000, AckWait: 5 * time.Second,
 	})
 	if err != nil {
@@ -286,7 +287,7 @@ func TestConsumerNewStreamCountedFromStart(t *testing.T) {
 	if err := runUntil(t, newConsumer(t, a, js), lastSeq(t, js)); err != nil {
 		t.Fatal(err)
 	}
-	if err := js.DeleteStream(context.Background(), bus.StreamName); err != nil {
+	if err := js.DeleteStream(context.Background(), streams.Events); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond) // a distinct creation time

@@ -1,6 +1,8 @@
 // Package bus connects Vigie to NATS JetStream: it runs the embedded NATS
-// server (or connects to an external one), keeps the VIGIE_EVENTS stream,
-// and drains the storage outbox into it with a Publisher.
+// server (or connects to an external one), keeps the streams the outbox is
+// published to (VIGIE_EVENTS and VIGIE_PRIVACY, declared again whenever
+// NATS lost them), and drains the storage outbox into them with a
+// Publisher.
 package bus
 
 import (
@@ -19,17 +21,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigie-dev/vigie/internal/streams"
 )
-
-// StreamName is the JetStream stream that carries every stored event.
-const StreamName = "VIGIE_EVENTS"
-
-// EventSubjects is the stream's subject filter; events are published on
-// vigie.events.<site>.<type>.
-const EventSubjects = "vigie.events.>"
-
-// Subject returns the subject an event of typ on site is published on.
-func Subject(site, typ string) string { return "vigie.events." + site + "." + typ }
 
 // ErrNotReady is returned when the server or stream cannot be reached yet.
 var ErrNotReady = errors.New("bus: not ready")
@@ -48,13 +42,12 @@ type Config struct {
 	// authenticate to an external server.
 	CredsFile, User, Password, Token string
 	TLSCA, TLSCert, TLSKey           string
-	// Replicas of the stream. Default 1.
-	Replicas int
+	// Streams configures the streams (replicas, duplicate window, max
+	// age); the zero value selects package streams' defaults.
+	Streams streams.Settings
 	// SyncInterval of the embedded JetStream store: a duration, "always",
 	// or empty for NATS's default (2m).
 	SyncInterval string
-	// DuplicateWindow of the stream. Default 30s.
-	DuplicateWindow time.Duration
 	// Logger receives the server's warnings. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -65,28 +58,28 @@ type Bus struct {
 	cfg Config
 	log *slog.Logger
 
-	mu     sync.Mutex
-	srv    *server.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream bool
+	// decl declares the streams the publisher writes to.
+	decl *streams.Declarer
+
+	mu  sync.Mutex
+	srv *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
 }
+
+// published are the streams the bus declares: those the outbox is
+// published to.
+var published = []string{streams.Events, streams.Privacy}
 
 // New returns a Bus; nothing starts until Start.
 func New(cfg Config) (*Bus, error) {
 	if cfg.URL == "" && cfg.StoreDir == "" {
 		return nil, fmt.Errorf("bus: embedded server needs a StoreDir")
 	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.DuplicateWindow <= 0 {
-		cfg.DuplicateWindow = 30 * time.Second
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Bus{cfg: cfg, log: cfg.Logger}, nil
+	return &Bus{cfg: cfg, log: cfg.Logger, decl: streams.NewDeclarer(cfg.Streams, published...)}, nil
 }
 
 // Start starts the embedded server if configured and connects. With an
@@ -135,8 +128,8 @@ func (b *Bus) Start(ctx context.Context) error {
 	}
 	b.nc, b.js = nc, js
 	if nc.IsConnected() {
-		if err := b.ensureStreamLocked(ctx); err != nil {
-			b.log.Warn("jetstream stream not ready yet", "err", err)
+		if err := b.decl.Ensure(ctx, js); err != nil {
+			b.log.Warn("jetstream streams not ready yet", "err", err)
 		}
 	}
 	return nil
@@ -221,34 +214,26 @@ func (b *Bus) authOptions() ([]nats.Option, error) {
 	return o, nil
 }
 
-// EnsureStream creates or updates the VIGIE_EVENTS stream.
-func (b *Bus) EnsureStream(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ensureStreamLocked(ctx)
-}
-
-func (b *Bus) ensureStreamLocked(ctx context.Context) error {
-	if b.stream {
-		return nil
-	}
-	if b.js == nil {
+// EnsureStreams creates or updates the streams the outbox is published to,
+// unless that already succeeded (a failure is retried at most once per
+// second).
+func (b *Bus) EnsureStreams(ctx context.Context) error {
+	js := b.JetStream()
+	if js == nil {
 		return ErrNotReady
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       StreamName,
-		Subjects:   []string{EventSubjects},
-		Storage:    jetstream.FileStorage,
-		Replicas:   b.cfg.Replicas,
-		Duplicates: b.cfg.DuplicateWindow,
-	})
-	if err != nil {
-		return fmt.Errorf("bus: stream %s: %w", StreamName, err)
+	return b.decl.Ensure(ctx, js)
+}
+
+// Redeclare creates or updates the streams again, after an error said one
+// is missing (streams.IsMissing), unless that was done less than a second
+// ago; it reports whether it declared them.
+func (b *Bus) Redeclare(ctx context.Context) (bool, error) {
+	js := b.JetStream()
+	if js == nil {
+		return false, ErrNotReady
 	}
-	b.stream = true
-	return nil
+	return b.decl.Redeclare(ctx, js)
 }
 
 // JetStream returns the JetStream context (nil before Start).

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -38,9 +39,12 @@ type PublisherConfig struct {
 	Logger *slog.Logger
 }
 
-// Publisher moves outbox entries to JetStream: at-least-once, with the event
-// id as Nats-Msg-Id so a republish after a crash is deduplicated by the
-// stream. An entry leaves the outbox only once the stream acknowledged it.
+// Publisher moves outbox entries to JetStream, each to the stream its
+// subject belongs to (streams.StreamOf): at-least-once, with the entry's
+// message id (the event id, or a privacy message's own id) as Nats-Msg-Id so
+// a republish after a crash is deduplicated by the stream. An entry leaves
+// the outbox only once the stream acknowledged it. An error saying a stream
+// is missing makes it declare the streams again (rate-limited).
 type Publisher struct {
 	cfg PublisherConfig
 	log *slog.Logger
@@ -145,7 +149,7 @@ func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
 	if !p.cfg.Bus.Connected() {
 		return len(items), fmt.Errorf("nats: %w", ErrNotReady)
 	}
-	if err := p.cfg.Bus.EnsureStream(ctx); err != nil {
+	if err := p.cfg.Bus.EnsureStreams(ctx); err != nil {
 		return len(items), err
 	}
 	js := p.cfg.Bus.JetStream()
@@ -156,8 +160,12 @@ func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
 	var pubErr error
 	for _, it := range items {
 		msg := &nats.Msg{Subject: it.Topic, Data: it.Data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, it.EventID)
-		f, err := js.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamName))
+		msg.Header.Set(jetstream.MsgIDHeader, it.MsgID)
+		var opts []jetstream.PublishOpt
+		if st := streams.StreamOf(it.Topic); st != "" {
+			opts = append(opts, jetstream.WithExpectStream(st))
+		}
+		f, err := js.PublishMsgAsync(msg, opts...)
 		if err != nil {
 			pubErr = err
 			break
@@ -205,6 +213,13 @@ wait:
 		}
 	}
 	if pubErr != nil {
+		if streams.IsMissing(pubErr) {
+			// NATS lost a stream (e.g. it restarted on an empty store):
+			// declare them again, then the next attempt goes through.
+			if ran, err := p.cfg.Bus.Redeclare(ctx); ran {
+				p.log.Warn("a stream was missing; streams declared again", "cause", pubErr, "err", err)
+			}
+		}
 		return len(items), fmt.Errorf("bus: publish: %w", pubErr)
 	}
 	return len(items), nil

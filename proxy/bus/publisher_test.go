@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -82,7 +83,12 @@ func startBus(t *testing.T) *Bus {
 
 func streamCount(t *testing.T, b *Bus) uint64 {
 	t.Helper()
-	st, err := b.JetStream().Stream(context.Background(), StreamName)
+	return countOf(t, b, streams.Events)
+}
+
+func countOf(t *testing.T, b *Bus, stream string) uint64 {
+	t.Helper()
+	st, err := b.JetStream().Stream(context.Background(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +104,8 @@ func TestRepublishAfterCrashIsDeduplicated(t *testing.T) {
 	ob := &memOutbox{sig: make(chan struct{}, 1), failAcks: 1}
 	for i := 0; i < 25; i++ {
 		ob.items = append(ob.items, storage.OutboxItem{
-			Key: []byte(fmt.Sprintf("k%02d", i)), Topic: Subject("demo", "track"),
-			EventID: fmt.Sprintf("ev-%d", i), Data: []byte(fmt.Sprintf("payload %d", i)),
+			Key: []byte(fmt.Sprintf("k%02d", i)), Topic: streams.EventSubject("demo", "track"),
+			MsgID: fmt.Sprintf("ev-%d", i), Data: []byte(fmt.Sprintf("payload %d", i)),
 		})
 	}
 	p, err := NewPublisher(PublisherConfig{Bus: b, Outbox: ob, MaxInFlight: 10})
@@ -124,7 +130,7 @@ func TestRepublishAfterCrashIsDeduplicated(t *testing.T) {
 	if ob.OutboxLen() != 0 || p.Published() != 25 {
 		t.Fatalf("outbox %d, published %d", ob.OutboxLen(), p.Published())
 	}
-	st, _ := b.JetStream().Stream(ctx, StreamName)
+	st, _ := b.JetStream().Stream(ctx, streams.Events)
 	m, err := st.GetMsg(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +151,7 @@ func TestPublisherRunDeliversAndStops(t *testing.T) {
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
 	ob.mu.Lock()
-	ob.items = append(ob.items, storage.OutboxItem{Key: []byte("a"), Topic: Subject("s", "page"), EventID: "e1", Data: []byte("x")})
+	ob.items = append(ob.items, storage.OutboxItem{Key: []byte("a"), Topic: streams.EventSubject("s", "page"), MsgID: "e1", Data: []byte("x")})
 	ob.mu.Unlock()
 	ob.sig <- struct{}{}
 	deadline := time.Now().Add(10 * time.Second)
@@ -170,5 +176,47 @@ func TestEmbeddedServerOpensNoPortByDefault(t *testing.T) {
 	}
 	if !b.Connected() {
 		t.Fatal("not connected in-process")
+	}
+}
+
+func TestPublisherRoutesByStreamAndRedeclaresLostStreams(t *testing.T) {
+	b := startBus(t)
+	ob := &memOutbox{sig: make(chan struct{}, 1)}
+	p, err := NewPublisher(PublisherConfig{Bus: b, Outbox: ob, MaxInFlight: 10, AckTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	add := func(n int) {
+		ob.mu.Lock()
+		defer ob.mu.Unlock()
+		ob.items = append(ob.items,
+			storage.OutboxItem{Key: []byte(fmt.Sprintf("k%02d-a", n)), Topic: streams.EventSubject("demo", "track"), MsgID: fmt.Sprintf("ev-%d", n), Data: []byte("e")},
+			storage.OutboxItem{Key: []byte(fmt.Sprintf("k%02d-b", n)), Topic: "vigie.privacy.demo.consent", MsgID: fmt.Sprintf("privacy-%d", n), Data: []byte("p")})
+	}
+	// Both streams exist from Start, without any plugin: each message goes
+	// to the stream of its subject.
+	add(0)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, pr := countOf(t, b, streams.Events), countOf(t, b, streams.Privacy); e != 1 || pr != 1 {
+		t.Fatalf("events %d, privacy %d; want 1 and 1", e, pr)
+	}
+	// NATS loses both streams: the publisher declares them again and
+	// carries on.
+	for _, st := range []string{streams.Events, streams.Privacy} {
+		if err := b.JetStream().DeleteStream(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(streams.DefaultInterval) // let the rate limit of Start's declaration pass
+	add(1)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, pr := countOf(t, b, streams.Events), countOf(t, b, streams.Privacy); e != 1 || pr != 1 {
+		t.Fatalf("after the loss: events %d, privacy %d; want 1 and 1", e, pr)
 	}
 }

@@ -280,6 +280,9 @@ func mergeBatch(m *Message, b *Batch, traits jsontext.Value) {
 	if c.Consent == nil {
 		c.Consent = bc.Consent
 	}
+	if c.ConsentManagement == nil {
+		c.ConsentManagement = bc.ConsentManagement
+	}
 }
 
 func fill(dst *string, src string) {
@@ -366,6 +369,8 @@ func (d *decoder) context(c *Context) error {
 			err = d.library(&c.Library)
 		case "consent":
 			c.Consent, err = d.object("context.consent")
+		case "consentManagement":
+			c.ConsentManagement, err = d.object("context.consentManagement")
 		case "traits":
 			d.ctxTr, err = d.object("context.traits")
 		default:

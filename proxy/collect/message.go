@@ -92,6 +92,9 @@ type Context struct {
 	Library Library
 	// Consent is the raw context.consent object, or nil.
 	Consent jsontext.Value
+	// ConsentManagement is the raw context.consentManagement object of
+	// RudderStack's JavaScript SDK (allowed and denied consent ids), or nil.
+	ConsentManagement jsontext.Value
 }
 
 // Page is context.page.

@@ -65,8 +65,15 @@ type Config struct {
 	// for anonymous events. A pseudonymous event is kept for the longest
 	// retention among its granted purposes. Default analytics 13 months
 	// (395d), anonymous 25 months (760d), personalization and marketing 13
-	// months, necessary 30 days.
+	// months, necessary 30 days. Two more keys are not event retentions:
+	// "audit", how long the audit trail is kept (default 3 years), and
+	// "requests", how long a completed privacy request (an erasure's
+	// receipt) is kept (default 3 years).
 	Retention map[string]Duration `yaml:"retention"`
+	// Organization is the controller, as the register of processing (Art.
+	// 30) names it. With production: true, Vigie refuses to start without
+	// its name and contact (OrganizationProblem).
+	Organization Organization `yaml:"organization"`
 	// StoreBots stores hits from bots as events. Default false: they are
 	// only counted.
 	StoreBots bool `yaml:"store_bots"`
@@ -182,8 +189,9 @@ type PluginRuntime struct {
 	// Backoff is the delay before each retry (the last repeats). Default
 	// 1s, 5s, 30s, 2m.
 	Backoff []Duration `yaml:"backoff"`
-	// CallTimeout bounds one call to a plugin; past it the plugin is
-	// considered hung and restarted. Default 10s.
+	// CallTimeout bounds one call (and one ping) to a plugin; past it the
+	// plugin is hung: its process is killed outright (SIGKILL), a new one
+	// is started and the batch in flight is delivered again. Default 10s.
 	CallTimeout Duration `yaml:"call_timeout"`
 	// BatchSize is the most events per call. Default 100.
 	BatchSize int `yaml:"batch_size"`
@@ -275,14 +283,14 @@ type NATS struct {
 	TLSCA   string `yaml:"tls_ca"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// Replicas of the VIGIE_EVENTS stream. Default 1.
+	// Replicas of every Vigie stream. Default 1.
 	Replicas int `yaml:"replicas"`
 	// SyncInterval is the embedded JetStream's fsync interval; "always"
 	// syncs every write. Default 2m (NATS's default).
 	SyncInterval string `yaml:"sync_interval"`
 	// MaxInFlight bounds unacknowledged async publishes. Default 1024.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// DuplicateWindow of the stream (Nats-Msg-Id dedup). Default 30s.
+	// DuplicateWindow of VIGIE_EVENTS (Nats-Msg-Id dedup). Default 30s.
 	// JetStream keeps every id of the window in memory (a 10-minute window
 	// held 144 MB after 1.2M events), and the only entries
 	// ever republished are those published but not yet removed from the
@@ -290,7 +298,46 @@ type NATS struct {
 	// Vigie that stays down longer than the window may put those (at most
 	// max_in_flight) in the stream twice; consumers see the same event id.
 	DuplicateWindow Duration `yaml:"duplicate_window"`
+	// MaxAge is how long every stream keeps a message (JetStream's
+	// MaxAge): the bus is a conduit, not a store, and an erasure or the
+	// end of a retention reaches it within this time. At most the
+	// shortest retention, at least an hour. Default 7d.
+	MaxAge Duration `yaml:"max_age"`
 }
+
+// Organization is who is responsible for the processing: the controller
+// (Art. 4(7) GDPR), its representative in the Union and its data
+// protection officer, as Art. 30(1)(a) asks the register to name them.
+type Organization struct {
+	// Name of the controller (legal name). Required in production.
+	Name string `yaml:"name"`
+	// Address is the controller's postal address.
+	Address string `yaml:"address"`
+	// Contact is how to reach the controller about personal data (an
+	// e-mail address or a URL). Required in production.
+	Contact string `yaml:"contact"`
+	// Phone of the controller.
+	Phone string `yaml:"phone"`
+	// Representative is the controller's representative in the Union
+	// (Art. 27), for a controller established outside it.
+	Representative Party `yaml:"representative"`
+	// DPO is the data protection officer, if one is designated.
+	DPO Party `yaml:"dpo"`
+	// JointControllers share the purposes and means (Art. 26).
+	JointControllers []Party `yaml:"joint_controllers"`
+}
+
+// Party is a person or organization named in the register.
+type Party struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	// Contact is an e-mail address or URL.
+	Contact string `yaml:"contact"`
+	Phone   string `yaml:"phone"`
+}
+
+// IsZero reports whether nothing is set.
+func (p Party) IsZero() bool { return p == Party{} }
 
 // Limits bounds requests. Defaults are Segment's.
 type Limits struct {
@@ -339,13 +386,24 @@ type Site struct {
 	// Consent is the site's consent policy.
 	Consent ConsentPolicy `yaml:"consent"`
 	// AllowParams are URL query parameters kept ("utm_*" style prefixes).
-	// Default: utm_*, mtm_*, pk_*, ref, source, campaign.
+	// Default (pseudonymize.Config.AllowParams): utm_*, mtm_*, Matomo's
+	// pk_ campaign parameters (not pk_vid), ref, source, campaign. Other
+	// trackers' visitor ids are dropped even when listed.
 	AllowParams []string `yaml:"allow_params"`
 	// ClickIDParams are ad click ids kept only with marketing consent.
 	ClickIDParams []string `yaml:"click_id_params"`
-	// PIIKeys are property and trait names treated as personal data.
+	// PIIKeys are property and trait names treated as personal data in
+	// addition to the built-in list, which always applies.
 	PIIKeys []string `yaml:"pii_keys"`
+	// TestToken, when set (16 characters or more), lets a test client
+	// through the bot filter: a hit whose TestHeader header carries it is
+	// stored even if its user agent is a bot's (headless browsers, curl),
+	// marked as a bot in its device. Default none.
+	TestToken Secret `yaml:"test_token"`
 }
+
+// TestHeader is the request header carrying a site's TestToken.
+const TestHeader = "X-Vigie-Test"
 
 // ConsentPolicy is the YAML form of consent.Policy.
 type ConsentPolicy struct {
@@ -369,6 +427,13 @@ type ConsentPolicy struct {
 	// analytics: [analytics_storage]; marketing: [ad_storage, ad_user_data,
 	// ad_personalization]; personalization: [personalization_storage].
 	ConsentMode map[consent.Purpose][]string `yaml:"consent_mode"`
+	// ConsentManagement maps the consent ids of RudderStack's
+	// context.consentManagement to purposes, per consent manager
+	// (oneTrust, ketch, iubenda, custom); merged over the built-in map per
+	// provider. An id not found there is looked up in Categories (OneTrust
+	// C0001–C0005, plain names). Default: iubenda 1 → necessary, 2 and 3
+	// → personalization, 4 → analytics, 5 → marketing.
+	ConsentManagement map[string]map[string][]consent.Purpose `yaml:"consent_management"`
 }
 
 // TCFPolicy is the YAML form of consent.TCFMapping.
@@ -446,6 +511,7 @@ func Default() Config {
 			Replicas:        1,
 			MaxInFlight:     1024,
 			DuplicateWindow: Duration(30 * time.Second),
+			MaxAge:          Duration(7 * 24 * time.Hour),
 		},
 		Limits: Limits{MaxEventBytes: 32 << 10, MaxBatchBytes: 500 << 10, MaxBatchEvents: 2500,
 			MaxHeaderBytes: 64 << 10, ReadTimeout: Duration(30 * time.Second)},
@@ -457,6 +523,8 @@ func Default() Config {
 			"personalization": Duration(395 * 24 * time.Hour),
 			"marketing":       Duration(395 * 24 * time.Hour),
 			"anonymous":       Duration(760 * 24 * time.Hour),
+			RetentionAudit:    Duration(storage.DefaultAuditRetention),
+			RetentionRequests: Duration(storage.DefaultRequestRetention),
 		},
 		Sites:       []Site{DemoSite()},
 		SnippetPath: "/s.js",
@@ -541,6 +609,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.NATS.DuplicateWindow <= 0 {
 		c.NATS.DuplicateWindow = d.NATS.DuplicateWindow
+	}
+	if c.NATS.MaxAge <= 0 {
+		c.NATS.MaxAge = d.NATS.MaxAge
 	}
 	if c.Limits.MaxEventBytes <= 0 {
 		c.Limits.MaxEventBytes = d.Limits.MaxEventBytes
@@ -667,6 +738,9 @@ func (c *Config) Validate() error {
 		if _, err := s.Policy(); err != nil {
 			bad(f+".consent", "%v", err)
 		}
+		if s.TestToken != "" && len(s.TestToken) < 16 {
+			bad(f+".test_token", "must be at least 16 characters (it lets its bearer past the bot filter)")
+		}
 	}
 	if !strings.HasPrefix(c.SnippetPath, "/") || strings.ContainsAny(c.SnippetPath, " {}") || strings.HasPrefix(c.SnippetPath, "/v1/") || strings.HasPrefix(c.SnippetPath, "/admin/") {
 		bad("snippet_path", "%q must be an absolute path outside /v1/ and /admin/", c.SnippetPath)
@@ -702,6 +776,7 @@ func (c *Config) Validate() error {
 			bad("retention."+k, "must not be negative")
 		}
 	}
+	errs = append(errs, c.validateRights()...)
 	return errors.Join(errs...)
 }
 
@@ -753,6 +828,22 @@ func (s Site) Policy() (consent.Policy, error) {
 	}
 	if len(s.Consent.ConsentMode) > 0 {
 		p.ConsentMode = s.Consent.ConsentMode
+	}
+	for prov, ids := range s.Consent.ConsentManagement {
+		key := prov
+		for k := range p.ConsentManagement {
+			if strings.EqualFold(k, prov) {
+				key = k
+			}
+		}
+		merged := make(map[string][]consent.Purpose, len(p.ConsentManagement[key])+len(ids))
+		for id, ps := range p.ConsentManagement[key] {
+			merged[id] = ps
+		}
+		for id, ps := range ids {
+			merged[id] = ps
+		}
+		p.ConsentManagement[key] = merged
 	}
 	if s.Consent.HonorGPC != nil {
 		p.HonorGPC = *s.Consent.HonorGPC

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vigie-dev/vigie/consent"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -168,5 +170,112 @@ func TestSecretsComeFromTheEnvironmentOnlyAndNeverPrint(t *testing.T) {
 	}
 	if _, err := Load("", []string{`VIGIE_KEYS_MASTER_KEY_COMMAND=[""]`}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("empty command: %v", err)
+	}
+}
+
+// TestSiteConsentManagementAndTestToken: a site's consent_management is
+// merged per provider over the built-in map (providers ignore case), a
+// bad purpose is refused naming the site, and the test token never
+// prints.
+func TestSiteConsentManagementAndTestToken(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "vigie.yaml")
+	os.WriteFile(p, []byte(`sites:
+  - id: shop
+    write_keys: [k1]
+    test_token: test-token-secretvalue
+    consent:
+      consent_management:
+        IUBENDA: {"2": [analytics]}
+        ketch: {behavioral_advertising: [marketing]}
+`), 0o600)
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := cfg.Sites[0].Policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	iub, ketch := pol.ConsentManagement[consent.ProviderIubenda], pol.ConsentManagement["ketch"]
+	if fmt.Sprint(iub["1"], iub["2"], iub["5"], ketch["behavioral_advertising"]) != "[necessary] [analytics] [marketing] [marketing]" || len(pol.ConsentManagement) != 2 {
+		t.Fatalf("consent_management: %v", pol.ConsentManagement)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", cfg, cfg), "secretvalue") {
+		t.Fatal("the test token was printed")
+	}
+	os.WriteFile(p, []byte("sites:\n  - id: shop\n    write_keys: [k1]\n    consent:\n      consent_management:\n        ketch: {x: [nope]}\n"), 0o600)
+	if _, err := Load(p, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "sites[0].consent") {
+		t.Fatalf("unknown purpose: %v", err)
+	}
+}
+
+func TestRightsValidation(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       string // "" = valid; else a field the error names
+	}{
+		{"defaults", "", ""},
+		{"max age longer than the shortest retention", "nats: {max_age: 40d}\n", "retention.necessary"},
+		{"max age equal to it", "nats: {max_age: 30d}\n", ""},
+		{"max age below an hour", "nats: {max_age: 10m}\n", "nats.max_age"},
+		{"max age below the duplicate window", "nats: {max_age: 2h, duplicate_window: 3h}\n", "nats.duplicate_window"},
+		{"shorter anonymous retention", "nats: {max_age: 5d}\nretention: {anonymous: 2d}\n", "retention.anonymous"},
+		{"audit retention is not an event retention", "retention: {audit: 1d}\n", ""},
+		{"forever retention does not bound", "nats: {max_age: 40d}\nretention: {necessary: 0s}\n", ""},
+		{"dpo without name", "organization: {dpo: {contact: dpo@shop.example}}\n", "organization.dpo.name"},
+		{"dpo without any contact", "organization: {dpo: {name: Ada}}\n", "organization.dpo.contact"},
+		{"empty joint controller", "organization: {joint_controllers: [{}]}\n", "organization.joint_controllers[0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "v.yaml")
+			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Load(path, nil)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && err == nil:
+				t.Fatal("accepted")
+			case c.want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("error %q does not name %s", err, c.want)
+			}
+			if err == nil && c.name == "defaults" {
+				if time.Duration(cfg.NATS.MaxAge) != 7*24*time.Hour || cfg.RetentionOf(RetentionAudit) != 3*365*24*time.Hour ||
+					cfg.RetentionOf(RetentionRequests) != 3*365*24*time.Hour {
+					t.Fatalf("defaults: max_age %v, retention %v", cfg.NATS.MaxAge, cfg.Retention)
+				}
+				if f, d := cfg.ShortestRetention(); f != "retention.necessary" || d != 30*24*time.Hour {
+					t.Fatalf("shortest: %s %v", f, d)
+				}
+				if cfg.LongestRetention() != 760*24*time.Hour {
+					t.Fatalf("longest: %v", cfg.LongestRetention())
+				}
+			}
+		})
+	}
+}
+
+func TestOrganizationProblem(t *testing.T) {
+	for _, c := range []struct {
+		org  Organization
+		want []string
+	}{
+		{Organization{}, []string{"organization.name", "organization.contact"}},
+		{Organization{Name: "Shop SAS"}, []string{"organization.contact"}},
+		{Organization{Name: "Shop SAS", Contact: "privacy@shop.example"}, nil},
+	} {
+		cfg := Default()
+		cfg.Organization = c.org
+		p := cfg.OrganizationProblem()
+		if (p == "") != (c.want == nil) {
+			t.Fatalf("%+v: %q", c.org, p)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(p, w) {
+				t.Errorf("%q does not name %s", p, w)
+			}
+		}
 	}
 }

@@ -51,6 +51,8 @@ type Signer struct {
 	keys   map[string][]byte
 	macs   map[string]*sync.Pool // campaign tokens
 	rmacs  map[string]*sync.Pool // recipient values (recipient.go)
+	pkeys  map[string][]byte     // preference tokens (preference.go)
+	form   []byte                // preference form nonces, active key only
 }
 
 const (
@@ -75,7 +77,8 @@ var b64 = base64.RawURLEncoding
 // campaign token nor a recipient value).
 func NewSigner(keys []Key, active string) (*Signer, error) {
 	s := &Signer{active: active, keys: make(map[string][]byte, len(keys)),
-		macs: make(map[string]*sync.Pool, len(keys)), rmacs: make(map[string]*sync.Pool, len(keys))}
+		macs: make(map[string]*sync.Pool, len(keys)), rmacs: make(map[string]*sync.Pool, len(keys)),
+		pkeys: make(map[string][]byte, len(keys))}
 	for _, k := range keys {
 		if !validKeyID(k.ID) {
 			return nil, fmt.Errorf("%w: key id %q must be 1-32 characters of [A-Za-z0-9_-]", ErrConfig, k.ID)
@@ -90,6 +93,10 @@ func NewSigner(keys []Key, active string) (*Signer, error) {
 		s.keys[k.ID] = derived
 		s.macs[k.ID] = &sync.Pool{New: func() any { return hmac.New(sha256.New, derived) }}
 		s.rmacs[k.ID] = &sync.Pool{New: func() any { return newMACState(rderived) }}
+		s.pkeys[k.ID] = derive(k.Secret, preferenceLabel)
+		if k.ID == active {
+			s.form = derive(k.Secret, formLabel)
+		}
 	}
 	if _, ok := s.keys[active]; !ok {
 		return nil, fmt.Errorf("%w: active key %q not among the keys", ErrConfig, active)

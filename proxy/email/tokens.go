@@ -14,6 +14,12 @@ import (
 // recipient's value: import it into the ESP as a contact attribute.
 const TokenColumn = "vigie_token"
 
+// PreferenceColumn is the column of TokensCommand's output that holds each
+// recipient's preference token (TokensOptions.Preferences): import it as a
+// second contact attribute, for the List-Unsubscribe header of merge-tag
+// campaigns.
+const PreferenceColumn = "vigie_preference"
+
 // DefaultUserIDColumn is the header TokensCommand looks for in a CSV input.
 const DefaultUserIDColumn = "user_id"
 
@@ -32,6 +38,10 @@ type TokensOptions struct {
 	// Issue returns the recipient value of each user id, in order (at most
 	// TokensBatch ids per call). Required.
 	Issue func(ctx context.Context, userIDs []string) ([]string, error)
+	// Preferences, when set, returns each user id's preference token
+	// (Signer.SignPreference), in order, called after Issue with the same
+	// ids; the output then has a PreferenceColumn too.
+	Preferences func(ctx context.Context, userIDs []string) ([]string, error)
 }
 
 // UserIDProblem says what is wrong with a recipient's user id wherever
@@ -71,6 +81,7 @@ func TokensCommand(ctx context.Context, in io.Reader, out io.Writer, opt TokensO
 		return err
 	}
 	tokens := make([]string, 0, len(tab.rows))
+	var prefs []string
 	for start := 0; start < len(tab.rows); start += TokensBatch {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -88,17 +99,32 @@ func TokensCommand(ctx context.Context, in io.Reader, out io.Writer, opt TokensO
 			return fmt.Errorf("email: %d recipient values for %d user ids", len(got), len(ids))
 		}
 		tokens = append(tokens, got...)
-	}
-	w := csv.NewWriter(out)
-	header := tab.header
-	tokCol := -1
-	for i, h := range header {
-		if strings.EqualFold(strings.TrimSpace(h), TokenColumn) {
-			tokCol = i
+		if opt.Preferences != nil {
+			p, err := opt.Preferences(ctx, ids)
+			if err != nil {
+				return err
+			}
+			if len(p) != len(ids) {
+				return fmt.Errorf("email: %d preference tokens for %d user ids", len(p), len(ids))
+			}
+			prefs = append(prefs, p...)
 		}
 	}
-	if tokCol < 0 {
-		header = append(header[:len(header):len(header)], TokenColumn)
+	w := csv.NewWriter(out)
+	header := tab.header[:len(tab.header):len(tab.header)]
+	column := func(name string) int {
+		for i, h := range header {
+			if strings.EqualFold(strings.TrimSpace(h), name) {
+				return i
+			}
+		}
+		header = append(header, name)
+		return -1
+	}
+	tokCol := column(TokenColumn)
+	prefCol := -2 // no preference column
+	if opt.Preferences != nil {
+		prefCol = column(PreferenceColumn)
 	}
 	_ = w.Write(header)
 	for i, row := range tab.rows {
@@ -106,6 +132,12 @@ func TokensCommand(ctx context.Context, in io.Reader, out io.Writer, opt TokensO
 			row[tokCol] = tokens[i]
 		} else {
 			row = append(row, tokens[i])
+		}
+		switch {
+		case prefCol >= 0:
+			row[prefCol] = prefs[i]
+		case prefCol == -1:
+			row = append(row, prefs[i])
 		}
 		_ = w.Write(row)
 	}

@@ -146,3 +146,30 @@ func TestSignRecipients(t *testing.T) {
 		t.Fatalf("blank id: %v", err)
 	}
 }
+
+func TestTokensCommandPreferenceColumn(t *testing.T) {
+	prefs := func(_ context.Context, ids []string) ([]string, error) {
+		out := make([]string, len(ids))
+		for i, id := range ids {
+			out[i] = "P(" + id + ")"
+		}
+		return out, nil
+	}
+	tests := []struct{ name, in, want string }{
+		{"one id per line", "u1\nu2\n", "user_id,vigie_token,vigie_preference\nu1,T(u1),P(u1)\nu2,T(u2),P(u2)\n"},
+		{"both columns refreshed", "vigie_preference,user_id,vigie_token\nold,u1,old\n", "vigie_preference,user_id,vigie_token\nP(u1),u1,T(u1)\n"},
+		{"only the preference column there", "user_id,vigie_preference\nu1,old\n", "user_id,vigie_preference,vigie_token\nu1,P(u1),T(u1)\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			calls := 0
+			if err := TokensCommand(context.Background(), strings.NewReader(tt.in), &out, TokensOptions{Issue: fakeIssue(&calls), Preferences: prefs}); err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tt.want {
+				t.Fatalf("output\n%s\nwant\n%s", out.String(), tt.want)
+			}
+		})
+	}
+}

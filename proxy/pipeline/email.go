@@ -59,11 +59,11 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 		ReceivedAtMs: h.Time.UnixMilli(),
 		Source:       "email",
 		IpPrefix:     prefix,
-		Email:        &vigiev1.Email{Campaign: pseudonymize.ScrubText(h.Campaign), Class: h.Class, Reason: h.Reason},
+		Email:        &vigiev1.Email{Campaign: pseudonymize.ScrubText(h.Campaign, &res.Scrubbed), Class: h.Class, Reason: h.Reason},
 	}
 	pseudonymous := h.Recipient != "" && h.Granted.Has(consent.Marketing)
 	if h.Link != "" {
-		ev.Email.Link = s.pseudo.ScrubURL(h.Link, pseudonymous).URL
+		ev.Email.Link = s.pseudo.ScrubURL(h.Link, pseudonymous, &res.Scrubbed).URL
 	}
 	d := consent.Decision{Outcome: consent.Anonymous}
 	if pseudonymous {

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/consent"
-	"github.com/vigie-dev/vigie/proxy/bus"
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -122,6 +122,9 @@ type Request struct {
 	// Ledger, when set, gives the subject's recorded choice for events that
 	// carry no explicit consent signal of their own.
 	Ledger LedgerReader
+	// KeepBots stores the hit even if it comes from a bot, as StoreBots
+	// does for every hit (a test client the site vouched for).
+	KeepBots bool
 }
 
 // LedgerReader reads the consent ledger.
@@ -163,7 +166,10 @@ type Result struct {
 	// computed for the ledger even when the event is anonymous (it is then
 	// never stored).
 	Subject string
-	Record  storage.Record
+	// Scrubbed counts, by class, what the scrubbers removed from the
+	// stored event (never the values).
+	Scrubbed pseudonymize.Counts
+	Record   storage.Record
 }
 
 // Process decides, pseudonymizes and encodes one message.
@@ -185,6 +191,18 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 			for _, sig := range ps {
 				res.Explicit = res.Explicit || (sig.Source != consent.SourceGPC && sig.Source != consent.SourceDNT)
 			}
+		}
+	}
+	if len(m.Context.ConsentManagement) > 0 {
+		// RudderStack's allowed and denied consent ids, as undecodable
+		// consent strings: an invalid object counts as no signal.
+		sig, err := consent.FromConsentManagement(m.Context.ConsentManagement, s.policy)
+		if err != nil {
+			res.ConsentErr = errors.Join(res.ConsentErr, err)
+		}
+		if sig.Granted.Len()+sig.Denied.Len() > 0 {
+			signals = append(append(make([]consent.Signal, 0, len(signals)+1), signals...), sig)
+			res.Explicit = true
 		}
 	}
 	// Each pseudonym is computed once: here when the ledger needs the
@@ -220,7 +238,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	if ua != "" || r.Source == "pixel" {
 		dev = s.pseudo.Device(ua)
 	}
-	if dev.Bot && !p.storeBots {
+	if dev.Bot && !p.storeBots && !r.KeepBots {
 		res.Outcome = Bot
 		return res
 	}
@@ -239,18 +257,19 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		ReceivedAtMs: now.UnixMilli(),
 		Source:       r.Source,
 		IpPrefix:     prefix,
-		Library:      library(m),
 	}
+	sc := &res.Scrubbed
+	ev.Library = library(m, sc)
 	switch m.Type {
 	case "track":
-		ev.Name = pseudonymize.ScrubText(m.Event)
+		ev.Name = pseudonymize.ScrubText(m.Event, sc)
 	case "page", "screen":
-		ev.Name = pseudonymize.ScrubText(m.Name)
+		ev.Name = pseudonymize.ScrubText(m.Name, sc)
 	}
 	pseudonymous := d.Outcome == consent.Pseudonymous
 	marketing := pseudonymous && d.Granted.Has(consent.Marketing)
 	var urlCampaign pseudonymize.Campaign
-	ev.Page, urlCampaign = page(s.pseudo, m, marketing, pseudonymous)
+	ev.Page, urlCampaign = page(s.pseudo, m, marketing, pseudonymous, sc)
 	if pseudonymous {
 		ev.Mode = vigiev1.Mode_MODE_PSEUDONYMOUS
 		ev.Purposes = d.Granted.Names()
@@ -271,13 +290,13 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 			ev.Subject = ev.AnonymousId
 		}
 		ev.Device = &vigiev1.Device{Browser: dev.Browser, BrowserMajor: dev.BrowserMajor, Os: dev.OS, Class: dev.Class, Bot: dev.Bot}
-		ev.Locale = pseudonymize.ScrubText(m.Context.Locale)
-		ev.Campaign = campaign(m, urlCampaign)
-		if props, err := s.pseudo.ScrubProperties(nil, m.Properties); err == nil {
+		ev.Locale = pseudonymize.ScrubText(m.Context.Locale, sc)
+		ev.Campaign = campaign(m, urlCampaign, sc)
+		if props, err := s.pseudo.ScrubProperties(nil, m.Properties, sc); err == nil {
 			ev.Properties = props
 		}
 		if len(m.Traits) > 0 {
-			clean, personal, names, err := s.pseudo.SplitTraits(m.Traits)
+			clean, personal, names, err := s.pseudo.SplitTraits(m.Traits, sc)
 			if err == nil {
 				ev.Traits = clean
 				if len(personal) > 0 && ev.Subject != "" {
@@ -305,7 +324,7 @@ func (p *Pipeline) finish(res *Result, s *Site, ev *vigiev1.Event, d consent.Dec
 	res.Record.Time = time.UnixMilli(ev.TimestampMs)
 	res.Record.Type = ev.Type
 	res.Record.Subject = ev.Subject
-	res.Record.Topic = bus.Subject(s.id, ev.Type)
+	res.Record.Topic = streams.EventSubject(s.id, ev.Type)
 	res.Record.TTL = p.ttl(d)
 	data, err := proto.Marshal(ev)
 	if err != nil {
@@ -334,17 +353,17 @@ func (p *Pipeline) ttl(d consent.Decision) time.Duration {
 	return ttl
 }
 
-func library(m *collect.Message) string {
+func library(m *collect.Message, sc *pseudonymize.Counts) string {
 	l := m.Context.Library
 	if l.Name == "" {
 		return ""
 	}
-	return pseudonymize.ScrubText(strings.TrimSpace(l.Name + " " + l.Version))
+	return pseudonymize.ScrubText(strings.TrimSpace(l.Name+" "+l.Version), sc)
 }
 
 // page builds the scrubbed page context: anonymous events keep the path and
 // the referrer's host only.
-func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bool) (*vigiev1.Page, pseudonymize.Campaign) {
+func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bool, sc *pseudonymize.Counts) (*vigiev1.Page, pseudonymize.Campaign) {
 	cp := m.Context.Page
 	noPage := func(p collect.Page) bool { return p.URL == "" && p.Path == "" && p.Referrer == "" }
 	if noPage(cp) && m.Type == "page" {
@@ -357,14 +376,14 @@ func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bo
 	pg := &vigiev1.Page{}
 	var u pseudonymize.URLParts
 	if cp.URL != "" {
-		u = ps.ScrubURL(cp.URL, marketing)
+		u = ps.ScrubURL(cp.URL, marketing, sc)
 	}
 	pg.Path = u.Path
 	if cp.Path != "" {
-		pg.Path = ps.ScrubURL(cp.Path, false).Path
+		pg.Path = ps.ScrubURL(cp.Path, false, sc).Path
 	}
 	if cp.Referrer != "" {
-		ref := ps.ScrubURL(cp.Referrer, false)
+		ref := ps.ScrubURL(cp.Referrer, false, sc)
 		pg.ReferrerHost = ref.Host
 		if full {
 			pg.Referrer = ref.URL
@@ -373,24 +392,28 @@ func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bo
 	if full {
 		pg.Url = u.URL
 		pg.Search = u.Search
-		pg.Title = pseudonymize.ScrubText(cp.Title)
+		pg.Title = pseudonymize.ScrubText(cp.Title, sc)
 	}
 	return pg, u.Campaign
 }
 
 // campaign merges context.campaign over the utm_* parameters of the page
 // URL (click ids there are present only with marketing consent).
-func campaign(m *collect.Message, fromURL pseudonymize.Campaign) *vigiev1.Campaign {
+func campaign(m *collect.Message, fromURL pseudonymize.Campaign, sc *pseudonymize.Counts) *vigiev1.Campaign {
 	c := m.Context.Campaign
 	pick := func(a, b string) string {
 		if a != "" {
-			return pseudonymize.ScrubText(a)
+			return pseudonymize.ScrubText(a, sc)
 		}
 		return b
 	}
+	source := fromURL.Source
+	if c.Source != "" {
+		source = pseudonymize.ScrubSource(c.Source, sc)
+	}
 	out := &vigiev1.Campaign{
 		Name:     pick(c.Name, fromURL.Name),
-		Source:   pick(c.Source, fromURL.Source),
+		Source:   source,
 		Medium:   pick(c.Medium, fromURL.Medium),
 		Term:     pick(c.Term, fromURL.Term),
 		Content:  pick(c.Content, fromURL.Content),

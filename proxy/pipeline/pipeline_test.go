@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +197,59 @@ func FuzzPageFromProperties(f *testing.F) {
 			t.Fatalf("fields %+v read from invalid JSON %q", p, raw)
 		}
 	})
+}
+
+// TestProcessScrubsEveryField puts personal data of every class into every
+// field Process keeps and checks that none of it is in the encoded event,
+// and that Result.Scrubbed counts it by class.
+func TestProcessScrubsEveryField(t *testing.T) {
+	p, s := newPipeline(t, consent.DefaultPolicy())
+	items := map[pseudonymize.Class]string{
+		pseudonymize.ClassEmail:      "jane.doe%2540example.org",
+		pseudonymize.ClassPhone:      "+33\u00a06\u00a012\u00a034\u00a056\u00a078",
+		pseudonymize.ClassCard:       "4111 1111 1111 1111",
+		pseudonymize.ClassIBAN:       "FR76 3000 6000 0112 3456 7890 189",
+		pseudonymize.ClassNationalID: "185057800608491",
+		pseudonymize.ClassIP:         "2001:db8:abcd:12:3456:789a:bcde:f012",
+		pseudonymize.ClassSecret:     "password=hunter2",
+		pseudonymize.ClassName:       "Dear Janetha Canaryson",
+	}
+	leaks := []string{"jane.doe", "12\u00a034\u00a056", "1111 1111 1111", "0112 3456", "185057800608491", "3456:789a", "hunter2", "Janetha", "Canaryson",
+		"198.51.100.73", "u8c2f9a", "a1b2c3d4e5f6a7b8"}
+	for class, item := range items {
+		t.Run(class.String(), func(t *testing.T) {
+			q, pe := url.QueryEscape(item), url.PathEscape(item)
+			body := `{"type":"track","event":"Bought ` + item + `","userId":"u-1","messageId":"m-` + class.String() + `",
+			  "context":{"consent":{"analytics":true,"marketing":true},"locale":"` + item + `","library":{"name":"lib","version":"` + item + `"},
+			    "page":{"url":"https://shop.example/p/` + pe + `?utm_term=` + q + `&utm_content=` + q + `&ref=u8c2f9a&pk_vid=a1b2c3d4e5f6a7b8#` + q + `",
+			      "path":"/p/` + pe + `","referrer":"http://198.51.100.73/r/` + pe + `","title":"Order ` + item + `"},
+			    "campaign":{"name":"` + item + `","source":"u8c2f9a","medium":"` + item + `","term":"` + item + `","content":"` + item + `"}},
+			  "properties":{"note":"` + item + `","list":["` + item + `"],"nested":{"k":"` + item + `"},"link":"https://x.example/` + pe + `","n":4111111111111111}}`
+			res, ev := process(t, p, s, body, nil)
+			if ev == nil {
+				t.Fatalf("not stored: %+v", res)
+			}
+			for _, leak := range leaks {
+				if bytes.Contains(res.Record.Data, []byte(leak)) {
+					t.Errorf("stored event holds %q: %v", leak, ev)
+				}
+			}
+			if res.Scrubbed.Of(class) < 5 || res.Scrubbed.Of(pseudonymize.ClassTrackerID) < 2 || res.Scrubbed.Of(pseudonymize.ClassCard) < 1 {
+				t.Errorf("counts %+v: want several %s, the tracker ids and the card number", res.Scrubbed, class)
+			}
+			if ev.GetPage().GetReferrerHost() != "ip.invalid" || ev.GetCampaign().GetSource() != "[id]" {
+				t.Errorf("referrer host %q, campaign source %q", ev.GetPage().GetReferrerHost(), ev.GetCampaign().GetSource())
+			}
+		})
+	}
+	// Anonymous events keep the referrer host: an IP there is personal too.
+	_, ev := process(t, p, s, `{"type":"page","anonymousId":"a","context":{"page":{"url":"https://s.example/","referrer":"http://[2001:db8::7]:8080/x"}}}`, nil)
+	if ev.GetPage().GetReferrerHost() != "ip.invalid:8080" {
+		t.Errorf("anonymous referrer host %q", ev.GetPage().GetReferrerHost())
+	}
+	// Nothing personal, nothing counted.
+	res, _ := process(t, p, s, benchTrack, nil)
+	if res.Scrubbed.Total() != 0 {
+		t.Errorf("clean event counted %+v", res.Scrubbed)
+	}
 }

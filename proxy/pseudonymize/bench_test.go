@@ -2,6 +2,7 @@ package pseudonymize
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkScrubURL(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = p.ScrubURL(bc.url, false)
+				_ = p.ScrubURL(bc.url, false, nil)
 			}
 		})
 	}
@@ -77,7 +78,7 @@ func BenchmarkScrubText(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.s)))
 			for b.Loop() {
-				_ = ScrubText(bc.s)
+				_ = ScrubText(bc.s, nil)
 			}
 		})
 	}
@@ -92,7 +93,7 @@ func BenchmarkScrubProperties(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
 		var err error
-		if dst, err = p.ScrubProperties(dst[:0], raw); err != nil {
+		if dst, err = p.ScrubProperties(dst[:0], raw, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -103,8 +104,45 @@ func BenchmarkSplitTraits(b *testing.B) {
 	raw := []byte(`{"email":"jane@doe.org","firstName":"Jane","plan":"pro","logins":12,"company":{"size":50,"industry":"retail"}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, _, err := p.SplitTraits(raw); err != nil {
+		if _, _, _, err := p.SplitTraits(raw, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkScrubTextWorstCase measures adversarial 32 KB texts (the event
+// size limit): number spans that never classify, phone candidates past the
+// parse budget, deep encodings, cue words without names.
+func BenchmarkScrubTextWorstCase(b *testing.B) {
+	n := 32 << 10
+	for _, bc := range []struct{ name, unit string }{
+		{"dots", "1."}, {"zeros", "0 "}, {"phones", "0171-123 45 67 "}, {"plus", "+33 6 1 2 3 4 "},
+		{"percent", "%25"}, {"at", "a@b."}, {"dear", "Dear "}, {"colons", "ab:cd:"}, {"entities", "&amp;"},
+	} {
+		s := strings.Repeat(bc.unit, n/len(bc.unit))
+		ScrubText(s, nil) // the phone-number metadata's first use is not measured
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(s)))
+			for b.Loop() {
+				_ = ScrubText(s, nil)
+			}
+		})
+	}
+}
+
+func BenchmarkScrubTextClasses(b *testing.B) {
+	for _, bc := range []struct{ name, s string }{
+		{"encoded", "Contact jane.doe%2540example.org or jane&#64;example.org"},
+		{"nbspPhone", "Call +33\u00a06\u00a012\u00a034\u00a056\u00a078 or 0171-123 45 67"},
+		{"ids", "IBAN FR76 3000 6000 0112 3456 7890 189, card 4111 1111 1111 1111, NIR 1 85 05 78 006 084 91"},
+		{"names", "Dear Jane Doe, thanks from Mme Dupont"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.s)))
+			for b.Loop() {
+				_ = ScrubText(bc.s, nil)
+			}
+		})
 	}
 }

@@ -17,9 +17,11 @@ type jsonState struct {
 	out     bytes.Buffer
 	dec     *jsontext.Decoder
 	enc     *jsontext.Encoder
-	scratch []byte // unquoted string values
-	names   []byte // normalized member names
-	text    []byte // scrubbed text
+	scratch []byte  // unquoted string values
+	names   []byte  // normalized member names
+	text    []byte  // scrubbed text
+	counts  *Counts // what was removed
+	local   Counts  // counts when the caller gave none
 }
 
 var jsonStates = sync.Pool{New: func() any {
@@ -45,6 +47,7 @@ func putJSONState(st *jsonState) {
 	st.dec.Reset(&emptyBuffer)
 	st.enc.Reset(&emptyBuffer)
 	st.in, st.out = bytes.Buffer{}, bytes.Buffer{}
+	st.counts, st.local = nil, Counts{}
 	const keep = 64 << 10
 	if cap(st.scratch) > keep || cap(st.names) > keep || cap(st.text) > keep {
 		return // let oversized buffers go
@@ -60,13 +63,17 @@ func isNullOrEmpty(raw []byte) bool {
 }
 
 // ScrubProperties streams a JSON object (properties), dropping members whose
-// name is PII-named (see Config.PIIKeys) or itself contains personal data,
-// at any depth, and scrubbing every string value with ScrubText (and
-// URL-looking strings — http(s)://…, //host/…, /path — with ScrubURL without
-// marketing). It appends the rewritten JSON to dst and returns it. Invalid
-// JSON or a top-level value that is not an object → error wrapping
-// ErrInvalidJSON. Empty/null input → nil, nil.
-func (p *Pseudonymizer) ScrubProperties(dst, raw []byte) ([]byte, error) {
+// name is PII-named (see Config.PIIKeys), a credential name, another
+// tracker's visitor id, or itself contains personal data, at any depth;
+// scrubbing every string value with ScrubText (and URL-looking strings —
+// http(s)://…, //host/…, /path — with ScrubURL without marketing); and
+// replacing integer numbers that are payment cards, national ids or
+// international phone numbers (see numberClass) with their marker, as a
+// string. It appends the rewritten JSON to dst and returns it; what was
+// removed is added to c (nil: not counted). Invalid JSON or a top-level
+// value that is not an object → error wrapping ErrInvalidJSON. Empty/null
+// input → nil, nil.
+func (p *Pseudonymizer) ScrubProperties(dst, raw []byte, c *Counts) ([]byte, error) {
 	if isNullOrEmpty(raw) {
 		return nil, nil
 	}
@@ -75,6 +82,10 @@ func (p *Pseudonymizer) ScrubProperties(dst, raw []byte) ([]byte, error) {
 	if st.dec.PeekKind() != '{' {
 		return nil, invalidJSON(st.dec)
 	}
+	if c == nil {
+		c = &st.local
+	}
+	st.counts = c
 	if err := p.copyValue(st); err != nil {
 		return nil, err
 	}
@@ -90,15 +101,22 @@ var newline = []byte("\n")
 // go verbatim to personal (a JSON object, to be stored encrypted in the
 // vault; their names, in input order, in names), the rest are scrubbed like
 // properties into clean. Traits whose name itself contains personal data
-// (e.g. an e-mail used as a key) are dropped from both, so names never
-// carries personal data. clean is "{}" when every trait was personal;
-// personal and names are nil when none was. Empty/null input → all nil.
-func (p *Pseudonymizer) SplitTraits(raw []byte) (clean, personal []byte, names []string, err error) {
+// (e.g. an e-mail used as a key), credentials (password, token…) and other
+// trackers' ids are dropped from both, so names never carries personal data
+// and the vault never holds a secret. clean is "{}" when every trait was
+// personal; personal and names are nil when none was. Empty/null input →
+// all nil. What was removed from clean (not what went to the vault) is
+// added to c.
+func (p *Pseudonymizer) SplitTraits(raw []byte, c *Counts) (clean, personal []byte, names []string, err error) {
 	if isNullOrEmpty(raw) {
 		return nil, nil, nil, nil
 	}
 	st := getJSONState(raw, nil)
 	defer putJSONState(st)
+	if c == nil {
+		c = &st.local
+	}
+	st.counts = c
 	dec, enc := st.dec, st.enc
 	if dec.PeekKind() != '{' {
 		return nil, nil, nil, invalidJSON(dec)
@@ -172,11 +190,12 @@ func (p *Pseudonymizer) SplitTraits(raw []byte) (clean, personal []byte, names [
 const (
 	nameClean    = iota
 	namePII      // PII-named: dropped, or moved to the vault by SplitTraits
-	namePersonal // the name itself contains personal data: always dropped
+	namePersonal // personal data in the name, a credential, a tracker id: always dropped
 )
 
 // readName reads a member name; it leaves the unquoted name in st.scratch
-// and classifies it.
+// and classifies it. Names dropped for good are counted here; PII names
+// are counted by the caller that drops them.
 func (p *Pseudonymizer) readName(st *jsonState) (jsontext.Value, int, error) {
 	name, err := st.dec.ReadValue()
 	if err != nil {
@@ -188,11 +207,22 @@ func (p *Pseudonymizer) readName(st *jsonState) (jsontext.Value, int, error) {
 	}
 	unq := unsafeString(st.scratch)
 	var hit bool
-	if st.names, hit = p.pii.isPII(st.names, unq); hit {
-		return name, namePII, nil
-	}
-	if st.text, hit = appendScrubText(st.text[:0], unq); hit {
+	if st.text, hit = appendScrubText(st.text[:0], unq, st.counts); hit {
 		return name, namePersonal, nil
+	}
+	var lk []byte
+	if lk, hit = trackerParams.matchFold(st.text[:0], unq); hit {
+		st.text = lk
+		st.counts.add(ClassTrackerID)
+		return name, namePersonal, nil
+	}
+	st.text = lk
+	var class Class
+	if st.names, class = p.pii.classify(st.names, unq); class == ClassSecret || class == ClassTrackerID {
+		st.counts.add(class)
+		return name, namePersonal, nil
+	} else if class == ClassPersonalKey {
+		return name, namePII, nil
 	}
 	return name, nameClean, nil
 }
@@ -214,6 +244,9 @@ func (p *Pseudonymizer) copyValue(st *jsonState) error {
 				return err
 			}
 			if class != nameClean {
+				if class == namePII {
+					st.counts.add(ClassPersonalKey)
+				}
 				if err := dec.SkipValue(); err != nil {
 					return wrapJSON(err)
 				}
@@ -257,14 +290,14 @@ func (p *Pseudonymizer) copyValue(st *jsonState) error {
 		}
 		s := unsafeString(st.scratch)
 		if looksLikeURL(s) {
-			u := p.ScrubURL(s, false)
+			u := p.ScrubURL(s, false, st.counts)
 			if u.URL == s {
 				return wrapJSON(enc.WriteValue(v))
 			}
 			return wrapJSON(enc.WriteToken(jsontext.String(u.URL)))
 		}
 		var changed bool
-		st.text, changed = appendScrubText(st.text[:0], s)
+		st.text, changed = appendScrubText(st.text[:0], s, st.counts)
 		if !changed {
 			return wrapJSON(enc.WriteValue(v))
 		}
@@ -275,6 +308,16 @@ func (p *Pseudonymizer) copyValue(st *jsonState) error {
 			err = io.ErrUnexpectedEOF
 		}
 		return wrapJSON(err)
+	case '0':
+		v, err := dec.ReadValue()
+		if err != nil {
+			return wrapJSON(err)
+		}
+		if cl := numberClass(v, st.counts); cl != NumClasses {
+			st.counts.add(cl)
+			return wrapJSON(enc.WriteToken(jsontext.String(markers[cl])))
+		}
+		return wrapJSON(enc.WriteValue(v))
 	default:
 		v, err := dec.ReadValue()
 		if err != nil {
@@ -282,6 +325,109 @@ func (p *Pseudonymizer) copyValue(st *jsonState) error {
 		}
 		return wrapJSON(enc.WriteValue(v))
 	}
+}
+
+// numberClass classifies a JSON number that is an integer of 8–19 digits
+// (written plainly, with a zero fraction, or with an exponent): a payment
+// card (issuer prefix, Luhn), a national id (French NIR, Belgian national
+// number, German tax id, Polish PESEL, by their checks) or a phone number in
+// international form without its '+' (country code first, valid for
+// github.com/nyaruka/phonenumbers). NumClasses when none: timestamps,
+// amounts and ids are kept as numbers. A phone number sent as an integer
+// without its country code cannot be told from other integers and is kept.
+func numberClass(lit []byte, c *Counts) Class {
+	if len(lit) < 8 || lit[0] == '-' {
+		return NumClasses
+	}
+	var buf [24]byte
+	d, ok := integerDigits(buf[:0], lit)
+	if !ok || len(d) < 8 || len(d) > 19 {
+		return NumClasses
+	}
+	ds := unsafeString(d)
+	if cl := classifyDigits(ds); cl != NumClasses {
+		return cl
+	}
+	if len(ds) <= 15 {
+		return confirmE164(ds, c)
+	}
+	return NumClasses
+}
+
+// integerDigits appends the decimal digits of the JSON number lit when it
+// is a positive integer of at most 24 digits ("4111111111111111",
+// "3.3612345678e10", "33612345678.0"; not with a negative exponent).
+func integerDigits(dst, lit []byte) ([]byte, bool) {
+	if len(lit) == 0 || !isDigit(lit[0]) {
+		return nil, false // negative numbers are not identifiers
+	}
+	intPart, rest := lit, []byte(nil)
+	for i, c := range lit {
+		if c == '.' || c == 'e' || c == 'E' {
+			intPart, rest = lit[:i], lit[i:]
+			break
+		}
+	}
+	var frac []byte
+	if len(rest) > 0 && rest[0] == '.' {
+		k := 1
+		for k < len(rest) && isDigit(rest[k]) {
+			k++
+		}
+		frac, rest = rest[1:k], rest[k:]
+	}
+	exp := 0
+	if len(rest) > 0 {
+		if rest[0] != 'e' && rest[0] != 'E' {
+			return nil, false
+		}
+		rest = rest[1:]
+		neg := false
+		if len(rest) > 0 && (rest[0] == '+' || rest[0] == '-') {
+			neg = rest[0] == '-'
+			rest = rest[1:]
+		}
+		if len(rest) == 0 {
+			return nil, false
+		}
+		for _, c := range rest {
+			if exp > 100 || !isDigit(c) {
+				return nil, false
+			}
+			exp = exp*10 + int(c-'0')
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	for len(frac) > 0 && frac[len(frac)-1] == '0' && len(frac) > exp {
+		frac = frac[:len(frac)-1]
+	}
+	if exp < len(frac) || len(intPart)+exp > cap(dst) {
+		return nil, false
+	}
+	if len(intPart) == 0 || !allDigits(unsafeString(intPart)) {
+		return nil, false
+	}
+	for _, c := range intPart {
+		if len(dst) == 0 && c == '0' {
+			continue
+		}
+		dst = append(dst, c)
+	}
+	for _, c := range frac {
+		if len(dst) == 0 && c == '0' {
+			continue
+		}
+		dst = append(dst, c)
+	}
+	for range exp - len(frac) {
+		if len(dst) == 0 {
+			break
+		}
+		dst = append(dst, '0')
+	}
+	return dst, len(dst) > 0
 }
 
 // looksLikeURL reports strings worth parsing as URLs: absolute http(s),

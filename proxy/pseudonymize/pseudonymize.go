@@ -2,8 +2,10 @@
 // before anything is stored or published: keyed, domain-separated pseudonyms
 // for identifiers (HMAC-SHA256 with a rotating keyring), IP truncation,
 // user-agent reduction and bot detection, URL query allowlisting, free-text
-// scrubbing of e-mails, phone numbers, long numbers and tokens, and JSON
-// property/trait scrubbing.
+// scrubbing of e-mails, phone numbers, cards, IBANs, national ids, IP
+// addresses, secrets, tokens and cued names (in any common encoding), and
+// JSON property/trait scrubbing (names, string values and numbers). What
+// is removed is counted by class (Counts), never kept.
 //
 // All functions are pure (no I/O) and safe for concurrent use.
 package pseudonymize
@@ -31,15 +33,19 @@ type Key struct {
 	Secret []byte
 }
 
-// Config configures a Pseudonymizer. Nil slices take the documented
-// defaults; a non-nil empty slice means "none".
+// Config configures a Pseudonymizer. Nil AllowParams and ClickIDParams
+// take the documented defaults; a non-nil empty slice means "none".
 type Config struct {
 	// Keys is the keyring, active key first. Required: at least one key,
 	// every secret at least MinSecretLen bytes, ids non-empty and unique.
 	Keys []Key
 	// AllowParams lists the query parameters kept in URLs (matched
-	// case-insensitively); entries ending in '*' are prefixes.
-	// Default: utm_*, mtm_*, pk_*, ref, campaign, source.
+	// case-insensitively); entries ending in '*' are prefixes. Other
+	// trackers' visitor ids (pk_vid, _pk_id*, _ga, _gl, _fbp, ajs_*,
+	// _hsenc, mkt_tok, mc_eid…) are dropped even when listed. Default:
+	// utm_*, mtm_*, Matomo's pk_ campaign parameters (pk_campaign, pk_cpn,
+	// pk_source, pk_medium, pk_keyword, pk_kwd, pk_content, pk_cid,
+	// pk_group, pk_placement), ref, campaign, source.
 	AllowParams []string
 	// ClickIDParams lists ad click-id parameters, kept (and reported in
 	// Campaign.ClickIDs) only with marketing consent. Entries ending in '*'
@@ -47,35 +53,66 @@ type Config struct {
 	// ttclid, twclid, li_fat_id, yclid. (Mailchimp's mc_eid is a recipient id,
 	// i.e. personal data, and is always dropped.)
 	ClickIDParams []string
-	// PIIKeys lists property/trait names treated as personal. Matching is
-	// case- and separator-insensitive (names are reduced to lowercase
-	// letters and digits: "E-Mail" → "email", "first_Name" → "firstname");
-	// entries ending in '*' are prefixes. Besides these, any name containing
-	// "email", "password", "passwd" or "phone" (not as part of "iphone",
-	// "smartphone", "headphone", "microphone", "earphone") is personal, so
-	// "email_address" and "emailAddress" match too. Default: email, phone,
-	// mobile, fax, name, firstname, lastname, fullname, surname, givenname,
-	// familyname, middlename, displayname, address, address1, address2,
-	// addressline1, addressline2, street, streetaddress, postalcode,
-	// postcode, zip, zipcode, birthday, birthdate, dateofbirth, dob, ssn,
-	// socialsecuritynumber, nationalid, taxid, passport, passportnumber,
-	// iban, creditcard, cardnumber, password, ip, ipaddress, username.
+	// PIIKeys lists property/trait names treated as personal, in addition
+	// to the defaults (which cannot be turned off). Matching is case-,
+	// accent- and separator-insensitive (names are reduced to lowercase
+	// letters and digits: "E-Mail" → "email", "first_Name" → "firstname",
+	// "Prénom" → "prenom"); entries ending in '*' are prefixes. Besides
+	// these, any name containing "email", "courriel", "useragent" or
+	// "phone" (not as part of "iphone", "smartphone", "headphone",
+	// "microphone", "earphone") is personal, so "email_address" and
+	// "emailAddress" match too; credential names (password, secret,
+	// token, api_key, csrf_token…) and other trackers' or devices' ids
+	// (_ga, pk_vid, ajs_anonymous_id, device_id…) are always dropped,
+	// never vaulted. Defaults: defaultPIIKeys (names, addresses, phones,
+	// e-mails, birth dates, national, tax, passport and bank numbers, IP
+	// addresses, precise location, user agents; in English, French,
+	// German, Spanish, Italian, Portuguese, Dutch and Polish).
 	PIIKeys []string
 }
 
 // Default lists used when the corresponding Config field is nil.
 var (
-	defaultAllowParams   = []string{"utm_*", "mtm_*", "pk_*", "ref", "campaign", "source"}
+	defaultAllowParams = []string{
+		"utm_*", "mtm_*",
+		"pk_campaign", "pk_cpn", "pk_source", "pk_medium", "pk_keyword", "pk_kwd", "pk_content", "pk_cid", "pk_group", "pk_placement",
+		"ref", "campaign", "source",
+	}
 	defaultClickIDParams = []string{"gclid", "gbraid", "wbraid", "dclid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id", "yclid"}
 	defaultPIIKeys       = []string{
-		"email", "phone", "mobile", "fax",
+		// e-mail, phone
+		"email", "mail", "courriel", "correo", "correoelectronico", "epost",
+		"phone", "mobile", "mobil", "fax", "tel", "telefono", "telefon", "telefone", "telefoon", "movil", "cellulare",
+		"cellular", "cell", "handy", "handynummer", "gsm", "portable", "numerodetelephone",
+		// names
 		"name", "firstname", "lastname", "fullname", "surname", "givenname", "familyname", "middlename", "displayname",
-		"address", "address1", "address2", "addressline1", "addressline2", "street", "streetaddress",
-		"postalcode", "postcode", "zip", "zipcode",
-		"birthday", "birthdate", "dateofbirth", "dob",
-		"ssn", "socialsecuritynumber", "nationalid", "taxid", "passport", "passportnumber",
-		"iban", "creditcard", "cardnumber",
-		"password", "ip", "ipaddress", "username",
+		"maidenname", "nickname", "initials", "prenom", "nom", "nomdefamille", "nomcomplet", "nomdenaissance",
+		"vorname", "nachname", "familienname", "nombre", "apellido", "apellidos", "nombrecompleto", "cognome", "nome",
+		"nomecompleto", "sobrenome", "voornaam", "achternaam", "naam", "imie", "nazwisko",
+		"customer", "customername", "clientname", "contact", "contactname", "recipient", "recipientname",
+		"sender", "sendername", "cardholder", "cardholdername", "accountholder", "beneficiary", "billingname",
+		"shippingname", "person", "personname", "signature", "username", "login",
+		// addresses
+		"address", "address1", "address2", "address*", "addressline1", "addressline2", "street", "streetaddress",
+		"billingaddress", "shippingaddress", "homeaddress", "adresse*", "rue", "anschrift", "strasse", "straße",
+		"hausnummer", "housenumber", "direccion", "calle", "domicilio", "indirizzo", "endereco", "morada", "adres",
+		"ulica", "postalcode", "postcode", "zip", "zipcode", "codepostal", "plz", "postleitzahl", "codigopostal",
+		// birth
+		"birthday", "birthdate", "dateofbirth", "dob", "birthplace", "placeofbirth", "datedenaissance", "naissance",
+		"lieudenaissance", "geburtsdatum", "geburtstag", "geburtsort", "fechadenacimiento", "datadinascita",
+		"luogodinascita",
+		// national, tax, passport, bank numbers
+		"ssn", "socialsecuritynumber", "nationalid", "nationalidnumber", "taxid", "taxnumber", "passport",
+		"passportnumber", "passeport", "reisepass", "pasaporte", "passaporto", "idnumber", "idcard", "identitycard",
+		"cartedidentite", "personalausweis", "ausweisnummer", "driverslicense", "driverlicense", "licensenumber",
+		"permisdeconduire", "nir", "numerosecu", "numerosecuritesociale", "securitesociale", "insee", "nss", "dni",
+		"nie", "nif", "codicefiscale", "steuerid", "steueridentifikationsnummer", "steuernummer", "bsn", "pesel",
+		"personnummer", "nino", "nationalinsurancenumber", "sin", "cpf", "curp", "aadhaar",
+		"iban", "rib", "sortcode", "routingnumber", "accountnumber", "bankaccount", "creditcard", "cardnumber",
+		"ccnumber", "ccnum", "pan",
+		// network and location
+		"ip", "ipaddress", "ipv4", "ipv6", "clientip", "remoteip", "userip", "remoteaddr", "xforwardedfor", "xrealip",
+		"macaddress", "latitude", "longitude", "lat", "lng", "lon", "geolocation", "gps", "coordinates",
 	}
 )
 
@@ -136,7 +173,7 @@ func New(cfg Config) (*Pseudonymizer, error) {
 	}
 	p.allow = newMatcher(orDefault(cfg.AllowParams, defaultAllowParams), true)
 	p.clickIDs = newMatcher(orDefault(cfg.ClickIDParams, defaultClickIDParams), true)
-	p.pii = newPIIMatcher(orDefault(cfg.PIIKeys, defaultPIIKeys))
+	p.pii = newPIIMatcher(append(append([]string(nil), defaultPIIKeys...), cfg.PIIKeys...))
 	p.devices = newDeviceCache(deviceCacheSize)
 	return p, nil
 }

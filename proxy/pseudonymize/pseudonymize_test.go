@@ -210,6 +210,10 @@ func TestPIIKeyMatching(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	none, err := New(Config{Keys: []Key{{ID: "a", Secret: secret(1)}}, PIIKeys: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		p    *Pseudonymizer
 		name string
@@ -235,8 +239,33 @@ func TestPIIKeyMatching(t *testing.T) {
 		{p, "rénom", false},
 		{custom, "customer_ref", true},
 		{custom, "address_line_3", true},
-		{custom, "name", false},
-		{custom, "contact_email", true}, // substrings always apply
+		{custom, "name", true}, // the defaults always apply
+		{custom, "contact_email", true},
+		{none, "name", true}, // `pii_keys: []` in YAML is an empty, non-nil list
+		{none, "Prénom", true},
+		{p, "prenom", true},
+		{p, "Prénom", true},
+		{p, "NOM", true},
+		{p, "Vorname", true},
+		{p, "nachname", true},
+		{p, "telefono", true},
+		{p, "nombre", true},
+		{p, "apellidos", true},
+		{p, "adresse", true},
+		{p, "adresse_postale", true},
+		{p, "Dirección", true},
+		{p, "Straße", true},
+		{p, "codice_fiscale", true},
+		{p, "customer", true},
+		{p, "full_name", true},
+		{p, "user_agent", true},
+		{p, "courriel", true},
+		{p, "csrf_token", true},
+		{p, "pk_vid", true},
+		{p, "plan", false},
+		{p, "nombre_de_produits", false},
+		{p, "pagename", false},
+		{p, "client_type", false},
 	}
 	for _, tt := range tests {
 		if _, got := tt.p.pii.isPII(nil, tt.name); got != tt.want {

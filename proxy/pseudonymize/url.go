@@ -1,6 +1,7 @@
 package pseudonymize
 
 import (
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -14,14 +15,16 @@ type URLParts struct {
 	Path string
 	// Search is "?" followed by the kept query parameters, or "".
 	Search string
-	// Host is the lowercased host[:port], "" for relative input.
+	// Host is the lowercased host[:port], "" for relative input. An IP
+	// address host (IPv4 in any inet_aton form, IPv6) is ipHost, a host
+	// holding other personal data is redactedHost.
 	Host string
 	// Campaign holds the campaign parameters found in the query.
 	Campaign Campaign
 }
 
 // Campaign holds campaign attribution from a URL's query. Values are
-// scrubbed with ScrubText.
+// scrubbed with ScrubText; Source also with ScrubSource.
 type Campaign struct {
 	// Name is utm_campaign (else mtm_campaign, pk_campaign, campaign).
 	Name string
@@ -38,20 +41,31 @@ type Campaign struct {
 	ClickIDs map[string]string
 }
 
+// Hosts that replace an IP address host and a host holding personal data
+// (names reserved by RFC 2606: a bracketed marker is no valid host).
+const (
+	ipHost       = "ip.invalid"
+	redactedHost = "redacted.invalid"
+)
+
 // ScrubURL removes query params not on the allowlist (click ids only when
-// marketing is true), drops fragment and userinfo, and replaces personal data
-// in the path and kept values with markers (see ScrubText); it also extracts
-// campaign parameters into Campaign. Click-id values are kept verbatim.
-// Relative URLs and paths are accepted. Unparseable input returns a scrubbed
-// path-only best effort, never the raw input.
-func (p *Pseudonymizer) ScrubURL(raw string, marketing bool) URLParts {
+// marketing is true) and other trackers' visitor ids (even when
+// allowlisted), drops fragment and userinfo, replaces an IP address host
+// with ipHost, and replaces personal data in the path and kept values with
+// markers (see ScrubText; kept values also lose random-looking tokens of 12
+// bytes or more, and ref/source values that look like identifiers become
+// "[id]"); it also extracts campaign parameters into Campaign. Click-id
+// values are kept verbatim. Relative URLs and paths are accepted.
+// Unparseable input returns a scrubbed path-only best effort, never the raw
+// input. What was removed is added to c (nil: not counted).
+func (p *Pseudonymizer) ScrubURL(raw string, marketing bool, c *Counts) URLParts {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return URLParts{}
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return bestEffortURL(raw)
+		return bestEffortURL(raw, c)
 	}
 	var stack [512]byte
 	buf := stack[:0]
@@ -67,7 +81,7 @@ func (p *Pseudonymizer) ScrubURL(raw string, marketing bool) URLParts {
 		}
 		buf = append(buf, "//"...)
 		hostStart = len(buf)
-		buf = appendLowerASCII(buf, u.Host)
+		buf = appendHost(buf, u, c)
 		hostEnd = len(buf)
 	case u.Scheme != "":
 		buf = appendLowerASCII(buf, u.Scheme)
@@ -79,9 +93,9 @@ func (p *Pseudonymizer) ScrubURL(raw string, marketing bool) URLParts {
 		if !strings.EqualFold(u.Scheme, "mailto") {
 			opaque = stripUserinfo(opaque) // "user:pw@host/x" parses as scheme "user"
 		}
-		buf = appendScrubbedPath(buf, opaque)
+		buf = appendScrubbedPath(buf, opaque, c)
 	} else {
-		buf = appendScrubbedPath(buf, u.EscapedPath())
+		buf = appendScrubbedPath(buf, u.EscapedPath(), c)
 	}
 	if u.Host == "" && len(buf)-pathStart > 1 && buf[pathStart] == '/' && buf[pathStart+1] == '/' {
 		// A path starting with "//" would read back as an authority.
@@ -93,7 +107,7 @@ func (p *Pseudonymizer) ScrubURL(raw string, marketing bool) URLParts {
 	}
 	searchStart := len(buf)
 	var camp campaigns
-	buf = p.appendQuery(buf, u.RawQuery, marketing, &camp)
+	buf = p.appendQuery(buf, u.RawQuery, marketing, &camp, c)
 
 	full := string(buf)
 	return URLParts{
@@ -105,12 +119,51 @@ func (p *Pseudonymizer) ScrubURL(raw string, marketing bool) URLParts {
 	}
 }
 
+// appendHost appends u's host, lowercased, or ipHost / redactedHost, and
+// its port.
+func appendHost(dst []byte, u *url.URL, c *Counts) []byte {
+	h := u.Hostname()
+	repl := ipHost
+	if isIPHost(h) {
+		c.add(ClassIP)
+	} else if _, personal := appendScrubText(nil, h, c); personal {
+		repl = redactedHost
+	} else {
+		return appendLowerASCII(dst, u.Host)
+	}
+	dst = append(dst, repl...)
+	if port := u.Port(); port != "" {
+		dst = append(dst, ':')
+		dst = append(dst, port...)
+	}
+	return dst
+}
+
+// isIPHost reports an IP address host: IPv6 (with a zone or not), IPv4, or
+// the other forms inet_aton and browsers accept (a last label that is a
+// decimal or 0x-hex number: "3325256713", "0xC6336449", "0306.0063.0144.0111").
+// Real top-level domains are alphabetic.
+func isIPHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	label := h[strings.LastIndexByte(h, '.')+1:]
+	if len(label) > 2 && (label[:2] == "0x" || label[:2] == "0X") && isHexRun(label[2:]) {
+		return true
+	}
+	return allDigits(label)
+}
+
 // appendScrubbedPath appends the escaped path with each segment scrubbed.
 // Unchanged segments keep their original escaping.
-func appendScrubbedPath(dst []byte, escaped string) []byte {
+func appendScrubbedPath(dst []byte, escaped string, c *Counts) []byte {
 	for len(escaped) > 0 {
 		seg, rest, more := strings.Cut(escaped, "/")
-		dst = appendScrubbedSegment(dst, seg)
+		dst = appendScrubbedSegment(dst, seg, c)
 		if more {
 			dst = append(dst, '/')
 		}
@@ -119,25 +172,37 @@ func appendScrubbedPath(dst []byte, escaped string) []byte {
 	return dst
 }
 
-func appendScrubbedSegment(dst []byte, seg string) []byte {
+func appendScrubbedSegment(dst []byte, seg string, c *Counts) []byte {
 	if seg == "" {
 		return dst
 	}
 	dec, err := url.PathUnescape(seg)
+	// A segment kept as it came must be valid and hold no raw space or
+	// control character (which would not survive a second parse).
+	keep := err == nil && !hasSpaceOrControl(seg)
 	if err != nil {
 		dec = lenientUnescape(seg)
-	} else if !mayContainPII(dec) {
+	} else if keep && features(dec) == 0 {
 		return append(dst, seg...)
 	}
 	var stack [256]byte
-	out, changed := appendScrubText(stack[:0], dec)
+	out, changed := appendScrubText(stack[:0], dec, c)
 	if !changed {
-		if err == nil {
+		if keep {
 			return append(dst, seg...)
 		}
 		out = append(out, dec...)
 	}
 	return appendEscapedSegment(dst, out)
+}
+
+func hasSpaceOrControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // appendEscapedSegment percent-encodes a path segment, leaving unreserved
@@ -188,7 +253,7 @@ func unhex(c byte) byte {
 
 // bestEffortURL handles input url.Parse rejects: it keeps only a path,
 // without scheme, authority, query or fragment, scrubbed and re-escaped.
-func bestEffortURL(raw string) URLParts {
+func bestEffortURL(raw string, c *Counts) URLParts {
 	s := raw
 	if i := strings.IndexAny(s, "?#"); i >= 0 {
 		s = s[:i]
@@ -206,7 +271,7 @@ func bestEffortURL(raw string) URLParts {
 	for len(s) > 0 {
 		seg, rest, more := strings.Cut(s, "/")
 		dec := lenientUnescape(seg)
-		out, changed := appendScrubText(nil, dec)
+		out, changed := appendScrubText(nil, dec, c)
 		if !changed {
 			out = []byte(dec)
 		}
@@ -295,7 +360,7 @@ func (c *campaigns) set(key, val string) {
 }
 
 // appendQuery appends "?" and the kept parameters of rawQuery (if any).
-func (p *Pseudonymizer) appendQuery(dst []byte, rawQuery string, marketing bool, camp *campaigns) []byte {
+func (p *Pseudonymizer) appendQuery(dst []byte, rawQuery string, marketing bool, camp *campaigns, c *Counts) []byte {
 	start := len(dst)
 	var lower [64]byte
 	for rawQuery != "" {
@@ -307,13 +372,15 @@ func (p *Pseudonymizer) appendQuery(dst []byte, rawQuery string, marketing bool,
 		k, v, hasValue := strings.Cut(pair, "=")
 		key, err := url.QueryUnescape(k)
 		if err != nil || key == "" {
+			c.add(ClassQueryParam)
 			continue
 		}
-		if _, personal := appendScrubText(nil, key); personal { // e.g. utm_jane@example.com
+		if _, personal := appendScrubText(nil, key, c); personal { // e.g. utm_jane@example.com
 			continue
 		}
 		val, err := url.QueryUnescape(v)
 		if err != nil {
+			c.add(ClassQueryParam)
 			continue
 		}
 		lk := key
@@ -321,8 +388,12 @@ func (p *Pseudonymizer) appendQuery(dst []byte, rawQuery string, marketing bool,
 			lk = string(appendLowerASCII(lower[:0], key))
 		}
 		switch {
+		case trackerParams.match(lk):
+			c.add(ClassTrackerID)
+			continue
 		case p.clickIDs.match(lk):
 			if !marketing {
+				c.add(ClassQueryParam)
 				continue
 			}
 			if camp.clickIDs == nil {
@@ -330,12 +401,10 @@ func (p *Pseudonymizer) appendQuery(dst []byte, rawQuery string, marketing bool,
 			}
 			camp.clickIDs[lk] = val
 		case p.allow.match(lk):
-			var stack [128]byte
-			if out, changed := appendScrubText(stack[:0], val); changed {
-				val = string(out)
-			}
+			val = scrubQueryValue(val, isSourceParam(lk), c)
 			camp.set(lk, val)
 		default:
+			c.add(ClassQueryParam)
 			continue
 		}
 		if len(dst) == start {
@@ -350,6 +419,145 @@ func (p *Pseudonymizer) appendQuery(dst []byte, rawQuery string, marketing bool,
 		}
 	}
 	return dst
+}
+
+// trackerParams are other trackers' visitor and contact ids (Matomo,
+// Google Analytics and its linker, Meta, Segment, HubSpot, Marketo,
+// Mailchimp, Klaviyo, Vero, Omeda): always dropped from URLs, even when a
+// site's allowlist matches them, and dropped as property or trait names.
+var trackerParams = newMatcher([]string{
+	"pk_vid", "_pk_id*", "_pk_ses*", "_pk_ref*", "_pk_cvar*", "_pk_hsr*", "_pk_uid", "pk_uid",
+	"_ga", "_ga_*", "_gid", "_gl", "_gac_*", "_gcl_*", "_fbp", "_fbc",
+	"ajs_aid", "ajs_uid", "ajs_anonymous_id", "ajs_user_id",
+	"_hsenc", "_hsmi", "__hstc", "__hssc", "__hsfp", "hubspotutk", "mkt_tok", "mc_eid", "_kx",
+	"vero_id", "vero_conv", "oly_enc_id", "oly_anon_id", "_hjid", "_hjsessionuser_*", "_hjsession_*",
+}, true)
+
+// isSourceParam reports parameters naming a traffic source, whose
+// identifier-like values are referral ids.
+func isSourceParam(lk string) bool {
+	switch lk {
+	case "ref", "source", "utm_source", "mtm_source", "pk_source", "referrer", "referer":
+		return true
+	}
+	return false
+}
+
+// scrubQueryValue scrubs a kept parameter's value: ScrubText, then random
+// -looking tokens of 12 bytes or more, then, for source parameters, a value
+// that looks like an identifier as a whole.
+func scrubQueryValue(val string, source bool, c *Counts) string {
+	var stack [128]byte
+	if out, changed := appendScrubText(stack[:0], val, c); changed {
+		val = string(out)
+	}
+	if source && looksLikeID(val) {
+		c.add(ClassTrackerID)
+		return markers[ClassTrackerID]
+	}
+	return replaceShortTokens(val, c)
+}
+
+// ScrubSource scrubs a campaign source (utm_source, ref, context.campaign
+// source): ScrubText, then a value that looks like an identifier (a
+// referral or visitor id) becomes "[id]".
+func ScrubSource(s string, c *Counts) string {
+	s = ScrubText(s, c)
+	if looksLikeID(s) {
+		c.add(ClassTrackerID)
+		return markers[ClassTrackerID]
+	}
+	return s
+}
+
+// looksLikeID reports a value of 5–64 bytes of [A-Za-z0-9_.-] with a
+// segment (between '_', '.' and '-') that looks generated: 5 or more
+// digits in a row that are not a date, ≥ 8 hex digits mixing letters and
+// digits, or ≥ 6 alphanumerics with 3 letter/digit transitions
+// ("u8c2f9a", "12345", "a3f9c2e1"; not "newsletter", "spring2026").
+func looksLikeID(v string) bool {
+	if len(v) < 5 || len(v) > 64 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if !isAlnum(v[i]) && v[i] != '_' && v[i] != '.' && v[i] != '-' {
+			return false
+		}
+	}
+	for seg := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == '_' || r == '.' || r == '-' }) {
+		digitRun, maxRun, transitions, hasDigit, hasLetter := 0, 0, 0, false, false
+		for i := 0; i < len(seg); i++ {
+			if isDigit(seg[i]) {
+				digitRun++
+				maxRun = max(maxRun, digitRun)
+				hasDigit = true
+			} else {
+				digitRun = 0
+				hasLetter = true
+			}
+			if i > 0 && isDigit(seg[i]) != isDigit(seg[i-1]) {
+				transitions++
+			}
+		}
+		switch {
+		case maxRun >= 5 && !(len(seg) == 8 && allDigits(seg) && isCompactDate(seg)):
+			return true
+		case len(seg) >= 8 && hasDigit && hasLetter && isHexRun(seg):
+			return true
+		case len(seg) >= 6 && transitions >= 3:
+			return true
+		}
+	}
+	return false
+}
+
+// isCompactDate reports yyyymmdd with a plausible year, month and day.
+func isCompactDate(d string) bool {
+	y, m, day := digitsValue(d[:4]), digitsValue(d[4:6]), digitsValue(d[6:])
+	return y >= 1900 && y <= 2100 && m >= 1 && m <= 12 && day >= 1 && day <= 31
+}
+
+// replaceShortTokens replaces runs of 12–23 token bytes that look random
+// (a segment of ≥ 10 alphanumerics with ≥ 4 letter/digit transitions) with
+// "[token]" (longer ones are ScrubText's).
+func replaceShortTokens(v string, c *Counts) string {
+	r := replacer{s: v}
+	for i := 0; i < len(v); {
+		if !isTokenByte(v[i]) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(v) && isTokenByte(v[j]) {
+			j++
+		}
+		if n := j - i; n >= 12 && n < minTokenLen && !(i > 0 && v[i-1] == '[') && randomSegment(v[i:j]) {
+			r.replace(i, j, ClassToken, c)
+		}
+		i = j
+	}
+	out, _ := r.result()
+	return out
+}
+
+// randomSegment reports a run with a segment of ≥ 10 alphanumerics and ≥ 4
+// letter/digit transitions.
+func randomSegment(run string) bool {
+	for seg := range strings.FieldsFuncSeq(run, func(r rune) bool { return r == '_' || r == '-' }) {
+		if len(seg) < 10 {
+			continue
+		}
+		transitions := 0
+		for i := 1; i < len(seg); i++ {
+			if isDigit(seg[i]) != isDigit(seg[i-1]) {
+				transitions++
+			}
+		}
+		if transitions >= 4 {
+			return true
+		}
+	}
+	return false
 }
 
 // appendQueryEscaped appends s escaped like url.QueryEscape, without allocating.

@@ -95,11 +95,11 @@ func TestScrubURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.ScrubURL(tt.raw, tt.marketing)
+			got := p.ScrubURL(tt.raw, tt.marketing, nil)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ScrubURL(%q)\n got %+v\nwant %+v", tt.raw, got, tt.want)
 			}
-			if again := p.ScrubURL(got.URL, tt.marketing); again.URL != got.URL {
+			if again := p.ScrubURL(got.URL, tt.marketing, nil); again.URL != got.URL {
 				t.Errorf("not idempotent: %q → %q", got.URL, again.URL)
 			}
 		})
@@ -111,7 +111,7 @@ func TestScrubURLCustomAllowlist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := p.ScrubURL("/list?page=2&Language=fr&utm_source=x&gclid=1", true)
+	got := p.ScrubURL("/list?page=2&Language=fr&utm_source=x&gclid=1", true, nil)
 	if want := "/list?page=2&Language=fr"; got.URL != want {
 		t.Errorf("URL = %q, want %q", got.URL, want)
 	}
@@ -128,8 +128,8 @@ func FuzzScrubURL(f *testing.F) {
 	p := newTestP(f)
 	const email = "jane.doe@example.com"
 	f.Fuzz(func(t *testing.T, raw string, marketing bool) {
-		out := p.ScrubURL(raw, marketing)
-		if again := p.ScrubURL(out.URL, marketing); again.URL != out.URL {
+		out := p.ScrubURL(raw, marketing, nil)
+		if again := p.ScrubURL(out.URL, marketing, nil); again.URL != out.URL {
 			t.Fatalf("not idempotent: %q → %q → %q", raw, out.URL, again.URL)
 		}
 		if out.URL != "" {
@@ -141,9 +141,98 @@ func FuzzScrubURL(f *testing.F) {
 			t.Fatalf("fragment kept: %q", out.URL)
 		}
 		for _, seeded := range []string{"/u/" + email + "/" + raw, "/x?utm_term=" + email + "&" + raw} {
-			if got := p.ScrubURL(seeded, marketing); strings.Contains(got.URL, email) || strings.Contains(got.URL, "jane.doe%40example.com") {
+			if got := p.ScrubURL(seeded, marketing, nil); strings.Contains(got.URL, email) || strings.Contains(got.URL, "jane.doe%40example.com") {
 				t.Fatalf("seeded e-mail survived: %q → %q", seeded, got.URL)
 			}
 		}
 	})
+}
+
+// TestScrubURLClasses covers personal data in every part of a URL: host
+// (IP literals in every form), path, query values and keys, fragment,
+// other trackers' ids and identifier-like referral values.
+func TestScrubURLClasses(t *testing.T) {
+	p := newTestP(t)
+	tests := []struct {
+		raw, url, host string
+		class          Class
+	}{
+		{"http://198.51.100.73/x?utm_source=a", "http://ip.invalid/x?utm_source=a", "ip.invalid", ClassIP},
+		{"http://198.51.100.73:8080/", "http://ip.invalid:8080/", "ip.invalid:8080", ClassIP},
+		{"https://[2001:db8::1]:8443/p", "https://ip.invalid:8443/p", "ip.invalid:8443", ClassIP},
+		{"http://[fe80::1%25en0]/", "http://ip.invalid/", "ip.invalid", ClassIP},
+		{"http://3325256713/", "http://ip.invalid/", "ip.invalid", ClassIP},
+		{"http://0xC6336449/a", "http://ip.invalid/a", "ip.invalid", ClassIP},
+		{"http://0306.0063.0144.0111/", "http://ip.invalid/", "ip.invalid", ClassIP},
+		{"http://198.51.25673/", "http://ip.invalid/", "ip.invalid", ClassIP},
+		{"//198.51.100.73/a", "//ip.invalid/a", "ip.invalid", ClassIP},
+		{"https://0612345678.example.com/", "https://redacted.invalid/", "redacted.invalid", ClassPhone},
+		{"https://shop.example/u/jane%2540example.org/x", "https://shop.example/u/[email]/x", "shop.example", ClassEmail},
+		{"https://shop.example/u/jane%252540example.org", "https://shop.example/u/[email]", "shop.example", ClassEmail},
+		{"https://shop.example/call/+33%206%2012%2034%2056%2078", "https://shop.example/call/[phone]", "shop.example", ClassPhone},
+		{"https://shop.example/from/198.51.100.73", "https://shop.example/from/[ip]", "shop.example", ClassIP},
+		{"https://shop.example/pay/4111111111111111", "https://shop.example/pay/[card]", "shop.example", ClassCard},
+		{"https://shop.example/?utm_term=jane%2540example.org", "https://shop.example/?utm_term=%5Bemail%5D", "shop.example", ClassEmail},
+		{"https://shop.example/?utm_content=jane%26%2364%3Bexample.org", "https://shop.example/?utm_content=%5Bemail%5D", "shop.example", ClassEmail},
+		{"https://shop.example/?utm_content=FR7630006000011234567890189", "https://shop.example/?utm_content=%5Biban%5D", "shop.example", ClassIBAN},
+		{"https://shop.example/?utm_content=a8Kd9xQ2zz11", "https://shop.example/?utm_content=%5Btoken%5D", "shop.example", ClassToken},
+		{"https://shop.example/?email=jane%40example.org&utm_source=nl", "https://shop.example/?utm_source=nl", "shop.example", ClassQueryParam},
+		{"https://shop.example/?jane%40example.org=1", "https://shop.example/", "shop.example", ClassEmail},
+		{"https://shop.example/#jane@example.org", "https://shop.example/", "shop.example", NumClasses},
+		{"https://shop.example/?pk_vid=a1b2c3d4e5f6a7b8&pk_campaign=spring", "https://shop.example/?pk_campaign=spring", "shop.example", ClassTrackerID},
+		{"https://shop.example/?_pk_id.1.abcd=a1b2c3d4e5f6a7b8.1700000000.", "https://shop.example/", "shop.example", ClassTrackerID},
+		{"https://shop.example/?_ga=2.1234.5678&_gl=1*abc&utm_source=x", "https://shop.example/?utm_source=x", "shop.example", ClassTrackerID},
+		{"https://shop.example/?ajs_aid=abc&ajs_uid=u1&mkt_tok=xyz&_hsenc=p2A", "https://shop.example/", "shop.example", ClassTrackerID},
+		{"https://shop.example/?ref=u8c2f9a", "https://shop.example/?ref=%5Bid%5D", "shop.example", ClassTrackerID},
+		{"https://shop.example/?ref=12345", "https://shop.example/?ref=%5Bid%5D", "shop.example", ClassTrackerID},
+		{"https://shop.example/?source=a3f9c2e1b7", "https://shop.example/?source=%5Bid%5D", "shop.example", ClassTrackerID},
+		{"https://shop.example/?utm_source=newsletter_12345", "https://shop.example/?utm_source=%5Bid%5D", "shop.example", ClassTrackerID},
+		// kept as they are
+		{"https://shop.example/?ref=producthunt&utm_source=newsletter&utm_campaign=spring2026", "https://shop.example/?ref=producthunt&utm_source=newsletter&utm_campaign=spring2026", "shop.example", NumClasses},
+		{"https://shop.example/?utm_source=20261126&utm_content=spring2026sale", "https://shop.example/?utm_source=20261126&utm_content=spring2026sale", "shop.example", NumClasses},
+		{"https://ip.invalid/x", "https://ip.invalid/x", "ip.invalid", NumClasses},
+		{"https://shop-123.example.com/", "https://shop-123.example.com/", "shop-123.example.com", NumClasses},
+	}
+	for _, tt := range tests {
+		var c Counts
+		got := p.ScrubURL(tt.raw, false, &c)
+		if got.URL != tt.url || got.Host != tt.host {
+			t.Errorf("ScrubURL(%q) = %q host %q, want %q host %q", tt.raw, got.URL, got.Host, tt.url, tt.host)
+			continue
+		}
+		if tt.class != NumClasses && c.Of(tt.class) == 0 {
+			t.Errorf("ScrubURL(%q) counted %v, want %s", tt.raw, c, tt.class)
+		}
+		if again := p.ScrubURL(got.URL, false, nil); again.URL != got.URL {
+			t.Errorf("not idempotent: %q → %q", got.URL, again.URL)
+		}
+		if _, err := url.Parse(got.URL); err != nil {
+			t.Errorf("output %q does not parse: %v", got.URL, err)
+		}
+	}
+}
+
+// TestTrackerIDsDroppedEvenWhenAllowed: a site allowlisting pk_* (the old
+// default) still loses Matomo's visitor id.
+func TestTrackerIDsDroppedEvenWhenAllowed(t *testing.T) {
+	p, err := New(Config{Keys: []Key{{ID: "a", Secret: secret(1)}}, AllowParams: []string{"pk_*", "_ga", "utm_*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.ScrubURL("/?pk_vid=a1b2c3d4e5f6a7b8&pk_campaign=x&_ga=GA1.2.3.4&utm_source=y", false, nil)
+	if want := "/?pk_campaign=x&utm_source=y"; got.URL != want {
+		t.Errorf("URL = %q, want %q", got.URL, want)
+	}
+}
+
+func TestScrubSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"newsletter": "newsletter", "hn": "hn", "google": "google", "spring2026": "spring2026", "20261126": "20261126",
+		"u8c2f9a": "[id]", "12345": "[id]", "ref_a3f9c2e1b7": "[id]", "jane@example.org": "[email]", "": "",
+	} {
+		var c Counts
+		if got := ScrubSource(in, &c); got != want {
+			t.Errorf("ScrubSource(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,18 +53,20 @@ func keysCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(args) == 0 {
 		return errors.New(keysUsage)
 	}
-	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "master":
 		return masterNewCmd(rest, stdout, stderr)
 	case "list", "rotate", "retire", "rewrap":
 	default:
+		if helpFlags[cmd] {
+			return showUsage(stdout, keysUsage)
+		}
 		return fmt.Errorf("unknown keys command %q\n%s", cmd, keysUsage)
 	}
+	fs := newFlags("keys "+cmd, keysUsage, rest, stdout, stderr)
 	id := ""
-	if cmd == "retire" {
+	if cmd == "retire" && !wantsHelp(rest) {
 		if len(rest) == 0 {
 			return errors.New("usage: vigie keys retire ID")
 		}
@@ -150,11 +151,14 @@ func readNewMasterKey(path string) (keyring.MasterKey, error) {
 // masterNewCmd runs "vigie keys master new": a new random master key,
 // written to --out (0600, never over an existing file) or printed.
 func masterNewCmd(args []string, stdout, stderr io.Writer) error {
+	const masterUsage = "usage: vigie keys master new [--out FILE]"
 	if len(args) == 0 || args[0] != "new" {
-		return errors.New("usage: vigie keys master new [--out FILE]")
+		if wantsHelp(args) {
+			return showUsage(stdout, masterUsage)
+		}
+		return errors.New(masterUsage)
 	}
-	fs := flag.NewFlagSet("keys master new", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("keys master new", masterUsage, args[1:], stdout, stderr)
 	out := fs.String("out", "", "write the key to this new file (mode 0600) instead of stdout")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -182,10 +186,12 @@ const adminUsage = "usage: vigie admin token reset [--print] [--config FILE] [--
 // stdout (for a script that stores it).
 func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 || args[0] != "token" || args[1] != "reset" {
+		if wantsHelp(args) {
+			return showUsage(stdout, adminUsage)
+		}
 		return errors.New(adminUsage)
 	}
-	fs := flag.NewFlagSet("admin token reset", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("admin token reset", adminUsage, args[2:], stdout, stderr)
 	printTok := fs.Bool("print", false, "print the token even when stdout is not a terminal")
 	cfg, err := loadConfig(fs, args[2:])
 	if err != nil {
@@ -215,8 +221,7 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // checkCmd runs "vigie check": the configuration and key custody checks
 // under the production rules, as a table; an error when one fails.
 func checkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("check", "usage: vigie check [--config FILE] [--data-dir DIR]", args, stdout, stderr)
 	cfg, err := loadConfig(fs, args)
 	if err != nil && !errors.Is(err, config.ErrInvalid) {
 		return err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,8 +20,8 @@ import (
 )
 
 const emailUsage = `usage: vigie email rewrite --campaign NAME --base URL [--site ID]
-                           (--recipient USER_ID | --merge-tag TAG)
-                           [--sent-at RFC3339] [--expires 90d] [--honeypot=false]
+                           (--recipient USER_ID | --merge-tag TAG [--preference-merge-tag TAG])
+                           [--headers FILE] [--sent-at RFC3339] [--expires 90d] [--honeypot=false]
                            [--config FILE] [--data-dir DIR] < campaign.html > tracked.html
        vigie email tokens [--site ID] [--expires-in 365d] [--column user_id]
                           [--server URL] [--config FILE] [--data-dir DIR] < recipients.csv > tokens.csv`
@@ -37,6 +36,9 @@ func emailCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return emailTokens(ctx, args[1:], stdin, stdout, stderr)
 		}
 	}
+	if wantsHelp(args) {
+		return showUsage(stdout, emailUsage)
+	}
 	return errors.New(emailUsage)
 }
 
@@ -45,8 +47,7 @@ func emailCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // signed with the keyring of the data directory (the same keys the server
 // verifies with).
 func emailRewrite(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("email rewrite", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("email rewrite", emailUsage, args, stdout, stderr)
 	site := fs.String("site", "", "site id (default: the first configured site)")
 	campaign := fs.String("campaign", "", "campaign name (required)")
 	base := fs.String("base", "", "Vigie's public URL, e.g. https://shop.example/t/ (default: public_url)")
@@ -55,12 +56,17 @@ func emailRewrite(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	sentAt := fs.String("sent-at", "", "when the campaign goes out (RFC 3339)")
 	expires := fs.String("expires", "", "stop counting hits after this long (e.g. 90d)")
 	honeypot := fs.Bool("honeypot", true, "add a hidden link that catches link scanners")
+	prefTag := fs.String("preference-merge-tag", "", "with --merge-tag: the ESP's placeholder for the vigie_preference contact attribute, e.g. *|VIGIE_PREF|*")
+	headers := fs.String("headers", "", "write the List-Unsubscribe and List-Unsubscribe-Post headers to this file")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
 	}
-	if *campaign == "" || (*recipient == "") == (*mergeTag == "") {
+	if *campaign == "" || (*recipient == "") == (*mergeTag == "") || (*prefTag != "" && *mergeTag == "") {
 		return errors.New(emailUsage)
+	}
+	if *headers != "" && *recipient == "" && *prefTag == "" {
+		return errors.New("vigie email rewrite: --headers with --merge-tag needs --preference-merge-tag (the ESP's placeholder for vigie_preference)")
 	}
 	if *site == "" && len(cfg.Sites) > 0 {
 		*site = cfg.Sites[0].ID
@@ -93,6 +99,22 @@ func emailRewrite(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		}
 		opt.Recipient = pseudonym(*site, *recipient)
 	}
+	if *headers != "" {
+		tok := *prefTag
+		if opt.Recipient != "" {
+			if tok, err = signer.SignPreference(*site, opt.Recipient, time.Time{}); err != nil {
+				return err
+			}
+		}
+		h, err := email.UnsubscribeHeaders(*base, tok)
+		if err != nil {
+			return fmt.Errorf("vigie email rewrite: --headers: %w", err)
+		}
+		lines := "List-Unsubscribe: " + h.ListUnsubscribe + "\r\nList-Unsubscribe-Post: " + h.ListUnsubscribePost + "\r\n"
+		if err := os.WriteFile(*headers, []byte(lines), 0o644); err != nil {
+			return fmt.Errorf("vigie email rewrite: --headers: %w", err)
+		}
+	}
 	if *sentAt != "" {
 		if opt.SentAt, err = time.Parse(time.RFC3339, *sentAt); err != nil {
 			return fmt.Errorf("vigie email rewrite: --sent-at: %w", err)
@@ -118,8 +140,7 @@ func emailRewrite(ctx context.Context, args []string, stdin io.Reader, stdout, s
 // It signs from the data directory's keyring, or asks the running server
 // given with --server (admin token in VIGIE_ADMIN_TOKEN).
 func emailTokens(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("email tokens", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("email tokens", emailUsage, args, stdout, stderr)
 	site := fs.String("site", "", "site id (default: the first configured site)")
 	expires := fs.String("expires-in", "", "the values stop identifying anyone after this long (e.g. 365d; default never)")
 	column := fs.String("column", email.DefaultUserIDColumn, "header of the user id column of a CSV input")
@@ -148,7 +169,7 @@ func emailTokens(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if tok == "" {
 			return errors.New("vigie email tokens: --server needs the admin token in VIGIE_ADMIN_TOKEN")
 		}
-		opt.Issue = remoteTokens(*server, tok, *site, *expires)
+		opt.Issue, opt.Preferences = remoteTokens(*server, tok, *site, *expires)
 	} else {
 		if !knownSite(cfg, *site) {
 			return fmt.Errorf("vigie email tokens: unknown site %q", *site)
@@ -168,6 +189,15 @@ func emailTokens(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		opt.Issue = func(_ context.Context, ids []string) ([]string, error) {
 			return signer.SignRecipients(*site, ids, func(id string) string { return pseudonym(*site, id) }, exp)
 		}
+		opt.Preferences = func(_ context.Context, ids []string) ([]string, error) {
+			out := make([]string, len(ids))
+			for i, id := range ids {
+				if out[i], err = signer.SignPreference(*site, pseudonym(*site, id), exp); err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
+		}
 	}
 	if err := email.TokensCommand(ctx, stdin, stdout, opt); err != nil {
 		return fmt.Errorf("vigie email tokens: %w", err)
@@ -175,11 +205,20 @@ func emailTokens(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	return nil
 }
 
-// remoteTokens asks POST /admin/v1/email/tokens of the server at base.
-func remoteTokens(base, adminToken, site, expiresIn string) func(context.Context, []string) ([]string, error) {
+// remoteTokens asks POST /admin/v1/email/tokens of the server at base:
+// issue makes the request for a batch, prefs returns the preference tokens
+// of the batch issue fetched last (TokensCommand calls them in turn).
+func remoteTokens(base, adminToken, site, expiresIn string) (issue, prefs func(context.Context, []string) ([]string, error)) {
 	client := &http.Client{Timeout: time.Minute}
 	endpoint := strings.TrimSuffix(base, "/") + "/admin/v1/email/tokens"
-	return func(ctx context.Context, ids []string) ([]string, error) {
+	var last []string
+	prefs = func(_ context.Context, ids []string) ([]string, error) {
+		if len(last) != len(ids) {
+			return nil, fmt.Errorf("the server's answer has %d preference tokens for %d user ids", len(last), len(ids))
+		}
+		return last, nil
+	}
+	issue = func(ctx context.Context, ids []string) ([]string, error) {
 		body, _ := json.Marshal(map[string]any{"site": site, "user_ids": ids, "expires_in": expiresIn})
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 		if err != nil {
@@ -194,7 +233,8 @@ func remoteTokens(base, adminToken, site, expiresIn string) func(context.Context
 		defer resp.Body.Close()
 		var out struct {
 			Tokens []struct {
-				VigieToken string `json:"vigie_token"`
+				VigieToken      string `json:"vigie_token"`
+				VigiePreference string `json:"vigie_preference"`
 			} `json:"tokens"`
 			Error string `json:"error"`
 		}
@@ -208,11 +248,13 @@ func remoteTokens(base, adminToken, site, expiresIn string) func(context.Context
 			return nil, fmt.Errorf("the server answered %d: %s", resp.StatusCode, out.Error)
 		}
 		vals := make([]string, len(out.Tokens))
+		last = make([]string, len(out.Tokens))
 		for i, t := range out.Tokens {
-			vals[i] = t.VigieToken
+			vals[i], last[i] = t.VigieToken, t.VigiePreference
 		}
 		return vals, nil
 	}
+	return issue, prefs
 }
 
 // knownSite reports whether site is configured.

@@ -73,7 +73,7 @@ func TestEmailTokensCommand(t *testing.T) {
 		t.Fatalf("offline: %v %s", err, stderr)
 	}
 	rows := readCSV(t, offline)
-	if len(rows) != 2 || strings.Join(rows[0], ",") != "Email,user_id,vigie_token" || rows[1][0] != "ada@example.org" || rows[1][1] != "user-42" {
+	if len(rows) != 2 || strings.Join(rows[0], ",") != "Email,user_id,vigie_token,vigie_preference" || rows[1][0] != "ada@example.org" || rows[1][1] != "user-42" {
 		t.Fatalf("offline output:\n%s", offline)
 	}
 	t.Setenv("VIGIE_ADMIN_TOKEN", in.AdminToken())
@@ -82,7 +82,7 @@ func TestEmailTokensCommand(t *testing.T) {
 		t.Fatalf("--server: %v %s", err, stderr)
 	}
 	rrows := readCSV(t, remote)
-	if len(rrows) != 2 || strings.Join(rrows[0], ",") != "user_id,vigie_token" || rrows[1][0] != "user-42" || rrows[1][1] == rows[1][2] {
+	if len(rrows) != 2 || strings.Join(rrows[0], ",") != "user_id,vigie_token,vigie_preference" || rrows[1][0] != "user-42" || rrows[1][1] == rows[1][2] {
 		t.Fatalf("--server output:\n%s", remote)
 	}
 	for _, v := range []string{rows[1][2], rrows[1][1]} {
@@ -91,6 +91,12 @@ func TestEmailTokensCommand(t *testing.T) {
 		}
 		if code, _ := in.Do("GET", strings.TrimPrefix(strings.Replace(pixel, "*|VIGIE|*", url.QueryEscape(v), 1), in.URL), nil, http.Header{"User-Agent": {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Microsoft Outlook 16.0"}}); code != 200 {
 			t.Fatalf("open: %d", code)
+		}
+	}
+	// The preference column opens the recipient's preference page.
+	for _, v := range []string{rows[1][3], rrows[1][2]} {
+		if code, b := in.Do("GET", "/p/"+v, nil, nil); code != 200 || !strings.Contains(string(b), "Your choices") {
+			t.Fatalf("preference page of %s: %d %s", v, code, b)
 		}
 	}
 	opens := 0

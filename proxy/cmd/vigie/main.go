@@ -9,8 +9,13 @@
 //	vigie check [--config FILE]                              check the configuration and key custody
 //	vigie email rewrite ... < campaign.html                  add the open pixel, wrap the links
 //	vigie email tokens [--site ID] < recipients.csv          per-recipient values for an ESP's merge fields
+//	vigie register [--format markdown|json] [--server URL]    the register of processing (Art. 30)
 //	vigie bench [--duration 10s] [--events-per-batch 15] [--json]
 //	                                                         load-test a temporary instance
+//	vigie help [COMMAND]                                     the commands, or a command's flags
+//
+// `vigie help COMMAND` and `vigie COMMAND --help` print a command's usage
+// and flags and start or change nothing.
 //
 // With no configuration file it starts a working demo setup: 127.0.0.1:8080,
 // data in ./vigie-data, a trial master key in ./vigie-secrets, embedded
@@ -26,7 +31,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/vigie-dev/vigie/plugins/builtin"
 	"io"
 	"log/slog"
 	"os"
@@ -35,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vigie-dev/vigie/plugins/builtin"
 	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/loadtest"
@@ -76,11 +81,28 @@ func main() {
 	}
 }
 
-// run runs the command in args; the server stops when ctx is done.
+// run runs the command in args; the server stops when ctx is done. Help
+// (`vigie help [COMMAND]`, -h, --help anywhere) prints the usage and
+// flags and succeeds, having started and changed nothing.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	for len(args) > 0 && args[0] == "help" {
+		// `vigie help keys rotate` is `vigie keys rotate --help`.
+		args = append(append([]string{}, args[1:]...), "--help")
+	}
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version", "--version", "-version":
+			if wantsHelp(args[1:]) {
+				return showUsage(stdout, "usage: vigie version")
+			}
 			fmt.Fprintln(stdout, "vigie", proxy.Version)
 			return nil
 		case "keys":
@@ -93,6 +115,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return loadtest.Main(args[1:], stdout)
 		case "email":
 			return emailCmd(ctx, args[1:], stdin, stdout, stderr)
+		case "register":
+			return registerCmd(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return serve(ctx, args, stdout, stderr)
@@ -121,11 +145,13 @@ func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("vigie", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("vigie", usage, args, stdout, stderr)
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unknown command %q: `vigie help` lists the commands", fs.Arg(0))
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
@@ -135,18 +161,31 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "Starting Vigie %s (data in %s): keys, storage, NATS, plugins…\n", proxy.Version, cfg.DataDir)
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
 	if tok := srv.NewAdminToken(); tok != "" {
 		showNewAdminToken(stdout, tok)
 	}
-	fmt.Fprintf(stdout, "Vigie %s listening on http://%s — send events with write key %q; Ctrl-C stops.\n",
-		proxy.Version, srv.Addr(), firstWriteKey(cfg))
+	printReady(stdout, srv, cfg)
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// printReady tells where to go once the server is up: its URL, the
+// console and the demo site.
+func printReady(stdout io.Writer, srv *proxy.Server, cfg config.Config) {
+	fmt.Fprintf(stdout, "Vigie %s listening on %s — Ctrl-C stops.\n", proxy.Version, srv.URL(""))
+	fmt.Fprintf(stdout, "  Console:  %s\n", srv.URL(proxy.ConsolePath))
+	if cfg.DemoPath != "off" {
+		fmt.Fprintf(stdout, "  Demo:     %s  (a shop whose hits go to this Vigie)\n", srv.URL(cfg.DemoPath))
+	}
+	if wk := firstWriteKey(cfg); wk != "" {
+		fmt.Fprintf(stdout, "  Send events with write key %q; list them with the admin API (README.md, \"Send an event\").\n", wk)
+	}
 }
 
 func firstWriteKey(cfg config.Config) string {

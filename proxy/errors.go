@@ -1,0 +1,7 @@
+package proxy
+
+import "errors"
+
+// ErrAlreadyRunning is returned by Start when another Vigie process holds
+// the data directory's lock; the error names its pid when known.
+var ErrAlreadyRunning = errors.New("Vigie is already running with this data directory")

@@ -1,0 +1,216 @@
+// Package ledger is Vigie's consent ledger: the last explicit consent choice
+// of each subject on each site, read for every event that carries no
+// consent signal of its own, so that a choice made once (a banner, a
+// preference page, a withdrawal) applies to the subject's very next event.
+//
+// Each new choice is committed together with its privacy event
+// (vigie.privacy.<site>.consent) in the storage outbox, in one transaction:
+// the syncers (a CRM) hear of every recorded choice, withdrawals included,
+// even when NATS is down and Vigie restarts before it is back. Nothing here
+// waits for NATS.
+//
+// The ledger keeps a write-through cache in front of its Backend. The
+// Backend is an interface so that a replicated implementation (JetStream KV,
+// for several Vigie nodes) can serve it; *storage.Store is the single-node
+// one.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Backend stores ledger entries. PutConsent commits the entry and msgs (the
+// privacy events announcing it) atomically; Consent returns
+// storage.ErrNotFound when the subject has no entry.
+type Backend interface {
+	Consent(ctx context.Context, site, subject string) (storage.ConsentEntry, error)
+	PutConsent(ctx context.Context, site, subject string, e storage.ConsentEntry, msgs ...storage.Message) error
+}
+
+var _ Backend = (*storage.Store)(nil)
+
+// Config configures a Ledger.
+type Config struct {
+	// Backend holds the entries (required).
+	Backend Backend
+	// Purposes are the configured purposes; a choice denies each of them
+	// it does not grant (necessary is never recorded as denied).
+	Purposes []consent.Purpose
+	// ProfilePurposes allow a profile: when a choice withdraws every one
+	// of them from a subject that had one, OnDrop is called.
+	ProfilePurposes []consent.Purpose
+	// OnDrop is called after a choice withdrew every profile purpose
+	// (optional): the caller deletes the subject's profile.
+	OnDrop func(ctx context.Context, site, subject string)
+	// Logger receives warnings (never identifiers). Default slog.Default().
+	Logger *slog.Logger
+	// MaxCache bounds the cache; past it, it is emptied (entries are read
+	// again from the Backend). Default 100 000.
+	MaxCache int
+}
+
+// defaultMaxCache is Config.MaxCache's default.
+const defaultMaxCache = 100_000
+
+// Ledger is the consent ledger. It is safe for concurrent use.
+type Ledger struct {
+	cfg Config
+	log *slog.Logger
+	all []consent.Purpose // configured purposes but necessary
+
+	mu    sync.Mutex
+	cache map[string]Entry // site \x00 subject
+}
+
+// Entry is a subject's recorded choice; Found is false when there is none.
+type Entry struct {
+	Granted, Denied consent.Set
+	Found           bool
+}
+
+// New returns a ledger over cfg.Backend.
+func New(cfg Config) *Ledger {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxCache <= 0 {
+		cfg.MaxCache = defaultMaxCache
+	}
+	l := &Ledger{cfg: cfg, log: cfg.Logger}
+	for _, p := range cfg.Purposes {
+		if p != consent.Necessary {
+			l.all = append(l.all, p)
+		}
+	}
+	return l
+}
+
+func key(site, subject string) string { return site + "\x00" + subject }
+
+// Get returns subject's entry on site, from the cache or the Backend. An
+// unreadable Backend is logged and reads as no entry.
+func (l *Ledger) Get(ctx context.Context, site, subject string) Entry {
+	k := key(site, subject)
+	l.mu.Lock()
+	e, ok := l.cache[k]
+	l.mu.Unlock()
+	if ok {
+		return e
+	}
+	ce, err := l.cfg.Backend.Consent(ctx, site, subject)
+	switch {
+	case err == nil:
+		e.Found = true
+		e.Granted, _ = consent.ParseSet(ce.Granted...)
+		e.Denied, _ = consent.ParseSet(ce.Denied...)
+	case !errors.Is(err, storage.ErrNotFound):
+		l.log.Warn("consent ledger unreadable; deciding without it", "err", err)
+		return e
+	}
+	l.put(k, e)
+	return e
+}
+
+func (l *Ledger) put(k string, e Entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cache == nil || len(l.cache) >= l.cfg.MaxCache {
+		l.cache = make(map[string]Entry, 1024)
+	}
+	l.cache[k] = e
+}
+
+// Record stores an explicit choice, with its privacy event, when it differs
+// from the recorded one. A decision that is not pseudonymous records that
+// nothing is granted. The error is the Backend's (the choice is then not
+// recorded: the caller answers so that the client retries).
+func (l *Ledger) Record(ctx context.Context, site, subject string, d consent.Decision) error {
+	return l.RecordFrom(ctx, site, subject, d, "explicit")
+}
+
+// RecordFrom is Record with the choice's source named (e.g.
+// "preference_page"), kept with the entry as its proof.
+func (l *Ledger) RecordFrom(ctx context.Context, site, subject string, d consent.Decision, source string) error {
+	old := l.Get(ctx, site, subject)
+	granted := d.Granted
+	if d.Outcome != consent.Pseudonymous {
+		granted = consent.Set{}
+	}
+	var refused []consent.Purpose
+	for _, p := range l.all {
+		if !granted.Has(p) {
+			refused = append(refused, p)
+		}
+	}
+	denied := consent.NewSet(refused...)
+	if old.Found && old.Granted == granted && old.Denied == denied {
+		return nil
+	}
+	now := time.Now()
+	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: source, AtMs: now.UnixMilli()}
+	msg, err := PrivacyMessage(&vigiev1.PrivacyEvent{
+		Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
+		Purposes: e.Granted, AtMs: e.AtMs,
+		RequestId: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+	})
+	if err == nil {
+		err = l.cfg.Backend.PutConsent(ctx, site, subject, e, msg)
+	}
+	if err != nil {
+		l.log.Warn("consent choice not recorded", "err", err)
+		return err
+	}
+	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true})
+	profiled := func(s consent.Set) bool {
+		return slices.ContainsFunc(l.cfg.ProfilePurposes, func(p consent.Purpose) bool { return s.Has(p) })
+	}
+	if old.Found && profiled(old.Granted) && !profiled(granted) && l.cfg.OnDrop != nil {
+		l.cfg.OnDrop(ctx, site, subject)
+	}
+	return nil
+}
+
+// PrivacyMessage is the outbox message of a privacy event: its subject and
+// deterministic Nats-Msg-Id come from package streams, so that the event
+// published again after a crash is deduplicated.
+func PrivacyMessage(e *vigiev1.PrivacyEvent) (storage.Message, error) {
+	data, err := proto.Marshal(e)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	return storage.Message{Topic: streams.PrivacySubject(e), ID: streams.PrivacyMsgID(e), Data: data}, nil
+}
+
+// Reader returns the ledger as the pipeline reads it during one request.
+func (l *Ledger) Reader(ctx context.Context) Reader {
+	return Reader{l: l, ctx: ctx}
+}
+
+// Reader adapts a Ledger to pipeline.LedgerReader for one request.
+type Reader struct {
+	l   *Ledger
+	ctx context.Context
+}
+
+// Consent returns subject's recorded choice on site as a signal, and
+// whether there is one (pipeline.LedgerReader).
+func (r Reader) Consent(site, subject string) (consent.Signal, bool) {
+	e := r.l.Get(r.ctx, site, subject)
+	if !e.Found {
+		return consent.Signal{}, false
+	}
+	return consent.Signal{Source: consent.SourceLedger, Granted: e.Granted, Denied: e.Denied}, true
+}

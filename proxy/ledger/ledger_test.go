@@ -1,0 +1,68 @@
+package ledger_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/proxy/ledger"
+	"github.com/vigie-dev/vigie/storage/storagetest"
+)
+
+func TestRecordGetAndDrop(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Open(t)
+	var dropped []string
+	l := ledger.New(ledger.Config{
+		Backend:         st,
+		Purposes:        []consent.Purpose{consent.Necessary, consent.Analytics, consent.Personalization, consent.Marketing},
+		ProfilePurposes: []consent.Purpose{consent.Personalization, consent.Marketing},
+		OnDrop:          func(_ context.Context, site, subject string) { dropped = append(dropped, site+"/"+subject) },
+	})
+	if e := l.Get(ctx, "demo", "s1"); e.Found {
+		t.Fatalf("entry before any choice: %+v", e)
+	}
+	grant := consent.Decision{Outcome: consent.Pseudonymous, Granted: consent.NewSet(consent.Analytics, consent.Marketing)}
+	withdraw := consent.Decision{Outcome: consent.Anonymous}
+	steps := []struct {
+		name      string
+		d         consent.Decision
+		granted   consent.Set
+		outbox    int64 // privacy events waiting after the step
+		droppedOK int
+	}{
+		{"grant", grant, consent.NewSet(consent.Analytics, consent.Marketing), 1, 0},
+		{"same choice again records nothing", grant, consent.NewSet(consent.Analytics, consent.Marketing), 1, 0},
+		{"withdrawal of every profile purpose", withdraw, consent.Set{}, 2, 1},
+		{"withdrawn again records nothing", withdraw, consent.Set{}, 2, 1},
+	}
+	for _, s := range steps {
+		if err := l.Record(ctx, "demo", "s1", s.d); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		e := l.Get(ctx, "demo", "s1")
+		if !e.Found || e.Granted != s.granted || e.Denied.Has(consent.Necessary) {
+			t.Fatalf("%s: entry %+v", s.name, e)
+		}
+		for _, p := range []consent.Purpose{consent.Analytics, consent.Personalization, consent.Marketing} {
+			if e.Granted.Has(p) == e.Denied.Has(p) {
+				t.Fatalf("%s: %s neither granted nor denied: %+v", s.name, p, e)
+			}
+		}
+		if n := st.OutboxLen(); n != s.outbox {
+			t.Fatalf("%s: outbox %d, want %d", s.name, n, s.outbox)
+		}
+		if len(dropped) != s.droppedOK {
+			t.Fatalf("%s: OnDrop calls %v", s.name, dropped)
+		}
+	}
+	// A new Ledger on the same store (a restart) reads the entry back.
+	l2 := ledger.New(ledger.Config{Backend: st})
+	sig, ok := l2.Reader(ctx).Consent("demo", "s1")
+	if !ok || sig.Source != consent.SourceLedger || !sig.Denied.Has(consent.Marketing) {
+		t.Fatalf("after restart: %+v %v", sig, ok)
+	}
+	if _, ok := l2.Reader(ctx).Consent("demo", "other"); ok {
+		t.Fatal("a subject without a choice has a ledger signal")
+	}
+}
