@@ -36,6 +36,12 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
+//	rh/<site>\x00<hour>[<part>]           rollup hour bucket (binary,   RollupEntry.ExpiresAt
+//	                                      plugins/rollup)
+//	rd/<site>\x00<day>[<part>]            rollup day bucket             RollupEntry.ExpiresAt
+//	rc/<site>\x00<hour>                   ingestion decision counters   RollupEntry.ExpiresAt
+//	rm/<name>                             RollupMark: 8-byte epoch,
+//	                                      8-byte stream sequence        none
 //	au/<ms><seq>                          JSON AuditEntry               Retention.Audit
 //	ch/<site>\x00<subject>\x00<ms>         JSON ConsentEntry (history)   ConsentTTL
 //	bi/<site>\x00<kind>\x00<mac><subject>  empty (blind index)           Record.TTL
@@ -57,6 +63,13 @@ import (
 //
 // What has no TTL is either bounded by PurgeExpired or kept on purpose; the
 // table prefixLifetimes in purge.go says which, for every prefix.
+//
+// In the rollup keys <hour> is the 4-byte big-endian number of whole hours
+// since the Unix epoch (UTC) and <day> the number of whole days, so the
+// buckets of one site sort by time and a range is one prefix scan. <part>,
+// absent for part 0, is an 8-byte big-endian part number: a bucket's later
+// parts (changes written since its part 0) sort right after it. The values
+// are opaque to this package (plugins/rollup encodes them).
 //
 // An outbox entry is one of two kinds, told apart by its first byte. An
 // event reference (first byte: the uvarint length of a non-empty topic,
@@ -428,6 +441,63 @@ func consentKey(site, subject string) []byte {
 	k = append(k, site...)
 	k = append(k, 0)
 	return append(k, subject...)
+}
+
+// Rollup prefixes (see the table at the top of this file).
+const (
+	prefixRollupHour      = "rh/"
+	prefixRollupDay       = "rd/"
+	prefixRollupDecisions = "rc/"
+	prefixRollupMark      = "rm/" // rm/<name> → RollupMark
+)
+
+// rollupPrefixes are the value prefixes indexed by RollupKind.
+var rollupPrefixes = [...]string{
+	RollupHour:      prefixRollupHour,
+	RollupDay:       prefixRollupDay,
+	RollupDecisions: prefixRollupDecisions,
+}
+
+// rollupIndexLen is the size of <hour> and <day> in rollup keys.
+const rollupIndexLen = 4
+
+// rollupSitePrefix returns r?/<site>\x00 for kind.
+func rollupSitePrefix(kind RollupKind, site string) []byte {
+	p := rollupPrefixes[kind]
+	k := make([]byte, 0, len(p)+len(site)+1+rollupIndexLen)
+	k = append(k, p...)
+	k = append(k, site...)
+	return append(k, 0)
+}
+
+// rollupKey returns r?/<site>\x00<index>, followed by <part> when part > 0.
+func rollupKey(kind RollupKind, site string, index uint32, part uint64) []byte {
+	k := binary.BigEndian.AppendUint32(rollupSitePrefix(kind, site), index)
+	if part > 0 {
+		k = binary.BigEndian.AppendUint64(k, part)
+	}
+	return k
+}
+
+// parseRollupIndex returns the <index> and <part> of a rollup key that
+// starts with prefix (the site prefix of rollupSitePrefix).
+func parseRollupIndex(key, prefix []byte) (index uint32, part uint64, ok bool) {
+	rest, ok := bytes.CutPrefix(key, prefix)
+	switch {
+	case !ok:
+		return 0, 0, false
+	case len(rest) == rollupIndexLen:
+		return binary.BigEndian.Uint32(rest), 0, true
+	case len(rest) == rollupIndexLen+8:
+		part = binary.BigEndian.Uint64(rest[rollupIndexLen:])
+		return binary.BigEndian.Uint32(rest), part, part > 0
+	}
+	return 0, 0, false
+}
+
+// rollupMarkKey returns rm/<name>.
+func rollupMarkKey(name string) []byte {
+	return append([]byte(prefixRollupMark), name...)
 }
 
 // prefixAudit is the audit trail: au/<ms><seq> → JSON AuditEntry, TTL

@@ -102,6 +102,11 @@ var prefixLifetimes = map[string]struct {
 	prefixLink:     {byTTL, "Record.TTL, as the identify or alias event that wrote it"},
 	prefixSuppress: {kept, "a suppression holds until lifted: keyed MACs only, no identifier"},
 	prefixSync:     {byTTL, "SyncRecord TTL (the marketing retention)"},
+
+	prefixRollupHour:      {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
+	prefixRollupDay:       {byTTL, "RollupEntry.ExpiresAt: the day's end plus the rollup retention"},
+	prefixRollupDecisions: {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
+	prefixRollupMark:      {kept, "one stream position per rollup consumer"},
 }
 
 // purgers are the byPurge prefixes' sweeps, run by PurgeExpired in this
