@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/vigie-dev/vigie/plugins/geoip"
+	"github.com/vigie-dev/vigie/plugins/response"
 	"github.com/vigie-dev/vigie/plugins/segments"
 )
 
@@ -22,6 +23,7 @@ var (
 	mu    sync.RWMutex
 	mains = map[string]func(){
 		"geoip":    geoip.Main,
+		"response": response.Main,
 		"segments": segments.Main,
 	}
 )
