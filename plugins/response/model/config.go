@@ -20,9 +20,9 @@ const (
 	DefaultResponses = Open | Click | Conversion
 	// DefaultInterval is the mass of the equal-tailed credible interval.
 	DefaultInterval = 0.9
-	// DefaultMinPriorStrength is the floor on the empirical-Bayes prior's
-	// α+β: every cell borrows at least this many pseudo-exposures from its
-	// message type's overall rate.
+	// DefaultMinPriorStrength is the floor on the prior's α+β: every cell
+	// borrows at least this many pseudo-exposures from its message type's
+	// other cells.
 	DefaultMinPriorStrength = 2
 	// DefaultMaxPriorStrength caps α+β when the cells of a message type
 	// look alike (no measurable spread between them).

@@ -22,10 +22,12 @@ type Estimate struct {
 	// Mean is the posterior mean; Lower and Upper bound the equal-tailed
 	// credible interval of mass Config.Interval.
 	Mean, Lower, Upper float64
-	// Alpha and Beta are the posterior Beta(α+s, β+n−s) parameters.
+	// Alpha and Beta are the parameters of the Beta with the posterior's
+	// mean and variance (the posterior is a mixture over prior strengths).
 	Alpha, Beta float64
-	// PriorMean and PriorStrength are the empirical-Bayes prior's mean
-	// α/(α+β) and strength α+β, fitted over the message type's cells.
+	// PriorMean and PriorStrength are the prior's mean and strength α+β,
+	// learnt from the message type's other cells (averaged over the
+	// strengths' weights).
 	PriorMean, PriorStrength float64
 }
 
@@ -259,19 +261,20 @@ func (m *Model) responsePrior(mt int, t int64) *prior { return m.cachedPrior(mt,
 func (m *Model) conversionPrior(mt int, t int64) *prior { return m.cachedPrior(mt, true, t) }
 
 // fitPrior fits the prior over cells (s, n) of one message type. The
-// strength S = α+β has a flat prior on log S over gridSize points from
-// MinPriorStrength to MaxPriorStrength; at each S, cell i's prior is
-// Beta(μ₋ᵢS, (1−μ₋ᵢ)S) with μ₋ᵢ the other cells' precision-weighted mean
-// rate (see cellPrior), and S is weighted by how well those priors predict
-// the cells (their beta-binomial likelihood, leaving each cell out of its
-// own prior mean):
+// strength S = α+β takes gridSize log-spaced values from MinPriorStrength
+// to MaxPriorStrength under the hyperprior p(S) ∝ S^(−3/2) (BDA3 §5.3);
+// at each S, cell i's prior is Beta(μᵢS′, (1−μᵢ)S′) (see cellPrior: μᵢ
+// from the other cells, S′ adding the uncertainty of μᵢ), and S is
+// weighted by how well those priors predict the cells (their
+// beta-binomial likelihood, each cell left out of its own prior mean):
 //
-//	w(S) ∝ Πᵢ B(μ₋ᵢS + sᵢ, (1−μ₋ᵢ)S + nᵢ − sᵢ) / B(μ₋ᵢS, (1−μ₋ᵢ)S)
+//	w(S) ∝ S^(−1/2) · Πᵢ B(μᵢS′ + sᵢ, (1−μᵢ)S′ + nᵢ − sᵢ) / B(μᵢS′, (1−μᵢ)S′)
 //
-// Cells that differ more than binomial noise explains pull the weight to
-// weak priors, alike cells to strong ones; few cells leave it spread,
-// which widens the intervals rather than trusting one point estimate of
-// S (a method-of-moments point estimate gave 80 % coverage of the 90 %
+// (S^(−1/2) is the hyperprior times the log spacing). Cells that differ
+// more than binomial noise explains pull the weight to weak priors, alike
+// cells to strong ones; few cells leave it spread, which widens the
+// intervals rather than trusting one point estimate of S (a
+// method-of-moments point estimate gave 80 % coverage of the 90 %
 // intervals with four contact types, see TestCoverage). With fewer than
 // two cells with exposures, S is MinPriorStrength.
 func (m *Model) fitPrior(obs [][2]float64) *prior {

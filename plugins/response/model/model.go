@@ -9,13 +9,15 @@
 // the message type's window; once per exposure) feed decayed pseudo-counts
 // per cell: every exposure weighs 2^(−age/half-life), updated in O(1) per
 // event. Each cell's response rate has a Beta posterior whose prior is
-// fitted, by the method of moments, to the message type's rates across
-// contact types (empirical Bayes: a small cell borrows strength from the
-// others), with equal-tailed credible intervals from gonum's
-// stat/distuv.Beta. Next picks a message type by Thompson sampling on
-// those posteriors. Holdout exposures (the subject was picked and the
-// message held back) give the uplift of a message over no message, on
-// conversions.
+// learnt from the message type's other cells: their precision-weighted
+// rate as the prior mean, and a distribution over the prior strength
+// α+β weighted by how well it predicts the cells (see fitPrior), so that a
+// small cell borrows strength from the others without trusting a point
+// estimate of their spread. Credible intervals are equal-tailed, from
+// gonum's stat/distuv.Beta. Next picks a message type by Thompson
+// sampling on those posteriors. Holdout exposures (the subject was
+// picked and the message held back) give the uplift of a message over no
+// message, on conversions.
 //
 // The model keeps, per subject, its decayed contribution to each cell it
 // touched and its exposures still awaiting a response, so that Forget
