@@ -214,6 +214,9 @@ func TestThompsonPicksBest(t *testing.T) {
 //
 // It asserts only that the regret grows more slowly as the model learns.
 func TestRegretCurve(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 bandit runs of 10 000 exposures")
+	}
 	const runs = 50
 	points := []int{100, 250, 500, 1000, 2000, 4000, 6000, 10000}
 	n := points[len(points)-1]
