@@ -152,3 +152,8 @@ func (p Policy) category(name string) ([]Purpose, bool) {
 	}
 	return nil, false
 }
+
+// ExemptPurposes are the purposes the CNIL's audience-measurement consent
+// exemption covers (délibération 2020-091): necessary and analytics. A
+// site in that mode limits every decision to them (Decision.Limit).
+func ExemptPurposes() Set { return NewSet(Necessary, Analytics) }

@@ -63,6 +63,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /e/c/{token}", s.email.ServeClick)
 	mux.Handle("POST /admin/v1/email/rewrite", s.admin(s.handleEmailRewrite))
 	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
+	mux.Handle("GET /admin/v1/email/counts", s.admin(s.handleEmailCounts))
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}

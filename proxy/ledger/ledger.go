@@ -60,6 +60,14 @@ type Config struct {
 	// MaxCache bounds the cache; past it, it is emptied (entries are read
 	// again from the Backend). Default 100 000.
 	MaxCache int
+	// Lifetime is how long a recorded choice applies on each site, counted
+	// from when it was recorded and never extended by the subject's later
+	// events; an expired choice reads as none (consent must be asked
+	// again), and the same choice made again is recorded anew. Absent or
+	// 0: storage.ConsentTTL (13 months).
+	Lifetime map[string]time.Duration
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
 }
 
 // defaultMaxCache is Config.MaxCache's default.
@@ -75,10 +83,17 @@ type Ledger struct {
 	cache map[string]Entry // site \x00 subject
 }
 
-// Entry is a subject's recorded choice; Found is false when there is none.
+// Entry is a subject's recorded choice; Found is false when there is none
+// that still applies.
 type Entry struct {
 	Granted, Denied consent.Set
 	Found           bool
+	// At is when the choice was recorded; Expires when it stops applying
+	// (At plus the site's lifetime).
+	At, Expires time.Time
+	// Expired is true when the subject's last choice has ended (Found is
+	// then false).
+	Expired bool
 }
 
 // New returns a ledger over cfg.Backend.
@@ -88,6 +103,9 @@ func New(cfg Config) *Ledger {
 	}
 	if cfg.MaxCache <= 0 {
 		cfg.MaxCache = defaultMaxCache
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	l := &Ledger{cfg: cfg, log: cfg.Logger}
 	for _, p := range cfg.Purposes {
@@ -100,9 +118,27 @@ func New(cfg Config) *Ledger {
 
 func key(site, subject string) string { return site + "\x00" + subject }
 
-// Get returns subject's entry on site, from the cache or the Backend. An
+// lifetime is how long a choice applies on site.
+func (l *Ledger) lifetime(site string) time.Duration {
+	if d := l.cfg.Lifetime[site]; d > 0 {
+		return d
+	}
+	return storage.ConsentTTL
+}
+
+// Get returns subject's entry on site, from the cache or the Backend; a
+// choice older than the site's lifetime is not Found but Expired. An
 // unreadable Backend is logged and reads as no entry.
 func (l *Ledger) Get(ctx context.Context, site, subject string) Entry {
+	e := l.get(ctx, site, subject)
+	if e.Found && !l.cfg.Now().Before(e.Expires) {
+		return Entry{At: e.At, Expires: e.Expires, Expired: true}
+	}
+	return e
+}
+
+// get is Get without the expiry check.
+func (l *Ledger) get(ctx context.Context, site, subject string) Entry {
 	k := key(site, subject)
 	l.mu.Lock()
 	e, ok := l.cache[k]
@@ -116,6 +152,8 @@ func (l *Ledger) Get(ctx context.Context, site, subject string) Entry {
 		e.Found = true
 		e.Granted, _ = consent.ParseSet(ce.Granted...)
 		e.Denied, _ = consent.ParseSet(ce.Denied...)
+		e.At = time.UnixMilli(ce.AtMs)
+		e.Expires = e.At.Add(l.lifetime(site))
 	case !errors.Is(err, storage.ErrNotFound):
 		l.log.Warn("consent ledger unreadable; deciding without it", "err", err)
 		return e
@@ -134,11 +172,12 @@ func (l *Ledger) put(k string, e Entry) {
 }
 
 // Record stores an explicit choice, with its privacy event, when it differs
-// from the recorded one. A decision that is not pseudonymous records that
-// nothing is granted. The error is the Backend's (the choice is then not
-// recorded: the caller answers so that the client retries).
+// from the recorded one or that one has expired. A decision that is not
+// pseudonymous records that nothing is granted. The error is the
+// Backend's (the choice is then not recorded: the caller answers so that
+// the client retries).
 func (l *Ledger) Record(ctx context.Context, site, subject string, d consent.Decision) error {
-	old := l.Get(ctx, site, subject)
+	old := l.get(ctx, site, subject) // expired or not: a profile may be left of it
 	granted := d.Granted
 	if d.Outcome != consent.Pseudonymous {
 		granted = consent.Set{}
@@ -150,10 +189,10 @@ func (l *Ledger) Record(ctx context.Context, site, subject string, d consent.Dec
 		}
 	}
 	denied := consent.NewSet(refused...)
-	if old.Found && old.Granted == granted && old.Denied == denied {
+	now := l.cfg.Now()
+	if old.Found && now.Before(old.Expires) && old.Granted == granted && old.Denied == denied {
 		return nil
 	}
-	now := time.Now()
 	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: "explicit", AtMs: now.UnixMilli()}
 	msg, err := PrivacyMessage(&vigiev1.PrivacyEvent{
 		Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
@@ -167,7 +206,8 @@ func (l *Ledger) Record(ctx context.Context, site, subject string, d consent.Dec
 		l.log.Warn("consent choice not recorded", "err", err)
 		return err
 	}
-	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true})
+	at := time.UnixMilli(e.AtMs)
+	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true, At: at, Expires: at.Add(l.lifetime(site))})
 	profiled := func(s consent.Set) bool {
 		return slices.ContainsFunc(l.cfg.ProfilePurposes, func(p consent.Purpose) bool { return s.Has(p) })
 	}
