@@ -18,8 +18,8 @@ func TestMarkPathIDs(t *testing.T) {
 		{"/article/1234567-how-to-fold", "/article/[id]-how-to-fold", 1},
 		{"/archive/20261126", "/archive/20261126", 0}, // a compact date
 		{"/archive/20261399", "/archive/[id]", 1},
-		{"/p/a3f9c2e1", "/p/[id]", 1},         // 8 hex digits
-		{"/sku/A1B2C3", "/sku/[id]", 1},       // letter/digit changes
+		{"/p/a3f9c2e1", "/p/[id]", 1},   // 8 hex digits
+		{"/sku/A1B2C3", "/sku/[id]", 1}, // letter/digit changes
 		{"/iphone-15-pro/2026", "/iphone-15-pro/2026", 0},
 		{"/docs/v1.2.3/spring2026", "/docs/v1.2.3/spring2026", 0},
 		{"/t/[token]/x", "/t/[token]/x", 0},
