@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/collect"
+	"github.com/vigie-dev/vigie/proxy/ledger"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -105,7 +106,10 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 		}
 	}
 	req.Ledger = s.ledger.Reader(r.Context())
-	start := time.Now().Truncate(time.Millisecond) // the ledger's precision
+	var prev ledger.Entry // the visitor's choice before this request
+	if snippet {
+		prev = s.ledger.Get(r.Context(), st.cfg.ID, st.pipe.AnonymousPseudonym(candidate))
+	}
 	recs = make([]storage.Record, 0, len(msgs))
 	keep, withdraw := false, false
 	for _, m := range msgs {
@@ -127,7 +131,7 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 		}
 	}
 	if snippet {
-		s.answerVisitor(w, r, st, cookie, candidate, keep, withdraw, start)
+		s.answerVisitor(w, r, st, cookie, candidate, keep, withdraw, prev)
 	}
 	return recs, true
 }
@@ -136,10 +140,12 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 // snippet request, and tells the snippet the visitor's consent status
 // (consentHeader). cookie is the request's identifier ("" for none),
 // candidate the one its events used; keep says an event was kept
-// pseudonymous with it, withdraw that the request refused consent. The
-// cookie's expiry is the choice's (recorded at or after start for a new
-// one): a later hit never moves it.
-func (s *Server) answerVisitor(w http.ResponseWriter, r *http.Request, st *site, cookie, candidate string, keep, withdraw bool, start time.Time) {
+// pseudonymous with it, withdraw that the request refused consent, prev
+// is the visitor's ledger entry before the request. The cookie's expiry is
+// the choice's, and the cookie is set only when the request recorded a new
+// choice (the entry's time changed) or the browser has none: a later hit
+// never moves it.
+func (s *Server) answerVisitor(w http.ResponseWriter, r *http.Request, st *site, cookie, candidate string, keep, withdraw bool, prev ledger.Entry) {
 	e := s.ledger.Get(r.Context(), st.cfg.ID, st.pipe.AnonymousPseudonym(candidate))
 	status := "needed"
 	switch {
@@ -150,10 +156,10 @@ func (s *Server) answerVisitor(w http.ResponseWriter, r *http.Request, st *site,
 		status = "denied"
 	case keep:
 		expires := e.Expires
-		recorded := e.Found && !e.At.Before(start)
+		recorded := e.Found && !e.At.Equal(prev.At)
 		if !e.Found && cookie == "" {
 			// Granted by default, with no choice to count from.
-			expires = start.Add(st.cfg.CookieLifetime())
+			expires = time.Now().Add(st.cfg.CookieLifetime())
 		}
 		if cookie == "" || recorded {
 			s.setVisitorCookie(w, r, candidate, expires)
