@@ -136,7 +136,8 @@ func filterAdmits(patterns []string, site string) bool {
 // cnilReport is the rows of vigie check for the sites in CNIL exemption
 // mode: one per condition of the exemption (config.CNILConditions), as
 // Matomo's CNIL policy check reports them. A condition only the plugins'
-// manifests can decide warns; it is checked again when they start.
+// manifests can decide warns (it is checked again when they start), and so
+// does one Vigie cannot check at all.
 func cnilReport(cfg config.Config) preflight.Report {
 	var rep preflight.Report
 	for _, sc := range cfg.Sites {
@@ -148,7 +149,7 @@ func cnilReport(cfg config.Config) preflight.Report {
 			switch {
 			case !c.Met:
 				row.Status = preflight.Fail
-			case c.AtStart:
+			case c.AtStart, c.Manual:
 				row.Status = preflight.Warn
 			}
 			rep = append(rep, row)

@@ -211,7 +211,8 @@ func TestCNILExemptSite(t *testing.T) {
 			rows[strings.TrimPrefix(r.Name, "cnil_exempt demo: ")] = r
 		}
 	}
-	if len(rows) != 8 || rows["data ≤ 25 months"].Status != preflight.Pass || rows["no plugin receiving identifiers"].Status != preflight.Warn {
+	if len(rows) != 9 || rows["data ≤ 25 months"].Status != preflight.Pass || rows["no plugin receiving identifiers"].Status != preflight.Warn ||
+		rows["visitors informed, opt-out offered"].Status != preflight.Warn {
 		t.Fatalf("check rows: %+v", rows)
 	}
 	bad := in.Config

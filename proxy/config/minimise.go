@@ -57,6 +57,9 @@ type CNILCondition struct {
 	// AtStart is true when the file alone cannot decide and Vigie checks
 	// the condition again when the plugins start (their manifests).
 	AtStart bool
+	// Manual is true for a condition Vigie cannot check at all (the site's
+	// own to do), as Matomo's CNIL policy lists its "unknown settings".
+	Manual bool
 	// Detail says what was checked, or why it is not met.
 	Detail string
 }
@@ -179,6 +182,8 @@ func (c *Config) CNILConditions(s Site) []CNILCondition {
 	}
 
 	add("no cross-site linking", true, "pseudonyms are keyed per site; e-mail hits join no visit (marketing is never granted)")
+	out = append(out, CNILCondition{Name: "visitors informed, opt-out offered", Met: true, Manual: true,
+		Detail: "the site's to do: say so in its privacy policy and offer an opt-out (vigie('consent', {analytics: false}) records it)"})
 	return out
 }
 

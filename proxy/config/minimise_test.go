@@ -83,8 +83,8 @@ func TestCNILConditions(t *testing.T) {
 			c.Sites[0].Mode = ModeCNILExempt
 			tc.edit(&c)
 			conds := c.CNILConditions(c.Sites[0])
-			if len(conds) != 8 {
-				t.Fatalf("%d conditions, want 8", len(conds))
+			if len(conds) != 9 {
+				t.Fatalf("%d conditions, want 9", len(conds))
 			}
 			for _, cond := range conds {
 				if cond.Detail == "" {
