@@ -341,3 +341,30 @@ func TestDefaultPurposes(t *testing.T) {
 		t.Errorf("DefaultPurposes = %v, want the four built-ins", names)
 	}
 }
+
+func TestDecisionLimit(t *testing.T) {
+	def := DefaultPolicy()
+	drop := DefaultPolicy()
+	drop.Unconsented = Drop
+	analytics := set(Necessary, Analytics)
+	cases := []struct {
+		name    string
+		p       Policy
+		d       Decision
+		want    Outcome
+		granted string
+	}{
+		{"analytics kept", def, Decision{Outcome: Pseudonymous, Granted: set(Necessary, Analytics, Marketing, Personalization)}, Pseudonymous, "analytics,necessary"},
+		{"marketing only becomes anonymous", def, Decision{Outcome: Pseudonymous, Granted: set(Necessary, Marketing)}, Anonymous, "necessary"},
+		{"or dropped", drop, Decision{Outcome: Pseudonymous, Granted: set(Necessary, Personalization)}, Drop, "necessary"},
+		{"anonymous stays", def, Decision{Outcome: Anonymous, Granted: set(Necessary)}, Anonymous, "necessary"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.d.Limit(tc.p, analytics)
+			if got.Outcome != tc.want || got.Granted.String() != tc.granted {
+				t.Errorf("Limit = %v, want %v granted=%s", got, tc.want, tc.granted)
+			}
+		})
+	}
+}

@@ -129,3 +129,22 @@ func Decide(p Policy, signals ...Signal) Decision {
 	}
 	return d
 }
+
+// reasonLimited is the reason of a decision Limit made anonymous.
+const reasonLimited = "purpose not allowed on this site"
+
+// Limit returns d with its granted purposes restricted to allowed
+// (necessary is always kept). A pseudonymous decision left with no
+// identifying purpose of p becomes p's unconsented outcome (anonymous or
+// drop). A site in CNIL exemption mode limits every decision to necessary
+// and analytics this way.
+func (d Decision) Limit(p Policy, allowed Set) Decision {
+	d.Granted.bits &= allowed.bits | necessaryBit
+	if d.Outcome == Pseudonymous && d.Granted.bits&p.Identifying.bits&^necessaryBit == 0 {
+		d.Outcome, d.Reason = Anonymous, reasonLimited
+		if p.Unconsented == Drop {
+			d.Outcome = Drop
+		}
+	}
+	return d
+}

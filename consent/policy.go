@@ -195,3 +195,8 @@ func validateConsentManagement(m map[string]map[string][]Purpose) []error {
 	}
 	return errs
 }
+
+// ExemptPurposes are the purposes the CNIL's audience-measurement consent
+// exemption covers (délibération 2020-091): necessary and analytics. A
+// site in that mode limits every decision to them (Decision.Limit).
+func ExemptPurposes() Set { return NewSet(Necessary, Analytics) }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -106,6 +107,12 @@ type Config struct {
 	// SyncHistoryTTL is how long the record of what a syncer was given
 	// about a subject is kept (the marketing retention). Default 395 days.
 	SyncHistoryTTL time.Duration
+	// CheckManifest, when set, is asked about every plugin's manifest after
+	// the runtime's own checks, at each start of its process: an error
+	// refuses the plugin (it is marked failed and never fed), e.g. a plugin
+	// that could receive identifiers of a site where none may go. Default:
+	// none.
+	CheckManifest func(Spec, sdk.Manifest) error
 	// Registerer receives the runtime's Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives the runtime's and the plugins' logs. Default

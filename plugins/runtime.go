@@ -122,6 +122,11 @@ func (rt *Runtime) checkManifest(s Spec, m sdk.Manifest) error {
 	if m.Has(sdk.CapContactsResolve) && len(m.Purposes) == 0 {
 		return fmt.Errorf("%w: %q asks for contacts.resolve without declaring the purposes it needs them for", ErrManifest, s.Name)
 	}
+	if rt.cfg.CheckManifest != nil {
+		if err := rt.cfg.CheckManifest(s, m); err != nil {
+			return fmt.Errorf("%w: %w", ErrManifest, err)
+		}
+	}
 	return nil
 }
 

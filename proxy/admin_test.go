@@ -47,13 +47,15 @@ func TestAdminEventJSON(t *testing.T) {
 func TestAdminEventFilters(t *testing.T) {
 	in := startLean(t)
 	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	// Consented events keep their exact times (anonymous ones are floored
+	// to the hour).
 	send := []struct{ typ, body string }{
-		{"page", `{"name":"Home","anonymousId":"a","timestamp":"2026-03-01T10:00:00Z"}`},
-		{"track", `{"event":"Cart Viewed","anonymousId":"a","timestamp":"2026-03-01T10:01:00Z"}`},
-		{"track", `{"event":"Signed Up","anonymousId":"a","timestamp":"2026-03-01T10:02:00Z"}`},
-		{"page", `{"name":"Pricing","anonymousId":"a","timestamp":"2026-03-01T10:03:00Z"}`},
-		{"track", `{"event":"Cart Viewed","anonymousId":"b","timestamp":"2026-03-01T10:04:00Z"}`},
-		{"identify", `{"userId":"u","timestamp":"2026-03-01T10:05:00Z"}`},
+		{"page", `{"name":"Home","anonymousId":"a","context":{"consent":{"analytics":true}},"timestamp":"2026-03-01T10:00:00Z"}`},
+		{"track", `{"event":"Cart Viewed","anonymousId":"a","context":{"consent":{"analytics":true}},"timestamp":"2026-03-01T10:01:00Z"}`},
+		{"track", `{"event":"Signed Up","anonymousId":"a","context":{"consent":{"analytics":true}},"timestamp":"2026-03-01T10:02:00Z"}`},
+		{"page", `{"name":"Pricing","anonymousId":"a","context":{"consent":{"analytics":true}},"timestamp":"2026-03-01T10:03:00Z"}`},
+		{"track", `{"event":"Cart Viewed","anonymousId":"b","context":{"consent":{"analytics":true}},"timestamp":"2026-03-01T10:04:00Z"}`},
+		{"identify", `{"userId":"u","context":{"consent":{"analytics":true}},"timestamp":"2026-03-01T10:05:00Z"}`},
 	}
 	for _, s := range send {
 		if status, body := in.Post("/v1/"+s.typ, "demo", s.body); status != 200 {

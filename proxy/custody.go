@@ -118,6 +118,7 @@ func Check(ctx context.Context, cfg config.Config) preflight.Report {
 	if err := cfg.Validate(); err != nil {
 		rep[0] = preflight.Result{Name: "configuration", Status: preflight.Fail, Detail: err.Error()}
 	}
+	rep = append(rep, cnilReport(cfg)...)
 	c := keyCustody(cfg, true)
 	rep = append(rep, c.Audit()...)
 

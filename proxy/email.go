@@ -73,8 +73,9 @@ func (s *Server) startEmail() error {
 	return err
 }
 
-// emailRecorder records e-mail hits as events and answers consent from the
-// ledger.
+// emailRecorder records e-mail hits (events of recipients whose consent
+// grants marketing, campaign-level counters otherwise) and answers consent
+// from the ledger.
 type emailRecorder struct{ s *Server }
 
 var (
@@ -111,10 +112,15 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 	res := e.s.pipe.ProcessEmail(st.pipe, hit)
 	e.s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
 	e.s.count(nil, st, res)
-	if res.Outcome != pipeline.Stored {
+	var err error
+	switch res.Outcome {
+	case pipeline.Counted:
+		err = e.s.store.CountEmail(ctx, res.Count)
+	case pipeline.Stored:
+		_, err = e.s.store.Append(ctx, []storage.Record{res.Record})
+	default:
 		return nil
 	}
-	_, err := e.s.store.Append(ctx, []storage.Record{res.Record})
 	if errors.Is(err, storage.ErrDiskFull) {
 		// The recipient still gets the pixel or the redirect; the store
 		// logged the state once, so this hit is only counted.

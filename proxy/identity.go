@@ -17,12 +17,22 @@ import (
 
 // The snippet's visitor identifier is a first-party cookie set by the
 // server, HttpOnly (scripts cannot read it), SameSite=Lax, and only once the
-// visitor's consent allows a pseudonymous identifier. The snippet itself
-// never stores anything.
+// visitor's consent allows a pseudonymous identifier. It lasts the site's
+// consent.cookie_lifetime from the choice (13 months by default) and is
+// never extended: it is set when a choice is recorded (or, granted by
+// default, when the visitor has none yet), never again on later hits. The
+// snippet itself never stores anything; it learns the visitor's consent
+// status from the consentHeader of each answer.
 const (
-	idCookie    = "vigie_id"
-	idCookieAge = 395 * 24 * time.Hour // 13 months
-	idLen       = 22                   // base64url of 16 random bytes
+	idCookie = "vigie_id"
+	idLen    = 22 // base64url of 16 random bytes
+
+	// consentHeader answers every snippet request with the visitor's
+	// consent status as Vigie holds it: "granted; expires=<RFC 3339>"
+	// (expires omitted when unknown), "denied", "expired" (the choice and
+	// its cookie have ended: ask again) or "needed" (no choice for this
+	// browser: no cookie, or one Vigie no longer knows).
+	consentHeader = "Vigie-Consent"
 )
 
 // newVisitorID returns a random identifier for the cookie.
@@ -44,14 +54,17 @@ func visitorCookie(r *http.Request) string {
 	return c.Value
 }
 
-// setVisitorCookie sets (value != "") or clears the identifier cookie.
-func (s *Server) setVisitorCookie(w http.ResponseWriter, r *http.Request, value string) {
+// setVisitorCookie sets the identifier cookie to value until expires, or
+// clears it (value "").
+func (s *Server) setVisitorCookie(w http.ResponseWriter, r *http.Request, value string, expires time.Time) {
 	c := &http.Cookie{
 		Name: idCookie, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: s.isHTTPS(r), MaxAge: int(idCookieAge / time.Second),
+		Secure: s.isHTTPS(r), MaxAge: -1,
 	}
-	if value == "" {
-		c.MaxAge = -1
+	if left := time.Until(expires); value != "" && left >= time.Second {
+		c.MaxAge, c.Expires = int(left/time.Second), expires.UTC()
+	} else {
+		c.Value = ""
 	}
 	http.SetCookie(w, c)
 }
@@ -93,6 +106,10 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 		}
 	}
 	req.Ledger = s.ledger.Reader(r.Context())
+	var prev ledger.Entry // the visitor's choice before this request
+	if snippet {
+		prev = s.ledger.Get(r.Context(), st.cfg.ID, st.pipe.AnonymousPseudonym(candidate))
+	}
 	recs = make([]storage.Record, 0, len(msgs))
 	keep, withdraw := false, false
 	for _, m := range msgs {
@@ -123,11 +140,53 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 			withdraw = withdraw || (res.Explicit && res.Decision.Outcome != consent.Pseudonymous)
 		}
 	}
-	switch {
-	case keep:
-		s.setVisitorCookie(w, r, candidate) // also slides the expiry
-	case withdraw && cookie != "":
-		s.setVisitorCookie(w, r, "")
+	if snippet {
+		s.answerVisitor(w, r, st, cookie, candidate, keep, withdraw, prev)
 	}
 	return recs, true
+}
+
+// answerVisitor sets, leaves or clears the identifier cookie after a
+// snippet request, and tells the snippet the visitor's consent status
+// (consentHeader). cookie is the request's identifier ("" for none),
+// candidate the one its events used; keep says an event was kept
+// pseudonymous with it, withdraw that the request refused consent, prev
+// is the visitor's ledger entry before the request. The cookie's expiry is
+// the choice's, and the cookie is set only when the request recorded a new
+// choice (the entry's time changed) or the browser has none: a later hit
+// never moves it.
+func (s *Server) answerVisitor(w http.ResponseWriter, r *http.Request, st *site, cookie, candidate string, keep, withdraw bool, prev ledger.Entry) {
+	e := s.ledger.Get(r.Context(), st.cfg.ID, st.pipe.AnonymousPseudonym(candidate))
+	status := "needed"
+	switch {
+	case withdraw:
+		if cookie != "" {
+			s.setVisitorCookie(w, r, "", time.Time{})
+		}
+		status = "denied"
+	case keep:
+		expires := e.Expires
+		recorded := e.Found && !e.At.Equal(prev.At)
+		if !e.Found && cookie == "" {
+			// Granted by default, with no choice to count from.
+			expires = time.Now().Add(st.cfg.CookieLifetime())
+		}
+		if cookie == "" || recorded {
+			s.setVisitorCookie(w, r, candidate, expires)
+		}
+		status = "granted"
+		if !expires.IsZero() {
+			status += "; expires=" + expires.UTC().Format(time.RFC3339)
+		}
+	case e.Expired && cookie != "":
+		// The browser kept the cookie past its end (or its clock is
+		// wrong): the consent it stood for no longer applies.
+		s.setVisitorCookie(w, r, "", time.Time{})
+		status = "expired"
+	case e.Found && !e.Granted.HasAny(st.pipe.Policy().Identifying):
+		status = "denied"
+	}
+	h := w.Header()
+	h.Set(consentHeader, status)
+	h.Set("Access-Control-Expose-Headers", consentHeader)
 }

@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
 
@@ -21,6 +23,14 @@ func snippetBatch(event, consentJSON string) string {
 // visitor cookie the answer sets (nil when none).
 func postSnippet(t *testing.T, in *proxytest.Instance, body, cookie string) *http.Cookie {
 	t.Helper()
+	c, _ := postSnippetStatus(t, in, body, cookie)
+	return c
+}
+
+// postSnippetStatus is postSnippet that also returns the consent status
+// the answer gives the snippet (its Vigie-Consent header).
+func postSnippetStatus(t *testing.T, in *proxytest.Instance, body, cookie string) (*http.Cookie, string) {
+	t.Helper()
 	hdr := http.Header{"Content-Type": {"text/plain"}, "Origin": {"http://localhost:3000"}, "User-Agent": {browserUA}}
 	if cookie != "" {
 		hdr.Set("Cookie", "vigie_id="+cookie)
@@ -35,12 +45,16 @@ func postSnippet(t *testing.T, in *proxytest.Instance, body, cookie string) *htt
 	if resp.StatusCode != 200 {
 		t.Fatalf("snippet batch: %d", resp.StatusCode)
 	}
+	status := resp.Header.Get("Vigie-Consent")
+	if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Vigie-Consent") {
+		t.Fatalf("the consent status is not exposed to the snippet: %v", resp.Header)
+	}
 	for _, c := range resp.Cookies() {
 		if c.Name == "vigie_id" {
-			return c
+			return c, status
 		}
 	}
-	return nil
+	return nil, status
 }
 
 func TestSnippetIdentityCookieFollowsConsent(t *testing.T) {
@@ -55,9 +69,10 @@ func TestSnippetIdentityCookieFollowsConsent(t *testing.T) {
 		t.Fatalf("identifier cookie: %+v", c)
 	}
 	id := c.Value
-	// Next page, no consent signal: the ledger remembers, same visitor.
-	if c2 := postSnippet(t, in, snippetBatch("Later", ""), id); c2 == nil || c2.Value != id {
-		t.Fatalf("cookie not kept: %+v", c2)
+	// Next page, no consent signal: the ledger remembers, same visitor,
+	// and the cookie is left as it is (its expiry never moves).
+	if c2 := postSnippet(t, in, snippetBatch("Later", ""), id); c2 != nil {
+		t.Fatalf("cookie set again on a later hit: %+v", c2)
 	}
 	// Withdrawal clears the cookie.
 	if c3 := postSnippet(t, in, snippetBatch("Consent Updated", `{"analytics":false}`), id); c3 == nil || c3.MaxAge >= 0 {
@@ -134,13 +149,80 @@ func TestSnippetGPCDeniesMarketingWithoutRecordingAChoice(t *testing.T) {
 	}
 	// A later hit reporting only the browser's GPC setting keeps the
 	// visitor (it is not a refusal) and still denies marketing.
-	if c2 := postSnippet(t, in, snippetBatch("Later", `{"gpc":true}`), c.Value); c2 == nil || c2.MaxAge < 0 {
-		t.Fatalf("GPC alone cleared the visitor cookie: %+v", c2)
+	if c2, status := postSnippetStatus(t, in, snippetBatch("Later", `{"gpc":true}`), c.Value); c2 != nil || !strings.HasPrefix(status, "granted; expires=") {
+		t.Fatalf("GPC alone touched the visitor cookie: %+v, status %q", c2, status)
 	}
 	for _, ev := range adminEvents(t, in, "site=demo") {
 		ps, _ := ev["purposes"].([]any)
 		if ev["mode"] != "pseudonymous" || len(ps) != 2 { // necessary, analytics
 			t.Errorf("%v: mode %v purposes %v, want analytics without marketing", ev["name"], ev["mode"], ps)
 		}
+	}
+}
+
+// TestVisitorCookieNotExtended: the cookie set with a consent is never set
+// again by the visitor's later hits, so its expiry stays the consent's
+// (13 months by default); the snippet is told when that is.
+func TestVisitorCookieNotExtended(t *testing.T) {
+	in := proxytest.Start(t)
+	before := time.Now()
+	c, status := postSnippetStatus(t, in, snippetBatch("Consent Updated", `{"analytics":true}`), "")
+	if c == nil || c.MaxAge < 394*24*3600 || c.MaxAge > 395*24*3600 {
+		t.Fatalf("identifier cookie: %+v", c)
+	}
+	expires, err := time.Parse(time.RFC3339, strings.TrimPrefix(status, "granted; expires="))
+	if err != nil || expires.Sub(before) < 395*24*time.Hour-time.Minute || expires.Sub(before) > 395*24*time.Hour+time.Minute {
+		t.Fatalf("status %q, want granted until 13 months from now", status)
+	}
+	for i := range 3 {
+		c2, s2 := postSnippetStatus(t, in, snippetBatch("Page", ""), c.Value)
+		if c2 != nil {
+			t.Fatalf("hit %d extended the cookie: %+v", i, c2)
+		}
+		if s2 != status {
+			t.Fatalf("hit %d: status %q, want %q", i, s2, status)
+		}
+	}
+	// A browser without a cookie is asked for consent.
+	if c3, s3 := postSnippetStatus(t, in, snippetBatch("Page", ""), ""); c3 != nil || s3 != "needed" {
+		t.Fatalf("new visitor: cookie %+v, status %q", c3, s3)
+	}
+}
+
+// TestVisitorCookieLifetime: with a short consent.cookie_lifetime, the
+// cookie ends with the consent; a browser that keeps it after that gets it
+// cleared and its events anonymous, the snippet is told the consent
+// expired, no cookie is set again without a new choice, and a new choice
+// starts a new lifetime.
+func TestVisitorCookieLifetime(t *testing.T) {
+	in := proxytest.Start(t, func(c *config.Config) { c.Sites[0].Consent.CookieLifetime = config.Duration(2 * time.Second) })
+	c, status := postSnippetStatus(t, in, snippetBatch("Consent Updated", `{"analytics":true}`), "")
+	if c == nil || c.MaxAge < 1 || c.MaxAge > 2 || c.Expires.IsZero() || time.Until(c.Expires) > 2*time.Second || !strings.HasPrefix(status, "granted") {
+		t.Fatalf("cookie %+v, status %q: want it to end with the consent, 2s from now", c, status)
+	}
+	if c2 := postSnippet(t, in, snippetBatch("Within", ""), c.Value); c2 != nil {
+		t.Fatalf("cookie extended: %+v", c2)
+	}
+	// Cookie dates are whole seconds, rounded down: the consent itself ends
+	// within the second after.
+	time.Sleep(time.Until(c.Expires) + 1100*time.Millisecond)
+	// The browser should have dropped it; one that did not is told so.
+	c3, s3 := postSnippetStatus(t, in, snippetBatch("After", ""), c.Value)
+	if c3 == nil || c3.MaxAge >= 0 || s3 != "expired" {
+		t.Fatalf("after the lifetime: cookie %+v, status %q; want it cleared and consent expired", c3, s3)
+	}
+	if c4, s4 := postSnippetStatus(t, in, snippetBatch("After again", ""), ""); c4 != nil || s4 != "needed" {
+		t.Fatalf("without the cookie: %+v, status %q; want no cookie and consent needed", c4, s4)
+	}
+	c5, s5 := postSnippetStatus(t, in, snippetBatch("Consent Updated", `{"analytics":true}`), "")
+	if c5 == nil || c5.Value == c.Value || !strings.HasPrefix(s5, "granted") {
+		t.Fatalf("new consent: cookie %+v, status %q", c5, s5)
+	}
+	modes := map[string]any{}
+	for _, ev := range adminEvents(t, in, "site=demo") {
+		modes[ev["name"].(string)] = ev["mode"]
+	}
+	if modes["Within"] != "pseudonymous" || modes["After"] != "anonymous" || modes["After again"] != "anonymous" {
+		t.Fatalf("modes %v: the consent must end with its lifetime", modes)
 	}
 }

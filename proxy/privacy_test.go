@@ -3,7 +3,9 @@ package proxy_test
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
@@ -188,6 +192,34 @@ func findCanary(where string, b []byte, t *testing.T) {
 	}
 }
 
+// idRun is a run of digits anonymous paths must not keep.
+var idRun = regexp.MustCompile(`[0-9]{6,}`)
+
+// checkAnonymous fails for what an anonymous event must not hold: an IP
+// prefix, an identifier, a time finer than the hour (in its fields or its
+// id), an IP-literal host, an identifier-like path part, an e-mail event.
+func checkAnonymous(t *testing.T, ev *vigiev1.Event) {
+	t.Helper()
+	if ev.GetIpPrefix() != "" || ev.GetSubject() != "" || ev.GetAnonymousId() != "" || ev.GetUserId() != "" || ev.GetEmail() != nil {
+		t.Errorf("anonymous event %s keeps prefix %q subject %q email %v", ev.GetId(), ev.GetIpPrefix(), ev.GetSubject(), ev.GetEmail())
+	}
+	const hour = int64(time.Hour / time.Millisecond)
+	id, err := ulid.Parse(ev.GetId())
+	if ev.GetTimestampMs()%hour != 0 || ev.GetReceivedAtMs()%hour != 0 || err != nil || int64(id.Time()) != ev.GetReceivedAtMs() {
+		t.Errorf("anonymous event %s: times %d %d (id time %d), want whole hours", ev.GetId(), ev.GetTimestampMs(), ev.GetReceivedAtMs(), id.Time())
+	}
+	host := ev.GetPage().GetReferrerHost()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		t.Errorf("anonymous event %s: referrer host %q is an IP address", ev.GetId(), host)
+	}
+	if idRun.MatchString(ev.GetPage().GetPath()) {
+		t.Errorf("anonymous event %s: path %q keeps an identifier", ev.GetId(), ev.GetPage().GetPath())
+	}
+}
+
 // noRedirect is a client that does not follow redirects.
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
@@ -274,10 +306,22 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 		resp.Body.Close()
 	}
 
+	// The snippet: a consent sets the identifier cookie, and a later hit
+	// with it does not set it again (its expiry stays the consent's).
+	cookie, _ := postSnippetStatus(t, in, snippetBatch("Consent Updated", `{"analytics":true}`), "")
+	if cookie == nil {
+		t.Fatal("no identifier cookie after consent")
+	}
+	if again, _ := postSnippetStatus(t, in, snippetBatch("Later", ""), cookie.Value); again != nil {
+		t.Errorf("a later hit extended the identifier cookie: %+v", again)
+	}
+
 	// Every payload twice (alone, then in the batch), the pixel and the
-	// e-mail open and click, less the repeated track whose messageId is
-	// deduplicated.
-	n := len(canaryPayloads())*2 + 1 - 1 + 2 + len(variantPayloads()) + 3
+	// two snippet hits, less the repeated track whose messageId is
+	// deduplicated. The e-mail open and click are not events: the
+	// recipient's ledger entry (from the last payload) denies marketing,
+	// so they are campaign-level counters.
+	n := len(canaryPayloads())*2 + 1 - 1 + len(variantPayloads()) + 3 + 2
 	msgs := waitStream(t, in, n)
 	evs := adminEvents(t, in, "site=demo")
 	if len(evs) != n {
@@ -289,6 +333,7 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 	for _, m := range msgs {
 		if m.Event.GetMode() == vigiev1.Mode_MODE_ANONYMOUS {
 			anonymous++
+			checkAnonymous(t, m.Event)
 		}
 		findCanary("NATS message on "+m.Subject, m.Data, t)
 		sawPrefix = sawPrefix || m.Event.GetIpPrefix() == "198.51.100.0/24"
@@ -305,6 +350,12 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 	}
 	_, adminBody := in.Admin("/admin/v1/events?limit=1000")
 	findCanary("admin API", adminBody, t)
+	counts := emailCounts(t, in, "spring [email]")
+	if len(counts) != 2 || counts[0].Count+counts[1].Count != 2 {
+		t.Errorf("e-mail counters %+v, want the open and the click", counts)
+	}
+	_, countsBody := in.Admin("/admin/v1/email/counts?site=demo")
+	findCanary("admin e-mail counts", countsBody, t)
 
 	// Plugin input: every event enriched, segmented and the segment
 	// changes and identify events synced.

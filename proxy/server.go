@@ -209,6 +209,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	for _, p := range s.cfg.Purposes {
 		lc.Purposes = append(lc.Purposes, p.Name)
 	}
+	lc.Lifetime = s.consentLifetimes()
 	s.ledger = ledger.New(lc)
 
 	keys := make([]pseudonymize.Key, 0, len(kr.Keys))
@@ -222,15 +223,15 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	for k, v := range s.cfg.Retention {
 		pc.Retention[k] = time.Duration(v)
 	}
+	if pc.GeoIP, err = s.openGeoIP(); err != nil {
+		return err
+	}
 	for _, sc := range s.cfg.Sites {
-		pol, err := sc.Policy()
+		site, err := pipelineSite(sc)
 		if err != nil {
 			return err
 		}
-		pc.Sites = append(pc.Sites, pipeline.SiteConfig{
-			ID: sc.ID, Policy: pol,
-			AllowParams: sc.AllowParams, ClickIDParams: sc.ClickIDParams, PIIKeys: sc.PIIKeys,
-		})
+		pc.Sites = append(pc.Sites, site)
 	}
 	if s.pipe, err = pipeline.New(pc); err != nil {
 		return err
@@ -273,6 +274,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		defer s.wg.Done()
 		s.pub.Run(pctx)
 	}()
+	if pc.GeoIP != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			pc.GeoIP.Watch(pctx, geoIPPollInterval, s.log.With("component", "geoip"))
+		}()
+	}
 
 	s.metrics = newMetrics()
 	if err := s.startEmail(); err != nil {
@@ -379,6 +387,7 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		EmitTTL:           time.Duration(s.cfg.Retention["analytics"]),
 		SyncHistoryTTL:    time.Duration(s.cfg.Retention["marketing"]),
 		Privacy:           s.privacy,
+		CheckManifest:     s.checkManifestForSites,
 		Streams:           s.streamSettings(),
 		ContactAudit:      s.contactAudit,
 		Registerer:        s.metrics.reg,
@@ -401,8 +410,8 @@ func (s *Server) startPlugins(ctx context.Context) error {
 			continue
 		}
 		spec := plugins.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Env: p.Env}
-		if p.Config != nil {
-			b, err := json.Marshal(p.Config)
+		if p.Config != nil || s.isBuiltinGeoIP(p) {
+			b, err := json.Marshal(s.pluginConfig(p))
 			if err != nil {
 				return fmt.Errorf("%w: plugins: %s: config: %v", config.ErrInvalid, p.Name, err)
 			}

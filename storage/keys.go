@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Key layout. Every key the package writes is built and parsed in this file.
@@ -36,6 +37,8 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
+//	ec/<site>\x00<campaign>\x00<hour ms>   8-byte big-endian count       EmailCount.TTL
+//	   <kind>\x00<class>\x00<link>         (anonymous e-mail hits)       from the hour
 //	rh/<site>\x00<hour>[<part>]           rollup hour bucket (binary,   RollupEntry.ExpiresAt
 //	                                      plugins/rollup)
 //	rd/<site>\x00<day>[<part>]            rollup day bucket             RollupEntry.ExpiresAt
@@ -104,6 +107,8 @@ const (
 	prefixPending  = "pc/"
 	prefixKV       = "k/"
 	keySegmentSeq  = "m/segseq"
+
+	prefixEmailCount = "ec/"
 )
 
 // Limits on key parts, far below Badger's 64 KiB key limit.
@@ -523,4 +528,65 @@ func parseAuditKey(key []byte) (ms, seq uint64, ok bool) {
 		return 0, 0, false
 	}
 	return binary.BigEndian.Uint64(rest), binary.BigEndian.Uint64(rest[timeLen:]), true
+}
+
+// emailCountPrefix returns ec/<site>\x00, or ec/<site>\x00<campaign>\x00
+// when campaign is not empty.
+func emailCountPrefix(site, campaign string) []byte {
+	k := append(append([]byte(prefixEmailCount), site...), 0)
+	if campaign != "" {
+		k = append(append(k, campaign...), 0)
+	}
+	return k
+}
+
+// appendEmailCountKey appends
+// ec/<site>\x00<campaign>\x00<hour ms><kind>\x00<class>\x00<link> to dst.
+func appendEmailCountKey(dst []byte, c *EmailCount) []byte {
+	dst = append(dst, prefixEmailCount...)
+	dst = append(dst, c.Site...)
+	dst = append(dst, 0)
+	dst = append(dst, c.Campaign...)
+	dst = append(dst, 0)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(c.Hour.UnixMilli()))
+	dst = append(dst, c.Kind...)
+	dst = append(dst, 0)
+	dst = append(dst, c.Class...)
+	dst = append(dst, 0)
+	return append(dst, c.Link...)
+}
+
+// parseEmailCountKey is the inverse of appendEmailCountKey.
+func parseEmailCountKey(k []byte) (EmailCount, bool) {
+	var c EmailCount
+	rest, ok := bytes.CutPrefix(k, []byte(prefixEmailCount))
+	if !ok {
+		return c, false
+	}
+	next := func() (string, bool) {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			return "", false
+		}
+		v := string(rest[:i])
+		rest = rest[i+1:]
+		return v, true
+	}
+	var okS, okC bool
+	if c.Site, okS = next(); !okS {
+		return c, false
+	}
+	if c.Campaign, okC = next(); !okC || len(rest) < timeLen {
+		return c, false
+	}
+	c.Hour = time.UnixMilli(int64(binary.BigEndian.Uint64(rest[:timeLen]))).UTC()
+	rest = rest[timeLen:]
+	if c.Kind, ok = next(); !ok {
+		return c, false
+	}
+	if c.Class, ok = next(); !ok {
+		return c, false
+	}
+	c.Link = string(rest)
+	return c, true
 }

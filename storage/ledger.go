@@ -24,8 +24,13 @@ type ConsentEntry struct {
 	// Source names where the choice came from (payload, pixel,
 	// preference_page, request…).
 	Source string `json:"s,omitempty"`
-	// AtMs is when the choice was recorded, Unix milliseconds.
+	// AtMs is when the entry was written (the choice, or an objection or
+	// restriction set on it), Unix milliseconds.
 	AtMs int64 `json:"t"`
+	// ChoiceAtMs is when the consent choice itself was made (0: AtMs): a
+	// choice lasts the site's consent lifetime from then, and an objection
+	// or restriction written later does not extend it.
+	ChoiceAtMs int64 `json:"c,omitempty"`
 	// EventID is the event that carried the choice, if any.
 	EventID string `json:"e,omitempty"`
 	// Proof is the hex SHA-256 of the consent signal exactly as it was
@@ -44,6 +49,15 @@ type ConsentEntry struct {
 // Chose reports whether e holds a consent choice (and not only an objection
 // or a restriction).
 func (e ConsentEntry) Chose() bool { return len(e.Granted)+len(e.Denied) > 0 }
+
+// ChoseAt is when the consent choice was made (ChoiceAtMs, or AtMs for an
+// entry written by the choice itself).
+func (e ConsentEntry) ChoseAt() time.Time {
+	if e.ChoiceAtMs != 0 {
+		return time.UnixMilli(e.ChoiceAtMs)
+	}
+	return time.UnixMilli(e.AtMs)
+}
 
 // PutConsent records subject's consent choice on site, replacing the
 // previous one, appends it to the subject's consent history

@@ -106,6 +106,7 @@ var prefixLifetimes = map[string]struct {
 	prefixRollupHour:      {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
 	prefixRollupDay:       {byTTL, "RollupEntry.ExpiresAt: the day's end plus the rollup retention"},
 	prefixRollupDecisions: {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
+	prefixEmailCount:      {byTTL, "EmailCount.TTL from the hit's hour: the anonymous retention"},
 	prefixRollupMark:      {kept, "one stream position per rollup consumer"},
 }
 

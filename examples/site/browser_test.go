@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
 
@@ -344,5 +345,54 @@ AnalyticsNext.AnalyticsBrowser.load(
 	}
 	if !sawPage || !sawTrack {
 		t.Fatalf("page %v, consented track %v: %+v", sawPage, sawTrack, events(t, in))
+	}
+}
+
+// TestDemoAsksAgainWhenConsentEndsInChromium: the vigie_id cookie lasts
+// consent.cookie_lifetime from the choice and later pages do not extend
+// it; once it has ended, the snippet tells the banner (consentStatus) and
+// the demo's banner asks again, though the site still remembers the
+// visitor's old answer.
+func TestDemoAsksAgainWhenConsentEndsInChromium(t *testing.T) {
+	in := proxytest.Start(t, func(c *config.Config) { c.Sites[0].Consent.CookieLifetime = config.Duration(4 * time.Second) })
+	ctx := browser(t)
+	demo := in.URL + "/demo/"
+	if err := chromedp.Do(ctx, chromedp.Navigate(demo), chromedp.WaitVisible("#consent-banner"), chromedp.Click("#accept-all")); err != nil {
+		t.Fatal(err)
+	}
+	var expires float64
+	deadline := time.Now().Add(10 * time.Second)
+	for expires == 0 {
+		for _, c := range cookies(t, ctx) {
+			if c.Name == "vigie_id" {
+				expires = c.Expires
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no identifier cookie after consent")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A later page within the lifetime: the banner stays hidden and the
+	// cookie keeps its expiry.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/demo/pricing.html"), chromedp.WaitReady("body"), chromedp.Sleep(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('consent-banner').hidden`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hidden {
+		t.Fatal("the banner asked again within the consent's lifetime")
+	}
+	for _, c := range cookies(t, ctx) {
+		if c.Name == "vigie_id" && c.Expires != expires {
+			t.Fatalf("a later page moved the cookie's expiry from %v to %v", expires, c.Expires)
+		}
+	}
+	// After the lifetime: the banner shows again by itself.
+	time.Sleep(time.Until(time.Unix(int64(expires)+1, 0)))
+	if err := chromedp.Do(ctx, chromedp.Navigate(demo), chromedp.WaitVisible("#consent-banner")); err != nil {
+		t.Fatalf("the banner did not ask again once the consent ended: %v", err)
 	}
 }

@@ -1,6 +1,10 @@
 package geoip
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/vigie-dev/vigie/plugins/geoip/geodb"
+)
 
 // Sentinel errors, wrapped with %w by the functions that return them.
 var (
@@ -8,5 +12,5 @@ var (
 	ErrConfig = errors.New("geoip: invalid configuration")
 	// ErrDatabase means a database file cannot be read or is not a
 	// supported MaxMind-format database.
-	ErrDatabase = errors.New("geoip: unusable database")
+	ErrDatabase = geodb.ErrDatabase
 )

@@ -8,12 +8,14 @@
 // keeps for every event consent lets through, the plugin declares no
 // purpose: it receives every event. It declares no host capability either.
 //
-// Supported databases: the GeoIP2 schema (MaxMind GeoLite2/GeoIP2 City or
-// Country, DB-IP Lite City or Country) and the flat schema of the
-// ip-location-db project, which splits IPv4 and IPv6 into two files (set
-// Database and IPv6Database). A database file that changes on disk is
-// reloaded without dropping events. With no database configured the plugin
-// says so once and passes events through unchanged.
+// Supported databases: those of package geodb (the reader ingestion
+// shares): the GeoIP2 schema (MaxMind GeoLite2/GeoIP2 City or Country,
+// DB-IP Lite City or Country) and the flat schema of the ip-location-db
+// project, which splits IPv4 and IPv6 into two files (set Database and
+// IPv6Database). A database file that changes on disk is reloaded without
+// dropping events. With no database configured the plugin says so once
+// and passes events through unchanged. Vigie passes the top-level
+// geoip.database to the built-in when its own config names none.
 //
 // Built-ins run as separate processes: Main serves the plugin, and the
 // vigie binary re-executes itself into it.
@@ -29,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vigie-dev/vigie/plugins/geoip/geodb"
 	"github.com/vigie-dev/vigie/sdk"
 )
 
@@ -73,8 +76,8 @@ type Enricher struct {
 
 // state is one configuration with its opened databases.
 type state struct {
-	postal  bool
-	sources []*source
+	postal bool
+	db     *geodb.DB
 }
 
 // New returns an Enricher with no database: it passes events through
@@ -99,30 +102,30 @@ func (e *Enricher) Configure(_ context.Context, raw []byte) error {
 	if cfg.Database == "" && cfg.IPv6Database != "" {
 		return fmt.Errorf("%w: ipv6_database is set but database is not", ErrConfig)
 	}
-	st := &state{postal: cfg.Postal}
-	for _, path := range []string{cfg.Database, cfg.IPv6Database} {
-		if path == "" {
-			continue
-		}
-		s, err := openSource(path)
-		if err != nil {
-			return err
-		}
-		e.log.Info("GeoIP database loaded", "path", path, "database", s.current().describe())
-		st.sources = append(st.sources, s)
+	db, err := geodb.Open(cfg.Database, cfg.IPv6Database)
+	if err != nil {
+		return err
 	}
+	for _, f := range db.Files() {
+		e.log.Info("GeoIP database loaded", "path", f.Path(), "database", f.Describe())
+	}
+	st := &state{postal: cfg.Postal, db: db}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.stopLocked()
 	e.state.Store(st)
-	if len(st.sources) == 0 {
+	if len(db.Files()) == 0 {
 		e.sayNoDB()
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done = cancel, make(chan struct{})
-	go e.watch(ctx, st.sources, e.done)
+	done := make(chan struct{})
+	e.cancel, e.done = cancel, done
+	go func() {
+		defer close(done)
+		db.Watch(ctx, e.pollInterval, e.log)
+	}()
 	return nil
 }
 
@@ -157,30 +160,26 @@ func (e *Enricher) sayNoDB() {
 // fails a batch.
 func (e *Enricher) Enrich(ctx context.Context, events []*sdk.Event) ([]*sdk.Event, error) {
 	st := e.state.Load()
-	if st == nil || len(st.sources) == 0 {
+	if st == nil || len(st.db.Files()) == 0 {
 		e.sayNoDB()
 		return events, nil
 	}
 	var (
-		rec     geoRecord
+		rec     geodb.Record
 		failed  int
 		lastErr error
 	)
 	for _, ev := range events {
-		addr, ok := lookupAddr(ev.GetIpPrefix())
+		addr, ok := geodb.LookupAddr(ev.GetIpPrefix())
 		if !ok {
 			continue
 		}
-		for _, s := range st.sources {
-			found, err := s.current().lookup(addr, &rec)
-			if err != nil {
-				failed, lastErr = failed+1, err
-				continue
-			}
-			if found {
-				ev.Geo = rec.toProto(st.postal)
-				break
-			}
+		found, err := st.db.Lookup(addr, &rec)
+		switch {
+		case found:
+			ev.Geo = rec.Geo(st.postal)
+		case err != nil:
+			failed, lastErr = failed+1, err
 		}
 	}
 	if failed > 0 {

@@ -3,7 +3,6 @@ package geoip
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -321,58 +320,27 @@ func TestManifest(t *testing.T) {
 	}
 }
 
-func TestLookupAddr(t *testing.T) {
-	cases := []struct {
-		in   string
-		want string // "" when not looked up
-	}{
-		{"192.0.2.0/24", "192.0.2.0"},
-		{"192.0.2.77/24", "192.0.2.0"},
-		{"192.0.2.77", "192.0.2.0"},
-		{"192.0.2.77/32", "192.0.2.0"},
-		{"10.0.0.0/8", "10.0.0.0"},
-		{"2001:db8:1::/48", "2001:db8:1::"},
-		{"2001:db8:1:2:3:4:5:6", "2001:db8:1::"},
-		{"2001:db8:1:2::/64", "2001:db8:1::"},
-		{"fe80::1%eth0", "fe80::"},
-		{"::ffff:192.0.2.99", "192.0.2.0"},
-		{"::ffff:192.0.2.0/120", "192.0.2.0"},
-		{"", ""},
-		{"garbage", ""},
-		{"192.0.2.0/33", ""},
-	}
-	for _, tc := range cases {
-		got, ok := lookupAddr(tc.in)
-		if tc.want == "" {
-			if ok {
-				t.Errorf("lookupAddr(%q) = %v, want no lookup", tc.in, got)
-			}
-			continue
-		}
-		if !ok || got != netip.MustParseAddr(tc.want) {
-			t.Errorf("lookupAddr(%q) = %v, %v; want %s", tc.in, got, ok, tc.want)
-		}
-	}
-}
-
-func FuzzLookupAddr(f *testing.F) {
-	for _, s := range []string{"192.0.2.0/24", "2001:db8::/48", "::ffff:1.2.3.4", "fe80::1%eth0", "1.2.3.4/0", "", "::/129"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		addr, ok := lookupAddr(s)
-		if !ok {
-			return
-		}
-		if addr.Is4In6() || addr.Zone() != "" {
-			t.Fatalf("lookupAddr(%q) = %v: mapped or zoned", s, addr)
-		}
-		limit := maxBitsV6
-		if addr.Is4() {
-			limit = maxBitsV4
-		}
-		if p, _ := addr.Prefix(limit); p.Addr() != addr {
-			t.Fatalf("lookupAddr(%q) = %v: finer than /%d", s, addr, limit)
-		}
+// TestLookupErrorsPassThrough: a record the database cannot decode (a
+// country that is not a map) leaves its event unchanged, is logged once
+// per batch without the address, and never fails the batch.
+func TestLookupErrorsPassThrough(t *testing.T) {
+	path := writeDB(t, filepath.Join(t.TempDir(), "broken.mmdb"), "GeoLite2-City", 6, map[string]mmdbtype.Map{
+		"192.0.2.0/24": {"country": mmdbtype.String("not a map")},
 	})
+	e, logs := newTestEnricher(t)
+	if err := e.Configure(t.Context(), fmt.Appendf(nil, `{"database":%q}`, path)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.Enrich(t.Context(), []*sdk.Event{ev("1", "192.0.2.0/24"), ev("2", "")})
+	if err != nil {
+		t.Fatalf("Enrich error %v, want the batch to pass", err)
+	}
+	for _, o := range out {
+		if o.GetGeo() != nil {
+			t.Errorf("event %s got Geo %v from a failing database", o.GetId(), o.GetGeo())
+		}
+	}
+	if n := logs.count("lookups failed"); n != 1 {
+		t.Errorf("logged %d failure lines, want 1", n)
+	}
 }

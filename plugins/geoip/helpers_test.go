@@ -3,16 +3,14 @@ package geoip
 import (
 	"context"
 	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/vigie-dev/vigie/plugins/geoip/geodb/geodbtest"
 )
 
 // place is what a test database knows about a network.
@@ -21,34 +19,10 @@ type place struct {
 }
 
 // cityRecord builds a GeoIP2 City record for p, with coordinates and
-// localized names the plugin must not copy. Empty parts are left out, so a
-// place with only country fields is Country-shaped.
+// localized names the plugin must not copy.
 func cityRecord(p place) mmdbtype.Map {
-	names := func(en string) mmdbtype.Map {
-		return mmdbtype.Map{"en": mmdbtype.String(en), "fr": mmdbtype.String(en + "-fr")}
-	}
-	m := mmdbtype.Map{
-		"continent":          mmdbtype.Map{"code": mmdbtype.String(p.continent), "names": names("Continent " + p.continent)},
-		"country":            mmdbtype.Map{"iso_code": mmdbtype.String(p.country), "names": names(p.countryName)},
-		"registered_country": mmdbtype.Map{"iso_code": mmdbtype.String("ZZ")},
-		"location": mmdbtype.Map{
-			"latitude": mmdbtype.Float64(48.8566), "longitude": mmdbtype.Float64(2.3522),
-			"accuracy_radius": mmdbtype.Uint16(20), "time_zone": mmdbtype.String(p.tz),
-		},
-	}
-	if p.city != "" {
-		m["city"] = mmdbtype.Map{"names": names(p.city), "geoname_id": mmdbtype.Uint32(42)}
-	}
-	if p.region != "" {
-		m["subdivisions"] = mmdbtype.Slice{
-			mmdbtype.Map{"iso_code": mmdbtype.String(p.region), "names": names("Region " + p.region)},
-			mmdbtype.Map{"iso_code": mmdbtype.String("SUB2")},
-		}
-	}
-	if p.postal != "" {
-		m["postal"] = mmdbtype.Map{"code": mmdbtype.String(p.postal)}
-	}
-	return m
+	return geodbtest.CityRecord(geodbtest.Place{Country: p.country, CountryName: p.countryName, Continent: p.continent,
+		Region: p.region, City: p.city, TimeZone: p.tz, Postal: p.postal})
 }
 
 // flatRecord builds an ip-location-db record for p.
@@ -65,41 +39,10 @@ func flatRecordFor(p place) mmdbtype.Map {
 }
 
 // writeDB writes a database of dbType holding records to path, replacing
-// any file there atomically (write then rename), and returns path.
+// any file there atomically, and returns path.
 func writeDB(t testing.TB, path, dbType string, ipVersion int, records map[string]mmdbtype.Map) string {
 	t.Helper()
-	tree, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            dbType,
-		IPVersion:               ipVersion,
-		RecordSize:              24,
-		IncludeReservedNetworks: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cidr, rec := range records {
-		_, network, err := net.ParseCIDR(cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tree.Insert(network, rec); err != nil {
-			t.Fatalf("insert %s: %v", cidr, err)
-		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "db-*.tmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tree.WriteTo(tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := tmp.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return geodbtest.Write(t, path, dbType, ipVersion, records)
 }
 
 // logRecorder is a slog.Handler that keeps messages and their attributes

@@ -77,6 +77,11 @@ type Config struct {
 	// StoreBots stores hits from bots as events. Default false: they are
 	// only counted.
 	StoreBots bool `yaml:"store_bots"`
+	// GeoIP is the GeoIP database of ingestion: the country (and, if a
+	// site asks, the region) of anonymous events is resolved from it in
+	// memory, and only that is kept. The built-in geoip plugin uses it too
+	// when its own config names no database.
+	GeoIP GeoIP `yaml:"geoip"`
 	// Sites are the tracked sites. Default: the demo site.
 	Sites []Site `yaml:"sites"`
 	// Plugins are the plugins to run, in order (enrichers apply to an
@@ -96,6 +101,17 @@ type Config struct {
 	// DemoPath is where the demo site is served; "off" serves none.
 	// Default /demo/.
 	DemoPath string `yaml:"demo_path"`
+}
+
+// GeoIP names a MaxMind-format database (see plugins/geoip/geodb).
+type GeoIP struct {
+	// Database is the path of a .mmdb City or Country database (MaxMind
+	// GeoLite2/GeoIP2, DB-IP Lite, ip-location-db). Default: none (anonymous
+	// events have no location).
+	Database string `yaml:"database"`
+	// IPv6Database is a second file for databases split by address family
+	// (ip-location-db), looked up after Database. Default: none.
+	IPv6Database string `yaml:"ipv6_database"`
 }
 
 // Keys configures key custody. The master key comes from exactly one of
@@ -400,6 +416,59 @@ type Site struct {
 	// stored even if its user agent is a bot's (headless browsers, curl),
 	// marked as a bot in its device. Default none.
 	TestToken Secret `yaml:"test_token"`
+	// ExportClickIDs are click-id parameters (of click_id_params) stored as
+	// they came, for an ads integration that sends them back to the ad
+	// platform; the others are stored as HMAC pseudonyms. Default none.
+	ExportClickIDs []string `yaml:"export_click_ids"`
+	// Mode is standard (default) or cnil_exempt: the conditions of the
+	// CNIL's audience-measurement consent exemption are then enforced (see
+	// CNILConditions) and checked by vigie check.
+	Mode string `yaml:"mode"`
+	// Anonymous tunes what anonymous events keep.
+	Anonymous Anonymous `yaml:"anonymous"`
+}
+
+// Site modes.
+const (
+	ModeStandard   = "standard"
+	ModeCNILExempt = "cnil_exempt"
+)
+
+// CNILExempt reports whether the site runs in CNIL exemption mode.
+func (s Site) CNILExempt() bool { return s.Mode == ModeCNILExempt }
+
+// Anonymous tunes anonymous events, which keep the event name, the path
+// (identifier-like parts replaced by [id]), the referrer host, the device
+// class, the country and a coarse time.
+type Anonymous struct {
+	// TimeGranularity is what their times (event, receipt, id) are rounded
+	// down to; it must divide 24h. Default 1h (pipeline.DefaultTimeGranularity).
+	TimeGranularity Duration `yaml:"time_granularity"`
+	// Region keeps the GeoIP region besides the country. Default false.
+	Region bool `yaml:"region"`
+	// IDPathPatterns are the site's own identifier patterns (Go regular
+	// expressions, matched against each path segment): matches become
+	// [id], besides the built-in rules. Default none.
+	IDPathPatterns []string `yaml:"id_path_patterns"`
+}
+
+// Defaults and bounds of the site settings above.
+const (
+	// DefaultCookieLifetime is ConsentPolicy.CookieLifetime's default:
+	// 13 months.
+	DefaultCookieLifetime = 395 * 24 * time.Hour
+	// MaxCookieLifetime bounds ConsentPolicy.CookieLifetime: the consent
+	// ledger keeps a choice that long (storage.ConsentTTL).
+	MaxCookieLifetime = storage.ConsentTTL
+)
+
+// CookieLifetime is how long the site's recorded consent choices and
+// vigie_id cookies last, defaulted.
+func (s Site) CookieLifetime() time.Duration {
+	if s.Consent.CookieLifetime <= 0 {
+		return DefaultCookieLifetime
+	}
+	return time.Duration(s.Consent.CookieLifetime)
 }
 
 // TestHeader is the request header carrying a site's TestToken.
@@ -434,6 +503,17 @@ type ConsentPolicy struct {
 	// C0001–C0005, plain names). Default: iubenda 1 → necessary, 2 and 3
 	// → personalization, 4 → analytics, 5 → marketing.
 	ConsentManagement map[string]map[string][]consent.Purpose `yaml:"consent_management"`
+	// PseudonymRotation is never (default), daily or monthly: the
+	// pseudonyms of events granting analytics but neither personalization
+	// nor marketing change every UTC day or month (a key derived from the
+	// site key and the period), so they cannot be linked across periods.
+	// Events granting personalization or marketing keep stable pseudonyms.
+	PseudonymRotation string `yaml:"pseudonym_rotation"`
+	// CookieLifetime is how long a recorded choice, and the vigie_id
+	// cookie set with it, last: counted from the choice, never extended by
+	// later hits; then consent is asked again. At most 395d. Default 395d
+	// (13 months).
+	CookieLifetime Duration `yaml:"cookie_lifetime"`
 }
 
 // TCFPolicy is the YAML form of consent.TCFMapping.
@@ -702,6 +782,9 @@ func (c *Config) Validate() error {
 	default:
 		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
+	if c.GeoIP.Database == "" && c.GeoIP.IPv6Database != "" {
+		bad("geoip.ipv6_database", "is set but geoip.database is not")
+	}
 	if len(c.Keys.MasterKeyCommand) > 0 && strings.TrimSpace(c.Keys.MasterKeyCommand[0]) == "" {
 		bad("keys.master_key_command", "the first element must name the program to run")
 	}
@@ -741,6 +824,7 @@ func (c *Config) Validate() error {
 		if s.TestToken != "" && len(s.TestToken) < 16 {
 			bad(f+".test_token", "must be at least 16 characters (it lets its bearer past the bot filter)")
 		}
+		c.validateSiteMinimisation(f, s, bad)
 	}
 	if !strings.HasPrefix(c.SnippetPath, "/") || strings.ContainsAny(c.SnippetPath, " {}") || strings.HasPrefix(c.SnippetPath, "/v1/") || strings.HasPrefix(c.SnippetPath, "/admin/") {
 		bad("snippet_path", "%q must be an absolute path outside /v1/ and /admin/", c.SnippetPath)

@@ -62,6 +62,15 @@ type Config struct {
 	// MaxCache bounds the cache; past it, it is emptied (entries are read
 	// again from the Backend). Default 100 000.
 	MaxCache int
+	// Lifetime is how long a recorded choice applies on each site, counted
+	// from when it was made and never extended by the subject's later
+	// events (nor by an objection or restriction written later); an
+	// expired choice reads as none (consent must be asked again), and the
+	// same choice made again is recorded anew. Absent or 0:
+	// storage.ConsentTTL (13 months).
+	Lifetime map[string]time.Duration
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
 }
 
 // defaultMaxCache is Config.MaxCache's default.
@@ -85,6 +94,12 @@ type Entry struct {
 	Found           bool
 	Objected        consent.Set
 	Restricted      bool
+	// At is when the choice was made; Expires when it stops applying (At
+	// plus the site's lifetime).
+	At, Expires time.Time
+	// Expired is true when the subject's last choice has ended (Found is
+	// then false; an objection or restriction still applies).
+	Expired bool
 	// stored is the entry as stored (nil: none).
 	stored *storage.ConsentEntry
 }
@@ -117,6 +132,9 @@ func New(cfg Config) *Ledger {
 	if cfg.MaxCache <= 0 {
 		cfg.MaxCache = defaultMaxCache
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	l := &Ledger{cfg: cfg, log: cfg.Logger}
 	for _, p := range cfg.Purposes {
 		if p != consent.Necessary {
@@ -128,9 +146,29 @@ func New(cfg Config) *Ledger {
 
 func key(site, subject string) string { return site + "\x00" + subject }
 
-// Get returns subject's entry on site, from the cache or the Backend. An
-// unreadable Backend is logged and reads as no entry.
+// lifetime is how long a choice applies on site.
+func (l *Ledger) lifetime(site string) time.Duration {
+	if d := l.cfg.Lifetime[site]; d > 0 {
+		return d
+	}
+	return storage.ConsentTTL
+}
+
+// Get returns subject's entry on site, from the cache or the Backend; a
+// choice older than the site's lifetime is not Found but Expired (its
+// objection and restriction still apply). An unreadable Backend is logged
+// and reads as no entry.
 func (l *Ledger) Get(ctx context.Context, site, subject string) Entry {
+	e := l.get(ctx, site, subject)
+	if e.Found && !l.cfg.Now().Before(e.Expires) {
+		e.Found, e.Expired = false, true
+		e.Granted, e.Denied = consent.Set{}, consent.Set{}
+	}
+	return e
+}
+
+// get is Get without the expiry check.
+func (l *Ledger) get(ctx context.Context, site, subject string) Entry {
 	k := key(site, subject)
 	l.mu.Lock()
 	e, ok := l.cache[k]
@@ -146,6 +184,8 @@ func (l *Ledger) Get(ctx context.Context, site, subject string) Entry {
 		e.Denied, _ = consent.ParseSet(ce.Denied...)
 		e.Objected, _ = consent.ParseSet(ce.Objected...)
 		e.Restricted = ce.Restricted
+		e.At = ce.ChoseAt()
+		e.Expires = e.At.Add(l.lifetime(site))
 		e.stored = &ce
 	case !errors.Is(err, storage.ErrNotFound):
 		l.log.Warn("consent ledger unreadable; deciding without it", "err", err)
@@ -189,7 +229,7 @@ func (l *Ledger) RecordFrom(ctx context.Context, site, subject string, d consent
 // RecordWithProof is Record with the choice's proof, kept in the subject's
 // consent history. The subject's objection and restriction are kept.
 func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d consent.Decision, proof Proof) error {
-	old := l.Get(ctx, site, subject)
+	old := l.get(ctx, site, subject) // expired or not: a profile may be left of it
 	granted := d.Granted
 	if d.Outcome != consent.Pseudonymous {
 		granted = consent.Set{}
@@ -201,10 +241,10 @@ func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d co
 		}
 	}
 	denied := consent.NewSet(refused...)
-	if old.Found && old.Granted == granted && old.Denied == denied {
+	now := l.cfg.Now()
+	if old.Found && now.Before(old.Expires) && old.Granted == granted && old.Denied == denied {
 		return nil
 	}
-	now := time.Now()
 	if proof.Source == "" {
 		proof.Source = "explicit"
 	}
@@ -225,7 +265,9 @@ func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d co
 		l.log.Warn("consent choice not recorded", "err", err)
 		return err
 	}
-	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true, Objected: old.Objected, Restricted: old.Restricted, stored: &e})
+	at := time.UnixMilli(e.AtMs)
+	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true, Objected: old.Objected, Restricted: old.Restricted,
+		At: at, Expires: at.Add(l.lifetime(site)), stored: &e})
 	profiled := func(s consent.Set) bool {
 		return slices.ContainsFunc(l.cfg.ProfilePurposes, func(p consent.Purpose) bool { return s.Has(p) })
 	}
@@ -253,12 +295,15 @@ func PrivacyMessage(e *vigiev1.PrivacyEvent) (storage.Message, error) {
 // subject's entry. source names where it came from ("request",
 // "preference_page"…).
 func (l *Ledger) SetLimits(ctx context.Context, site string, subjects []string, objected *consent.Set, restricted *bool, source string, msgs ...storage.Message) error {
-	now := time.Now().UnixMilli()
+	now := l.cfg.Now().UnixMilli()
 	for i, subject := range subjects {
-		old := l.Get(ctx, site, subject)
+		old := l.get(ctx, site, subject)
 		e := storage.ConsentEntry{Objected: old.Objected.Names(), Restricted: old.Restricted}
 		if old.stored != nil {
 			e = *old.stored
+		}
+		if e.Chose() && e.ChoiceAtMs == 0 {
+			e.ChoiceAtMs = e.AtMs // an objection or restriction does not extend the choice
 		}
 		e.Source, e.AtMs, e.EventID, e.Proof = source, now, "", ""
 		ne := old

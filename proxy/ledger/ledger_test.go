@@ -3,9 +3,11 @@ package ledger_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/ledger"
+	"github.com/vigie-dev/vigie/storage"
 	"github.com/vigie-dev/vigie/storage/storagetest"
 )
 
@@ -64,5 +66,64 @@ func TestRecordGetAndDrop(t *testing.T) {
 	}
 	if _, ok := l2.Reader(ctx).Consent("demo", "other"); ok {
 		t.Fatal("a subject without a choice has a ledger signal")
+	}
+}
+
+// TestChoiceLifetime: a choice applies for the site's lifetime from when
+// it was recorded, whatever happens meanwhile; then it reads as expired
+// (and as no signal to the pipeline), the same choice made again is
+// recorded anew, and a withdrawal after expiry still drops the profile.
+func TestChoiceLifetime(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Open(t)
+	now := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	var dropped int
+	l := ledger.New(ledger.Config{
+		Backend:         st,
+		Purposes:        []consent.Purpose{consent.Necessary, consent.Analytics, consent.Marketing},
+		ProfilePurposes: []consent.Purpose{consent.Marketing},
+		Lifetime:        map[string]time.Duration{"demo": 30 * 24 * time.Hour},
+		Now:             func() time.Time { return now },
+		OnDrop:          func(context.Context, string, string) { dropped++ },
+	})
+	grant := consent.Decision{Outcome: consent.Pseudonymous, Granted: consent.NewSet(consent.Analytics, consent.Marketing)}
+	if err := l.Record(ctx, "demo", "s1", grant); err != nil {
+		t.Fatal(err)
+	}
+	at := now
+	now = now.Add(29 * 24 * time.Hour)
+	if err := l.Record(ctx, "demo", "s1", grant); err != nil { // the same choice: not recorded again
+		t.Fatal(err)
+	}
+	e := l.Get(ctx, "demo", "s1")
+	if !e.Found || !e.At.Equal(at) || !e.Expires.Equal(at.Add(30*24*time.Hour)) || st.OutboxLen() != 1 {
+		t.Fatalf("within the lifetime: %+v, outbox %d", e, st.OutboxLen())
+	}
+	now = at.Add(30 * 24 * time.Hour)
+	if e := l.Get(ctx, "demo", "s1"); e.Found || !e.Expired {
+		t.Fatalf("after the lifetime: %+v, want expired", e)
+	}
+	if _, ok := l.Reader(ctx).Consent("demo", "s1"); ok {
+		t.Fatal("an expired choice still decides events")
+	}
+	if err := l.Record(ctx, "demo", "s1", grant); err != nil {
+		t.Fatal(err)
+	}
+	if e := l.Get(ctx, "demo", "s1"); !e.Found || !e.At.Equal(now) || st.OutboxLen() != 2 {
+		t.Fatalf("the same choice after expiry: %+v, outbox %d; want it recorded anew", e, st.OutboxLen())
+	}
+	now = now.Add(31 * 24 * time.Hour)
+	if err := l.Record(ctx, "demo", "s1", consent.Decision{Outcome: consent.Anonymous}); err != nil {
+		t.Fatal(err)
+	}
+	if dropped != 1 {
+		t.Fatalf("withdrawal after expiry: OnDrop called %d times, want 1", dropped)
+	}
+	// Other sites keep the default lifetime (13 months).
+	if err := l.Record(ctx, "other", "s1", grant); err != nil {
+		t.Fatal(err)
+	}
+	if e := l.Get(ctx, "other", "s1"); !e.Expires.Equal(now.Add(storage.ConsentTTL)) {
+		t.Fatalf("default lifetime: expires %v", e.Expires)
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,3 +78,24 @@ func benchProcess(b *testing.B, body, typ string, wantVault bool) {
 func BenchmarkProcess(b *testing.B) { benchProcess(b, benchTrack, "track", false) }
 
 func BenchmarkProcessIdentify(b *testing.B) { benchProcess(b, benchIdentify, "identify", true) }
+
+// BenchmarkProcessAnonymous is BenchmarkProcess without consent: the
+// anonymous path (coarse time, random id entropy, path markers).
+func BenchmarkProcessAnonymous(b *testing.B) {
+	p, s := benchPipeline(b)
+	m, err := collect.DecodeMessage([]byte(strings.Replace(benchTrack, `"consent":{"analytics":true}`, `"locale2":"x"`, 1)), "track")
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &Request{ReceivedAt: time.Now(), RemoteIP: "198.51.100.23", UserAgent: m.Context.UserAgent, Source: "segment"}
+	if res := p.Process(s, &m, req); res.Outcome != Stored || res.Record.Subject != "" {
+		b.Fatalf("outcome %v subject %q: want a stored anonymous event", res.Outcome, res.Record.Subject)
+	}
+	b.SetBytes(int64(len(benchTrack)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := p.Process(s, &m, req); res.Outcome != Stored {
+			b.Fatal(res.Outcome)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // Names of the events recorded for e-mails.
@@ -38,13 +39,40 @@ type EmailHit struct {
 	ClientIP, UserAgent string
 }
 
-// ProcessEmail turns an e-mail hit into an event record: pseudonymous (the
-// recipient's pseudonym as user id and subject) when the recipient's
-// consent grants marketing, else anonymous (campaign-level: no identifier,
-// device class and IP prefix only). The link is scrubbed like a page URL.
+// ProcessEmail turns an e-mail hit into an event record when the
+// recipient's consent grants marketing (the recipient's pseudonym as user
+// id and subject), else into a campaign-level counter (Counted,
+// Result.Count: campaign × link × open/click × class × hour, kept for the
+// anonymous retention), never an event: a campaign sent to one person
+// does not become that person's trail. The link is scrubbed like a page
+// URL, and for a counter also loses its identifier-like path parts. On a
+// site in CNIL exemption mode every hit is only counted.
 func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 	var res Result
-	prefix, _ := pseudonymize.TruncateIP(h.ClientIP)
+	pseudonymous := h.Recipient != "" && h.Granted.Has(consent.Marketing) && !s.cnil
+	campaign := pseudonymize.ScrubText(h.Campaign, &res.Scrubbed)
+	var link string
+	if h.Link != "" {
+		u := s.pseudo.ScrubURL(h.Link, pseudonymous, &res.Scrubbed)
+		link = u.URL
+		if !pseudonymous && u.Path != "" {
+			// URL is scheme://host, then Path, then Search.
+			origin := u.URL[:len(u.URL)-len(u.Path)-len(u.Search)]
+			link = origin + pseudonymize.MarkPathIDs(u.Path, s.idRules, &res.Scrubbed) + u.Search
+		}
+	}
+	if !pseudonymous {
+		res.Decision = consent.Decision{Outcome: consent.Anonymous}
+		kind := storage.EmailOpen
+		if h.Click {
+			kind = storage.EmailClick
+		}
+		res.Count = storage.EmailCount{Site: s.id, Campaign: campaign, Kind: kind, Class: h.Class, Link: link,
+			Hour: h.Time.UTC().Truncate(time.Hour), TTL: p.retention["anonymous"]}
+		res.Outcome = Counted
+		return res
+	}
+	prefix := s.ipPrefix(h.ClientIP)
 	dev := s.pseudo.Device(h.UserAgent)
 	name := EmailOpened
 	if h.Click {
@@ -59,24 +87,15 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 		ReceivedAtMs: h.Time.UnixMilli(),
 		Source:       "email",
 		IpPrefix:     prefix,
-		Email:        &vigiev1.Email{Campaign: pseudonymize.ScrubText(h.Campaign, &res.Scrubbed), Class: h.Class, Reason: h.Reason},
+		Email:        &vigiev1.Email{Campaign: campaign, Link: link, Class: h.Class, Reason: h.Reason},
+		Mode:         vigiev1.Mode_MODE_PSEUDONYMOUS,
+		Purposes:     h.Granted.Names(),
+		KeyId:        s.pseudo.KeyID(),
+		UserId:       h.Recipient,
+		Subject:      h.Recipient,
+		Device:       &vigiev1.Device{Browser: dev.Browser, BrowserMajor: dev.BrowserMajor, Os: dev.OS, Class: dev.Class, Bot: dev.Bot},
 	}
-	pseudonymous := h.Recipient != "" && h.Granted.Has(consent.Marketing)
-	if h.Link != "" {
-		ev.Email.Link = s.pseudo.ScrubURL(h.Link, pseudonymous, &res.Scrubbed).URL
-	}
-	d := consent.Decision{Outcome: consent.Anonymous}
-	if pseudonymous {
-		d = consent.Decision{Outcome: consent.Pseudonymous, Granted: h.Granted}
-		ev.Mode = vigiev1.Mode_MODE_PSEUDONYMOUS
-		ev.Purposes = h.Granted.Names()
-		ev.KeyId = s.pseudo.KeyID()
-		ev.UserId, ev.Subject = h.Recipient, h.Recipient
-		ev.Device = &vigiev1.Device{Browser: dev.Browser, BrowserMajor: dev.BrowserMajor, Os: dev.OS, Class: dev.Class, Bot: dev.Bot}
-	} else {
-		ev.Mode = vigiev1.Mode_MODE_ANONYMOUS
-		ev.Device = &vigiev1.Device{Class: dev.Class, Bot: dev.Bot}
-	}
+	d := consent.Decision{Outcome: consent.Pseudonymous, Granted: h.Granted}
 	res.Decision = d
 	p.finish(&res, s, ev, d)
 	return res
@@ -86,4 +105,11 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 // gets), for e-mail recipients.
 func (s *Site) UserPseudonym(userID string) string {
 	return s.pseudo.ID(s.id, pseudonymize.UserID, userID)
+}
+
+// AnonymousPseudonym is the stable pseudonym of an anonymous id on s (the
+// snippet's cookie value): the subject its consent choices are recorded
+// under in the ledger, whatever pseudonyms its events get.
+func (s *Site) AnonymousPseudonym(anonymousID string) string {
+	return s.pseudo.ID(s.id, pseudonymize.AnonymousID, anonymousID)
 }

@@ -9,9 +9,12 @@
 package pipeline
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/plugins/geoip/geodb"
 	"github.com/vigie-dev/vigie/proxy/blind"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
@@ -39,7 +43,33 @@ type SiteConfig struct {
 	// AllowParams, ClickIDParams and PIIKeys tune scrubbing; empty means
 	// the pseudonymize package's defaults.
 	AllowParams, ClickIDParams, PIIKeys []string
+	// ExportClickIDs are the click ids stored as they came (for an ads
+	// integration); the others are stored as pseudonyms. Default none.
+	ExportClickIDs []string
+	// Rotation rotates the pseudonyms of analytics-only events (granting
+	// neither personalization nor marketing). Default never.
+	Rotation pseudonymize.Rotation
+	// CNILExempt enforces the CNIL audience-measurement exemption on every
+	// event: decisions limited to consent.ExemptPurposes, no userId,
+	// groupId, previousId or traits, identify/group/alias not kept, the IP
+	// prefix of pseudonymous events cut to /16 (IPv6 /32), e-mail hits only
+	// counted.
+	CNILExempt bool
+	// TimeGranularity is what the times of anonymous events are rounded
+	// down to (UTC). 0: DefaultTimeGranularity.
+	TimeGranularity time.Duration
+	// Region keeps the GeoIP region of anonymous events besides the
+	// country.
+	Region bool
+	// IDPathPatterns are the site's own identifier patterns (Go regular
+	// expressions) replaced by [id] in anonymous paths, see
+	// pseudonymize.MarkPathIDs.
+	IDPathPatterns []string
 }
+
+// DefaultTimeGranularity is SiteConfig.TimeGranularity's default: the
+// times of anonymous events are kept to the hour.
+const DefaultTimeGranularity = time.Hour
 
 // Config configures a Pipeline.
 type Config struct {
@@ -54,13 +84,22 @@ type Config struct {
 	// Blind, when set, fills the blind index of identify and alias events
 	// (rights.go). Default: none.
 	Blind *blind.Index
+	// GeoIP, when set, gives anonymous events their country (and region,
+	// per site), looked up in memory from the truncated address; the
+	// address is never kept with them.
+	GeoIP *geodb.DB
 }
 
 // Site is a configured site, ready for Process.
 type Site struct {
-	id     string
-	policy consent.Policy
-	pseudo *pseudonymize.Pseudonymizer
+	id       string
+	policy   consent.Policy
+	pseudo   *pseudonymize.Pseudonymizer
+	rotation pseudonymize.Rotation
+	cnil     bool
+	gran     time.Duration
+	region   bool
+	idRules  []*regexp.Regexp
 }
 
 // ID is the site's id.
@@ -75,6 +114,7 @@ type Pipeline struct {
 	retention map[string]time.Duration
 	storeBots bool
 	blind     *blind.Index
+	geo       *geodb.DB
 }
 
 // New builds the per-site pseudonymizers once.
@@ -82,18 +122,28 @@ func New(cfg Config) (*Pipeline, error) {
 	if len(cfg.Keys) == 0 {
 		return nil, fmt.Errorf("pipeline: no pseudonymization key")
 	}
-	p := &Pipeline{sites: map[string]*Site{}, retention: cfg.Retention, storeBots: cfg.StoreBots, blind: cfg.Blind}
+	p := &Pipeline{sites: map[string]*Site{}, retention: cfg.Retention, storeBots: cfg.StoreBots, blind: cfg.Blind, geo: cfg.GeoIP}
 	for _, sc := range cfg.Sites {
 		ps, err := pseudonymize.New(pseudonymize.Config{
-			Keys:          cfg.Keys,
-			AllowParams:   sc.AllowParams,
-			ClickIDParams: sc.ClickIDParams,
-			PIIKeys:       sc.PIIKeys,
+			Keys:           cfg.Keys,
+			AllowParams:    sc.AllowParams,
+			ClickIDParams:  sc.ClickIDParams,
+			ExportClickIDs: sc.ExportClickIDs,
+			PIIKeys:        sc.PIIKeys,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: site %s: %w", sc.ID, err)
 		}
-		p.sites[sc.ID] = &Site{id: sc.ID, policy: sc.Policy, pseudo: ps}
+		rules, err := pseudonymize.CompilePathPatterns(sc.IDPathPatterns)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: site %s: id path patterns: %w", sc.ID, err)
+		}
+		gran := sc.TimeGranularity
+		if gran <= 0 {
+			gran = DefaultTimeGranularity
+		}
+		p.sites[sc.ID] = &Site{id: sc.ID, policy: sc.Policy, pseudo: ps, rotation: sc.Rotation,
+			cnil: sc.CNILExempt, gran: gran, region: sc.Region, idRules: rules}
 	}
 	return p, nil
 }
@@ -155,6 +205,12 @@ const (
 	Dropped
 	// Bot means the hit came from a bot and bots are not stored.
 	Bot
+	// NotKept means the site keeps no event of this kind (identify, group
+	// and alias on a site in CNIL exemption mode).
+	NotKept
+	// Counted means an anonymous e-mail hit became Result.Count, a
+	// campaign-level counter, instead of an event.
+	Counted
 )
 
 // Result is Process's answer.
@@ -175,6 +231,8 @@ type Result struct {
 	// stored event (never the values).
 	Scrubbed pseudonymize.Counts
 	Record   storage.Record
+	// Count is the counter an anonymous e-mail hit adds to (Counted).
+	Count storage.EmailCount
 }
 
 // Process decides, pseudonymizes and encodes one message.
@@ -210,12 +268,18 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 			res.Explicit = true
 		}
 	}
+	// A site in CNIL exemption mode keeps no user id of any kind.
+	userID, groupID, previousID := m.UserID, m.GroupID, m.PreviousID
+	if s.cnil {
+		userID, groupID, previousID = "", "", ""
+	}
 	// Each pseudonym is computed once: here when the ledger needs the
-	// subject, otherwise only below for a pseudonymous event.
+	// subject, otherwise only below for a pseudonymous event. The ledger
+	// is keyed by the stable pseudonym, even when events get rotated ones.
 	var uid, aid string
 	var uidDone, aidDone bool
 	if r.Ledger != nil || res.Explicit {
-		uid, uidDone = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID), true
+		uid, uidDone = s.pseudo.ID(s.id, pseudonymize.UserID, userID), true
 		res.Subject = uid
 		if uid == "" {
 			aid, aidDone = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID), true
@@ -228,12 +292,19 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		}
 	}
 	d := consent.Decide(s.policy, signals...)
+	if s.cnil {
+		d = d.Limit(s.policy, consent.ExemptPurposes())
+	}
 	res.Decision = d
 	// An objection or restriction beats what the event says; Decision
 	// stays the subject's choice, for the ledger.
 	d = s.limit(r, res.Subject, d)
 	if d.Outcome == consent.Drop {
 		res.Outcome = Dropped
+		return res
+	}
+	if s.cnil && (m.Type == "identify" || m.Type == "group" || m.Type == "alias") {
+		res.Outcome = NotKept
 		return res
 	}
 	ua := m.Context.UserAgent
@@ -254,17 +325,17 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	if ip == "" {
 		ip = r.RemoteIP
 	}
-	prefix, _ := pseudonymize.TruncateIP(ip)
+	pseudonymous := d.Outcome == consent.Pseudonymous
+	marketing := pseudonymous && d.Granted.Has(consent.Marketing)
 
 	now := r.ReceivedAt
-	ev := &vigiev1.Event{
-		Id:           ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
-		Site:         s.id,
-		Type:         m.Type,
-		TimestampMs:  m.EventTime(now).UnixMilli(),
-		ReceivedAtMs: now.UnixMilli(),
-		Source:       r.Source,
-		IpPrefix:     prefix,
+	ev := &vigiev1.Event{Site: s.id, Type: m.Type, Source: r.Source}
+	if pseudonymous {
+		ev.Id = ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
+		ev.TimestampMs, ev.ReceivedAtMs = m.EventTime(now).UnixMilli(), now.UnixMilli()
+		ev.IpPrefix = s.ipPrefix(ip)
+	} else {
+		p.anonymousTimeAndPlace(s, ev, m.EventTime(now), now, ip)
 	}
 	sc := &res.Scrubbed
 	ev.Library = library(m, sc)
@@ -274,40 +345,47 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	case "page", "screen":
 		ev.Name = pseudonymize.ScrubText(m.Name, sc)
 	}
-	pseudonymous := d.Outcome == consent.Pseudonymous
-	marketing := pseudonymous && d.Granted.Has(consent.Marketing)
 	var urlCampaign pseudonymize.Campaign
 	ev.Page, urlCampaign = page(s.pseudo, m, marketing, pseudonymous, sc)
 	if pseudonymous {
+		// Analytics-only events get the pseudonyms of the rotation period;
+		// personalization and marketing need a stable subject.
+		var period string
+		if s.rotation != pseudonymize.RotateNever && !d.Granted.Has(consent.Personalization) && !marketing {
+			period = s.rotation.Period(now)
+		}
+		pid := func(k pseudonymize.Kind, v string) string { return s.pseudo.PeriodID(s.id, k, v, period) }
 		ev.Mode = vigiev1.Mode_MODE_PSEUDONYMOUS
 		ev.Purposes = d.Granted.Names()
-		ev.KeyId = s.pseudo.KeyID()
-		if !uidDone {
-			uid = s.pseudo.ID(s.id, pseudonymize.UserID, m.UserID)
+		ev.KeyId = s.pseudo.PeriodKeyID(period)
+		if !uidDone || period != "" {
+			uid = pid(pseudonymize.UserID, userID)
 		}
-		if !aidDone {
-			aid = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.AnonymousID)
+		if !aidDone || period != "" {
+			aid = pid(pseudonymize.AnonymousID, m.AnonymousID)
 		}
 		ev.AnonymousId, ev.UserId = aid, uid
-		ev.GroupId = s.pseudo.ID(s.id, pseudonymize.GroupID, m.GroupID)
+		ev.GroupId = pid(pseudonymize.GroupID, groupID)
 		// previousId only means something on alias, where it is usually
 		// the anonymous id being merged into the user id.
-		ev.PreviousId = s.pseudo.ID(s.id, pseudonymize.AnonymousID, m.PreviousID)
+		ev.PreviousId = pid(pseudonymize.AnonymousID, previousID)
 		ev.Subject = ev.UserId
 		if ev.Subject == "" {
 			ev.Subject = ev.AnonymousId
 		}
 		ev.Device = &vigiev1.Device{Browser: dev.Browser, BrowserMajor: dev.BrowserMajor, Os: dev.OS, Class: dev.Class, Bot: dev.Bot}
 		ev.Locale = pseudonymize.ScrubText(m.Context.Locale, sc)
-		ev.Campaign = campaign(m, urlCampaign, sc)
+		ev.Campaign = campaign(s, m, urlCampaign, sc)
 		if props, err := s.pseudo.ScrubProperties(nil, m.Properties, sc); err == nil {
 			ev.Properties = props
 		}
-		if len(m.Traits) > 0 {
+		if len(m.Traits) > 0 && !s.cnil {
 			clean, personal, names, err := s.pseudo.SplitTraits(m.Traits, sc)
 			if err == nil {
 				ev.Traits = clean
-				if len(personal) > 0 && ev.Subject != "" {
+				// A rotated subject has no lasting vault entry: its
+				// personal traits are not kept.
+				if len(personal) > 0 && ev.Subject != "" && period == "" {
 					ev.VaultedTraits = names
 					res.Record.Vault = personal
 				}
@@ -316,6 +394,9 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	} else {
 		ev.Mode = vigiev1.Mode_MODE_ANONYMOUS
 		ev.Device = &vigiev1.Device{Class: dev.Class, Bot: dev.Bot}
+		if ev.Page != nil {
+			ev.Page.Path = pseudonymize.MarkPathIDs(ev.Page.Path, s.idRules, sc)
+		}
 	}
 	if m.MessageID != "" {
 		res.Record.Dedup = []byte(s.pseudo.ID(s.id, pseudonymize.MessageID, m.MessageID))
@@ -323,6 +404,47 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	p.index(&res, s, m, ev)
 	p.finish(&res, s, ev, d)
 	return res
+}
+
+// ipPrefix is the network kept of a pseudonymous event's address: its /24
+// (IPv6 /48), or its /16 (IPv6 /32) on a site in CNIL exemption mode (the
+// CNIL's guidance masks at least two bytes). "" for no address.
+func (s *Site) ipPrefix(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	if s.cnil {
+		return pseudonymize.NetworkBits(addr, 16, 32).String()
+	}
+	return pseudonymize.Network(addr).String()
+}
+
+// anonymousTimeAndPlace fills what an anonymous event keeps of its time and
+// address: times rounded down to the site's granularity, an id whose time
+// part is that rounded receipt time and whose random part is not monotonic
+// (so ids do not tell the order of events within a period), and, with a
+// GeoIP database, the country (and region if the site asks) of the
+// address's network. The address itself is not kept.
+func (p *Pipeline) anonymousTimeAndPlace(s *Site, ev *vigiev1.Event, eventTime, received time.Time, ip string) {
+	received = received.Truncate(s.gran)
+	ev.Id = ulid.MustNew(ulid.Timestamp(received), rand.Reader).String()
+	ev.TimestampMs, ev.ReceivedAtMs = eventTime.Truncate(s.gran).UnixMilli(), received.UnixMilli()
+	if p.geo == nil {
+		return
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return
+	}
+	var rec geodb.Record
+	if found, err := p.geo.Lookup(pseudonymize.Network(addr).Addr(), &rec); err != nil || !found || rec.Country == "" {
+		return
+	}
+	ev.Geo = &vigiev1.Geo{Country: rec.Country}
+	if s.region {
+		ev.Geo.Region = rec.Region
+	}
 }
 
 // finish fills the record fields every event has, encodes ev into it and
@@ -407,8 +529,9 @@ func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bo
 }
 
 // campaign merges context.campaign over the utm_* parameters of the page
-// URL (click ids there are present only with marketing consent).
-func campaign(m *collect.Message, fromURL pseudonymize.Campaign, sc *pseudonymize.Counts) *vigiev1.Campaign {
+// URL (click ids there are present only with marketing consent, and stored
+// as pseudonyms unless the site exports them).
+func campaign(s *Site, m *collect.Message, fromURL pseudonymize.Campaign, sc *pseudonymize.Counts) *vigiev1.Campaign {
 	c := m.Context.Campaign
 	pick := func(a, b string) string {
 		if a != "" {
@@ -426,7 +549,7 @@ func campaign(m *collect.Message, fromURL pseudonymize.Campaign, sc *pseudonymiz
 		Medium:   pick(c.Medium, fromURL.Medium),
 		Term:     pick(c.Term, fromURL.Term),
 		Content:  pick(c.Content, fromURL.Content),
-		ClickIds: fromURL.ClickIDs,
+		ClickIds: s.pseudo.ClickIDs(s.id, fromURL.ClickIDs),
 	}
 	if out.Name == "" && out.Source == "" && out.Medium == "" && out.Term == "" && out.Content == "" && len(out.ClickIds) == 0 {
 		return nil

@@ -34,20 +34,24 @@ const (
 	// ClassQueryParam is a URL query parameter dropped because it is not on
 	// the allowlist.
 	ClassQueryParam
+	// ClassIdentifier is an identifier-like part of an anonymous event's
+	// path (a long digit run, a hex id, a site's own pattern: "[id]", see
+	// MarkPathIDs).
+	ClassIdentifier
 	// NumClasses is the number of classes.
 	NumClasses
 )
 
 var classNames = [NumClasses]string{
 	"email", "phone", "card", "iban", "national_id", "number", "ip", "secret", "token", "name",
-	"tracker_id", "personal_key", "query_param",
+	"tracker_id", "personal_key", "query_param", "identifier",
 }
 
 // markers are the texts that replace an item of each class ("" for the
 // classes that are dropped rather than replaced).
 var markers = [NumClasses]string{
 	"[email]", "[phone]", "[card]", "[iban]", "[national_id]", "[number]", "[ip]", "[secret]", "[token]", "[name]",
-	"[id]", "", "",
+	"[id]", "", "", "[id]",
 }
 
 // String is the class's name ("email", "national_id", …).

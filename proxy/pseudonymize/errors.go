@@ -13,4 +13,6 @@ var (
 	// ErrInvalidJSON is returned by ScrubProperties and SplitTraits when the
 	// input is not a single valid JSON object.
 	ErrInvalidJSON = errors.New("pseudonymize: invalid JSON object")
+	// ErrRotation is returned by ParseRotation for an unknown rotation.
+	ErrRotation = errors.New("pseudonymize: unknown pseudonym rotation")
 )

@@ -47,12 +47,18 @@ type Config struct {
 	// pk_source, pk_medium, pk_keyword, pk_kwd, pk_content, pk_cid,
 	// pk_group, pk_placement), ref, campaign, source.
 	AllowParams []string
-	// ClickIDParams lists ad click-id parameters, kept (and reported in
-	// Campaign.ClickIDs) only with marketing consent. Entries ending in '*'
+	// ClickIDParams lists ad click-id parameters, reported in
+	// Campaign.ClickIDs (and never kept in URLs) only with marketing
+	// consent. Entries ending in '*'
 	// are prefixes. Default: gclid, gbraid, wbraid, dclid, fbclid, msclkid,
 	// ttclid, twclid, li_fat_id, yclid. (Mailchimp's mc_eid is a recipient id,
 	// i.e. personal data, and is always dropped.)
 	ClickIDParams []string
+	// ExportClickIDs lists the click-id parameters whose values ClickIDs
+	// keeps as they came, for an ads integration that must send them back
+	// to the ad platform (conversion import); the others are stored as
+	// pseudonyms. Entries ending in '*' are prefixes. Default: none.
+	ExportClickIDs []string
 	// PIIKeys lists property/trait names treated as personal, in addition
 	// to the defaults (which cannot be turned off). Matching is case-,
 	// accent- and separator-insensitive (names are reduced to lowercase
@@ -125,16 +131,23 @@ const (
 	UserID
 	GroupID
 	MessageID
+	// ClickID is an ad click id (gclid, fbclid…), see ClickIDs.
+	ClickID
 )
 
 // Pseudonymizer applies Vigie's pseudonymization rules. Create it with New;
 // it is safe for concurrent use.
 type Pseudonymizer struct {
-	keys     []keyState
-	allow    matcher
-	clickIDs matcher
-	pii      piiMatcher
-	devices  *deviceCache
+	keys           []keyState
+	allow          matcher
+	clickIDs       matcher
+	exportClickIDs matcher
+	pii            piiMatcher
+	devices        *deviceCache
+	// activeSecret is the active key's secret, from which the keys of
+	// rotation periods are derived (PeriodID).
+	activeSecret []byte
+	periods      periodKeys
 }
 
 type keyState struct {
@@ -165,6 +178,9 @@ func New(cfg Config) (*Pseudonymizer, error) {
 			return nil, fmt.Errorf("key %d: %d bytes, want >= %d: %w", i, len(k.Secret), MinSecretLen, ErrShortSecret)
 		}
 		secret := append([]byte(nil), k.Secret...)
+		if i == 0 {
+			p.activeSecret = secret
+		}
 		ks := &p.keys[i]
 		ks.id = k.ID
 		ks.pool.New = func() any {
@@ -173,6 +189,7 @@ func New(cfg Config) (*Pseudonymizer, error) {
 	}
 	p.allow = newMatcher(orDefault(cfg.AllowParams, defaultAllowParams), true)
 	p.clickIDs = newMatcher(orDefault(cfg.ClickIDParams, defaultClickIDParams), true)
+	p.exportClickIDs = newMatcher(cfg.ExportClickIDs, true)
 	p.pii = newPIIMatcher(append(append([]string(nil), defaultPIIKeys...), cfg.PIIKeys...))
 	p.devices = newDeviceCache(deviceCacheSize)
 	return p, nil

@@ -36,8 +36,9 @@ type Campaign struct {
 	Term string
 	// Content is utm_content (else mtm_content, pk_content).
 	Content string
-	// ClickIDs maps click-id parameter names to their values; only filled
-	// with marketing consent, nil when none.
+	// ClickIDs maps click-id parameter names (lowercased) to their values,
+	// verbatim; only filled with marketing consent, nil when none. The URL
+	// never holds them.
 	ClickIDs map[string]string
 }
 
@@ -48,14 +49,16 @@ const (
 	redactedHost = "redacted.invalid"
 )
 
-// ScrubURL removes query params not on the allowlist (click ids only when
-// marketing is true) and other trackers' visitor ids (even when
+// ScrubURL removes query params not on the allowlist (and click ids),
+// other trackers' visitor ids (even when
 // allowlisted), drops fragment and userinfo, replaces an IP address host
 // with ipHost, and replaces personal data in the path and kept values with
 // markers (see ScrubText; kept values also lose random-looking tokens of 12
 // bytes or more, and ref/source values that look like identifiers become
-// "[id]"); it also extracts campaign parameters into Campaign. Click-id
-// values are kept verbatim. Relative URLs and paths are accepted.
+// "[id]"); it also extracts campaign parameters into Campaign. Click ids
+// (marketing only) are moved out of the URL into Campaign.ClickIDs,
+// verbatim: the caller pseudonymizes them (ClickIDs). Relative URLs and
+// paths are accepted.
 // Unparseable input returns a scrubbed path-only best effort, never the raw
 // input. What was removed is added to c (nil: not counted).
 func (p *Pseudonymizer) ScrubURL(raw string, marketing bool, c *Counts) URLParts {
@@ -400,6 +403,7 @@ func (p *Pseudonymizer) appendQuery(dst []byte, rawQuery string, marketing bool,
 				camp.clickIDs = make(map[string]string, 1)
 			}
 			camp.clickIDs[lk] = val
+			continue // carried by Campaign.ClickIDs only, never in the URL
 		case p.allow.match(lk):
 			val = scrubQueryValue(val, isSourceParam(lk), c)
 			camp.set(lk, val)
@@ -485,34 +489,48 @@ func looksLikeID(v string) bool {
 		}
 	}
 	for seg := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == '_' || r == '.' || r == '-' }) {
-		digitRun, maxRun, transitions, hasDigit, hasLetter := 0, 0, 0, false, false
-		for i := 0; i < len(seg); i++ {
-			if isDigit(seg[i]) {
-				digitRun++
-				maxRun = max(maxRun, digitRun)
-				hasDigit = true
-			} else {
-				digitRun = 0
-				hasLetter = true
-			}
-			if i > 0 && isDigit(seg[i]) != isDigit(seg[i-1]) {
-				transitions++
-			}
-		}
-		switch {
-		case maxRun >= 5 && !(len(seg) == 8 && allDigits(seg) && isCompactDate(seg)):
-			return true
-		case len(seg) >= 8 && hasDigit && hasLetter && isHexRun(seg):
-			return true
-		case len(seg) >= 6 && transitions >= 3:
+		if idLikeSegment(seg, 5) {
 			return true
 		}
 	}
 	return false
 }
 
+// idLikeSegment reports an alphanumeric segment that looks generated: a
+// run of minDigits or more digits that is not a compact date (yyyymmdd),
+// ≥ 8 hex digits mixing letters and digits, or ≥ 6 alphanumerics with 3
+// letter/digit transitions.
+func idLikeSegment(seg string, minDigits int) bool {
+	digitRun, maxRun, transitions, hasDigit, hasLetter := 0, 0, 0, false, false
+	for i := 0; i < len(seg); i++ {
+		if isDigit(seg[i]) {
+			digitRun++
+			maxRun = max(maxRun, digitRun)
+			hasDigit = true
+		} else {
+			digitRun = 0
+			hasLetter = true
+		}
+		if i > 0 && isDigit(seg[i]) != isDigit(seg[i-1]) {
+			transitions++
+		}
+	}
+	switch {
+	case maxRun >= minDigits && !(allDigits(seg) && isCompactDate(seg)):
+		return true
+	case len(seg) >= 8 && hasDigit && hasLetter && isHexRun(seg):
+		return true
+	case len(seg) >= 6 && transitions >= 3:
+		return true
+	}
+	return false
+}
+
 // isCompactDate reports yyyymmdd with a plausible year, month and day.
 func isCompactDate(d string) bool {
+	if len(d) != 8 {
+		return false
+	}
 	y, m, day := digitsValue(d[:4]), digitsValue(d[4:6]), digitsValue(d[6:])
 	return y >= 1900 && y <= 2100 && m >= 1 && m <= 12 && day >= 1 && day <= 31
 }

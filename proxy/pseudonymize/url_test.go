@@ -25,11 +25,13 @@ func TestScrubURL(t *testing.T) {
 			},
 		},
 		{
+			// Click ids move to Campaign.ClickIDs (the pipeline stores them
+			// as pseudonyms); the URL never keeps them.
 			name: "click ids with marketing consent", marketing: true,
 			raw: "https://example.com/?gclid=Cj0KCQabc-123&FBCLID=IwAR0x&utm_campaign=spring%20sale",
 			want: URLParts{
-				URL: "https://example.com/?gclid=Cj0KCQabc-123&FBCLID=IwAR0x&utm_campaign=spring+sale", Path: "/",
-				Search: "?gclid=Cj0KCQabc-123&FBCLID=IwAR0x&utm_campaign=spring+sale", Host: "example.com",
+				URL: "https://example.com/?utm_campaign=spring+sale", Path: "/",
+				Search: "?utm_campaign=spring+sale", Host: "example.com",
 				Campaign: Campaign{Name: "spring sale", ClickIDs: map[string]string{"gclid": "Cj0KCQabc-123", "fbclid": "IwAR0x"}},
 			},
 		},

@@ -15,6 +15,17 @@
   var saved = null;
   try { saved = localStorage.getItem(KEY); } catch (e) {}
   if (saved) banner.hidden = true;
+  // Vigie's consent lasts 13 months from the choice (its cookie is never
+  // extended). When Vigie holds no consent any more for a visitor who had
+  // granted something, ask again. (A refusal is the site's to remember:
+  // Vigie keeps no cookie for it.)
+  vigie('consentStatus', function (s) {
+    if (saved && /true/.test(saved) && (s.status === 'expired' || s.status === 'needed')) {
+      try { localStorage.removeItem(KEY); } catch (e) {}
+      saved = null;
+      banner.hidden = false;
+    }
+  });
 
   $('accept-all').onclick = function () { choose({ analytics: true, personalization: true, marketing: true }); };
   $('reject-all').onclick = function () { choose({ analytics: false, personalization: false, marketing: false }); };

@@ -6,7 +6,9 @@
 // It replays the calls queued by the stub, then replaces window.vigie. It
 // never reads or writes cookies, localStorage or sessionStorage and never
 // makes up an identifier: the server sets its own HttpOnly cookie once
-// analytics consent is given.
+// analytics consent is given, for a fixed lifetime from the choice, and
+// tells the snippet the consent status, which banners read with
+// vigie('consentStatus', fn).
 
 import { campaign } from './campaign.js';
 import { tcf, gpp, gcm, gcmState } from './consent.js';
@@ -27,6 +29,19 @@ const VERSION = __VERSION__;
   const writeKey = attr('write-key');
 
   const body = (batch) => JSON.stringify({ writeKey, sentAt: new Date().toISOString(), batch });
+
+  // Consent status as Vigie holds it (the Vigie-Consent header of each
+  // answer): granted (until expires), denied, expired or needed. Banners
+  // listen with vigie('consentStatus', fn) and ask again on expired/needed.
+  let cs, ch;
+  const ls = [];
+  const status = (h) => {
+    if (!h || h == ch) return;
+    ch = h;
+    const e = /expires=([^;]+)/.exec(h);
+    cs = { status: h.split(';')[0].trim(), expires: e ? new Date(e[1].trim()) : undefined };
+    ls.forEach((f) => f(cs));
+  };
   const s = sender(
     (batch) => {
       const b = body(batch);
@@ -36,7 +51,14 @@ const VERSION = __VERSION__;
         credentials: 'include',
         headers: { 'Content-Type': 'text/plain' }, // a simple request: no preflight
         body: b,
-      }).then((r) => r.status);
+      }).then((r) => {
+        try {
+          status(r.headers.get('Vigie-Consent'));
+        } catch (e) {
+          // a status we cannot read changes nothing
+        }
+        return r.status;
+      });
     },
     (batch) => n.sendBeacon && n.sendBeacon(url, body(batch)),
   );
@@ -131,6 +153,9 @@ const VERSION = __VERSION__;
         clearTimeout(pending);
         pending = 0;
         updated();
+      } else if (cmd == 'consentStatus') {
+        ls.push(a);
+        if (cs) a(cs);
       } else if (cmd == 'ready') a();
     } catch (e) {
       // never break the page

@@ -48,7 +48,8 @@ const BUILT = new URL('../dist/s.js', import.meta.url);
 /**
  * page makes a fake browser page at url whose <script> has src and the data-*
  * attributes attrs. before runs page code (a string, in the page) ahead of the
- * snippet. status() gives each fetch's HTTP status (default 200).
+ * snippet. status() gives each fetch's HTTP status (default 200), consent()
+ * its Vigie-Consent header (default none).
  */
 export function page({
   url = 'https://shop.example/products?utm_source=news&utm_campaign=spring#top',
@@ -58,6 +59,7 @@ export function page({
   nav = {},
   win = {},
   status = () => 200,
+  consent = () => null,
   referrer = 'https://search.example/?q=x',
   script = readFileSync(BUILT, 'utf8'),
 } = {}) {
@@ -124,7 +126,9 @@ export function page({
     fetch(u, opts) {
       sent.push({ url: u, opts: JSON.parse(JSON.stringify({ ...opts, body: undefined })), body: JSON.parse(opts.body) });
       const s = status();
-      return s ? Promise.resolve({ status: s }) : Promise.reject(new TypeError('Failed to fetch'));
+      const h = consent();
+      const headers = { get: (k) => (k.toLowerCase() == 'vigie-consent' ? h : null) };
+      return s ? Promise.resolve({ status: s, headers }) : Promise.reject(new TypeError('Failed to fetch'));
     },
     ...win,
   };

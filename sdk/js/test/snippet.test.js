@@ -245,3 +245,39 @@ test('4xx is not retried', async () => {
   await p.clock.tick(60000);
   assert.equal(p.sent.length, 1);
 });
+
+test('consentStatus tells the banner what Vigie holds, once per change', async () => {
+  const answers = ['needed', 'needed', 'granted; expires=2027-12-01T10:00:00Z', 'granted; expires=2027-12-01T10:00:00Z', 'expired'];
+  let i = 0;
+  const p = page({ consent: () => answers[Math.min(i++, answers.length - 1)] });
+  const seen = [];
+  p.sb.vigie('consentStatus', (s) => seen.push(s));
+  for (let n = 0; n < answers.length; n++) {
+    p.sb.vigie('track', 'E' + n);
+    await p.clock.tick(500);
+  }
+  assert.equal(p.sent.length, answers.length);
+  assert.deepEqual(
+    seen.map((s) => [s.status, s.expires && s.expires.toISOString()]),
+    [
+      ['needed', undefined],
+      ['granted', '2027-12-01T10:00:00.000Z'],
+      ['expired', undefined],
+    ],
+  );
+  // A listener added later hears the current status at once.
+  const late = [];
+  p.sb.vigie('consentStatus', (s) => late.push(s.status));
+  assert.deepEqual(late, ['expired']);
+  assert.deepEqual(p.touched, [], 'no cookie or storage access');
+});
+
+test('an answer without a readable status is no network error', async () => {
+  const p = page({ consent: () => null });
+  const seen = [];
+  p.sb.vigie('consentStatus', (s) => seen.push(s));
+  await p.clock.tick(500);
+  await p.clock.tick(60000);
+  assert.equal(p.sent.length, 1, 'not retried');
+  assert.deepEqual(seen, []);
+});

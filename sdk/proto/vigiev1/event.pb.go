@@ -31,7 +31,8 @@ type Mode int32
 
 const (
 	Mode_MODE_UNSPECIFIED Mode = 0
-	// No identifier of any kind: counts, URL path, referrer host, device class.
+	// No identifier of any kind: event name, URL path (identifier-like parts
+	// as [id]), referrer host, device class, country, times to the hour.
 	Mode_MODE_ANONYMOUS Mode = 1
 	// Keyed-HMAC pseudonyms and the granted purposes.
 	Mode_MODE_PSEUDONYMOUS Mode = 2
@@ -82,6 +83,8 @@ func (Mode) EnumDescriptor() ([]byte, []int) {
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is Vigie's event id: time-sortable, unique, also the Nats-Msg-Id.
+	// On anonymous events its time is received_at_ms and its random part is
+	// not monotonic.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// site is the site's id from the configuration.
 	Site string `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
@@ -90,9 +93,11 @@ type Event struct {
 	// name is the track event name or the page/screen name.
 	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	// timestamp_ms is the event time in Unix milliseconds, corrected for
-	// client clock skew with sentAt as Segment does.
+	// client clock skew with sentAt as Segment does; rounded down to the
+	// site's anonymous time granularity (default an hour) on anonymous events.
 	TimestampMs int64 `protobuf:"varint,5,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
-	// received_at_ms is when Vigie received the hit, Unix milliseconds.
+	// received_at_ms is when Vigie received the hit, Unix milliseconds;
+	// rounded down like timestamp_ms on anonymous events.
 	ReceivedAtMs int64 `protobuf:"varint,6,opt,name=received_at_ms,json=receivedAtMs,proto3" json:"received_at_ms,omitempty"`
 	// mode is what consent allowed.
 	Mode Mode `protobuf:"varint,7,opt,name=mode,proto3,enum=vigie.v1.Mode" json:"mode,omitempty"`
@@ -106,15 +111,18 @@ type Event struct {
 	UserId      string `protobuf:"bytes,11,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	GroupId     string `protobuf:"bytes,12,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	PreviousId  string `protobuf:"bytes,13,opt,name=previous_id,json=previousId,proto3" json:"previous_id,omitempty"`
-	// key_id names the keyring key that made the pseudonyms.
+	// key_id names the keyring key that made the pseudonyms: "k1", or
+	// "k1@2026-01-15" (a period) for rotated analytics-only pseudonyms.
 	KeyId string `protobuf:"bytes,14,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// source says how the hit arrived: segment, pixel, snippet, email.
 	Source   string    `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
 	Page     *Page     `protobuf:"bytes,16,opt,name=page,proto3" json:"page,omitempty"`
 	Campaign *Campaign `protobuf:"bytes,17,opt,name=campaign,proto3" json:"campaign,omitempty"`
 	Device   *Device   `protobuf:"bytes,18,opt,name=device,proto3" json:"device,omitempty"`
-	// ip_prefix is the truncated client address (IPv4 /24, IPv6 /48) in CIDR
-	// form, kept for later GeoIP lookup. The full address is never kept.
+	// ip_prefix is the truncated client address (IPv4 /24, IPv6 /48; /16 and
+	// /32 on a site in CNIL exemption mode) in CIDR form, kept for later
+	// GeoIP lookup, on pseudonymous events only. The full address is never
+	// kept.
 	IpPrefix string `protobuf:"bytes,19,opt,name=ip_prefix,json=ipPrefix,proto3" json:"ip_prefix,omitempty"`
 	// locale as sent by the client (e.g. fr-FR).
 	Locale string `protobuf:"bytes,20,opt,name=locale,proto3" json:"locale,omitempty"`
@@ -127,9 +135,12 @@ type Event struct {
 	VaultedTraits []string `protobuf:"bytes,23,rep,name=vaulted_traits,json=vaultedTraits,proto3" json:"vaulted_traits,omitempty"`
 	// library is the sending library's name and version (context.library).
 	Library string `protobuf:"bytes,24,opt,name=library,proto3" json:"library,omitempty"`
-	// geo is set by the GeoIP enricher from ip_prefix (never coordinates).
+	// geo is set by the GeoIP enricher from ip_prefix (never coordinates);
+	// on anonymous events, the country (and region, if the site asks)
+	// resolved at ingestion, and nothing else.
 	Geo *Geo `protobuf:"bytes,25,opt,name=geo,proto3" json:"geo,omitempty"`
-	// email is set on e-mail open and click events (source "email").
+	// email is set on e-mail open and click events (source "email"), which
+	// are pseudonymous: other hits are campaign-level counters, not events.
 	Email         *Email `protobuf:"bytes,26,opt,name=email,proto3" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -529,8 +540,8 @@ type Page struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// path of the page, personal data in it replaced by markers.
 	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	// url with query parameters not on the site's allowlist removed
-	// (pseudonymous events only).
+	// url with query parameters not on the site's allowlist (and click ids)
+	// removed (pseudonymous events only).
 	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
 	// referrer URL scrubbed like url (pseudonymous events only).
 	Referrer string `protobuf:"bytes,3,opt,name=referrer,proto3" json:"referrer,omitempty"`
@@ -623,7 +634,8 @@ type Campaign struct {
 	Medium  string                 `protobuf:"bytes,3,opt,name=medium,proto3" json:"medium,omitempty"`
 	Term    string                 `protobuf:"bytes,4,opt,name=term,proto3" json:"term,omitempty"`
 	Content string                 `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"`
-	// click_ids holds ad click ids (gclid, fbclid…), marketing consent only.
+	// click_ids holds ad click ids (gclid, fbclid…), marketing consent only,
+	// as HMAC pseudonyms unless the site exports them (export_click_ids).
 	ClickIds      map[string]string `protobuf:"bytes,6,rep,name=click_ids,json=clickIds,proto3" json:"click_ids,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,4 +1,4 @@
-package geoip
+package geodb
 
 import (
 	"net/netip"
@@ -12,7 +12,7 @@ const cacheSize = 1 << 14
 
 // cacheEntry is one cached lookup result.
 type cacheEntry struct {
-	rec   geoRecord
+	rec   Record
 	found bool
 }
 
@@ -34,7 +34,7 @@ func newDB(r reader) *db {
 func (d *db) describe() string { return d.r.describe() }
 
 // lookup is reader.lookup through the cache. Errors are not cached.
-func (d *db) lookup(addr netip.Addr, rec *geoRecord) (bool, error) {
+func (d *db) lookup(addr netip.Addr, rec *Record) (bool, error) {
 	d.mu.Lock()
 	ce, ok := d.cache[addr]
 	d.mu.Unlock()

@@ -1,4 +1,4 @@
-package geoip
+package geodb
 
 import (
 	"errors"
@@ -21,10 +21,10 @@ const (
 	maxBitsV6 = 48
 )
 
-// lookupAddr returns the address to look up for an event's ip_prefix: the
+// LookupAddr returns the address to look up for an event's ip_prefix: the
 // network address of the prefix, never finer than /24 (IPv4) or /48
 // (IPv6) even if the field holds a longer prefix or a bare address.
-func lookupAddr(s string) (netip.Addr, bool) {
+func LookupAddr(s string) (netip.Addr, bool) {
 	if s == "" {
 		return netip.Addr{}, false
 	}
@@ -51,23 +51,35 @@ func lookupAddr(s string) (netip.Addr, bool) {
 	return p.Addr(), true
 }
 
-// geoRecord is the part of a database record the plugin keeps.
-type geoRecord struct {
-	country, countryName, region, city, continent, timeZone, postal string
+// Record is the part of a database record Vigie uses: never coordinates.
+type Record struct {
+	// Country is the ISO 3166-1 alpha-2 code, CountryName its English name.
+	Country, CountryName string
+	// Region is the first subdivision's ISO 3166-2 code (without country);
+	// empty for databases that have none (ip-location-db).
+	Region string
+	// City is the city's English name.
+	City string
+	// Continent is the two-letter continent code.
+	Continent string
+	// TimeZone is the IANA time zone.
+	TimeZone string
+	// Postal is the postal code.
+	Postal string
 }
 
-// toProto returns r as an event's Geo; the postal code only when asked.
-func (r *geoRecord) toProto(postal bool) *vigiev1.Geo {
+// Geo returns r as an event's Geo; the postal code only when asked.
+func (r *Record) Geo(postal bool) *vigiev1.Geo {
 	g := &vigiev1.Geo{
-		Country:     r.country,
-		CountryName: r.countryName,
-		Region:      r.region,
-		City:        r.city,
-		Continent:   r.continent,
-		TimeZone:    r.timeZone,
+		Country:     r.Country,
+		CountryName: r.CountryName,
+		Region:      r.Region,
+		City:        r.City,
+		Continent:   r.Continent,
+		TimeZone:    r.TimeZone,
 	}
 	if postal {
-		g.PostalCode = r.postal
+		g.PostalCode = r.Postal
 	}
 	return g
 }
@@ -77,7 +89,7 @@ type reader interface {
 	// lookup fills rec for addr and reports whether the database has data
 	// for it. An address of a family the database does not hold is not
 	// found, not an error.
-	lookup(addr netip.Addr, rec *geoRecord) (bool, error)
+	lookup(addr netip.Addr, rec *Record) (bool, error)
 	// describe names the database type and build time, for logs.
 	describe() string
 }
@@ -152,7 +164,7 @@ type geoip2Reader struct {
 	r *geoip2.Reader
 }
 
-func (g *geoip2Reader) lookup(addr netip.Addr, rec *geoRecord) (bool, error) {
+func (g *geoip2Reader) lookup(addr netip.Addr, rec *Record) (bool, error) {
 	if addr.Is6() && g.r.Metadata().IPVersion == 4 {
 		return false, nil
 	}
@@ -163,16 +175,16 @@ func (g *geoip2Reader) lookup(addr netip.Addr, rec *geoRecord) (bool, error) {
 	if !c.Country.HasData() && !c.Continent.HasData() && !c.City.HasData() {
 		return false, nil
 	}
-	*rec = geoRecord{
-		country:     c.Country.ISOCode,
-		countryName: c.Country.Names.English,
-		city:        c.City.Names.English,
-		continent:   c.Continent.Code,
-		timeZone:    c.Location.TimeZone,
-		postal:      c.Postal.Code,
+	*rec = Record{
+		Country:     c.Country.ISOCode,
+		CountryName: c.Country.Names.English,
+		City:        c.City.Names.English,
+		Continent:   c.Continent.Code,
+		TimeZone:    c.Location.TimeZone,
+		Postal:      c.Postal.Code,
 	}
 	if len(c.Subdivisions) > 0 {
-		rec.region = c.Subdivisions[0].ISOCode
+		rec.Region = c.Subdivisions[0].ISOCode
 	}
 	return true, nil
 }
@@ -196,7 +208,7 @@ type flatReader struct {
 	r *maxminddb.Reader
 }
 
-func (f *flatReader) lookup(addr netip.Addr, rec *geoRecord) (bool, error) {
+func (f *flatReader) lookup(addr netip.Addr, rec *Record) (bool, error) {
 	if addr.Is6() && f.r.Metadata.IPVersion == 4 {
 		return false, nil
 	}
@@ -208,7 +220,7 @@ func (f *flatReader) lookup(addr netip.Addr, rec *geoRecord) (bool, error) {
 	if err := res.Decode(&fr); err != nil {
 		return false, err
 	}
-	*rec = geoRecord{country: fr.CountryCode, city: fr.City, timeZone: fr.Timezone, postal: fr.Postcode}
+	*rec = Record{Country: fr.CountryCode, City: fr.City, TimeZone: fr.Timezone, Postal: fr.Postcode}
 	return fr.CountryCode != "", nil
 }
 

@@ -1,11 +1,9 @@
-package geoip
+package geodb
 
 import (
 	"errors"
 	"net/netip"
 	"testing"
-
-	"github.com/vigie-dev/vigie/sdk"
 )
 
 // countingReader answers from a fixed table and counts lookups.
@@ -14,13 +12,13 @@ type countingReader struct {
 	fail  bool
 }
 
-func (c *countingReader) lookup(addr netip.Addr, rec *geoRecord) (bool, error) {
+func (c *countingReader) lookup(addr netip.Addr, rec *Record) (bool, error) {
 	c.calls++
 	if c.fail {
 		return false, errors.New("corrupt record")
 	}
 	if addr.Is4() {
-		*rec = geoRecord{country: "FR"}
+		*rec = Record{Country: "FR"}
 		return true, nil
 	}
 	return false, nil
@@ -46,12 +44,12 @@ func TestDBCache(t *testing.T) {
 			r := &countingReader{fail: tc.fail}
 			d := newDB(r)
 			for _, a := range tc.addrs {
-				var rec geoRecord
+				var rec Record
 				found, err := d.lookup(a, &rec)
 				if tc.fail != (err != nil) {
 					t.Fatalf("lookup(%v) error %v", a, err)
 				}
-				if !tc.fail && found != a.Is4() || found && rec.country != "FR" {
+				if !tc.fail && found != a.Is4() || found && rec.Country != "FR" {
 					t.Fatalf("lookup(%v) = %v %+v", a, found, rec)
 				}
 			}
@@ -64,7 +62,7 @@ func TestDBCache(t *testing.T) {
 
 func TestDBCacheBounded(t *testing.T) {
 	d := newDB(&countingReader{})
-	var rec geoRecord
+	var rec Record
 	for i := range cacheSize + 10 {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		if _, err := d.lookup(a, &rec); err != nil {
@@ -73,24 +71,5 @@ func TestDBCacheBounded(t *testing.T) {
 		if len(d.cache) > cacheSize {
 			t.Fatalf("cache holds %d entries, more than %d", len(d.cache), cacheSize)
 		}
-	}
-}
-
-func TestLookupErrorsPassThrough(t *testing.T) {
-	e, logs := newTestEnricher(t)
-	s := &source{path: "broken.mmdb"}
-	s.cur.Store(newDB(&countingReader{fail: true}))
-	e.state.Store(&state{sources: []*source{s}})
-	out, err := e.Enrich(t.Context(), []*sdk.Event{ev("1", "192.0.2.0/24"), ev("2", "")})
-	if err != nil {
-		t.Fatalf("Enrich error %v, want the batch to pass", err)
-	}
-	for _, o := range out {
-		if o.GetGeo() != nil {
-			t.Errorf("event %s got Geo %v from a failing database", o.GetId(), o.GetGeo())
-		}
-	}
-	if n := logs.count("lookups failed"); n != 1 {
-		t.Errorf("logged %d failure lines, want 1", n)
 	}
 }
