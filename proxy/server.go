@@ -31,6 +31,7 @@ import (
 	"github.com/vigie-dev/vigie/plugins/segments"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/email"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/ledger"
@@ -55,6 +56,9 @@ type site struct {
 	cfg     config.Site
 	origins []originPattern
 	pipe    *pipeline.Site
+	// stored: added at run time (console, vigie sites add), kept in Badger.
+	stored  bool
+	created time.Time
 }
 
 // Server is a Vigie instance.
@@ -79,10 +83,17 @@ type Server struct {
 	auditor    privacy.StoreAuditor
 	prefs      *privacy.Preferences
 	pipe       *pipeline.Pipeline
-	byKey      map[string]*site
-	byID       map[string]*site
-	allOrigins []originPattern
-	trusted    []netip.Prefix
+	// sites is the current site table (sites.go), swapped whole when a
+	// site is added; sitesMu serializes the adders.
+	sites   atomic.Pointer[siteTable]
+	sitesMu sync.Mutex
+	// tokens are the API tokens, reloaded when the keyring file changes
+	// (tokens.go).
+	tokens atomic.Pointer[[]keyring.Token]
+	// console is the web console (console.go).
+	console        *console.Console
+	consoleSources ConsoleSources
+	trusted        []netip.Prefix
 	proxyWarn  untrustedProxies
 	authLim    *authLimiter
 	metrics    *metrics
@@ -108,7 +119,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, byKey: map[string]*site{}, byID: map[string]*site{}}
+	s := &Server{cfg: cfg, log: log}
 	for _, c := range cfg.TrustedProxies {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
@@ -124,14 +135,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("%w: auth: %v", config.ErrInvalid, err)
 	}
 	s.segmentDefs = defs
+	t := &siteTable{byID: map[string]*site{}, byKey: map[string]*site{}}
 	for _, sc := range cfg.Sites {
-		st := &site{cfg: sc, origins: parseOrigins(sc.Origins)}
-		s.byID[sc.ID] = st
-		for _, k := range sc.WriteKeys {
-			s.byKey[k] = st
-		}
-		s.allOrigins = append(s.allOrigins, st.origins...)
+		t = t.with(&site{cfg: sc, origins: parseOrigins(sc.Origins)})
 	}
+	s.sites.Store(t)
 	return s, nil
 }
 
@@ -159,6 +167,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.keyring, s.firstStart = kr, opened.Created
+	tokens := kr.Tokens
+	s.tokens.Store(&tokens)
 	if err := s.checkOrganization(); err != nil {
 		return err
 	}
@@ -226,10 +236,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.pipe, err = pipeline.New(pc); err != nil {
 		return err
 	}
-	for id, st := range s.byID {
+	for id, st := range s.sites.Load().byID {
 		if st.pipe, err = s.pipe.Site(id); err != nil {
 			return err
 		}
+	}
+	if err := s.loadStoredSites(ctx); err != nil {
+		return fmt.Errorf("proxy: stored sites: %w", err)
 	}
 
 	n := s.cfg.NATS
@@ -259,10 +272,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	s.pubStop = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.pub.Run(pctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.watchTokens(pctx)
 	}()
 
 	s.metrics = newMetrics()
@@ -270,6 +287,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startRights(); err != nil {
+		return err
+	}
+	if err := s.startConsole(); err != nil {
 		return err
 	}
 	if err := s.startPlugins(ctx); err != nil {
@@ -314,7 +334,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 	s.ready.Store(true)
 	s.log.Info("vigie started", "listen", ln.Addr().String(), "version", Version,
-		"sites", len(s.cfg.Sites), "nats", natsMode(n.URL))
+		"sites", len(s.sites.Load().list), "nats", natsMode(n.URL))
 	return nil
 }
 

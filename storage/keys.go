@@ -36,6 +36,8 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
+//	si/<site>                             site added at run time        none (kept: the
+//	                                      (opaque, proxy's JSON)        site's definition)
 //	au/<ms><seq>                          JSON AuditEntry               Retention.Audit
 //	pr/<id>                               JSON privacy request          none (PurgeExpired:
 //	                                      (proxy/privacy)               Retention.Requests after
@@ -350,6 +352,13 @@ func consentKey(site, subject string) []byte {
 	k = append(k, 0)
 	return append(k, subject...)
 }
+
+// prefixSite holds the sites added at run time (console, vigie sites add):
+// si/<site> → the proxy's JSON of the site, kept.
+const prefixSite = "si/"
+
+// siteKey returns si/<site>.
+func siteKey(site string) []byte { return append([]byte(prefixSite), site...) }
 
 // prefixAudit is the audit trail: au/<ms><seq> → JSON AuditEntry, TTL
 // Retention.Audit. <ms> is the entry's time, <seq> a per-process counter,

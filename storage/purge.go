@@ -95,6 +95,7 @@ var prefixLifetimes = map[string]struct {
 	prefixConsent:  {byTTL, "ConsentTTL after the choice"},
 	prefixAudit:    {byTTL, "Retention.Audit"},
 	prefixRequest:  {byPurge, "Retention.Requests after the request's completed_at"},
+	prefixSite:     {kept, "a site's definition, as long as the site exists"},
 }
 
 // purgers are the byPurge prefixes' sweeps, run by PurgeExpired in this
