@@ -80,9 +80,9 @@ type Server struct {
 	email       *email.Handler
 	emailSigner *email.Signer
 	// rights: the audit trail and the preference page (rights.go).
-	auditor    privacy.StoreAuditor
-	prefs      *privacy.Preferences
-	pipe       *pipeline.Pipeline
+	auditor privacy.StoreAuditor
+	prefs   *privacy.Preferences
+	pipe    *pipeline.Pipeline
 	// sites is the current site table (sites.go), swapped whole when a
 	// site is added; sitesMu serializes the adders.
 	sites   atomic.Pointer[siteTable]
@@ -94,9 +94,9 @@ type Server struct {
 	console        *console.Console
 	consoleSources ConsoleSources
 	trusted        []netip.Prefix
-	proxyWarn  untrustedProxies
-	authLim    *authLimiter
-	metrics    *metrics
+	proxyWarn      untrustedProxies
+	authLim        *authLimiter
+	metrics        *metrics
 
 	httpSrv  *http.Server
 	ln       net.Listener
