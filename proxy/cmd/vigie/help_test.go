@@ -54,6 +54,12 @@ func TestHelpStartsNothing(t *testing.T) {
 		{[]string{"email", "rewrite", "--help"}, "-merge-tag"},
 		{[]string{"help", "email", "tokens"}, "-expires-in"},
 		{[]string{"bench", "--help"}, "-events-per-batch"},
+		{[]string{"tokens", "--help"}, "vigie tokens revoke ID"},
+		{[]string{"tokens", "create", "--help"}, "-role"},
+		{[]string{"tokens", "revoke", "--help"}, "revoke ID"},
+		{[]string{"help", "tokens", "list"}, "tokens list"},
+		{[]string{"sites", "--help"}, "vigie sites add ID"},
+		{[]string{"sites", "add", "--help"}, "-origin"},
 	} {
 		name := strings.Join(c.args, " ")
 		t.Run(name, func(t *testing.T) {
