@@ -189,4 +189,3 @@ func remoteAddSite(ctx context.Context, base string, ns console.NewSite) (consol
 	}
 	return st, nil
 }
-
