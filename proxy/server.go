@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -169,6 +170,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.keyring, s.firstStart = kr, opened.Created
 	tokens := kr.Tokens
 	s.tokens.Store(&tokens)
+	keyringFile, _ := os.Stat(kr.Path()) // watchTokens reloads when it changes
 	if err := s.checkOrganization(); err != nil {
 		return err
 	}
@@ -279,7 +281,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.watchTokens(pctx)
+		s.watchTokens(pctx, keyringFile)
 	}()
 
 	s.metrics = newMetrics()

@@ -35,11 +35,11 @@ func identity(t keyring.Token) access.Identity {
 }
 
 // watchTokens reloads the token list whenever the keyring file changes
-// (it is replaced by a rename at every save), until ctx is done. A file
-// that does not open keeps the current list, with a warning.
-func (s *Server) watchTokens(ctx context.Context) {
+// from prev, its state when the keyring was opened (it is replaced by a
+// rename at every save), until ctx is done. A file that does not open
+// keeps the current list, with a warning.
+func (s *Server) watchTokens(ctx context.Context, prev os.FileInfo) {
 	path := s.keyring.Path()
-	prev, _ := os.Stat(path)
 	t := time.NewTicker(tokenReload)
 	defer t.Stop()
 	for {
