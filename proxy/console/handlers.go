@@ -586,17 +586,15 @@ func (c *Console) segments(w http.ResponseWriter, r *http.Request, v *view) erro
 		}
 		return sv.Days[i].Segment < sv.Days[j].Segment
 	})
-	days := make([]string, 0, len(perDay))
-	for d := range perDay {
-		days = append(days, d)
-	}
-	sort.Strings(days)
+	// The chart covers the change log's 30 days, one bar pair a day.
 	sv.Chart = chartData{Labels: []string{"Entries", "Exits"}, Data: make([][]float64, 3)}
-	for _, d := range days {
-		t, _ := time.Parse("2006-01-02", d)
-		sv.Chart.Data[0] = append(sv.Chart.Data[0], float64(t.Unix()))
-		sv.Chart.Data[1] = append(sv.Chart.Data[1], float64(perDay[d][0]))
-		sv.Chart.Data[2] = append(sv.Chart.Data[2], float64(perDay[d][1]))
+	today := c.cfg.Now().UTC().Truncate(24 * time.Hour)
+	for i := 29; i >= 0; i-- {
+		d := today.Add(-time.Duration(i) * 24 * time.Hour)
+		n := perDay[d.Format("2006-01-02")]
+		sv.Chart.Data[0] = append(sv.Chart.Data[0], float64(d.Unix()))
+		sv.Chart.Data[1] = append(sv.Chart.Data[1], float64(n[0]))
+		sv.Chart.Data[2] = append(sv.Chart.Data[2], float64(n[1]))
 	}
 	v.Data = sv
 	c.render(w, http.StatusOK, "segments", v)
