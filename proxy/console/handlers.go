@@ -704,6 +704,9 @@ func (c *Console) resync(w http.ResponseWriter, r *http.Request, v *view) error 
 	return nil
 }
 
+// auditShown is how many audit entries the privacy page shows.
+const auditShown = 50
+
 // privacyView is the privacy page's data.
 type privacyView struct {
 	Ready    bool
@@ -722,17 +725,26 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request, v *view) error
 		}
 		pv.Requests = reqs
 	}
-	// The audit trail, newest 50 of the last 30 days.
-	now := c.cfg.Now()
-	entries, _, err := c.srv.Audit(r.Context(), storage.AuditQuery{From: now.Add(-30 * 24 * time.Hour), Limit: 1000})
-	if err != nil {
-		return err
+	// The audit trail, the newest 50 entries of the last 30 days (it
+	// lists oldest first: read pages, keep the tail; at most 50 pages).
+	q := storage.AuditQuery{From: c.cfg.Now().Add(-30 * 24 * time.Hour), Limit: 1000}
+	var tail []storage.AuditEntry
+	for range 50 {
+		entries, next, err := c.srv.Audit(r.Context(), q)
+		if err != nil {
+			return err
+		}
+		tail = append(tail, entries...)
+		if len(tail) > auditShown {
+			tail = tail[len(tail)-auditShown:]
+		}
+		if next == "" {
+			break
+		}
+		q.After = next
 	}
-	slices.Reverse(entries)
-	if len(entries) > 50 {
-		entries = entries[:50]
-	}
-	pv.Audit = entries
+	slices.Reverse(tail)
+	pv.Audit = tail
 	v.Data = pv
 	c.render(w, http.StatusOK, "privacy", v)
 	return nil
