@@ -13,6 +13,7 @@ import (
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/proxy/access"
+	"github.com/vigie-dev/vigie/proxy/apijson"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
@@ -91,7 +92,7 @@ func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 		if !access.PersonalData(id.Role) {
 			c.Subject = "" // a marketer sees the changes, not whom they are about
 		}
-		if b, err := adminJSON(c); err == nil {
+		if b, err := apijson.Marshal(c); err == nil {
 			recent = append(recent, b)
 		}
 	}
