@@ -190,7 +190,7 @@ func printReady(stdout io.Writer, srv *proxy.Server, cfg config.Config) {
 		fmt.Fprintf(stdout, "  Demo:     %s  (a shop whose hits go to this Vigie)\n", srv.URL(cfg.DemoPath))
 	}
 	if wk := firstWriteKey(cfg); wk != "" {
-		fmt.Fprintf(stdout, "  Send events with write key %q; sign in to the console with the admin token to see them.\n", wk)
+		fmt.Fprintf(stdout, "  Send events with write key %q; see them in the console (sign in with your token).\n", wk)
 	}
 }
 
