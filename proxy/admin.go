@@ -11,35 +11,68 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/proxy/access"
 	"github.com/vigie-dev/vigie/proxy/apijson"
-	"github.com/vigie-dev/vigie/proxy/keyring"
+	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/privacy"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
 
-// admin guards an admin handler with the bearer token (scheme
-// case-insensitive, token compared in constant time). A wrong token counts
-// against the client network's failure budget (authAdmit).
+// admin guards an admin handler: the caller is a bearer token (scheme
+// case-insensitive, compared in constant time; a wrong one counts against
+// the client network's failure budget, authAdmit) or, without an
+// Authorization header, a console session (whose state-changing requests
+// need the session's CSRF token and a same-origin request). Then the role
+// table (proxy/access) decides on the route's pattern: 403 for a role it
+// does not allow. The handler gets the identity and the audit actor in its
+// context.
 func (s *Server) admin(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.authAdmit(w, r, authAdmin) {
-			return
-		}
 		hdr := r.Header.Get("Authorization")
-		tok, ok := authCredentials(hdr, "Bearer")
-		t, valid := s.keyring.CheckToken(tok)
-		if !ok || !valid || t.Role != keyring.RoleAdmin {
-			if hdr != "" {
-				s.authFailed(r, authAdmin)
+		var id access.Identity
+		switch {
+		case hdr == "" && s.console != nil:
+			sid, csrfOK, ok := s.console.SessionIdentity(r)
+			if !ok {
+				s.unauthorized(w)
+				return
 			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="vigie-admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token", nil)
+			if !csrfOK {
+				writeError(w, http.StatusForbidden, "csrf", "a console request that changes something needs the page's CSRF token ("+
+					console.CSRFHeader+") and must come from the console's own origin", nil)
+				return
+			}
+			id = sid
+		default:
+			if !s.authAdmit(w, r, authAdmin) {
+				return
+			}
+			tok, ok := authCredentials(hdr, "Bearer")
+			t, valid := s.checkToken(tok)
+			if !ok || !valid {
+				if hdr != "" {
+					s.authFailed(r, authAdmin)
+				}
+				s.unauthorized(w)
+				return
+			}
+			id = identity(t)
+		}
+		if !access.Allowed(r.Pattern, id.Role) {
+			writeError(w, http.StatusForbidden, "forbidden", "the "+id.Role+" role may not use "+r.Method+" "+r.URL.Path, nil)
 			return
 		}
 		// The audit trail names the token by id and role, never by value.
-		h(w, r.WithContext(privacy.WithActor(r.Context(), privacy.TokenActor(t.ID, t.Role))))
+		ctx := privacy.WithActor(access.WithIdentity(r.Context(), id), tokenActor(id))
+		h(w, r.WithContext(ctx))
 	})
+}
+
+// unauthorized answers a missing or wrong admin credential.
+func (s *Server) unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="vigie-admin"`)
+	writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token", nil)
 }
 
 // siteAndLimit reads the query parameters the admin listings share: site
@@ -48,10 +81,10 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 func (s *Server) siteAndLimit(w http.ResponseWriter, r *http.Request, def int) (site string, limit int, ok bool) {
 	q := r.URL.Query()
 	site = q.Get("site")
-	if site == "" && len(s.cfg.Sites) == 1 {
-		site = s.cfg.Sites[0].ID
+	if list := s.sites.Load().list; site == "" && len(list) == 1 {
+		site = list[0].cfg.ID
 	}
-	if _, known := s.byID[site]; !known {
+	if s.siteByID(site) == nil {
 		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
 		return "", 0, false
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/proxy/access"
 	"github.com/vigie-dev/vigie/proxy/apijson"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
@@ -58,7 +59,8 @@ type segmentView struct {
 
 // handleAdminSegments lists a site's segments (as configured in segmenter
 // plugins, plus any that still has members), their sizes and recent
-// changes. Query: site (required when several sites exist), limit of
+// changes (without their subjects for a role that may not see a person's
+// data). Query: site (required when several sites exist), limit of
 // recent changes (1–1000, default 50).
 func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 	site, limit, ok := s.siteAndLimit(w, r, 50)
@@ -85,7 +87,11 @@ func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
 	recent := make([]json.RawMessage, 0, len(changes))
+	id, _ := access.IdentityFrom(r.Context())
 	for _, c := range changes {
+		if !access.PersonalData(id.Role) {
+			c.Subject = "" // a marketer sees the changes, not whom they are about
+		}
 		if b, err := apijson.Marshal(c); err == nil {
 			recent = append(recent, b)
 		}

@@ -86,7 +86,7 @@ var (
 // EmailConsent implements email.ConsentLookup: a recipient's e-mail is
 // tracked only when the ledger records marketing consent.
 func (e emailRecorder) EmailConsent(ctx context.Context, site, recipient string) (bool, error) {
-	if e.s.byID[site] == nil || recipient == "" {
+	if e.s.siteByID(site) == nil || recipient == "" {
 		return false, nil
 	}
 	return e.s.ledger.Get(ctx, site, recipient).Granted.Has(consent.Marketing), nil
@@ -94,7 +94,7 @@ func (e emailRecorder) EmailConsent(ctx context.Context, site, recipient string)
 
 // RecordEmail implements email.Recorder.
 func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
-	st := e.s.byID[h.Site]
+	st := e.s.siteByID(h.Site)
 	if st == nil {
 		return fmt.Errorf("proxy: e-mail hit for unknown site")
 	}
@@ -164,7 +164,7 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 	if !decodeAdminJSON(w, r, email.MaxHTMLSize+64<<10, &req) {
 		return
 	}
-	st := s.byID[req.Site]
+	st := s.siteByID(req.Site)
 	if st == nil {
 		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
 		return
@@ -319,7 +319,7 @@ func (s *Server) handleEmailTokens(w http.ResponseWriter, r *http.Request) {
 	if !decodeAdminJSON(w, r, tokensBodyLimit, &req) {
 		return
 	}
-	st := s.byID[req.Site]
+	st := s.siteByID(req.Site)
 	if st == nil {
 		writeError(w, http.StatusBadRequest, "unknown_site", "site: unknown or missing site id", nil)
 		return

@@ -5,3 +5,7 @@ import "errors"
 // ErrAlreadyRunning is returned by Start when another Vigie process holds
 // the data directory's lock; the error names its pid when known.
 var ErrAlreadyRunning = errors.New("Vigie is already running with this data directory")
+
+// ErrNoDataDir is returned by AddSiteOffline for a data directory Vigie
+// never started in.
+var ErrNoDataDir = errors.New("no Vigie data directory")

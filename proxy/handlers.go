@@ -76,7 +76,7 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}
-	s.firstRunRoutes(mux)
+	s.consoleRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow, ok := knownMethods(r.URL.Path); ok {
 			s.unknownRoute(r, http.StatusMethodNotAllowed)
@@ -140,6 +140,8 @@ func knownMethods(path string) (string, bool) {
 	case path == "/v1/p.gif", path == "/healthz", path == "/readyz", path == "/metrics", path == "/", path == ConsolePath,
 		path == "/admin/v1/events", path == "/admin/v1/stats", path == "/admin/v1/plugins", path == "/admin/v1/segments", path == "/admin/v1/enriched":
 		return "GET", true
+	case path == "/admin/v1/sites":
+		return "GET, POST", true
 	case strings.HasPrefix(path, "/admin/v1/plugins/") && strings.HasSuffix(path, "/replay"):
 		return "POST", true
 	}
@@ -206,12 +208,12 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		origin := r.Header.Get("Origin")
 		h := w.Header()
 		h.Add("Vary", "Origin")
-		if origin != "" && originAllowed(s.allOrigins, origin) {
+		if origin != "" && originAllowed(s.sites.Load().origins, origin) {
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
 		}
 		if r.Method == http.MethodOptions {
-			if origin == "" || !originAllowed(s.allOrigins, origin) {
+			if origin == "" || !originAllowed(s.sites.Load().origins, origin) {
 				s.reject(r, nil, "origin", 1)
 				writeError(w, http.StatusForbidden, "origin_not_allowed", "origin is not allowed for any site", nil)
 				return
@@ -271,8 +273,8 @@ func (s *Server) resolveSite(w http.ResponseWriter, r *http.Request, writeKey st
 		writeError(w, http.StatusUnauthorized, "missing_write_key", "no write key: send it as the Basic auth user, as writeKey in the body or as the writeKey query parameter", nil)
 		return nil
 	}
-	st, ok := s.byKey[writeKey]
-	if !ok {
+	st := s.siteByKey(writeKey)
+	if st == nil {
 		s.reject(r, nil, "write_key", 1)
 		s.authFailed(r, authWriteKey)
 		writeError(w, http.StatusUnauthorized, "unknown_write_key", "unknown write key", nil)
@@ -507,7 +509,7 @@ func (s *Server) handleBatch(route string) http.Handler {
 		for i := range b.Messages {
 			m := &b.Messages[i]
 			s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
-			if m.WriteKey != "" && s.byKey[m.WriteKey] != st {
+			if m.WriteKey != "" && s.siteByKey(m.WriteKey) != st {
 				rejected = append(rejected, toItemError(m.Index, m.MessageID, &collect.FieldError{
 					Field: "batch[" + strconv.Itoa(m.Index) + "].writeKey", Problem: "belongs to another site or is unknown"}))
 				continue
@@ -569,6 +571,7 @@ func (s *Server) count(r *http.Request, st *site, res pipeline.Result) {
 	if res.ConsentErr != nil {
 		s.reject(r, st, "invalid_consent_string", 1)
 	}
+	s.recordDecision(st, &res)
 	switch res.Outcome {
 	case pipeline.Bot:
 		s.metrics.bots.WithLabelValues(st.cfg.ID).Inc()
@@ -582,6 +585,7 @@ func (s *Server) count(r *http.Request, st *site, res pipeline.Result) {
 // whether the records are stored.
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, recs []storage.Record) bool {
 	dups, err := s.store.Append(r.Context(), recs)
+	s.markCommitted(recs, dups, err)
 	if err != nil {
 		s.storeFailed(w, err, "events")
 		return false
@@ -647,7 +651,7 @@ func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk := r.PathValue("writeKey")
-	if _, ok := s.byKey[wk]; !ok {
+	if s.siteByKey(wk) == nil {
 		s.authFailed(r, authWriteKey)
 		writeError(w, http.StatusNotFound, "unknown_write_key", "unknown write key", nil)
 		return

@@ -13,7 +13,7 @@ import (
 // acknowledgement of an erasure.
 func (s *Server) startPrivacy(ctx context.Context) error {
 	sites := map[string]*pipeline.Site{}
-	for id, st := range s.byID {
+	for id, st := range s.sites.Load().byID { // sites added later reach it at the next start
 		sites[id] = st.pipe
 	}
 	pc := privacy.Config{

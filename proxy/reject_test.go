@@ -121,22 +121,29 @@ func TestTestTokenTooShort(t *testing.T) {
 	}
 }
 
-// TestHomeLeadsToTheDemo: / redirects to the demo site until the console
-// exists, the console page says what there is, and other methods on them
-// get 405.
-func TestHomeLeadsToTheDemo(t *testing.T) {
+// TestHomeLeadsToTheConsole: / redirects to the console, whose sign-in
+// page links to the demo site (when there is one), and other methods on
+// them get 405.
+func TestHomeLeadsToTheConsole(t *testing.T) {
 	in := startLean(t)
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(in.URL + "/")
-	if err != nil {
-		t.Fatal(err)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := noFollow.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/demo/" {
-		t.Fatalf("GET /: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	if code, loc := get(in.URL + "/"); code != http.StatusFound || loc != "/console/" {
+		t.Fatalf("GET /: %d %s", code, loc)
 	}
-	if status, body := in.Do("GET", "/console/", nil, nil); status != 200 || !strings.Contains(string(body), `href="/demo/"`) {
-		t.Fatalf("GET /console/: %d %s", status, body)
+	if code, loc := get(in.URL + "/console/"); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/console/signin") {
+		t.Fatalf("GET /console/ signed out: %d %s", code, loc)
+	}
+	if status, body := in.Do("GET", "/console/signin", nil, nil); status != 200 || !strings.Contains(string(body), `href="/demo/"`) {
+		t.Fatalf("GET /console/signin: %d %s", status, body)
 	}
 	for _, path := range []string{"/", "/console/"} {
 		if status, _ := in.Do("POST", path, nil, nil); status != http.StatusMethodNotAllowed {
@@ -144,12 +151,7 @@ func TestHomeLeadsToTheDemo(t *testing.T) {
 		}
 	}
 	off := startLean(t, func(c *config.Config) { c.DemoPath = "off" })
-	resp, err = noFollow.Get(off.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.Header.Get("Location") != "/console/" {
-		t.Fatalf("GET / without a demo: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	if status, body := off.Do("GET", "/console/signin", nil, nil); status != 200 || strings.Contains(string(body), `/demo/`) {
+		t.Fatalf("GET /console/signin without a demo: %d %s", status, body)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -32,6 +33,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/blind"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/email"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/ledger"
@@ -56,6 +58,9 @@ type site struct {
 	cfg     config.Site
 	origins []originPattern
 	pipe    *pipeline.Site
+	// stored: added at run time (console, vigie sites add), kept in Badger.
+	stored  bool
+	created time.Time
 }
 
 // Server is a Vigie instance.
@@ -79,16 +84,23 @@ type Server struct {
 	email       *email.Handler
 	emailSigner *email.Signer
 	// rights: the audit trail and the preference page (rights.go).
-	auditor    privacy.StoreAuditor
-	prefs      *privacy.Preferences
-	pipe       *pipeline.Pipeline
-	byKey      map[string]*site
-	byID       map[string]*site
-	allOrigins []originPattern
-	trusted    []netip.Prefix
-	proxyWarn  untrustedProxies
-	authLim    *authLimiter
-	metrics    *metrics
+	auditor privacy.StoreAuditor
+	prefs   *privacy.Preferences
+	pipe    *pipeline.Pipeline
+	// sites is the current site table (sites.go), swapped whole when a
+	// site is added; sitesMu serializes the adders.
+	sites   atomic.Pointer[siteTable]
+	sitesMu sync.Mutex
+	// tokens are the API tokens, reloaded when the keyring file changes
+	// (tokens.go).
+	tokens atomic.Pointer[[]keyring.Token]
+	// console is the web console (console.go).
+	console        *console.Console
+	consoleSources ConsoleSources
+	trusted        []netip.Prefix
+	proxyWarn      untrustedProxies
+	authLim        *authLimiter
+	metrics        *metrics
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -111,7 +123,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, byKey: map[string]*site{}, byID: map[string]*site{}}
+	s := &Server{cfg: cfg, log: log}
 	for _, c := range cfg.TrustedProxies {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
@@ -127,14 +139,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("%w: auth: %v", config.ErrInvalid, err)
 	}
 	s.segmentDefs = defs
+	t := &siteTable{byID: map[string]*site{}, byKey: map[string]*site{}}
 	for _, sc := range cfg.Sites {
-		st := &site{cfg: sc, origins: parseOrigins(sc.Origins)}
-		s.byID[sc.ID] = st
-		for _, k := range sc.WriteKeys {
-			s.byKey[k] = st
-		}
-		s.allOrigins = append(s.allOrigins, st.origins...)
+		t = t.with(&site{cfg: sc, origins: parseOrigins(sc.Origins)})
 	}
+	s.sites.Store(t)
 	return s, nil
 }
 
@@ -165,6 +174,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.keyring, s.firstStart = kr, opened.Created
+	tokens := kr.Tokens
+	s.tokens.Store(&tokens)
+	keyringFile, _ := os.Stat(kr.Path()) // watchTokens reloads when it changes
 	if err := s.checkOrganization(); err != nil {
 		return err
 	}
@@ -236,10 +248,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.pipe, err = pipeline.New(pc); err != nil {
 		return err
 	}
-	for id, st := range s.byID {
+	for id, st := range s.sites.Load().byID {
 		if st.pipe, err = s.pipe.Site(id); err != nil {
 			return err
 		}
+	}
+	if err := s.loadStoredSites(ctx); err != nil {
+		return fmt.Errorf("proxy: stored sites: %w", err)
 	}
 
 	n := s.cfg.NATS
@@ -269,7 +284,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	s.pubStop = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.pub.Run(pctx)
@@ -281,6 +296,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			pc.GeoIP.Watch(pctx, geoIPPollInterval, s.log.With("component", "geoip"))
 		}()
 	}
+	go func() {
+		defer s.wg.Done()
+		s.watchTokens(pctx, keyringFile)
+	}()
 
 	s.metrics = newMetrics()
 	if err := s.startEmail(); err != nil {
@@ -290,6 +309,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startPrivacy(ctx); err != nil {
+		return err
+	}
+	if err := s.startConsole(); err != nil {
 		return err
 	}
 	if err := s.startPlugins(ctx); err != nil {
@@ -334,7 +356,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 	s.ready.Store(true)
 	s.log.Info("vigie started", "listen", ln.Addr().String(), "version", Version,
-		"sites", len(s.cfg.Sites), "nats", natsMode(n.URL))
+		"sites", len(s.sites.Load().list), "nats", natsMode(n.URL))
 	return nil
 }
 

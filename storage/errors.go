@@ -30,4 +30,6 @@ var (
 	// ErrCorrupt is returned when stored bytes fail to decode or decrypt
 	// (for example the vault key changed).
 	ErrCorrupt = errors.New("storage: corrupt or undecryptable data")
+	// ErrExists is returned by AddSite for a site id already stored.
+	ErrExists = errors.New("storage: already exists")
 )

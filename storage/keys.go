@@ -39,6 +39,8 @@ import (
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
 //	ec/<site>\x00<campaign>\x00<hour ms>   8-byte big-endian count       EmailCount.TTL
 //	   <kind>\x00<class>\x00<link>         (anonymous e-mail hits)       from the hour
+//	si/<site>                             site added at run time        none (kept: the
+//	                                      (opaque, proxy's JSON)        site's definition)
 //	rh/<site>\x00<hour>[<part>]           rollup hour bucket (binary,   RollupEntry.ExpiresAt
 //	                                      plugins/rollup)
 //	rd/<site>\x00<day>[<part>]            rollup day bucket             RollupEntry.ExpiresAt
@@ -447,6 +449,13 @@ func consentKey(site, subject string) []byte {
 	k = append(k, 0)
 	return append(k, subject...)
 }
+
+// prefixSite holds the sites added at run time (console, vigie sites add):
+// si/<site> → the proxy's JSON of the site, kept.
+const prefixSite = "si/"
+
+// siteKey returns si/<site>.
+func siteKey(site string) []byte { return append([]byte(prefixSite), site...) }
 
 // Rollup prefixes (see the table at the top of this file).
 const (

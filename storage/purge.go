@@ -95,6 +95,7 @@ var prefixLifetimes = map[string]struct {
 	prefixConsent:  {byTTL, "ConsentTTL after the choice"},
 	prefixAudit:    {byTTL, "Retention.Audit"},
 	prefixRequest:  {byPurge, "Retention.Requests after the request's completed_at"},
+	prefixSite:     {kept, "a site's definition, as long as the site exists"},
 	prefixReqSubj:  {kept, "a request's subjects, dropped (DropPrefix) when its receipt is made"},
 	prefixHistory:  {byTTL, "ConsentTTL after the choice"},
 	prefixBlind:    {byTTL, "Record.TTL, as the identify event that wrote it"},

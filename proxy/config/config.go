@@ -101,6 +101,18 @@ type Config struct {
 	// DemoPath is where the demo site is served; "off" serves none.
 	// Default /demo/.
 	DemoPath string `yaml:"demo_path"`
+	// Console configures the web console's sessions.
+	Console Console `yaml:"console"`
+}
+
+// Console configures the web console (/console/).
+type Console struct {
+	// SessionIdle ends a session after this long without a request.
+	// Default 12h.
+	SessionIdle Duration `yaml:"session_idle"`
+	// SessionMax ends a session this long after sign-in, used or not.
+	// Default 7d.
+	SessionMax Duration `yaml:"session_max"`
 }
 
 // GeoIP names a MaxMind-format database (see plugins/geoip/geodb).
@@ -609,6 +621,7 @@ func Default() Config {
 		Sites:       []Site{DemoSite()},
 		SnippetPath: "/s.js",
 		DemoPath:    "/demo/",
+		Console:     Console{SessionIdle: Duration(12 * time.Hour), SessionMax: Duration(7 * 24 * time.Hour)},
 		PluginRuntime: PluginRuntime{
 			MaxDeliver:        5,
 			Backoff:           []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second), Duration(2 * time.Minute)},
@@ -716,6 +729,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Auth.MaxNetworks <= 0 {
 		c.Auth.MaxNetworks = d.Auth.MaxNetworks
+	}
+	if c.Console.SessionIdle <= 0 {
+		c.Console.SessionIdle = d.Console.SessionIdle
+	}
+	if c.Console.SessionMax <= 0 {
+		c.Console.SessionMax = d.Console.SessionMax
 	}
 	if len(c.Purposes) == 0 {
 		c.Purposes = d.Purposes
@@ -860,9 +879,16 @@ func (c *Config) Validate() error {
 			bad("retention."+k, "must not be negative")
 		}
 	}
+	if c.Console.SessionIdle > c.Console.SessionMax {
+		bad("console.session_idle", "must not be longer than console.session_max (%s)", time.Duration(c.Console.SessionMax))
+	}
 	errs = append(errs, c.validateRights()...)
 	return errors.Join(errs...)
 }
+
+// ValidSiteID reports whether s is a valid site id: 1–64 characters of
+// a-z, 0-9, _ and - (site ids end up in keys and NATS subjects).
+func ValidSiteID(s string) bool { return validSiteID(s) }
 
 // validPluginName is validSiteID: plugin names end up in NATS subjects
 // and consumer names.

@@ -33,4 +33,13 @@ var (
 	// ErrWeakToken: a chosen admin token is too short or has characters
 	// an Authorization header cannot carry.
 	ErrWeakToken = errors.New("keyring: admin token must be 16 to 256 visible ASCII characters")
+	// ErrUnknownRole: a token was asked for with a role that does not
+	// exist (Roles lists them).
+	ErrUnknownRole = errors.New("keyring: unknown role")
+	// ErrBadTokenName: a token's name is too long or not printable.
+	ErrBadTokenName = errors.New("keyring: bad token name")
+	// ErrUnknownToken: RevokeToken was given an id the keyring lacks.
+	ErrUnknownToken = errors.New("keyring: unknown token")
+	// ErrLastAdmin: revoking the token would leave no admin token.
+	ErrLastAdmin = errors.New("keyring: the last admin token cannot be revoked; `vigie admin token reset` replaces it")
 )

@@ -35,9 +35,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // FileName is the keyring's file name inside the data directory.
@@ -50,8 +52,23 @@ const legacyName = ".keyring-plaintext.json"
 // secretLen is the length of every generated secret, in bytes.
 const secretLen = 32
 
-// RoleAdmin is the role of the admin API token.
-const RoleAdmin = "admin"
+// The roles of API tokens (see proxy/access for what each may do).
+const (
+	// RoleAdmin may do everything.
+	RoleAdmin = "admin"
+	// RoleMarketer sees aggregates, segments, campaigns and destinations,
+	// never a person's data.
+	RoleMarketer = "marketer"
+	// RoleDPO handles privacy requests and sees the register, the audit
+	// trail and the consent statistics.
+	RoleDPO = "dpo"
+)
+
+// Roles lists every role, RoleAdmin first.
+func Roles() []string { return []string{RoleAdmin, RoleMarketer, RoleDPO} }
+
+// maxTokenName bounds a token's name.
+const maxTokenName = 64
 
 // Key is one pseudonymization key.
 type Key struct {
@@ -70,8 +87,12 @@ type Key struct {
 type Token struct {
 	// ID names the token (t1, t2…), e.g. to revoke it.
 	ID string `json:"id"`
-	// Role is what the token may do (RoleAdmin).
+	// Role is what the token may do (RoleAdmin, RoleMarketer, RoleDPO).
 	Role string `json:"role"`
+	// Name says whose token it is (optional, at most 64 printable
+	// characters); it is shown by `vigie tokens list` and the audit trail
+	// never uses it.
+	Name string `json:"name,omitempty"`
 	// Hash is SHA-256 of the token. Generated tokens carry 256 random
 	// bits, chosen ones at least 16 characters, and the hash sits inside
 	// the sealed envelope: a slow hash would buy nothing.
@@ -450,24 +471,117 @@ func (kr *Keyring) Retire(id string) error {
 	return fmt.Errorf("keyring: %q: %w", id, ErrUnknownKey)
 }
 
-// CheckToken returns the token whose hash matches tok. Every stored hash is
-// compared, in constant time, whatever matches.
-func (kr *Keyring) CheckToken(tok string) (Token, bool) {
+// CheckToken returns the token whose hash matches tok (MatchToken over
+// kr.Tokens).
+func (kr *Keyring) CheckToken(tok string) (Token, bool) { return MatchToken(kr.Tokens, tok) }
+
+// MatchToken returns the token of tokens whose hash matches tok. Every hash
+// is compared, in constant time, whatever matches.
+func MatchToken(tokens []Token, tok string) (Token, bool) {
 	if tok == "" {
 		return Token{}, false
 	}
 	h := hashToken(tok)
 	found := -1
-	for i := range kr.Tokens {
-		if subtle.ConstantTimeCompare(h, kr.Tokens[i].Hash) == 1 {
+	for i := range tokens {
+		if subtle.ConstantTimeCompare(h, tokens[i].Hash) == 1 {
 			found = i
 		}
 	}
 	if found < 0 {
 		return Token{}, false
 	}
-	return kr.Tokens[found], true
+	return tokens[found], true
 }
+
+// ValidRole reports whether role is one of Roles.
+func ValidRole(role string) bool { return slices.Contains(Roles(), role) }
+
+// nextTokenID is the id after the highest tN of kr.Tokens.
+func (kr *Keyring) nextTokenID() string {
+	next := 0
+	for _, t := range kr.Tokens {
+		if n, err := strconv.Atoi(strings.TrimPrefix(t.ID, "t")); err == nil && n > next {
+			next = n
+		}
+	}
+	return "t" + strconv.Itoa(next+1)
+}
+
+// CreateToken makes a new random token with role and an optional name,
+// saves the keyring and returns the token (to be shown once) and its entry.
+// A running server picks it up within seconds (it watches the file).
+func (kr *Keyring) CreateToken(role, name string) (string, Token, error) {
+	if !ValidRole(role) {
+		return "", Token{}, fmt.Errorf("%w: %q (roles: %s)", ErrUnknownRole, role, strings.Join(Roles(), ", "))
+	}
+	if len(name) > maxTokenName || strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return "", Token{}, fmt.Errorf("%w: at most %d printable characters", ErrBadTokenName, maxTokenName)
+	}
+	tok, err := newToken()
+	if err != nil {
+		return "", Token{}, err
+	}
+	t := Token{ID: kr.nextTokenID(), Role: role, Name: name, Hash: hashToken(tok), Created: time.Now().UTC()}
+	old := kr.Tokens
+	kr.Tokens = append(slices.Clip(kr.Tokens), t)
+	if err := kr.Save(); err != nil {
+		kr.Tokens = old
+		return "", Token{}, err
+	}
+	return tok, t, nil
+}
+
+// RevokeToken removes token id and saves the keyring; a running server
+// stops accepting it (and ends its console sessions) within seconds. The
+// last admin token cannot be revoked (ErrLastAdmin): `vigie admin token
+// reset` replaces it.
+func (kr *Keyring) RevokeToken(id string) error {
+	i := slices.IndexFunc(kr.Tokens, func(t Token) bool { return t.ID == id })
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrUnknownToken, id)
+	}
+	if kr.Tokens[i].Role == RoleAdmin {
+		admins := 0
+		for _, t := range kr.Tokens {
+			if t.Role == RoleAdmin {
+				admins++
+			}
+		}
+		if admins == 1 {
+			return fmt.Errorf("%w: %s", ErrLastAdmin, id)
+		}
+	}
+	old := kr.Tokens
+	kr.Tokens = slices.Delete(slices.Clone(kr.Tokens), i, i+1)
+	if err := kr.Save(); err != nil {
+		kr.Tokens = old
+		return err
+	}
+	return nil
+}
+
+// ReadTokens reads the token list of the keyring file as it is now on disk
+// (a CLI may have changed it since Open), with the master key kr was
+// opened with. kr itself is not changed, so it is safe to call while other
+// goroutines use kr.
+func (kr *Keyring) ReadTokens() ([]Token, error) {
+	b, err := os.ReadFile(kr.path)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: read: %w", err)
+	}
+	cur, sealed, err := decode(b, kr.mk)
+	if err != nil {
+		return nil, err
+	}
+	if !sealed {
+		return nil, fmt.Errorf("%w: %s is not sealed", ErrFormat, FileName)
+	}
+	return cur.Tokens, nil
+}
+
+// Path is the keyring file's path.
+func (kr *Keyring) Path() string { return kr.path }
 
 // CheckAdminToken reports, in constant time, whether tok is an admin token.
 func (kr *Keyring) CheckAdminToken(tok string) bool {
@@ -482,18 +596,15 @@ func (kr *Keyring) ResetAdminToken() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	next := 0
+	id := kr.nextTokenID()
 	kept := kr.Tokens[:0:0]
 	for _, t := range kr.Tokens {
-		if n, err := strconv.Atoi(strings.TrimPrefix(t.ID, "t")); err == nil && n > next {
-			next = n
-		}
 		if t.Role != RoleAdmin {
 			kept = append(kept, t)
 		}
 	}
 	old := kr.Tokens
-	kr.Tokens = append(kept, Token{ID: "t" + strconv.Itoa(next+1), Role: RoleAdmin, Hash: hashToken(tok), Created: time.Now().UTC()})
+	kr.Tokens = append(kept, Token{ID: id, Role: RoleAdmin, Hash: hashToken(tok), Created: time.Now().UTC()})
 	if err := kr.Save(); err != nil {
 		kr.Tokens = old
 		return "", err

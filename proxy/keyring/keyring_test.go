@@ -408,3 +408,72 @@ func BenchmarkCheckToken(b *testing.B) {
 		})
 	}
 }
+
+func TestCreateListRevokeTokens(t *testing.T) {
+	dir, mk := t.TempDir(), newMK(t)
+	kr, op := open(t, dir, mk)
+	// A second handle, as a running server holds while a CLI changes the file.
+	server, _ := open(t, dir, mk)
+
+	mtok, mt, err := kr.CreateToken(RoleMarketer, "Marketing team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dtok, dt, err := kr.CreateToken(RoleDPO, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt.ID != "t2" || dt.ID != "t3" || mt.Name != "Marketing team" || !strings.HasPrefix(mtok, "vigie_") || mtok == dtok {
+		t.Fatalf("created %+v %+v", mt, dt)
+	}
+	tokens, err := server.ReadTokens()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := MatchToken(tokens, mtok); !ok || got.Role != RoleMarketer {
+		t.Fatalf("the file does not hold the new token: %+v %v", got, ok)
+	}
+	if _, ok := server.CheckToken(mtok); ok {
+		t.Fatal("ReadTokens changed the keyring it was called on")
+	}
+	if err := kr.RevokeToken(mt.ID); err != nil {
+		t.Fatal(err)
+	}
+	tokens, _ = server.ReadTokens()
+	if _, ok := MatchToken(tokens, mtok); ok {
+		t.Fatal("revoked token still in the file")
+	}
+	if _, ok := MatchToken(tokens, dtok); !ok {
+		t.Fatal("revoking one token removed another")
+	}
+	assertNoSecretIn(t, dir, kr)
+	for _, tc := range []struct {
+		name string
+		err  error
+		do   func() error
+	}{
+		{"unknown role", ErrUnknownRole, func() error { _, _, err := kr.CreateToken("root", ""); return err }},
+		{"name with a newline", ErrBadTokenName, func() error { _, _, err := kr.CreateToken(RoleDPO, "a\nb"); return err }},
+		{"name too long", ErrBadTokenName, func() error { _, _, err := kr.CreateToken(RoleDPO, strings.Repeat("x", 65)); return err }},
+		{"unknown id", ErrUnknownToken, func() error { return kr.RevokeToken("t99") }},
+		{"last admin", ErrLastAdmin, func() error { return kr.RevokeToken("t1") }},
+	} {
+		if err := tc.do(); !errors.Is(err, tc.err) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	if !kr.CheckAdminToken(op.AdminToken) {
+		t.Fatal("the admin token stopped working")
+	}
+	// With a second admin token, the first can go.
+	if _, _, err := kr.CreateToken(RoleAdmin, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.RevokeToken("t1"); err != nil {
+		t.Fatal(err)
+	}
+	re, _ := open(t, dir, mk)
+	if re.CheckAdminToken(op.AdminToken) || len(re.Tokens) != 2 {
+		t.Fatalf("after revoking t1: %+v", re.Tokens)
+	}
+}

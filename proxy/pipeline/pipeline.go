@@ -108,8 +108,12 @@ func (s *Site) ID() string { return s.id }
 // Policy is the site's consent policy.
 func (s *Site) Policy() consent.Policy { return s.policy }
 
+// KeyID is the id of the key the site's pseudonyms are made with now.
+func (s *Site) KeyID() string { return s.pseudo.KeyID() }
+
 // Pipeline processes hits. It is safe for concurrent use.
 type Pipeline struct {
+	keys      []pseudonymize.Key
 	sites     map[string]*Site
 	retention map[string]time.Duration
 	storeBots bool
@@ -122,30 +126,41 @@ func New(cfg Config) (*Pipeline, error) {
 	if len(cfg.Keys) == 0 {
 		return nil, fmt.Errorf("pipeline: no pseudonymization key")
 	}
-	p := &Pipeline{sites: map[string]*Site{}, retention: cfg.Retention, storeBots: cfg.StoreBots, blind: cfg.Blind, geo: cfg.GeoIP}
+	p := &Pipeline{keys: cfg.Keys, sites: map[string]*Site{}, retention: cfg.Retention, storeBots: cfg.StoreBots, blind: cfg.Blind, geo: cfg.GeoIP}
 	for _, sc := range cfg.Sites {
-		ps, err := pseudonymize.New(pseudonymize.Config{
-			Keys:           cfg.Keys,
-			AllowParams:    sc.AllowParams,
-			ClickIDParams:  sc.ClickIDParams,
-			ExportClickIDs: sc.ExportClickIDs,
-			PIIKeys:        sc.PIIKeys,
-		})
+		st, err := p.NewSite(sc)
 		if err != nil {
-			return nil, fmt.Errorf("pipeline: site %s: %w", sc.ID, err)
+			return nil, err
 		}
-		rules, err := pseudonymize.CompilePathPatterns(sc.IDPathPatterns)
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: site %s: id path patterns: %w", sc.ID, err)
-		}
-		gran := sc.TimeGranularity
-		if gran <= 0 {
-			gran = DefaultTimeGranularity
-		}
-		p.sites[sc.ID] = &Site{id: sc.ID, policy: sc.Policy, pseudo: ps, rotation: sc.Rotation,
-			cnil: sc.CNILExempt, gran: gran, region: sc.Region, idRules: rules}
+		p.sites[sc.ID] = st
 	}
 	return p, nil
+}
+
+// NewSite builds a site that was not in Config.Sites (one added while the
+// server runs), with the pipeline's keys. The pipeline does not keep it:
+// Site does not find it, the caller holds it.
+func (p *Pipeline) NewSite(sc SiteConfig) (*Site, error) {
+	ps, err := pseudonymize.New(pseudonymize.Config{
+		Keys:           p.keys,
+		AllowParams:    sc.AllowParams,
+		ClickIDParams:  sc.ClickIDParams,
+		ExportClickIDs: sc.ExportClickIDs,
+		PIIKeys:        sc.PIIKeys,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: site %s: %w", sc.ID, err)
+	}
+	rules, err := pseudonymize.CompilePathPatterns(sc.IDPathPatterns)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: site %s: id path patterns: %w", sc.ID, err)
+	}
+	gran := sc.TimeGranularity
+	if gran <= 0 {
+		gran = DefaultTimeGranularity
+	}
+	return &Site{id: sc.ID, policy: sc.Policy, pseudo: ps, rotation: sc.Rotation,
+		cnil: sc.CNILExempt, gran: gran, region: sc.Region, idRules: rules}, nil
 }
 
 // Site returns the configured site with id.
@@ -233,7 +248,15 @@ type Result struct {
 	Record   storage.Record
 	// Count is the counter an anonymous e-mail hit adds to (Counted).
 	Count storage.EmailCount
+
+	// signals are the consent signals Decide saw (Signals).
+	signals []consent.Signal
 }
+
+// Signals returns the consent signals the decision was made from, in the
+// order they were read (request, payload, consent manager, ledger). The
+// slice is shared: do not modify it.
+func (r *Result) Signals() []consent.Signal { return r.signals }
 
 // Process decides, pseudonymizes and encodes one message.
 func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
@@ -296,6 +319,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		d = d.Limit(s.policy, consent.ExemptPurposes())
 	}
 	res.Decision = d
+	res.signals = signals
 	// An objection or restriction beats what the event says; Decision
 	// stays the subject's choice, for the ledger.
 	d = s.limit(r, res.Subject, d)

@@ -214,7 +214,7 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, tok)
 		return nil
 	}
-	fmt.Fprintf(stdout, "\nNew Vigie admin token (shown once; the old one no longer works once vigie restarts):\n\n    %s\n\n", tok)
+	fmt.Fprintf(stdout, "\nNew Vigie admin token (shown once; a running Vigie stops accepting the old one within a second):\n\n    %s\n\n", tok)
 	return nil
 }
 

@@ -21,6 +21,8 @@ Commands:
   keys master new              make a master key
   keys rewrap                  re-seal the keyring under a new master key
   admin token reset            replace the admin token
+  tokens create|list|revoke    API tokens with roles (admin, marketer, dpo) for the console and the admin API
+  sites add ID                 add a site, stored next to the configuration file's
   email rewrite                add the open pixel and wrap the links of a campaign's HTML
   email tokens                 make per-recipient values for an e-mail service's merge fields
   bench                        load-test a temporary instance

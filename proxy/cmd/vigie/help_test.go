@@ -54,6 +54,12 @@ func TestHelpStartsNothing(t *testing.T) {
 		{[]string{"email", "rewrite", "--help"}, "-merge-tag"},
 		{[]string{"help", "email", "tokens"}, "-expires-in"},
 		{[]string{"bench", "--help"}, "-events-per-batch"},
+		{[]string{"tokens", "--help"}, "vigie tokens revoke ID"},
+		{[]string{"tokens", "create", "--help"}, "-role"},
+		{[]string{"tokens", "revoke", "--help"}, "revoke ID"},
+		{[]string{"help", "tokens", "list"}, "tokens list"},
+		{[]string{"sites", "--help"}, "vigie sites add ID"},
+		{[]string{"sites", "add", "--help"}, "-origin"},
 	} {
 		name := strings.Join(c.args, " ")
 		t.Run(name, func(t *testing.T) {
@@ -114,8 +120,7 @@ func TestUnknownCommandStartsNothing(t *testing.T) {
 }
 
 // TestReadyPrintsURLsAndSecondVigieRefused: once ready, vigie prints the
-// console's and the demo's URLs, / leads to the demo (until the console
-// exists), and a second vigie on the same data directory says the first
+// console's and the demo's URLs, / leads to the console, and a second vigie on the same data directory says the first
 // one has it, with its pid, and exits.
 func TestReadyPrintsURLsAndSecondVigieRefused(t *testing.T) {
 	t.Chdir(t.TempDir())
@@ -137,8 +142,8 @@ func TestReadyPrintsURLsAndSecondVigieRefused(t *testing.T) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}
 	}
-	if home != "302 Found /demo/" {
-		t.Errorf("GET /: %s, want a redirect to /demo/", home)
+	if home != "302 Found /console/" {
+		t.Errorf("GET /: %s, want a redirect to /console/", home)
 	}
 	want := "Vigie is already running with this data directory (pid " + strconv.Itoa(os.Getpid()) + ")"
 	if second == nil || !strings.Contains(second.Error(), want) {

@@ -6,6 +6,8 @@
 //	vigie keys master new [--out FILE]                       make a master key
 //	vigie keys rewrap --new-key-file FILE|-                  re-seal the keyring under a new master key
 //	vigie admin token reset [--print]                        make a new admin token
+//	vigie tokens create --role R [--name N] | list | revoke ID  API tokens with roles
+//	vigie sites add ID [--origin O]...                       add a site (stored next to the YAML ones)
 //	vigie check [--config FILE]                              check the configuration and key custody
 //	vigie email rewrite ... < campaign.html                  add the open pixel, wrap the links
 //	vigie email tokens [--site ID] < recipients.csv          per-recipient values for an ESP's merge fields
@@ -109,6 +111,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return keysCmd(ctx, args[1:], stdout, stderr)
 		case "admin":
 			return adminCmd(ctx, args[1:], stdout, stderr)
+		case "tokens":
+			return tokensCmd(ctx, args[1:], stdout, stderr)
+		case "sites":
+			return sitesCmd(ctx, args[1:], stdout, stderr)
 		case "check":
 			return checkCmd(ctx, args[1:], stdout, stderr)
 		case "bench":
@@ -184,7 +190,7 @@ func printReady(stdout io.Writer, srv *proxy.Server, cfg config.Config) {
 		fmt.Fprintf(stdout, "  Demo:     %s  (a shop whose hits go to this Vigie)\n", srv.URL(cfg.DemoPath))
 	}
 	if wk := firstWriteKey(cfg); wk != "" {
-		fmt.Fprintf(stdout, "  Send events with write key %q; list them with the admin API (README.md, \"Send an event\").\n", wk)
+		fmt.Fprintf(stdout, "  Send events with write key %q; see them in the console (sign in with your token).\n", wk)
 	}
 }
 

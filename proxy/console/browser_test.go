@@ -1,0 +1,318 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/vigie-dev/vigie/proxy/access"
+	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/proxytest"
+)
+
+// chromium returns the browser to drive: $VIGIE_CHROMIUM, or Debian's
+// chromium. Without one the test is skipped locally and fails in CI.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("VIGIE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if p == "" {
+			continue
+		}
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed (.ci/run installs Debian's chromium)")
+	}
+	t.Skip("chromium not installed; apt-get install chromium to run the browser tests")
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	ctx, cancel3 := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancel3)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshots is where the screenshots go: $VIGIE_SCREENSHOTS_DIR (CI
+// keeps it as an artifact), else a temp dir.
+func screenshots(t *testing.T) string {
+	dir := os.Getenv("VIGIE_SCREENSHOTS_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// screen is a viewport and theme a page is shown in.
+type screen struct {
+	name          string
+	width, height int64
+	mobile        bool
+	theme         string
+}
+
+var screens = []screen{
+	{"desktop-light", 1280, 800, false, "light"},
+	{"desktop-dark", 1280, 800, false, "dark"},
+	{"phone-light", 390, 844, true, "light"},
+	{"phone-dark", 390, 844, true, "dark"},
+}
+
+// show sets the viewport and theme.
+func show(t *testing.T, ctx context.Context, s screen) {
+	t.Helper()
+	opts := []chromedp.EmulateViewportOption{}
+	if s.mobile {
+		opts = append(opts, chromedp.EmulateMobile)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(s.width, s.height, opts...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: s.theme}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shoot writes a screenshot of the viewport to dir/name.png.
+func shoot(t *testing.T, ctx context.Context, dir, name string) []byte {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return png
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(sel))
+	if err != nil {
+		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// post sends an event to in with write key demo.
+func post(t *testing.T, in *proxytest.Instance, path, body string, hdr http.Header) {
+	t.Helper()
+	r, _ := http.NewRequest("POST", "/", nil)
+	r.SetBasicAuth("demo", "")
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	hdr.Set("Authorization", r.Header.Get("Authorization"))
+	if code, b := in.Do("POST", path, []byte(body), hdr); code != 200 {
+		t.Fatalf("POST %s: %d %s", path, code, b)
+	}
+}
+
+// browserSignIn signs in through the sign-in page, as a person would.
+func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, tok string) {
+	t.Helper()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(in.URL+"/"),
+		chromedp.WaitVisible("#token"),
+		chromedp.SendKeys("#token", tok),
+		chromedp.Submit("#token"),
+		chromedp.WaitVisible("nav.main"),
+	); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+}
+
+// TestConsoleInChromium: a newcomer signs in with the admin token, sees
+// the first-run page wait for the first event and then show it; with data
+// from a seeded run (events through the API, the segments plugin running)
+// every page renders, in light and dark themes, on a desktop and a phone
+// (no sideways scrolling), and a screenshot of each is written; a
+// marketer signed in sees aggregates only and a friendly page where a
+// person's data would be.
+func TestConsoleInChromium(t *testing.T) {
+	// The default plugins (geoip, segments with the demo segments), as
+	// real processes.
+	in := proxytest.Start(t, func(c *config.Config) { c.Plugins = config.DefaultPlugins() })
+	ctx := browser(t)
+	dir := screenshots(t)
+
+	// Sign-in: / leads there, with a link to the demo.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/"), chromedp.WaitVisible("#demo-link")); err != nil {
+		t.Fatal(err)
+	}
+	shoot(t, ctx, dir, "signin-desktop-light")
+	if err := chromedp.Do(ctx, chromedp.SendKeys("#token", "vigie_not-the-token-0123456789"),
+		chromedp.Submit("#token"), chromedp.WaitVisible("#signin-error")); err != nil {
+		t.Fatal(err)
+	}
+	browserSignIn(t, ctx, in, in.AdminToken())
+
+	// First run: no event yet, the snippets with the site's write key and
+	// the wait; then the first event appears by itself.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible("#waiting")); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#first-run"); !strings.Contains(got, "Waiting for your first event") || !strings.Contains(got, `data-write-key="demo"`) ||
+		!strings.Contains(got, "/v1/p.gif?k=demo") || !strings.Contains(got, "curl -u 'demo:'") {
+		t.Fatalf("first-run panel:\n%s", got)
+	}
+	shoot(t, ctx, dir, "first-run-desktop-light")
+	post(t, in, "/v1/page", `{"anonymousId":"visitor-1","name":"Home","context":{"page":{"path":"/","url":"https://shop.example/"},"consent":{"analytics":true}}}`, nil)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible("#got-first")); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#got-first"); !strings.Contains(got, "page") || !strings.Contains(got, "pseudonymous") || !strings.Contains(got, "explicit grant") {
+		t.Fatalf("first event: %q", got)
+	}
+	shoot(t, ctx, dir, "first-event-desktop-light")
+
+	// A seeded run: pricing pages with profiling consent (a segment
+	// entry), an anonymous visit, GPC, scrubbed personal data, a bot, a
+	// foreign origin, an unknown write key.
+	for range 3 {
+		post(t, in, "/v1/page", `{"userId":"user-42","name":"Pricing","context":{"page":{"path":"/pricing"},"consent":{"analytics":true,"personalization":true}}}`, nil)
+	}
+	post(t, in, "/v1/page", `{"anonymousId":"visitor-2","name":"Docs","context":{"page":{"path":"/docs"}}}`, nil)
+	post(t, in, "/v1/track", `{"userId":"user-43","event":"Newsletter","properties":{"note":"write to jane.doe@example.com"},"context":{"consent":{"analytics":true,"marketing":true}}}`, http.Header{"Sec-Gpc": {"1"}})
+	if code, _ := in.Do("GET", "/v1/p.gif?k=demo&url=https://shop.example/", nil, http.Header{"User-Agent": {"curl/8.5"}}); code != 200 {
+		t.Fatal("pixel")
+	}
+	if code, _ := in.Do("POST", "/v1/track", []byte(`{"event":"x","anonymousId":"a","writeKey":"demo"}`), http.Header{"Origin": {"https://evil.example"}}); code != http.StatusForbidden {
+		t.Fatal("foreign origin accepted")
+	}
+	in.Post("/v1/track", "no-such-key", `{"event":"x","anonymousId":"a"}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, b := in.Admin("/admin/v1/segments?site=demo")
+		var sv struct {
+			Segments []struct {
+				Name string
+				Size int64
+			}
+		}
+		_ = json.Unmarshal(b, &sv)
+		entered := false
+		for _, s := range sv.Segments {
+			entered = entered || (s.Name == "pricing-interest" && s.Size == 1)
+		}
+		if entered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no segment entry: %s\n%s", b, in.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Every page, with what it must show.
+	pages := []struct {
+		name, path, sel string
+		want            []string
+	}{
+		{"overview", "/console/overview?site=demo", "#coming", []string{"coming with the rollups"}},
+		{"live", "/console/live?site=demo", "#live", []string{"pseudonymous", "anonymous", "explicit grant", "gpc", "denied marketing", "email ×1", "bot", "rejected", "origin", "write_key", "key k1"}},
+		{"segments", "/console/segments?site=demo", "#segments", []string{"pricing-interest", `profile.count("page", "/pricing*", "7d") >= 3`, "hot-lead"}},
+		{"members", "/console/segments/pricing-interest/members?site=demo", "#members", nil},
+		{"plugins", "/console/plugins?site=demo", "#plugins", []string{"segments", "geoip", "running"}},
+		{"email", "/console/email?site=demo", "#coming", []string{"e-mail rollups"}},
+		{"destinations", "/console/destinations?site=demo", "#coming", []string{"CRM sync"}},
+		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)"}},
+		{"sites", "/console/sites?site=demo", "#add-site", []string{"demo", "configuration file"}},
+		{"site", "/console/sites/demo?site=demo", "#first-run", []string{`data-write-key="demo"`}},
+	}
+	var readme []byte
+	for _, p := range pages {
+		for _, s := range screens {
+			show(t, ctx, s)
+			if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+p.path), chromedp.WaitVisible(p.sel)); err != nil {
+				t.Fatalf("%s (%s): %v", p.name, s.name, err)
+			}
+			if s.name == "desktop-light" {
+				body := text(t, ctx, "main")
+				for _, w := range p.want {
+					if !strings.Contains(body, w) {
+						t.Errorf("%s lacks %q:\n%s", p.name, w, body)
+					}
+				}
+			}
+			if s.mobile {
+				wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
+				if err != nil || wide {
+					t.Errorf("%s scrolls sideways on a phone (%v)", p.name, err)
+				}
+			}
+			png := shoot(t, ctx, dir, p.name+"-"+s.name)
+			if p.name == "live" && s.name == "desktop-light" {
+				readme = png
+			}
+		}
+	}
+	// The segments page draws its chart with uPlot.
+	show(t, ctx, screens[0])
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/segments?site=demo"), chromedp.WaitVisible("#segments-chart .uplot canvas")); err != nil {
+		t.Fatalf("segments chart: %v", err)
+	}
+	if os.Getenv("VIGIE_UPDATE_SCREENSHOT") == "1" {
+		if len(readme) > 200_000 {
+			t.Fatalf("the README screenshot is %d bytes, more than 200 KB", len(readme))
+		}
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "console.png"), readme, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A marketer: aggregates, never a person's data.
+	mctx := browser(t)
+	browserSignIn(t, mctx, in, newToken(t, in, access.Marketer))
+	if err := chromedp.Do(mctx, chromedp.Navigate(in.URL+"/console/live?site=demo"), chromedp.WaitVisible("#live-summary")); err != nil {
+		t.Fatal(err)
+	}
+	if body := text(t, mctx, "main"); strings.Contains(body, "key k1") || !strings.Contains(body, "explicit grant") {
+		t.Errorf("marketer's live page:\n%s", body)
+	}
+	shoot(t, mctx, dir, "live-marketer-desktop-light")
+	if err := chromedp.Do(mctx, chromedp.Navigate(in.URL+"/console/segments/pricing-interest/members?site=demo"), chromedp.WaitVisible("#error-message")); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, mctx, "#error-message"); !strings.Contains(got, "not open to the marketer role") {
+		t.Errorf("marketer on the member list: %q", got)
+	}
+	shoot(t, mctx, dir, "members-marketer-desktop-light")
+	t.Logf("screenshots in %s", dir)
+}
