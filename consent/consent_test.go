@@ -259,6 +259,12 @@ func TestValidate(t *testing.T) {
 		{"case-duplicate categories", with(func(p *Policy) { p.Categories["ANALYTICS"] = []Purpose{Marketing} }), []error{ErrInvalidPolicy}},
 		{"empty category", with(func(p *Policy) { p.Categories[" "] = []Purpose{Analytics} }), []error{ErrInvalidPolicy}},
 		{"several problems", with(func(p *Policy) { p.Unconsented = 0; p.Categories["x"] = []Purpose{"y"} }), []error{ErrInvalidPolicy, ErrUnknownPurpose}},
+		{"sensitive by default", with(func(p *Policy) {
+			if err := Register(Sensitive); err != nil {
+				t.Fatal(err)
+			}
+			p.Defaults = NewSet(Necessary, Sensitive)
+		}), []error{ErrInvalidPolicy}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -339,5 +345,40 @@ func TestDefaultPurposes(t *testing.T) {
 	}
 	if NewSet(names...) != (Set{allBits()}) || len(names) != 4 {
 		t.Errorf("DefaultPurposes = %v, want the four built-ins", names)
+	}
+}
+
+// TestSensitivePurpose: the purpose "sensitive" is not built in (nor a
+// default one), and once registered a payload grants it explicitly, on
+// top of an identifying purpose, without making an event pseudonymous by
+// itself.
+func TestSensitivePurpose(t *testing.T) {
+	for _, pi := range DefaultPurposes() {
+		if pi.Name == Sensitive {
+			t.Fatal("sensitive is among the default purposes")
+		}
+	}
+	if err := Register(Sensitive); err != nil {
+		t.Fatal(err)
+	}
+	p := DefaultPolicy()
+	for _, tt := range []struct {
+		payload   string
+		outcome   Outcome
+		sensitive bool
+	}{
+		{`{"analytics":true,"sensitive":true}`, Pseudonymous, true},
+		{`{"analytics":true}`, Pseudonymous, false},
+		{`{"sensitive":true}`, Anonymous, true},
+		{`{"analytics":true,"sensitive":false}`, Pseudonymous, false},
+	} {
+		sigs, err := FromPayload([]byte(tt.payload), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := Decide(p, sigs...)
+		if d.Outcome != tt.outcome || d.Granted.Has(Sensitive) != tt.sensitive {
+			t.Errorf("%s: %v, want %v with sensitive %v", tt.payload, d, tt.outcome, tt.sensitive)
+		}
 	}
 }

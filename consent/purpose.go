@@ -26,6 +26,16 @@ const (
 	Marketing Purpose = "marketing"
 )
 
+// Sensitive is the dedicated purpose a site's require_consent action asks
+// for before it keeps an event in which special categories of data (GDPR
+// Art. 9) were detected with the visitor's identifiers: the explicit
+// consent of Art. 9(2)(a). It is not built in: the configuration registers
+// it when a site uses require_consent, it is never a default purpose
+// (Policy.Validate refuses it there), never identifying by itself, and it
+// is not listed among the purposes a visitor is shown unless the operator
+// lists it in the configuration's purposes.
+const Sensitive Purpose = "sensitive"
+
 // PurposeInfo describes a configured purpose (used for the register of
 // processing activities).
 type PurposeInfo struct {

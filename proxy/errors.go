@@ -5,3 +5,7 @@ import "errors"
 // ErrAlreadyRunning is returned by Start when another Vigie process holds
 // the data directory's lock; the error names its pid when known.
 var ErrAlreadyRunning = errors.New("Vigie is already running with this data directory")
+
+// ErrUnknownSite is returned for a site id the configuration does not
+// have.
+var ErrUnknownSite = errors.New("unknown site")

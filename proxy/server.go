@@ -75,6 +75,8 @@ type Server struct {
 	segmentDefs []segments.SegmentInfo
 	email       *email.Handler
 	emailSigner *email.Signer
+	// sensitive counts special-category detections (sensitive_data.go).
+	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).
 	auditor    privacy.StoreAuditor
 	prefs      *privacy.Preferences
@@ -218,9 +220,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		sens, err := sc.SensitivePolicy()
+		if err != nil {
+			return err
+		}
 		pc.Sites = append(pc.Sites, pipeline.SiteConfig{
 			ID: sc.ID, Policy: pol,
 			AllowParams: sc.AllowParams, ClickIDParams: sc.ClickIDParams, PIIKeys: sc.PIIKeys,
+			Sensitive: &sens,
 		})
 	}
 	if s.pipe, err = pipeline.New(pc); err != nil {
@@ -266,6 +273,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 
 	s.metrics = newMetrics()
+	s.startSensitive(pctx)
 	if err := s.startEmail(); err != nil {
 		return err
 	}

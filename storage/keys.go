@@ -40,6 +40,11 @@ import (
 //	pr/<id>                               JSON privacy request          none (PurgeExpired:
 //	                                      (proxy/privacy)               Retention.Requests after
 //	                                                                    completed_at)
+//	sd/<site>\x00<day ms><category>\x00<layer>
+//	                                      JSON sensitive-data detection
+//	                                      counts and examples           the caller's TTL after
+//	                                                                    the day (anonymous
+//	                                                                    retention)
 //
 // What has no TTL is either bounded by PurgeExpired or kept on purpose; the
 // table prefixLifetimes in purge.go says which, for every prefix.
@@ -378,4 +383,49 @@ func parseAuditKey(key []byte) (ms, seq uint64, ok bool) {
 		return 0, 0, false
 	}
 	return binary.BigEndian.Uint64(rest), binary.BigEndian.Uint64(rest[timeLen:]), true
+}
+
+// prefixSensitive holds the sensitive-data detection counts (sensitive.go):
+// sd/<site>\x00<day><category>\x00<layer> → JSON, where <day> is the UTC
+// day's midnight as 8-byte big-endian unix milliseconds, so one site's
+// days sort in order.
+const prefixSensitive = "sd/"
+
+// sensitiveKey returns sd/<site>\x00<day><category>\x00<layer>.
+func sensitiveKey(site string, dayMs uint64, category, layer string) []byte {
+	k := make([]byte, 0, len(prefixSensitive)+len(site)+1+timeLen+len(category)+1+len(layer))
+	k = append(k, prefixSensitive...)
+	k = append(k, site...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, dayMs)
+	k = append(k, category...)
+	k = append(k, 0)
+	return append(k, layer...)
+}
+
+// sensitiveSitePrefix returns sd/<site>\x00, or sd/ for every site.
+func sensitiveSitePrefix(site string) []byte {
+	if site == "" {
+		return []byte(prefixSensitive)
+	}
+	return append(append([]byte(prefixSensitive), site...), 0)
+}
+
+// parseSensitiveKey splits a sd/ key.
+func parseSensitiveKey(key []byte) (site string, dayMs uint64, category, layer string, ok bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixSensitive))
+	if !ok {
+		return "", 0, "", "", false
+	}
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 || len(rest)-i-1 < timeLen {
+		return "", 0, "", "", false
+	}
+	site, rest = string(rest[:i]), rest[i+1:]
+	dayMs, rest = binary.BigEndian.Uint64(rest), rest[timeLen:]
+	j := bytes.IndexByte(rest, 0)
+	if j < 0 {
+		return "", 0, "", "", false
+	}
+	return site, dayMs, string(rest[:j]), string(rest[j+1:]), true
 }

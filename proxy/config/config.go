@@ -400,6 +400,10 @@ type Site struct {
 	// stored even if its user agent is a bot's (headless browsers, curl),
 	// marked as a bot in its device. Default none.
 	TestToken Secret `yaml:"test_token"`
+	// Sensitive is the handling of special categories of data (Art. 9):
+	// actions per category, sensitive_paths, layers (sensitive.go).
+	// Default: detected everywhere, kept anonymous.
+	Sensitive SiteSensitive `yaml:"sensitive"`
 }
 
 // TestHeader is the request header carrying a site's TestToken.
@@ -713,6 +717,8 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("purposes[%d]", i), "%v", err)
 		}
 	}
+	// Before the sites' consent policies, which may name it.
+	errs = append(errs, c.validateSensitive()...)
 	seenSite, seenKey := map[string]bool{}, map[string]string{}
 	for i, s := range c.Sites {
 		f := fmt.Sprintf("sites[%d]", i)

@@ -22,6 +22,7 @@ import (
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
+	"github.com/vigie-dev/vigie/proxy/sensitive"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -38,6 +39,9 @@ type SiteConfig struct {
 	// AllowParams, ClickIDParams and PIIKeys tune scrubbing; empty means
 	// the pseudonymize package's defaults.
 	AllowParams, ClickIDParams, PIIKeys []string
+	// Sensitive is its handling of special categories of data (see
+	// sensitive.go); nil means sensitive.DefaultPolicy().
+	Sensitive *sensitive.Policy
 }
 
 // Config configures a Pipeline.
@@ -57,6 +61,7 @@ type Site struct {
 	id     string
 	policy consent.Policy
 	pseudo *pseudonymize.Pseudonymizer
+	sens   *sensitive.Detector
 }
 
 // ID is the site's id.
@@ -88,7 +93,11 @@ func New(cfg Config) (*Pipeline, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: site %s: %w", sc.ID, err)
 		}
-		p.sites[sc.ID] = &Site{id: sc.ID, policy: sc.Policy, pseudo: ps}
+		sens, err := newDetector(sc.Sensitive)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: site %s: %w", sc.ID, err)
+		}
+		p.sites[sc.ID] = &Site{id: sc.ID, policy: sc.Policy, pseudo: ps, sens: sens}
 	}
 	return p, nil
 }
@@ -150,6 +159,9 @@ const (
 	Dropped
 	// Bot means the hit came from a bot and bots are not stored.
 	Bot
+	// DroppedSensitive means a special category of data was detected
+	// whose action is drop_event (Result.Sensitive says which).
+	DroppedSensitive
 )
 
 // Result is Process's answer.
@@ -169,7 +181,9 @@ type Result struct {
 	// Scrubbed counts, by class, what the scrubbers removed from the
 	// stored event (never the values).
 	Scrubbed pseudonymize.Counts
-	Record   storage.Record
+	// Sensitive are the special categories of data detected (sensitive.go).
+	Sensitive sensitive.Findings
+	Record    storage.Record
 }
 
 // Process decides, pseudonymizes and encodes one message.
@@ -242,6 +256,14 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		res.Outcome = Bot
 		return res
 	}
+	// Special categories of data: the site's action may drop the event,
+	// keep it anonymous (d; Decision stays the visitor's choice, for the
+	// ledger) or drop what matched (m is then a copy).
+	var drop bool
+	if m, d, drop = s.sensitive(m, d, &res); drop {
+		res.Outcome = DroppedSensitive
+		return res
+	}
 	ip := m.Context.IP
 	if ip == "" {
 		ip = r.RemoteIP
@@ -312,6 +334,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	if m.MessageID != "" {
 		res.Record.Dedup = []byte(s.pseudo.ID(s.id, pseudonymize.MessageID, m.MessageID))
 	}
+	markSensitive(ev, &res.Sensitive)
 	p.finish(&res, s, ev, d)
 	return res
 }
@@ -344,6 +367,9 @@ func (p *Pipeline) ttl(d consent.Decision) time.Duration {
 	}
 	var ttl time.Duration
 	for _, name := range d.Granted.Names() {
+		if name == string(consent.Sensitive) {
+			continue // a condition on the other purposes, with no retention of its own
+		}
 		r, ok := p.retention[name]
 		if !ok || r == 0 {
 			return 0
@@ -364,12 +390,7 @@ func library(m *collect.Message, sc *pseudonymize.Counts) string {
 // page builds the scrubbed page context: anonymous events keep the path and
 // the referrer's host only.
 func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bool, sc *pseudonymize.Counts) (*vigiev1.Page, pseudonymize.Campaign) {
-	cp := m.Context.Page
-	noPage := func(p collect.Page) bool { return p.URL == "" && p.Path == "" && p.Referrer == "" }
-	if noPage(cp) && m.Type == "page" {
-		// Server-side SDKs put the page in the properties.
-		cp = pageFromProperties(m.Properties)
-	}
+	cp, _ := pageContext(m)
 	if noPage(cp) {
 		return nil, pseudonymize.Campaign{}
 	}
