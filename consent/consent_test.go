@@ -259,12 +259,6 @@ func TestValidate(t *testing.T) {
 		{"case-duplicate categories", with(func(p *Policy) { p.Categories["ANALYTICS"] = []Purpose{Marketing} }), []error{ErrInvalidPolicy}},
 		{"empty category", with(func(p *Policy) { p.Categories[" "] = []Purpose{Analytics} }), []error{ErrInvalidPolicy}},
 		{"several problems", with(func(p *Policy) { p.Unconsented = 0; p.Categories["x"] = []Purpose{"y"} }), []error{ErrInvalidPolicy, ErrUnknownPurpose}},
-		{"sensitive by default", with(func(p *Policy) {
-			if err := Register(Sensitive); err != nil {
-				t.Fatal(err)
-			}
-			p.Defaults = NewSet(Necessary, Sensitive)
-		}), []error{ErrInvalidPolicy}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -349,7 +343,7 @@ func TestDefaultPurposes(t *testing.T) {
 }
 
 // TestSensitivePurpose: the purpose "sensitive" is not built in (nor a
-// default one), and once registered a payload grants it explicitly, on
+// default one), can never be a default purpose, and once registered a payload grants it explicitly, on
 // top of an identifying purpose, without making an event pseudonymous by
 // itself.
 func TestSensitivePurpose(t *testing.T) {
@@ -362,6 +356,11 @@ func TestSensitivePurpose(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := DefaultPolicy()
+	bad := DefaultPolicy()
+	bad.Defaults = NewSet(Necessary, Sensitive)
+	if err := bad.Validate(); !errors.Is(err, ErrInvalidPolicy) {
+		t.Errorf("sensitive as a default purpose: %v", err)
+	}
 	for _, tt := range []struct {
 		payload   string
 		outcome   Outcome
@@ -379,6 +378,13 @@ func TestSensitivePurpose(t *testing.T) {
 		d := Decide(p, sigs...)
 		if d.Outcome != tt.outcome || d.Granted.Has(Sensitive) != tt.sensitive {
 			t.Errorf("%s: %v, want %v with sensitive %v", tt.payload, d, tt.outcome, tt.sensitive)
+		}
+	}
+	// A blanket grant is not the explicit consent special categories need.
+	for v, want := range map[string]bool{"all": false, "1": false, "1,sensitive": true, "analytics,sensitive:1": true} {
+		sig, err := FromPixel(v)
+		if err != nil || sig.Granted.Has(Sensitive) != want {
+			t.Errorf("FromPixel(%q) = %v, %v: sensitive granted should be %v", v, sig, err, want)
 		}
 	}
 }

@@ -157,6 +157,15 @@ func allBits() uint64 {
 	return 1<<n - 1
 }
 
+// explicitOnlyBits are the purposes blanket tokens ("all", "none") leave
+// alone: Sensitive, whose consent must name it (Art. 9(2)(a)).
+func explicitOnlyBits() uint64 {
+	if i := index(string(Sensitive), false); i >= 0 {
+		return 1 << i
+	}
+	return 0
+}
+
 // Set is a small immutable set of registered purposes: a bitset over the
 // process-wide registry. The zero value is the empty set; sets are
 // comparable with ==, and operations on them never allocate (except Names
