@@ -187,7 +187,7 @@ func ParseLayer(s string) (Layer, error) {
 			return Layer(i), nil
 		}
 	}
-	return 0, fmt.Errorf("unknown layer %q (one of %s)", s, strings.Join(layerNames[:], ", "))
+	return 0, fmt.Errorf("%w: %q (one of %s)", ErrUnknownLayer, s, strings.Join(layerNames[:], ", "))
 }
 
 // AllLayers lists every layer in order.

@@ -2,6 +2,7 @@ package sensitive
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -474,8 +475,16 @@ func TestNames(t *testing.T) {
 			t.Errorf("%d: %v %v", c, got, err)
 		}
 	}
-	if _, err := ParseCategory("healthy"); err == nil {
-		t.Error("healthy parsed")
+	if _, err := ParseCategory("healthy"); !errors.Is(err, ErrUnknownCategory) {
+		t.Errorf("healthy: %v", err)
+	}
+	for _, l := range AllLayers() {
+		if got, err := ParseLayer(l.String()); err != nil || got != l {
+			t.Errorf("%v: %v", l, err)
+		}
+	}
+	if _, err := ParseLayer("titles"); !errors.Is(err, ErrUnknownLayer) {
+		t.Errorf("titles: %v", err)
 	}
 	for _, a := range []Action{Anonymous, DropField, DropEvent, RequireConsent} {
 		if got, err := ParseAction(a.String()); err != nil || got != a {
