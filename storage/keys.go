@@ -385,16 +385,17 @@ func parseAuditKey(key []byte) (ms, seq uint64, ok bool) {
 	return binary.BigEndian.Uint64(rest), binary.BigEndian.Uint64(rest[timeLen:]), true
 }
 
-// prefixSensitive holds the sensitive-data detection counts (sensitive.go):
+// prefixDetected holds the sensitive-data detection counts (sensitive.go;
+// "sd/": sensitive detections):
 // sd/<site>\x00<day><category>\x00<layer> → JSON, where <day> is the UTC
 // day's midnight as 8-byte big-endian unix milliseconds, so one site's
 // days sort in order.
-const prefixSensitive = "sd/"
+const prefixDetected = "sd/"
 
 // sensitiveKey returns sd/<site>\x00<day><category>\x00<layer>.
 func sensitiveKey(site string, dayMs uint64, category, layer string) []byte {
-	k := make([]byte, 0, len(prefixSensitive)+len(site)+1+timeLen+len(category)+1+len(layer))
-	k = append(k, prefixSensitive...)
+	k := make([]byte, 0, len(prefixDetected)+len(site)+1+timeLen+len(category)+1+len(layer))
+	k = append(k, prefixDetected...)
 	k = append(k, site...)
 	k = append(k, 0)
 	k = binary.BigEndian.AppendUint64(k, dayMs)
@@ -406,14 +407,14 @@ func sensitiveKey(site string, dayMs uint64, category, layer string) []byte {
 // sensitiveSitePrefix returns sd/<site>\x00, or sd/ for every site.
 func sensitiveSitePrefix(site string) []byte {
 	if site == "" {
-		return []byte(prefixSensitive)
+		return []byte(prefixDetected)
 	}
-	return append(append([]byte(prefixSensitive), site...), 0)
+	return append(append([]byte(prefixDetected), site...), 0)
 }
 
 // parseSensitiveKey splits a sd/ key.
 func parseSensitiveKey(key []byte) (site string, dayMs uint64, category, layer string, ok bool) {
-	rest, ok := bytes.CutPrefix(key, []byte(prefixSensitive))
+	rest, ok := bytes.CutPrefix(key, []byte(prefixDetected))
 	if !ok {
 		return "", 0, "", "", false
 	}
