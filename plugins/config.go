@@ -100,6 +100,12 @@ type Config struct {
 	// An error keeps the details from the plugin (the batch is retried,
 	// the call fails). Default none.
 	ContactAudit func(ctx context.Context, r ContactResolution) error
+	// Privacy receives each plugin's acknowledgement of each erasure
+	// (privacy.go). Default: none.
+	Privacy PrivacyAcker
+	// SyncHistoryTTL is how long the record of what a syncer was given
+	// about a subject is kept (the marketing retention). Default 395 days.
+	SyncHistoryTTL time.Duration
 	// Registerer receives the runtime's Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives the runtime's and the plugins' logs. Default
@@ -141,6 +147,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EmitTTL <= 0 {
 		c.EmitTTL = 395 * 24 * time.Hour
+	}
+	if c.SyncHistoryTTL <= 0 {
+		c.SyncHistoryTTL = 395 * 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

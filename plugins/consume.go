@@ -52,6 +52,8 @@ type consumer struct {
 	stage   int   // stageEnrich, stageSegment or stageSync
 	owner   *proc // waited for before fetching; nil for the enrich stage
 	handle  handler
+	// onDead, when set, is told of each message dead-lettered.
+	onDead func(ctx context.Context, m jetstream.Msg, cause error)
 
 	mu   sync.Mutex
 	cons jetstream.Consumer // replaced when recover declares it again
@@ -232,6 +234,9 @@ func (c *consumer) settleOne(ctx context.Context, m jetstream.Msg, err error) {
 			c.rt.recover(ctx, derr)
 			_ = m.NakWithDelay(c.rt.cfg.backoff(delivered))
 			return
+		}
+		if c.onDead != nil {
+			c.onDead(ctx, m, err)
 		}
 		_ = m.Ack()
 		return

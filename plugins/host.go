@@ -70,6 +70,10 @@ func (h *hostServices) ContactResolve(ctx context.Context, site, subject string)
 	if err := h.rt.auditContacts(ctx, h.p, "host", []*vigiev1.SyncItem{item}); err != nil {
 		return nil, err
 	}
+	rec := storage.SyncRecord{Plugin: h.p.spec.Name, Kind: "contact_resolve", Fields: contactFields(c), AtMs: time.Now().UnixMilli()}
+	if herr := h.rt.cfg.Store.AddSyncHistory(ctx, site, subject, rec, h.rt.cfg.SyncHistoryTTL); herr != nil {
+		h.rt.log.Warn("sync history not recorded", "plugin", h.p.spec.Name, "err", herr)
+	}
 	return c, nil
 }
 
@@ -146,6 +150,14 @@ func (rt *Runtime) contact(ctx context.Context, p *proc, site, subject string, g
 		granted = prof.Purposes
 	}
 	if !grantsAll(granted, m.Purposes) {
+		return nil, sdk.ErrNotFound
+	}
+	// An objection to one of the plugin's purposes, or a restriction,
+	// stops contact resolution whatever the events said.
+	if no, err := rt.restricted(ctx, site, subject, m.Purposes); err != nil || no {
+		if err != nil {
+			return nil, err
+		}
 		return nil, sdk.ErrNotFound
 	}
 	raw, err := rt.cfg.Store.VaultTraits(subject, site)

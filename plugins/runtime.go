@@ -228,9 +228,12 @@ func (rt *Runtime) serve(lctx context.Context, p *proc) {
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-segments", stream: streams.Segments, stage: stageSync,
 				filters: []string{streams.SegmentsPrefix + ">"}, owner: p, handle: rt.sync(p)},
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-privacy", stream: streams.Privacy, stage: stageSync,
-				filters: []string{streams.PrivacyPrefix + ">"}, owner: p, handle: rt.sync(p)},
+				filters: []string{streams.PrivacyPrefix + ">"}, owner: p, handle: rt.sync(p), onDead: rt.privacyDead(p)},
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: streams.Enriched, stage: stageSync,
 				filters: []string{streams.EnrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
+	} else {
+		// Every plugin hears of erasures; syncers through Sync above.
+		cs = append(cs, rt.privacyConsumer(p))
 	}
 	rt.startConsumers(lctx, p.spec.Name, cs...)
 }

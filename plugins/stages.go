@@ -335,6 +335,8 @@ func (rt *Runtime) sync(p *proc) handler {
 			itemErrs, err = c.SyncBatch(cctx, items)
 			return err
 		})
+		var erIdx []int
+		var erasures []*vigiev1.PrivacyEvent
 		for k, i := range idx {
 			switch {
 			case err != nil:
@@ -344,7 +346,15 @@ func (rt *Runtime) sync(p *proc) handler {
 			default:
 				p.processed.Add(1)
 				rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
+				rt.recordSync(ctx, p, items[k])
+				if pe := items[k].GetPrivacy(); pe.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+					erIdx, erasures = append(erIdx, i), append(erasures, pe)
+				}
 			}
+		}
+		// Erasures synced: the Forget hook, then the acknowledgement.
+		for k, ferr := range rt.forgetBatch(ctx, p, m, erasures) {
+			errs[erIdx[k]] = ferr
 		}
 		return errs
 	}
@@ -362,6 +372,9 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 			return nil, fmt.Errorf("%w: undecodable privacy event: %v", errPermanent, err)
 		}
 		if !matchAny(m.Filter.Sites, pe.GetSite()) {
+			if pe.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+				return nil, rt.ack(ctx, p, pe, AckSkipped, "site outside the plugin's filter")
+			}
 			return nil, nil
 		}
 		// Privacy events are always passed on, without contact details:

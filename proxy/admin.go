@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/proxy/apijson"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/privacy"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -155,10 +156,10 @@ func parseAdminTime(v string) (time.Time, bool) {
 	return t, err == nil
 }
 
-// eventAsJSON is ev as the admin API shows it (adminJSON): times as
+// eventAsJSON is ev as the admin API shows it (apijson.Marshal): times as
 // numbers, lower-case modes, properties and traits as the JSON objects
 // they are.
-func eventAsJSON(ev *vigiev1.Event) (json.RawMessage, error) { return adminJSON(ev) }
+func eventAsJSON(ev *vigiev1.Event) (json.RawMessage, error) { return apijson.Marshal(ev) }
 
 // handleAdminStats reports storage and pipeline counters.
 func (s *Server) handleAdminStats(w http.ResponseWriter, r *http.Request) {

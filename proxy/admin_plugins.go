@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/proxy/apijson"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
@@ -85,7 +86,7 @@ func (s *Server) handleAdminSegments(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
 	recent := make([]json.RawMessage, 0, len(changes))
 	for _, c := range changes {
-		if b, err := adminJSON(c); err == nil {
+		if b, err := apijson.Marshal(c); err == nil {
 			recent = append(recent, b)
 		}
 	}

@@ -72,6 +72,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
 	s.rightsRoutes(mux)
 	mux.Handle("GET /admin/v1/sensitive", s.admin(s.handleAdminSensitive))
+	s.privacyRoutes(mux)
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/collect"
+	"github.com/vigie-dev/vigie/proxy/ledger"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -95,13 +96,23 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 	recs = make([]storage.Record, 0, len(msgs))
 	keep, withdraw := false, false
 	for _, m := range msgs {
+		if s.privacy.Suppressed(st.cfg.ID, m) {
+			// Erased with suppression: dropped at the door, before anything
+			// is decided or stored.
+			s.metrics.rejected.WithLabelValues("suppressed").Inc()
+			continue
+		}
 		res := s.pipe.Process(st.pipe, m, req)
 		s.count(r, st, res)
 		if res.Outcome == pipeline.Stored {
 			recs = append(recs, res.Record)
 		}
 		if res.Explicit && res.Subject != "" {
-			if err := s.ledger.Record(r.Context(), st.cfg.ID, res.Subject, res.Decision); err != nil {
+			proof := ledger.Proof{Source: "payload", EventID: res.Record.ID, Hash: ledger.HashSignal(m.Context.Consent)}
+			if len(m.Context.Consent) == 0 {
+				proof.Source = req.Source
+			}
+			if err := s.ledger.RecordWithProof(r.Context(), st.cfg.ID, res.Subject, res.Decision, proof); err != nil {
 				s.storeFailed(w, err, "consent choice")
 				return nil, false
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
 	"github.com/vigie-dev/vigie/plugins/segments"
+	"github.com/vigie-dev/vigie/proxy/blind"
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/email"
@@ -70,6 +71,8 @@ type Server struct {
 	pub        *bus.Publisher
 	plugins    *plugins.Runtime
 	ledger     *ledger.Ledger
+	privacy    *privacy.Service
+	blind      *blind.Index
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
 	segmentDefs []segments.SegmentInfo
@@ -145,6 +148,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			if s.plugins != nil {
 				s.plugins.Stop(context.Background())
 			}
+			if s.privacy != nil {
+				_ = s.privacy.Stop(context.Background())
+			}
 			if s.pubStop != nil {
 				s.pubStop()
 			}
@@ -211,7 +217,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	for _, k := range kr.Active() {
 		keys = append(keys, pseudonymize.Key{ID: k.ID, Secret: k.Secret})
 	}
-	pc := pipeline.Config{Keys: keys, StoreBots: s.cfg.StoreBots, Retention: map[string]time.Duration{}}
+	if s.blind, err = blind.New(kr.BlindIndexKey); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	pc := pipeline.Config{Keys: keys, StoreBots: s.cfg.StoreBots, Retention: map[string]time.Duration{}, Blind: s.blind}
 	for k, v := range s.cfg.Retention {
 		pc.Retention[k] = time.Duration(v)
 	}
@@ -278,6 +287,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startRights(); err != nil {
+		return err
+	}
+	if err := s.startPrivacy(ctx); err != nil {
 		return err
 	}
 	if err := s.startPlugins(ctx); err != nil {
@@ -373,6 +385,8 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		RestartBackoff:    time.Duration(r.RestartBackoff),
 		MaxRestartBackoff: time.Duration(r.MaxRestartBackoff),
 		EmitTTL:           time.Duration(s.cfg.Retention["analytics"]),
+		SyncHistoryTTL:    time.Duration(s.cfg.Retention["marketing"]),
+		Privacy:           s.privacy,
 		Streams:           s.streamSettings(),
 		ContactAudit:      s.contactAudit,
 		Registerer:        s.metrics.reg,
@@ -493,6 +507,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// stage, so that what is in flight is redelivered at the next start.
 		if s.plugins != nil {
 			if err := s.plugins.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if s.privacy != nil {
+			if err := s.privacy.Stop(ctx); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -56,6 +56,9 @@ type (
 	SyncItem = vigiev1.SyncItem
 	// Contact is personal data from the identity vault.
 	Contact = vigiev1.Contact
+	// PrivacyEvent is a consent change, erasure, objection, restriction or
+	// rectification concerning one person's subjects.
+	PrivacyEvent = vigiev1.PrivacyEvent
 )
 
 // Kind is a hook a plugin serves.
@@ -66,6 +69,9 @@ const (
 	KindEnricher  Kind = "enricher"
 	KindSegmenter Kind = "segmenter"
 	KindSyncer    Kind = "syncer"
+	// KindForgetter is listed for a plugin that serves the optional
+	// Forgetter hook (alongside at least one of the others).
+	KindForgetter Kind = "forgetter"
 )
 
 // Capability is a host service a plugin may call back.
@@ -180,6 +186,20 @@ type Syncer interface {
 	Sync(ctx context.Context, item *SyncItem) error
 }
 
+// Forgetter is an optional hook for a plugin that keeps something about
+// subjects (in its key-value space, its own files or an external system):
+// Vigie calls it with each erasure (GDPR Art. 17) and records the plugin's
+// acknowledgement as a step of the privacy request. A plugin without it
+// and without the kv capability is taken to keep nothing; one with kv but
+// without Forget is reported as not supporting erasure.
+type Forgetter interface {
+	// Forget deletes whatever the plugin holds about the subjects of
+	// events (each event's Subjects; Action PRIVACY_ACTION_ERASURE). It
+	// must be idempotent: an event may come again. An error fails the
+	// batch, which the host retries.
+	Forget(ctx context.Context, events []*PrivacyEvent) error
+}
+
 // Configurer receives the plugin's configuration section before any hook.
 type Configurer interface {
 	// Configure is given the plugin's configuration section as JSON
@@ -198,6 +218,8 @@ type Plugin struct {
 	Enricher  Enricher
 	Segmenter Segmenter
 	Syncer    Syncer
+	// Forgetter is optional: the plugin forgets erased subjects.
+	Forgetter Forgetter
 }
 
 // normalize validates p and returns it with Kinds and ProtocolVersion
@@ -230,6 +252,9 @@ func (p Plugin) normalize() (Plugin, error) {
 	}
 	if len(m.Kinds) == 0 {
 		return p, fmt.Errorf("%w: no hook set (Enricher, Segmenter or Syncer)", ErrInvalidPlugin)
+	}
+	if p.Forgetter != nil {
+		m.Kinds = append(m.Kinds, KindForgetter)
 	}
 	m.ProtocolVersion = ProtocolVersion
 	p.Manifest = m

@@ -148,6 +148,17 @@ func (s *pluginServer) Sync(ctx context.Context, req *vigiev1.SyncRequest) (*vig
 	return &vigiev1.SyncResponse{Results: results}, nil
 }
 
+// Forget calls the Forgetter with the whole batch.
+func (s *pluginServer) Forget(ctx context.Context, req *vigiev1.ForgetRequest) (*vigiev1.ForgetResponse, error) {
+	if s.p.Forgetter == nil {
+		return nil, toStatus(ErrNotImplemented)
+	}
+	if err := s.p.Forgetter.Forget(withHost(ctx, s.currentHost()), req.GetEvents()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &vigiev1.ForgetResponse{}, nil
+}
+
 // remoteHost is the plugin's view of the host services, over the broker.
 type remoteHost struct {
 	c vigiev1.HostClient

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -46,6 +47,44 @@ type Record struct {
 	// Subject, replacing earlier traits for the same subject and site.
 	// Requires Subject.
 	Vault []byte
+	// Index are blind-index entries linking keyed MACs of the event's
+	// personal identifiers (an identify's e-mail, phone, user id) to
+	// Subject, so that a privacy request can find the person without any
+	// clear value being stored. Written with the event, same TTL; at most
+	// maxIndexEntries. Requires Subject.
+	Index []IndexEntry
+	// Links are other subjects of the same person (an identify or alias
+	// naming both a user id and an anonymous id), linked to Subject in both
+	// directions with the event's TTL, so that a request by user id also
+	// finds the anonymous id's earlier events. At most maxIndexEntries.
+	// Requires Subject.
+	Links []string
+}
+
+// MACLen is the length of a blind-index MAC.
+const MACLen = 16
+
+// maxIndexEntries bounds Record.Index and Record.Links.
+const maxIndexEntries = 16
+
+// IndexEntry is one blind-index entry: a keyed MAC of a normalized personal
+// identifier, never the value (package proxy/blind computes it).
+type IndexEntry struct {
+	// Kind is the identifier's kind (email, phone, user_id…): 1 to 32
+	// bytes, no \x00.
+	Kind string
+	// MAC is the keyed MAC, MACLen bytes.
+	MAC []byte
+}
+
+// validIndex checks blind-index entries.
+func validIndex(es []IndexEntry) error {
+	for _, e := range es {
+		if e.Kind == "" || len(e.Kind) > 32 || strings.IndexByte(e.Kind, 0) >= 0 || len(e.MAC) != MACLen {
+			return fmt.Errorf("%w: blind-index entry: kind empty, long or with NUL, or MAC not %d bytes", ErrInvalidKey, MACLen)
+		}
+	}
+	return nil
 }
 
 // request is one Append call waiting for the committer.
@@ -145,6 +184,21 @@ func validateRecord(r *Record) error {
 		return fmt.Errorf("%w: traits without subject", ErrInvalidRecord)
 	case len(r.Data)+len(r.Vault) > maxRecordBytes:
 		return fmt.Errorf("%w: larger than %d bytes", ErrInvalidRecord, maxRecordBytes)
+	case (len(r.Index) > 0 || len(r.Links) > 0) && r.Subject == "":
+		return fmt.Errorf("%w: blind index or links without subject", ErrInvalidRecord)
+	case len(r.Index) > maxIndexEntries || len(r.Links) > maxIndexEntries:
+		return fmt.Errorf("%w: more than %d blind-index entries or links", ErrInvalidRecord, maxIndexEntries)
+	}
+	if err := validIndex(r.Index); err != nil {
+		return err
+	}
+	for _, l := range r.Links {
+		if l == "" {
+			return fmt.Errorf("%w: empty link", ErrInvalidKey)
+		}
+		if err := validName("link", l); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -354,6 +408,30 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 		sk := s.cut(start)
 		if err := txn.SetEntry(s.entry(sk, nil, exp)); err != nil {
 			return false, err
+		}
+	}
+	for _, ie := range r.Index {
+		start = len(s.arena)
+		s.arena = append(append(append(appendNames(s.arena, prefixBlind, r.Site, ie.Kind), 0), ie.MAC...), r.Subject...)
+		if err := txn.SetEntry(s.entry(s.cut(start), nil, exp)); err != nil {
+			return false, err
+		}
+		start = len(s.arena)
+		s.arena = append(append(appendNames(s.arena, prefixBlindRev, r.Site, r.Subject, ie.Kind), 0), ie.MAC...)
+		if err := txn.SetEntry(s.entry(s.cut(start), nil, exp)); err != nil {
+			return false, err
+		}
+	}
+	for _, l := range r.Links {
+		if l == r.Subject {
+			continue
+		}
+		for _, pair := range [2][2]string{{r.Subject, l}, {l, r.Subject}} {
+			start = len(s.arena)
+			s.arena = appendNames(s.arena, prefixLink, r.Site, pair[0], pair[1])
+			if err := txn.SetEntry(s.entry(s.cut(start), nil, exp)); err != nil {
+				return false, err
+			}
 		}
 	}
 	start = len(s.arena)

@@ -36,18 +36,45 @@ import (
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
+//	rh/<site>\x00<hour>[<part>]           rollup hour bucket (binary,   RollupEntry.ExpiresAt
+//	                                      plugins/rollup)
+//	rd/<site>\x00<day>[<part>]            rollup day bucket             RollupEntry.ExpiresAt
+//	rc/<site>\x00<hour>                   ingestion decision counters   RollupEntry.ExpiresAt
+//	rm/<name>                             RollupMark: 8-byte epoch,
+//	                                      8-byte stream sequence        none
 //	au/<ms><seq>                          JSON AuditEntry               Retention.Audit
+//	ch/<site>\x00<subject>\x00<ms>         JSON ConsentEntry (history)   ConsentTTL
+//	bi/<site>\x00<kind>\x00<mac><subject>  empty (blind index)           Record.TTL
+//	sb/<site>\x00<subject>\x00<kind>\x00<mac> empty (bi/ reverse)       Record.TTL
+//	sl/<site>\x00<subject>\x00<linked>     empty (both directions)       Record.TTL
+//	su/<site>\x00<kind>\x00<mac>           JSON Suppression              none
+//	sh/<site>\x00<subject>\x00<ms><plugin> JSON SyncRecord                SyncRecord TTL
 //	pr/<id>                               JSON privacy request          none (PurgeExpired:
 //	                                      (proxy/privacy)               Retention.Requests after
 //	                                                                    completed_at)
+//	px/<id>                               its subjects (JSON list)      none
 //	sd/<site>\x00<day ms><category>\x00<layer>
 //	                                      JSON sensitive-data detection
 //	                                      counts and examples           the caller's TTL after
 //	                                                                    the day (anonymous
 //	                                                                    retention)
 //
+// <mac> is a MACLen-byte keyed MAC (IndexEntry): fixed length, so the
+// subject that follows it in a bi/ key needs no separator. The blind index
+// (bi/, with its reverse sb/ so that an erasure finds a subject's entries)
+// and the subject links (sl/) are one key per pair, never a list to read,
+// modify and write: they are written by the committer with the events and
+// deleted by erasures outside it, and Badger's conflict detection is off.
+//
 // What has no TTL is either bounded by PurgeExpired or kept on purpose; the
 // table prefixLifetimes in purge.go says which, for every prefix.
+//
+// In the rollup keys <hour> is the 4-byte big-endian number of whole hours
+// since the Unix epoch (UTC) and <day> the number of whole days, so the
+// buckets of one site sort by time and a range is one prefix scan. <part>,
+// absent for part 0, is an 8-byte big-endian part number: a bucket's later
+// parts (changes written since its part 0) sort right after it. The values
+// are opaque to this package (plugins/rollup encodes them).
 //
 // An outbox entry is one of two kinds, told apart by its first byte. An
 // event reference (first byte: the uvarint length of a non-empty topic,
@@ -343,6 +370,71 @@ func kvKey(plugin, key string) []byte {
 	return appendNames(make([]byte, 0, len(prefixKV)+len(plugin)+1+len(key)), prefixKV, plugin, key)
 }
 
+// Privacy prefixes (see the layout above).
+const (
+	prefixHistory  = "ch/"
+	prefixBlind    = "bi/"
+	prefixBlindRev = "sb/"
+	prefixLink     = "sl/"
+	prefixSuppress = "su/"
+	prefixSync     = "sh/"
+	prefixRequest  = "pr/" // purged Retention.Requests after completed_at
+	prefixReqSubj  = "px/"
+)
+
+// siteSubjectPrefix returns <prefix><site>\x00<subject>\x00.
+func siteSubjectPrefix(prefix, site, subject string) []byte {
+	return append(appendNames(nil, prefix, site, subject), 0)
+}
+
+// blindPrefix returns bi/<site>\x00<kind>\x00<mac>: every subject of one
+// blind-index value.
+func blindPrefix(site, kind string, mac []byte) []byte {
+	return append(append(appendNames(nil, prefixBlind, site, kind), 0), mac...)
+}
+
+// blindRevKey returns sb/<site>\x00<subject>\x00<kind>\x00<mac>.
+func blindRevKey(site, subject, kind string, mac []byte) []byte {
+	return append(append(appendNames(nil, prefixBlindRev, site, subject, kind), 0), mac...)
+}
+
+// parseBlindRevSuffix splits <kind>\x00<mac>, the part of an sb/ key after
+// its site-subject prefix.
+func parseBlindRevSuffix(rest []byte) (kind string, mac []byte, ok bool) {
+	k, m, ok := bytes.Cut(rest, []byte{0})
+	if !ok || len(m) != MACLen {
+		return "", nil, false
+	}
+	return string(k), m, true
+}
+
+// linkKey returns sl/<site>\x00<subject>\x00<linked>.
+func linkKey(site, subject, linked string) []byte {
+	return appendNames(nil, prefixLink, site, subject, linked)
+}
+
+// suppressKey returns su/<site>\x00<kind>\x00<mac>.
+func suppressKey(site, kind string, mac []byte) []byte {
+	return append(append(appendNames(nil, prefixSuppress, site, kind), 0), mac...)
+}
+
+// historyKey returns ch/<site>\x00<subject>\x00<ms>.
+func historyKey(site, subject string, ms int64) []byte {
+	return binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixHistory, site, subject), uint64(max(ms, 0)))
+}
+
+// syncKey returns sh/<site>\x00<subject>\x00<ms><plugin>.
+func syncKey(site, subject string, ms int64, plugin string) []byte {
+	k := binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixSync, site, subject), uint64(max(ms, 0)))
+	return append(k, plugin...)
+}
+
+// requestSubjectsKey returns px/<id>.
+func requestSubjectsKey(id string) []byte { return append([]byte(prefixReqSubj), id...) }
+
+// requestKey returns pr/<id>.
+func requestKey(id string) []byte { return append([]byte(prefixRequest), id...) }
+
 // prefixConsent is the consent ledger: cl/<site>\x00<subject> → JSON
 // ConsentEntry, TTL ConsentEntry's retention.
 const prefixConsent = "cl/"
@@ -356,14 +448,67 @@ func consentKey(site, subject string) []byte {
 	return append(k, subject...)
 }
 
+// Rollup prefixes (see the table at the top of this file).
+const (
+	prefixRollupHour      = "rh/"
+	prefixRollupDay       = "rd/"
+	prefixRollupDecisions = "rc/"
+	prefixRollupMark      = "rm/" // rm/<name> → RollupMark
+)
+
+// rollupPrefixes are the value prefixes indexed by RollupKind.
+var rollupPrefixes = [...]string{
+	RollupHour:      prefixRollupHour,
+	RollupDay:       prefixRollupDay,
+	RollupDecisions: prefixRollupDecisions,
+}
+
+// rollupIndexLen is the size of <hour> and <day> in rollup keys.
+const rollupIndexLen = 4
+
+// rollupSitePrefix returns r?/<site>\x00 for kind.
+func rollupSitePrefix(kind RollupKind, site string) []byte {
+	p := rollupPrefixes[kind]
+	k := make([]byte, 0, len(p)+len(site)+1+rollupIndexLen)
+	k = append(k, p...)
+	k = append(k, site...)
+	return append(k, 0)
+}
+
+// rollupKey returns r?/<site>\x00<index>, followed by <part> when part > 0.
+func rollupKey(kind RollupKind, site string, index uint32, part uint64) []byte {
+	k := binary.BigEndian.AppendUint32(rollupSitePrefix(kind, site), index)
+	if part > 0 {
+		k = binary.BigEndian.AppendUint64(k, part)
+	}
+	return k
+}
+
+// parseRollupIndex returns the <index> and <part> of a rollup key that
+// starts with prefix (the site prefix of rollupSitePrefix).
+func parseRollupIndex(key, prefix []byte) (index uint32, part uint64, ok bool) {
+	rest, ok := bytes.CutPrefix(key, prefix)
+	switch {
+	case !ok:
+		return 0, 0, false
+	case len(rest) == rollupIndexLen:
+		return binary.BigEndian.Uint32(rest), 0, true
+	case len(rest) == rollupIndexLen+8:
+		part = binary.BigEndian.Uint64(rest[rollupIndexLen:])
+		return binary.BigEndian.Uint32(rest), part, part > 0
+	}
+	return 0, 0, false
+}
+
+// rollupMarkKey returns rm/<name>.
+func rollupMarkKey(name string) []byte {
+	return append([]byte(prefixRollupMark), name...)
+}
+
 // prefixAudit is the audit trail: au/<ms><seq> → JSON AuditEntry, TTL
 // Retention.Audit. <ms> is the entry's time, <seq> a per-process counter,
 // so keys sort by time.
 const prefixAudit = "au/"
-
-// prefixRequest holds privacy requests (pr/<id> → JSON, written by
-// proxy/privacy), purged Retention.Requests after their completed_at.
-const prefixRequest = "pr/"
 
 // auditKeyLen is the length of an au/ key.
 const auditKeyLen = len(prefixAudit) + timeLen + seqLen

@@ -141,3 +141,44 @@ func FuzzEventsCursor(f *testing.F) {
 		}
 	})
 }
+
+func TestRollupKeys(t *testing.T) {
+	for _, kind := range []RollupKind{RollupHour, RollupDay, RollupDecisions} {
+		for _, tt := range []struct {
+			site  string
+			index uint32
+			part  uint64
+		}{{"", 0, 0}, {"a", 1, 1}, {"shop.example", 1<<32 - 1, 1<<64 - 1}} {
+			k := rollupKey(kind, tt.site, tt.index, tt.part)
+			i, p, ok := parseRollupIndex(k, rollupSitePrefix(kind, tt.site))
+			if !ok || i != tt.index || p != tt.part {
+				t.Errorf("parseRollupIndex(%q) = %d %d %v", k, i, p, ok)
+			}
+			if _, _, ok := parseRollupIndex(k, rollupSitePrefix(kind, tt.site+"x")); ok {
+				t.Errorf("%q parsed under another site's prefix", k)
+			}
+		}
+	}
+	// An explicit part 0 is not a key form.
+	if _, _, ok := parseRollupIndex(append(rollupKey(RollupHour, "a", 1, 0), make([]byte, 8)...), rollupSitePrefix(RollupHour, "a")); ok {
+		t.Error("a zero part parsed")
+	}
+	// A bucket's parts sort after it and before the next index.
+	if bytes.Compare(rollupKey(RollupHour, "a", 5, 0), rollupKey(RollupHour, "a", 5, 1)) >= 0 ||
+		bytes.Compare(rollupKey(RollupHour, "a", 5, 1<<64-1), rollupKey(RollupHour, "a", 6, 0)) >= 0 {
+		t.Error("rollup parts do not sort between their bucket and the next")
+	}
+	// Keys sort by index within a site.
+	if bytes.Compare(rollupKey(RollupHour, "a", 255, 0), rollupKey(RollupHour, "a", 256, 0)) >= 0 {
+		t.Error("rollup keys do not sort by index")
+	}
+	// No rollup prefix is a prefix of another key family.
+	for _, p := range append(rollupPrefixes[1:], prefixRollupMark) {
+		for _, q := range []string{prefixEvent, prefixSubject, prefixDedup, prefixOutbox, prefixDataKey, prefixTraits,
+			prefixProfile, prefixObserved, prefixApplied, prefixSegSize, prefixSegLog, prefixPending, prefixKV, keySegmentSeq, prefixConsent} {
+			if strings.HasPrefix(q, p) || strings.HasPrefix(p, q) {
+				t.Errorf("prefix %q collides with %q", p, q)
+			}
+		}
+	}
+}

@@ -95,7 +95,19 @@ var prefixLifetimes = map[string]struct {
 	prefixConsent:  {byTTL, "ConsentTTL after the choice"},
 	prefixAudit:    {byTTL, "Retention.Audit"},
 	prefixRequest:  {byPurge, "Retention.Requests after the request's completed_at"},
+	prefixReqSubj:  {kept, "a request's subjects, dropped (DropPrefix) when its receipt is made"},
+	prefixHistory:  {byTTL, "ConsentTTL after the choice"},
+	prefixBlind:    {byTTL, "Record.TTL, as the identify event that wrote it"},
+	prefixBlindRev: {byTTL, "Record.TTL, as its bi/ twin"},
+	prefixLink:     {byTTL, "Record.TTL, as the identify or alias event that wrote it"},
+	prefixSuppress: {kept, "a suppression holds until lifted: keyed MACs only, no identifier"},
+	prefixSync:     {byTTL, "SyncRecord TTL (the marketing retention)"},
 	prefixDetected: {byTTL, "the anonymous retention after the day (AddSensitive's ttl)"},
+
+	prefixRollupHour:      {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
+	prefixRollupDay:       {byTTL, "RollupEntry.ExpiresAt: the day's end plus the rollup retention"},
+	prefixRollupDecisions: {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
+	prefixRollupMark:      {kept, "one stream position per rollup consumer"},
 }
 
 // purgers are the byPurge prefixes' sweeps, run by PurgeExpired in this

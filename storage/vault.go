@@ -142,3 +142,54 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 	}
 	return nil
 }
+
+// ReplaceTraits replaces the vaulted traits of subject on site (a
+// rectification, GDPR Art. 16), creating the subject's data key if it has
+// none, and commits msgs (the privacy event announcing it) in the same
+// transaction. The traits keep the expiry of those they replace (none for
+// a subject that had none).
+func (s *Store) ReplaceTraits(ctx context.Context, site, subject string, traits []byte, msgs ...Message) error {
+	if err := validSubject(site, subject); err != nil {
+		return err
+	}
+	if len(traits) == 0 || len(traits) > maxRecordBytes {
+		return fmt.Errorf("%w: traits empty or larger than %d bytes", ErrInvalidRecord, maxRecordBytes)
+	}
+	return s.update(ctx, "replace traits", msgs, len(traits)+128, func(txn *badger.Txn) error {
+		var exp uint64
+		tk := appendTraitsKey(nil, subject, site)
+		if item, err := txn.Get(tk); err == nil {
+			exp = item.ExpiresAt()
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		wrapped, sealed, err := s.sealTraits(txn, subject, site, traits)
+		if err != nil {
+			return err
+		}
+		if wrapped != nil {
+			if err := txn.Set(dataKeyKey(subject), wrapped); err != nil {
+				return err
+			}
+		}
+		e := badger.NewEntry(tk, sealed)
+		e.ExpiresAt = exp
+		return txn.SetEntry(e)
+	})
+}
+
+// SealSecret encrypts data under the vault key for the privacy request
+// named id (AAD "request" ‖ 0 ‖ id): what a request must keep until it runs
+// (the traits of a rectification) is never stored in clear.
+func (s *Store) SealSecret(id string, data []byte) []byte {
+	return s.vault.Seal(nil, nil, data, append([]byte("request\x00"), id...))
+}
+
+// OpenSecret decrypts what SealSecret sealed for id, or returns ErrCorrupt.
+func (s *Store) OpenSecret(id string, sealed []byte) ([]byte, error) {
+	b, err := s.vault.Open(nil, nil, sealed, append([]byte("request\x00"), id...))
+	if err != nil {
+		return nil, fmt.Errorf("%w: request secret", ErrCorrupt)
+	}
+	return b, nil
+}

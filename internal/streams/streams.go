@@ -6,7 +6,8 @@
 //
 //	stream          subjects                                      written by
 //	VIGIE_EVENTS    vigie.events.<site>.<type>                     outbox publisher
-//	VIGIE_PRIVACY   vigie.privacy.<site>.<kind>                    outbox publisher
+//	VIGIE_PRIVACY   vigie.privacy.<site>.consent|erase|object|     outbox publisher
+//	                restrict|rectify
 //	VIGIE_ENRICHED  vigie.enriched.<site>.<type>                   enrich stage
 //	VIGIE_SEGMENTS  vigie.segments.<site>.<segment>.entered|exited segment stage
 //	VIGIE_DEAD      vigie.dead.<plugin>, vigie.replay.<consumer>   consumers, replay
@@ -52,11 +53,35 @@ const (
 	ReplayPrefix   = "vigie.replay."
 )
 
-// Kinds of privacy events, the last token of their subject.
+// Kinds of privacy events, the last token of their subject, one per
+// vigiev1.PrivacyAction.
 const (
-	KindConsent = "consent"
-	KindErasure = "erasure"
+	KindConsent  = "consent"
+	KindErase    = "erase"
+	KindObject   = "object"
+	KindRestrict = "restrict"
+	KindRectify  = "rectify"
 )
+
+// PrivacyKind is the subject token of a privacy action (KindConsent for an
+// unknown one, as for CONSENT_CHANGED).
+func PrivacyKind(a vigiev1.PrivacyAction) string {
+	switch a {
+	case vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE:
+		return KindErase
+	case vigiev1.PrivacyAction_PRIVACY_ACTION_OBJECT:
+		return KindObject
+	case vigiev1.PrivacyAction_PRIVACY_ACTION_RESTRICT:
+		return KindRestrict
+	case vigiev1.PrivacyAction_PRIVACY_ACTION_RECTIFY:
+		return KindRectify
+	}
+	return KindConsent
+}
+
+// PrivacyKindSubjects is the subject filter of every site's privacy events
+// of one kind: vigie.privacy.*.<kind>.
+func PrivacyKindSubjects(kind string) string { return PrivacyPrefix + "*." + kind }
 
 // EventSubject is the subject of a stored event: vigie.events.<site>.<type>.
 func EventSubject(site, typ string) string { return EventsPrefix + site + "." + typ }
@@ -76,13 +101,9 @@ func SegmentSubject(c *vigiev1.SegmentChange) string {
 }
 
 // PrivacySubject is the subject of a privacy event:
-// vigie.privacy.<site>.<kind>, kind consent or erasure.
+// vigie.privacy.<site>.<kind>, kind from PrivacyKind.
 func PrivacySubject(e *vigiev1.PrivacyEvent) string {
-	kind := KindConsent
-	if e.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
-		kind = KindErasure
-	}
-	return PrivacyPrefix + e.GetSite() + "." + kind
+	return PrivacyPrefix + e.GetSite() + "." + PrivacyKind(e.GetAction())
 }
 
 // PrivacyMsgID is the Nats-Msg-Id of a privacy event:

@@ -94,28 +94,74 @@ func contains(xs []string, x string) bool {
 }
 
 // Recorder is an enricher, segmenter and syncer that appends everything it
-// is given (events, profiles, sync items), as protobuf text, to the file
-// named by its configuration {"file": "..."}: privacy tests search that
-// file for personal data, i.e. they search the plugins' input.
+// is given (events, profiles, sync items), as protobuf text, each entry
+// starting with its kind (enrich, segment, sync) at the start of a line, to
+// the file named by its configuration {"file": "..."}:
+// privacy tests search that file for personal data, i.e. they search the
+// plugins' input. Its Forget hook rewrites the file without the entries
+// naming an erased subject; while the file named by "hold_forget" exists,
+// Forget fails instead (so that a test can hold an erasure's plugin step).
 func Recorder() sdk.Plugin {
 	r := &recorder{}
 	return sdk.Plugin{
 		Manifest: sdk.Manifest{
 			Name: "recorder", Version: "1.0.0", Description: "Test plugin recording its input.",
 		},
-		Configurer: r, Enricher: r, Segmenter: r, Syncer: r,
+		Configurer: r, Enricher: r, Segmenter: r, Syncer: r, Forgetter: r,
 	}
 }
 
 type recorder struct {
-	mu sync.Mutex
-	f  *os.File
+	mu   sync.Mutex
+	f    *os.File
+	path string
+	hold string
+}
+
+// Forget implements sdk.Forgetter.
+func (r *recorder) Forget(_ context.Context, evs []*sdk.PrivacyEvent) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hold != "" {
+		if _, err := os.Stat(r.hold); err == nil {
+			return errors.New("recorder: forgetting is held")
+		}
+	}
+	if r.path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(r.path)
+	if err != nil {
+		return err
+	}
+	// Entries start with their kind at the beginning of a line.
+	var entries []string
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if len(entries) == 0 || strings.HasPrefix(line, "enrich ") || strings.HasPrefix(line, "segment ") || strings.HasPrefix(line, "sync ") {
+			entries = append(entries, "")
+		}
+		entries[len(entries)-1] += line
+	}
+	var keep []string
+	for _, e := range entries {
+		named := false
+		for _, ev := range evs {
+			for _, s := range append([]string{ev.GetSubject()}, ev.GetSubjects()...) {
+				named = named || (s != "" && strings.Contains(e, s))
+			}
+		}
+		if !named {
+			keep = append(keep, e)
+		}
+	}
+	return os.WriteFile(r.path, []byte(strings.Join(keep, "")), 0o600)
 }
 
 // Configure implements sdk.Configurer.
 func (r *recorder) Configure(_ context.Context, raw []byte) error {
 	var cfg struct {
 		File string `json:"file"`
+		Hold string `json:"hold_forget"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.File == "" {
 		return fmt.Errorf("recorder: config needs a file: %v", err)
@@ -125,7 +171,7 @@ func (r *recorder) Configure(_ context.Context, raw []byte) error {
 		return err
 	}
 	r.mu.Lock()
-	r.f = f
+	r.f, r.path, r.hold = f, cfg.File, cfg.Hold
 	r.mu.Unlock()
 	return nil
 }

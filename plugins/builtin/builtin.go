@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/vigie-dev/vigie/plugins/geoip"
+	"github.com/vigie-dev/vigie/plugins/response"
 	"github.com/vigie-dev/vigie/plugins/segments"
 	"github.com/vigie-dev/vigie/sdk"
 )
@@ -23,6 +24,7 @@ var (
 	mu    sync.RWMutex
 	mains = map[string]func(){
 		"geoip":    geoip.Main,
+		"response": response.Main,
 		"segments": segments.Main,
 	}
 )

@@ -17,6 +17,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"slices"
@@ -76,9 +78,35 @@ type Ledger struct {
 }
 
 // Entry is a subject's recorded choice; Found is false when there is none.
+// Objected and Restricted are the subject's objection (Art. 21) and
+// restriction (Art. 18), which apply whatever the choice.
 type Entry struct {
 	Granted, Denied consent.Set
 	Found           bool
+	Objected        consent.Set
+	Restricted      bool
+	// stored is the entry as stored (nil: none).
+	stored *storage.ConsentEntry
+}
+
+// Proof is where a recorded choice came from.
+type Proof struct {
+	// Source is payload, pixel, preference_page, request… Default
+	// "explicit".
+	Source string
+	// EventID is the event that carried the choice, if any.
+	EventID string
+	// Hash is the hex SHA-256 of the signal as sent (HashSignal).
+	Hash string
+}
+
+// HashSignal is the Proof.Hash of a consent signal as it was sent.
+func HashSignal(raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // New returns a ledger over cfg.Backend.
@@ -113,9 +141,12 @@ func (l *Ledger) Get(ctx context.Context, site, subject string) Entry {
 	ce, err := l.cfg.Backend.Consent(ctx, site, subject)
 	switch {
 	case err == nil:
-		e.Found = true
+		e.Found = ce.Chose()
 		e.Granted, _ = consent.ParseSet(ce.Granted...)
 		e.Denied, _ = consent.ParseSet(ce.Denied...)
+		e.Objected, _ = consent.ParseSet(ce.Objected...)
+		e.Restricted = ce.Restricted
+		e.stored = &ce
 	case !errors.Is(err, storage.ErrNotFound):
 		l.log.Warn("consent ledger unreadable; deciding without it", "err", err)
 		return e
@@ -133,17 +164,31 @@ func (l *Ledger) put(k string, e Entry) {
 	l.cache[k] = e
 }
 
+// Forget drops subject's entry from the cache (after an erasure removed
+// it from the Backend).
+func (l *Ledger) Forget(site, subject string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.cache, key(site, subject))
+}
+
 // Record stores an explicit choice, with its privacy event, when it differs
 // from the recorded one. A decision that is not pseudonymous records that
 // nothing is granted. The error is the Backend's (the choice is then not
 // recorded: the caller answers so that the client retries).
 func (l *Ledger) Record(ctx context.Context, site, subject string, d consent.Decision) error {
-	return l.RecordFrom(ctx, site, subject, d, "explicit")
+	return l.RecordWithProof(ctx, site, subject, d, Proof{})
 }
 
 // RecordFrom is Record with the choice's source named (e.g.
 // "preference_page"), kept with the entry as its proof.
 func (l *Ledger) RecordFrom(ctx context.Context, site, subject string, d consent.Decision, source string) error {
+	return l.RecordWithProof(ctx, site, subject, d, Proof{Source: source})
+}
+
+// RecordWithProof is Record with the choice's proof, kept in the subject's
+// consent history. The subject's objection and restriction are kept.
+func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d consent.Decision, proof Proof) error {
 	old := l.Get(ctx, site, subject)
 	granted := d.Granted
 	if d.Outcome != consent.Pseudonymous {
@@ -160,7 +205,14 @@ func (l *Ledger) RecordFrom(ctx context.Context, site, subject string, d consent
 		return nil
 	}
 	now := time.Now()
-	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: source, AtMs: now.UnixMilli()}
+	if proof.Source == "" {
+		proof.Source = "explicit"
+	}
+	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: proof.Source, AtMs: now.UnixMilli(),
+		EventID: proof.EventID, Proof: proof.Hash, Objected: old.Objected.Names(), Restricted: old.Restricted}
+	if old.Objected.Len() == 0 {
+		e.Objected = nil
+	}
 	msg, err := PrivacyMessage(&vigiev1.PrivacyEvent{
 		Site: site, Subject: subject, Action: vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED,
 		Purposes: e.Granted, AtMs: e.AtMs,
@@ -173,7 +225,7 @@ func (l *Ledger) RecordFrom(ctx context.Context, site, subject string, d consent
 		l.log.Warn("consent choice not recorded", "err", err)
 		return err
 	}
-	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true})
+	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true, Objected: old.Objected, Restricted: old.Restricted, stored: &e})
 	profiled := func(s consent.Set) bool {
 		return slices.ContainsFunc(l.cfg.ProfilePurposes, func(p consent.Purpose) bool { return s.Has(p) })
 	}
@@ -192,6 +244,45 @@ func PrivacyMessage(e *vigiev1.PrivacyEvent) (storage.Message, error) {
 		return storage.Message{}, err
 	}
 	return storage.Message{Topic: streams.PrivacySubject(e), ID: streams.PrivacyMsgID(e), Data: data}, nil
+}
+
+// SetLimits records, for every one of subjects on site, an objection
+// (objected: the purposes objected to, empty to lift it; nil keeps it as it
+// is) and a restriction (nil keeps it), keeping their consent choices, with
+// msgs (the privacy events announcing them) committed with the first
+// subject's entry. source names where it came from ("request",
+// "preference_page"…).
+func (l *Ledger) SetLimits(ctx context.Context, site string, subjects []string, objected *consent.Set, restricted *bool, source string, msgs ...storage.Message) error {
+	now := time.Now().UnixMilli()
+	for i, subject := range subjects {
+		old := l.Get(ctx, site, subject)
+		e := storage.ConsentEntry{Objected: old.Objected.Names(), Restricted: old.Restricted}
+		if old.stored != nil {
+			e = *old.stored
+		}
+		e.Source, e.AtMs, e.EventID, e.Proof = source, now, "", ""
+		ne := old
+		if objected != nil {
+			ne.Objected = *objected
+		}
+		if restricted != nil {
+			ne.Restricted = *restricted
+		}
+		e.Objected, e.Restricted = nil, ne.Restricted
+		if ne.Objected.Len() > 0 {
+			e.Objected = ne.Objected.Names()
+		}
+		var m []storage.Message
+		if i == 0 {
+			m = msgs
+		}
+		if err := l.cfg.Backend.PutConsent(ctx, site, subject, e, m...); err != nil {
+			return err
+		}
+		ne.stored = &e
+		l.put(key(site, subject), ne)
+	}
+	return nil
 }
 
 // Reader returns the ledger as the pipeline reads it during one request.
@@ -213,4 +304,11 @@ func (r Reader) Consent(site, subject string) (consent.Signal, bool) {
 		return consent.Signal{}, false
 	}
 	return consent.Signal{Source: consent.SourceLedger, Granted: e.Granted, Denied: e.Denied}, true
+}
+
+// Limits returns subject's objection and restriction on site
+// (pipeline.LimitReader).
+func (r Reader) Limits(site, subject string) (consent.Set, bool) {
+	e := r.l.Get(r.ctx, site, subject)
+	return e.Objected, e.Restricted
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/proxy/blind"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 	"github.com/vigie-dev/vigie/proxy/sensitive"
@@ -54,6 +55,9 @@ type Config struct {
 	Retention map[string]time.Duration
 	// StoreBots keeps bot hits as events (default false: counted only).
 	StoreBots bool
+	// Blind, when set, fills the blind index of identify and alias events
+	// (rights.go). Default: none.
+	Blind *blind.Index
 }
 
 // Site is a configured site, ready for Process.
@@ -75,6 +79,7 @@ type Pipeline struct {
 	sites     map[string]*Site
 	retention map[string]time.Duration
 	storeBots bool
+	blind     *blind.Index
 }
 
 // New builds the per-site pseudonymizers once.
@@ -82,7 +87,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if len(cfg.Keys) == 0 {
 		return nil, fmt.Errorf("pipeline: no pseudonymization key")
 	}
-	p := &Pipeline{sites: map[string]*Site{}, retention: cfg.Retention, storeBots: cfg.StoreBots}
+	p := &Pipeline{sites: map[string]*Site{}, retention: cfg.Retention, storeBots: cfg.StoreBots, blind: cfg.Blind}
 	for _, sc := range cfg.Sites {
 		ps, err := pseudonymize.New(pseudonymize.Config{
 			Keys:          cfg.Keys,
@@ -238,6 +243,9 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	}
 	d := consent.Decide(s.policy, signals...)
 	res.Decision = d
+	// An objection or restriction beats what the event says; Decision
+	// stays the subject's choice, for the ledger.
+	d = s.limit(r, res.Subject, d)
 	if d.Outcome == consent.Drop {
 		res.Outcome = Dropped
 		return res
@@ -335,6 +343,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		res.Record.Dedup = []byte(s.pseudo.ID(s.id, pseudonymize.MessageID, m.MessageID))
 	}
 	markSensitive(ev, &res.Sensitive)
+	p.index(&res, s, m, ev)
 	p.finish(&res, s, ev, d)
 	return res
 }

@@ -72,3 +72,8 @@ func TokenActor(id, role string) string { return "token:" + id + " (" + role + "
 
 // PluginActor names a plugin as an actor ("plugin:crm").
 func PluginActor(name string) string { return "plugin:" + name }
+
+// noAudit is the default Auditor: it records nothing.
+type noAudit struct{}
+
+func (noAudit) Audit(context.Context, AuditEntry) error { return nil }

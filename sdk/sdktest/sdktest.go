@@ -181,6 +181,35 @@ func (h *Harness) RunSync(t *testing.T, cases []SyncCase) {
 	}
 }
 
+// ForgetCase is one table entry for RunForget.
+type ForgetCase struct {
+	// Name names the subtest.
+	Name string
+	// Events are given to the plugin's Forgetter in one batch.
+	Events []*sdk.PrivacyEvent
+	// WantErr, when set, must be a substring of the error.
+	WantErr string
+	// Check, when set, runs after the call, e.g. to make sure Host's
+	// key-value space holds nothing of the subjects any more.
+	Check func(t *testing.T, host *Host)
+}
+
+// RunForget runs each case as a subtest.
+func (h *Harness) RunForget(t *testing.T, cases []ForgetCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			err := h.Forget(t.Context(), tc.Events)
+			if !errMatches(t, err, tc.WantErr) {
+				return
+			}
+			if tc.Check != nil {
+				tc.Check(t, h.Host)
+			}
+		})
+	}
+}
+
 // errMatches checks err against want and reports whether the case should
 // go on with its comparisons (only when no error was expected).
 func errMatches(t *testing.T, err error, want string) bool {

@@ -138,3 +138,57 @@ func TestHostKVTTL(t *testing.T) {
 		t.Errorf("KV() = %v, want only the kept key", kv)
 	}
 }
+
+// forgetful keeps one KV entry per subject it syncs and deletes them on
+// Forget.
+type forgetful struct{ counter }
+
+func (forgetful) Forget(ctx context.Context, evs []*sdk.PrivacyEvent) error {
+	for _, ev := range evs {
+		for _, s := range ev.GetSubjects() {
+			if err := sdk.HostFrom(ctx).KVDelete(ctx, "subject/"+s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func TestHarnessForget(t *testing.T) {
+	p := forgetful{}
+	h := sdktest.Start(t, sdktest.Config{Plugin: sdk.Plugin{
+		Manifest: sdk.Manifest{Name: "forgetful", Version: "1", Capabilities: []sdk.Capability{sdk.CapKV}},
+		Syncer:   p, Forgetter: p,
+	}})
+	if !slicesContains(h.Manifest().Kinds, sdk.KindForgetter) {
+		t.Fatalf("kinds %v lack %q", h.Manifest().Kinds, sdk.KindForgetter)
+	}
+	for _, s := range []string{"p1", "p2", "p3"} {
+		_ = h.Host.KVPut(t.Context(), "subject/"+s, []byte("x"), 0)
+	}
+	h.RunForget(t, []sdktest.ForgetCase{{
+		Name: "forgets every subject of the event",
+		Events: []*sdk.PrivacyEvent{{Site: "s", Subject: "p1", Subjects: []string{"p1", "p2"},
+			Action: vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE}},
+		Check: func(t *testing.T, host *sdktest.Host) {
+			kv := host.KV()
+			if _, ok := kv["subject/p1"]; ok || len(kv) != 1 {
+				t.Errorf("kv after forget: %v, want only subject/p3", kv)
+			}
+		},
+	}})
+	// A plugin without the hook says so.
+	plain := sdktest.Start(t, sdktest.Config{Plugin: plugin()})
+	if err := plain.Forget(t.Context(), nil); !errors.Is(err, sdk.ErrNotImplemented) {
+		t.Errorf("Forget on a plugin without the hook: %v, want ErrNotImplemented", err)
+	}
+}
+
+func slicesContains(ks []sdk.Kind, k sdk.Kind) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}

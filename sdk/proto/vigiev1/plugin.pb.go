@@ -79,15 +79,26 @@ func (Transition) EnumDescriptor() ([]byte, []int) {
 	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{0}
 }
 
-// PrivacyAction is what happened to a subject's data.
+// PrivacyAction is what happened to a subject's data. Each has its own
+// subject token: vigie.privacy.<site>.consent|erase|object|restrict|rectify.
 type PrivacyAction int32
 
 const (
 	PrivacyAction_PRIVACY_ACTION_UNSPECIFIED PrivacyAction = 0
 	// Consent changed: purposes lists what is granted now.
 	PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED PrivacyAction = 1
-	// The subject's data was erased: delete it downstream too.
+	// The subject's data was erased (GDPR Art. 17): delete it downstream too.
+	// Subject token "erase".
 	PrivacyAction_PRIVACY_ACTION_ERASURE PrivacyAction = 2
+	// The subject objected (Art. 21) to the purposes listed in objected (or,
+	// with lifted, withdrew the objection): stop processing for them.
+	PrivacyAction_PRIVACY_ACTION_OBJECT PrivacyAction = 3
+	// Processing of the subject's data is restricted (Art. 18), or with
+	// lifted no longer: keep what is held, but stop profiling and syncing.
+	PrivacyAction_PRIVACY_ACTION_RESTRICT PrivacyAction = 4
+	// The subject's vaulted traits were rectified (Art. 16): fields names
+	// them; a syncer resolves the contact again to update it.
+	PrivacyAction_PRIVACY_ACTION_RECTIFY PrivacyAction = 5
 )
 
 // Enum value maps for PrivacyAction.
@@ -96,11 +107,17 @@ var (
 		0: "PRIVACY_ACTION_UNSPECIFIED",
 		1: "PRIVACY_ACTION_CONSENT_CHANGED",
 		2: "PRIVACY_ACTION_ERASURE",
+		3: "PRIVACY_ACTION_OBJECT",
+		4: "PRIVACY_ACTION_RESTRICT",
+		5: "PRIVACY_ACTION_RECTIFY",
 	}
 	PrivacyAction_value = map[string]int32{
 		"PRIVACY_ACTION_UNSPECIFIED":     0,
 		"PRIVACY_ACTION_CONSENT_CHANGED": 1,
 		"PRIVACY_ACTION_ERASURE":         2,
+		"PRIVACY_ACTION_OBJECT":          3,
+		"PRIVACY_ACTION_RESTRICT":        4,
+		"PRIVACY_ACTION_RECTIFY":         5,
 	}
 )
 
@@ -1083,17 +1100,30 @@ func (x *SegmentChange) GetEventId() string {
 	return ""
 }
 
-// PrivacyEvent is a consent change or erasure (vigie.privacy.*).
+// PrivacyEvent is a consent change, erasure, objection, restriction or
+// rectification (vigie.privacy.*).
 type PrivacyEvent struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Site    string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
-	Subject string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	Action  PrivacyAction          `protobuf:"varint,3,opt,name=action,proto3,enum=vigie.v1.PrivacyAction" json:"action,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	// subject is the primary pseudonym (the user id's when known).
+	Subject string        `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Action  PrivacyAction `protobuf:"varint,3,opt,name=action,proto3,enum=vigie.v1.PrivacyAction" json:"action,omitempty"`
 	// purposes granted after the change.
 	Purposes []string `protobuf:"bytes,4,rep,name=purposes,proto3" json:"purposes,omitempty"`
 	AtMs     int64    `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
 	// request_id identifies the privacy request, for audit.
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// subjects are every pseudonym the request concerns (subject first, then
+	// the pseudonyms linked to it, such as the anonymous id's before an
+	// identify): a plugin forgets or stops for all of them.
+	Subjects []string `protobuf:"bytes,7,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// objected are the purposes objected to (PRIVACY_ACTION_OBJECT).
+	Objected []string `protobuf:"bytes,8,rep,name=objected,proto3" json:"objected,omitempty"`
+	// lifted says an objection or restriction was lifted.
+	Lifted bool `protobuf:"varint,9,opt,name=lifted,proto3" json:"lifted,omitempty"`
+	// fields names the traits that changed (PRIVACY_ACTION_RECTIFY), never
+	// their values.
+	Fields        []string `protobuf:"bytes,10,rep,name=fields,proto3" json:"fields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1170,6 +1200,117 @@ func (x *PrivacyEvent) GetRequestId() string {
 	return ""
 }
 
+func (x *PrivacyEvent) GetSubjects() []string {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+func (x *PrivacyEvent) GetObjected() []string {
+	if x != nil {
+		return x.Objected
+	}
+	return nil
+}
+
+func (x *PrivacyEvent) GetLifted() bool {
+	if x != nil {
+		return x.Lifted
+	}
+	return false
+}
+
+func (x *PrivacyEvent) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+// ForgetRequest is a batch of erasure events.
+type ForgetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*PrivacyEvent        `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetRequest) Reset() {
+	*x = ForgetRequest{}
+	mi := &file_vigie_v1_plugin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetRequest) ProtoMessage() {}
+
+func (x *ForgetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_plugin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetRequest.ProtoReflect.Descriptor instead.
+func (*ForgetRequest) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ForgetRequest) GetEvents() []*PrivacyEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// ForgetResponse is empty: an error status fails the whole batch (the
+// host retries it).
+type ForgetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetResponse) Reset() {
+	*x = ForgetResponse{}
+	mi := &file_vigie_v1_plugin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetResponse) ProtoMessage() {}
+
+func (x *ForgetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_plugin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetResponse.ProtoReflect.Descriptor instead.
+func (*ForgetResponse) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{17}
+}
+
 // Contact is personal data from the identity vault, only ever given to a
 // plugin with capability contacts.resolve for a subject whose consent allows
 // it.
@@ -1187,7 +1328,7 @@ type Contact struct {
 
 func (x *Contact) Reset() {
 	*x = Contact{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[16]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1340,7 @@ func (x *Contact) String() string {
 func (*Contact) ProtoMessage() {}
 
 func (x *Contact) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[16]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1353,7 @@ func (x *Contact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Contact.ProtoReflect.Descriptor instead.
 func (*Contact) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Contact) GetEmail() string {
@@ -1260,7 +1401,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[17]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1413,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[17]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1426,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SyncRequest) GetItems() []*SyncItem {
@@ -1313,7 +1454,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[18]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1466,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[18]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1479,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{18}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SyncItem) GetItem() isSyncItem_Item {
@@ -1415,7 +1556,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[19]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1568,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[19]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1581,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{19}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SyncResponse) GetResults() []*SyncResult {
@@ -1461,7 +1602,7 @@ type SyncResult struct {
 
 func (x *SyncResult) Reset() {
 	*x = SyncResult{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[20]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1614,7 @@ func (x *SyncResult) String() string {
 func (*SyncResult) ProtoMessage() {}
 
 func (x *SyncResult) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[20]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1627,7 @@ func (x *SyncResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResult.ProtoReflect.Descriptor instead.
 func (*SyncResult) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{20}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SyncResult) GetError() string {
@@ -1507,7 +1648,7 @@ type ProfileGetRequest struct {
 
 func (x *ProfileGetRequest) Reset() {
 	*x = ProfileGetRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1660,7 @@ func (x *ProfileGetRequest) String() string {
 func (*ProfileGetRequest) ProtoMessage() {}
 
 func (x *ProfileGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1673,7 @@ func (x *ProfileGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileGetRequest.ProtoReflect.Descriptor instead.
 func (*ProfileGetRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{21}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ProfileGetRequest) GetSite() string {
@@ -1559,7 +1700,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1712,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1725,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{22}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVGetRequest) GetKey() string {
@@ -1605,7 +1746,7 @@ type KVGetResponse struct {
 
 func (x *KVGetResponse) Reset() {
 	*x = KVGetResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1758,7 @@ func (x *KVGetResponse) String() string {
 func (*KVGetResponse) ProtoMessage() {}
 
 func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1771,7 @@ func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetResponse.ProtoReflect.Descriptor instead.
 func (*KVGetResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{23}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVGetResponse) GetValue() []byte {
@@ -1660,7 +1801,7 @@ type KVPutRequest struct {
 
 func (x *KVPutRequest) Reset() {
 	*x = KVPutRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1813,7 @@ func (x *KVPutRequest) String() string {
 func (*KVPutRequest) ProtoMessage() {}
 
 func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1826,7 @@ func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutRequest.ProtoReflect.Descriptor instead.
 func (*KVPutRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{24}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVPutRequest) GetKey() string {
@@ -1718,7 +1859,7 @@ type KVPutResponse struct {
 
 func (x *KVPutResponse) Reset() {
 	*x = KVPutResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1871,7 @@ func (x *KVPutResponse) String() string {
 func (*KVPutResponse) ProtoMessage() {}
 
 func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1884,7 @@ func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutResponse.ProtoReflect.Descriptor instead.
 func (*KVPutResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{25}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 // KVDeleteRequest deletes one key.
@@ -1756,7 +1897,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1909,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1922,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{26}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVDeleteRequest) GetKey() string {
@@ -1800,7 +1941,7 @@ type KVDeleteResponse struct {
 
 func (x *KVDeleteResponse) Reset() {
 	*x = KVDeleteResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1953,7 @@ func (x *KVDeleteResponse) String() string {
 func (*KVDeleteResponse) ProtoMessage() {}
 
 func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1966,7 @@ func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
 func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{27}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 // ContactResolveRequest names a subject.
@@ -1839,7 +1980,7 @@ type ContactResolveRequest struct {
 
 func (x *ContactResolveRequest) Reset() {
 	*x = ContactResolveRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1992,7 @@ func (x *ContactResolveRequest) String() string {
 func (*ContactResolveRequest) ProtoMessage() {}
 
 func (x *ContactResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2005,7 @@ func (x *ContactResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactResolveRequest.ProtoReflect.Descriptor instead.
 func (*ContactResolveRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{28}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ContactResolveRequest) GetSite() string {
@@ -1891,7 +2032,7 @@ type EmitRequest struct {
 
 func (x *EmitRequest) Reset() {
 	*x = EmitRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2044,7 @@ func (x *EmitRequest) String() string {
 func (*EmitRequest) ProtoMessage() {}
 
 func (x *EmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2057,7 @@ func (x *EmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitRequest.ProtoReflect.Descriptor instead.
 func (*EmitRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{29}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EmitRequest) GetEvent() *Event {
@@ -1935,7 +2076,7 @@ type EmitResponse struct {
 
 func (x *EmitResponse) Reset() {
 	*x = EmitResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2088,7 @@ func (x *EmitResponse) String() string {
 func (*EmitResponse) ProtoMessage() {}
 
 func (x *EmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2101,7 @@ func (x *EmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitResponse.ProtoReflect.Descriptor instead.
 func (*EmitResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{30}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 // LogRequest is one structured log line.
@@ -1977,7 +2118,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2130,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2143,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{31}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LogRequest) GetLevel() int32 {
@@ -2037,7 +2178,7 @@ type LogAttr struct {
 
 func (x *LogAttr) Reset() {
 	*x = LogAttr{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2190,7 @@ func (x *LogAttr) String() string {
 func (*LogAttr) ProtoMessage() {}
 
 func (x *LogAttr) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2203,7 @@ func (x *LogAttr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAttr.ProtoReflect.Descriptor instead.
 func (*LogAttr) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{32}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogAttr) GetKey() string {
@@ -2088,7 +2229,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2241,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2254,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{33}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 var File_vigie_v1_plugin_proto protoreflect.FileDescriptor
@@ -2190,7 +2331,7 @@ const file_vigie_v1_plugin_proto_rawDesc = "" +
 	"transition\x18\x04 \x01(\x0e2\x14.vigie.v1.TransitionR\n" +
 	"transition\x12\x13\n" +
 	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\x12\x19\n" +
-	"\bevent_id\x18\x06 \x01(\tR\aeventId\"\xbd\x01\n" +
+	"\bevent_id\x18\x06 \x01(\tR\aeventId\"\xa5\x02\n" +
 	"\fPrivacyEvent\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12/\n" +
@@ -2198,7 +2339,15 @@ const file_vigie_v1_plugin_proto_rawDesc = "" +
 	"\bpurposes\x18\x04 \x03(\tR\bpurposes\x12\x13\n" +
 	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"\x89\x01\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12\x1a\n" +
+	"\bsubjects\x18\a \x03(\tR\bsubjects\x12\x1a\n" +
+	"\bobjected\x18\b \x03(\tR\bobjected\x12\x16\n" +
+	"\x06lifted\x18\t \x01(\bR\x06lifted\x12\x16\n" +
+	"\x06fields\x18\n" +
+	" \x03(\tR\x06fields\"?\n" +
+	"\rForgetRequest\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.vigie.v1.PrivacyEventR\x06events\"\x10\n" +
+	"\x0eForgetResponse\"\x89\x01\n" +
 	"\aContact\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x14\n" +
 	"\x05phone\x18\x02 \x01(\tR\x05phone\x12\x1d\n" +
@@ -2254,17 +2403,21 @@ const file_vigie_v1_plugin_proto_rawDesc = "" +
 	"Transition\x12\x1a\n" +
 	"\x16TRANSITION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TRANSITION_ENTERED\x10\x01\x12\x15\n" +
-	"\x11TRANSITION_EXITED\x10\x02*o\n" +
+	"\x11TRANSITION_EXITED\x10\x02*\xc3\x01\n" +
 	"\rPrivacyAction\x12\x1e\n" +
 	"\x1aPRIVACY_ACTION_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1ePRIVACY_ACTION_CONSENT_CHANGED\x10\x01\x12\x1a\n" +
-	"\x16PRIVACY_ACTION_ERASURE\x10\x022\xbd\x02\n" +
+	"\x16PRIVACY_ACTION_ERASURE\x10\x02\x12\x19\n" +
+	"\x15PRIVACY_ACTION_OBJECT\x10\x03\x12\x1b\n" +
+	"\x17PRIVACY_ACTION_RESTRICT\x10\x04\x12\x1a\n" +
+	"\x16PRIVACY_ACTION_RECTIFY\x10\x052\xfa\x02\n" +
 	"\x06Plugin\x129\n" +
 	"\bManifest\x12\x19.vigie.v1.ManifestRequest\x1a\x12.vigie.v1.Manifest\x12D\n" +
 	"\tConfigure\x12\x1a.vigie.v1.ConfigureRequest\x1a\x1b.vigie.v1.ConfigureResponse\x12;\n" +
 	"\x06Enrich\x12\x17.vigie.v1.EnrichRequest\x1a\x18.vigie.v1.EnrichResponse\x12>\n" +
 	"\aSegment\x12\x18.vigie.v1.SegmentRequest\x1a\x19.vigie.v1.SegmentResponse\x125\n" +
-	"\x04Sync\x12\x15.vigie.v1.SyncRequest\x1a\x16.vigie.v1.SyncResponse2\xac\x03\n" +
+	"\x04Sync\x12\x15.vigie.v1.SyncRequest\x1a\x16.vigie.v1.SyncResponse\x12;\n" +
+	"\x06Forget\x12\x17.vigie.v1.ForgetRequest\x1a\x18.vigie.v1.ForgetResponse2\xac\x03\n" +
 	"\x04Host\x12<\n" +
 	"\n" +
 	"ProfileGet\x12\x1b.vigie.v1.ProfileGetRequest\x1a\x11.vigie.v1.Profile\x128\n" +
@@ -2288,7 +2441,7 @@ func file_vigie_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_vigie_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_vigie_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_vigie_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_vigie_v1_plugin_proto_goTypes = []any{
 	(Transition)(0),               // 0: vigie.v1.Transition
 	(PrivacyAction)(0),            // 1: vigie.v1.PrivacyAction
@@ -2308,78 +2461,83 @@ var file_vigie_v1_plugin_proto_goTypes = []any{
 	(*ProfileUpdate)(nil),         // 15: vigie.v1.ProfileUpdate
 	(*SegmentChange)(nil),         // 16: vigie.v1.SegmentChange
 	(*PrivacyEvent)(nil),          // 17: vigie.v1.PrivacyEvent
-	(*Contact)(nil),               // 18: vigie.v1.Contact
-	(*SyncRequest)(nil),           // 19: vigie.v1.SyncRequest
-	(*SyncItem)(nil),              // 20: vigie.v1.SyncItem
-	(*SyncResponse)(nil),          // 21: vigie.v1.SyncResponse
-	(*SyncResult)(nil),            // 22: vigie.v1.SyncResult
-	(*ProfileGetRequest)(nil),     // 23: vigie.v1.ProfileGetRequest
-	(*KVGetRequest)(nil),          // 24: vigie.v1.KVGetRequest
-	(*KVGetResponse)(nil),         // 25: vigie.v1.KVGetResponse
-	(*KVPutRequest)(nil),          // 26: vigie.v1.KVPutRequest
-	(*KVPutResponse)(nil),         // 27: vigie.v1.KVPutResponse
-	(*KVDeleteRequest)(nil),       // 28: vigie.v1.KVDeleteRequest
-	(*KVDeleteResponse)(nil),      // 29: vigie.v1.KVDeleteResponse
-	(*ContactResolveRequest)(nil), // 30: vigie.v1.ContactResolveRequest
-	(*EmitRequest)(nil),           // 31: vigie.v1.EmitRequest
-	(*EmitResponse)(nil),          // 32: vigie.v1.EmitResponse
-	(*LogRequest)(nil),            // 33: vigie.v1.LogRequest
-	(*LogAttr)(nil),               // 34: vigie.v1.LogAttr
-	(*LogResponse)(nil),           // 35: vigie.v1.LogResponse
-	(*Event)(nil),                 // 36: vigie.v1.Event
-	(*Campaign)(nil),              // 37: vigie.v1.Campaign
+	(*ForgetRequest)(nil),         // 18: vigie.v1.ForgetRequest
+	(*ForgetResponse)(nil),        // 19: vigie.v1.ForgetResponse
+	(*Contact)(nil),               // 20: vigie.v1.Contact
+	(*SyncRequest)(nil),           // 21: vigie.v1.SyncRequest
+	(*SyncItem)(nil),              // 22: vigie.v1.SyncItem
+	(*SyncResponse)(nil),          // 23: vigie.v1.SyncResponse
+	(*SyncResult)(nil),            // 24: vigie.v1.SyncResult
+	(*ProfileGetRequest)(nil),     // 25: vigie.v1.ProfileGetRequest
+	(*KVGetRequest)(nil),          // 26: vigie.v1.KVGetRequest
+	(*KVGetResponse)(nil),         // 27: vigie.v1.KVGetResponse
+	(*KVPutRequest)(nil),          // 28: vigie.v1.KVPutRequest
+	(*KVPutResponse)(nil),         // 29: vigie.v1.KVPutResponse
+	(*KVDeleteRequest)(nil),       // 30: vigie.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),      // 31: vigie.v1.KVDeleteResponse
+	(*ContactResolveRequest)(nil), // 32: vigie.v1.ContactResolveRequest
+	(*EmitRequest)(nil),           // 33: vigie.v1.EmitRequest
+	(*EmitResponse)(nil),          // 34: vigie.v1.EmitResponse
+	(*LogRequest)(nil),            // 35: vigie.v1.LogRequest
+	(*LogAttr)(nil),               // 36: vigie.v1.LogAttr
+	(*LogResponse)(nil),           // 37: vigie.v1.LogResponse
+	(*Event)(nil),                 // 38: vigie.v1.Event
+	(*Campaign)(nil),              // 39: vigie.v1.Campaign
 }
 var file_vigie_v1_plugin_proto_depIdxs = []int32{
 	4,  // 0: vigie.v1.Manifest.filter:type_name -> vigie.v1.EventFilter
-	36, // 1: vigie.v1.EnrichRequest.events:type_name -> vigie.v1.Event
-	36, // 2: vigie.v1.EnrichResponse.events:type_name -> vigie.v1.Event
+	38, // 1: vigie.v1.EnrichRequest.events:type_name -> vigie.v1.Event
+	38, // 2: vigie.v1.EnrichResponse.events:type_name -> vigie.v1.Event
 	10, // 3: vigie.v1.Profile.counters:type_name -> vigie.v1.Counter
-	37, // 4: vigie.v1.Profile.last_campaign:type_name -> vigie.v1.Campaign
+	39, // 4: vigie.v1.Profile.last_campaign:type_name -> vigie.v1.Campaign
 	12, // 5: vigie.v1.SegmentRequest.items:type_name -> vigie.v1.SegmentInput
-	36, // 6: vigie.v1.SegmentInput.event:type_name -> vigie.v1.Event
+	38, // 6: vigie.v1.SegmentInput.event:type_name -> vigie.v1.Event
 	9,  // 7: vigie.v1.SegmentInput.profile:type_name -> vigie.v1.Profile
 	14, // 8: vigie.v1.SegmentResponse.results:type_name -> vigie.v1.SegmentOutput
 	15, // 9: vigie.v1.SegmentOutput.update:type_name -> vigie.v1.ProfileUpdate
 	16, // 10: vigie.v1.SegmentOutput.changes:type_name -> vigie.v1.SegmentChange
 	0,  // 11: vigie.v1.SegmentChange.transition:type_name -> vigie.v1.Transition
 	1,  // 12: vigie.v1.PrivacyEvent.action:type_name -> vigie.v1.PrivacyAction
-	20, // 13: vigie.v1.SyncRequest.items:type_name -> vigie.v1.SyncItem
-	16, // 14: vigie.v1.SyncItem.segment_change:type_name -> vigie.v1.SegmentChange
-	36, // 15: vigie.v1.SyncItem.identify:type_name -> vigie.v1.Event
-	17, // 16: vigie.v1.SyncItem.privacy:type_name -> vigie.v1.PrivacyEvent
-	18, // 17: vigie.v1.SyncItem.contact:type_name -> vigie.v1.Contact
-	22, // 18: vigie.v1.SyncResponse.results:type_name -> vigie.v1.SyncResult
-	36, // 19: vigie.v1.EmitRequest.event:type_name -> vigie.v1.Event
-	34, // 20: vigie.v1.LogRequest.attrs:type_name -> vigie.v1.LogAttr
-	2,  // 21: vigie.v1.Plugin.Manifest:input_type -> vigie.v1.ManifestRequest
-	5,  // 22: vigie.v1.Plugin.Configure:input_type -> vigie.v1.ConfigureRequest
-	7,  // 23: vigie.v1.Plugin.Enrich:input_type -> vigie.v1.EnrichRequest
-	11, // 24: vigie.v1.Plugin.Segment:input_type -> vigie.v1.SegmentRequest
-	19, // 25: vigie.v1.Plugin.Sync:input_type -> vigie.v1.SyncRequest
-	23, // 26: vigie.v1.Host.ProfileGet:input_type -> vigie.v1.ProfileGetRequest
-	24, // 27: vigie.v1.Host.KVGet:input_type -> vigie.v1.KVGetRequest
-	26, // 28: vigie.v1.Host.KVPut:input_type -> vigie.v1.KVPutRequest
-	28, // 29: vigie.v1.Host.KVDelete:input_type -> vigie.v1.KVDeleteRequest
-	30, // 30: vigie.v1.Host.ContactResolve:input_type -> vigie.v1.ContactResolveRequest
-	31, // 31: vigie.v1.Host.Emit:input_type -> vigie.v1.EmitRequest
-	33, // 32: vigie.v1.Host.Log:input_type -> vigie.v1.LogRequest
-	3,  // 33: vigie.v1.Plugin.Manifest:output_type -> vigie.v1.Manifest
-	6,  // 34: vigie.v1.Plugin.Configure:output_type -> vigie.v1.ConfigureResponse
-	8,  // 35: vigie.v1.Plugin.Enrich:output_type -> vigie.v1.EnrichResponse
-	13, // 36: vigie.v1.Plugin.Segment:output_type -> vigie.v1.SegmentResponse
-	21, // 37: vigie.v1.Plugin.Sync:output_type -> vigie.v1.SyncResponse
-	9,  // 38: vigie.v1.Host.ProfileGet:output_type -> vigie.v1.Profile
-	25, // 39: vigie.v1.Host.KVGet:output_type -> vigie.v1.KVGetResponse
-	27, // 40: vigie.v1.Host.KVPut:output_type -> vigie.v1.KVPutResponse
-	29, // 41: vigie.v1.Host.KVDelete:output_type -> vigie.v1.KVDeleteResponse
-	18, // 42: vigie.v1.Host.ContactResolve:output_type -> vigie.v1.Contact
-	32, // 43: vigie.v1.Host.Emit:output_type -> vigie.v1.EmitResponse
-	35, // 44: vigie.v1.Host.Log:output_type -> vigie.v1.LogResponse
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	17, // 13: vigie.v1.ForgetRequest.events:type_name -> vigie.v1.PrivacyEvent
+	22, // 14: vigie.v1.SyncRequest.items:type_name -> vigie.v1.SyncItem
+	16, // 15: vigie.v1.SyncItem.segment_change:type_name -> vigie.v1.SegmentChange
+	38, // 16: vigie.v1.SyncItem.identify:type_name -> vigie.v1.Event
+	17, // 17: vigie.v1.SyncItem.privacy:type_name -> vigie.v1.PrivacyEvent
+	20, // 18: vigie.v1.SyncItem.contact:type_name -> vigie.v1.Contact
+	24, // 19: vigie.v1.SyncResponse.results:type_name -> vigie.v1.SyncResult
+	38, // 20: vigie.v1.EmitRequest.event:type_name -> vigie.v1.Event
+	36, // 21: vigie.v1.LogRequest.attrs:type_name -> vigie.v1.LogAttr
+	2,  // 22: vigie.v1.Plugin.Manifest:input_type -> vigie.v1.ManifestRequest
+	5,  // 23: vigie.v1.Plugin.Configure:input_type -> vigie.v1.ConfigureRequest
+	7,  // 24: vigie.v1.Plugin.Enrich:input_type -> vigie.v1.EnrichRequest
+	11, // 25: vigie.v1.Plugin.Segment:input_type -> vigie.v1.SegmentRequest
+	21, // 26: vigie.v1.Plugin.Sync:input_type -> vigie.v1.SyncRequest
+	18, // 27: vigie.v1.Plugin.Forget:input_type -> vigie.v1.ForgetRequest
+	25, // 28: vigie.v1.Host.ProfileGet:input_type -> vigie.v1.ProfileGetRequest
+	26, // 29: vigie.v1.Host.KVGet:input_type -> vigie.v1.KVGetRequest
+	28, // 30: vigie.v1.Host.KVPut:input_type -> vigie.v1.KVPutRequest
+	30, // 31: vigie.v1.Host.KVDelete:input_type -> vigie.v1.KVDeleteRequest
+	32, // 32: vigie.v1.Host.ContactResolve:input_type -> vigie.v1.ContactResolveRequest
+	33, // 33: vigie.v1.Host.Emit:input_type -> vigie.v1.EmitRequest
+	35, // 34: vigie.v1.Host.Log:input_type -> vigie.v1.LogRequest
+	3,  // 35: vigie.v1.Plugin.Manifest:output_type -> vigie.v1.Manifest
+	6,  // 36: vigie.v1.Plugin.Configure:output_type -> vigie.v1.ConfigureResponse
+	8,  // 37: vigie.v1.Plugin.Enrich:output_type -> vigie.v1.EnrichResponse
+	13, // 38: vigie.v1.Plugin.Segment:output_type -> vigie.v1.SegmentResponse
+	23, // 39: vigie.v1.Plugin.Sync:output_type -> vigie.v1.SyncResponse
+	19, // 40: vigie.v1.Plugin.Forget:output_type -> vigie.v1.ForgetResponse
+	9,  // 41: vigie.v1.Host.ProfileGet:output_type -> vigie.v1.Profile
+	27, // 42: vigie.v1.Host.KVGet:output_type -> vigie.v1.KVGetResponse
+	29, // 43: vigie.v1.Host.KVPut:output_type -> vigie.v1.KVPutResponse
+	31, // 44: vigie.v1.Host.KVDelete:output_type -> vigie.v1.KVDeleteResponse
+	20, // 45: vigie.v1.Host.ContactResolve:output_type -> vigie.v1.Contact
+	34, // 46: vigie.v1.Host.Emit:output_type -> vigie.v1.EmitResponse
+	37, // 47: vigie.v1.Host.Log:output_type -> vigie.v1.LogResponse
+	35, // [35:48] is the sub-list for method output_type
+	22, // [22:35] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_plugin_proto_init() }
@@ -2388,7 +2546,7 @@ func file_vigie_v1_plugin_proto_init() {
 		return
 	}
 	file_vigie_v1_event_proto_init()
-	file_vigie_v1_plugin_proto_msgTypes[18].OneofWrappers = []any{
+	file_vigie_v1_plugin_proto_msgTypes[20].OneofWrappers = []any{
 		(*SyncItem_SegmentChange)(nil),
 		(*SyncItem_Identify)(nil),
 		(*SyncItem_Privacy)(nil),
@@ -2399,7 +2557,7 @@ func file_vigie_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigie_v1_plugin_proto_rawDesc), len(file_vigie_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -32,6 +32,7 @@ const (
 	Plugin_Enrich_FullMethodName    = "/vigie.v1.Plugin/Enrich"
 	Plugin_Segment_FullMethodName   = "/vigie.v1.Plugin/Segment"
 	Plugin_Sync_FullMethodName      = "/vigie.v1.Plugin/Sync"
+	Plugin_Forget_FullMethodName    = "/vigie.v1.Plugin/Forget"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -53,6 +54,11 @@ type PluginClient interface {
 	// Sync takes segment changes, identify and privacy events and performs
 	// their side effects; one result per input, in order.
 	Sync(ctx context.Context, in *SyncRequest, opts ...grpc.CallOption) (*SyncResponse, error)
+	// Forget takes erasure events: the plugin deletes whatever it keeps
+	// about their subjects (its key-value space, its own files, an external
+	// system). Optional: served by plugins whose manifest lists the kind
+	// "forgetter".
+	Forget(ctx context.Context, in *ForgetRequest, opts ...grpc.CallOption) (*ForgetResponse, error)
 }
 
 type pluginClient struct {
@@ -113,6 +119,16 @@ func (c *pluginClient) Sync(ctx context.Context, in *SyncRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *pluginClient) Forget(ctx context.Context, in *ForgetRequest, opts ...grpc.CallOption) (*ForgetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForgetResponse)
+	err := c.cc.Invoke(ctx, Plugin_Forget_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -132,6 +148,11 @@ type PluginServer interface {
 	// Sync takes segment changes, identify and privacy events and performs
 	// their side effects; one result per input, in order.
 	Sync(context.Context, *SyncRequest) (*SyncResponse, error)
+	// Forget takes erasure events: the plugin deletes whatever it keeps
+	// about their subjects (its key-value space, its own files, an external
+	// system). Optional: served by plugins whose manifest lists the kind
+	// "forgetter".
+	Forget(context.Context, *ForgetRequest) (*ForgetResponse, error)
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -156,6 +177,9 @@ func (UnimplementedPluginServer) Segment(context.Context, *SegmentRequest) (*Seg
 }
 func (UnimplementedPluginServer) Sync(context.Context, *SyncRequest) (*SyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sync not implemented")
+}
+func (UnimplementedPluginServer) Forget(context.Context, *ForgetRequest) (*ForgetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Forget not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -268,6 +292,24 @@ func _Plugin_Sync_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_Forget_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForgetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).Forget(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_Forget_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).Forget(ctx, req.(*ForgetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -294,6 +336,10 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sync",
 			Handler:    _Plugin_Sync_Handler,
+		},
+		{
+			MethodName: "Forget",
+			Handler:    _Plugin_Forget_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,4 +1,7 @@
-package proxy
+// Package apijson renders protobuf messages (events, segment changes,
+// profiles) as Vigie's JSON APIs show them: the admin API, the console and
+// the privacy export use this one rendering.
+package apijson
 
 import (
 	"encoding/base64"
@@ -9,15 +12,15 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// adminJSON renders a protobuf message (an event, a segment change) for
-// the admin API: the message's populated fields under their proto names,
+// Marshal renders a protobuf message (an event, a segment change) for
+// the JSON APIs: the message's populated fields under their proto names,
 // as protojson would, except that 64-bit integers are JSON numbers (times
 // in milliseconds such as received_at_ms are numbers a client can compare,
 // not strings) and enum values are their lower-case names without the
 // enum's prefix ("pseudonymous", not "MODE_PSEUDONYMOUS"; "entered", not
 // "TRANSITION_ENTERED"). A bytes field holding JSON (properties, traits)
 // is that JSON; other bytes are base64.
-func adminJSON(m proto.Message) (json.RawMessage, error) {
+func Marshal(m proto.Message) (json.RawMessage, error) {
 	return json.Marshal(messageValue(m.ProtoReflect()))
 }
 

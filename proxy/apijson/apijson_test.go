@@ -1,4 +1,4 @@
-package proxy
+package apijson
 
 import (
 	"testing"
@@ -31,7 +31,7 @@ func TestAdminJSON(t *testing.T) {
 		}, `{"campaign":{"click_ids":{"gclid":"x"}},"device":{"bot":true,"class":"desktop"},"mode":"anonymous","properties":{"a":[1,2]},"purposes":["necessary"],"timestamp_ms":-1,"traits":"bm90IGpzb24=","type":"page"}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := adminJSON(c.msg)
+			got, err := Marshal(c.msg)
 			if err != nil {
 				t.Fatal(err)
 			}

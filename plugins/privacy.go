@@ -1,0 +1,228 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/sdk"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Every plugin receives the erasures (vigie.privacy.<site>.erase): a syncer
+// through Sync on its "sync-<name>-privacy" consumer, every other plugin on
+// its own "privacy-<name>" consumer. A plugin serving the Forgetter hook is
+// then given them through Forget. The outcome for each plugin is reported
+// to Config.Privacy, which records it as a step of the erasure request:
+//
+//	done           Sync and/or Forget succeeded, or the plugin keeps
+//	               nothing (no Forget hook, no kv capability)
+//	not_supported  no Forget hook but the kv capability: what it keeps in
+//	               its key-value space is not erased by it
+//	skipped        the erasure's site is outside the plugin's filter
+//	failed         dead-lettered after MaxDeliver tries (the reason given)
+
+// Outcomes of a plugin's handling of an erasure (PrivacyAck.Status).
+const (
+	AckDone         = "done"
+	AckNotSupported = "not_supported"
+	AckSkipped      = "skipped"
+	AckFailed       = "failed"
+)
+
+// PrivacyAck is one plugin's acknowledgement of an erasure.
+type PrivacyAck struct {
+	// Plugin is the plugin's name.
+	Plugin string
+	// Site and RequestID identify the erasure (PrivacyEvent.request_id).
+	Site, RequestID string
+	// Status is AckDone, AckNotSupported, AckSkipped or AckFailed.
+	Status string
+	// Detail says why, in words (no identifier).
+	Detail string
+}
+
+// PrivacyAcker receives each plugin's acknowledgement of each erasure. An
+// error (the acknowledgement could not be recorded) makes the runtime
+// deliver the erasure to the plugin again later.
+type PrivacyAcker interface {
+	PrivacyAck(ctx context.Context, a PrivacyAck) error
+}
+
+// Names returns the names of the configured plugins, in configuration
+// order.
+func (rt *Runtime) Names() []string {
+	out := make([]string, len(rt.order))
+	for i, p := range rt.order {
+		out[i] = p.spec.Name
+	}
+	return out
+}
+
+// privacyConsumer is the erasure consumer of a plugin that is not a syncer.
+func (rt *Runtime) privacyConsumer(p *proc) *consumer {
+	return &consumer{rt: rt, durable: "privacy-" + p.spec.Name, stream: streams.Privacy, stage: stageSync,
+		filters: []string{streams.PrivacyKindSubjects(streams.KindErase)}, owner: p,
+		handle: rt.forget(p), onDead: rt.privacyDead(p)}
+}
+
+// isErasure decodes an erasure message; other messages give nil.
+func isErasure(subject string, data []byte) (*vigiev1.PrivacyEvent, error) {
+	if streams.StreamOf(subject) != streams.Privacy {
+		return nil, nil
+	}
+	pe := &vigiev1.PrivacyEvent{}
+	if err := proto.Unmarshal(data, pe); err != nil {
+		return nil, fmt.Errorf("%w: undecodable privacy event: %v", errPermanent, err)
+	}
+	if pe.GetAction() != vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+		return nil, nil
+	}
+	return pe, nil
+}
+
+// forget is the handler of a privacy-<name> consumer: erasures of the
+// plugin's sites go to its Forget hook, if it has one.
+func (rt *Runtime) forget(p *proc) handler {
+	return func(ctx context.Context, msgs []jetstream.Msg) []error {
+		errs := make([]error, len(msgs))
+		_, m, _, _ := p.snapshot()
+		var idx []int
+		var evs []*vigiev1.PrivacyEvent
+		for i, msg := range msgs {
+			pe, err := isErasure(subjectOf(msg), msg.Data())
+			if err != nil || pe == nil {
+				errs[i] = err
+				continue
+			}
+			if !matchAny(m.Filter.Sites, pe.GetSite()) {
+				errs[i] = rt.ack(ctx, p, pe, AckSkipped, "site outside the plugin's filter")
+				continue
+			}
+			idx, evs = append(idx, i), append(evs, pe)
+		}
+		for k, err := range rt.forgetBatch(ctx, p, m, evs) {
+			errs[idx[k]] = err
+		}
+		return errs
+	}
+}
+
+// forgetBatch gives erasures to p's Forget hook (when it has one) and
+// reports each outcome; it returns one error per event.
+func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs []*vigiev1.PrivacyEvent) []error {
+	errs := make([]error, len(evs))
+	if len(evs) == 0 {
+		return errs
+	}
+	status, detail := AckDone, "forgotten by the plugin"
+	switch {
+	case slices.Contains(m.Kinds, sdk.KindForgetter):
+		err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error { return c.Forget(cctx, evs) })
+		if err != nil {
+			for i := range errs {
+				errs[i] = &pluginError{plugin: p.spec.Name, err: err}
+			}
+			return errs
+		}
+	case slices.Contains(m.Kinds, sdk.KindSyncer):
+		detail = "synced to the plugin"
+		if m.Has(sdk.CapKV) {
+			status, detail = AckNotSupported, "synced, but the plugin has a key-value space and no Forget hook"
+		}
+	case m.Has(sdk.CapKV):
+		status, detail = AckNotSupported, "the plugin has a key-value space and no Forget hook"
+	default:
+		detail = "the plugin keeps no personal data (no Forget hook, no key-value space)"
+	}
+	for i, pe := range evs {
+		errs[i] = rt.ack(ctx, p, pe, status, detail)
+	}
+	return errs
+}
+
+// ack reports one plugin's outcome for an erasure to Config.Privacy.
+func (rt *Runtime) ack(ctx context.Context, p *proc, pe *vigiev1.PrivacyEvent, status, detail string) error {
+	if rt.cfg.Privacy == nil || pe.GetRequestId() == "" {
+		return nil
+	}
+	err := rt.cfg.Privacy.PrivacyAck(ctx, PrivacyAck{Plugin: p.spec.Name, Site: pe.GetSite(), RequestID: pe.GetRequestId(), Status: status, Detail: detail})
+	if err != nil {
+		return fmt.Errorf("privacy acknowledgement not recorded: %w", err)
+	}
+	return nil
+}
+
+// privacyDead reports an erasure dead-lettered for p as failed.
+func (rt *Runtime) privacyDead(p *proc) func(ctx context.Context, m jetstream.Msg, cause error) {
+	return func(ctx context.Context, m jetstream.Msg, cause error) {
+		pe, err := isErasure(subjectOf(m), m.Data())
+		if err != nil || pe == nil {
+			return
+		}
+		reason := cause.Error()
+		if len(reason) > 512 {
+			reason = reason[:512]
+		}
+		if err := rt.ack(context.WithoutCancel(ctx), p, pe, AckFailed, "dead-lettered: "+reason); err != nil {
+			rt.log.Warn("failed erasure not recorded", "plugin", p.spec.Name, "err", err)
+		}
+	}
+}
+
+// restricted reports whether subject's ledger entry on site forbids giving
+// its contact details to a plugin needing purposes: processing restricted,
+// or an objection to one of them.
+func (rt *Runtime) restricted(ctx context.Context, site, subject string, purposes []string) (bool, error) {
+	e, err := rt.cfg.Store.Consent(ctx, site, subject)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if e.Restricted {
+		return true, nil
+	}
+	for _, o := range e.Objected {
+		if slices.Contains(purposes, o) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// recordSync adds what a plugin was given about a subject to the subject's
+// sync history (an access request lists it); errors are logged only.
+func (rt *Runtime) recordSync(ctx context.Context, p *proc, item *vigiev1.SyncItem) {
+	var site, subject, kind, detail string
+	switch it := item.GetItem().(type) {
+	case *vigiev1.SyncItem_SegmentChange:
+		c := it.SegmentChange
+		site, subject, detail = c.GetSite(), c.GetSubject(), c.GetSegment()
+		kind = "segment_entered"
+		if c.GetTransition() == vigiev1.Transition_TRANSITION_EXITED {
+			kind = "segment_exited"
+		}
+	case *vigiev1.SyncItem_Identify:
+		site, subject, kind, detail = it.Identify.GetSite(), it.Identify.GetSubject(), "identify", it.Identify.GetId()
+	case *vigiev1.SyncItem_Privacy:
+		// The privacy events themselves are not kept per subject: an
+		// erasure would only write history to erase again.
+		return
+	}
+	if subject == "" {
+		return
+	}
+	rec := storage.SyncRecord{Plugin: p.spec.Name, Kind: kind, Detail: detail, Fields: contactFields(item.GetContact()), AtMs: time.Now().UnixMilli()}
+	if err := rt.cfg.Store.AddSyncHistory(ctx, site, subject, rec, rt.cfg.SyncHistoryTTL); err != nil && ctx.Err() == nil {
+		rt.log.Warn("sync history not recorded", "plugin", p.spec.Name, "err", err)
+	}
+}

@@ -1,0 +1,46 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/vigie-dev/vigie/proxy/pipeline"
+	"github.com/vigie-dev/vigie/proxy/privacy"
+)
+
+// startPrivacy starts the privacy request runner (package privacy): after
+// the bus, before the plugin runtime, which reports to it each plugin's
+// acknowledgement of an erasure.
+func (s *Server) startPrivacy(ctx context.Context) error {
+	sites := map[string]*pipeline.Site{}
+	for id, st := range s.byID {
+		sites[id] = st.pipe
+	}
+	pc := privacy.Config{
+		Store: s.store, Ledger: s.ledger, Blind: s.blind, Sites: sites,
+		JetStream: s.bus.JetStream(), Auditor: s.auditor,
+		Logger: s.log.With("component", "privacy"),
+	}
+	for _, p := range s.cfg.Purposes {
+		pc.Purposes = append(pc.Purposes, string(p.Name))
+	}
+	for _, p := range s.cfg.Plugins {
+		if !p.Disabled {
+			pc.Plugins = append(pc.Plugins, p.Name)
+		}
+	}
+	svc, err := privacy.New(pc)
+	if err != nil {
+		return err
+	}
+	if err := svc.Start(ctx); err != nil {
+		return err
+	}
+	s.privacy = svc
+	return nil
+}
+
+// privacyRoutes registers the privacy request API behind the admin token.
+func (s *Server) privacyRoutes(mux *http.ServeMux) {
+	s.privacy.RegisterAdmin(mux, s.admin)
+}
