@@ -368,3 +368,50 @@ func TestDecisionLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestSensitivePurpose: the purpose "sensitive" is not built in (nor a
+// default one), can never be a default purpose, and once registered a payload grants it explicitly, on
+// top of an identifying purpose, without making an event pseudonymous by
+// itself.
+func TestSensitivePurpose(t *testing.T) {
+	for _, pi := range DefaultPurposes() {
+		if pi.Name == Sensitive {
+			t.Fatal("sensitive is among the default purposes")
+		}
+	}
+	if err := Register(Sensitive); err != nil {
+		t.Fatal(err)
+	}
+	p := DefaultPolicy()
+	bad := DefaultPolicy()
+	bad.Defaults = NewSet(Necessary, Sensitive)
+	if err := bad.Validate(); !errors.Is(err, ErrInvalidPolicy) {
+		t.Errorf("sensitive as a default purpose: %v", err)
+	}
+	for _, tt := range []struct {
+		payload   string
+		outcome   Outcome
+		sensitive bool
+	}{
+		{`{"analytics":true,"sensitive":true}`, Pseudonymous, true},
+		{`{"analytics":true}`, Pseudonymous, false},
+		{`{"sensitive":true}`, Anonymous, true},
+		{`{"analytics":true,"sensitive":false}`, Pseudonymous, false},
+	} {
+		sigs, err := FromPayload([]byte(tt.payload), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := Decide(p, sigs...)
+		if d.Outcome != tt.outcome || d.Granted.Has(Sensitive) != tt.sensitive {
+			t.Errorf("%s: %v, want %v with sensitive %v", tt.payload, d, tt.outcome, tt.sensitive)
+		}
+	}
+	// A blanket grant is not the explicit consent special categories need.
+	for v, want := range map[string]bool{"all": false, "1": false, "1,sensitive": true, "analytics,sensitive:1": true} {
+		sig, err := FromPixel(v)
+		if err != nil || sig.Granted.Has(Sensitive) != want {
+			t.Errorf("FromPixel(%q) = %v, %v: sensitive granted should be %v", v, sig, err, want)
+		}
+	}
+}

@@ -62,7 +62,8 @@
 // The no-JS pixel's consent query parameter (FromPixel) is a
 // comma-separated list of purposes, each optionally suffixed with ":1" /
 // "=1" (grant) or ":0" / "=0" (deny); a bare name grants. "none" or "0"
-// denies every non-necessary purpose, "all" or "1" grants every purpose.
+// denies every non-necessary purpose, "all" or "1" grants every purpose;
+// neither touches sensitive, which is granted or denied only by name.
 // Example: "analytics,marketing:0". Names ignore ASCII case, blanks around
 // tokens are ignored, unknown purposes are ignored, and when a value both
 // grants and denies a purpose the denial wins ("none,analytics" grants

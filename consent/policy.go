@@ -95,6 +95,9 @@ func (p Policy) Validate() error {
 	if p.Unconsented != Drop && p.Unconsented != Anonymous {
 		errs = append(errs, fmt.Errorf("%w: unconsented must be drop or anonymous, not %s", ErrInvalidPolicy, p.Unconsented))
 	}
+	if p.Defaults.Has(Sensitive) {
+		errs = append(errs, fmt.Errorf("%w: sensitive cannot be a default purpose (special categories need explicit consent, Art. 9(2)(a))", ErrInvalidPolicy))
+	}
 	if p.Identifying.Has(Necessary) {
 		errs = append(errs, fmt.Errorf("%w: necessary cannot be identifying (it is always granted)", ErrInvalidPolicy))
 	}

@@ -26,6 +26,16 @@ const (
 	Marketing Purpose = "marketing"
 )
 
+// Sensitive is the dedicated purpose a site's require_consent action asks
+// for before it keeps an event in which special categories of data (GDPR
+// Art. 9) were detected with the visitor's identifiers: the explicit
+// consent of Art. 9(2)(a). It is not built in: the configuration registers
+// it when a site uses require_consent, it is never a default purpose
+// (Policy.Validate refuses it there), never identifying by itself, and it
+// is not listed among the purposes a visitor is shown unless the operator
+// lists it in the configuration's purposes.
+const Sensitive Purpose = "sensitive"
+
 // PurposeInfo describes a configured purpose (used for the register of
 // processing activities).
 type PurposeInfo struct {
@@ -145,6 +155,15 @@ func allBits() uint64 {
 		return ^uint64(0)
 	}
 	return 1<<n - 1
+}
+
+// explicitOnlyBits are the purposes blanket tokens ("all", "none") leave
+// alone: Sensitive, whose consent must name it (Art. 9(2)(a)).
+func explicitOnlyBits() uint64 {
+	if i := index(string(Sensitive), false); i >= 0 {
+		return 1 << i
+	}
+	return 0
 }
 
 // Set is a small immutable set of registered purposes: a bitset over the

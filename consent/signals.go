@@ -54,10 +54,12 @@ func FromPixel(v string) (Signal, error) {
 		case (none || all) && hasVal:
 			return Signal{Source: SourcePixel}, fmt.Errorf("%w: none/all take no flag", ErrInvalidConsent)
 		case none:
-			s.Denied.bits |= allBits() &^ necessaryBit
+			// Blanket tokens leave sensitive alone: it is granted or
+			// denied only by name (and never granted without a grant).
+			s.Denied.bits |= allBits() &^ necessaryBit &^ explicitOnlyBits()
 			continue
 		case all:
-			s.Granted.bits |= allBits()
+			s.Granted.bits |= allBits() &^ explicitOnlyBits()
 			continue
 		}
 		grant := true

@@ -119,6 +119,11 @@ func TestKeepIdentity(t *testing.T) {
 	if out.Geo.GetCountry() != "FR" {
 		t.Fatal("enrichment lost")
 	}
+	// The sensitive-data mark stays, whatever the enricher returns.
+	orig.Sensitive = []string{"health"}
+	if out := keepIdentity(orig, &vigiev1.Event{}); len(out.Sensitive) != 1 || !sensitiveEvent(out) {
+		t.Fatalf("an enricher cleared the sensitive mark: %v", out)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -148,6 +148,7 @@ func keepIdentity(orig, got *vigiev1.Event) *vigiev1.Event {
 	got.KeyId, got.Source, got.IpPrefix = orig.KeyId, orig.Source, orig.IpPrefix
 	got.TimestampMs, got.ReceivedAtMs = orig.TimestampMs, orig.ReceivedAtMs
 	got.VaultedTraits = orig.VaultedTraits
+	got.Sensitive = orig.Sensitive // an enricher cannot clear the mark
 	return got
 }
 
@@ -241,6 +242,9 @@ func (rt *Runtime) segment(p *proc) handler {
 					errs[i] = err
 				}
 				continue
+			}
+			if sensitiveEvent(ev) {
+				continue // never profiled, segmented or modelled
 			}
 			runIdx, run = append(runIdx, i), append(run, ev)
 		}
@@ -411,7 +415,7 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 			return nil, fmt.Errorf("%w: undecodable event: %v", errPermanent, err)
 		}
 		if ev.GetMode() != vigiev1.Mode_MODE_PSEUDONYMOUS || fromPlugin(ev, p.spec.Name) || !matches(m.Filter, ev) ||
-			!grantsAll(ev.GetPurposes(), m.Purposes) {
+			!grantsAll(ev.GetPurposes(), m.Purposes) || sensitiveEvent(ev) {
 			return nil, nil
 		}
 		site, subj, granted = ev.GetSite(), ev.GetSubject(), ev.GetPurposes()
@@ -435,3 +439,10 @@ func machineEmail(ev *vigiev1.Event) bool {
 	c := ev.GetEmail().GetClass()
 	return c != "" && c != "human"
 }
+
+// sensitiveEvent reports whether the pipeline detected special categories
+// of data (GDPR Art. 9) in ev: such an event is stored (anonymous unless
+// the site's policy and the visitor's explicit consent allow more) but
+// never given to a segmenter (no profile, no segment, no model) nor to a
+// syncer, whatever its consent.
+func sensitiveEvent(ev *vigiev1.Event) bool { return len(ev.GetSensitive()) > 0 }

@@ -9,3 +9,7 @@ var ErrAlreadyRunning = errors.New("Vigie is already running with this data dire
 // ErrNoDataDir is returned by AddSiteOffline for a data directory Vigie
 // never started in.
 var ErrNoDataDir = errors.New("no Vigie data directory")
+
+// ErrUnknownSite is returned for a site id the configuration does not
+// have.
+var ErrUnknownSite = errors.New("unknown site")

@@ -71,6 +71,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/email/rewrite", s.admin(s.handleEmailRewrite))
 	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
 	s.rightsRoutes(mux)
+	mux.Handle("GET /admin/v1/sensitive", s.admin(s.handleAdminSensitive))
 	s.privacyRoutes(mux)
 	mux.Handle("GET /admin/v1/email/counts", s.admin(s.handleEmailCounts))
 	if s.cfg.DemoPath != "off" {
@@ -572,6 +573,7 @@ func (s *Server) count(r *http.Request, st *site, res pipeline.Result) {
 		s.reject(r, st, "invalid_consent_string", 1)
 	}
 	s.recordDecision(st, &res)
+	s.countSensitive(st, &res)
 	switch res.Outcome {
 	case pipeline.Bot:
 		s.metrics.bots.WithLabelValues(st.cfg.ID).Inc()

@@ -32,8 +32,12 @@ func pipelineSite(sc config.Site) (pipeline.SiteConfig, error) {
 	if err != nil {
 		return pipeline.SiteConfig{}, fmt.Errorf("%w: site %s: consent.pseudonym_rotation: %w", config.ErrInvalid, sc.ID, err)
 	}
+	sens, err := sc.SensitivePolicy()
+	if err != nil {
+		return pipeline.SiteConfig{}, err
+	}
 	return pipeline.SiteConfig{
-		ID: sc.ID, Policy: pol,
+		ID: sc.ID, Policy: pol, Sensitive: &sens,
 		AllowParams: sc.AllowParams, ClickIDParams: sc.ClickIDParams, PIIKeys: sc.PIIKeys,
 		ExportClickIDs:  sc.ExportClickIDs,
 		Rotation:        rot,

@@ -83,6 +83,8 @@ type Server struct {
 	segmentDefs []segments.SegmentInfo
 	email       *email.Handler
 	emailSigner *email.Signer
+	// sensitive counts special-category detections (sensitive_data.go).
+	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).
 	auditor privacy.StoreAuditor
 	prefs   *privacy.Preferences
@@ -302,6 +304,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 
 	s.metrics = newMetrics()
+	s.startSensitive(pctx)
 	if err := s.startEmail(); err != nil {
 		return err
 	}

@@ -58,6 +58,11 @@ import (
 //	                                      (proxy/privacy)               Retention.Requests after
 //	                                                                    completed_at)
 //	px/<id>                               its subjects (JSON list)      none
+//	sd/<site>\x00<day ms><category>\x00<layer>
+//	                                      JSON sensitive-data detection
+//	                                      counts and examples           the caller's TTL after
+//	                                                                    the day (anonymous
+//	                                                                    retention)
 //
 // <mac> is a MACLen-byte keyed MAC (IndexEntry): fixed length, so the
 // subject that follows it in a bi/ key needs no separator. The blind index
@@ -598,4 +603,50 @@ func parseEmailCountKey(k []byte) (EmailCount, bool) {
 	}
 	c.Link = string(rest)
 	return c, true
+}
+
+// prefixDetected holds the sensitive-data detection counts (sensitive.go;
+// "sd/": sensitive detections):
+// sd/<site>\x00<day><category>\x00<layer> → JSON, where <day> is the UTC
+// day's midnight as 8-byte big-endian unix milliseconds, so one site's
+// days sort in order.
+const prefixDetected = "sd/"
+
+// sensitiveKey returns sd/<site>\x00<day><category>\x00<layer>.
+func sensitiveKey(site string, dayMs uint64, category, layer string) []byte {
+	k := make([]byte, 0, len(prefixDetected)+len(site)+1+timeLen+len(category)+1+len(layer))
+	k = append(k, prefixDetected...)
+	k = append(k, site...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, dayMs)
+	k = append(k, category...)
+	k = append(k, 0)
+	return append(k, layer...)
+}
+
+// sensitiveSitePrefix returns sd/<site>\x00, or sd/ for every site.
+func sensitiveSitePrefix(site string) []byte {
+	if site == "" {
+		return []byte(prefixDetected)
+	}
+	return append(append([]byte(prefixDetected), site...), 0)
+}
+
+// parseSensitiveKey splits a sd/ key.
+func parseSensitiveKey(key []byte) (site string, dayMs uint64, category, layer string, ok bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixDetected))
+	if !ok {
+		return "", 0, "", "", false
+	}
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 || len(rest)-i-1 < timeLen {
+		return "", 0, "", "", false
+	}
+	site, rest = string(rest[:i]), rest[i+1:]
+	dayMs, rest = binary.BigEndian.Uint64(rest), rest[timeLen:]
+	j := bytes.IndexByte(rest, 0)
+	if j < 0 {
+		return "", 0, "", "", false
+	}
+	return site, dayMs, string(rest[:j]), string(rest[j+1:]), true
 }

@@ -103,6 +103,7 @@ var prefixLifetimes = map[string]struct {
 	prefixLink:     {byTTL, "Record.TTL, as the identify or alias event that wrote it"},
 	prefixSuppress: {kept, "a suppression holds until lifted: keyed MACs only, no identifier"},
 	prefixSync:     {byTTL, "SyncRecord TTL (the marketing retention)"},
+	prefixDetected: {byTTL, "the anonymous retention after the day (AddSensitive's ttl)"},
 
 	prefixRollupHour:      {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
 	prefixRollupDay:       {byTTL, "RollupEntry.ExpiresAt: the day's end plus the rollup retention"},

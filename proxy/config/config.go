@@ -438,6 +438,10 @@ type Site struct {
 	Mode string `yaml:"mode"`
 	// Anonymous tunes what anonymous events keep.
 	Anonymous Anonymous `yaml:"anonymous"`
+	// Sensitive is the handling of special categories of data (Art. 9):
+	// actions per category, sensitive_paths, layers (sensitive.go).
+	// Default: detected everywhere, kept anonymous.
+	Sensitive SiteSensitive `yaml:"sensitive"`
 }
 
 // Site modes.
@@ -815,6 +819,8 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("purposes[%d]", i), "%v", err)
 		}
 	}
+	// Before the sites' consent policies, which may name it.
+	errs = append(errs, c.validateSensitive()...)
 	seenSite, seenKey := map[string]bool{}, map[string]string{}
 	for i, s := range c.Sites {
 		f := fmt.Sprintf("sites[%d]", i)

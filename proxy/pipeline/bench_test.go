@@ -9,6 +9,7 @@ import (
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
+	"github.com/vigie-dev/vigie/proxy/sensitive"
 )
 
 // benchTrack is a typical analytics.js track call (~600 bytes) with
@@ -32,11 +33,14 @@ const benchIdentify = `{"type":"identify","messageId":"ajs-next-1764151200123-00
 	`"page":{"path":"/account","url":"https://shop.example/account"},"library":{"name":"analytics.js","version":"next-1.70.0"},` +
 	`"consent":{"analytics":true,"personalization":true}},"integrations":{}}`
 
+// benchSensitive is the sites' sensitive-data policy (nil: the default).
+var benchSensitive *sensitive.Policy
+
 func benchPipeline(b *testing.B) (*Pipeline, *Site) {
 	b.Helper()
 	p, err := New(Config{
 		Keys:      []pseudonymize.Key{{ID: "k1", Secret: bytes.Repeat([]byte{7}, pseudonymize.MinSecretLen)}},
-		Sites:     []SiteConfig{{ID: "demo", Policy: consent.DefaultPolicy()}},
+		Sites:     []SiteConfig{{ID: "demo", Policy: consent.DefaultPolicy(), Sensitive: benchSensitive}},
 		Retention: map[string]time.Duration{"analytics": 395 * 24 * time.Hour, "personalization": 395 * 24 * time.Hour},
 	})
 	if err != nil {
@@ -98,4 +102,24 @@ func BenchmarkProcessAnonymous(b *testing.B) {
 			b.Fatal(res.Outcome)
 		}
 	}
+}
+
+// BenchmarkProcessSensitiveOff is BenchmarkProcess with every sensitive
+// layer off: the same-run baseline of the detector's cost.
+func BenchmarkProcessSensitiveOff(b *testing.B) {
+	off := sensitive.DefaultPolicy()
+	off.Names, off.Values, off.Page = false, false, false
+	benchSensitive = &off
+	defer func() { benchSensitive = nil }()
+	benchProcess(b, benchTrack, "track", false)
+}
+
+// BenchmarkProcessIdentifySensitiveOff is BenchmarkProcessIdentify with
+// every sensitive layer off.
+func BenchmarkProcessIdentifySensitiveOff(b *testing.B) {
+	off := sensitive.DefaultPolicy()
+	off.Names, off.Values, off.Page = false, false, false
+	benchSensitive = &off
+	defer func() { benchSensitive = nil }()
+	benchProcess(b, benchIdentify, "identify", true)
 }

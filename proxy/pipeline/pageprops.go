@@ -9,6 +9,20 @@ import (
 	"github.com/vigie-dev/vigie/proxy/collect"
 )
 
+// pageContext is the page a message describes: its context.page, or for a
+// page call without one (server-side SDKs) the page fields of its
+// properties.
+func pageContext(m *collect.Message) (p collect.Page, fromProperties bool) {
+	cp := m.Context.Page
+	if noPage(cp) && m.Type == "page" {
+		return pageFromProperties(m.Properties), true
+	}
+	return cp, false
+}
+
+// noPage reports whether p names no page at all.
+func noPage(p collect.Page) bool { return p.URL == "" && p.Path == "" && p.Referrer == "" }
+
 // pageFromProperties reads Segment's page properties (path, url, referrer,
 // title, search: the fields server-side SDKs send for page calls, which
 // carry no context.page) from the top level of a properties object. Fields

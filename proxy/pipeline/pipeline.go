@@ -27,6 +27,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/blind"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
+	"github.com/vigie-dev/vigie/proxy/sensitive"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -65,6 +66,9 @@ type SiteConfig struct {
 	// expressions) replaced by [id] in anonymous paths, see
 	// pseudonymize.MarkPathIDs.
 	IDPathPatterns []string
+	// Sensitive is its handling of special categories of data (see
+	// sensitive.go); nil means sensitive.DefaultPolicy().
+	Sensitive *sensitive.Policy
 }
 
 // DefaultTimeGranularity is SiteConfig.TimeGranularity's default: the
@@ -100,6 +104,7 @@ type Site struct {
 	gran     time.Duration
 	region   bool
 	idRules  []*regexp.Regexp
+	sens     *sensitive.Detector
 }
 
 // ID is the site's id.
@@ -159,8 +164,12 @@ func (p *Pipeline) NewSite(sc SiteConfig) (*Site, error) {
 	if gran <= 0 {
 		gran = DefaultTimeGranularity
 	}
+	sens, err := newDetector(sc.Sensitive)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: site %s: %w", sc.ID, err)
+	}
 	return &Site{id: sc.ID, policy: sc.Policy, pseudo: ps, rotation: sc.Rotation,
-		cnil: sc.CNILExempt, gran: gran, region: sc.Region, idRules: rules}, nil
+		cnil: sc.CNILExempt, gran: gran, region: sc.Region, idRules: rules, sens: sens}, nil
 }
 
 // Site returns the configured site with id.
@@ -226,6 +235,9 @@ const (
 	// Counted means an anonymous e-mail hit became Result.Count, a
 	// campaign-level counter, instead of an event.
 	Counted
+	// DroppedSensitive means a special category of data was detected
+	// whose action is drop_event (Result.Sensitive says which).
+	DroppedSensitive
 )
 
 // Result is Process's answer.
@@ -245,7 +257,9 @@ type Result struct {
 	// Scrubbed counts, by class, what the scrubbers removed from the
 	// stored event (never the values).
 	Scrubbed pseudonymize.Counts
-	Record   storage.Record
+	// Sensitive are the special categories of data detected (sensitive.go).
+	Sensitive sensitive.Findings
+	Record    storage.Record
 	// Count is the counter an anonymous e-mail hit adds to (Counted).
 	Count storage.EmailCount
 
@@ -345,6 +359,14 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 		res.Outcome = Bot
 		return res
 	}
+	// Special categories of data: the site's action may drop the event,
+	// keep it anonymous (d; Decision stays the visitor's choice, for the
+	// ledger) or drop what matched (m is then a copy).
+	var drop bool
+	if m, d, drop = s.sensitive(m, d, &res); drop {
+		res.Outcome = DroppedSensitive
+		return res
+	}
 	ip := m.Context.IP
 	if ip == "" {
 		ip = r.RemoteIP
@@ -425,6 +447,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	if m.MessageID != "" {
 		res.Record.Dedup = []byte(s.pseudo.ID(s.id, pseudonymize.MessageID, m.MessageID))
 	}
+	markSensitive(ev, &res.Sensitive)
 	p.index(&res, s, m, ev)
 	p.finish(&res, s, ev, d)
 	return res
@@ -499,6 +522,9 @@ func (p *Pipeline) ttl(d consent.Decision) time.Duration {
 	}
 	var ttl time.Duration
 	for _, name := range d.Granted.Names() {
+		if name == string(consent.Sensitive) {
+			continue // a condition on the other purposes, with no retention of its own
+		}
 		r, ok := p.retention[name]
 		if !ok || r == 0 {
 			return 0
@@ -519,12 +545,7 @@ func library(m *collect.Message, sc *pseudonymize.Counts) string {
 // page builds the scrubbed page context: anonymous events keep the path and
 // the referrer's host only.
 func page(ps *pseudonymize.Pseudonymizer, m *collect.Message, marketing, full bool, sc *pseudonymize.Counts) (*vigiev1.Page, pseudonymize.Campaign) {
-	cp := m.Context.Page
-	noPage := func(p collect.Page) bool { return p.URL == "" && p.Path == "" && p.Referrer == "" }
-	if noPage(cp) && m.Type == "page" {
-		// Server-side SDKs put the page in the properties.
-		cp = pageFromProperties(m.Properties)
-	}
+	cp, _ := pageContext(m)
 	if noPage(cp) {
 		return nil, pseudonymize.Campaign{}
 	}

@@ -133,6 +133,15 @@ func (r Register) Markdown() []byte {
 			w("- %s **%s (%s)**: %s\n", box, m.Measure, m.MeasureFR, m.Detail)
 		}
 	}
+	sc := r.SpecialCategories
+	w("\n## %s (%s) — Art. %s\n\n", sc.Label, sc.LabelFR, sc.Article)
+	w("| Category (Catégorie) | Art. | Site | Action | Effect | Layers | Sensitive paths |\n|---|---|---|---|---|---|---|\n")
+	for _, c := range sc.Value {
+		for _, h := range c.Sites {
+			w("| %s | %s | %s | `%s` | %s | %s | %s |\n", cell(c.Label), c.Article, cell(h.Site), h.Action, cell(h.Effect),
+				strings.Join(h.Layers, ", "), cell(strings.Join(h.SensitivePaths, ", ")))
+		}
+	}
 	return []byte(b.String())
 }
 

@@ -107,6 +107,9 @@ type Register struct {
 	Organization Organization `json:"organization"`
 	// Activities are the processing activities, one fiche each.
 	Activities []Activity `json:"activities"`
+	// SpecialCategories is how each special category of data is handled,
+	// per site (sensitive.go).
+	SpecialCategories Section[[]SpecialCategory] `json:"special_categories"`
 	// ToComplete lists what the operator must still fill in.
 	ToComplete []string `json:"to_complete,omitempty"`
 }
@@ -223,6 +226,8 @@ func Build(in Input) Register {
 		r.Activities = append(r.Activities, buildActivity(in, config.RetentionAnonymous,
 			"Counting visits without consent: anonymous events with no identifier of any kind."))
 	}
+	r.SpecialCategories = section("Special categories of data", "Données sensibles (catégories particulières de données)", "9, 10",
+		specialCategories(cfg))
 	for _, p := range in.Plugins {
 		if p.Manifest == nil {
 			r.ToComplete = append(r.ToComplete, fmt.Sprintf("plugin %q: its manifest was not read (an external plugin); build the register from the running server (GET /admin/v1/register) to describe what it receives", p.Name))
@@ -323,7 +328,7 @@ func buildActivity(in Input, purpose, description string) Activity {
 	a.DataSubjects = section("Categories of data subjects", "Catégories de personnes concernées", "30(1)(c)", subjects)
 	a.DataCategories = section("Categories of personal data", "Catégories de données personnelles concernées", "30(1)(c)", dataCategories(in, purpose))
 	a.SensitiveData = section("Sensitive data (Art. 9, 10)", "Des données sensibles sont-elles traitées ?", "9, 10",
-		"No sensitive data is expected: sites must not send any. Vigie does not detect it; values that look like e-mail addresses, phone numbers or tokens are replaced by markers outside the identity vault.")
+		sensitiveStatement(cfg))
 
 	// (d) recipients, (e) transfers
 	recips := recipients(in, purpose)

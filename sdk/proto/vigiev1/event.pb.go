@@ -141,7 +141,14 @@ type Event struct {
 	Geo *Geo `protobuf:"bytes,25,opt,name=geo,proto3" json:"geo,omitempty"`
 	// email is set on e-mail open and click events (source "email"), which
 	// are pseudonymous: other hits are campaign-level counters, not events.
-	Email         *Email `protobuf:"bytes,26,opt,name=email,proto3" json:"email,omitempty"`
+	Email *Email `protobuf:"bytes,26,opt,name=email,proto3" json:"email,omitempty"`
+	// sensitive lists the special categories of data (GDPR Art. 9, 10, and
+	// national identification numbers) detected in the hit: health,
+	// ethnic_origin, religion, political_opinion, trade_union, sex_life,
+	// biometric, genetic, criminal_record, national_id. An event with any is
+	// never profiled, never given to a syncer and never modelled, whatever
+	// its mode; enrichers cannot remove the list.
+	Sensitive     []string `protobuf:"bytes,27,rep,name=sensitive,proto3" json:"sensitive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +361,13 @@ func (x *Event) GetGeo() *Geo {
 func (x *Event) GetEmail() *Email {
 	if x != nil {
 		return x.Email
+	}
+	return nil
+}
+
+func (x *Event) GetSensitive() []string {
+	if x != nil {
+		return x.Sensitive
 	}
 	return nil
 }
@@ -795,7 +809,7 @@ var File_vigie_v1_event_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigie/v1/event.proto\x12\bvigie.v1\"\x91\x06\n" +
+	"\x14vigie/v1/event.proto\x12\bvigie.v1\"\xaf\x06\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x12\n" +
@@ -826,7 +840,8 @@ const file_vigie_v1_event_proto_rawDesc = "" +
 	"\x0evaulted_traits\x18\x17 \x03(\tR\rvaultedTraits\x12\x18\n" +
 	"\alibrary\x18\x18 \x01(\tR\alibrary\x12\x1f\n" +
 	"\x03geo\x18\x19 \x01(\v2\r.vigie.v1.GeoR\x03geo\x12%\n" +
-	"\x05email\x18\x1a \x01(\v2\x0f.vigie.v1.EmailR\x05email\"e\n" +
+	"\x05email\x18\x1a \x01(\v2\x0f.vigie.v1.EmailR\x05email\x12\x1c\n" +
+	"\tsensitive\x18\x1b \x03(\tR\tsensitive\"e\n" +
 	"\x05Email\x12\x1a\n" +
 	"\bcampaign\x18\x01 \x01(\tR\bcampaign\x12\x12\n" +
 	"\x04link\x18\x02 \x01(\tR\x04link\x12\x14\n" +
