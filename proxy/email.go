@@ -146,6 +146,12 @@ type rewriteRequest struct {
 	ExpiresIn string `json:"expires_in"`
 	// Honeypot adds a hidden link to catch scanners. Default true.
 	Honeypot *bool `json:"honeypot"`
+	// MessageType, with recipients, records an Email Sent exposure per
+	// consenting recipient for the response model (email_sent.go).
+	MessageType string `json:"message_type"`
+	// Holdout is the share of recipients kept out of the campaign and
+	// recorded as holdout exposures (0 to 0.5); needs MessageType.
+	Holdout *float64 `json:"holdout"`
 }
 
 // maxRecipients bounds one rewrite request.
@@ -209,6 +215,10 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 		bad("preference_merge_tag", "goes with merge_tag; per-recipient messages get their own preference link")
 		return
 	}
+	plan, ok := s.newSendPlan(w, st, &req, opt.SentAt)
+	if !ok {
+		return
+	}
 	if req.MergeTag != "" {
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
@@ -242,6 +252,9 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		opt.Recipient = st.pipe.UserPseudonym(rcpt)
+		if plan.holdsOut(rcpt, opt.Recipient) {
+			continue
+		}
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
 			bad(rewriteProblem(err))
@@ -254,8 +267,13 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links, Headers: h})
+		plan.sends(rcpt, opt.Recipient)
 	}
-	writeHTMLJSON(w, map[string]any{"messages": out})
+	answer := map[string]any{"messages": out}
+	if !s.recordSends(r.Context(), w, st, plan, answer) {
+		return
+	}
+	writeHTMLJSON(w, answer)
 }
 
 // expiresIn is from (now if zero) plus the duration s ("90d"); false if s

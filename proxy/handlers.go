@@ -71,6 +71,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/email/rewrite", s.admin(s.handleEmailRewrite))
 	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
 	s.rightsRoutes(mux)
+	s.responseRoutes(mux)
 	s.privacyRoutes(mux)
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))

@@ -345,3 +345,11 @@ func (p *Modeler) putMeta(ctx context.Context, s *site) error {
 	}
 	return nil
 }
+
+// ObjectedKey is the key, in the plugin's key-value space, of the shard
+// of site's objected subjects that would hold subject: a JSON list of
+// pseudonyms, absent when empty. A subject in it is kept out of the model
+// until its objection is lifted.
+func ObjectedKey(site, subject string) string {
+	return objectedKey(site, model.ShardOf(subject, objectedShards))
+}
