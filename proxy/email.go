@@ -83,12 +83,13 @@ var (
 )
 
 // EmailConsent implements email.ConsentLookup: a recipient's e-mail is
-// tracked only when the ledger records marketing consent.
+// tracked only when the ledger records marketing consent (not objected
+// to, processing not restricted).
 func (e emailRecorder) EmailConsent(ctx context.Context, site, recipient string) (bool, error) {
 	if e.s.byID[site] == nil || recipient == "" {
 		return false, nil
 	}
-	return e.s.ledger.Get(ctx, site, recipient).Granted.Has(consent.Marketing), nil
+	return e.s.recipientGrants(ctx, e.s.byID[site], recipient).Has(consent.Marketing), nil
 }
 
 // RecordEmail implements email.Recorder.
@@ -106,7 +107,7 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 	}
 	if h.Granted && h.Recipient != "" {
 		hit.Recipient = h.Recipient
-		hit.Granted = e.s.ledger.Get(ctx, h.Site, h.Recipient).Granted
+		hit.Granted = e.s.recipientGrants(ctx, st, h.Recipient)
 	}
 	res := e.s.pipe.ProcessEmail(st.pipe, hit)
 	e.s.metrics.received.WithLabelValues(st.cfg.ID).Inc()

@@ -31,6 +31,22 @@ import (
 // derived from the site, campaign and recipient: a retried request adds
 // nothing within the dedup window.
 
+// recipientGrants is what a recipient's consent ledger entry grants once
+// its objection (GDPR Art. 21) and restriction (Art. 18) apply, as the
+// pipeline applies them to every event (consent.Limit): an e-mail to a
+// person who objected to marketing is neither tracked nor modelled.
+func (s *Server) recipientGrants(ctx context.Context, st *site, recipient string) consent.Set {
+	e := s.ledger.Get(ctx, st.cfg.ID, recipient)
+	if !e.Found {
+		return consent.Set{}
+	}
+	d := consent.Limit(st.pipe.Policy(), consent.Decision{Outcome: consent.Pseudonymous, Granted: e.Granted}, e.Objected, e.Restricted)
+	if d.Outcome != consent.Pseudonymous {
+		return consent.Set{}
+	}
+	return d.Granted
+}
+
 // maxHoldout bounds the share of recipients a holdout keeps out.
 const maxHoldout = 0.5
 
@@ -178,8 +194,7 @@ func (s *Server) recordSends(ctx context.Context, w http.ResponseWriter, st *sit
 // when the recipient's consent does not grant marketing (nothing is then
 // recorded).
 func (s *Server) emailSentRecord(ctx context.Context, st *site, p *sendPlan, userID, pseudonym string, holdout bool) (storage.Record, bool, error) {
-	e := s.ledger.Get(ctx, st.cfg.ID, pseudonym)
-	if !e.Found || !e.Granted.Has(consent.Marketing) || e.Objected.Has(consent.Marketing) || e.Restricted {
+	if !s.recipientGrants(ctx, st, pseudonym).Has(consent.Marketing) {
 		return storage.Record{}, false, nil
 	}
 	props := map[string]any{"message_type": p.messageType, "campaign": p.campaign}

@@ -391,6 +391,7 @@ func TestResponseObjection(t *testing.T) {
 		}
 	}
 	before := waitCell(t, in, "other", "promo", 2, 2)
+	subjA := subjectOf(t, in, "obj-a")
 
 	id := privacyRequest(t, in, `{"type":"object","site":"demo","identifier":{"kind":"user_id","value":"obj-a"}}`)
 	if v := waitRequest(t, in, id); v.Status != "done" {
@@ -418,6 +419,23 @@ func TestResponseObjection(t *testing.T) {
 	b := rewrite(t, in, map[string]any{"campaign": "c2", "message_type": "promo", "recipients": []string{"obj-a", "obj-b"}})
 	if b.Recorded["email_sent"] != 1 {
 		t.Fatalf("recorded %v after the objection, want obj-b only", b.Recorded)
+	}
+	// Nor is obj-a's open of it tracked as theirs.
+	for _, m := range b.Messages {
+		if m.Recipient == "obj-a" {
+			if code := getStatus(t, pixelRe.FindStringSubmatch(m.HTML)[1], browserUA); code != 200 {
+				t.Fatalf("open: %d", code)
+			}
+		}
+	}
+	opens := 0
+	for _, ev := range adminEvents(t, in, "site=demo&name=Email+Opened") {
+		if ev["user_id"] == subjA {
+			opens++
+		}
+	}
+	if opens != 1 {
+		t.Fatalf("%d opens of obj-a linked to them, want the one before the objection", opens)
 	}
 	// obj-b's new exposure is counted after obj-a's events (one consumer,
 	// in order): then obj-a's are known to have been left out.
