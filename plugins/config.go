@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -161,8 +162,8 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	seen := map[string]bool{}
 	for _, s := range c.Plugins {
-		if !validName(s.Name) {
-			return fmt.Errorf("%w: plugin name %q must be 1-64 of [a-z0-9._-]", ErrInvalidConfig, s.Name)
+		if !sdk.ValidName(s.Name) {
+			return fmt.Errorf("%w: plugin name %q must be %s", ErrInvalidConfig, s.Name, sdk.NameRule)
 		}
 		if seen[s.Name] {
 			return fmt.Errorf("%w: plugin %q configured twice", ErrInvalidConfig, s.Name)
@@ -187,21 +188,6 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: Store and JetStream are required", ErrInvalidConfig)
 	}
 	return nil
-}
-
-// validName reports whether s is a valid plugin name (as in the sdk). Names
-// are used in NATS subjects and consumer names.
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 // backoff returns the delay before retry n (n ≥ 1).

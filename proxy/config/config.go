@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -752,8 +753,8 @@ func (c *Config) Validate() error {
 	seenPlugin := map[string]bool{}
 	for i, p := range c.Plugins {
 		f := fmt.Sprintf("plugins[%d]", i)
-		if !validPluginName(p.Name) {
-			bad(f+".name", "%q must be 1-64 characters of a-z, 0-9, _ and -", p.Name)
+		if !sdk.ValidName(p.Name) {
+			bad(f+".name", "%q must be %s", p.Name, sdk.NameRule)
 		}
 		if seenPlugin[p.Name] {
 			bad(f+".name", "%q is configured twice", p.Name)
@@ -779,10 +780,6 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRights()...)
 	return errors.Join(errs...)
 }
-
-// validPluginName is validSiteID: plugin names end up in NATS subjects
-// and consumer names.
-func validPluginName(s string) bool { return validSiteID(s) }
 
 func validSiteID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
