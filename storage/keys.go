@@ -53,6 +53,10 @@ import (
 //	                                      (proxy/privacy)               Retention.Requests after
 //	                                                                    completed_at)
 //	px/<id>                               its subjects (JSON list)      none
+//	pk/<id>                               an erasure's contacts for its
+//	                                      destinations (SealSecret)     none
+//	rs/<plugin>                           a syncer's resync job (JSON,
+//	                                      plugins runtime)              none
 //
 // <mac> is a MACLen-byte keyed MAC (IndexEntry): fixed length, so the
 // subject that follows it in a bi/ key needs no separator. The blind index

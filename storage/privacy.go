@@ -240,8 +240,9 @@ func (s *Store) RequestSubjects(ctx context.Context, id string) ([]string, error
 	return out, nil
 }
 
-// DropRequestSubjects removes the subjects of the requests ids, every
-// version (Badger DropPrefix; writes wait meanwhile).
+// DropRequestSubjects removes the subjects of the requests ids and their
+// captured contacts (PutRequestContacts), every version (Badger
+// DropPrefix; writes wait meanwhile).
 func (s *Store) DropRequestSubjects(ctx context.Context, ids ...string) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -252,9 +253,9 @@ func (s *Store) DropRequestSubjects(ctx context.Context, ids ...string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	keys := make([][]byte, 0, len(ids))
+	keys := make([][]byte, 0, 2*len(ids))
 	for _, id := range ids {
-		keys = append(keys, requestSubjectsKey(id))
+		keys = append(keys, requestSubjectsKey(id), requestContactsKey(id))
 	}
 	if err := s.db.DropPrefix(keys...); err != nil {
 		return fmt.Errorf("storage: drop request subjects: %w", err)

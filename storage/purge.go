@@ -103,6 +103,9 @@ var prefixLifetimes = map[string]struct {
 	prefixSuppress: {kept, "a suppression holds until lifted: keyed MACs only, no identifier"},
 	prefixSync:     {byTTL, "SyncRecord TTL (the marketing retention)"},
 
+	prefixReqContacts: {kept, "an erasure's sealed contacts for its destinations, dropped (DropPrefix) with px/ when its receipt is made"},
+	prefixResync:      {kept, "one resync job per syncer: counts, and its cursor (a pseudonym) only while it runs"},
+
 	prefixRollupHour:      {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
 	prefixRollupDay:       {byTTL, "RollupEntry.ExpiresAt: the day's end plus the rollup retention"},
 	prefixRollupDecisions: {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
