@@ -25,6 +25,15 @@ type Spec struct {
 	// Path is the plugin binary for an external plugin; empty for a
 	// built-in, which is started with Config.Builtin.
 	Path string
+	// Builtin names the built-in to run when it is not Name: one built-in
+	// configured several times under names of its own (each CRM
+	// destination is a "crm" built-in). Its manifest names the built-in.
+	// Only without Path. Default Name.
+	Builtin string
+	// Purposes are purposes this configuration of the plugin needs besides
+	// those of its manifest (a CRM destination's): the plugin receives,
+	// and is given contacts for, only subjects granting all of them.
+	Purposes []string
 	// SHA256 is the hex SHA-256 of the binary at Path; required with Path
 	// (go-plugin verifies it before starting the process).
 	SHA256 string
@@ -172,6 +181,12 @@ func (c Config) validate() error {
 		if s.Path == "" && c.Builtin == nil {
 			return fmt.Errorf("%w: plugin %q: no path and no built-in launcher", ErrInvalidConfig, s.Name)
 		}
+		if s.Path != "" && s.Builtin != "" {
+			return fmt.Errorf("%w: plugin %q: a built-in to run and a path", ErrInvalidConfig, s.Name)
+		}
+		if s.Builtin != "" && !sdk.ValidName(s.Builtin) {
+			return fmt.Errorf("%w: plugin %q: built-in name %q must be %s", ErrInvalidConfig, s.Name, s.Builtin, sdk.NameRule)
+		}
 		if s.Path != "" {
 			if sum, err := hex.DecodeString(s.SHA256); err != nil || len(sum) != 32 {
 				return fmt.Errorf("%w: plugin %q: sha256 must be the 64 hex digits of the binary's SHA-256 (sha256sum %s)",
@@ -188,6 +203,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: Store and JetStream are required", ErrInvalidConfig)
 	}
 	return nil
+}
+
+// builtinName is the built-in that runs s.
+func (s Spec) builtinName() string {
+	if s.Builtin != "" {
+		return s.Builtin
+	}
+	return s.Name
 }
 
 // backoff returns the delay before retry n (n ≥ 1).

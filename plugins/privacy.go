@@ -108,7 +108,7 @@ func (rt *Runtime) forget(p *proc) handler {
 			}
 			idx, evs = append(idx, i), append(evs, pe)
 		}
-		for k, err := range rt.forgetBatch(ctx, p, m, evs) {
+		for k, err := range rt.forgetBatch(ctx, p, m, evs, nil) {
 			errs[idx[k]] = err
 		}
 		return errs
@@ -116,8 +116,10 @@ func (rt *Runtime) forget(p *proc) handler {
 }
 
 // forgetBatch gives erasures to p's Forget hook (when it has one) and
-// reports each outcome; it returns one error per event.
-func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs []*vigiev1.PrivacyEvent) []error {
+// reports each outcome; outs, when given, are a syncer's outcomes for the
+// same erasures (not supported, or what was done downstream). It returns
+// one error per event.
+func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs []*vigiev1.PrivacyEvent, outs []sdk.SyncOutcome) []error {
 	errs := make([]error, len(evs))
 	if len(evs) == 0 {
 		return errs
@@ -143,7 +145,16 @@ func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs
 		detail = "the plugin keeps no personal data (no Forget hook, no key-value space)"
 	}
 	for i, pe := range evs {
-		errs[i] = rt.ack(ctx, p, pe, status, detail)
+		st, d := status, detail
+		if i < len(outs) {
+			switch {
+			case outs[i].NotSupported:
+				st, d = AckNotSupported, outs[i].Detail
+			case outs[i].Detail != "" && st == AckDone:
+				d = outs[i].Detail
+			}
+		}
+		errs[i] = rt.ack(ctx, p, pe, st, d)
 	}
 	return errs
 }
@@ -179,7 +190,9 @@ func (rt *Runtime) privacyDead(p *proc) func(ctx context.Context, m jetstream.Ms
 
 // restricted reports whether subject's ledger entry on site forbids giving
 // its contact details to a plugin needing purposes: processing restricted,
-// or an objection to one of them.
+// an objection to one of them, or a current choice denying one of them
+// (the ledger holds the latest explicit choice, newer than the event or
+// profile the purposes were read from when a withdrawal followed them).
 func (rt *Runtime) restricted(ctx context.Context, site, subject string, purposes []string) (bool, error) {
 	e, err := rt.cfg.Store.Consent(ctx, site, subject)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -191,7 +204,7 @@ func (rt *Runtime) restricted(ctx context.Context, site, subject string, purpose
 	if e.Restricted {
 		return true, nil
 	}
-	for _, o := range e.Objected {
+	for _, o := range slices.Concat(e.Objected, e.Denied) {
 		if slices.Contains(purposes, o) {
 			return true, nil
 		}
@@ -213,6 +226,8 @@ func (rt *Runtime) recordSync(ctx context.Context, p *proc, item *vigiev1.SyncIt
 		}
 	case *vigiev1.SyncItem_Identify:
 		site, subject, kind, detail = it.Identify.GetSite(), it.Identify.GetSubject(), "identify", it.Identify.GetId()
+	case *vigiev1.SyncItem_Resync:
+		site, subject, kind, detail = it.Resync.GetSite(), it.Resync.GetSubject(), "resync", it.Resync.GetRunId()
 	case *vigiev1.SyncItem_Privacy:
 		// The privacy events themselves are not kept per subject: an
 		// erasure would only write history to erase again.

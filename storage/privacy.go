@@ -270,7 +270,7 @@ type SyncRecord struct {
 	// Plugin is the plugin's name.
 	Plugin string `json:"p"`
 	// Kind is what it received: segment_entered, segment_exited,
-	// identify, privacy, contact_resolve.
+	// identify, resync, privacy, contact_resolve.
 	Kind string `json:"k"`
 	// Detail is the segment, event id or privacy action concerned.
 	Detail string `json:"d,omitempty"`
