@@ -57,16 +57,16 @@ func TestSubjectFilters(t *testing.T) {
 }
 
 func TestContactFromTraits(t *testing.T) {
-	c := contactFromTraits([]byte(`{"email":"a@b.example","phone":"+33 6","name":"Ada King Lovelace","company":"X"}`))
+	c := ContactFromTraits([]byte(`{"email":"a@b.example","phone":"+33 6","name":"Ada King Lovelace","company":"X"}`))
 	if c.Email != "a@b.example" || c.Phone != "+33 6" || c.FirstName != "Ada King" || c.LastName != "Lovelace" ||
 		string(c.Traits) != `{"company":"X"}` {
 		t.Fatalf("contact: %+v traits %s", c, c.Traits)
 	}
-	c = contactFromTraits([]byte(`{"first_name":"Ada","lastName":"L"}`))
+	c = ContactFromTraits([]byte(`{"first_name":"Ada","lastName":"L"}`))
 	if c.FirstName != "Ada" || c.LastName != "L" || c.Traits != nil {
 		t.Fatalf("contact: %+v", c)
 	}
-	if c := contactFromTraits([]byte(`not json`)); c.Email != "" {
+	if c := ContactFromTraits([]byte(`not json`)); c.Email != "" {
 		t.Fatalf("contact from garbage: %+v", c)
 	}
 }

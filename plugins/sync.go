@@ -349,7 +349,7 @@ func (rt *Runtime) givenContact(ctx context.Context, p *proc, site string, subje
 		if err != nil {
 			return nil, err
 		}
-		return contactFromTraits(raw), nil
+		return ContactFromTraits(raw), nil
 	}
 	return nil, nil
 }

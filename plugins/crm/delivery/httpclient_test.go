@@ -14,62 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
+	"github.com/vigie-dev/vigie/plugins/crm/delivery/deliverytest"
 )
-
-// startDNS serves A answers from records on a local UDP port until the
-// test ends, and returns a resolver that asks only it: the test resolver
-// for names that resolve to internal addresses.
-func startDNS(t *testing.T, records map[string]netip.Addr) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-			b.EnableCompression()
-			_ = b.StartQuestions()
-			_ = b.Question(q)
-			_ = b.StartAnswers()
-			name := strings.TrimSuffix(q.Name.String(), ".")
-			if a, ok := records[name]; ok && q.Type == dnsmessage.TypeA && a.Is4() {
-				_ = b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60},
-					dnsmessage.AResource{A: a.As4()})
-			}
-			msg, err := b.Finish()
-			if err == nil {
-				_, _ = pc.WriteTo(msg, from)
-			}
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); <-done })
-	addr := pc.LocalAddr().String()
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "udp", addr)
-		},
-	}
-}
 
 // TestSSRFRefused: every internal destination is refused at connect
 // time, the server is never reached, and the error is final and names
@@ -81,7 +27,7 @@ func TestSSRFRefused(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	resolver := startDNS(t, map[string]netip.Addr{
+	resolver := deliverytest.StartDNS(t, map[string]netip.Addr{
 		"rebind.test":   netip.MustParseAddr("127.0.0.1"),
 		"metadata.test": netip.MustParseAddr("169.254.169.254"),
 		"intranet.test": netip.MustParseAddr("10.1.2.3"),
@@ -137,7 +83,7 @@ func TestAllowPrivate(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	resolver := startDNS(t, map[string]netip.Addr{"crm.test": netip.MustParseAddr("127.0.0.1")})
+	resolver := deliverytest.StartDNS(t, map[string]netip.Addr{"crm.test": netip.MustParseAddr("127.0.0.1")})
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	client := NewHTTPClient(HTTPConfig{AllowPrivate: true, Resolver: resolver, Timeout: 2 * time.Second})
 	for _, raw := range []string{srv.URL, "http://crm.test:" + port} {
