@@ -3,7 +3,6 @@ package crm
 import (
 	"encoding/json"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,10 +25,10 @@ func (m *mapper) change(it *sdk.SyncItem) (delivery.Change, bool, string) {
 	switch x := it.GetItem().(type) {
 	case *vigiev1.SyncItem_Identify:
 		ev := x.Identify
-		return m.upsert(c, it.GetProfile(), ev.GetSite(), ev.GetSubject(), ev.GetId(), ev.GetTimestampMs())
+		return m.upsert(c, it.GetProfile(), ev.GetTraits(), ev.GetSite(), ev.GetSubject(), ev.GetId(), ev.GetTimestampMs())
 	case *vigiev1.SyncItem_Resync:
 		r := x.Resync
-		return m.upsert(c, it.GetProfile(), r.GetSite(), r.GetSubject(), "resync:"+r.GetRunId(), r.GetAtMs())
+		return m.upsert(c, it.GetProfile(), nil, r.GetSite(), r.GetSubject(), "resync:"+r.GetRunId(), r.GetAtMs())
 	case *vigiev1.SyncItem_SegmentChange:
 		sc := x.SegmentChange
 		if len(m.segments) > 0 && !slices.Contains(m.segments, sc.GetSegment()) {
@@ -82,14 +81,16 @@ func (m *mapper) privacy(pe *vigiev1.PrivacyEvent, c *sdk.Contact, prof *sdk.Pro
 		}
 		return reduce(delivery.KindUnsubscribe, never)
 	case vigiev1.PrivacyAction_PRIVACY_ACTION_RECTIFY:
-		return m.upsert(c, prof, pe.GetSite(), pe.GetSubject(), "rectify:"+pe.GetRequestId(), pe.GetAtMs())
+		return m.upsert(c, prof, nil, pe.GetSite(), pe.GetSubject(), "rectify:"+pe.GetRequestId(), pe.GetAtMs())
 	}
 	return delivery.Change{}, false, "nothing to sync"
 }
 
 // upsert is the upsert of a contact with its mapped properties, current
-// segments and score.
-func (m *mapper) upsert(c *sdk.Contact, prof *sdk.Profile, site, subject, eventID string, atMs int64) (delivery.Change, bool, string) {
+// segments and score. A trait comes from the vault (the contact) or, for
+// an identify event, from the event's own traits (those that are not
+// personal enough to be vaulted, scrubbed).
+func (m *mapper) upsert(c *sdk.Contact, prof *sdk.Profile, eventTraits []byte, site, subject, eventID string, atMs int64) (delivery.Change, bool, string) {
 	if c.GetEmail() == "" {
 		return delivery.Change{}, false, "no contact details: consent does not allow them, or no e-mail address is known"
 	}
@@ -104,8 +105,13 @@ func (m *mapper) upsert(c *sdk.Contact, prof *sdk.Profile, site, subject, eventI
 		score := float64(prof.GetScore())
 		ch.Score = &score
 	}
-	var traits map[string]any
-	_ = json.Unmarshal(c.GetTraits(), &traits)
+	traits := map[string]any{}
+	_ = json.Unmarshal(eventTraits, &traits)
+	var vaulted map[string]any
+	_ = json.Unmarshal(c.GetTraits(), &vaulted)
+	for k, v := range vaulted {
+		traits[k] = v
+	}
 	for prop, src := range m.fields {
 		if v, ok := source(src, c, traits, prof, ch.Segments); ok {
 			ch.Properties[prop] = v
@@ -187,6 +193,3 @@ func grantsAll(granted, need []string) bool {
 	}
 	return true
 }
-
-// itoa is strconv.Itoa (kept short for details).
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,381 @@
+package crm_test
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigie-dev/vigie/plugins/builtin"
+	"github.com/vigie-dev/vigie/plugins/crm/brevo/brevotest"
+	"github.com/vigie-dev/vigie/plugins/crm/hubspot/hubspottest"
+	"github.com/vigie-dev/vigie/plugins/crm/webhook/webhooktest"
+	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/proxytest"
+)
+
+// TestMain lets this test binary serve the built-in plugins (crm,
+// segments) when Vigie re-executes it as "<binary> plugin <name>".
+func TestMain(m *testing.M) {
+	builtin.MaybeRun(os.Args)
+	os.Exit(m.Run())
+}
+
+const hubspotToken = "pat-eu1-3b6c1f2a-0b9d-4c3e-a7f6-5d2c1b0a9e8f"
+
+// newSecret is a Standard Webhooks signing secret.
+func newSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// segmentsPlugin scores 5 points per docs page and puts readers of the
+// docs in segment "reader".
+func segmentsPlugin() config.Plugin {
+	return config.Plugin{Name: "segments", Config: map[string]any{
+		"segments": []any{map[string]any{"name": "reader", "when": `profile.count("page", "/docs*", "30d") >= 1`}},
+		"scoring":  []any{map[string]any{"name": "docs", "points": 5, "when": `event.type == "page" && event.page.path.startsWith("/docs")`}},
+	}}
+}
+
+// destination is a crm plugin entry for the fakes on 127.0.0.1.
+func destination(name, connector string, block map[string]any, env ...string) config.Plugin {
+	return config.Plugin{Name: name, Builtin: "crm", Env: env, Config: map[string]any{
+		"connector":     connector,
+		"allow_private": true, // the fakes listen on 127.0.0.1
+		"fields":        map[string]any{"firstname": "trait.first_name", "company": "trait.company"},
+		"rate_limit":    map[string]any{"per_second": 1000, "burst": 100},
+		"backoff":       map[string]any{"min": "50ms", "max": "300ms"},
+		connector:       block,
+	}}
+}
+
+// start starts Vigie with the segments plugin and the destinations.
+func start(t *testing.T, dests ...config.Plugin) *proxytest.Instance {
+	t.Helper()
+	return proxytest.Start(t, func(c *config.Config) {
+		c.PluginRuntime = config.PluginRuntime{
+			MaxDeliver:        4,
+			Backoff:           []config.Duration{config.Duration(50 * time.Millisecond)},
+			CallTimeout:       config.Duration(5 * time.Second),
+			BatchSize:         50,
+			MaxRestarts:       1000,
+			RestartBackoff:    config.Duration(20 * time.Millisecond),
+			MaxRestartBackoff: config.Duration(200 * time.Millisecond),
+		}
+		c.Plugins = append([]config.Plugin{segmentsPlugin()}, dests...)
+	})
+}
+
+const (
+	withMarketing    = `{"analytics":true,"personalization":true,"marketing":true}`
+	withoutMarketing = `{"analytics":true,"personalization":true}`
+)
+
+func post(t *testing.T, in *proxytest.Instance, path, body string) {
+	t.Helper()
+	if code, b := in.Post(path, "demo", body); code != http.StatusOK {
+		t.Fatalf("%s: %d %s", path, code, b)
+	}
+}
+
+// person reads a docs page, with consent.
+func person(t *testing.T, in *proxytest.Instance, user, consentJSON string) {
+	t.Helper()
+	post(t, in, "/v1/page", fmt.Sprintf(`{"userId":%q,"properties":{"path":"/docs/start","url":"https://shop.example/docs/start"},"context":{"consent":%s}}`,
+		user, consentJSON))
+}
+
+func identify(t *testing.T, in *proxytest.Instance, user, email, consentJSON string) {
+	t.Helper()
+	post(t, in, "/v1/identify", fmt.Sprintf(`{"userId":%q,"traits":{"email":%q,"first_name":"Ada","company":"Acme"},"context":{"consent":%s}}`,
+		user, email, consentJSON))
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// segmentSize is the size of segment reader.
+func segmentSize(t *testing.T, in *proxytest.Instance) int {
+	t.Helper()
+	_, b := in.Admin("/admin/v1/segments?site=demo")
+	var v struct {
+		Segments []struct {
+			Name string
+			Size int
+		}
+	}
+	_ = json.Unmarshal(b, &v)
+	for _, s := range v.Segments {
+		if s.Name == "reader" {
+			return s.Size
+		}
+	}
+	return 0
+}
+
+// destinations reads GET /admin/v1/destinations.
+type destView struct {
+	Name, Connector, State, LastError string
+	Purposes                          []string
+	Backlog                           uint64
+	Delivered, Failed, Retried        uint64
+	DeadLetters                       int `json:"dead_letters"`
+	Plugin                            struct{ State string }
+	Resync                            *struct {
+		Run, State        string
+		Listed, Published int
+		Delivered         int
+	}
+}
+
+func destinations(t *testing.T, in *proxytest.Instance) map[string]destView {
+	t.Helper()
+	code, b := in.Admin("/admin/v1/destinations")
+	if code != 200 {
+		t.Fatalf("destinations: %d %s", code, b)
+	}
+	var v struct{ Destinations []destView }
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]destView{}
+	for _, d := range v.Destinations {
+		out[d.Name] = d
+	}
+	return out
+}
+
+func adminDo(t *testing.T, in *proxytest.Instance, method, path, body string) (int, []byte) {
+	t.Helper()
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	return in.Do(method, path, b, http.Header{"Authorization": {"Bearer " + in.AdminToken()}})
+}
+
+// upserts are the contact.upserted messages the receiver recorded, by
+// e-mail.
+func upserts(r *webhooktest.Receiver) map[string]int {
+	out := map[string]int{}
+	for _, m := range r.Messages() {
+		if m.Message.Type != "contact.upserted" {
+			continue
+		}
+		var d struct{ Email string }
+		_ = json.Unmarshal(m.Message.Data, &d)
+		out[d.Email]++
+	}
+	return out
+}
+
+func types(r *webhooktest.Receiver, email string) []string {
+	var out []string
+	for _, m := range r.Messages() {
+		var d struct{ Email string }
+		_ = json.Unmarshal(m.Message.Data, &d)
+		if d.Email == email {
+			out = append(out, m.Message.Type)
+		}
+	}
+	return out
+}
+
+// TestCRMSyncEndToEnd runs Vigie with three destinations (a signed
+// webhook, a fake HubSpot, a fake Brevo), each its own plugin process:
+// consented subjects arrive exactly once each with their segments and
+// score, subjects without marketing consent never arrive, a withdrawal
+// unsubscribes, and an erasure deletes them downstream with the
+// destinations' steps done in the privacy request.
+func TestCRMSyncEndToEnd(t *testing.T) {
+	secret := newSecret()
+	recv, err := webhooktest.New(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	hs := hubspottest.New(hubspotToken)
+	defer hs.Close()
+	bv := brevotest.New("xkeysib-test-key")
+	defer bv.Close()
+	t.Setenv("HUBSPOT_TOKEN", hubspotToken)
+	t.Setenv("BREVO_API_KEY", "xkeysib-test-key")
+	t.Setenv("WEBHOOK_SECRET", secret)
+	in := start(t,
+		destination("crm-webhook", "webhook", map[string]any{"url": recv.URL, "secrets": []any{map[string]any{"env": "WEBHOOK_SECRET"}}}, "WEBHOOK_SECRET"),
+		destination("crm-hubspot", "hubspot", map[string]any{"base_url": hs.URL, "token": map[string]any{"env": "HUBSPOT_TOKEN"}}, "HUBSPOT_TOKEN"),
+		destination("crm-brevo", "brevo", map[string]any{"base_url": bv.URL + "/v3", "api_key": map[string]any{"env": "BREVO_API_KEY"}}, "BREVO_API_KEY"),
+	)
+	dumpOnFailure(t, in)
+	yes := []string{"ada@example.org", "grace@example.org", "hedy@example.org"}
+	no := []string{"no1@example.org", "no2@example.org"}
+	for i := range yes {
+		person(t, in, fmt.Sprint("yes-", i), withMarketing)
+	}
+	for i := range no {
+		person(t, in, fmt.Sprint("no-", i), withoutMarketing)
+	}
+	// The profiles are scored and segmented before they identify, so that
+	// the upsert carries them.
+	waitFor(t, "5 readers", 30*time.Second, func() bool { return segmentSize(t, in) == 5 })
+	for i, e := range yes {
+		identify(t, in, fmt.Sprint("yes-", i), e, withMarketing)
+	}
+	for i, e := range no {
+		identify(t, in, fmt.Sprint("no-", i), e, withoutMarketing)
+	}
+	waitFor(t, "the consented contacts in every destination", 45*time.Second, func() bool {
+		return hs.Contacts() == 3 && bv.Contacts() == 3 && len(upserts(recv)) == 3
+	})
+	for _, e := range yes {
+		c, ok := hs.Contact(e)
+		if !ok || c.Properties["vigie_segment_reader"] != "true" || c.Properties["vigie_score"] != "5" ||
+			c.Properties["firstname"] != "Ada" || c.Properties["company"] != "Acme" || c.Properties["vigie_marketing_consent"] != "true" {
+			t.Errorf("HubSpot contact %s: %+v", e, c.Properties)
+		}
+		b, ok := bv.Contact(e)
+		if !ok || fmt.Sprint(b.Attributes["VIGIE_SCORE"]) != "5" || fmt.Sprint(b.Attributes["COMPANY"]) != "Acme" {
+			t.Errorf("Brevo contact %s: %+v", e, b)
+		}
+	}
+	if l, ok := bv.ListByName("Vigie: reader"); !ok {
+		t.Error("no Brevo list for segment reader")
+	} else {
+		for _, e := range yes {
+			if c, _ := bv.Contact(e); !slices.Contains(c.ListIDs, l.ID) {
+				t.Errorf("Brevo contact %s not in the reader list", e)
+			}
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // what should not arrive has had time to
+	// Exactly once each: one contact per person, one upsert message each.
+	if hs.Creates() != 3 || bv.Creates() != 3 {
+		t.Errorf("contacts created: HubSpot %d, Brevo %d; want 3 each", hs.Creates(), bv.Creates())
+	}
+	for e, n := range upserts(recv) {
+		if n != 1 || !slices.Contains(yes, e) {
+			t.Errorf("webhook: %d upserts of %q", n, e)
+		}
+	}
+	for _, e := range no {
+		if _, ok := hs.Contact(e); ok {
+			t.Errorf("HubSpot got %s, who did not consent to marketing", e)
+		}
+		if _, ok := bv.Contact(e); ok {
+			t.Errorf("Brevo got %s, who did not consent to marketing", e)
+		}
+		if got := types(recv, e); len(got) > 0 {
+			t.Errorf("webhook got %v for %s, who did not consent to marketing", got, e)
+		}
+	}
+	// Withdrawal: yes-0 takes marketing back.
+	post(t, in, "/v1/track", `{"userId":"yes-0","event":"Settings Saved","context":{"consent":`+withoutMarketing+`}}`)
+	waitFor(t, "the withdrawal downstream", 30*time.Second, func() bool {
+		c, _ := hs.Contact(yes[0])
+		b, _ := bv.Contact(yes[0])
+		return c.Properties["vigie_marketing_consent"] == "false" && b.EmailBlacklisted &&
+			slices.Contains(types(recv, yes[0]), "contact.unsubscribed")
+	})
+
+	// Erasure of yes-1: deleted downstream, each destination's step done.
+	code, b := adminDo(t, in, "POST", "/admin/v1/privacy/requests",
+		`{"type":"erase","site":"demo","identifier":{"kind":"email","value":"`+yes[1]+`"}}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("erase: %d %s", code, b)
+	}
+	var req struct{ ID string }
+	_ = json.Unmarshal(b, &req)
+	var steps map[string][2]string
+	waitFor(t, "the erasure", 60*time.Second, func() bool {
+		_, b := in.Admin("/admin/v1/privacy/requests/" + req.ID)
+		var v struct {
+			Status string
+			Steps  []struct{ Name, Status, Detail string }
+		}
+		_ = json.Unmarshal(b, &v)
+		steps = map[string][2]string{}
+		for _, s := range v.Steps {
+			steps[s.Name] = [2]string{s.Status, s.Detail}
+		}
+		return v.Status == "done" || v.Status == "partial" || v.Status == "failed"
+	})
+	for _, d := range []string{"crm-webhook", "crm-hubspot", "crm-brevo"} {
+		if st := steps["plugin:"+d]; st[0] != "done" || !strings.Contains(st[1], "deleted downstream") {
+			t.Errorf("step plugin:%s = %v, want done, deleted downstream", d, st)
+		}
+	}
+	if _, ok := hs.Contact(yes[1]); ok || !slices.Contains(hs.GDPRDeletes(), yes[1]) {
+		t.Errorf("HubSpot still has %s (gdpr-deletes %v)", yes[1], hs.GDPRDeletes())
+	}
+	if _, ok := bv.Contact(yes[1]); ok || !slices.Contains(bv.Deletes(), yes[1]) {
+		t.Errorf("Brevo still has %s (deletes %v)", yes[1], bv.Deletes())
+	}
+	if !slices.Contains(types(recv, yes[1]), "contact.deleted") {
+		t.Errorf("webhook got no contact.deleted for %s: %v", yes[1], types(recv, yes[1]))
+	}
+	// An erasure of someone no destination ever had reaches none of them.
+	code, b = adminDo(t, in, "POST", "/admin/v1/privacy/requests",
+		`{"type":"erase","site":"demo","identifier":{"kind":"email","value":"`+no[0]+`"}}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("erase: %d %s", code, b)
+	}
+	_ = json.Unmarshal(b, &req)
+	waitFor(t, "the second erasure", 60*time.Second, func() bool {
+		_, b := in.Admin("/admin/v1/privacy/requests/" + req.ID)
+		return strings.Contains(string(b), `"status":"done"`) && !strings.Contains(string(b), `"status":"running"`)
+	})
+	if slices.Contains(hs.GDPRDeletes(), no[0]) || slices.Contains(bv.Deletes(), no[0]) {
+		t.Errorf("a destination was told of %s, whom it never had", no[0])
+	}
+
+	// Health: every destination ok, nothing dead-lettered; no secret and
+	// no address in the logs.
+	for name, d := range destinations(t, in) {
+		if d.State != "ok" || d.DeadLetters != 0 || d.Delivered == 0 || !slices.Equal(d.Purposes, []string{"marketing"}) {
+			t.Errorf("destination %s: %+v", name, d)
+		}
+	}
+	logs := in.Logs()
+	for _, s := range append(append([]string{hubspotToken, secret, "xkeysib-test-key"}, yes...), no...) {
+		if strings.Contains(logs, s) {
+			t.Errorf("the logs hold %q", s)
+		}
+	}
+	code, metrics := in.Do("GET", "/metrics", nil, nil)
+	if code != 200 || !strings.Contains(string(metrics), `vigie_destination_delivered_total{connector="hubspot",destination="crm-hubspot"}`) {
+		t.Errorf("metrics: %d, no delivered count for crm-hubspot", code)
+	}
+}
+
+func dumpOnFailure(t *testing.T, in *proxytest.Instance) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			_, b := in.Admin("/admin/v1/destinations")
+			t.Logf("destinations: %s", b)
+			_, b = in.Admin("/admin/v1/plugins")
+			t.Logf("plugins: %.3000s", b)
+			logs := in.Logs()
+			if len(logs) > 20000 {
+				logs = logs[len(logs)-20000:]
+			}
+			t.Logf("logs: %s", logs)
+		}
+	})
+}
