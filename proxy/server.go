@@ -79,7 +79,7 @@ type Server struct {
 	segmentDefs []segments.SegmentInfo
 	// configured is what each built-in plugin's configuration adds to its
 	// manifest (a CRM destination's purposes), by plugin name.
-	configured map[string]builtin.Configured
+	configured  map[string]builtin.Configured
 	email       *email.Handler
 	emailSigner *email.Signer
 	// rights: the audit trail and the preference page (rights.go).
