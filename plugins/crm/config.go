@@ -113,6 +113,9 @@ func Parse(raw []byte) (Config, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
 		return c, fmt.Errorf("%w: connector: required (webhook, hubspot or brevo)", ErrConfig)
 	}
+	if err := checkDurations(raw); err != nil {
+		return c, err
+	}
 	if err := decodeStrict(raw, &c, ""); err != nil {
 		return c, err
 	}
@@ -174,6 +177,34 @@ func Parse(raw []byte) (Config, error) {
 	// secrets.
 	_, err := c.connectorConfig(Options{}, false)
 	return c, err
+}
+
+// durationFields are the duration settings, checked before decoding so
+// that an error names them (encoding/json does not say which field a
+// value's own decoding refused).
+var durationFields = [][]string{{"timeout"}, {"connect_timeout"}, {"retry_for"}, {"backoff", "min"}, {"backoff", "max"}}
+
+// checkDurations refuses a duration setting that is not a Go duration.
+func checkDurations(raw []byte) error {
+	var top map[string]any
+	if json.Unmarshal(raw, &top) != nil {
+		return nil // decodeStrict says why
+	}
+	for _, path := range durationFields {
+		var v any = top
+		for _, k := range path {
+			m, _ := v.(map[string]any)
+			v = m[k]
+		}
+		if v == nil {
+			continue
+		}
+		str, ok := v.(string)
+		if d, err := time.ParseDuration(str); !ok || err != nil || d < 0 {
+			return fmt.Errorf("%w: %s: a duration such as \"20s\" or \"5m\"", ErrConfig, strings.Join(path, "."))
+		}
+	}
+	return nil
 }
 
 // checkSource validates a field mapping's source.

@@ -16,8 +16,10 @@ import (
 	"github.com/vigie-dev/vigie/plugins/crm/brevo/brevotest"
 	"github.com/vigie-dev/vigie/plugins/crm/hubspot/hubspottest"
 	"github.com/vigie-dev/vigie/plugins/crm/webhook/webhooktest"
+	"github.com/vigie-dev/vigie/proxy"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
+	"github.com/vigie-dev/vigie/proxy/register"
 )
 
 // TestMain lets this test binary serve the built-in plugins (crm,
@@ -378,4 +380,243 @@ func dumpOnFailure(t *testing.T, in *proxytest.Instance) {
 			t.Logf("logs: %s", logs)
 		}
 	})
+}
+
+// webhookDest is a webhook destination to recv with secret.
+func webhookDest(t *testing.T, name string, recv *webhooktest.Receiver, secret string) config.Plugin {
+	env := strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_SECRET"
+	t.Setenv(env, secret)
+	return destination(name, "webhook", map[string]any{"url": recv.URL, "secrets": []any{map[string]any{"env": env}}}, env)
+}
+
+// identified posts n consented people (a docs page, then their identify)
+// and returns their addresses.
+func identified(t *testing.T, in *proxytest.Instance, prefix string, n int) []string {
+	t.Helper()
+	var out []string
+	for i := range n {
+		user := fmt.Sprintf("%s-%d", prefix, i)
+		person(t, in, user, withMarketing)
+		out = append(out, user+"@example.org")
+	}
+	waitFor(t, "the readers segmented", 30*time.Second, func() bool { return segmentSize(t, in) >= n })
+	for i, e := range out {
+		identify(t, in, fmt.Sprintf("%s-%d", prefix, i), e, withMarketing)
+	}
+	return out
+}
+
+// TestCRMDestinationDownGetsEverythingAfterwards: a destination answering
+// 503 for a while gets every contact once it is back, each exactly once
+// (same webhook-id on every attempt), none dead-lettered: the failures
+// were the destination's, deferred without counting against the items.
+func TestCRMDestinationDownGetsEverythingAfterwards(t *testing.T) {
+	secret := newSecret()
+	recv, err := webhooktest.New(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	recv.Always(&webhooktest.Reply{Status: http.StatusServiceUnavailable})
+	in := start(t, webhookDest(t, "crm-down", recv, secret))
+	dumpOnFailure(t, in)
+	emails := identified(t, in, "down", 8)
+	// Down for longer than max_deliver (4) tries at the runtime's backoff.
+	// Down until every item (8 segment entries, consent changes and
+	// identifies) was deferred, several times for most: longer than
+	// max_deliver (4) tries at the runtime's backoff (50ms).
+	waitFor(t, "deliveries deferred while the destination is down", 30*time.Second, func() bool {
+		return destinations(t, in)["crm-down"].Retried >= 3*8*2
+	})
+	if got := len(recv.Messages()); got != 0 {
+		t.Fatalf("%d messages recorded while down", got)
+	}
+	recv.Always(nil)
+	waitFor(t, "every contact after the outage", 30*time.Second, func() bool { return len(upserts(recv)) == len(emails) })
+	time.Sleep(500 * time.Millisecond)
+	for _, e := range emails {
+		if n := upserts(recv)[e]; n != 1 {
+			t.Errorf("%s upserted %d times", e, n)
+		}
+	}
+	// Every attempt of a change carried the same webhook-id: the receiver
+	// recorded each once, whatever the attempts.
+	ids, retried := map[string]bool{}, 0
+	for _, m := range recv.Messages() {
+		if ids[m.ID] {
+			t.Errorf("webhook-id %s recorded twice", m.ID)
+		}
+		ids[m.ID] = true
+		if recv.Deliveries(m.ID) > 1 {
+			retried++
+		}
+	}
+	if retried < 8 {
+		t.Errorf("only %d messages were attempted during the outage", retried)
+	}
+	d := destinations(t, in)["crm-down"]
+	if d.DeadLetters != 0 || d.State != "ok" {
+		t.Errorf("after the outage: %+v", d)
+	}
+}
+
+// TestCRMResyncAfterWipe: a full resync after the CRM lost everything
+// restores every consented contact with its segments and score, with its
+// progress in the destination's status.
+func TestCRMResyncAfterWipe(t *testing.T) {
+	hs := hubspottest.New(hubspotToken)
+	defer hs.Close()
+	t.Setenv("HUBSPOT_TOKEN", hubspotToken)
+	in := start(t, destination("crm-hubspot", "hubspot", map[string]any{"base_url": hs.URL, "token": map[string]any{"env": "HUBSPOT_TOKEN"}}, "HUBSPOT_TOKEN"))
+	dumpOnFailure(t, in)
+	emails := identified(t, in, "resync", 6)
+	person(t, in, "nomarketing", withoutMarketing)
+	identify(t, in, "nomarketing", "nomarketing@example.org", withoutMarketing)
+	waitFor(t, "the contacts in HubSpot", 30*time.Second, func() bool { return hs.Contacts() == len(emails) })
+	hs.Wipe()
+	code, b := adminDo(t, in, "POST", "/admin/v1/destinations/crm-hubspot/resync", "")
+	if code != http.StatusAccepted {
+		t.Fatalf("resync: %d %s", code, b)
+	}
+	waitFor(t, "the contacts back in HubSpot", 30*time.Second, func() bool { return hs.Contacts() == len(emails) })
+	for _, e := range emails {
+		c, _ := hs.Contact(e)
+		if c.Properties["vigie_segment_reader"] != "true" || c.Properties["vigie_score"] != "5" {
+			t.Errorf("resynced %s: %+v", e, c.Properties)
+		}
+	}
+	if _, ok := hs.Contact("nomarketing@example.org"); ok {
+		t.Error("the resync pushed a subject without marketing consent")
+	}
+	waitFor(t, "the resync's progress", 10*time.Second, func() bool {
+		r := destinations(t, in)["crm-hubspot"].Resync
+		return r != nil && r.State == "done" && r.Published == len(emails) && r.Delivered == len(emails)
+	})
+	r := destinations(t, in)["crm-hubspot"].Resync
+	if r.Listed != len(emails)+1 {
+		t.Errorf("resync listed %d profiles, want %d", r.Listed, len(emails)+1)
+	}
+	// Bad requests are answered in the API's terms.
+	if code, b := adminDo(t, in, "POST", "/admin/v1/destinations/nope/resync", ""); code != http.StatusNotFound || !strings.Contains(string(b), "unknown_destination") {
+		t.Errorf("unknown destination: %d %s", code, b)
+	}
+	if code, _ := adminDo(t, in, "GET", "/admin/v1/destinations/crm-hubspot/resync", ""); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET resync: %d, want 405", code)
+	}
+}
+
+// TestCRMFailingDestinationDoesNotSlowAnother: two destinations side by
+// side, one answering 500 to everything: the healthy one gets every
+// contact while the other is still failing, its lag reported.
+func TestCRMFailingDestinationDoesNotSlowAnother(t *testing.T) {
+	goodSecret := newSecret()
+	good, err := webhooktest.New(goodSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	badSecret := newSecret()
+	bad, err := webhooktest.New(badSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	bad.Always(&webhooktest.Reply{Status: http.StatusInternalServerError})
+	bad.SetDelay(200 * time.Millisecond) // slow answers too
+	in := start(t, webhookDest(t, "crm-bad", bad, badSecret), webhookDest(t, "crm-good", good, goodSecret))
+	dumpOnFailure(t, in)
+	const n = 20
+	started := time.Now()
+	emails := identified(t, in, "side", n)
+	sent := time.Now()
+	waitFor(t, "the healthy destination's contacts", 30*time.Second, func() bool { return len(upserts(good)) == len(emails) })
+	lag := time.Since(sent)
+	t.Logf("healthy destination: %d contacts %v after the last identify (%v after the first event) while the other failed", n, lag.Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
+	if len(bad.Messages()) != 0 || len(upserts(good)) != n {
+		t.Fatalf("the failing destination recorded %d messages; the healthy one %d upserts", len(bad.Messages()), len(upserts(good)))
+	}
+	waitFor(t, "the failing destination's failures in its status", 30*time.Second, func() bool {
+		return destinations(t, in)["crm-bad"].Failed > 0
+	})
+	d := destinations(t, in)
+	if d["crm-good"].Failed != 0 || d["crm-good"].Retried != 0 {
+		t.Errorf("the healthy destination had failures: %+v", d["crm-good"])
+	}
+}
+
+// TestDestinationConfigurationRefused: Vigie refuses to start with a
+// destination it could only fail with, naming the field.
+func TestDestinationConfigurationRefused(t *testing.T) {
+	t.Setenv("SET_SECRET", newSecret())
+	hook := func(url string, extra map[string]any, env ...string) config.Plugin {
+		p := config.Plugin{Name: "crm-x", Builtin: "crm", Env: env, Config: map[string]any{
+			"connector": "webhook", "webhook": map[string]any{"url": url, "secrets": []any{map[string]any{"env": "SET_SECRET"}}}}}
+		for k, v := range extra {
+			p.Config[k] = v
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name   string
+		plugin config.Plugin
+		want   string
+	}{
+		{"loopback without allow_private", hook("https://127.0.0.1/h", nil, "SET_SECRET"), "plugins[0].config.webhook.url:"},
+		{"metadata service", hook("https://169.254.169.254/", map[string]any{"allow_private": true}, "SET_SECRET"), "plugins[0].config.webhook.url:"},
+		{"bad mapping", hook("https://hooks.example.com/h", map[string]any{"fields": map[string]any{"a": "nope"}}, "SET_SECRET"), "plugins[0].config.fields.a:"},
+		{"secret's variable not passed on", hook("https://hooks.example.com/h", nil), "plugins[0].env: list SET_SECRET"},
+		{"variable missing from Vigie's environment", hook("https://hooks.example.com/h", nil, "SET_SECRET", "UNSET_VARIABLE_X"), "plugins[0].env: UNSET_VARIABLE_X is not set"},
+		{"builtin with a path", config.Plugin{Name: "crm-x", Builtin: "crm", Path: "/bin/true", SHA256: strings.Repeat("0", 64)}, "plugins[0].builtin"},
+		{"unknown builtin", config.Plugin{Name: "crm-x", Builtin: "salesforce"}, `"salesforce" is not a built-in`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Plugins = []config.Plugin{tc.plugin}
+			_, err := proxy.New(cfg, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("proxy.New: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDestinationsInTheRegister: each destination is a recipient of its
+// purposes' activities, a processor given contact details, with a
+// transfer outside the EEA when it keeps the data in the US.
+func TestDestinationsInTheRegister(t *testing.T) {
+	cfg := config.Default()
+	cfg.Plugins = []config.Plugin{
+		{Name: "crm-hubspot", Builtin: "crm", Env: []string{"T"}, Config: map[string]any{"connector": "hubspot",
+			"hubspot": map[string]any{"token": map[string]any{"env": "T"}}}},
+		{Name: "crm-hubspot-eu", Builtin: "crm", Env: []string{"T"}, Config: map[string]any{"connector": "hubspot", "location": "EU",
+			"hubspot": map[string]any{"token": map[string]any{"env": "T"}}}},
+		{Name: "crm-brevo", Builtin: "crm", Env: []string{"T"}, Config: map[string]any{"connector": "brevo",
+			"brevo": map[string]any{"api_key": map[string]any{"env": "T"}}}},
+	}
+	reg := register.Build(register.Input{Config: cfg, Plugins: register.Plugins(cfg, nil)})
+	for _, a := range reg.Activities {
+		var names []string
+		for _, r := range a.Recipients.Value {
+			if strings.Contains(r.Name, "CRM destination") {
+				names = append(names, r.Name)
+				if r.Kind != register.Processor || !r.PersonalData {
+					t.Errorf("%s: %+v", r.Name, r)
+				}
+			}
+		}
+		var transfers []string
+		for _, tr := range a.Transfers.Value.List {
+			transfers = append(transfers, tr.Recipient+" → "+tr.Country)
+		}
+		switch a.Reference.Value {
+		case "vigie-marketing":
+			if len(names) != 3 || len(transfers) != 1 || !strings.Contains(transfers[0], "crm-hubspot,") || !strings.HasSuffix(transfers[0], "US") {
+				t.Errorf("marketing: recipients %v, transfers %v", names, transfers)
+			}
+		default:
+			if len(names) != 0 {
+				t.Errorf("%s lists %v", a.Reference.Value, names)
+			}
+		}
+	}
 }
