@@ -103,6 +103,15 @@ func (rt *Runtime) sync(p *proc) handler {
 			}
 			return errs
 		}
+		// Contact details are in the sync history from the moment they
+		// leave the vault for the plugin, not once it succeeded with them:
+		// an erasure arriving meanwhile must know the destination has
+		// them (package privacy captures its contacts from the history).
+		for _, it := range items {
+			if it.GetContact() != nil {
+				rt.recordSync(ctx, p, it)
+			}
+		}
 		var outs []sdk.SyncOutcome
 		err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
 			var err error
@@ -121,7 +130,9 @@ func (rt *Runtime) sync(p *proc) handler {
 			default:
 				p.processed.Add(1)
 				rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
-				rt.recordSync(ctx, p, items[k])
+				if items[k].GetContact() == nil {
+					rt.recordSync(ctx, p, items[k])
+				}
 				if pe := items[k].GetPrivacy(); pe.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
 					erIdx, erasures, erOuts = append(erIdx, i), append(erasures, pe), append(erOuts, outs[k])
 				}

@@ -620,3 +620,52 @@ func TestDestinationsInTheRegister(t *testing.T) {
 		}
 	}
 }
+
+// TestCRMErasureFailureInThePrivacyRequest: a destination that refuses
+// the deletion for good shows its step failed with the HTTP status and
+// the answer's excerpt, and the erasure is dead-lettered for a replay.
+func TestCRMErasureFailureInThePrivacyRequest(t *testing.T) {
+	hs := hubspottest.New(hubspotToken)
+	defer hs.Close()
+	t.Setenv("HUBSPOT_TOKEN", hubspotToken)
+	in := start(t, destination("crm-hubspot", "hubspot", map[string]any{"base_url": hs.URL, "token": map[string]any{"env": "HUBSPOT_TOKEN"}}, "HUBSPOT_TOKEN"))
+	dumpOnFailure(t, in)
+	emails := identified(t, in, "refused", 1)
+	waitFor(t, "the contact in HubSpot", 30*time.Second, func() bool { return hs.Contacts() == 1 })
+	hs.Inject(hubspottest.PathGDPRDelete, hubspottest.Reply{Status: http.StatusForbidden,
+		Body: `{"status":"error","message":"This app hasn't been granted all required scopes for ` + emails[0] + `","category":"MISSING_SCOPES"}`})
+	code, b := adminDo(t, in, "POST", "/admin/v1/privacy/requests",
+		`{"type":"erase","site":"demo","identifier":{"kind":"email","value":"`+emails[0]+`"}}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("erase: %d %s", code, b)
+	}
+	var req struct{ ID string }
+	_ = json.Unmarshal(b, &req)
+	var step struct{ Name, Status, Detail string }
+	waitFor(t, "the destination's step", 60*time.Second, func() bool {
+		_, b := in.Admin("/admin/v1/privacy/requests/" + req.ID)
+		var v struct{ Steps []struct{ Name, Status, Detail string } }
+		_ = json.Unmarshal(b, &v)
+		for _, s := range v.Steps {
+			if s.Name == "plugin:crm-hubspot" {
+				step = s
+			}
+		}
+		return step.Status == "failed" || step.Status == "done"
+	})
+	if step.Status != "failed" || !strings.Contains(step.Detail, "HTTP 403") || !strings.Contains(step.Detail, "MISSING_SCOPES") || strings.Contains(step.Detail, emails[0]) {
+		t.Errorf("failed step's detail %q: want the status and the excerpt, without the address", step.Detail)
+	}
+	d := destinations(t, in)["crm-hubspot"]
+	if d.DeadLetters != 1 {
+		t.Fatalf("dead letters: %+v", d)
+	}
+	// Discarded from the admin API.
+	code, b = adminDo(t, in, "DELETE", "/admin/v1/destinations/crm-hubspot/dead-letters", "")
+	if code != 200 || !strings.Contains(string(b), `"discarded":1`) {
+		t.Fatalf("discard: %d %s", code, b)
+	}
+	if d := destinations(t, in)["crm-hubspot"]; d.DeadLetters != 0 {
+		t.Errorf("after discard: %+v", d)
+	}
+}
