@@ -644,7 +644,9 @@ func TestCRMErasureFailureInThePrivacyRequest(t *testing.T) {
 	var step struct{ Name, Status, Detail string }
 	waitFor(t, "the destination's step", 60*time.Second, func() bool {
 		_, b := in.Admin("/admin/v1/privacy/requests/" + req.ID)
-		var v struct{ Steps []struct{ Name, Status, Detail string } }
+		var v struct {
+			Steps []struct{ Name, Status, Detail string }
+		}
 		_ = json.Unmarshal(b, &v)
 		for _, s := range v.Steps {
 			if s.Name == "plugin:crm-hubspot" {

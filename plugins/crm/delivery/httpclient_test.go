@@ -1,4 +1,4 @@
-package delivery
+package delivery_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigie-dev/vigie/plugins/crm/delivery"
 	"github.com/vigie-dev/vigie/plugins/crm/delivery/deliverytest"
 )
 
@@ -51,16 +52,16 @@ func TestSSRFRefused(t *testing.T) {
 		{"hostname resolving to metadata", "http://metadata.test/", "link-local"},
 		{"hostname resolving to private", "http://intranet.test/", "private"},
 	}
-	client := NewHTTPClient(HTTPConfig{Resolver: resolver, ConnectTimeout: time.Second, Timeout: 2 * time.Second})
+	client := delivery.NewHTTPClient(delivery.HTTPConfig{Resolver: resolver, ConnectTimeout: time.Second, Timeout: 2 * time.Second})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u, _ := url.Parse(tt.url)
-			r := &Requester{Client: client, Base: u, Limiter: NewLimiter(RateLimit{PerSecond: 1000})}
-			_, err := r.Do(context.Background(), Request{Op: "test", Method: http.MethodGet})
-			if !errors.Is(err, ErrForbiddenAddress) {
-				t.Fatalf("err = %v, want ErrForbiddenAddress", err)
+			r := &delivery.Requester{Client: client, Base: u, Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000})}
+			_, err := r.Do(context.Background(), delivery.Request{Op: "test", Method: http.MethodGet})
+			if !errors.Is(err, delivery.ErrForbiddenAddress) {
+				t.Fatalf("err = %v, want delivery.ErrForbiddenAddress", err)
 			}
-			if c := Classify(err); c.Retryable {
+			if c := delivery.Classify(err); c.Retryable {
 				t.Errorf("refused address classified retryable")
 			}
 			if !strings.Contains(err.Error(), tt.class) {
@@ -85,19 +86,19 @@ func TestAllowPrivate(t *testing.T) {
 	t.Cleanup(srv.Close)
 	resolver := deliverytest.StartDNS(t, map[string]netip.Addr{"crm.test": netip.MustParseAddr("127.0.0.1")})
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	client := NewHTTPClient(HTTPConfig{AllowPrivate: true, Resolver: resolver, Timeout: 2 * time.Second})
+	client := delivery.NewHTTPClient(delivery.HTTPConfig{AllowPrivate: true, Resolver: resolver, Timeout: 2 * time.Second})
 	for _, raw := range []string{srv.URL, "http://crm.test:" + port} {
 		u, _ := url.Parse(raw)
-		r := &Requester{Client: client, Base: u, Limiter: NewLimiter(RateLimit{PerSecond: 1000})}
-		resp, err := r.Do(context.Background(), Request{Op: "test", Method: http.MethodGet})
+		r := &delivery.Requester{Client: client, Base: u, Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000})}
+		resp, err := r.Do(context.Background(), delivery.Request{Op: "test", Method: http.MethodGet})
 		if err != nil || resp.Status != http.StatusNoContent {
 			t.Fatalf("%s: resp %v, err %v", raw, resp, err)
 		}
 	}
 	u, _ := url.Parse("http://169.254.169.254/")
-	r := &Requester{Client: client, Base: u, Limiter: NewLimiter(RateLimit{PerSecond: 1000})}
-	if _, err := r.Do(context.Background(), Request{Op: "test", Method: http.MethodGet}); !errors.Is(err, ErrForbiddenAddress) {
-		t.Fatalf("metadata with allow_private: err = %v, want ErrForbiddenAddress", err)
+	r := &delivery.Requester{Client: client, Base: u, Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000})}
+	if _, err := r.Do(context.Background(), delivery.Request{Op: "test", Method: http.MethodGet}); !errors.Is(err, delivery.ErrForbiddenAddress) {
+		t.Fatalf("metadata with allow_private: err = %v, want delivery.ErrForbiddenAddress", err)
 	}
 }
 
@@ -113,12 +114,12 @@ func TestRedirectNotFollowed(t *testing.T) {
 			http.Redirect(w, r, target, http.StatusFound)
 		}))
 		u, _ := url.Parse(redirector.URL)
-		r := &Requester{
-			Client:  NewHTTPClient(HTTPConfig{AllowPrivate: true, Timeout: 2 * time.Second}),
+		r := &delivery.Requester{
+			Client:  delivery.NewHTTPClient(delivery.HTTPConfig{AllowPrivate: true, Timeout: 2 * time.Second}),
 			Base:    u,
-			Limiter: NewLimiter(RateLimit{PerSecond: 1000}),
+			Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000}),
 		}
-		resp, err := r.Do(context.Background(), Request{Op: "webhook", Method: http.MethodPost, Body: map[string]int{"a": 1}})
+		resp, err := r.Do(context.Background(), delivery.Request{Op: "webhook", Method: http.MethodPost, Body: map[string]int{"a": 1}})
 		redirector.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -127,7 +128,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 			t.Fatalf("status %d, want 302 returned as is", resp.Status)
 		}
 		he := r.Error("webhook", resp)
-		if c := Classify(he); c.Retryable || c.Status != http.StatusFound {
+		if c := delivery.Classify(he); c.Retryable || c.Status != http.StatusFound {
 			t.Errorf("redirect classified %+v, want final 302", c)
 		}
 		if !strings.Contains(he.Error(), "redirect not followed") {
@@ -146,17 +147,17 @@ func TestTimeout(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
 	t.Cleanup(func() { close(release); srv.Close() })
 	u, _ := url.Parse(srv.URL)
-	r := &Requester{
-		Client:  NewHTTPClient(HTTPConfig{AllowPrivate: true, Timeout: 200 * time.Millisecond}),
+	r := &delivery.Requester{
+		Client:  delivery.NewHTTPClient(delivery.HTTPConfig{AllowPrivate: true, Timeout: 200 * time.Millisecond}),
 		Base:    u,
-		Limiter: NewLimiter(RateLimit{PerSecond: 1000}),
+		Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000}),
 	}
-	_, err := r.Do(context.Background(), Request{Op: "slow", Method: http.MethodGet})
-	var ne *NetError
+	_, err := r.Do(context.Background(), delivery.Request{Op: "slow", Method: http.MethodGet})
+	var ne *delivery.NetError
 	if !errors.As(err, &ne) || ne.Kind != "timeout" {
-		t.Fatalf("err = %v, want a timeout NetError", err)
+		t.Fatalf("err = %v, want a timeout delivery.NetError", err)
 	}
-	if !Classify(err).Retryable {
+	if !delivery.Classify(err).Retryable {
 		t.Error("timeout not retryable")
 	}
 	if strings.Contains(err.Error(), "127.0.0.1") {
@@ -180,12 +181,12 @@ func TestParseURL(t *testing.T) {
 		{"/relative", false, false},
 	}
 	for _, tt := range tests {
-		_, err := ParseURL(tt.raw, tt.allowPrivate)
+		_, err := delivery.ParseURL(tt.raw, tt.allowPrivate)
 		if (err == nil) != tt.ok {
-			t.Errorf("ParseURL(%q, %v) err = %v, want ok=%v", tt.raw, tt.allowPrivate, err, tt.ok)
+			t.Errorf("delivery.ParseURL(%q, %v) err = %v, want ok=%v", tt.raw, tt.allowPrivate, err, tt.ok)
 		}
-		if err != nil && (!errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "pass")) {
-			t.Errorf("ParseURL(%q) error %q", tt.raw, err)
+		if err != nil && (!errors.Is(err, delivery.ErrConfig) || strings.Contains(err.Error(), "pass")) {
+			t.Errorf("delivery.ParseURL(%q) error %q", tt.raw, err)
 		}
 	}
 }
@@ -217,19 +218,19 @@ func TestCheckAddress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		a := netip.MustParseAddr(tt.addr)
-		if got := CheckAddress(a, false) == nil; got != tt.public {
-			t.Errorf("CheckAddress(%s, false) allowed=%v, want %v", tt.addr, got, tt.public)
+		if got := delivery.CheckAddress(a, false) == nil; got != tt.public {
+			t.Errorf("delivery.CheckAddress(%s, false) allowed=%v, want %v", tt.addr, got, tt.public)
 		}
-		if got := CheckAddress(a, true) == nil; got != tt.privateAllow {
-			t.Errorf("CheckAddress(%s, true) allowed=%v, want %v", tt.addr, got, tt.privateAllow)
+		if got := delivery.CheckAddress(a, true) == nil; got != tt.privateAllow {
+			t.Errorf("delivery.CheckAddress(%s, true) allowed=%v, want %v", tt.addr, got, tt.privateAllow)
 		}
 	}
 }
 
 // ExampleNewHTTPClient shows the client refusing a loopback destination.
 func ExampleNewHTTPClient() {
-	client := NewHTTPClient(HTTPConfig{})
+	client := delivery.NewHTTPClient(delivery.HTTPConfig{})
 	_, err := client.Get("http://127.0.0.1:9/")
-	fmt.Println(errors.Is(err, ErrForbiddenAddress))
+	fmt.Println(errors.Is(err, delivery.ErrForbiddenAddress))
 	// Output: true
 }
