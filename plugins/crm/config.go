@@ -26,6 +26,9 @@ const (
 	ConnectorWebhook = "webhook"
 	ConnectorHubSpot = "hubspot"
 	ConnectorBrevo   = "brevo"
+	// ConnectorNoop delivers nothing and reports every change done: a
+	// dry run, and the benchmarks' baseline.
+	ConnectorNoop = "noop"
 )
 
 // Defaults of Config.
@@ -46,7 +49,8 @@ const (
 // own plugin instance, so it has its own process, consumers, dead letters,
 // metrics and privacy-request step (`plugin:<name>`).
 type Config struct {
-	// Connector is webhook, hubspot or brevo. Required.
+	// Connector is webhook, hubspot, brevo (or noop, which delivers
+	// nothing). Required.
 	Connector string `json:"connector"`
 	// Purposes the destination needs: contacts are sent only for subjects
 	// whose current consent grants all of them. Default [marketing].
@@ -156,13 +160,16 @@ func Parse(raw []byte) (Config, error) {
 		c.RetryFor = delivery.Duration(DefaultRetryFor)
 	}
 	blocks := map[string]json.RawMessage{ConnectorWebhook: c.Webhook, ConnectorHubSpot: c.HubSpot, ConnectorBrevo: c.Brevo}
-	if _, ok := blocks[c.Connector]; !ok {
+	if _, ok := blocks[c.Connector]; !ok && c.Connector != ConnectorNoop {
 		return c, fmt.Errorf("%w: connector: %q is not one of webhook, hubspot, brevo", ErrConfig, c.Connector)
 	}
 	for name, b := range blocks {
 		if name != c.Connector && len(b) > 0 {
 			return c, fmt.Errorf("%w: %s: set for connector %s", ErrConfig, name, c.Connector)
 		}
+	}
+	if c.Connector == ConnectorNoop {
+		return c, nil
 	}
 	if len(blocks[c.Connector]) == 0 {
 		return c, fmt.Errorf("%w: %s: required with connector %s", ErrConfig, c.Connector, c.Connector)
@@ -253,6 +260,9 @@ func (c Config) settings(o Options) delivery.Settings {
 // Connect reads the destination's secrets, checks its address and returns
 // its connector.
 func (c Config) Connect(ctx context.Context, o Options) (delivery.Connector, error) {
+	if c.Connector == ConnectorNoop {
+		return &delivery.Noop{}, nil
+	}
 	cc, err := c.connectorConfig(o, true)
 	if err != nil {
 		return nil, err

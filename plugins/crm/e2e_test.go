@@ -102,7 +102,7 @@ func identify(t *testing.T, in *proxytest.Instance, user, email, consentJSON str
 }
 
 // waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -147,7 +147,7 @@ type destView struct {
 	}
 }
 
-func destinations(t *testing.T, in *proxytest.Instance) map[string]destView {
+func destinations(t testing.TB, in *proxytest.Instance) map[string]destView {
 	t.Helper()
 	code, b := in.Admin("/admin/v1/destinations")
 	if code != 200 {

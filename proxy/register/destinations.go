@@ -33,8 +33,8 @@ func Destinations(cfg config.Config) []Recipient {
 			continue
 		}
 		c, err := crm.Parse(raw)
-		if err != nil {
-			continue
+		if err != nil || c.Connector == crm.ConnectorNoop {
+			continue // refused by the configuration, or sends nothing
 		}
 		got := []string{"e-mail address (the contact's identifier)"}
 		var fields []string
