@@ -72,6 +72,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
 	s.rightsRoutes(mux)
 	s.privacyRoutes(mux)
+	s.importRoutes(mux)
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}

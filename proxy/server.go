@@ -33,6 +33,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/bus"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/email"
+	"github.com/vigie-dev/vigie/proxy/imports"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/ledger"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
@@ -72,6 +73,7 @@ type Server struct {
 	plugins    *plugins.Runtime
 	ledger     *ledger.Ledger
 	privacy    *privacy.Service
+	imports    *imports.Service
 	blind      *blind.Index
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
@@ -145,6 +147,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			if s.plugins != nil {
 				s.plugins.Stop(context.Background())
+			}
+			if s.imports != nil {
+				_ = s.imports.Stop(context.Background())
 			}
 			if s.privacy != nil {
 				_ = s.privacy.Stop(context.Background())
@@ -282,6 +287,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startPrivacy(ctx); err != nil {
+		return err
+	}
+	if err := s.startImports(ctx); err != nil {
 		return err
 	}
 	if err := s.startPlugins(ctx); err != nil {
@@ -479,6 +487,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.httpSrv != nil {
 			if err := s.httpSrv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("http: %w", err))
+			}
+		}
+		// The import worker stops at its next batch; its job resumes from
+		// the last committed one at the next start.
+		if s.imports != nil {
+			if err := s.imports.Stop(ctx); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if s.pubStop != nil {

@@ -34,6 +34,10 @@ type Record struct {
 	// Dedup is the dedup key material (already an HMAC of messageId); nil
 	// or empty means no dedup. At most 255 bytes.
 	Dedup []byte
+	// KeepDedup keeps the dedup key as long as the record (TTL) instead of
+	// Config.DedupWindow: an import's natural key, so that importing the
+	// same rows again within their retention adds nothing.
+	KeepDedup bool
 	// TTL is the retention of the event, its index entry and its traits;
 	// 0 keeps them forever.
 	TTL time.Duration
@@ -392,7 +396,11 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 		exp = uint64(now.Add(r.TTL).Unix())
 	}
 	if dk != nil {
-		if err := txn.SetEntry(s.entry(dk, nil, uint64(now.Add(s.cfg.DedupWindow).Unix()))); err != nil {
+		dexp := uint64(now.Add(s.cfg.DedupWindow).Unix())
+		if r.KeepDedup {
+			dexp = exp
+		}
+		if err := txn.SetEntry(s.entry(dk, nil, dexp)); err != nil {
 			return false, err
 		}
 	}

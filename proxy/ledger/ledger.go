@@ -89,6 +89,15 @@ type Entry struct {
 	stored *storage.ConsentEntry
 }
 
+// At is when the recorded choice, objection or restriction was made (zero
+// when there is none).
+func (e Entry) At() time.Time {
+	if e.stored == nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(e.stored.AtMs)
+}
+
 // Proof is where a recorded choice came from.
 type Proof struct {
 	// Source is payload, pixel, preference_page, request… Default
@@ -98,6 +107,9 @@ type Proof struct {
 	EventID string
 	// Hash is the hex SHA-256 of the signal as sent (HashSignal).
 	Hash string
+	// At is when the choice was made, if earlier than now (an imported
+	// consent proof's date). Default: now.
+	At time.Time
 }
 
 // HashSignal is the Proof.Hash of a consent signal as it was sent.
@@ -205,10 +217,14 @@ func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d co
 		return nil
 	}
 	now := time.Now()
+	at := now
+	if !proof.At.IsZero() && proof.At.Before(now) {
+		at = proof.At
+	}
 	if proof.Source == "" {
 		proof.Source = "explicit"
 	}
-	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: proof.Source, AtMs: now.UnixMilli(),
+	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: proof.Source, AtMs: at.UnixMilli(),
 		EventID: proof.EventID, Proof: proof.Hash, Objected: old.Objected.Names(), Restricted: old.Restricted}
 	if old.Objected.Len() == 0 {
 		e.Objected = nil
