@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,58 @@ func TestApplySegmentCreatePurposes(t *testing.T) {
 	p, _ = s.Profile(ctx, "s1", "u1")
 	if string(p.Attributes) != `{"score":7,"tier":"gold"}` || p.FirstSeenMs != base.UnixMilli() {
 		t.Fatalf("patched profile: %+v %s", p, p.Attributes)
+	}
+}
+
+// TestIndexKeepsLongerExpiry: a blind-index entry or link written again by
+// a shorter-lived event (an import of an old row for a person the site
+// identified) keeps the longer expiry, so it finds every event it indexes;
+// a longer-lived one extends it.
+func TestIndexKeepsLongerExpiry(t *testing.T) {
+	s := storagetest.Open(t)
+	mac := bytes.Repeat([]byte{9}, storage.MACLen)
+	long := rec("s1", "01A", base, "u1", "")
+	long.TTL = 300 * 24 * time.Hour
+	long.Index = []storage.IndexEntry{{Kind: "email", MAC: mac}}
+	long.Links = []string{"a1"}
+	short := long
+	short.ID, short.TTL = "01B", 10*24*time.Hour
+	mustAppend(t, s, long)
+	mustAppend(t, s, short)
+	exps := func() map[string]uint64 {
+		out := map[string]uint64{}
+		_ = s.DB().View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.DefaultIteratorOptions)
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := string(it.Item().Key())
+				for _, p := range []string{"bi/", "sb/", "sl/"} {
+					if strings.HasPrefix(k, p) {
+						out[k] = it.Item().ExpiresAt()
+					}
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	want := uint64(time.Now().Add(long.TTL).Unix())
+	got := exps()
+	if len(got) != 4 {
+		t.Fatalf("index keys: %d", len(got))
+	}
+	for k, e := range got {
+		if e+60 < want {
+			t.Errorf("%q expires %v, want about %v", k, time.Unix(int64(e), 0), time.Unix(int64(want), 0))
+		}
+	}
+	longer := long
+	longer.ID, longer.TTL = "01C", 600*24*time.Hour
+	mustAppend(t, s, longer)
+	want = uint64(time.Now().Add(longer.TTL).Unix())
+	for k, e := range exps() {
+		if e+60 < want {
+			t.Errorf("after a longer event %q expires %v, want about %v", k, time.Unix(int64(e), 0), time.Unix(int64(want), 0))
+		}
 	}
 }
