@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/blind"
 	"github.com/vigie-dev/vigie/proxy/imports"
 	"github.com/vigie-dev/vigie/proxy/keyring"
@@ -121,6 +123,23 @@ func TestImportOrders(t *testing.T) {
 		t.Fatalf("bob not in the blind index: %v %v", subs, err)
 	}
 	assertNoCanary(t, in)
+	// Bob's access request, by e-mail, finds his imported order.
+	code, body = in.Do("POST", "/admin/v1/privacy/requests", []byte(`{"type":"access","site":"demo","identifier":{"kind":"email","value":"bob@example.org"}}`),
+		http.Header{"Authorization": {"Bearer " + in.AdminToken()}})
+	var req struct{ ID string }
+	if code != 202 || json.Unmarshal(body, &req) != nil {
+		t.Fatalf("access request: %d %s", code, body)
+	}
+	var export struct {
+		Events []map[string]any `json:"events"`
+	}
+	until(t, "bob's export", func() bool {
+		code, body := in.Admin("/admin/v1/privacy/requests/" + req.ID + "/export")
+		return code == 200 && json.Unmarshal(body, &export) == nil && len(export.Events) > 0
+	})
+	if len(export.Events) != 1 || export.Events[0]["name"] != "Order Completed" {
+		t.Fatalf("bob's export: %v", export.Events)
+	}
 
 	// Profiles and segments grow by themselves (the segments plugin).
 	until(t, "segments", func() bool {
@@ -205,9 +224,35 @@ func TestImportOrders(t *testing.T) {
 }
 
 // assertNoCanary checks that the canaries are nowhere in the data dir
-// (Badger, the JetStream store, the import files) nor in the stream.
+// (Badger, the JetStream store, the import files) nor in the streams.
 func assertNoCanary(t *testing.T, in *proxytest.Instance) {
 	t.Helper()
+	ctx := context.Background()
+	js := in.Server.Bus().JetStream()
+	for _, name := range []string{streams.Events, streams.Enriched} {
+		until(t, "the orders on "+name, func() bool {
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return false
+			}
+			info, err := st.Info(ctx)
+			if err != nil || info.State.Msgs < 4 {
+				return false
+			}
+			for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+				m, err := st.GetMsg(ctx, seq)
+				if err != nil {
+					continue
+				}
+				for _, v := range []string{canaryEmail, "12 34 56 78", "bob@example.org", "ann@example.org"} {
+					if bytes.Contains(m.Data, []byte(v)) {
+						t.Fatalf("%q in clear on %s", v, m.Subject)
+					}
+				}
+			}
+			return true
+		})
+	}
 	for path, b := range in.DataFiles() {
 		for _, v := range []string{canaryEmail, "12 34 56 78", "bob@example.org"} {
 			if bytes.Contains(b, []byte(v)) {

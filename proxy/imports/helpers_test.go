@@ -154,3 +154,13 @@ func csvOf(rows ...string) string {
 	}
 	return b.String()
 }
+
+// jobID reads the id of a job answer.
+func jobID(t testing.TB, body []byte) string {
+	t.Helper()
+	var j imports.Job
+	if err := json.Unmarshal(body, &j); err != nil || j.ID == "" {
+		t.Fatalf("job answer: %s", body)
+	}
+	return j.ID
+}

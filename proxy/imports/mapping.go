@@ -511,8 +511,9 @@ func jsonProblem(prefix string, err error) error {
 			problem = "wrong type"
 		}
 	case errors.As(err, &sy):
-		field = join(prefix, pointerPath(sy.JSONPointer))
-		problem = "not valid JSON"
+		if at := join(prefix, pointerPath(sy.JSONPointer)); at != "" {
+			problem = "not valid JSON (at " + at + ")"
+		}
 	}
 	if field == "" {
 		field = "mapping"
