@@ -75,7 +75,7 @@ type Config struct {
 	Retention time.Duration
 	// MaxFileBytes bounds an uploaded file. Default DefaultMaxFileBytes.
 	MaxFileBytes int64
-	// BatchSize is how many rows are committed together. Default 500.
+	// BatchSize is how many rows are committed together. Default 1000.
 	BatchSize int
 	// OutboxHighWater: while the outbox holds more events, the import
 	// waits, so that live traffic never meets a full outbox. Default
@@ -94,7 +94,7 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultMaxFileBytes    = 8 << 30
-	defaultBatchSize       = 500
+	defaultBatchSize       = 1000
 	defaultOutboxHighWater = 100_000
 	defaultStallTimeout    = 30 * time.Second
 )
