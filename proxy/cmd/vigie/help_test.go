@@ -54,6 +54,8 @@ func TestHelpStartsNothing(t *testing.T) {
 		{[]string{"email", "rewrite", "--help"}, "-merge-tag"},
 		{[]string{"help", "email", "tokens"}, "-expires-in"},
 		{[]string{"bench", "--help"}, "-events-per-batch"},
+		{[]string{"import", "--help"}, "-map"},
+		{[]string{"help", "import"}, "vigie import FILE"},
 	} {
 		name := strings.Join(c.args, " ")
 		t.Run(name, func(t *testing.T) {
