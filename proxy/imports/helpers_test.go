@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,7 @@ func post(t testing.TB, in *proxytest.Instance, query, mapping string, file io.R
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	req.Header.Set("Authorization", "Bearer "+in.AdminToken())
 	resp, err := http.DefaultClient.Do(req)
+	pr.Close() // the writer stops if the server answered before reading it all
 	if err != nil {
 		t.Fatalf("post import: %v", err)
 	}
@@ -164,3 +166,6 @@ func jobID(t testing.TB, body []byte) string {
 	}
 	return j.ID
 }
+
+// unixHourAgo is the Unix time an hour ago, as text.
+func unixHourAgo() string { return strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10) }

@@ -18,8 +18,9 @@ const contractMapping = `{"event":"Order Completed","identity":{"column":"custom
  "properties":{"order_id":"order_id","total":{"column":"total","type":"number"}},
  "lawful_basis":{"basis":"contract"},"purposes":["personalization"]}`
 
-// ordersReader generates n contract orders as CSV, streaming.
-func ordersReader(n int) io.Reader {
+// ordersReader generates n contract orders as CSV, streaming; closing it
+// stops the generator.
+func ordersReader(n int) *io.PipeReader {
 	pr, pw := io.Pipe()
 	go func() {
 		at := time.Now().Add(-time.Hour).Unix()
