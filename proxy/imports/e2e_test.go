@@ -323,3 +323,40 @@ func blindEntry(t *testing.T, in *proxytest.Instance, email string) (storage.Ind
 	_, bi := instanceKeys(t, in)
 	return bi.Entry("demo", blind.Email, email, "")
 }
+
+// TestEmailJoinsTheSiteSubject: a person imported by e-mail before the
+// site knew them gets the pseudonym their address would have as a user id;
+// once the site identifies them with that address, the next import lands
+// on the site's subject, linked to the first one (a request by user id
+// finds both).
+func TestEmailJoinsTheSiteSubject(t *testing.T) {
+	in := proxytest.Start(t, noPlugins)
+	ctx := context.Background()
+	header := "order_id,email,ordered_at,amount,note,score,consent,consent_date,consent_source"
+	wait(t, in, create(t, in, "", ordersMapping, csvOf(header, "J-1,joe@example.org,"+day(5)+",10,,,yes,"+day(5)+",shop")).ID)
+	own := userPseudonym(t, in, "joe@example.org")
+	if evs := eventsOf(t, in, "track"); len(evs) != 1 || evs[0].GetSubject() != own {
+		t.Fatalf("first import's subject: %v, want %s", evs, own)
+	}
+	web(t, in, "u-joe", `{"marketing":true}`)
+	code, body := in.Post("/v1/identify", "demo", `{"userId":"u-joe","traits":{"email":"joe@example.org"},"context":{"consent":{"marketing":true}}}`)
+	if code != 200 {
+		t.Fatalf("identify: %d %s", code, body)
+	}
+	until(t, "identify stored", func() bool { return len(eventsOf(t, in, "identify")) == 2 })
+	site := eventsOf(t, in, "identify")[0].GetSubject()
+	wait(t, in, create(t, in, "", ordersMapping, csvOf(header, "J-2,joe@example.org,"+day(1)+",20,,,yes,"+day(5)+",shop")).ID)
+	var second string
+	for _, ev := range eventsOf(t, in, "track") {
+		if ev.GetSubject() != own {
+			second = ev.GetSubject()
+		}
+	}
+	if second != site {
+		t.Fatalf("second import on %q, want the site's subject %q", second, site)
+	}
+	links, err := in.Server.Store().SubjectLinks(ctx, "demo", site)
+	if err != nil || !slices.Contains(links, own) {
+		t.Fatalf("links of the site's subject: %v %v", links, err)
+	}
+}
