@@ -73,8 +73,9 @@ type Identity struct {
 type Timestamp struct {
 	// Column holding the time.
 	Column string `json:"column"`
-	// Format: rfc3339 (default; a date alone, or a time without zone, is
-	// accepted too), unix, unix_ms, or a Go layout ("02/01/2006 15:04").
+	// Format: rfc3339 (default; a date alone, or a time without zone or
+	// seconds, "2026-11-28 10:12", is accepted too), unix, unix_ms, or a
+	// Go layout ("02/01/2006 15:04").
 	Format string `json:"format,omitempty"`
 	// Timezone of times written without an offset (IANA name). Default UTC.
 	Timezone string `json:"timezone,omitempty"`

@@ -179,7 +179,12 @@ func (ts *timeSpec) parse(v string, now time.Time) (time.Time, *rowErr) {
 	ok := true
 	switch ts.layout {
 	case "":
-		t, ok = collect.ParseTimeIn(v, ts.loc)
+		if t, ok = collect.ParseTimeIn(v, ts.loc); !ok {
+			// Spreadsheets write minutes without seconds.
+			var err error
+			t, err = time.ParseInLocation("2006-01-02 15:04", v, ts.loc)
+			ok = err == nil
+		}
 	case "unix", "unix_ms":
 		n, err := strconv.ParseInt(v, 10, 64)
 		ok = err == nil && n >= 0 && n < 1<<42

@@ -305,9 +305,12 @@ func (c *importClient) summary(ctx context.Context, w io.Writer, j imports.Job) 
 	for _, e := range page.Errors {
 		where := e.Field
 		if e.Column != "" {
-			where += " (column " + e.Column + ")"
+			where += ", column " + e.Column
 		}
-		fmt.Fprintf(&b, "  row %d: %s: %s %s\n", e.Row, e.Reason, e.Message, where)
+		if where != "" {
+			where = " (" + where + ")"
+		}
+		fmt.Fprintf(&b, "  row %d: %s%s: %s\n", e.Row, e.Reason, where, e.Message)
 	}
 	fmt.Fprintf(w, "First errors (all of them: GET %s/admin/v1/imports/%s/errors):\n%s", c.base, j.ID, b.String())
 }

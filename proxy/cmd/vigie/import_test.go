@@ -44,7 +44,7 @@ purposes: [marketing]
 		t.Fatalf("vigie import: %v\n%s%s", err, out.String(), errOut.String())
 	}
 	for _, want := range []string{"done: 3 rows read, 1 accepted, 1 skipped, 1 failed", "skipped no_lawful_basis", "failed invalid_number",
-		"row 2: invalid_number", "column amount"} {
+		"row 2: invalid_number (properties.total, column amount): not a number"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}
