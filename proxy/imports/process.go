@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -105,6 +106,11 @@ type run struct {
 	// appended (rec.Committing): their duplicates are accepted rows.
 	resuming bool
 	closeFn  func() error
+	// nextRow is the number of rows the read stage has read.
+	nextRow uint64
+	// waiting is what the job waits for ("" when nothing), for the job's
+	// progress: both stages set it.
+	waiting atomic.Pointer[string]
 }
 
 // close closes the job's file.
@@ -155,24 +161,48 @@ func (s *Service) runJob(jctx, wctx context.Context, id string) {
 		j.stopped(wctx, err)
 		return
 	}
+	// The next batch is read and prepared while the last one is committed.
+	var pending chan error
+	var committed error
+	wait := func() error {
+		if pending != nil {
+			committed, pending = <-pending, nil
+		}
+		return committed
+	}
+	defer func() { _ = wait() }()
+	j.nextRow = rec.Row
 	for {
 		if jctx.Err() != nil {
+			_ = wait()
 			j.stopped(wctx, jctx.Err())
 			return
 		}
 		if err := j.throttle(jctx); err != nil {
+			_ = wait()
 			j.stopped(wctx, err)
 			return
 		}
-		eof, msg, err := j.batch(jctx)
+		b, err := j.prepareBatch(jctx)
+		if werr := wait(); werr != nil {
+			j.stopped(wctx, werr)
+			return
+		}
 		switch {
 		case err != nil:
 			j.stopped(wctx, err)
 			return
-		case msg != "":
-			s.end(wctx, rec, StatusFailed, msg)
+		case b.msg != "":
+			s.end(wctx, rec, StatusFailed, b.msg)
 			return
-		case eof:
+		}
+		pending = make(chan error, 1)
+		go func(b *batch) { pending <- j.commit(jctx, b) }(b)
+		if b.eof {
+			if err := wait(); err != nil {
+				j.stopped(wctx, err)
+				return
+			}
 			s.end(wctx, rec, StatusDone, "")
 			return
 		}
@@ -255,11 +285,10 @@ func (j *run) retry(ctx context.Context, fn func() error) error {
 	for {
 		err := fn()
 		why := transient(err)
+		j.waiting.Store(&why)
 		if why == "" {
-			j.rec.Progress.Waiting = ""
 			return err
 		}
-		j.rec.Progress.Waiting = why
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -273,7 +302,8 @@ func (j *run) retry(ctx context.Context, fn func() error) error {
 // traffic keeps room in it.
 func (j *run) throttle(ctx context.Context) error {
 	for j.s.cfg.Store.OutboxLen() > j.s.cfg.OutboxHighWater {
-		j.rec.Progress.Waiting = "outbox"
+		why := "outbox"
+		j.waiting.Store(&why)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -283,29 +313,40 @@ func (j *run) throttle(ctx context.Context) error {
 	return nil
 }
 
-// batch reads, processes and commits up to BatchSize rows. eof is true at
-// the end of the file; msg is a failure of the job (the file); err a
-// storage failure or ctx done.
-func (j *run) batch(ctx context.Context) (eof bool, msg string, err error) {
-	s, rec := j.s, j.rec
-	t := tally{skipped: map[string]int64{}, failed: map[string]int64{}}
-	var recs []storage.Record
-	var outcomes []storage.SegmentOutcome
-	row := rec.Row
+// batch is a batch of rows read and prepared, waiting for its commit.
+type batch struct {
+	t        tally
+	recs     []storage.Record
+	outcomes []storage.SegmentOutcome
+	row      uint64 // rows read up to its end
+	offset   int64  // file offset of its end
+	eof      bool   // the file ends with it
+	msg      string // the job fails here (the file)
+}
+
+// prepareBatch reads and prepares up to BatchSize rows (consent proofs
+// are recorded as they are met); err is a storage failure or ctx done.
+func (j *run) prepareBatch(ctx context.Context) (*batch, error) {
+	s := j.s
+	b := &batch{t: tally{skipped: map[string]int64{}, failed: map[string]int64{}}}
+	t := &b.t
 	now := time.Now()
 	for t.rows.Read < int64(s.cfg.BatchSize) {
 		reason, field, err := j.src.next(j.vals)
 		if errors.Is(err, io.EOF) {
-			eof = true
+			b.eof = true
 			break
 		}
 		if errors.Is(err, errRowTooLarge) {
-			return false, fmt.Sprintf("row %d is larger than 1 MiB; the rows before it were imported", row+1), nil
+			b.msg = fmt.Sprintf("row %d is larger than 1 MiB; the rows before it were imported", j.nextRow+1)
+			return b, nil
 		}
 		if err != nil {
-			return false, fmt.Sprintf("the file cannot be read after row %d", row), nil
+			b.msg = fmt.Sprintf("the file cannot be read after row %d", j.nextRow)
+			return b, nil
 		}
-		row++
+		j.nextRow++
+		row := j.nextRow
 		t.rows.Read++
 		if reason != "" {
 			t.add(row, failed(reason, field), j.p)
@@ -317,24 +358,32 @@ func (j *run) batch(ctx context.Context) (eof bool, msg string, err error) {
 		}
 		sr, o, e, err := j.prepare(ctx, row, now)
 		if err != nil {
-			return false, "", err
+			return nil, err
 		}
 		if e != nil {
 			t.add(row, e, j.p)
 			continue
 		}
-		if rec.DryRun {
+		if j.rec.DryRun {
 			t.rows.Accepted++
 			continue
 		}
-		recs = append(recs, sr)
+		b.recs = append(b.recs, sr)
 		if o != nil {
-			outcomes = append(outcomes, *o)
+			b.outcomes = append(b.outcomes, *o)
 		}
 	}
-	if len(outcomes) > 0 {
+	b.row, b.offset = j.nextRow, j.src.offset()
+	return b, nil
+}
+
+// commit sets the batch's attributes, appends its events and commits the
+// job's position, counts and errors after it.
+func (j *run) commit(ctx context.Context, b *batch) error {
+	s, rec, t := j.s, j.rec, &b.t
+	if len(b.outcomes) > 0 {
 		err := j.retry(ctx, func() error {
-			res, err := s.cfg.Store.ApplySegments(ctx, outcomes)
+			res, err := s.cfg.Store.ApplySegments(ctx, b.outcomes)
 			for _, r := range res {
 				if r.Err != nil && err == nil && transient(r.Err) != "" {
 					err = r.Err
@@ -343,21 +392,21 @@ func (j *run) batch(ctx context.Context) (eof bool, msg string, err error) {
 			return err
 		})
 		if err != nil {
-			return false, "", err
+			return err
 		}
 	}
-	if len(recs) > 0 {
+	if len(b.recs) > 0 {
 		rec.Committing = true
-		if err := j.retry(ctx, func() error { return s.put(ctx, rec, nil, nil) }); err != nil {
-			return false, "", err
+		if err := j.retry(ctx, func() error { return j.put(ctx, nil) }); err != nil {
+			return err
 		}
 		var dups []bool
 		if err := j.retry(ctx, func() error {
 			var err error
-			dups, err = s.cfg.Store.Append(ctx, recs)
+			dups, err = s.cfg.Store.Append(ctx, b.recs)
 			return err
 		}); err != nil {
-			return false, "", err
+			return err
 		}
 		for _, d := range dups {
 			if d && !j.resuming {
@@ -371,7 +420,7 @@ func (j *run) batch(ctx context.Context) (eof bool, msg string, err error) {
 	j.resuming = false
 	// The checkpoint: counts, errors and offset after the batch.
 	rec.Committing = false
-	rec.Row, rec.Offset = row, j.src.offset()
+	rec.Row, rec.Offset = b.row, b.offset
 	rec.Rows.Read += t.rows.Read
 	rec.Rows.Accepted += t.rows.Accepted
 	rec.Rows.Skipped += t.rows.Skipped
@@ -385,10 +434,15 @@ func (j *run) batch(ctx context.Context) (eof bool, msg string, err error) {
 	rec.Errors.Stored += int64(len(errs))
 	rec.RunMs += time.Since(j.start).Milliseconds()
 	j.start = time.Now()
-	if err := j.retry(ctx, func() error { return s.put(ctx, rec, errs, nil) }); err != nil {
-		return false, "", err
+	return j.retry(ctx, func() error { return j.put(ctx, errs) })
+}
+
+// put stores the job as the commit stage sees it, with what it waits for.
+func (j *run) put(ctx context.Context, errs []storage.ImportRowError) error {
+	if w := j.waiting.Load(); w != nil {
+		j.rec.Progress.Waiting = *w
 	}
-	return eof, "", nil
+	return j.s.put(ctx, j.rec, errs, nil)
 }
 
 // merge adds b's counts into a.
