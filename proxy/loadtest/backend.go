@@ -76,7 +76,7 @@ type serverSide struct {
 // run of `vigie` without a configuration file gets (demo site, built-in
 // plugins geoip and segments), on a random loopback port, with a temporary
 // data dir, a throwaway master key and warnings only.
-func benchConfig(dataDir string, syncWrites bool) (config.Config, error) {
+func benchConfig(dataDir string, so serverOptions) (config.Config, error) {
 	cfg, err := config.Load("", nil)
 	if err != nil {
 		return cfg, err
@@ -84,7 +84,10 @@ func benchConfig(dataDir string, syncWrites bool) (config.Config, error) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = dataDir
 	cfg.LogLevel = "warn"
-	cfg.Storage.SyncWrites = syncWrites
+	cfg.Storage.SyncWrites = so.syncWrites
+	if so.noPlugins {
+		cfg.Plugins = []config.Plugin{}
+	}
 	// A throwaway master key: the temporary instance leaves no secret behind.
 	mk, err := keyring.NewMasterKey()
 	if err != nil {
@@ -94,8 +97,14 @@ func benchConfig(dataDir string, syncWrites bool) (config.Config, error) {
 	return cfg, nil
 }
 
+// serverOptions are the flags that shape the server under test.
+type serverOptions struct {
+	syncWrites bool // Badger SyncWrites on
+	noPlugins  bool // no plugins (the default has the built-in ones)
+}
+
 // startServerSide starts the baselines and Vigie.
-func startServerSide(ctx context.Context, syncWrites bool, log *slog.Logger) (_ *serverSide, err error) {
+func startServerSide(ctx context.Context, so serverOptions, log *slog.Logger) (_ *serverSide, err error) {
 	s := &serverSide{ep: endpoints{PID: os.Getpid()}}
 	defer func() {
 		if err != nil {
@@ -117,7 +126,7 @@ func startServerSide(ctx context.Context, syncWrites bool, log *slog.Logger) (_ 
 	if s.dir, err = os.MkdirTemp("", "vigie-bench-"); err != nil {
 		return nil, err
 	}
-	cfg, err := benchConfig(filepath.Join(s.dir, "data"), syncWrites)
+	cfg, err := benchConfig(filepath.Join(s.dir, "data"), so)
 	if err != nil {
 		return nil, err
 	}
@@ -258,12 +267,13 @@ type remote struct {
 
 // startRemote re-executes the running binary as `vigie bench serve` and
 // reads the endpoints it prints.
-func startRemote(ctx context.Context, syncWrites bool, stderr io.Writer) (*remote, error) {
+func startRemote(ctx context.Context, so serverOptions, stderr io.Writer) (*remote, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "bench", ServeSubcommand, "--sync-writes="+strconv.FormatBool(syncWrites))
+	cmd := exec.Command(exe, "bench", ServeSubcommand, "--sync-writes="+strconv.FormatBool(so.syncWrites),
+		"--no-plugins="+strconv.FormatBool(so.noPlugins))
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -377,7 +387,9 @@ func (r *remote) close() error {
 // SIGINT/SIGTERM (ctx).
 func serveMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("vigie bench serve", stderr)
-	syncWrites := fs.Bool("sync-writes", false, "turn Badger SyncWrites on (fsync every commit)")
+	var so serverOptions
+	fs.BoolVar(&so.syncWrites, "sync-writes", false, "turn Badger SyncWrites on (fsync every commit)")
+	fs.BoolVar(&so.noPlugins, "no-plugins", false, "run without the built-in plugins")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
@@ -387,7 +399,7 @@ func serveMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		_, _ = io.Copy(io.Discard, stdin)
 		cancel()
 	}()
-	s, err := startServerSide(ctx, *syncWrites, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	s, err := startServerSide(ctx, so, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err
 	}

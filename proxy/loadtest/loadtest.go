@@ -20,6 +20,10 @@
 //  6. paced: /v1/track at a constant rate of half the full-track rate
 //     (open loop), reporting the latency percentiles.
 //
+// The track and paced phases start once the plugin stages (enrich and
+// segment consumers) have caught up with the previous phase; the wait is
+// reported, not counted. --no-plugins runs the ingestion path alone.
+//
 // By default the server runs in this process, so the memory reported is
 // the server's and the client's together. With --external the server (and
 // the baselines) run in a child process, `vigie bench serve` (the running
@@ -68,6 +72,7 @@ type options struct {
 	eventsPerBatch int
 	json           bool
 	syncWrites     bool
+	noPlugins      bool
 	connections    int
 	events         uint64
 	external       bool
@@ -88,6 +93,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.eventsPerBatch, "events-per-batch", defaultEventsPerBatch, "events in each /v1/batch request")
 	fs.BoolVar(&o.json, "json", false, "also print the results as one JSON object on the last line")
 	fs.BoolVar(&o.syncWrites, "sync-writes", false, "turn Badger SyncWrites on (fsync every commit)")
+	fs.BoolVar(&o.noPlugins, "no-plugins", false, "run Vigie without the default built-in plugins (the ingestion path alone)")
 	fs.IntVar(&o.connections, "connections", defaultConnections, "concurrent keep-alive connections per phase")
 	fs.IntVar(&o.connections, "workers", defaultConnections, "same as --connections")
 	fs.BoolVar(&o.external, "external", false, "run the server in a separate process (`vigie bench serve`), so client and server do not share a Go runtime")
@@ -141,6 +147,12 @@ type report struct {
 	GoHeapMB       float64 `json:"go_heap_mb"`
 	Failed         uint64  `json:"failed_requests"`
 	PluginErrors   int64   `json:"plugin_errors"`
+	// BatchCatchUpMS and TrackCatchUpMS are how long the plugin stages
+	// took, after the batch and the track phase had drained, to handle
+	// the rest: the next phase starts after.
+	BatchCatchUpMS float64 `json:"batch_catch_up_ms"`
+	TrackCatchUpMS float64 `json:"track_catch_up_ms"`
+	NoPlugins      bool    `json:"no_plugins"`
 	GoMaxProcs     int     `json:"gomaxprocs"`
 
 	Soak *soakReport `json:"soak,omitempty"`
@@ -165,12 +177,16 @@ func Main(args []string, stdout io.Writer) error {
 	return run(ctx, o, stdout)
 }
 
+func (o options) serverOptions() serverOptions {
+	return serverOptions{syncWrites: o.syncWrites, noPlugins: o.noPlugins}
+}
+
 // openBackend starts the server side: here, or in a child process.
 func openBackend(ctx context.Context, o options) (backend, error) {
 	if o.external {
-		return startRemote(ctx, o.syncWrites, os.Stderr)
+		return startRemote(ctx, o.serverOptions(), os.Stderr)
 	}
-	s, err := startServerSide(ctx, o.syncWrites, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	s, err := startServerSide(ctx, o.serverOptions(), slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return nil, err
 	}
@@ -206,8 +222,12 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	if o.external {
 		where = fmt.Sprintf("in process %d (--external)", ep.PID)
 	}
-	fmt.Fprintf(out, "vigie bench: server %s, default configuration with its built-in plugins; %d events/batch, %d keep-alive connections, %s per phase, SyncWrites %s, GOMAXPROCS %d\n",
-		where, o.eventsPerBatch, o.connections, o.duration, onOff(o.syncWrites), runtime.GOMAXPROCS(0))
+	plugins := "default configuration with its built-in plugins"
+	if o.noPlugins {
+		plugins = "default configuration without plugins (--no-plugins)"
+	}
+	fmt.Fprintf(out, "vigie bench: server %s, %s; %d events/batch, %d keep-alive connections, %s per phase, SyncWrites %s, GOMAXPROCS %d\n",
+		where, plugins, o.eventsPerBatch, o.connections, o.duration, onOff(o.syncWrites), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(out, "\n%-40s %10s %10s %9s %11s %11s\n", "phase", "requests", "events", "time", "req/s", "events/s")
 
 	// Baselines.
@@ -247,12 +267,19 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		return err
 	}
 	printRow(out, fmt.Sprintf("full /v1/batch (%d) + drain %s", o.eventsPerBatch, full.drain.Round(time.Millisecond)), full)
+	var batchCatchUp time.Duration
 	if soak != nil {
 		if err := soak.catchUp(ctx, out, be, catchUpTimeout); err != nil {
 			return err
 		}
+		batchCatchUp = time.Duration(soak.SegmentCatchUpMS * float64(time.Millisecond))
 		soak.print(out)
+	} else if batchCatchUp, err = waitStages(ctx, out, be, catchUpTimeout); err != nil {
+		return err
 	}
+	// Each phase starts once the plugin stages have caught up with the
+	// previous one, so that it is not measured against their backlog.
+	fmt.Fprintf(out, "%-40s %s\n", "  plugin stages caught up after", batchCatchUp.Round(time.Millisecond))
 	track, err := st.fullPhase(ctx, target{url: ep.Vigie + "/v1/track", auth: st.gen.auth, events: 1, body: st.gen.appendEvent}, stopRule{duration: o.duration})
 	if perr := stopProfile(); err == nil {
 		err = perr
@@ -262,6 +289,11 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		return err
 	}
 	printRow(out, fmt.Sprintf("full /v1/track + drain %s", track.drain.Round(time.Millisecond)), track)
+	trackCatchUp, err := waitStages(ctx, out, be, catchUpTimeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%-40s %s\n", "  plugin stages caught up after", trackCatchUp.Round(time.Millisecond))
 
 	// Latency at half the maximum track rate.
 	runtime.GC()
@@ -285,10 +317,11 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		PacedRPS: pc.rate, EventsPerBatch: o.eventsPerBatch, Connections: o.connections, External: o.external, SyncWrites: o.syncWrites,
 		BatchEvents: full.events, BatchDrainMS: ms(full.drain), TrackDrainMS: ms(track.drain), PeakRSSMB: st.peak,
 		RSSFileMB: mem.File, GoHeapMB: mem.Heap,
-		Failed:       bare.failed + dec.failed + jdec.failed + full.failed + track.failed + pc.failed,
-		PluginErrors: sst.PluginErrors,
-		GoMaxProcs:   runtime.GOMAXPROCS(0),
-		Soak:         soak,
+		Failed:         bare.failed + dec.failed + jdec.failed + full.failed + track.failed + pc.failed,
+		PluginErrors:   sst.PluginErrors,
+		BatchCatchUpMS: ms(batchCatchUp), TrackCatchUpMS: ms(trackCatchUp), NoPlugins: o.noPlugins,
+		GoMaxProcs: runtime.GOMAXPROCS(0),
+		Soak:       soak,
 	}
 	printSummary(out, o, pc, r)
 	if o.json {

@@ -158,25 +158,33 @@ func (r *soakReport) finish() {
 // catchUp waits, after the load, until the enrich and segment stages have
 // handled everything, and records how long it took.
 func (r *soakReport) catchUp(ctx context.Context, out io.Writer, be backend, timeout time.Duration) error {
+	d, err := waitStages(ctx, out, be, timeout)
+	r.SegmentCatchUpMS = ms(d)
+	return err
+}
+
+// waitStages waits until the plugin stages (enrich and segment consumers)
+// have handled every event, up to timeout (past it, it says so on out and
+// returns nil: the lag is then part of what was measured), and returns how
+// long it waited.
+func waitStages(ctx context.Context, out io.Writer, be backend, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	for {
 		st, err := be.stats(ctx)
 		if err != nil {
-			return err
+			return time.Since(start), err
 		}
 		if st.SegmentLag == 0 && st.EnrichLag == 0 {
-			r.SegmentCatchUpMS = ms(time.Since(start))
-			return nil
+			return time.Since(start), nil
 		}
 		if time.Since(start) > timeout {
-			r.SegmentCatchUpMS = ms(time.Since(start))
-			fmt.Fprintf(out, "  soak: the plugin stages still lag by %d (enrich) and %d (segment) events after %s\n", st.EnrichLag, st.SegmentLag, timeout)
-			return nil
+			fmt.Fprintf(out, "  the plugin stages still lag by %d (enrich) and %d (segment) events after %s\n", st.EnrichLag, st.SegmentLag, timeout)
+			return time.Since(start), nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+			return time.Since(start), ctx.Err()
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
