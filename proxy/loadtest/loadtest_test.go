@@ -257,6 +257,7 @@ func TestSoakReport(t *testing.T) {
 		minutes                          []float64
 		segMinutes                       []float64
 		first, last, decay, lagSec, maxA float64
+		stageSec                         float64
 	}{
 		{
 			name: "steady, stage keeps up",
@@ -264,16 +265,16 @@ func TestSoakReport(t *testing.T) {
 				sample(40, 4000, 0, 0, 100, 100), sample(50, 5000, 0, 0, 100, 100), sample(60, 6000, 0, 0, 100, 100),
 				sample(70, 7000, 0, 0, 100, 100)},
 			minutes: []float64{100}, segMinutes: []float64{(6000.0 - 100) / 60},
-			first: 100, last: 100, decay: 1, lagSec: 1, maxA: 110,
+			first: 100, last: 100, decay: 1, lagSec: 1, maxA: 110, stageSec: 1,
 		},
 		{
 			name: "slows down by half, stage falls behind",
 			samples: []soakSample{{}, sample(10, 1200, 0, 0, 0, 100), sample(20, 2400, 0, 0, 0, 100), sample(30, 3600, 0, 0, 0, 100),
 				sample(40, 4800, 0, 0, 0, 100), sample(50, 6000, 0, 0, 0, 100), sample(60, 7200, 0, 0, 0, 100),
-				sample(70, 7800, 10, 90, 600, 100), sample(80, 8400, 0, 0, 1200, 100), sample(90, 9000, 0, 0, 1800, 100),
+				sample(70, 7800, 10, 3590, 600, 100), sample(80, 8400, 0, 0, 1200, 100), sample(90, 9000, 0, 0, 1800, 100),
 				sample(100, 9600, 0, 0, 2400, 100), sample(110, 10200, 0, 0, 3000, 100), sample(120, 10800, 0, 0, 3600, 100)},
 			minutes: []float64{120, 60}, segMinutes: []float64{120, 0},
-			first: 120, last: 60, decay: 0.5, lagSec: 3600 / 90.0, maxA: 100,
+			first: 120, last: 60, decay: 0.5, lagSec: 3600 / 90.0, maxA: 100, stageSec: 4190 / 90.0,
 		},
 	}
 	for _, tt := range tests {
@@ -292,7 +293,7 @@ func TestSoakReport(t *testing.T) {
 			if !near(r.FirstMinuteEPS, tt.first) || !near(r.LastMinuteEPS, tt.last) || !near(r.DecayRatio, tt.decay) {
 				t.Errorf("first %v last %v decay %v, want %v %v %v", r.FirstMinuteEPS, r.LastMinuteEPS, r.DecayRatio, tt.first, tt.last, tt.decay)
 			}
-			if !near(r.MaxSegmentLagSeconds, tt.lagSec) || !near(r.MaxAnonMB, tt.maxA) {
+			if !near(r.MaxSegmentLagSeconds, tt.lagSec) || !near(r.MaxStageLagSeconds, tt.stageSec) || !near(r.MaxAnonMB, tt.maxA) {
 				t.Errorf("lag %v s, max anon %v; want %v, %v", r.MaxSegmentLagSeconds, r.MaxAnonMB, tt.lagSec, tt.maxA)
 			}
 		})
