@@ -88,6 +88,9 @@ func benchConfig(dataDir string, so serverOptions) (config.Config, error) {
 	if so.noPlugins {
 		cfg.Plugins = []config.Plugin{}
 	}
+	if so.pluginBatch > 0 {
+		cfg.PluginRuntime.BatchSize = so.pluginBatch
+	}
 	// A throwaway master key: the temporary instance leaves no secret behind.
 	mk, err := keyring.NewMasterKey()
 	if err != nil {
@@ -101,6 +104,8 @@ func benchConfig(dataDir string, so serverOptions) (config.Config, error) {
 type serverOptions struct {
 	syncWrites bool // Badger SyncWrites on
 	noPlugins  bool // no plugins (the default has the built-in ones)
+	// pluginBatch, when positive, is plugin_runtime.batch_size.
+	pluginBatch int
 }
 
 // startServerSide starts the baselines and Vigie.
@@ -273,7 +278,7 @@ func startRemote(ctx context.Context, so serverOptions, stderr io.Writer) (*remo
 		return nil, err
 	}
 	cmd := exec.Command(exe, "bench", ServeSubcommand, "--sync-writes="+strconv.FormatBool(so.syncWrites),
-		"--no-plugins="+strconv.FormatBool(so.noPlugins))
+		"--no-plugins="+strconv.FormatBool(so.noPlugins), "--plugin-batch="+strconv.Itoa(so.pluginBatch))
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -390,6 +395,7 @@ func serveMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var so serverOptions
 	fs.BoolVar(&so.syncWrites, "sync-writes", false, "turn Badger SyncWrites on (fsync every commit)")
 	fs.BoolVar(&so.noPlugins, "no-plugins", false, "run without the built-in plugins")
+	fs.IntVar(&so.pluginBatch, "plugin-batch", 0, "plugin_runtime.batch_size (0: the default)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}

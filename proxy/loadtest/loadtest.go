@@ -73,6 +73,7 @@ type options struct {
 	json           bool
 	syncWrites     bool
 	noPlugins      bool
+	pluginBatch    int
 	connections    int
 	events         uint64
 	external       bool
@@ -94,6 +95,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.BoolVar(&o.json, "json", false, "also print the results as one JSON object on the last line")
 	fs.BoolVar(&o.syncWrites, "sync-writes", false, "turn Badger SyncWrites on (fsync every commit)")
 	fs.BoolVar(&o.noPlugins, "no-plugins", false, "run Vigie without the default built-in plugins (the ingestion path alone)")
+	fs.IntVar(&o.pluginBatch, "plugin-batch", 0, "set plugin_runtime.batch_size, the most events per plugin call and per consumer fetch (0: the default)")
 	fs.IntVar(&o.connections, "connections", defaultConnections, "concurrent keep-alive connections per phase")
 	fs.IntVar(&o.connections, "workers", defaultConnections, "same as --connections")
 	fs.BoolVar(&o.external, "external", false, "run the server in a separate process (`vigie bench serve`), so client and server do not share a Go runtime")
@@ -114,6 +116,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: --duration must be positive", ErrUsage)
 	case o.eventsPerBatch < 1 || o.eventsPerBatch > config.Default().Limits.MaxBatchEvents:
 		return o, fmt.Errorf("%w: --events-per-batch must be 1..%d", ErrUsage, config.Default().Limits.MaxBatchEvents)
+	case o.pluginBatch < 0:
+		return o, fmt.Errorf("%w: --plugin-batch must not be negative", ErrUsage)
 	case o.connections < 1:
 		return o, fmt.Errorf("%w: --connections must be at least 1", ErrUsage)
 	}
@@ -153,6 +157,7 @@ type report struct {
 	BatchCatchUpMS float64 `json:"batch_catch_up_ms"`
 	TrackCatchUpMS float64 `json:"track_catch_up_ms"`
 	NoPlugins      bool    `json:"no_plugins"`
+	PluginBatch    int     `json:"plugin_batch,omitempty"`
 	GoMaxProcs     int     `json:"gomaxprocs"`
 
 	Soak *soakReport `json:"soak,omitempty"`
@@ -178,7 +183,7 @@ func Main(args []string, stdout io.Writer) error {
 }
 
 func (o options) serverOptions() serverOptions {
-	return serverOptions{syncWrites: o.syncWrites, noPlugins: o.noPlugins}
+	return serverOptions{syncWrites: o.syncWrites, noPlugins: o.noPlugins, pluginBatch: o.pluginBatch}
 }
 
 // openBackend starts the server side: here, or in a child process.
@@ -319,7 +324,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		RSSFileMB: mem.File, GoHeapMB: mem.Heap,
 		Failed:         bare.failed + dec.failed + jdec.failed + full.failed + track.failed + pc.failed,
 		PluginErrors:   sst.PluginErrors,
-		BatchCatchUpMS: ms(batchCatchUp), TrackCatchUpMS: ms(trackCatchUp), NoPlugins: o.noPlugins,
+		BatchCatchUpMS: ms(batchCatchUp), TrackCatchUpMS: ms(trackCatchUp), NoPlugins: o.noPlugins, PluginBatch: o.pluginBatch,
 		GoMaxProcs: runtime.GOMAXPROCS(0),
 		Soak:       soak,
 	}

@@ -107,6 +107,8 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--workers", "4"}, false, func(o options) bool { return o.connections == 4 }},
 		{[]string{"--soak", "1000000"}, false, func(o options) bool { return o.events == 1_000_000 }},
 		{[]string{"--no-plugins"}, false, func(o options) bool { return o.noPlugins && o.serverOptions().noPlugins }},
+		{[]string{"--plugin-batch", "500"}, false, func(o options) bool { return o.serverOptions().pluginBatch == 500 }},
+		{[]string{"--plugin-batch", "-1"}, true, nil},
 		{[]string{"--connections", "0"}, true, nil},
 		{[]string{"serve"}, true, nil},
 		{[]string{"--duration", "0s"}, true, nil},
