@@ -274,7 +274,9 @@ func TestSoakReport(t *testing.T) {
 			samples: []soakSample{{}, sample(10, 1200, 0, 0, 0, 100), sample(20, 2400, 0, 0, 0, 100), sample(30, 3600, 0, 0, 0, 100),
 				sample(40, 4800, 0, 0, 0, 100), sample(50, 6000, 0, 0, 0, 100), sample(60, 7200, 0, 0, 0, 100),
 				sample(70, 7800, 10, 3590, 600, 100), sample(80, 8400, 0, 0, 1200, 100), sample(90, 9000, 0, 0, 1800, 100),
-				sample(100, 9600, 0, 0, 2400, 100), sample(110, 10200, 0, 0, 3000, 100), sample(120, 10800, 0, 0, 3600, 100)},
+				sample(100, 9600, 0, 0, 2400, 100), sample(110, 10200, 0, 0, 3000, 100), sample(120, 10800, 0, 0, 3600, 100),
+				// The load ended; the outbox drains: not part of the rates.
+				sample(130, 10800, 500, 0, 3600, 100), sample(140, 10800, 0, 0, 3600, 100)},
 			minutes: []float64{120, 60}, segMinutes: []float64{120, 0},
 			first: 120, last: 60, decay: 0.5, lagSec: 3600 / 90.0, maxA: 100, stageSec: 4190 / 90.0,
 		},

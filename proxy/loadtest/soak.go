@@ -134,6 +134,11 @@ func (r *soakReport) finish() {
 		}
 		r.LastAnonMB = x.st.Mem.Anon
 	}
+	// The rates are the load's: samples taken after it ended (while the
+	// outbox drained) are left out of them.
+	for len(ss) > 2 && ss[len(ss)-1].events == ss[len(ss)-2].events {
+		ss = ss[:len(ss)-1]
+	}
 	rate := func(a, b soakSample) float64 { return float64(b.events-a.events) / (b.at - a.at).Seconds() }
 	segRate := func(a, b soakSample) float64 {
 		return (float64(b.segmentHandled()) - float64(a.segmentHandled())) / (b.at - a.at).Seconds()
