@@ -86,6 +86,38 @@ func BenchmarkPluginThroughput(b *testing.B) {
 		in := benchServer(b, "segment-segments", config.Plugin{Name: "segments", Config: benchSegmentsConfig()})
 		benchRun(b, in, func(ctx context.Context) (int64, error) { return processed(ctx, in, "segments") }, int64(b.N))
 	})
+	b.Run("segments-mixed-consent", func(b *testing.B) {
+		in := benchServer(b, "segment-segments", config.Plugin{Name: "segments", Config: benchSegmentsConfig()})
+		msgs, profiled := benchMixedMsgs(b.N)
+		benchTimed(b, in.Server.Bus().JetStream(), msgs, func(ctx context.Context) (int64, error) { return processed(ctx, in, "segments") }, profiled)
+		checkNoPluginFailure(b, in)
+	})
+}
+
+// benchMixedMsgs is benchMsgs where half the subjects grant analytics only
+// (their events delete an absent profile instead of being profiled), as on
+// a site where half the visitors refuse personalization. It also returns
+// how many events are profiled.
+func benchMixedMsgs(n int) ([]*nats.Msg, int64) {
+	msgs := benchMsgs(n)
+	var profiled int64
+	for _, m := range msgs {
+		var ev vigiev1.Event
+		if err := proto.Unmarshal(m.Data, &ev); err != nil {
+			panic(err)
+		}
+		if ev.GetSubject()[len(ev.GetSubject())-1]%2 == 0 {
+			profiled++
+			continue
+		}
+		ev.Purposes = []string{"analytics"}
+		data, err := proto.Marshal(&ev)
+		if err != nil {
+			panic(err)
+		}
+		m.Data = data
+	}
+	return msgs, profiled
 }
 
 // benchBaseline consumes and acks b.N events from VIGIE_EVENTS with a plain
@@ -212,6 +244,13 @@ func benchRun(b *testing.B, in *proxytest.Instance, done func(context.Context) (
 	b.Helper()
 	msgs := benchMsgs(b.N)
 	benchTimed(b, in.Server.Bus().JetStream(), msgs, done, target)
+	checkNoPluginFailure(b, in)
+}
+
+// checkNoPluginFailure fails unless every plugin ran without an error, a
+// dead letter or a restart.
+func checkNoPluginFailure(b *testing.B, in *proxytest.Instance) {
+	b.Helper()
 	for _, st := range in.Server.Plugins().Status(context.Background()) {
 		if st.Errors != 0 || st.DeadLetters != 0 || st.Restarts != 0 {
 			b.Fatalf("plugin %s: %d errors, %d dead letters, %d restarts (last error %q)",

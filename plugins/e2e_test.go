@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -658,5 +659,60 @@ func TestLostStreamsAreDeclaredAgain(t *testing.T) {
 	}
 	if st := status(t, in, "segments"); len(st.Consumers) == 0 || st.Lag != 0 {
 		t.Fatalf("segments consumers after the loss: %+v (lag %d)", st.Consumers, st.Lag)
+	}
+}
+
+// Within one batch the segment stage keeps each subject's order: a profile
+// observed, then deleted by a withdrawal, stays deleted, while the events
+// of other visitors without a profiling purpose (interleaved, as on any
+// site) do not disturb the subjects around them.
+func TestSegmentStageKeepsEachSubjectsOrderInABatch(t *testing.T) {
+	in := proxytest.Start(t, withPlugins(config.Plugin{Name: "segments", Config: map[string]any{
+		"scoring": []any{map[string]any{"name": "view", "when": `event.type == "page"`, "points": 5}},
+	}}))
+	const (
+		granted = `{"analytics":true,"personalization":true}`
+		refused = `{"analytics":true,"personalization":false}`
+	)
+	ev := func(visitor, path, consent string) string {
+		return fmt.Sprintf(`{"type":"page","anonymousId":%q,"properties":{"path":%q},"context":{"consent":%s}}`, visitor, path, consent)
+	}
+	batch := []string{
+		ev("x", "/x1", granted), ev("y", "/y1", refused), ev("z", "/z1", granted), ev("x", "/x2", granted),
+		ev("y", "/y2", refused), ev("x", "/x3", refused), // x withdraws after two views
+		ev("z", "/z2", granted), ev("y", "/y3", refused), ev("w", "/w1", refused), ev("w", "/w2", granted),
+	}
+	if code, b := in.Post("/v1/batch", "demo", `{"batch":[`+strings.Join(batch, ",")+`]}`); code != 200 {
+		t.Fatalf("batch: %d %s", code, b)
+	}
+	// The subject of each visitor, from the stored events' paths.
+	subjects := map[string]string{}
+	waitFor(t, "10 events on the bus", 10*time.Second, func() bool {
+		return len(streamMsgs(t, in, streams.Events, "vigie.events.")) == len(batch)
+	})
+	for _, m := range streamMsgs(t, in, streams.Events, "vigie.events.") {
+		var e vigiev1.Event
+		if err := proto.Unmarshal(m.Data, &e); err != nil {
+			t.Fatal(err)
+		}
+		subjects[e.GetPage().GetPath()[1:2]] = e.GetSubject()
+	}
+	ctx := context.Background()
+	waitFor(t, "the segment stage to handle the batch", 20*time.Second, func() bool {
+		for _, st := range in.Server.Plugins().Status(ctx) {
+			if st.Name == "segments" {
+				return st.Lag == 0 && st.Processed >= 3 // z twice, w once
+			}
+		}
+		return false
+	})
+	for visitor, want := range map[string]int64{"x": -1, "y": -1, "z": 10, "w": 5} {
+		p, err := in.Server.Store().Profile(ctx, "demo", subjects[visitor])
+		switch {
+		case want < 0 && !errors.Is(err, storage.ErrNotFound):
+			t.Errorf("visitor %s: profile %+v, %v; want none", visitor, p, err)
+		case want >= 0 && (err != nil || p.Score != want):
+			t.Errorf("visitor %s: profile %+v, %v; want score %d", visitor, p, err, want)
+		}
 	}
 }

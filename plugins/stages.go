@@ -201,14 +201,22 @@ func (rt *Runtime) segment(p *proc) handler {
 		var idx []int
 		var items []*vigiev1.SegmentInput
 		now := time.Now().UnixMilli()
-		// Events are observed in runs (one transaction each), cut where a
-		// subject's profile is deleted so that order is kept.
+		// Events are observed in runs (one transaction each). A run is cut
+		// only where the profile of a subject already in it is deleted, so
+		// that each subject's order is kept: the events of visitors who do
+		// not grant a profiling purpose (each one deletes an absent
+		// profile, a read-only transaction) do not cut it. Cutting at each
+		// of them made one write transaction per event on a site where
+		// half the visitors refuse, each queued behind the ingestion's
+		// commits in Badger's write pipeline.
 		var runIdx []int
 		var run []*vigiev1.Event
+		inRun := map[string]struct{}{}
 		observe := func() {
 			if len(run) == 0 {
 				return
 			}
+			clear(inRun)
 			res, err := rt.cfg.Store.ObserveEvents(ctx, run)
 			for k, i := range runIdx {
 				switch {
@@ -236,8 +244,11 @@ func (rt *Runtime) segment(p *proc) handler {
 				fromPlugin(ev, p.spec.Name) || !matches(m.Filter, ev) || machineEmail(ev) {
 				continue
 			}
+			key := ev.GetSite() + "\x00" + ev.GetSubject()
 			if !grantsAny(ev.GetPurposes(), rt.cfg.ProfilePurposes) {
-				observe()
+				if _, ok := inRun[key]; ok {
+					observe()
+				}
 				if _, err := rt.cfg.Store.DeleteProfile(ctx, ev.GetSite(), ev.GetSubject(), reasonWithdrawn); err != nil {
 					errs[i] = err
 				}
@@ -247,6 +258,7 @@ func (rt *Runtime) segment(p *proc) handler {
 				continue // never profiled, segmented or modelled
 			}
 			runIdx, run = append(runIdx, i), append(run, ev)
+			inRun[key] = struct{}{}
 		}
 		observe()
 		if len(items) > 0 {

@@ -25,7 +25,10 @@ const anonPool = 256
 
 // generator builds realistic Segment track events (~600 bytes each) with
 // distinct messageIds, so that deduplication never short-circuits the
-// path. It is safe for concurrent use.
+// path. Every event grants analytics; the events of half the anonymousIds
+// also grant personalization, so the segment stage profiles them (the
+// others only have their absent profile checked). It is safe for
+// concurrent use.
 type generator struct {
 	run   string // random per run: messageIds never repeat across runs
 	ts    string // RFC 3339 timestamp of the run's start
@@ -67,7 +70,13 @@ func (g *generator) appendEvent(dst []byte) []byte {
 	dst = append(dst, `","page":{"path":"/products/42","referrer":"https://www.google.com/",`+
 		`"title":"Blue shoes","url":"https://shop.example/products/42?utm_source=news"},`+
 		`"campaign":{"name":"winter","source":"news","medium":"email"},"library":{"name":"analytics.js","version":"1.70.0"},`+
-		`"consent":{"analytics":true}},"properties":{"product_id":"42","price":59.9,"currency":"EUR"}}`...)
+		`"consent":{"analytics":true`...)
+	if (n%anonPool)%2 == 0 {
+		// Half the visitors also grant personalization: their events are
+		// profiled and segmented.
+		dst = append(dst, `,"personalization":true`...)
+	}
+	dst = append(dst, `}},"properties":{"product_id":"42","price":59.9,"currency":"EUR"}}`...)
 	return dst
 }
 
