@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,8 +61,32 @@ func Start(t testing.TB, opts ...Option) *Instance {
 	}
 	in := &Instance{Config: cfg, logs: &syncWriter{}, t: t, adminToken: cfg.Keys.AdminToken.Reveal()}
 	in.start()
-	t.Cleanup(func() { in.Stop() })
+	t.Cleanup(func() {
+		in.Stop()
+		in.logFailure()
+	})
 	return in
+}
+
+// logFailure gives a failed test the server's warnings and errors (at
+// most the last 60), so that a failure in CI says what the server saw.
+func (in *Instance) logFailure() {
+	if !in.t.Failed() {
+		return
+	}
+	var lines []string
+	for _, l := range strings.Split(in.Logs(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	in.t.Logf("proxytest: the server's last warnings and errors:\n%s", strings.Join(lines, "\n"))
 }
 
 func (in *Instance) start() {
