@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,47 @@ func post(t *testing.T, in *proxytest.Instance, path, body string, hdr http.Head
 	}
 }
 
+// noRedirect is a client that does not follow a tracked link's redirect.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// seedEmail rewrites a campaign for user-43 (who granted marketing) and
+// makes its opens and click: the recipient opens twice and clicks, Gmail's
+// image proxy opens once.
+func seedEmail(t *testing.T, in *proxytest.Instance) {
+	t.Helper()
+	html := `<html><body><p>Spring sale</p><a href="https://shop.example/pricing">Pricing</a></body></html>`
+	body, _ := json.Marshal(map[string]any{"site": "demo", "campaign": "spring", "html": html, "recipients": []string{"user-43"}, "honeypot": false})
+	code, out := in.Do("POST", "/admin/v1/email/rewrite", body, http.Header{"Authorization": {"Bearer " + in.AdminToken()}})
+	if code != 200 {
+		t.Fatalf("rewrite: %d %s", code, out)
+	}
+	var rw struct{ Messages []struct{ HTML string } }
+	if err := json.Unmarshal(out, &rw); err != nil || len(rw.Messages) != 1 {
+		t.Fatalf("rewrite answer: %s", out)
+	}
+	msg := rw.Messages[0].HTML
+	pixel, click := regexp.MustCompile(`src="https?://[^"/]+(/e/o/[^"]+)"`).FindStringSubmatch(msg), regexp.MustCompile(`href="https?://[^"/]+(/e/c/[^"]+)"`).FindStringSubmatch(msg)
+	if pixel == nil || click == nil {
+		t.Fatalf("no pixel or tracked link in %s", msg)
+	}
+	const firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+	for _, h := range []struct{ path, ua string }{
+		{pixel[1], firefox}, {pixel[1], firefox}, {click[1], firefox},
+		{pixel[1], "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"},
+	} {
+		req, _ := http.NewRequest("GET", in.URL+h.path, nil)
+		req.Header.Set("User-Agent", h.ua)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 && resp.StatusCode != http.StatusFound {
+			t.Fatalf("GET %s: %d", h.path, resp.StatusCode)
+		}
+	}
+}
+
 // browserSignIn signs in through the sign-in page, as a person would.
 func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, tok string) {
 	t.Helper()
@@ -217,6 +259,11 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatal("foreign origin accepted")
 	}
 	in.Post("/v1/track", "no-such-key", `{"event":"x","anonymousId":"a"}`)
+	// A health trait for the sensitive-data report, and an e-mail
+	// campaign: opened by its consenting recipient and by Gmail's image
+	// proxy, one link clicked.
+	post(t, in, "/v1/identify", `{"userId":"user-44","traits":{"medical_condition":"asthma","plan":"pro"},"context":{"consent":{"analytics":true}}}`, nil)
+	seedEmail(t, in)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, b := in.Admin("/admin/v1/segments?site=demo")
@@ -240,24 +287,56 @@ func TestConsoleInChromium(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The decision counters reach the overview once flushed (every 10 s).
+	for {
+		_, b := in.Admin("/admin/v1/overview?site=demo")
+		var ov struct{ Decisions struct{ Dropped int } }
+		_ = json.Unmarshal(b, &ov)
+		if ov.Decisions.Dropped >= 2 {
+			break
+		}
+		if time.Now().After(deadline.Add(15 * time.Second)) {
+			t.Fatalf("no decision counted: %s", b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// Every page, with what it must show.
 	pages := []struct {
 		name, path, sel string
 		want            []string
 	}{
-		{"overview", "/console/overview?site=demo", "#coming", []string{"coming with the rollups"}},
+		{"overview", "/console/overview?site=demo", "#overview-chart .uplot canvas", []string{"Visits", "Page views", "Last 5 minutes",
+			"/pricing", "explicit grant", "bot", "origin", "analytics", "Entry pages", "Countries", "Events by type"}},
 		{"live", "/console/live?site=demo", "#live", []string{"pseudonymous", "anonymous", "explicit grant", "gpc", "denied marketing", "email ×1", "bot", "rejected", "origin", "write_key", "key k1"}},
 		{"segments", "/console/segments?site=demo", "#segments", []string{"pricing-interest", `profile.count("page", "/pricing*", "7d") >= 3`, "hot-lead"}},
 		{"members", "/console/segments/pricing-interest/members?site=demo", "#members", nil},
 		{"plugins", "/console/plugins?site=demo", "#plugins", []string{"segments", "geoip", "running"}},
-		{"email", "/console/email?site=demo", "#coming", []string{"e-mail rollups"}},
+		{"email", "/console/email?site=demo", "#campaigns", []string{"spring", "https://shop.example/pricing", "by people"}},
 		{"destinations", "/console/destinations?site=demo", "#coming", []string{"CRM sync"}},
-		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)"}},
+		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)", "access", "done",
+			"Visitors in the ledger", "download as Markdown"}},
+		{"request", "", "#steps", []string{"access request", "Subjects found", "done", "consent_history"}},
+		{"sensitive", "/console/sensitive?site=demo", "#categories", []string{"Health", "drop_field", "medical_condition"}},
+		{"response", "/console/response?site=demo", "#coming", []string{"response plugin"}},
 		{"sites", "/console/sites?site=demo", "#add-site", []string{"demo", "configuration file"}},
 		{"site", "/console/sites/demo?site=demo", "#first-run", []string{`data-write-key="demo"`}},
 	}
+	// A privacy request, made through the console's form.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/privacy?site=demo"), chromedp.Click("#new-request summary"),
+		chromedp.SetValue("#rq-type", "access"), chromedp.SetValue("#rq-kind", "user_id"),
+		chromedp.SendKeys("#rq-identifier", "user-42"), chromedp.Click("#rq-submit"), chromedp.WaitVisible("#steps")); err != nil {
+		t.Fatalf("privacy request: %v", err)
+	}
+	requestURL, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
 	var readme []byte
 	for _, p := range pages {
+		if p.path == "" {
+			p.path = strings.TrimPrefix(requestURL, in.URL)
+		}
 		for _, s := range screens {
 			show(t, ctx, s)
 			if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+p.path), chromedp.WaitVisible(p.sel)); err != nil {

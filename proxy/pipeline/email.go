@@ -70,6 +70,7 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 		res.Count = storage.EmailCount{Site: s.id, Campaign: campaign, Kind: kind, Class: h.Class, Link: link,
 			Hour: h.Time.UTC().Truncate(time.Hour), TTL: p.retention["anonymous"]}
 		res.Outcome = Counted
+		res.Applied = res.Decision
 		return res
 	}
 	prefix := s.ipPrefix(h.ClientIP)
