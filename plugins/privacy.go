@@ -19,8 +19,12 @@ import (
 // Every plugin receives the erasures (vigie.privacy.<site>.erase): a syncer
 // through Sync on its "sync-<name>-privacy" consumer, every other plugin on
 // its own "privacy-<name>" consumer. A plugin serving the Forgetter hook is
-// then given them through Forget. The outcome for each plugin is reported
-// to Config.Privacy, which records it as a step of the erasure request:
+// then given them through Forget. A plugin serving the PrivacyListener hook
+// (sdk.KindPrivacy) is given every privacy event of its sites instead
+// (consent changes, objections, restrictions, rectifications, erasures),
+// through the same call. The outcome of an erasure for each plugin is
+// reported to Config.Privacy, which records it as a step of the erasure
+// request:
 //
 //	done           Sync and/or Forget succeeded, or the plugin keeps
 //	               nothing (no Forget hook, no kv capability)
@@ -66,15 +70,29 @@ func (rt *Runtime) Names() []string {
 	return out
 }
 
-// privacyConsumer is the erasure consumer of a plugin that is not a syncer.
-func (rt *Runtime) privacyConsumer(p *proc) *consumer {
+// privacyConsumer is the privacy consumer of a plugin that is not a
+// syncer: erasures, or every privacy event for a PrivacyListener.
+func (rt *Runtime) privacyConsumer(p *proc, m sdk.Manifest) *consumer {
+	filter := streams.PrivacyKindSubjects(streams.KindErase)
+	if listensPrivacy(m) {
+		filter = streams.PrivacyPrefix + ">"
+	}
 	return &consumer{rt: rt, durable: "privacy-" + p.spec.Name, stream: streams.Privacy, stage: stageSync,
-		filters: []string{streams.PrivacyKindSubjects(streams.KindErase)}, owner: p,
+		filters: []string{filter}, owner: p,
 		handle: rt.forget(p), onDead: rt.privacyDead(p)}
 }
 
+// listensPrivacy reports whether a plugin serves the PrivacyListener hook.
+func listensPrivacy(m sdk.Manifest) bool { return slices.Contains(m.Kinds, sdk.KindPrivacy) }
+
 // isErasure decodes an erasure message; other messages give nil.
 func isErasure(subject string, data []byte) (*vigiev1.PrivacyEvent, error) {
+	return privacyEvent(subject, data, false)
+}
+
+// privacyEvent decodes a privacy message: an erasure, or with all any
+// privacy event; other messages give nil.
+func privacyEvent(subject string, data []byte, all bool) (*vigiev1.PrivacyEvent, error) {
 	if streams.StreamOf(subject) != streams.Privacy {
 		return nil, nil
 	}
@@ -82,10 +100,15 @@ func isErasure(subject string, data []byte) (*vigiev1.PrivacyEvent, error) {
 	if err := proto.Unmarshal(data, pe); err != nil {
 		return nil, fmt.Errorf("%w: undecodable privacy event: %v", errPermanent, err)
 	}
-	if pe.GetAction() != vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+	if !all && pe.GetAction() != vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
 		return nil, nil
 	}
 	return pe, nil
+}
+
+// isErasureEvent reports whether pe is an erasure.
+func isErasureEvent(pe *vigiev1.PrivacyEvent) bool {
+	return pe.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE
 }
 
 // forget is the handler of a privacy-<name> consumer: erasures of the
@@ -96,14 +119,17 @@ func (rt *Runtime) forget(p *proc) handler {
 		_, m, _, _ := p.snapshot()
 		var idx []int
 		var evs []*vigiev1.PrivacyEvent
+		all := listensPrivacy(m)
 		for i, msg := range msgs {
-			pe, err := isErasure(subjectOf(msg), msg.Data())
+			pe, err := privacyEvent(subjectOf(msg), msg.Data(), all)
 			if err != nil || pe == nil {
 				errs[i] = err
 				continue
 			}
 			if !matchAny(m.Filter.Sites, pe.GetSite()) {
-				errs[i] = rt.ack(ctx, p, pe, AckSkipped, "site outside the plugin's filter")
+				if isErasureEvent(pe) {
+					errs[i] = rt.ack(ctx, p, pe, AckSkipped, "site outside the plugin's filter")
+				}
 				continue
 			}
 			idx, evs = append(idx, i), append(evs, pe)
@@ -115,8 +141,9 @@ func (rt *Runtime) forget(p *proc) handler {
 	}
 }
 
-// forgetBatch gives erasures to p's Forget hook (when it has one) and
-// reports each outcome; it returns one error per event.
+// forgetBatch gives erasures (and, to a PrivacyListener, any privacy
+// events) to p's Forget hook (when it has one) and reports each erasure's
+// outcome; it returns one error per event.
 func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs []*vigiev1.PrivacyEvent) []error {
 	errs := make([]error, len(evs))
 	if len(evs) == 0 {
@@ -124,7 +151,7 @@ func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs
 	}
 	status, detail := AckDone, "forgotten by the plugin"
 	switch {
-	case slices.Contains(m.Kinds, sdk.KindForgetter):
+	case slices.Contains(m.Kinds, sdk.KindForgetter), listensPrivacy(m):
 		err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error { return c.Forget(cctx, evs) })
 		if err != nil {
 			for i := range errs {
@@ -143,7 +170,9 @@ func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs
 		detail = "the plugin keeps no personal data (no Forget hook, no key-value space)"
 	}
 	for i, pe := range evs {
-		errs[i] = rt.ack(ctx, p, pe, status, detail)
+		if isErasureEvent(pe) {
+			errs[i] = rt.ack(ctx, p, pe, status, detail)
+		}
 	}
 	return errs
 }

@@ -239,7 +239,7 @@ func (rt *Runtime) serve(lctx context.Context, p *proc) {
 				filters: []string{streams.EnrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
 	} else {
 		// Every plugin hears of erasures; syncers through Sync above.
-		cs = append(cs, rt.privacyConsumer(p))
+		cs = append(cs, rt.privacyConsumer(p, m))
 	}
 	rt.startConsumers(lctx, p.spec.Name, cs...)
 }

@@ -347,12 +347,13 @@ func (rt *Runtime) sync(p *proc) handler {
 				p.processed.Add(1)
 				rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
 				rt.recordSync(ctx, p, items[k])
-				if pe := items[k].GetPrivacy(); pe.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+				if pe := items[k].GetPrivacy(); pe != nil && (isErasureEvent(pe) || listensPrivacy(m)) {
 					erIdx, erasures = append(erIdx, i), append(erasures, pe)
 				}
 			}
 		}
-		// Erasures synced: the Forget hook, then the acknowledgement.
+		// Erasures (every privacy event for a PrivacyListener) synced:
+		// the Forget hook, then the acknowledgement.
 		for k, ferr := range rt.forgetBatch(ctx, p, m, erasures) {
 			errs[erIdx[k]] = ferr
 		}

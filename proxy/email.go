@@ -84,12 +84,14 @@ var (
 )
 
 // EmailConsent implements email.ConsentLookup: a recipient's e-mail is
-// tracked only when the ledger records marketing consent.
+// tracked only when the ledger records marketing consent (not objected
+// to, processing not restricted).
 func (e emailRecorder) EmailConsent(ctx context.Context, site, recipient string) (bool, error) {
-	if e.s.siteByID(site) == nil || recipient == "" {
+	st := e.s.siteByID(site)
+	if st == nil || recipient == "" {
 		return false, nil
 	}
-	return e.s.ledger.Get(ctx, site, recipient).Granted.Has(consent.Marketing), nil
+	return e.s.recipientGrants(ctx, st, recipient).Has(consent.Marketing), nil
 }
 
 // RecordEmail implements email.Recorder.
@@ -107,7 +109,7 @@ func (e emailRecorder) RecordEmail(ctx context.Context, h email.Hit) error {
 	}
 	if h.Granted && h.Recipient != "" {
 		hit.Recipient = h.Recipient
-		hit.Granted = e.s.ledger.Get(ctx, h.Site, h.Recipient).Granted
+		hit.Granted = e.s.recipientGrants(ctx, st, h.Recipient)
 	}
 	res := e.s.pipe.ProcessEmail(st.pipe, hit)
 	e.s.metrics.received.WithLabelValues(st.cfg.ID).Inc()
@@ -152,6 +154,12 @@ type rewriteRequest struct {
 	ExpiresIn string `json:"expires_in"`
 	// Honeypot adds a hidden link to catch scanners. Default true.
 	Honeypot *bool `json:"honeypot"`
+	// MessageType, with recipients, records an Email Sent exposure per
+	// consenting recipient for the response model (email_sent.go).
+	MessageType string `json:"message_type"`
+	// Holdout is the share of recipients kept out of the campaign and
+	// recorded as holdout exposures (0 to 0.5); needs MessageType.
+	Holdout *float64 `json:"holdout"`
 }
 
 // maxRecipients bounds one rewrite request.
@@ -215,6 +223,10 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 		bad("preference_merge_tag", "goes with merge_tag; per-recipient messages get their own preference link")
 		return
 	}
+	plan, ok := s.newSendPlan(w, st, &req, opt.SentAt)
+	if !ok {
+		return
+	}
 	if req.MergeTag != "" {
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
@@ -248,6 +260,9 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		opt.Recipient = st.pipe.UserPseudonym(rcpt)
+		if plan.holdsOut(rcpt, opt.Recipient) {
+			continue
+		}
 		res, err := email.Rewrite([]byte(req.HTML), opt)
 		if err != nil {
 			bad(rewriteProblem(err))
@@ -260,8 +275,13 @@ func (s *Server) handleEmailRewrite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out = append(out, message{Recipient: rcpt, HTML: string(res.HTML), Links: res.Links, Headers: h})
+		plan.sends(rcpt, opt.Recipient)
 	}
-	writeHTMLJSON(w, map[string]any{"messages": out})
+	answer := map[string]any{"messages": out}
+	if !s.recordSends(r.Context(), w, st, plan, answer) {
+		return
+	}
+	writeHTMLJSON(w, answer)
 }
 
 // expiresIn is from (now if zero) plus the duration s ("90d"); false if s

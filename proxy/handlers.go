@@ -72,6 +72,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/email/tokens", s.admin(s.handleEmailTokens))
 	s.rightsRoutes(mux)
 	mux.Handle("GET /admin/v1/sensitive", s.admin(s.handleAdminSensitive))
+	s.responseRoutes(mux)
 	s.privacyRoutes(mux)
 	mux.Handle("GET /admin/v1/email/counts", s.admin(s.handleEmailCounts))
 	if s.cfg.DemoPath != "off" {

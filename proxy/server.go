@@ -40,6 +40,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/proxy/privacy"
 	"github.com/vigie-dev/vigie/proxy/pseudonymize"
+	"github.com/vigie-dev/vigie/proxy/reaction"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -118,6 +119,11 @@ type Server struct {
 	// newAdminToken is the admin token Start generated, until
 	// NewAdminToken hands it out.
 	newAdminToken atomic.Pointer[string]
+
+	// reactions reads the response plugin's model; retention caches the
+	// retention outlook (response.go).
+	reactions *reaction.Reader
+	retention retentionCache
 }
 
 // New validates cfg and returns a server that has not started.
@@ -314,6 +320,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startRights(); err != nil {
 		return err
 	}
+	s.startResponse()
 	if err := s.startPrivacy(ctx); err != nil {
 		return err
 	}

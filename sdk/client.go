@@ -122,7 +122,8 @@ func PluginSet(p Plugin, host Host) (plugin.PluginSet, error) {
 }
 
 // Client is a running plugin seen from the host. It implements Configurer,
-// Enricher, Segmenter, Syncer and Forgetter over gRPC; a hook the plugin does not
+// Enricher, Segmenter, Syncer and Forgetter (and PrivacyListener, through
+// Forget) over gRPC; a hook the plugin does not
 // serve fails with ErrNotImplemented. It is safe for concurrent use.
 type Client struct {
 	rpc      vigiev1.PluginClient
@@ -216,7 +217,8 @@ func (c *Client) SyncBatch(ctx context.Context, items []*SyncItem) (errs []error
 }
 
 // Forget sends erasure events to a plugin that serves the Forgetter hook
-// (its manifest lists KindForgetter); other plugins answer
+// (its manifest lists KindForgetter), or any privacy events to one that
+// serves the PrivacyListener hook (KindPrivacy); other plugins answer
 // ErrNotImplemented.
 func (c *Client) Forget(ctx context.Context, events []*PrivacyEvent) error {
 	_, err := c.rpc.Forget(ctx, &vigiev1.ForgetRequest{Events: events})

@@ -72,6 +72,9 @@ const (
 	// KindForgetter is listed for a plugin that serves the optional
 	// Forgetter hook (alongside at least one of the others).
 	KindForgetter Kind = "forgetter"
+	// KindPrivacy is listed for a plugin that serves the optional
+	// PrivacyListener hook (alongside at least one of the others).
+	KindPrivacy Kind = "privacy"
 )
 
 // Capability is a host service a plugin may call back.
@@ -200,6 +203,28 @@ type Forgetter interface {
 	Forget(ctx context.Context, events []*PrivacyEvent) error
 }
 
+// PrivacyListener is an optional hook for a plugin that must act on every
+// privacy event of its sites, not only erasures: consent changes
+// (PRIVACY_ACTION_CONSENT_CHANGED, Purposes granted after the change),
+// objections (PRIVACY_ACTION_OBJECT, GDPR Art. 21: Objected names the
+// purposes, Lifted an objection lifted), restrictions (Art. 18),
+// rectifications and erasures (Art. 17). A model or a cache built for a
+// purpose stops using a subject's data when the person objects to it,
+// which events alone do not tell: an objection only removes the purpose
+// from the person's later events, as a never-given consent would.
+//
+// Vigie gives such a plugin each privacy event of its sites, in order,
+// through this hook, erasures included (its acknowledgement of an erasure
+// is recorded as for Forget); a plugin serving it is not given erasures
+// through Forget as well. Syncers get the same events through Sync.
+type PrivacyListener interface {
+	// PrivacyEvents handles a batch of privacy events (each event's
+	// Subjects are every pseudonym of the person). It must be idempotent:
+	// an event may come again. An error fails the batch, which the host
+	// retries.
+	PrivacyEvents(ctx context.Context, events []*PrivacyEvent) error
+}
+
 // Configurer receives the plugin's configuration section before any hook.
 type Configurer interface {
 	// Configure is given the plugin's configuration section as JSON
@@ -220,6 +245,9 @@ type Plugin struct {
 	Syncer    Syncer
 	// Forgetter is optional: the plugin forgets erased subjects.
 	Forgetter Forgetter
+	// PrivacyListener is optional: the plugin is given every privacy
+	// event (erasures included, instead of through Forgetter).
+	PrivacyListener PrivacyListener
 }
 
 // normalize validates p and returns it with Kinds and ProtocolVersion
@@ -255,6 +283,9 @@ func (p Plugin) normalize() (Plugin, error) {
 	}
 	if p.Forgetter != nil {
 		m.Kinds = append(m.Kinds, KindForgetter)
+	}
+	if p.PrivacyListener != nil {
+		m.Kinds = append(m.Kinds, KindPrivacy)
 	}
 	m.ProtocolVersion = ProtocolVersion
 	p.Manifest = m

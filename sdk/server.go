@@ -148,12 +148,20 @@ func (s *pluginServer) Sync(ctx context.Context, req *vigiev1.SyncRequest) (*vig
 	return &vigiev1.SyncResponse{Results: results}, nil
 }
 
-// Forget calls the Forgetter with the whole batch.
+// Forget calls the PrivacyListener, else the Forgetter, with the whole
+// batch.
 func (s *pluginServer) Forget(ctx context.Context, req *vigiev1.ForgetRequest) (*vigiev1.ForgetResponse, error) {
-	if s.p.Forgetter == nil {
+	var err error
+	ctx = withHost(ctx, s.currentHost())
+	switch {
+	case s.p.PrivacyListener != nil:
+		err = s.p.PrivacyListener.PrivacyEvents(ctx, req.GetEvents())
+	case s.p.Forgetter != nil:
+		err = s.p.Forgetter.Forget(ctx, req.GetEvents())
+	default:
 		return nil, toStatus(ErrNotImplemented)
 	}
-	if err := s.p.Forgetter.Forget(withHost(ctx, s.currentHost()), req.GetEvents()); err != nil {
+	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &vigiev1.ForgetResponse{}, nil

@@ -423,14 +423,14 @@ func getProfile(txn *badger.Txn, site, subject string) (*Profile, error) {
 	return p, err
 }
 
-// putProfile writes p with a refreshed TTL.
+// putProfile writes p with a refreshed TTL (profiles_purge.go).
 func (s *Store) putProfile(txn *badger.Txn, p *Profile) error {
 	v, err := encodeProfile(p)
 	if err != nil {
 		return err
 	}
 	e := badger.NewEntry(profileKey(p.Site, p.Subject), v)
-	e.ExpiresAt = expiry(s.cfg.ProfileTTL)
+	e.ExpiresAt = s.profileExpiry()
 	return txn.SetEntry(e)
 }
 
@@ -701,6 +701,12 @@ func (s *Store) ApplySegment(ctx context.Context, o SegmentOutcome) (applied []*
 // recent log, pending publication; EventId = reason, AtMs = now) for every
 // segment the subject was in, and returns them. No profile: nil, nil.
 func (s *Store) DeleteProfile(ctx context.Context, site, subject, reason string) ([]*vigiev1.SegmentChange, error) {
+	return s.deleteProfile(ctx, site, subject, reason, nil)
+}
+
+// deleteProfile is DeleteProfile; with only set, the profile is deleted
+// only if only(its ExpiresAt) holds in the deleting transaction.
+func (s *Store) deleteProfile(ctx context.Context, site, subject, reason string, only func(expiresAt uint64) bool) ([]*vigiev1.SegmentChange, error) {
 	if err := validSubject(site, subject); err != nil {
 		return nil, err
 	}
@@ -727,6 +733,18 @@ func (s *Store) DeleteProfile(ctx context.Context, site, subject, reason string)
 	)
 	now := time.Now().UnixMilli()
 	err := s.db.Update(func(txn *badger.Txn) error {
+		if only != nil {
+			item, err := txn.Get(profileKey(site, subject))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !only(item.ExpiresAt()) {
+				return nil
+			}
+		}
 		p, err := getProfile(txn, site, subject)
 		if errors.Is(err, ErrNotFound) {
 			return nil

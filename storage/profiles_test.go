@@ -680,8 +680,11 @@ func TestProfileTTL(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := time.Now().Add(tc.want).Unix()
-		if d := int64(exp) - want; d < -5 || d > 5 {
-			t.Errorf("ProfileTTL %v: expires at %d, want about %d", tc.cfg, exp, want)
+		if d := profileDueAt(exp).Unix() - want; d < -5 || d > 5 {
+			t.Errorf("ProfileTTL %v: due at %d, want about %d", tc.cfg, profileDueAt(exp).Unix(), want)
+		}
+		if d := int64(exp) - want - int64(profileGrace/time.Second); d < -5 || d > 5 {
+			t.Errorf("ProfileTTL %v: Badger TTL ends at %d, want the grace after its due time", tc.cfg, exp)
 		}
 	}
 }

@@ -84,7 +84,7 @@ var prefixLifetimes = map[string]struct {
 	prefixOutbox:   {kept, "deleted once JetStream acknowledged it; at most Config.MaxOutbox entries"},
 	prefixDataKey:  {byPurge, "a subject's data key goes once no vaulted trait of the subject is left"},
 	prefixTraits:   {byTTL, "Record.TTL, as the event that brought them"},
-	prefixProfile:  {byTTL, "Config.ProfileTTL after the last update"},
+	prefixProfile:  {byPurge, "PurgeExpired deletes it Config.ProfileTTL after its last update, publishing its exits; its TTL, profileGrace later, is a backstop"},
 	prefixObserved: {byTTL, "48 hours"},
 	prefixApplied:  {byTTL, "48 hours"},
 	prefixSegSize:  {kept, "one count per segment, naming no subject"},
@@ -118,6 +118,7 @@ var purgers = []struct {
 	prefix string
 	run    func(s *Store, ctx context.Context, now time.Time) (int, error)
 }{
+	{prefixProfile, (*Store).purgeProfiles},
 	{prefixPending, (*Store).purgePending},
 	{prefixKV, (*Store).purgeKV},
 	{prefixDataKey, (*Store).purgeDataKeys},
@@ -142,7 +143,9 @@ func (r PurgeReport) Total() int {
 }
 
 // PurgeExpired deletes, as of now, what has no Badger TTL but must not
-// live forever (the byPurge rows of prefixLifetimes): segment changes never
+// live forever (the byPurge rows of prefixLifetimes): profiles idle for
+// Config.ProfileTTL (through DeleteProfile: their segment exits are
+// published and the sizes follow), segment changes never
 // published within Retention.PendingChanges, vault data keys of subjects
 // with no trait left, privacy requests completed more than
 // Retention.Requests ago; and gives plugin KV entries without a TTL (or
@@ -171,6 +174,7 @@ func (s *Store) purgeLoop(interval time.Duration) {
 	}()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	s.nextPurge.Store(time.Now().UnixMilli())
 	for {
 		select {
 		case <-s.stop:
@@ -190,6 +194,7 @@ func (s *Store) purgeLoop(interval time.Duration) {
 			}
 			s.log.Info("storage: purged what outlived its retention", args...)
 		}
+		s.nextPurge.Store(time.Now().Add(interval).UnixMilli())
 		t.Reset(interval)
 	}
 }

@@ -74,7 +74,8 @@ type Config struct {
 	// Default slog.Default().
 	Logger *slog.Logger
 	// ProfileTTL is how long a subject's profile lives after its last
-	// update (a Badger TTL refreshed by every write). Default 395 days
+	// update: PurgeExpired then deletes it with its segment exits (its
+	// Badger TTL, a week later, is only a backstop). Default 395 days
 	// (13 months).
 	ProfileTTL time.Duration
 	// MinFreeBytes is the free-space reserve: below it the writes that grow
@@ -151,6 +152,9 @@ type Store struct {
 	commits     atomic.Int64
 	// auditSeq numbers audit entries of one millisecond (audit.go).
 	auditSeq atomic.Uint64
+	// nextPurge is when purgeLoop runs PurgeExpired next (Unix ms; 0:
+	// not scheduled).
+	nextPurge atomic.Int64
 
 	signal chan struct{}
 	stop   chan struct{}

@@ -33,6 +33,7 @@ var (
 // them (Manifest): those of the vigie binary.
 var described = map[string]func() sdk.Plugin{
 	"geoip":    geoip.Plugin,
+	"response": response.Plugin,
 	"segments": segments.Plugin,
 }
 

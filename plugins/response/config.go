@@ -54,7 +54,9 @@ const configSchema = `{"type":"object","additionalProperties":false,` +
 	`"exclude_properties":{"type":"array","items":{"type":"string","minLength":1},"description":"default [\"sensitive\"]"},` +
 	`"max_pending":{"type":"integer","minimum":1,"description":"default 16"},` +
 	`"flush_events":{"type":"integer","minimum":1,"description":"default 1000"},` +
-	`"flush_interval":{"$ref":"#/$defs/duration","description":"default 5s"}}}`
+	`"flush_interval":{"$ref":"#/$defs/duration","description":"default 5s"},` +
+	`"candidates":{"type":"array","items":{"$ref":"#/$defs/name"},"description":"message types Next chooses among; default all"},` +
+	`"profile_attribute":{"type":"string","pattern":"^([a-z0-9_]{1,64})?$","description":"profile attribute of the subject's next message type; default next_message_type, \"\" for none"}}}`
 
 // Config is the plugin's configuration section (JSON). Every field has a
 // default; with no message types the plugin models nothing.
@@ -89,7 +91,20 @@ type Config struct {
 	// 5s.
 	FlushEvents   int    `json:"flush_events"`
 	FlushInterval string `json:"flush_interval"`
+	// Candidates are the message types the next best message is chosen
+	// among (the profile attribute, and Next without candidates).
+	// Default: every message type.
+	Candidates []string `json:"candidates"`
+	// ProfileAttribute is the profile attribute the plugin keeps each
+	// modelled subject's next message type in (a Thompson draw per
+	// subject and day, written when it changes), so that a CRM field
+	// mapping can sync it. 1-64 of [a-z0-9_]; "" writes none. Default
+	// DefaultProfileAttribute.
+	ProfileAttribute *string `json:"profile_attribute"`
 }
+
+// DefaultProfileAttribute is Config.ProfileAttribute's default.
+const DefaultProfileAttribute = "next_message_type"
 
 // ContactTypeConfig is one contact type.
 type ContactTypeConfig struct {
@@ -121,6 +136,8 @@ type settings struct {
 	exclude       []string
 	flushEvents   int
 	flushInterval time.Duration
+	candidates    []string
+	attribute     string // profile attribute; "" for none
 }
 
 // parseConfig parses and validates a configuration section.
@@ -191,10 +208,68 @@ func parseConfig(raw []byte) (*settings, error) {
 		st.model.MessageTypes = append(st.model.MessageTypes, mt)
 	}
 	// The model validates the rest (names, strengths, interval).
-	if _, err := model.New(st.model); err != nil {
+	m, err := model.New(st.model)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	st.candidates = m.MessageTypes()
+	if cfg.Candidates != nil {
+		st.candidates = nil
+		for _, c := range cfg.Candidates {
+			if !m.HasMessageType(c) {
+				return nil, fmt.Errorf("%w: candidates: %q is not a message type", ErrConfig, c)
+			}
+			if !slices.Contains(st.candidates, c) {
+				st.candidates = append(st.candidates, c)
+			}
+		}
+	}
+	st.attribute = DefaultProfileAttribute
+	if a := cfg.ProfileAttribute; a != nil {
+		if *a != "" && !validAttribute(*a) {
+			return nil, fmt.Errorf("%w: profile_attribute %q must be 1-64 of [a-z0-9_], or \"\" for none", ErrConfig, *a)
+		}
+		st.attribute = *a
+	}
 	return st, nil
+}
+
+// validAttribute reports whether s is a valid profile attribute name.
+func validAttribute(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// View is what a reader of the stored model in another process (the
+// host's admin API and console) needs to know of a configuration.
+type View struct {
+	// Model is the model's configuration, for model.NewSummary.
+	Model model.Config
+	// Candidates are the message types the next best message is chosen
+	// among by default.
+	Candidates []string
+	// Purposes are the purposes of which a modelled subject grants one.
+	Purposes []string
+	// ProfileAttribute is the profile attribute of the next message type
+	// ("" for none).
+	ProfileAttribute string
+}
+
+// ParseView parses and validates a configuration section (as Configure
+// does) into what a reader needs.
+func ParseView(config []byte) (View, error) {
+	st, err := parseConfig(config)
+	if err != nil {
+		return View{}, err
+	}
+	return View{Model: st.model, Candidates: slices.Clone(st.candidates), Purposes: slices.Clone(st.purposes), ProfileAttribute: st.attribute}, nil
 }
 
 // orDefault returns list, or a copy of def when list is nil (absent);

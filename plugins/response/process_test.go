@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func TestBuiltinProcess(t *testing.T) {
 	host := sdktest.NewHost()
 	c := startBuiltin(t, "response", host)
 	m := c.Manifest()
-	if m.Name != "response" || !m.Has(sdk.CapKV) || len(m.Kinds) != 1 || m.Kinds[0] != sdk.KindSegmenter {
+	if m.Name != "response" || !m.Has(sdk.CapKV) || !slices.Equal(m.Kinds, []sdk.Kind{sdk.KindSegmenter, sdk.KindForgetter, sdk.KindPrivacy}) {
 		t.Fatalf("manifest %+v", m)
 	}
 	if err := c.Configure(t.Context(), []byte(processConfig)); err != nil {

@@ -18,8 +18,13 @@
 // Only subjects whose events grant one of the configured purposes
 // (personalization or marketing by default) are modelled: an event that
 // grants none removes its subject's contribution, as Forget does for an
-// objection or an erasure. Events flagged sensitive (configured property
-// names) never enter. The plugin changes no profile and no segment.
+// erasure. An objection to one of the purposes (GDPR Art. 21, a privacy
+// event the host gives the plugin through the PrivacyListener hook)
+// removes it too and keeps it out until lifted, whatever its later events
+// grant. Events flagged sensitive (configured property names) never
+// enter. The only change the plugin makes to a profile is the attribute
+// holding the subject's next message type (profile_attribute), for a CRM
+// field mapping to sync; it changes no segment.
 //
 // Built-ins run as separate processes: Main serves the plugin, and the
 // vigie binary re-executes itself into it.
@@ -29,6 +34,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"hash/fnv"
+	"log/slog"
 	mrand "math/rand/v2"
 	"slices"
 	"sync"
@@ -89,11 +96,13 @@ const pruneEvery = time.Hour
 // Its methods are safe for concurrent use.
 type Modeler struct {
 	settings atomic.Pointer[settings]
-	mu       sync.Mutex // guards sites, src and every site's state
+	mu       sync.Mutex // guards sites, src, stopFlush and every site's state
 	sites    map[string]*site
 	src      mrand.Source
 	now      func() time.Time
 	stats    stats
+	// stopFlush stops the background flusher started by Configure.
+	stopFlush func()
 }
 
 // New returns a plugin that models nothing until Configure.
@@ -116,8 +125,17 @@ func (p *Modeler) Configure(ctx context.Context, config []byte) error {
 	if err != nil {
 		return err
 	}
+	// The flusher takes p.mu: it is stopped before, and started again
+	// (with the new interval) whatever happens below.
+	_ = p.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer func() {
+		cur := p.settings.Load()
+		if cur != nil && p.stopFlush == nil {
+			p.stopFlush = p.startFlusher(sdk.HostFrom(ctx), cur.flushInterval)
+		}
+	}()
 	for name, s := range p.sites {
 		if err := p.flush(ctx, s); err != nil {
 			return err
@@ -125,6 +143,55 @@ func (p *Modeler) Configure(ctx context.Context, config []byte) error {
 		delete(p.sites, name)
 	}
 	p.settings.Store(st)
+	return nil
+}
+
+// startFlusher writes, every interval, the state changed since the last
+// write (Segment writes it only as events arrive, so the last changes of
+// a burst would otherwise wait for the next event), with host: the host
+// services outlive the hook that gave them. It returns its stop function.
+func (p *Modeler) startFlusher(host sdk.Host, interval time.Duration) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		ctx := sdk.ContextWithHost(context.Background(), host)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			p.mu.Lock()
+			for _, s := range p.sites {
+				if s.unflushed == 0 && !s.summaryStale && len(s.m.Dirty()) == 0 {
+					continue
+				}
+				if err := p.flush(ctx, s); err != nil {
+					host.Log(ctx, slog.LevelWarn, "response model state not written; retried", slog.String("site", s.name), slog.String("err", err.Error()))
+				}
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
+}
+
+// Close stops the background flusher (the plugin process stops it by
+// exiting); it does not write pending state.
+func (p *Modeler) Close() error {
+	p.mu.Lock()
+	stop := p.stopFlush
+	p.stopFlush = nil
+	p.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	return nil
 }
 
@@ -197,6 +264,12 @@ func (p *Modeler) Segment(ctx context.Context, ev *sdk.Event, prof *sdk.Profile)
 	if err != nil {
 		return nil, err
 	}
+	if s.objected[subject] {
+		// An objection stops the modelling until it is lifted, whatever
+		// consent the event carries.
+		p.stats.objected.Add(1)
+		return res, p.forget(ctx, s, subject)
+	}
 	if !granted {
 		// Consent no longer covers the modelling: take the subject out.
 		p.stats.notGranted.Add(1)
@@ -259,12 +332,42 @@ func (p *Modeler) Segment(ctx context.Context, ev *sdk.Event, prof *sdk.Profile)
 		return res, nil
 	}
 	s.unflushed++
+	s.summaryStale = true
 	if s.unflushed >= st.flushEvents || p.now().Sub(s.flushed) >= st.flushInterval {
 		if err := p.flush(ctx, s); err != nil {
 			return nil, err
 		}
 	}
+	res.Update = p.recommend(st, s, subject, prof)
 	return res, nil
+}
+
+// recommend returns the profile update setting the subject's next message
+// type (a Thompson draw seeded by the subject and the UTC day, so that it
+// stays put within a day and varies across subjects), or nil when it is
+// unchanged or not kept. Called with p.mu held.
+func (p *Modeler) recommend(st *settings, s *site, subject string, prof *sdk.Profile) *sdk.ProfileUpdate {
+	if st.attribute == "" || len(st.candidates) == 0 {
+		return nil
+	}
+	now := p.now()
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(subject))
+	mt, err := s.m.PickFor(mrand.NewPCG(h.Sum64(), uint64(now.Unix()/86400)), prof.GetSegments(), st.candidates, now)
+	if err != nil {
+		return nil
+	}
+	var attrs map[string]jsontext.Value
+	if raw := prof.GetAttributes(); len(raw) > 0 && json.Unmarshal(raw, &attrs) == nil {
+		if cur, ok := stringProp(attrs, st.attribute); ok && cur == mt {
+			return nil
+		}
+	}
+	patch, err := json.Marshal(map[string]string{st.attribute: mt})
+	if err != nil {
+		return nil
+	}
+	return &sdk.ProfileUpdate{Attributes: patch}
 }
 
 // Forget removes everything subject contributed to site's model and
@@ -298,23 +401,125 @@ func (p *Modeler) forget(ctx context.Context, s *site, subject string) error {
 	return p.flush(ctx, s)
 }
 
-// HandlePrivacy applies a privacy event: an erasure, or a consent change
-// that leaves none of the configured purposes, forgets the subject.
+// HandlePrivacy applies a privacy event to every subject it names (its
+// subject and its linked pseudonyms):
+//
+//   - an erasure forgets them (and any objection the plugin kept: the
+//     ledger's goes with the erasure);
+//   - a consent change that leaves none of the configured purposes
+//     forgets them;
+//   - an objection naming one of the configured purposes forgets them and
+//     keeps them out of the model, whatever their later events grant,
+//     until an objection without those purposes (or its lifting) comes;
+//     this state is written before HandlePrivacy returns.
+//
+// Other events change nothing.
 func (p *Modeler) HandlePrivacy(ctx context.Context, ev *vigiev1.PrivacyEvent) error {
 	st := p.settings.Load()
 	if st == nil {
 		return nil
 	}
+	subjects := privacySubjects(ev)
+	if len(subjects) == 0 {
+		return nil
+	}
+	var object, unobject bool
 	switch ev.GetAction() {
 	case vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE:
+		unobject = true
 	case vigiev1.PrivacyAction_PRIVACY_ACTION_CONSENT_CHANGED:
 		if grantsAny(ev.GetPurposes(), st.purposes) {
 			return nil
 		}
+	case vigiev1.PrivacyAction_PRIVACY_ACTION_OBJECT:
+		// An objection event carries the whole objection: it replaces the
+		// previous one.
+		object = !ev.GetLifted() && grantsAny(ev.GetObjected(), st.purposes)
+		unobject = !object
 	default:
 		return nil
 	}
-	return p.Forget(ctx, ev.GetSite(), ev.GetSubject())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, err := p.site(ctx, st, ev.GetSite())
+	if err != nil {
+		return err
+	}
+	changed := false
+	for _, subj := range subjects {
+		switch {
+		case object && !s.objected[subj]:
+			s.objected[subj], changed = true, true
+		case unobject && s.objected[subj]:
+			delete(s.objected, subj)
+			changed = true
+		}
+	}
+	if changed {
+		if err := p.putObjected(ctx, s, subjects); err != nil {
+			return err
+		}
+	}
+	if unobject && ev.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_OBJECT {
+		return nil // lifting forgets nothing
+	}
+	for _, subj := range subjects {
+		if s.m.Forget(subj) {
+			p.stats.forgotten.Add(1)
+		}
+	}
+	if len(s.m.Dirty()) == 0 {
+		return nil
+	}
+	return p.flush(ctx, s)
+}
+
+// PrivacyEvents implements sdk.PrivacyListener: each event through
+// HandlePrivacy, in order.
+func (p *Modeler) PrivacyEvents(ctx context.Context, events []*vigiev1.PrivacyEvent) error {
+	for _, ev := range events {
+		if err := p.HandlePrivacy(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Objected reports whether subject's objection keeps it out of site's
+// model.
+func (p *Modeler) Objected(ctx context.Context, site, subject string) (bool, error) {
+	st := p.settings.Load()
+	if st == nil {
+		return false, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, err := p.site(ctx, st, site)
+	if err != nil {
+		return false, err
+	}
+	return s.objected[subject], nil
+}
+
+// privacySubjects are the pseudonyms a privacy event names, its subject
+// first, each once.
+func privacySubjects(ev *vigiev1.PrivacyEvent) []string {
+	var out []string
+	for _, s := range append([]string{ev.GetSubject()}, ev.GetSubjects()...) {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// forgetter adapts the Modeler to sdk.Forgetter (erasures), for a host
+// that gives it erasures only.
+type forgetter struct{ p *Modeler }
+
+// Forget implements sdk.Forgetter.
+func (f forgetter) Forget(ctx context.Context, events []*vigiev1.PrivacyEvent) error {
+	return f.p.PrivacyEvents(ctx, events)
 }
 
 // Next recommends, by Thompson sampling, the message type among
@@ -332,7 +537,7 @@ func (p *Modeler) Next(ctx context.Context, site string, segments, candidates []
 		return model.Pick{}, err
 	}
 	if len(candidates) == 0 {
-		candidates = s.m.MessageTypes()
+		candidates = st.candidates
 	}
 	return s.m.NextFor(p.src, segments, candidates, p.now())
 }
@@ -364,8 +569,9 @@ type Stats struct {
 	Unmatched, Duplicates, Ignored uint64
 	// Machine were e-mail opens and clicks by machines; Excluded were
 	// flagged sensitive (or unreadable); NotGranted granted none of the
-	// purposes; Forgotten are subjects removed.
-	Machine, Excluded, NotGranted, Forgotten uint64
+	// purposes; Objected were of subjects whose objection keeps them out;
+	// Forgotten are subjects removed.
+	Machine, Excluded, NotGranted, Objected, Forgotten uint64
 }
 
 // Stats returns the counts since the plugin started.
@@ -374,14 +580,15 @@ func (p *Modeler) Stats() Stats {
 	return Stats{
 		Exposures: s.exposures.Load(), Responses: s.responses.Load(),
 		Unmatched: s.unmatched.Load(), Duplicates: s.duplicates.Load(), Ignored: s.ignored.Load(),
-		Machine: s.machine.Load(), Excluded: s.excluded.Load(), NotGranted: s.notGranted.Load(), Forgotten: s.forgotten.Load(),
+		Machine: s.machine.Load(), Excluded: s.excluded.Load(), NotGranted: s.notGranted.Load(), Objected: s.objected.Load(),
+		Forgotten: s.forgotten.Load(),
 	}
 }
 
 // stats are the live counters behind Stats.
 type stats struct {
 	exposures, responses, unmatched, duplicates, ignored atomic.Uint64
-	machine, excluded, notGranted, forgotten             atomic.Uint64
+	machine, excluded, notGranted, objected, forgotten   atomic.Uint64
 }
 
 // count records what the model did with an event of kind.
@@ -520,8 +727,10 @@ func pluginOf(p *Modeler) sdk.Plugin {
 			Capabilities: []sdk.Capability{sdk.CapKV},
 			ConfigSchema: []byte(configSchema),
 		},
-		Configurer: p,
-		Segmenter:  p,
+		Configurer:      p,
+		Segmenter:       p,
+		Forgetter:       forgetter{p},
+		PrivacyListener: p,
 	}
 }
 

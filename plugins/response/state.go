@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -18,6 +19,12 @@ import (
 //
 //	v1/<site>/meta          JSON meta: format version, generation, shards
 //	v1/<site>/g<gen>/<i>    shard i of generation gen (model.MarshalShard)
+//	v1/<site>/cells         the cells without the subjects
+//	                        (model.MarshalSummary), for readers in another
+//	                        process; written with every flush
+//	v1/<site>/objected/<j>  JSON list of the subjects of objected shard j
+//	                        (of objectedShards) whose objection stops
+//	                        their modelling; absent when there is none
 //
 // Subjects are spread over shards by a hash of their pseudonym; a shard
 // is written when it changed, at most every flush_events changes or
@@ -47,6 +54,11 @@ type staleMeta struct {
 	Shards     int    `json:"shards"`
 }
 
+// objectedShards is how many keys the objected subjects of a site are
+// spread over (by model.ShardOf): 16 values of at most 1 MiB hold the
+// pseudonyms of about 600 000 objections.
+const objectedShards = 16
+
 // site is one site's model and the bookkeeping of its stored state.
 type site struct {
 	name      string
@@ -56,6 +68,10 @@ type site struct {
 	unflushed int
 	flushed   time.Time
 	pruned    time.Time
+	// summaryStale: the cells changed since the summary was written.
+	summaryStale bool
+	// objected are the subjects whose objection stops their modelling.
+	objected map[string]bool
 }
 
 // metaKey and shardKey name a site's keys.
@@ -63,6 +79,15 @@ func metaKey(site string) string { return "v1/" + site + "/meta" }
 func shardKey(site string, gen uint64, i int) string {
 	return "v1/" + site + "/g" + strconv.FormatUint(gen, 10) + "/" + strconv.Itoa(i)
 }
+
+// SummaryKey is the key, in the plugin's key-value space, of site's model
+// summary (model.MarshalSummary, cells without subjects), written with
+// every flush of the state: a reader in another process decodes it with
+// model.NewSummary under the configuration's View.
+func SummaryKey(site string) string { return "v1/" + site + "/cells" }
+
+// objectedKey names shard j of a site's objected subjects.
+func objectedKey(site string, j int) string { return "v1/" + site + "/objected/" + strconv.Itoa(j) }
 
 // site returns the model of name, loading its state on first use.
 // Called with p.mu held.
@@ -84,7 +109,10 @@ func (p *Modeler) site(ctx context.Context, st *settings, name string) (*site, e
 func (p *Modeler) load(ctx context.Context, st *settings, name string) (*site, error) {
 	host := sdk.HostFrom(ctx)
 	now := p.now()
-	s := &site{name: name, meta: meta{Version: stateVersion, Shards: 1}, flushed: now, pruned: now}
+	s := &site{name: name, meta: meta{Version: stateVersion, Shards: 1}, flushed: now, pruned: now, summaryStale: true}
+	if err := p.loadObjected(ctx, s); err != nil {
+		return nil, err
+	}
 	raw, err := host.KVGet(ctx, metaKey(name))
 	switch {
 	case errors.Is(err, sdk.ErrNotFound):
@@ -143,7 +171,8 @@ func (p *Modeler) flush(ctx context.Context, s *site) error {
 		s.m.Prune(now)
 		s.pruned = now
 	}
-	for _, i := range s.m.Dirty() {
+	dirty := s.m.Dirty()
+	for _, i := range dirty {
 		data, err := s.m.MarshalShard(i)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrState, err)
@@ -162,7 +191,80 @@ func (p *Modeler) flush(ctx context.Context, s *site) error {
 		}
 		s.stored = true
 	}
+	if len(dirty) > 0 || s.summaryStale {
+		if err := p.putSummary(ctx, s); err != nil {
+			return err
+		}
+	}
 	s.unflushed, s.flushed = 0, now
+	return nil
+}
+
+// putSummary writes the cells of s for readers in another process.
+func (p *Modeler) putSummary(ctx context.Context, s *site) error {
+	data, err := s.m.MarshalSummary()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrState, err)
+	}
+	if err := sdk.HostFrom(ctx).KVPut(ctx, SummaryKey(s.name), data, 0); err != nil {
+		return fmt.Errorf("%w: write %s summary: %w", ErrState, s.name, err)
+	}
+	s.summaryStale = false
+	return nil
+}
+
+// loadObjected reads the objected subjects of s. A shard that does not
+// decode fails the load: dropping it would model people who objected.
+func (p *Modeler) loadObjected(ctx context.Context, s *site) error {
+	host := sdk.HostFrom(ctx)
+	s.objected = map[string]bool{}
+	for j := range objectedShards {
+		raw, err := host.KVGet(ctx, objectedKey(s.name, j))
+		if errors.Is(err, sdk.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%w: read %s objections %d: %w", ErrState, s.name, j, err)
+		}
+		var list []string
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return fmt.Errorf("%w: %s objections %d are damaged", ErrState, s.name, j)
+		}
+		for _, subj := range list {
+			s.objected[subj] = true
+		}
+	}
+	return nil
+}
+
+// putObjected writes the objected shards that hold one of subjects.
+func (p *Modeler) putObjected(ctx context.Context, s *site, subjects []string) error {
+	host := sdk.HostFrom(ctx)
+	shards := map[int]bool{}
+	for _, subj := range subjects {
+		shards[model.ShardOf(subj, objectedShards)] = true
+	}
+	for j := range shards {
+		var list []string
+		for subj := range s.objected {
+			if model.ShardOf(subj, objectedShards) == j {
+				list = append(list, subj)
+			}
+		}
+		var err error
+		if len(list) == 0 {
+			err = host.KVDelete(ctx, objectedKey(s.name, j))
+		} else {
+			slices.Sort(list)
+			var raw []byte
+			if raw, err = json.Marshal(list); err == nil {
+				err = host.KVPut(ctx, objectedKey(s.name, j), raw, 0)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%w: write %s objections %d: %w", ErrState, s.name, j, err)
+		}
+	}
 	return nil
 }
 
@@ -212,6 +314,9 @@ func (p *Modeler) reshard(ctx context.Context, s *site) error {
 	if err := p.dropGeneration(ctx, s, old); err != nil {
 		return err
 	}
+	if err := p.putSummary(ctx, s); err != nil {
+		return err
+	}
 	s.unflushed, s.flushed = 0, p.now()
 	return nil
 }
@@ -239,4 +344,12 @@ func (p *Modeler) putMeta(ctx context.Context, s *site) error {
 		return fmt.Errorf("%w: write %s meta: %w", ErrState, s.name, err)
 	}
 	return nil
+}
+
+// ObjectedKey is the key, in the plugin's key-value space, of the shard
+// of site's objected subjects that would hold subject: a JSON list of
+// pseudonyms, absent when empty. A subject in it is kept out of the model
+// until its objection is lifted.
+func ObjectedKey(site, subject string) string {
+	return objectedKey(site, model.ShardOf(subject, objectedShards))
 }

@@ -304,6 +304,7 @@ func buildActivity(in Input, purpose, description string) Activity {
 			sub = append(sub, "plugin "+p.Name+": "+strings.TrimSuffix(p.Manifest.Description, "."))
 		}
 	}
+	sub = append(sub, profiling(cfg, purpose)...)
 	basis := "Consent (Art. 6(1)(a)), read from the visitor's consent signals and the consent ledger; refused or withdrawn consent stops the processing at the next event."
 	switch {
 	case anon:
@@ -396,6 +397,9 @@ func dataCategories(in Input, purpose string) []DataCategory {
 		out = append(out, DataCategory{"E-mail engagement", "Vie personnelle (habitudes de vie…)",
 			"Opens and clicks of marketing e-mails, with the class of who fetched them (person, privacy proxy, scanner), for recipients whose consent grants marketing; others are counted per campaign only."})
 	}
+	if c, ok := profilingCategory(cfg, purpose); ok {
+		out = append(out, c)
+	}
 	if geoIP(cfg) {
 		out = append(out, DataCategory{"Location", "Données de localisation",
 			"Country, region, city and time zone derived from the truncated IP address by the geoip plugin."})
@@ -461,6 +465,10 @@ func pluginRecipient(p Plugin, cfg config.Config) Recipient {
 			got = append(got, "pseudonymous events granting a profile purpose ("+joinPurposes(cfg.PluginRuntime.ProfilePurposes)+") with the subject's profile")
 		case sdk.KindSyncer:
 			got = append(got, "segment entries and exits, identify events and privacy events (consent changes, erasures)")
+		case sdk.KindPrivacy:
+			if !slices.Contains(m.Kinds, sdk.KindSyncer) {
+				got = append(got, "privacy events (consent changes, objections, restrictions, erasures), without contact details")
+			}
 		}
 	}
 	if m.Has(sdk.CapContactsResolve) {

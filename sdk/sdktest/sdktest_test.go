@@ -192,3 +192,46 @@ func slicesContains(ks []sdk.Kind, k sdk.Kind) bool {
 	}
 	return false
 }
+
+// listener records the privacy events it is given; its Forget hook must
+// not be called when it listens.
+type listener struct {
+	forgetful
+	got *[]vigiev1.PrivacyAction
+}
+
+func (l listener) PrivacyEvents(_ context.Context, evs []*sdk.PrivacyEvent) error {
+	for _, ev := range evs {
+		*l.got = append(*l.got, ev.GetAction())
+	}
+	return nil
+}
+
+func (listener) Forget(context.Context, []*sdk.PrivacyEvent) error {
+	return errors.New("Forget called on a PrivacyListener")
+}
+
+// TestHarnessPrivacyListener: a PrivacyListener is listed as such and
+// gets every privacy event through the Forget call, erasures included,
+// instead of its Forgetter.
+func TestHarnessPrivacyListener(t *testing.T) {
+	var got []vigiev1.PrivacyAction
+	l := listener{got: &got}
+	h := sdktest.Start(t, sdktest.Config{Plugin: sdk.Plugin{
+		Manifest: sdk.Manifest{Name: "listener", Version: "1"},
+		Syncer:   l, Forgetter: l, PrivacyListener: l,
+	}})
+	if !slicesContains(h.Manifest().Kinds, sdk.KindPrivacy) || !slicesContains(h.Manifest().Kinds, sdk.KindForgetter) {
+		t.Fatalf("kinds %v", h.Manifest().Kinds)
+	}
+	evs := []*sdk.PrivacyEvent{
+		{Site: "s", Subject: "p1", Action: vigiev1.PrivacyAction_PRIVACY_ACTION_OBJECT, Objected: []string{"marketing"}},
+		{Site: "s", Subject: "p1", Action: vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE},
+	}
+	if err := h.Forget(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != vigiev1.PrivacyAction_PRIVACY_ACTION_OBJECT || got[1] != vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+		t.Fatalf("listener got %v", got)
+	}
+}

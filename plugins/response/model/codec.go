@@ -217,6 +217,9 @@ func appendString(b []byte, s string) []byte {
 // UnmarshalBinary replaces the model's subjects with those encoded in
 // data (from MarshalBinary), for encoding.BinaryUnmarshaler.
 func (m *Model) UnmarshalBinary(data []byte) error {
+	if m.readOnly {
+		return ErrReadOnly
+	}
 	state, err := m.decode(data)
 	if err != nil {
 		return err
@@ -238,6 +241,9 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 // that does not decode changes nothing: ErrCorrupt, or ErrVersion for a
 // newer format.
 func (m *Model) Load(data []byte) error {
+	if m.readOnly {
+		return ErrReadOnly
+	}
 	state, err := m.decode(data)
 	if err != nil {
 		return err

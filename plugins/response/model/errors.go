@@ -24,4 +24,7 @@ var (
 	// ErrVersion means encoded state was written by a newer format
 	// version than this package reads.
 	ErrVersion = errors.New("response model: unsupported state version")
+	// ErrReadOnly means a summary (NewSummary), which holds cells but no
+	// subjects, was asked to record or load subjects.
+	ErrReadOnly = errors.New("response model: read-only summary")
 )

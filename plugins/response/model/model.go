@@ -130,6 +130,8 @@ type Model struct {
 	// version[mt] changes whenever a cell of message type mt does.
 	version []uint64
 	priors  priorCache
+	// readOnly marks a summary (NewSummary): cells without subjects.
+	readOnly bool
 }
 
 // subject is what one subject contributed, and what it may still.
@@ -295,6 +297,9 @@ func (m *Model) Clock() time.Time {
 
 // Expose records an exposure.
 func (m *Model) Expose(e Exposure) (Outcome, error) {
+	if m.readOnly {
+		return 0, ErrReadOnly
+	}
 	if e.Subject == "" || e.At.IsZero() {
 		return 0, fmt.Errorf("%w: exposure needs a subject and a time", ErrInvalid)
 	}
@@ -343,6 +348,9 @@ func (m *Model) Expose(e Exposure) (Outcome, error) {
 // counts once per exposure: an exposure already responded to (or, for
 // conversions, converted) is a Duplicate.
 func (m *Model) Respond(r Response) (Outcome, error) {
+	if m.readOnly {
+		return 0, ErrReadOnly
+	}
 	if r.Subject == "" || r.At.IsZero() {
 		return 0, fmt.Errorf("%w: response needs a subject and a time", ErrInvalid)
 	}
