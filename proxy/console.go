@@ -25,10 +25,10 @@ const ConsolePath = console.Path
 
 // ConsoleSources are the sources of the console's pages whose data other
 // parts of Vigie give. The server provides Overview, Email (the rollups),
-// Privacy (the requests and the ledger's statistics) and Sensitive
-// itself; Destinations and Response wait for their parts (nil: the page
-// says what it waits for). Set them with SetConsoleSources before Start;
-// a nil field keeps the server's own.
+// Privacy (the requests and the ledger's statistics), Sensitive and,
+// with the response plugin enabled, Response itself; Destinations waits
+// for its part (nil: the page says what it waits for). Set them with
+// SetConsoleSources before Start; a nil field keeps the server's own.
 type ConsoleSources struct {
 	Overview     console.OverviewSource
 	Privacy      console.PrivacySource

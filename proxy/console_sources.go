@@ -15,6 +15,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/access"
 	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/privacy"
+	"github.com/vigie-dev/vigie/proxy/reaction"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -37,6 +38,9 @@ func (s *Server) defaultConsoleSources(cs ConsoleSources) ConsoleSources {
 	}
 	if cs.Sensitive == nil {
 		cs.Sensitive = sensitiveSource{s}
+	}
+	if cs.Response == nil && s.reactions != nil {
+		cs.Response = responseSource{s.reactions}
 	}
 	return cs
 }
@@ -369,4 +373,25 @@ func (ss sensitiveSource) Sensitive(ctx context.Context, site string, from, to t
 		err = json.Unmarshal(b, &out)
 	}
 	return out, err
+}
+
+// responseSource is the response plugin's model (GET
+// /admin/v1/response/model), converted field by field.
+type responseSource struct{ m reaction.Model }
+
+func (rs responseSource) ResponseModel(ctx context.Context, site string) (console.ResponseTable, error) {
+	t, err := rs.m.Table(ctx, site)
+	if err != nil {
+		return console.ResponseTable{}, err
+	}
+	out := console.ResponseTable{Site: t.Site, At: t.At, LatestEvent: t.LatestEvent, Interval: t.Interval, MessageTypes: t.MessageTypes}
+	for _, ct := range t.ContactTypes {
+		out.ContactTypes = append(out.ContactTypes, console.ResponseContactType{Name: ct.Name, Segments: ct.Segments})
+	}
+	for _, c := range t.Cells {
+		out.Cells = append(out.Cells, console.ResponseCell{ContactType: c.ContactType, MessageType: c.MessageType,
+			Exposures: c.Exposures, Responses: c.Responses, Mean: c.Mean, Lower: c.Lower, Upper: c.Upper,
+			PriorMean: c.PriorMean, PriorStrength: c.PriorStrength})
+	}
+	return out, nil
 }

@@ -208,9 +208,14 @@ func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, to
 // marketer signed in sees aggregates only and a friendly page where a
 // person's data would be.
 func TestConsoleInChromium(t *testing.T) {
-	// The default plugins (geoip, segments with the demo segments), as
-	// real processes.
-	in := proxytest.Start(t, func(c *config.Config) { c.Plugins = config.DefaultPlugins() })
+	// The default plugins (geoip, segments with the demo segments) and the
+	// response plugin, as real processes.
+	in := proxytest.Start(t, func(c *config.Config) {
+		c.Plugins = append(config.DefaultPlugins(), config.Plugin{Name: "response", Config: map[string]any{
+			"contact_types": []any{map[string]any{"name": "pricing-readers", "segments": []any{"pricing-interest"}}},
+			"message_types": []any{map[string]any{"name": "promo"}, map[string]any{"name": "digest"}},
+		}})
+	})
 	ctx := browser(t)
 	dir := screenshots(t)
 
@@ -318,7 +323,7 @@ func TestConsoleInChromium(t *testing.T) {
 			"Visitors in the ledger", "download as Markdown"}},
 		{"request", "", "#steps", []string{"access request", "Subjects found", "done", "consent_history"}},
 		{"sensitive", "/console/sensitive?site=demo", "#categories", []string{"Health", "drop_field", "medical_condition"}},
-		{"response", "/console/response?site=demo", "#coming", []string{"response plugin"}},
+		{"response", "/console/response?site=demo", "#heatmap", []string{"pricing-readers", "pricing-interest", "promo", "digest", "other"}},
 		{"sites", "/console/sites?site=demo", "#add-site", []string{"demo", "configuration file"}},
 		{"site", "/console/sites/demo?site=demo", "#first-run", []string{`data-write-key="demo"`}},
 	}
@@ -345,7 +350,7 @@ func TestConsoleInChromium(t *testing.T) {
 			if s.name == "desktop-light" {
 				body := text(t, ctx, "main")
 				for _, w := range p.want {
-					if !strings.Contains(body, w) {
+					if !strings.Contains(strings.ToLower(body), strings.ToLower(w)) { // headers are upper-cased by CSS
 						t.Errorf("%s lacks %q:\n%s", p.name, w, body)
 					}
 				}
