@@ -205,8 +205,9 @@ func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, to
 // from a seeded run (events through the API, the segments plugin running)
 // every page renders, in light and dark themes, on a desktop and a phone
 // (no sideways scrolling), and a screenshot of each is written; a
-// marketer signed in sees aggregates only and a friendly page where a
-// person's data would be.
+// marketer signed in sees aggregates only (overview, e-mail, responses)
+// and a friendly page where a person's data would be (members, privacy
+// requests, sensitive data).
 func TestConsoleInChromium(t *testing.T) {
 	// The default plugins (geoip, segments with the demo segments) and the
 	// response plugin, as real processes.
@@ -317,7 +318,8 @@ func TestConsoleInChromium(t *testing.T) {
 		{"segments", "/console/segments?site=demo", "#segments", []string{"pricing-interest", `profile.count("page", "/pricing*", "7d") >= 3`, "hot-lead"}},
 		{"members", "/console/segments/pricing-interest/members?site=demo", "#members", nil},
 		{"plugins", "/console/plugins?site=demo", "#plugins", []string{"segments", "geoip", "running"}},
-		{"email", "/console/email?site=demo", "#campaigns", []string{"spring", "https://shop.example/pricing", "by people"}},
+		{"email", "/console/email?site=demo", "#campaigns", []string{"spring", "https://shop.example/pricing",
+			"66.7 % by people, 33.3 % by machines", "100 % by people, 0 % by machines"}},
 		{"destinations", "/console/destinations?site=demo", "#coming", []string{"CRM sync"}},
 		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)", "access", "done",
 			"Visitors in the ledger", "download as Markdown"}},
@@ -398,5 +400,25 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Errorf("marketer on the member list: %q", got)
 	}
 	shoot(t, mctx, dir, "members-marketer-desktop-light")
+	// The aggregates pages are open to the marketer; the privacy pages,
+	// which name requests and show the audit trail, are not.
+	for _, p := range []struct{ path, sel string }{
+		{"/console/overview?site=demo", "#cards"}, {"/console/email?site=demo", "#campaigns"}, {"/console/response?site=demo", "#heatmap"},
+	} {
+		if err := chromedp.Do(mctx, chromedp.Navigate(in.URL+p.path), chromedp.WaitVisible(p.sel)); err != nil {
+			t.Fatalf("marketer on %s: %v", p.path, err)
+		}
+	}
+	if nav := text(t, mctx, "nav.main"); strings.Contains(nav, "Privacy") || strings.Contains(nav, "Sensitive") {
+		t.Errorf("the marketer's navigation links the privacy pages: %q", nav)
+	}
+	for _, path := range []string{"/console/privacy?site=demo", strings.TrimPrefix(requestURL, in.URL), "/console/sensitive?site=demo"} {
+		if err := chromedp.Do(mctx, chromedp.Navigate(in.URL+path), chromedp.WaitVisible("#error-message")); err != nil {
+			t.Fatalf("marketer on %s: %v", path, err)
+		}
+		if got := text(t, mctx, "#error-message"); !strings.Contains(got, "not open to the marketer role") {
+			t.Errorf("marketer on %s: %q", path, got)
+		}
+	}
 	t.Logf("screenshots in %s", dir)
 }
