@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +251,37 @@ func TestOverviewMatchesStoredEvents(t *testing.T) {
 	}
 	if c := asMap(t, "campaigns", ov.Top.Campaigns); c["spring"] != 3 {
 		t.Errorf("utm campaign: %v", c)
+	}
+}
+
+// TestOverviewAPIInput: GET /admin/v1/overview refuses a bad period with
+// a JSON error naming the parameter, and answers a comparison when both
+// of its ends are given.
+func TestOverviewAPIInput(t *testing.T) {
+	in := proxytest.Start(t, func(c *config.Config) { c.Plugins = []config.Plugin{} })
+	now := time.Now().UTC().Truncate(time.Hour)
+	ms := func(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+	for _, tc := range []struct {
+		name, query string
+		code        int
+		want        string
+	}{
+		{"not a time", "from=yesterday", 400, `"field":"from"`},
+		{"half a comparison", "compare_from=" + ms(now.Add(-48*time.Hour)), 400, `"field":"compare_to"`},
+		{"from after to", "from=" + ms(now) + "&to=" + ms(now.Add(-time.Hour)), 400, `"code":"invalid_period"`},
+		{"unknown site", "site=nosuch", 400, `"code":"unknown_site"`},
+		{"rfc 3339 with comparison", "from=" + now.Add(-24*time.Hour).Format(time.RFC3339) + "&to=" + now.Format(time.RFC3339) +
+			"&compare_from=" + ms(now.Add(-48*time.Hour)) + "&compare_to=" + ms(now.Add(-24*time.Hour)), 200, `"compare":{`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := "site=demo&" + tc.query
+			if strings.HasPrefix(tc.query, "site=") {
+				q = tc.query
+			}
+			code, b := in.Admin("/admin/v1/overview?" + q)
+			if code != tc.code || !strings.Contains(string(b), tc.want) {
+				t.Errorf("%d %s, want %d with %s", code, b, tc.code, tc.want)
+			}
+		})
 	}
 }

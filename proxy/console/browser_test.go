@@ -148,40 +148,46 @@ func post(t *testing.T, in *proxytest.Instance, path, body string, hdr http.Head
 // noRedirect is a client that does not follow a tracked link's redirect.
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-// seedEmail rewrites a campaign for user-43 (who granted marketing) and
-// makes its opens and click: the recipient opens twice and clicks, Gmail's
-// image proxy opens once.
+// seedEmail rewrites a campaign for user-43 (GPC: no marketing, so its
+// opens and clicks are counted per campaign only) and user-45 (who granted
+// marketing: stored as events, counted by the rollups). user-43 opens
+// twice and clicks, Gmail's image proxy opens its message once; user-45
+// opens and clicks: 4 opens, 75 % by people, and 2 clicks by people.
 func seedEmail(t *testing.T, in *proxytest.Instance) {
 	t.Helper()
+	post(t, in, "/v1/identify", `{"userId":"user-45","traits":{"email":"ada@example.org"},"context":{"consent":{"analytics":true,"marketing":true}}}`, nil)
 	html := `<html><body><p>Spring sale</p><a href="https://shop.example/pricing">Pricing</a></body></html>`
-	body, _ := json.Marshal(map[string]any{"site": "demo", "campaign": "spring", "html": html, "recipients": []string{"user-43"}, "honeypot": false})
+	body, _ := json.Marshal(map[string]any{"site": "demo", "campaign": "spring", "html": html, "recipients": []string{"user-43", "user-45"}, "honeypot": false})
 	code, out := in.Do("POST", "/admin/v1/email/rewrite", body, http.Header{"Authorization": {"Bearer " + in.AdminToken()}})
 	if code != 200 {
 		t.Fatalf("rewrite: %d %s", code, out)
 	}
-	var rw struct{ Messages []struct{ HTML string } }
-	if err := json.Unmarshal(out, &rw); err != nil || len(rw.Messages) != 1 {
+	var rw struct{ Messages []struct{ Recipient, HTML string } }
+	if err := json.Unmarshal(out, &rw); err != nil || len(rw.Messages) != 2 {
 		t.Fatalf("rewrite answer: %s", out)
 	}
-	msg := rw.Messages[0].HTML
-	pixel, click := regexp.MustCompile(`src="https?://[^"/]+(/e/o/[^"]+)"`).FindStringSubmatch(msg), regexp.MustCompile(`href="https?://[^"/]+(/e/c/[^"]+)"`).FindStringSubmatch(msg)
-	if pixel == nil || click == nil {
-		t.Fatalf("no pixel or tracked link in %s", msg)
-	}
 	const firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
-	for _, h := range []struct{ path, ua string }{
-		{pixel[1], firefox}, {pixel[1], firefox}, {click[1], firefox},
-		{pixel[1], "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"},
-	} {
-		req, _ := http.NewRequest("GET", in.URL+h.path, nil)
-		req.Header.Set("User-Agent", h.ua)
-		resp, err := noRedirect.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	const gmail = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+	for _, m := range rw.Messages {
+		pixel, click := regexp.MustCompile(`src="https?://[^"/]+(/e/o/[^"]+)"`).FindStringSubmatch(m.HTML), regexp.MustCompile(`href="https?://[^"/]+(/e/c/[^"]+)"`).FindStringSubmatch(m.HTML)
+		if pixel == nil || click == nil {
+			t.Fatalf("no pixel or tracked link in %s", m.HTML)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 && resp.StatusCode != http.StatusFound {
-			t.Fatalf("GET %s: %d", h.path, resp.StatusCode)
+		hits := []struct{ path, ua string }{{pixel[1], firefox}, {click[1], firefox}}
+		if m.Recipient == "user-43" {
+			hits = append(hits, struct{ path, ua string }{pixel[1], firefox}, struct{ path, ua string }{pixel[1], gmail})
+		}
+		for _, h := range hits {
+			req, _ := http.NewRequest("GET", in.URL+h.path, nil)
+			req.Header.Set("User-Agent", h.ua)
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 && resp.StatusCode != http.StatusFound {
+				t.Fatalf("GET %s: %d", h.path, resp.StatusCode)
+			}
 		}
 	}
 }
@@ -307,6 +313,21 @@ func TestConsoleInChromium(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The stored opens and clicks reach the e-mail page through the
+	// rollups' consumer.
+	for {
+		if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/email?site=demo"), chromedp.WaitVisible("#email-opens")); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(text(t, ctx, "#email-opens"), "4") {
+			break
+		}
+		if time.Now().After(deadline.Add(15 * time.Second)) {
+			t.Fatalf("e-mail opens: %q", text(t, ctx, "#email-opens"))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
 	// Every page, with what it must show.
 	pages := []struct {
 		name, path, sel string
@@ -319,7 +340,7 @@ func TestConsoleInChromium(t *testing.T) {
 		{"members", "/console/segments/pricing-interest/members?site=demo", "#members", nil},
 		{"plugins", "/console/plugins?site=demo", "#plugins", []string{"segments", "geoip", "running"}},
 		{"email", "/console/email?site=demo", "#campaigns", []string{"spring", "https://shop.example/pricing",
-			"66.7 % by people, 33.3 % by machines", "100 % by people, 0 % by machines"}},
+			"75 % by people, 25 % by machines", "100 % by people, 0 % by machines"}},
 		{"destinations", "/console/destinations?site=demo", "#coming", []string{"CRM sync"}},
 		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)", "access", "done",
 			"Visitors in the ledger", "download as Markdown"}},
