@@ -162,7 +162,9 @@ func seedEmail(t *testing.T, in *proxytest.Instance) {
 	if code != 200 {
 		t.Fatalf("rewrite: %d %s", code, out)
 	}
-	var rw struct{ Messages []struct{ Recipient, HTML string } }
+	var rw struct {
+		Messages []struct{ Recipient, HTML string }
+	}
 	if err := json.Unmarshal(out, &rw); err != nil || len(rw.Messages) != 2 {
 		t.Fatalf("rewrite answer: %s", out)
 	}
