@@ -31,6 +31,9 @@ var comparisons = []struct{ Name, Label string }{
 	{"none", "nothing"},
 }
 
+// epoch is the first instant the rollups count.
+var epoch = time.Unix(0, 0).UTC()
+
 // maxCustomDays bounds a custom period (the rollups answer up to 800
 // days).
 const maxCustomDays = 800
@@ -94,8 +97,12 @@ func (c *Console) spanOf(r *http.Request, def string) (span, string) {
 	if sp.Period == "custom" {
 		from, to, err := customDays(q.Get("from"), q.Get("to"))
 		if err != nil {
-			msg = err.Error() + " Showing the last 7 days instead."
-			sp.Period = "7d"
+			sp.Period = def
+			for _, p := range periods {
+				if p.Name == def {
+					msg = err.Error() + " Showing the last " + p.Label + " instead."
+				}
+			}
 		} else {
 			sp.From, sp.To = from, to
 		}
@@ -118,6 +125,9 @@ func (c *Console) spanOf(r *http.Request, def string) (span, string) {
 	case "year":
 		sp.CompareFrom, sp.CompareTo = sp.From.AddDate(-1, 0, 0), sp.To.AddDate(-1, 0, 0)
 	}
+	if sp.CompareFrom.Before(epoch) {
+		sp.Compare, sp.CompareFrom, sp.CompareTo = "none", time.Time{}, time.Time{} // nothing was counted before 1970
+	}
 	return sp, msg
 }
 
@@ -131,6 +141,9 @@ func customDays(from, to string) (time.Time, time.Time, error) {
 	t, err := time.Parse(time.DateOnly, to)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("The last day must be a date such as 2026-03-31.")
+	}
+	if f.Before(epoch) {
+		return time.Time{}, time.Time{}, fmt.Errorf("The first day must be 1970-01-01 or later.")
 	}
 	if t.Before(f) {
 		return time.Time{}, time.Time{}, fmt.Errorf("The last day is before the first day.")

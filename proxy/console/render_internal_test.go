@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// TestPagesRenderTheirSources renders the pages whose data comes from the
-// parts built later with such data, as their sources will give it: the
-// template of each shows it (the browser test sees their waiting state).
+// TestPagesRenderTheirSources renders the pages whose data comes from
+// other parts with such data, as their sources give it: the template of
+// each shows it, including states a seeded run does not reach (a pending
+// request's countdown, a destination).
 func TestPagesRenderTheirSources(t *testing.T) {
 	p, err := parsePages()
 	if err != nil {
