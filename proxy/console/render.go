@@ -102,6 +102,9 @@ var funcs = template.FuncMap{
 		return o
 	},
 	"dur": func(d time.Duration) string {
+		if d < time.Millisecond {
+			return "under 1ms"
+		}
 		if d < time.Second {
 			return d.Round(time.Millisecond).String()
 		}
