@@ -74,6 +74,8 @@ func itemSite(it *vigiev1.SyncItem) string {
 		return it.GetIdentify().GetSite()
 	case it.GetPrivacy() != nil:
 		return it.GetPrivacy().GetSite()
+	case it.GetResync() != nil:
+		return it.GetResync().GetSite()
 	}
 	return ""
 }

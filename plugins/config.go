@@ -25,6 +25,15 @@ type Spec struct {
 	// Path is the plugin binary for an external plugin; empty for a
 	// built-in, which is started with Config.Builtin.
 	Path string
+	// Builtin names the built-in to run when it is not Name: one built-in
+	// configured several times under names of its own (each CRM
+	// destination is a "crm" built-in). Its manifest names the built-in.
+	// Only without Path. Default Name.
+	Builtin string
+	// Purposes are purposes this configuration of the plugin needs besides
+	// those of its manifest (a CRM destination's): the plugin receives,
+	// and is given contacts for, only subjects granting all of them.
+	Purposes []string
 	// SHA256 is the hex SHA-256 of the binary at Path; required with Path
 	// (go-plugin verifies it before starting the process).
 	SHA256 string
@@ -168,8 +177,8 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	seen := map[string]bool{}
 	for _, s := range c.Plugins {
-		if !validName(s.Name) {
-			return fmt.Errorf("%w: plugin name %q must be 1-64 of [a-z0-9._-]", ErrInvalidConfig, s.Name)
+		if !sdk.ValidName(s.Name) {
+			return fmt.Errorf("%w: plugin name %q must be %s", ErrInvalidConfig, s.Name, sdk.NameRule)
 		}
 		if seen[s.Name] {
 			return fmt.Errorf("%w: plugin %q configured twice", ErrInvalidConfig, s.Name)
@@ -177,6 +186,12 @@ func (c Config) validate() error {
 		seen[s.Name] = true
 		if s.Path == "" && c.Builtin == nil {
 			return fmt.Errorf("%w: plugin %q: no path and no built-in launcher", ErrInvalidConfig, s.Name)
+		}
+		if s.Path != "" && s.Builtin != "" {
+			return fmt.Errorf("%w: plugin %q: a built-in to run and a path", ErrInvalidConfig, s.Name)
+		}
+		if s.Builtin != "" && !sdk.ValidName(s.Builtin) {
+			return fmt.Errorf("%w: plugin %q: built-in name %q must be %s", ErrInvalidConfig, s.Name, s.Builtin, sdk.NameRule)
 		}
 		if s.Path != "" {
 			if sum, err := hex.DecodeString(s.SHA256); err != nil || len(sum) != 32 {
@@ -196,19 +211,12 @@ func (c Config) validate() error {
 	return nil
 }
 
-// validName reports whether s is a valid plugin name (as in the sdk). Names
-// are used in NATS subjects and consumer names.
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
+// builtinName is the built-in that runs s.
+func (s Spec) builtinName() string {
+	if s.Builtin != "" {
+		return s.Builtin
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
+	return s.Name
 }
 
 // backoff returns the delay before retry n (n ≥ 1).

@@ -57,6 +57,12 @@ type consumer struct {
 
 	mu   sync.Mutex
 	cons jetstream.Consumer // replaced when recover declares it again
+
+	// later holds the stream sequences of messages naked because their
+	// destination was unavailable (retryLater): delivered again, they are
+	// not suspects, and are batched like fresh ones. Used by run's
+	// goroutine only; bounded by MaxAckPending.
+	later map[uint64]struct{}
 }
 
 // current returns the consumer handle last opened.
@@ -103,7 +109,7 @@ func (c *consumer) open(ctx context.Context) error {
 // run feeds the handler until ctx is done. Fresh messages are handled in
 // batches; a message delivered again (it failed, or its plugin crashed on
 // the batch) is handled alone, so that one poison event cannot hold the
-// others back.
+// others back, unless it only waited for its destination (retryLater).
 func (c *consumer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if c.owner != nil {
@@ -126,8 +132,11 @@ func (c *consumer) run(ctx context.Context) {
 		for _, m := range msgs {
 			md, err := m.Metadata()
 			if err == nil && md.NumDelivered > 1 {
-				c.settle(ctx, []jetstream.Msg{m}, c.handle(ctx, []jetstream.Msg{m}))
-				continue
+				if _, ok := c.later[md.Sequence.Stream]; !ok {
+					c.settle(ctx, []jetstream.Msg{m}, c.handle(ctx, []jetstream.Msg{m}))
+					continue
+				}
+				delete(c.later, md.Sequence.Stream)
 			}
 			fresh = append(fresh, m)
 		}
@@ -217,6 +226,22 @@ func (c *consumer) settleOne(ctx context.Context, m jetstream.Msg, err error) {
 		// Profiles cannot be written until disk space is freed (the store
 		// logged it once): not the message's fault either.
 		_ = m.NakWithDelay(diskFullRedelay)
+		return
+	}
+	var rl *retryLater
+	if errors.As(err, &rl) {
+		// The destination's failure (down, throttling, paused), which the
+		// plugin reports in its own status: delivered again after its
+		// delay, not counted towards MaxDeliver.
+		c.rt.metrics.retried.WithLabelValues(plugin).Inc()
+		if md, _ := m.Metadata(); md != nil {
+			if c.later == nil {
+				c.later = map[uint64]struct{}{}
+			}
+			c.later[md.Sequence.Stream] = struct{}{}
+		}
+		c.rt.log.Debug("delivery deferred: destination unavailable", "plugin", plugin, "consumer", c.durable, "after", rl.after, "err", err)
+		_ = m.NakWithDelay(rl.after)
 		return
 	}
 	c.rt.metrics.errors.WithLabelValues(plugin).Inc()

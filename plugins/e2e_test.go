@@ -525,14 +525,17 @@ func TestSyncerGetsContactsOnlyWithConsent(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	b, _ := os.ReadFile(rec)
 	got = string(b)
-	if strings.Count(got, "yes@example.org") != 2 || !strings.Contains(got, "segment_change") || !strings.Contains(got, "identify") {
-		t.Fatalf("CRM did not get the consenting contact with both items:\n%s", got)
+	// The identify, the segment entry and the consent change granting
+	// marketing carry the contact; nothing of the other subject does.
+	if strings.Count(got, "yes@example.org") != 3 || !strings.Contains(got, "segment_change") || !strings.Contains(got, "identify") {
+		t.Fatalf("CRM did not get the consenting contact with its three items:\n%s", got)
 	}
 	if strings.Contains(got, "no@example.org") || strings.Count(got, "sync ") != 4 {
 		t.Fatalf("CRM got a subject without marketing consent:\n%s", got)
 	}
-	// Both recorded consent choices reach the CRM (without contact
-	// details), so it can stop mailing someone who withdrew.
+	// Both recorded consent choices reach the CRM (the refusal without
+	// contact details: it never had them), so it can stop mailing someone
+	// who withdrew.
 	if n := strings.Count(got, "PRIVACY_ACTION_CONSENT_CHANGED"); n != 2 {
 		t.Fatalf("%d consent changes synced, want 2:\n%s", n, got)
 	}

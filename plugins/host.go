@@ -167,12 +167,12 @@ func (rt *Runtime) contact(ctx context.Context, p *proc, site, subject string, g
 	if err != nil {
 		return nil, err
 	}
-	return contactFromTraits(raw), nil
+	return ContactFromTraits(raw), nil
 }
 
-// contactFromTraits maps vaulted traits (Segment's reserved trait names,
+// ContactFromTraits maps vaulted traits (Segment's reserved trait names,
 // camelCase or snake_case) to a Contact; the rest stays in Traits.
-func contactFromTraits(raw []byte) *sdk.Contact {
+func ContactFromTraits(raw []byte) *sdk.Contact {
 	var m map[string]any
 	if json.Unmarshal(raw, &m) != nil {
 		return &sdk.Contact{}

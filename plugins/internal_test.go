@@ -13,6 +13,7 @@ import (
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
 	"github.com/vigie-dev/vigie/storage/storagetest"
 )
 
@@ -56,16 +57,16 @@ func TestSubjectFilters(t *testing.T) {
 }
 
 func TestContactFromTraits(t *testing.T) {
-	c := contactFromTraits([]byte(`{"email":"a@b.example","phone":"+33 6","name":"Ada King Lovelace","company":"X"}`))
+	c := ContactFromTraits([]byte(`{"email":"a@b.example","phone":"+33 6","name":"Ada King Lovelace","company":"X"}`))
 	if c.Email != "a@b.example" || c.Phone != "+33 6" || c.FirstName != "Ada King" || c.LastName != "Lovelace" ||
 		string(c.Traits) != `{"company":"X"}` {
 		t.Fatalf("contact: %+v traits %s", c, c.Traits)
 	}
-	c = contactFromTraits([]byte(`{"first_name":"Ada","lastName":"L"}`))
+	c = ContactFromTraits([]byte(`{"first_name":"Ada","lastName":"L"}`))
 	if c.FirstName != "Ada" || c.LastName != "L" || c.Traits != nil {
 		t.Fatalf("contact: %+v", c)
 	}
-	if c := contactFromTraits([]byte(`not json`)); c.Email != "" {
+	if c := ContactFromTraits([]byte(`not json`)); c.Email != "" {
 		t.Fatalf("contact from garbage: %+v", c)
 	}
 }
@@ -141,6 +142,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no checksum", []Spec{{Name: "a", Path: "/x"}}},
 		{"short checksum", []Spec{{Name: "a", Path: "/x", SHA256: "abcd"}}},
 		{"built-in without launcher", []Spec{{Name: "a"}}},
+		{"built-in and path", []Spec{{Name: "a", Builtin: "crm", Path: "/x", SHA256: hex64}}},
 		{"unknown profile purpose", nil},
 	} {
 		cfg := Config{Store: store, Plugins: c.specs, Purposes: []string{"analytics"}}.withDefaults()
@@ -232,5 +234,70 @@ func TestAuditContacts(t *testing.T) {
 	rt.cfg.ContactAudit = func(context.Context, ContactResolution) error { return errors.New("disk full") }
 	if err := rt.auditContacts(context.Background(), p, "sync", items); err == nil {
 		t.Fatal("audit error not returned")
+	}
+}
+
+// TestContactFollowsTheCurrentLedger: an event granting marketing does
+// not give a plugin the contact once the subject's latest choice (the
+// ledger, written by a withdrawal after that event) denies it, nor once
+// the subject objected or is restricted.
+func TestContactFollowsTheCurrentLedger(t *testing.T) {
+	ctx := context.Background()
+	store := storagetest.Open(t)
+	if _, err := store.Append(ctx, []storage.Record{{Site: "demo", ID: "e1", Time: time.Now(), Type: "identify",
+		Subject: "subj", TTL: time.Hour, Data: []byte{0}, Vault: []byte(`{"email":"ada@example.org"}`),
+		Topic: "vigie.events.demo.identify"}}); err != nil {
+		t.Fatal(err)
+	}
+	rt := &Runtime{cfg: Config{Store: store}}
+	p := &proc{spec: Spec{Name: "crm"}, manifest: sdk.Manifest{Name: "crm", Purposes: []string{"marketing"}}}
+	granted := []string{"analytics", "marketing"} // the identify event's
+	if c, err := rt.contact(ctx, p, "demo", "subj", granted); err != nil || c.GetEmail() != "ada@example.org" {
+		t.Fatalf("with consent: %v, %v", c, err)
+	}
+	for _, e := range []storage.ConsentEntry{
+		{Granted: []string{"analytics"}, Denied: []string{"marketing"}, Source: "preference_page"},
+		{Granted: []string{"analytics", "marketing"}, Objected: []string{"marketing"}},
+		{Granted: []string{"analytics", "marketing"}, Restricted: true},
+	} {
+		e.AtMs = time.Now().UnixMilli()
+		if err := store.PutConsent(ctx, "demo", "subj", e); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := rt.contact(ctx, p, "demo", "subj", granted); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("ledger %+v: contact %v, %v; want none", e, c, err)
+		}
+	}
+	// A later choice granting it again gives it again.
+	if err := store.PutConsent(ctx, "demo", "subj", storage.ConsentEntry{Granted: granted, AtMs: time.Now().UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := rt.contact(ctx, p, "demo", "subj", granted); err != nil || c == nil {
+		t.Errorf("granted again: %v, %v", c, err)
+	}
+}
+
+func TestCheckBuiltinInstance(t *testing.T) {
+	rt := &Runtime{cfg: Config{Purposes: []string{"analytics", "marketing"}}}
+	crm := sdk.Manifest{Name: "crm", Kinds: []sdk.Kind{sdk.KindSyncer}, Capabilities: []sdk.Capability{sdk.CapContactsResolve}}
+	for _, c := range []struct {
+		name string
+		spec Spec
+		m    sdk.Manifest
+		ok   bool
+	}{
+		{"instance of a built-in", Spec{Name: "crm-hubspot", Builtin: "crm", Purposes: []string{"marketing"}}, crm, true},
+		{"manifest names the instance", Spec{Name: "crm-hubspot", Builtin: "crm", Purposes: []string{"marketing"}},
+			sdk.Manifest{Name: "crm-hubspot", Kinds: crm.Kinds}, false},
+		{"contacts without any purpose", Spec{Name: "crm-hubspot", Builtin: "crm"}, crm, false},
+		{"purpose not configured", Spec{Name: "crm-hubspot", Builtin: "crm", Purposes: []string{"spying"}}, crm, false},
+	} {
+		err := rt.checkManifest(c.spec, effective(c.spec, c.m))
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	if m := effective(Spec{Purposes: []string{"marketing"}}, sdk.Manifest{Purposes: []string{"analytics"}}); !slices.Equal(m.Purposes, []string{"analytics", "marketing"}) {
+		t.Errorf("effective purposes %v", m.Purposes)
 	}
 }

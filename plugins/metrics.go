@@ -4,8 +4,8 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the runtime's Prometheus collectors, per plugin.
 type metrics struct {
-	processed, errors, restarts, dead, skipped, emitted, changes *prometheus.CounterVec
-	up, lag                                                      *prometheus.GaugeVec
+	processed, errors, retried, restarts, dead, skipped, emitted, changes *prometheus.CounterVec
+	up, lag                                                               *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -15,6 +15,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		processed: counter("vigie_plugin_processed_total", "Events or items a plugin handled successfully.", "plugin"),
 		errors:    counter("vigie_plugin_errors_total", "Failed deliveries to a plugin (errors, crashes, timeouts).", "plugin"),
+		retried:   counter("vigie_plugin_retried_total", "Items a syncer deferred because its destination was unavailable (not counted as errors).", "plugin"),
 		restarts:  counter("vigie_plugin_restarts_total", "Plugin process restarts.", "plugin"),
 		dead:      counter("vigie_plugin_dead_letters_total", "Messages moved to the dead-letter stream.", "plugin"),
 		skipped:   counter("vigie_plugin_skipped_total", "Events passed on without a failed enricher.", "plugin"),
@@ -28,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"plugin"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.processed, m.errors, m.restarts, m.dead, m.skipped, m.emitted, m.changes, m.up, m.lag)
+		reg.MustRegister(m.processed, m.errors, m.retried, m.restarts, m.dead, m.skipped, m.emitted, m.changes, m.up, m.lag)
 	}
 	return m
 }

@@ -134,7 +134,7 @@ func (rt *Runtime) forget(p *proc) handler {
 			}
 			idx, evs = append(idx, i), append(evs, pe)
 		}
-		for k, err := range rt.forgetBatch(ctx, p, m, evs) {
+		for k, err := range rt.forgetBatch(ctx, p, m, evs, nil) {
 			errs[idx[k]] = err
 		}
 		return errs
@@ -143,8 +143,10 @@ func (rt *Runtime) forget(p *proc) handler {
 
 // forgetBatch gives erasures (and, to a PrivacyListener, any privacy
 // events) to p's Forget hook (when it has one) and reports each erasure's
-// outcome; it returns one error per event.
-func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs []*vigiev1.PrivacyEvent) []error {
+// outcome; outs, when given, are a syncer's outcomes for the same events
+// (not supported, or what was done downstream). It returns one error per
+// event.
+func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs []*vigiev1.PrivacyEvent, outs []sdk.SyncOutcome) []error {
 	errs := make([]error, len(evs))
 	if len(evs) == 0 {
 		return errs
@@ -170,9 +172,19 @@ func (rt *Runtime) forgetBatch(ctx context.Context, p *proc, m sdk.Manifest, evs
 		detail = "the plugin keeps no personal data (no Forget hook, no key-value space)"
 	}
 	for i, pe := range evs {
-		if isErasureEvent(pe) {
-			errs[i] = rt.ack(ctx, p, pe, status, detail)
+		if !isErasureEvent(pe) {
+			continue
 		}
+		st, d := status, detail
+		if i < len(outs) {
+			switch {
+			case outs[i].NotSupported:
+				st, d = AckNotSupported, outs[i].Detail
+			case outs[i].Detail != "" && st == AckDone:
+				d = outs[i].Detail
+			}
+		}
+		errs[i] = rt.ack(ctx, p, pe, st, d)
 	}
 	return errs
 }
@@ -208,7 +220,9 @@ func (rt *Runtime) privacyDead(p *proc) func(ctx context.Context, m jetstream.Ms
 
 // restricted reports whether subject's ledger entry on site forbids giving
 // its contact details to a plugin needing purposes: processing restricted,
-// or an objection to one of them.
+// an objection to one of them, or a current choice denying one of them
+// (the ledger holds the latest explicit choice, newer than the event or
+// profile the purposes were read from when a withdrawal followed them).
 func (rt *Runtime) restricted(ctx context.Context, site, subject string, purposes []string) (bool, error) {
 	e, err := rt.cfg.Store.Consent(ctx, site, subject)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -220,7 +234,7 @@ func (rt *Runtime) restricted(ctx context.Context, site, subject string, purpose
 	if e.Restricted {
 		return true, nil
 	}
-	for _, o := range e.Objected {
+	for _, o := range slices.Concat(e.Objected, e.Denied) {
 		if slices.Contains(purposes, o) {
 			return true, nil
 		}
@@ -242,6 +256,8 @@ func (rt *Runtime) recordSync(ctx context.Context, p *proc, item *vigiev1.SyncIt
 		}
 	case *vigiev1.SyncItem_Identify:
 		site, subject, kind, detail = it.Identify.GetSite(), it.Identify.GetSubject(), "identify", it.Identify.GetId()
+	case *vigiev1.SyncItem_Resync:
+		site, subject, kind, detail = it.Resync.GetSite(), it.Resync.GetSubject(), "resync", it.Resync.GetRunId()
 	case *vigiev1.SyncItem_Privacy:
 		// The privacy events themselves are not kept per subject: an
 		// erasure would only write history to erase again.

@@ -161,9 +161,9 @@ func (p *proc) setStateLocked(s State) {
 // command returns the command that starts the plugin.
 func (p *proc) command() (*exec.Cmd, *plugin.SecureConfig, error) {
 	if p.spec.Path == "" {
-		cmd, err := p.rt.cfg.Builtin(p.spec.Name)
+		cmd, err := p.rt.cfg.Builtin(p.spec.builtinName())
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: built-in %q: %w", errPermanent, p.spec.Name, err)
+			return nil, nil, fmt.Errorf("%w: built-in %q: %w", errPermanent, p.spec.builtinName(), err)
 		}
 		cmd.Env = p.spec.Env
 		return cmd, nil, nil
@@ -210,7 +210,7 @@ func (p *proc) start(ctx context.Context) error {
 		}
 		return err
 	}
-	m := c.Manifest()
+	m := effective(p.spec, c.Manifest())
 	if err := p.rt.checkManifest(p.spec, m); err != nil {
 		p.terminate(pc, process, false)
 		return fmt.Errorf("%w: %w", errPermanent, err)

@@ -70,6 +70,12 @@ type Runtime struct {
 	supers   sync.WaitGroup
 	stages   [3]stage // enrich, segment, sync: stopped in this order
 	started  bool
+
+	// Background jobs (resync.go): they stop with the consumers.
+	jobCtx    context.Context
+	jobStop   context.CancelFunc
+	jobs      sync.WaitGroup
+	resyncing map[string]bool // by plugin, under mu
 }
 
 // Stages, in the order events flow through them and in which Stop stops
@@ -106,9 +112,24 @@ func New(cfg Config) (*Runtime, error) {
 	return rt, nil
 }
 
-// checkManifest refuses a manifest that does not fit its configuration.
+// effective is the manifest m of a plugin as configured by s: the
+// purposes of its configuration added to its own.
+func effective(s Spec, m sdk.Manifest) sdk.Manifest {
+	for _, p := range s.Purposes {
+		if !slices.Contains(m.Purposes, p) {
+			m.Purposes = append(slices.Clip(m.Purposes), p)
+		}
+	}
+	return m
+}
+
+// checkManifest refuses a manifest (effective) that does not fit its
+// configuration.
 func (rt *Runtime) checkManifest(s Spec, m sdk.Manifest) error {
-	if m.Name != s.Name {
+	if s.Path == "" && m.Name != s.builtinName() {
+		return fmt.Errorf("%w: configured as built-in %q but the plugin's manifest says %q", ErrManifest, s.builtinName(), m.Name)
+	}
+	if s.Path != "" && m.Name != s.Name {
 		return fmt.Errorf("%w: configured as %q but the plugin's manifest says %q", ErrManifest, s.Name, m.Name)
 	}
 	if len(m.Kinds) == 0 {
@@ -152,6 +173,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	pctx, pstop := context.WithCancel(context.Background())
 	lctx, lstop := context.WithCancel(context.Background())
 	rt.procStop, rt.loopStop = pstop, lstop
+	rt.mu.Lock()
+	rt.jobCtx, rt.jobStop = context.WithCancel(context.Background())
+	rt.mu.Unlock()
 	for i := range rt.stages {
 		rt.stages[i].ctx, rt.stages[i].cancel = context.WithCancel(context.Background())
 	}
@@ -236,12 +260,17 @@ func (rt *Runtime) serve(lctx context.Context, p *proc) {
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-privacy", stream: streams.Privacy, stage: stageSync,
 				filters: []string{streams.PrivacyPrefix + ">"}, owner: p, handle: rt.sync(p), onDead: rt.privacyDead(p)},
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: streams.Enriched, stage: stageSync,
-				filters: []string{streams.EnrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)})
+				filters: []string{streams.EnrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)},
+			&consumer{rt: rt, durable: resyncConsumer(p.spec.Name), stream: streams.Dead, stage: stageSync,
+				filters: []string{streams.SyncSubjects(p.spec.Name)}, owner: p, handle: rt.sync(p)})
 	} else {
 		// Every plugin hears of erasures; syncers through Sync above.
 		cs = append(cs, rt.privacyConsumer(p, m))
 	}
 	rt.startConsumers(lctx, p.spec.Name, cs...)
+	if slices.Contains(m.Kinds, sdk.KindSyncer) {
+		rt.resumeResync(lctx, p)
+	}
 }
 
 // startConsumers opens and runs each of cs (see openConsumer), retrying
@@ -421,9 +450,13 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 		return nil
 	}
 	rt.loopStop()
+	rt.mu.Lock()
+	rt.jobStop()
+	rt.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		rt.loops.Wait()
+		rt.jobs.Wait()
 		for i := range rt.stages {
 			st := &rt.stages[i]
 			rt.mu.Lock()

@@ -288,6 +288,36 @@ func (rt *Runtime) Replay(ctx context.Context, plugin string) (int, error) {
 	return n, nil
 }
 
+// Discard deletes every dead letter of plugin and returns how many there
+// were. An erasure among them was already reported failed to its privacy
+// request.
+func (rt *Runtime) Discard(ctx context.Context, plugin string) (int, error) {
+	if rt.procs[plugin] == nil {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownPlugin, plugin)
+	}
+	if !rt.connected() {
+		return 0, ErrBusDown
+	}
+	st, err := rt.cfg.JetStream.Stream(ctx, streams.Dead)
+	if err != nil {
+		return 0, fmt.Errorf("plugins: discard: %w", err)
+	}
+	subj := streams.DeadSubject(plugin)
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return 0, fmt.Errorf("plugins: discard: %w", err)
+	}
+	n := int(info.State.Subjects[subj])
+	if n == 0 {
+		return 0, nil
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		return 0, fmt.Errorf("plugins: discard: %w", err)
+	}
+	rt.log.Info("dead letters discarded", "plugin", plugin, "count", n)
+	return n, nil
+}
+
 // rawJSON shows JSON bytes as JSON (or as a string when invalid).
 type rawJSON []byte
 

@@ -75,6 +75,7 @@ func (s *Server) routes() http.Handler {
 	s.responseRoutes(mux)
 	s.privacyRoutes(mux)
 	mux.Handle("GET /admin/v1/email/counts", s.admin(s.handleEmailCounts))
+	s.destinationRoutes(mux)
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}
@@ -146,6 +147,17 @@ func knownMethods(path string) (string, bool) {
 		return "GET, POST", true
 	case strings.HasPrefix(path, "/admin/v1/plugins/") && strings.HasSuffix(path, "/replay"):
 		return "POST", true
+	case path == "/admin/v1/destinations":
+		return "GET", true
+	case strings.HasPrefix(path, "/admin/v1/destinations/"):
+		switch rest := strings.TrimPrefix(path, "/admin/v1/destinations/"); {
+		case strings.HasSuffix(rest, "/resync"), strings.HasSuffix(rest, "/replay"):
+			return "POST", true
+		case strings.HasSuffix(rest, "/dead-letters"):
+			return "DELETE", true
+		case !strings.Contains(rest, "/"):
+			return "GET", true
+		}
 	}
 	return "", false
 }

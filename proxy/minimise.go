@@ -75,7 +75,7 @@ func (s *Server) consentLifetimes() map[string]time.Duration {
 }
 
 // isBuiltinGeoIP reports the built-in geoip plugin.
-func (s *Server) isBuiltinGeoIP(p config.Plugin) bool { return p.Name == "geoip" && p.Path == "" }
+func (s *Server) isBuiltinGeoIP(p config.Plugin) bool { return p.BuiltinName() == "geoip" }
 
 // pluginConfig is the configuration section passed to plugin p: its own,
 // and for the built-in geoip plugin without a database of its own, the

@@ -135,8 +135,8 @@ func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 // Register is the register of processing of the running server: its
-// configuration, the manifests its plugins declared, and recipients (the
-// CRM destinations, when they exist, are added here).
+// configuration (with its CRM destinations) and the manifests its plugins
+// declared.
 func (s *Server) Register() register.Register {
 	var running []plugins.PluginManifest
 	if s.plugins != nil {

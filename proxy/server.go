@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,9 @@ type Server struct {
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
 	segmentDefs []segments.SegmentInfo
+	// configured is what each built-in plugin's configuration adds to its
+	// manifest (a CRM destination's purposes), by plugin name.
+	configured  map[string]builtin.Configured
 	email       *email.Handler
 	emailSigner *email.Signer
 	// sensitive counts special-category detections (sensitive_data.go).
@@ -142,10 +146,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		}
 		s.trusted = append(s.trusted, p)
 	}
-	defs, err := checkPlugins(cfg.Plugins)
+	defs, configured, err := checkPlugins(cfg.Plugins)
 	if err != nil {
 		return nil, err
 	}
+	s.configured = configured
 	if s.authLim, err = newAuthLimiter(cfg.Auth); err != nil {
 		return nil, fmt.Errorf("%w: auth: %v", config.ErrInvalid, err)
 	}
@@ -377,36 +382,60 @@ func (s *Server) Start(ctx context.Context) (err error) {
 }
 
 // checkPlugins refuses what would only fail once the plugins start: a
-// built-in that does not exist, and an invalid segments configuration
-// (reported with the segment's name and the position in its expression).
-// It returns the segments configured for the built-in segments plugin, for
-// GET /admin/v1/segments.
-func checkPlugins(ps []config.Plugin) ([]segments.SegmentInfo, error) {
+// built-in that does not exist, an invalid segments configuration
+// (reported with the segment's name and the position in its expression),
+// a built-in's configuration its own check refuses (a CRM destination's,
+// naming the field), and an env entry naming a variable Vigie's
+// environment lacks or a secret's variable the entry does not pass on. It
+// returns the segments configured for the built-in segments plugin, for
+// GET /admin/v1/segments, and what each built-in's configuration adds to
+// its manifest.
+func checkPlugins(ps []config.Plugin) ([]segments.SegmentInfo, map[string]builtin.Configured, error) {
 	var defs []segments.SegmentInfo
+	configured := map[string]builtin.Configured{}
 	for i, p := range ps {
-		if p.Disabled || p.Path != "" {
+		if p.Disabled {
 			continue
 		}
-		if !builtin.Has(p.Name) {
-			return nil, fmt.Errorf("%w: plugins[%d]: %q is not a built-in plugin (built-ins: %s); give the path and sha256 of an external plugin",
-				config.ErrInvalid, i, p.Name, strings.Join(builtin.Names(), ", "))
+		if _, missing := p.Environment(); len(missing) > 0 {
+			return nil, nil, fmt.Errorf("%w: plugins[%d].env: %s is not set in Vigie's environment (a bare name passes on Vigie's own value)",
+				config.ErrInvalid, i, missing[0])
 		}
-		if p.Name == "segments" {
-			raw, err := json.Marshal(p.Config)
-			if err != nil {
-				return nil, fmt.Errorf("%w: plugins[%d].config: %v", config.ErrInvalid, i, err)
+		name := p.BuiltinName()
+		if name == "" {
+			continue
+		}
+		if !builtin.Has(name) {
+			return nil, nil, fmt.Errorf("%w: plugins[%d]: %q is not a built-in plugin (built-ins: %s); give the path and sha256 of an external plugin",
+				config.ErrInvalid, i, name, strings.Join(builtin.Names(), ", "))
+		}
+		var raw []byte
+		if p.Config != nil {
+			var err error
+			if raw, err = json.Marshal(p.Config); err != nil {
+				return nil, nil, fmt.Errorf("%w: plugins[%d].config: %v", config.ErrInvalid, i, err)
 			}
-			if p.Config == nil {
-				raw = nil
+		}
+		c, err := builtin.Check(name, raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: plugins[%d].config.%v", config.ErrInvalid, i, err)
+		}
+		for _, v := range c.Env {
+			if !slices.ContainsFunc(p.Env, func(e string) bool { return e == v || strings.HasPrefix(e, v+"=") }) {
+				return nil, nil, fmt.Errorf("%w: plugins[%d].env: list %s, which the configuration reads a secret from (plugins get no other environment)",
+					config.ErrInvalid, i, v)
 			}
+		}
+		configured[p.Name] = c
+		if name == "segments" {
 			infos, err := segments.Names(raw)
 			if err != nil {
-				return nil, fmt.Errorf("%w: plugins[%d].config: %w", config.ErrInvalid, i, err)
+				return nil, nil, fmt.Errorf("%w: plugins[%d].config: %w", config.ErrInvalid, i, err)
 			}
 			defs = append(defs, infos...)
 		}
 	}
-	return defs, nil
+	return defs, configured, nil
 }
 
 // startPlugins starts the plugin runtime with the enabled plugins (none:
@@ -448,7 +477,9 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		if p.Disabled {
 			continue
 		}
-		spec := plugins.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Env: p.Env}
+		env, _ := p.Environment()
+		spec := plugins.Spec{Name: p.Name, Builtin: p.Builtin, Path: p.Path, SHA256: p.SHA256, Env: env,
+			Purposes: s.configured[p.Name].Purposes}
 		if p.Config != nil || s.isBuiltinGeoIP(p) {
 			b, err := json.Marshal(s.pluginConfig(p))
 			if err != nil {
@@ -468,6 +499,7 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		return err
 	}
 	s.plugins = rt
+	s.registerDestinationMetrics()
 	return nil
 }
 

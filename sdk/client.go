@@ -197,23 +197,42 @@ func (c *Client) Sync(ctx context.Context, item *SyncItem) error {
 }
 
 // SyncBatch sends a batch in one call. It returns one error (nil on
-// success) per item, in order; err is set when the whole call failed.
+// success) per item, in order, a *SyncError for a failed item; err is set
+// when the whole call failed.
 func (c *Client) SyncBatch(ctx context.Context, items []*SyncItem) (errs []error, err error) {
+	outs, err := c.SyncOutcomes(ctx, items)
+	if err != nil {
+		return nil, err
+	}
+	errs = make([]error, len(outs))
+	for i, o := range outs {
+		errs[i] = o.Err
+	}
+	return errs, nil
+}
+
+// SyncOutcomes sends a batch in one call and returns one outcome per item,
+// in order (Err a *SyncError for a failed item); err is set when the whole
+// call failed.
+func (c *Client) SyncOutcomes(ctx context.Context, items []*SyncItem) ([]SyncOutcome, error) {
 	r, err := c.rpc.Sync(ctx, &vigiev1.SyncRequest{Items: items})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
-	outs := r.GetResults()
-	if len(outs) != len(items) {
-		return nil, fmt.Errorf("%w: %d sync results for %d items", ErrInvalidPlugin, len(outs), len(items))
+	res := r.GetResults()
+	if len(res) != len(items) {
+		return nil, fmt.Errorf("%w: %d sync results for %d items", ErrInvalidPlugin, len(res), len(items))
 	}
-	errs = make([]error, len(outs))
-	for i, o := range outs {
+	outs := make([]SyncOutcome, len(res))
+	for i, o := range res {
 		if o.GetError() != "" {
-			errs[i] = errors.New(o.GetError())
+			se := &SyncError{Message: o.GetError(), Permanent: o.GetPermanent(), RetryAfter: time.Duration(o.GetRetryAfterMs()) * time.Millisecond}
+			outs[i] = SyncOutcome{Err: se, Permanent: se.Permanent, RetryAfter: se.RetryAfter}
+			continue
 		}
+		outs[i] = SyncOutcome{NotSupported: o.GetNotSupported(), Detail: o.GetDetail()}
 	}
-	return errs, nil
+	return outs, nil
 }
 
 // Forget sends erasure events to a plugin that serves the Forgetter hook

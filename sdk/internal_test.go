@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -49,7 +50,7 @@ type nopEnricher struct{}
 func (nopEnricher) Enrich(_ context.Context, ev []*Event) ([]*Event, error) { return ev, nil }
 
 func TestNormalize(t *testing.T) {
-	ok := Manifest{Name: "geo-ip.v2", Version: "1"}
+	ok := Manifest{Name: "geo-ip_v2", Version: "1"}
 	tests := []struct {
 		name    string
 		p       Plugin
@@ -61,6 +62,10 @@ func TestNormalize(t *testing.T) {
 		{"no hook", Plugin{Manifest: ok}, true, nil},
 		{"no name", Plugin{Manifest: Manifest{Version: "1"}, Enricher: nopEnricher{}}, true, nil},
 		{"upper-case name", Plugin{Manifest: Manifest{Name: "Geo", Version: "1"}, Enricher: nopEnricher{}}, true, nil},
+		// The host refuses '.' in plugin names (NATS subject tokens): so
+		// does the SDK, with the same rule (ValidName).
+		{"dot in name", Plugin{Manifest: Manifest{Name: "geo.v2", Version: "1"}, Enricher: nopEnricher{}}, true, nil},
+		{"name too long", Plugin{Manifest: Manifest{Name: strings.Repeat("a", 65), Version: "1"}, Enricher: nopEnricher{}}, true, nil},
 		{"no version", Plugin{Manifest: Manifest{Name: "a"}, Enricher: nopEnricher{}}, true, nil},
 		{"unknown capability", Plugin{Manifest: Manifest{Name: "a", Version: "1", Capabilities: []Capability{"root"}}, Enricher: nopEnricher{}}, true, nil},
 		{"bad schema", Plugin{Manifest: Manifest{Name: "a", Version: "1", ConfigSchema: []byte("{")}, Enricher: nopEnricher{}}, true, nil},
@@ -114,4 +119,15 @@ func FuzzManifestWire(f *testing.F) {
 		}
 		_ = m.capMask()
 	})
+}
+
+// TestValidNameMatchesPattern keeps ValidName and NamePattern (used in
+// JSON Schemas) the same rule.
+func TestValidNameMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(NamePattern)
+	for _, s := range []string{"", "a", "geo-ip_2", "A", "a.b", "a b", "é", "a>", "a*", strings.Repeat("a", 64), strings.Repeat("a", 65)} {
+		if ValidName(s) != re.MatchString(s) {
+			t.Errorf("%q: ValidName %v, pattern %v", s, ValidName(s), re.MatchString(s))
+		}
+	}
 }

@@ -116,8 +116,8 @@ type Filter struct {
 
 // Manifest describes a plugin to the host.
 type Manifest struct {
-	// Name identifies the plugin; required; lower-case letters, digits,
-	// '-', '_' and '.'.
+	// Name identifies the plugin; required; ValidName: 1 to 64 of
+	// lower-case letters, digits, '-' and '_'.
 	Name string
 	// Version is the plugin's own version; required.
 	Version string
@@ -189,6 +189,51 @@ type Syncer interface {
 	Sync(ctx context.Context, item *SyncItem) error
 }
 
+// BatchSyncer is an optional extension of Syncer for a plugin that sends
+// items downstream in batches and tells the host more than success or
+// failure: when the Syncer set on Plugin implements it, the host's batches
+// go to SyncBatch instead of one Sync call per item.
+type BatchSyncer interface {
+	// SyncBatch handles items and returns one outcome per item, in order.
+	SyncBatch(ctx context.Context, items []*SyncItem) []SyncOutcome
+}
+
+// SyncOutcome is what became of one sync item (BatchSyncer).
+type SyncOutcome struct {
+	// Err is nil when the item is done (or not supported).
+	Err error
+	// Permanent (with Err): retrying cannot help; the host dead-letters the
+	// item at once, Err being the dead letter's reason.
+	Permanent bool
+	// RetryAfter (with Err): the failure is the destination's, not the
+	// item's (it is down, throttling or paused); the host delivers the
+	// item again after this delay without counting the failure towards
+	// plugin_runtime.max_deliver. A plugin must bound how long it answers
+	// so (by the item's age), or the item is retried until the stream
+	// drops it.
+	RetryAfter time.Duration
+	// NotSupported (without Err): the plugin cannot carry out this item,
+	// e.g. an erasure its destination cannot delete; the item is
+	// acknowledged, and a privacy request's step says "not supported".
+	NotSupported bool
+	// Detail (without Err) says what was done, in words without
+	// identifiers; a privacy request's step shows it.
+	Detail string
+}
+
+// SyncError is the error of a failed item as the host sees it: the
+// plugin's message and how to retry.
+type SyncError struct {
+	// Message is the plugin's error text.
+	Message string
+	// Permanent and RetryAfter are as in SyncOutcome.
+	Permanent  bool
+	RetryAfter time.Duration
+}
+
+// Error implements error.
+func (e *SyncError) Error() string { return e.Message }
+
 // Forgetter is an optional hook for a plugin that keeps something about
 // subjects (in its key-value space, its own files or an external system):
 // Vigie calls it with each erasure (GDPR Art. 17) and records the plugin's
@@ -254,8 +299,8 @@ type Plugin struct {
 // filled in.
 func (p Plugin) normalize() (Plugin, error) {
 	m := p.Manifest
-	if !validName(m.Name) {
-		return p, fmt.Errorf("%w: manifest name %q must be 1-64 of [a-z0-9._-]", ErrInvalidPlugin, m.Name)
+	if !ValidName(m.Name) {
+		return p, fmt.Errorf("%w: manifest name %q must be %s", ErrInvalidPlugin, m.Name, NameRule)
 	}
 	if m.Version == "" {
 		return p, fmt.Errorf("%w: manifest version is required", ErrInvalidPlugin)
@@ -300,14 +345,25 @@ func (p Plugin) Describe() (Manifest, error) {
 	return n.Manifest, err
 }
 
-// validName reports whether s is a valid plugin name.
-func validName(s string) bool {
+// NameRule says in words what ValidName accepts, for error messages, and
+// NamePattern as a regular expression (JSON Schema "pattern").
+const (
+	NameRule    = "1-64 characters of a-z, 0-9, _ and -"
+	NamePattern = "^[a-z0-9_-]{1,64}$"
+)
+
+// ValidName reports whether s is a valid plugin name: 1 to 64 of a-z, 0-9,
+// '_' and '-'. This is the one rule on plugin names, for the SDK (Serve
+// refuses a manifest that breaks it), the host's configuration and the
+// plugin runtime: names end up as NATS subject tokens, consumer names and
+// metric labels, where '.' separates tokens, so it is not allowed.
+func ValidName(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
 			return false
 		}
 	}

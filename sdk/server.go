@@ -138,14 +138,32 @@ func (s *pluginServer) Sync(ctx context.Context, req *vigiev1.SyncRequest) (*vig
 	ctx = withHost(ctx, s.currentHost())
 	items := req.GetItems()
 	results := make([]*vigiev1.SyncResult, len(items))
-	for i, it := range items {
-		r := &vigiev1.SyncResult{}
-		if err := s.p.Syncer.Sync(ctx, it); err != nil {
-			r.Error = err.Error()
+	if bs, ok := s.p.Syncer.(BatchSyncer); ok {
+		outs := bs.SyncBatch(ctx, items)
+		if len(outs) != len(items) {
+			return nil, toStatus(fmt.Errorf("%w: SyncBatch returned %d outcomes for %d items", ErrInvalidPlugin, len(outs), len(items)))
 		}
-		results[i] = r
+		for i, o := range outs {
+			results[i] = syncResult(o)
+		}
+		return &vigiev1.SyncResponse{Results: results}, nil
+	}
+	for i, it := range items {
+		results[i] = syncResult(SyncOutcome{Err: s.p.Syncer.Sync(ctx, it)})
 	}
 	return &vigiev1.SyncResponse{Results: results}, nil
+}
+
+// syncResult is the wire form of o.
+func syncResult(o SyncOutcome) *vigiev1.SyncResult {
+	if o.Err != nil {
+		msg := o.Err.Error()
+		if msg == "" {
+			msg = "failed"
+		}
+		return &vigiev1.SyncResult{Error: msg, Permanent: o.Permanent, RetryAfterMs: o.RetryAfter.Milliseconds()}
+	}
+	return &vigiev1.SyncResult{NotSupported: o.NotSupported, Detail: o.Detail}
 }
 
 // Forget calls the PrivacyListener, else the Forgetter, with the whole

@@ -63,6 +63,10 @@ import (
 //	                                      counts and examples           the caller's TTL after
 //	                                                                    the day (anonymous
 //	                                                                    retention)
+//	pk/<id>                               an erasure's contacts for its
+//	                                      destinations (SealSecret)     none
+//	rs/<plugin>                           a syncer's resync job (JSON,
+//	                                      plugins runtime)              none
 //
 // <mac> is a MACLen-byte keyed MAC (IndexEntry): fixed length, so the
 // subject that follows it in a bi/ key needs no separator. The blind index

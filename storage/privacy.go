@@ -240,8 +240,9 @@ func (s *Store) RequestSubjects(ctx context.Context, id string) ([]string, error
 	return out, nil
 }
 
-// DropRequestSubjects removes the subjects of the requests ids, every
-// version (Badger DropPrefix; writes wait meanwhile).
+// DropRequestSubjects removes the subjects of the requests ids and their
+// captured contacts (PutRequestContacts), every version (Badger
+// DropPrefix; writes wait meanwhile).
 func (s *Store) DropRequestSubjects(ctx context.Context, ids ...string) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -252,9 +253,9 @@ func (s *Store) DropRequestSubjects(ctx context.Context, ids ...string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	keys := make([][]byte, 0, len(ids))
+	keys := make([][]byte, 0, 2*len(ids))
 	for _, id := range ids {
-		keys = append(keys, requestSubjectsKey(id))
+		keys = append(keys, requestSubjectsKey(id), requestContactsKey(id))
 	}
 	if err := s.db.DropPrefix(keys...); err != nil {
 		return fmt.Errorf("storage: drop request subjects: %w", err)
@@ -269,7 +270,7 @@ type SyncRecord struct {
 	// Plugin is the plugin's name.
 	Plugin string `json:"p"`
 	// Kind is what it received: segment_entered, segment_exited,
-	// identify, privacy, contact_resolve.
+	// identify, resync, privacy, contact_resolve.
 	Kind string `json:"k"`
 	// Detail is the segment, event id or privacy action concerned.
 	Detail string `json:"d,omitempty"`

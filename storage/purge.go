@@ -105,6 +105,9 @@ var prefixLifetimes = map[string]struct {
 	prefixSync:     {byTTL, "SyncRecord TTL (the marketing retention)"},
 	prefixDetected: {byTTL, "the anonymous retention after the day (AddSensitive's ttl)"},
 
+	prefixReqContacts: {kept, "an erasure's sealed contacts for its destinations, dropped (DropPrefix) with px/ when its receipt is made"},
+	prefixResync:      {kept, "one resync job per syncer: counts, and its cursor (a pseudonym) only while it runs"},
+
 	prefixRollupHour:      {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
 	prefixRollupDay:       {byTTL, "RollupEntry.ExpiresAt: the day's end plus the rollup retention"},
 	prefixRollupDecisions: {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},

@@ -10,7 +10,12 @@
 //	                restrict|rectify
 //	VIGIE_ENRICHED  vigie.enriched.<site>.<type>                   enrich stage
 //	VIGIE_SEGMENTS  vigie.segments.<site>.<segment>.entered|exited segment stage
-//	VIGIE_DEAD      vigie.dead.<plugin>, vigie.replay.<consumer>   consumers, replay
+//	VIGIE_DEAD      vigie.dead.<plugin>, vigie.replay.<consumer>,  consumers, replay,
+//	                vigie.sync.<plugin>.<site>                     resync jobs
+//
+// VIGIE_DEAD holds the messages addressed to one plugin or one consumer
+// rather than to every reader: dead letters, their replays, and the items
+// of a syncer's full resync.
 package streams
 
 import (
@@ -39,7 +44,8 @@ const (
 	Enriched = "VIGIE_ENRICHED"
 	// Segments carries segment entries and exits.
 	Segments = "VIGIE_SEGMENTS"
-	// Dead carries dead letters and their replays.
+	// Dead carries dead letters, their replays and resync items: messages
+	// addressed to one plugin or consumer.
 	Dead = "VIGIE_DEAD"
 )
 
@@ -51,6 +57,7 @@ const (
 	SegmentsPrefix = "vigie.segments."
 	DeadPrefix     = "vigie.dead."
 	ReplayPrefix   = "vigie.replay."
+	SyncPrefix     = "vigie.sync."
 )
 
 // Kinds of privacy events, the last token of their subject, one per
@@ -121,6 +128,14 @@ func DeadSubject(plugin string) string { return DeadPrefix + plugin }
 // vigie.replay.<durable>.
 func ReplaySubject(durable string) string { return ReplayPrefix + durable }
 
+// SyncSubject is where the items of a full resync of syncer plugin for
+// site go: vigie.sync.<plugin>.<site>.
+func SyncSubject(plugin, site string) string { return SyncPrefix + plugin + "." + site }
+
+// SyncSubjects is the subject filter of every resync item of plugin:
+// vigie.sync.<plugin>.*.
+func SyncSubjects(plugin string) string { return SyncPrefix + plugin + ".*" }
+
 // StreamOf returns the stream that captures subject, or "" for a subject
 // outside Vigie's layout.
 func StreamOf(subject string) string {
@@ -143,7 +158,7 @@ var layout = []struct {
 	{Privacy, []string{PrivacyPrefix}},
 	{Enriched, []string{EnrichedPrefix}},
 	{Segments, []string{SegmentsPrefix}},
-	{Dead, []string{DeadPrefix, ReplayPrefix}},
+	{Dead, []string{DeadPrefix, ReplayPrefix, SyncPrefix}},
 }
 
 // All is the name of every stream, in layout order.

@@ -55,6 +55,7 @@ func TestEverySubjectBelongsToItsStream(t *testing.T) {
 		{SegmentSubject(&vigiev1.SegmentChange{Site: "demo", Segment: "buyers"}), Segments},
 		{DeadSubject("crm"), Dead},
 		{ReplaySubject("sync-crm-privacy"), Dead},
+		{SyncSubject("crm-hubspot", "demo"), Dead},
 		{"other.subject", ""},
 	} {
 		if got := StreamOf(tc.subject); got != tc.stream {

@@ -5,12 +5,15 @@
 package builtin
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"sort"
+	"strings"
 	"sync"
 
+	"github.com/vigie-dev/vigie/plugins/crm"
 	"github.com/vigie-dev/vigie/plugins/geoip"
 	"github.com/vigie-dev/vigie/plugins/response"
 	"github.com/vigie-dev/vigie/plugins/segments"
@@ -23,6 +26,7 @@ const Subcommand = "plugin"
 var (
 	mu    sync.RWMutex
 	mains = map[string]func(){
+		crm.Name:   crm.Main,
 		"geoip":    geoip.Main,
 		"response": response.Main,
 		"segments": segments.Main,
@@ -32,16 +36,57 @@ var (
 // described are the built-ins whose manifest can be read without starting
 // them (Manifest): those of the vigie binary.
 var described = map[string]func() sdk.Plugin{
+	crm.Name:   crm.Plugin,
 	"geoip":    geoip.Plugin,
 	"response": response.Plugin,
 	"segments": segments.Plugin,
+}
+
+// Configured is what a built-in's configuration adds to its manifest and
+// needs from its plugin entry.
+type Configured struct {
+	// Purposes are added to the manifest's (plugins.Spec.Purposes): a
+	// CRM destination's.
+	Purposes []string
+	// Env are the environment variables the configuration reads secrets
+	// from: the plugin entry's env must pass them on.
+	Env []string
+}
+
+// checks validate the configuration of the built-ins that check theirs
+// before they start.
+var checks = map[string]func(config []byte) (Configured, error){
+	crm.Name: func(config []byte) (Configured, error) {
+		c, err := crm.Parse(config)
+		if err != nil {
+			// The message names the field, after crm's own prefix.
+			return Configured{}, errors.New(strings.TrimPrefix(err.Error(), crm.ErrConfig.Error()+": "))
+		}
+		return Configured{Purposes: c.Purposes, Env: c.EnvSecrets()}, nil
+	},
+}
+
+// Check validates config (JSON; nil: none) for built-in name, as far as it
+// can be without starting the plugin: an error's message starts with the
+// field it is about (fields.company: …). A built-in without such a check
+// accepts anything here.
+func Check(name string, config []byte) (Configured, error) {
+	mu.RLock()
+	check := checks[name]
+	mu.RUnlock()
+	if check == nil {
+		return Configured{}, nil
+	}
+	return check(config)
 }
 
 // Manifest returns the manifest built-in plugin name declares when it
 // starts, read without starting it (`vigie register` uses it); false for a
 // name that is not a built-in of the vigie binary.
 func Manifest(name string) (sdk.Manifest, bool) {
+	mu.RLock()
 	d, ok := described[name]
+	mu.RUnlock()
 	if !ok {
 		return sdk.Manifest{}, false
 	}
@@ -50,11 +95,15 @@ func Manifest(name string) (sdk.Manifest, bool) {
 }
 
 // Register adds a built-in plugin (tests use it to run test plugins from
-// the test binary). The main function serves the plugin and never returns.
+// the test binary), replacing one of the same name with its description
+// and configuration check. The main function serves the plugin and never
+// returns.
 func Register(name string, main func()) {
 	mu.Lock()
 	defer mu.Unlock()
 	mains[name] = main
+	delete(described, name)
+	delete(checks, name)
 }
 
 // Names lists the built-in plugins.

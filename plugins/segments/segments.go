@@ -45,15 +45,12 @@ import (
 // Version is the plugin's version, reported in its manifest.
 const Version = "0.1.0"
 
-// maxNameLen is the longest segment or rule name.
-const maxNameLen = 64
-
 // defaultPurposes apply to a segment or rule that lists none.
 var defaultPurposes = []string{"personalization", "marketing"}
 
 // configSchema is the JSON Schema of Config.
 const configSchema = `{"type":"object","additionalProperties":false,` +
-	`"$defs":{"name":{"type":"string","pattern":"^[a-z0-9_-]{1,64}$"},` +
+	`"$defs":{"name":{"type":"string","pattern":"` + sdk.NamePattern + `"},` +
 	`"purposes":{"type":"array","items":{"type":"string","minLength":1},` +
 	`"description":"any-of; default [\"personalization\",\"marketing\"]"}},` +
 	`"properties":{` +
@@ -362,8 +359,10 @@ func compileItem(env *cel.Env, kind, name, site, when string, purposes []string,
 	fail := func(format string, args ...any) (item, error) {
 		return item{}, fmt.Errorf("%w: %s %q: %s", ErrConfig, kind, name, fmt.Sprintf(format, args...))
 	}
-	if !validName(name) {
-		return fail("name must be 1-%d of [a-z0-9_-]", maxNameLen)
+	// Segment names are NATS subject tokens, like plugin names: the
+	// same rule.
+	if !sdk.ValidName(name) {
+		return fail("name must be %s", sdk.NameRule)
 	}
 	if seen[name] {
 		return fail("duplicate name")
@@ -396,20 +395,6 @@ func compileItem(env *cel.Env, kind, name, site, when string, purposes []string,
 		return fail("%s", err)
 	}
 	return item{kind: kind, name: name, site: site, purposes: slices.Clone(purposes), prg: prg, costTracked: tracked}, nil
-}
-
-// validName reports whether s is 1-64 of [a-z0-9_-].
-func validName(s string) bool {
-	if s == "" || len(s) > maxNameLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 // Plugin returns the plugin's manifest and hooks, served by Main.

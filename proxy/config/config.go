@@ -26,6 +26,7 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/plugins/rollup"
+	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -200,14 +201,20 @@ type Plugin struct {
 	// Name must equal the name in the plugin's manifest; a built-in's name
 	// (geoip, segments) without a path runs the built-in.
 	Name string `yaml:"name"`
+	// Builtin runs that built-in under Name, for a built-in configured
+	// several times: each CRM destination is `builtin: crm` with a name
+	// of its own. Not with Path. Default: Name.
+	Builtin string `yaml:"builtin"`
 	// Path of an external plugin binary.
 	Path string `yaml:"path"`
 	// SHA256 of the binary at Path (sha256sum); required with Path.
 	SHA256 string `yaml:"sha256"`
 	// Disabled keeps the entry without running the plugin.
 	Disabled bool `yaml:"disabled"`
-	// Env is the plugin process's whole environment ("KEY=value"); Vigie's
-	// own environment is never passed on. Default empty.
+	// Env is the plugin process's whole environment: "KEY=value", or
+	// "KEY" alone to pass on Vigie's own value of KEY (a secret the
+	// plugin reads, kept out of vigie.yaml). Nothing else of Vigie's
+	// environment is passed on. Default empty.
 	Env []string `yaml:"env"`
 	// Config is the plugin's own configuration, passed to it as JSON.
 	Config map[string]any `yaml:"config"`
@@ -866,8 +873,8 @@ func (c *Config) Validate() error {
 	seenPlugin := map[string]bool{}
 	for i, p := range c.Plugins {
 		f := fmt.Sprintf("plugins[%d]", i)
-		if !validPluginName(p.Name) {
-			bad(f+".name", "%q must be 1-64 characters of a-z, 0-9, _ and -", p.Name)
+		if !sdk.ValidName(p.Name) {
+			bad(f+".name", "%q must be %s", p.Name, sdk.NameRule)
 		}
 		if seenPlugin[p.Name] {
 			bad(f+".name", "%q is configured twice", p.Name)
@@ -878,6 +885,17 @@ func (c *Config) Validate() error {
 		}
 		if p.Path == "" && p.SHA256 != "" {
 			bad(f+".sha256", "set only for an external plugin (with path)")
+		}
+		if p.Builtin != "" && p.Path != "" {
+			bad(f+".builtin", "a built-in to run, or a path: not both")
+		}
+		if p.Builtin != "" && !sdk.ValidName(p.Builtin) {
+			bad(f+".builtin", "%q must be %s", p.Builtin, sdk.NameRule)
+		}
+		for j, e := range p.Env {
+			if name, _, _ := strings.Cut(e, "="); !envName(name) {
+				bad(fmt.Sprintf("%s.env[%d]", f, j), "must be NAME=value, or NAME to pass on Vigie's own value (NAME: letters, digits and _, not starting with a digit)")
+			}
 		}
 	}
 	for i, p := range c.PluginRuntime.ProfilePurposes {
@@ -904,9 +922,45 @@ func (c *Config) Validate() error {
 // a-z, 0-9, _ and - (site ids end up in keys and NATS subjects).
 func ValidSiteID(s string) bool { return validSiteID(s) }
 
-// validPluginName is validSiteID: plugin names end up in NATS subjects
-// and consumer names.
-func validPluginName(s string) bool { return validSiteID(s) }
+// envName reports whether s is an environment variable name.
+func envName(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Environment is p's process environment: its env entries, each bare NAME
+// replaced by NAME=<Vigie's value>, with the names of those Vigie's
+// environment lacks.
+func (p Plugin) Environment() (env, missing []string) {
+	for _, e := range p.Env {
+		if strings.Contains(e, "=") {
+			env = append(env, e)
+			continue
+		}
+		if v, ok := os.LookupEnv(e); ok {
+			env = append(env, e+"="+v)
+		} else {
+			missing = append(missing, e)
+		}
+	}
+	return env, missing
+}
+
+// BuiltinName is the built-in p runs (Builtin, or Name), "" for an
+// external plugin.
+func (p Plugin) BuiltinName() string {
+	switch {
+	case p.Path != "":
+		return ""
+	case p.Builtin != "":
+		return p.Builtin
+	}
+	return p.Name
+}
 
 func validSiteID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {

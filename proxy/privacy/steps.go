@@ -135,6 +135,11 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 	if err != nil {
 		return err
 	}
+	// Before the vault goes: what the destinations need to delete the
+	// person downstream (contacts.go).
+	if err := s.captureContacts(ctx, r); err != nil {
+		return err
+	}
 	_, err = s.update(ctx, r.ID, func(r *Request) (bool, []storage.Message, error) {
 		st := r.step("publish")
 		if st.Status == StatusDone {

@@ -1,6 +1,9 @@
 package register
 
 import (
+	"encoding/json"
+	"slices"
+
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/plugins/builtin"
 	"github.com/vigie-dev/vigie/proxy/config"
@@ -29,7 +32,17 @@ func Plugins(cfg config.Config, running []plugins.PluginManifest) []Plugin {
 			man := m.Manifest
 			pl.Manifest = &man
 		} else if pl.Builtin {
-			if man, ok := builtin.Manifest(p.Name); ok {
+			if man, ok := builtin.Manifest(p.BuiltinName()); ok {
+				// With what its configuration adds (a CRM
+				// destination's purposes), as the runtime does.
+				raw, _ := json.Marshal(p.Config)
+				if c, err := builtin.Check(p.BuiltinName(), raw); err == nil {
+					for _, pu := range c.Purposes {
+						if !slices.Contains(man.Purposes, pu) {
+							man.Purposes = append(man.Purposes, pu)
+						}
+					}
+				}
 				pl.Manifest = &man
 			}
 		}

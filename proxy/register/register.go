@@ -1,8 +1,9 @@
 // Package register builds the register of processing activities (Art. 30
 // GDPR) of a Vigie deployment from what Vigie knows for certain: its
 // configuration (organization, purposes, sites, retention, NATS, key
-// custody), the manifests of its plugins, and the further recipients the
-// caller adds (the CRM destinations, later). It renders it as JSON and as
+// custody), the manifests of its plugins, its CRM destinations
+// (Destinations: processors, with their location) and the further
+// recipients the caller adds. It renders it as JSON and as
 // Markdown, with every item of Art. 30(1)(a)–(g) and field names that
 // follow the CNIL's model register ("Registre des activités de
 // traitement", fiche de registre): each section carries its English label,
@@ -33,8 +34,8 @@ type Input struct {
 	Config config.Config
 	// Plugins are the configured plugins with their manifests.
 	Plugins []Plugin
-	// Recipients are further recipients: the CRM destinations and any
-	// other system the data is sent to. The CRM sync extends this list.
+	// Recipients are further recipients: any other system the data is
+	// sent to. The CRM destinations of Config are added by Build.
 	Recipients []Recipient
 	// GeneratedAt is the time of the register. Default now.
 	GeneratedAt time.Time
@@ -76,7 +77,8 @@ type Recipient struct {
 	PersonalData bool `json:"personal_data"`
 	// Purposes it receives data for; empty: every purpose.
 	Purposes []string `json:"purposes,omitempty"`
-	// Country where it processes the data (ISO 3166 alpha-2), if known.
+	// Country where it processes the data (ISO 3166 alpha-2, or EU), if
+	// known.
 	Country string `json:"country,omitempty"`
 	// Guarantee of a transfer outside the EEA (adequacy decision, SCCs,
 	// BCRs…), if any.
@@ -203,6 +205,7 @@ func Build(in Input) Register {
 		in.GeneratedAt = time.Now()
 	}
 	cfg := in.Config
+	in.Recipients = append(Destinations(cfg), in.Recipients...)
 	r := Register{
 		Title: "Register of processing activities", TitleFR: "Registre des activités de traitement",
 		GeneratedAt: in.GeneratedAt.UTC().Truncate(time.Second), Generator: in.Generator,
@@ -228,6 +231,11 @@ func Build(in Input) Register {
 	}
 	r.SpecialCategories = section("Special categories of data", "Données sensibles (catégories particulières de données)", "9, 10",
 		specialCategories(cfg))
+	for _, rc := range in.Recipients {
+		if rc.Country == "" && rc.Kind != Internal {
+			r.ToComplete = append(r.ToComplete, fmt.Sprintf("recipient %q: where it keeps the data is not declared (a CRM destination's location)", rc.Name))
+		}
+	}
 	for _, p := range in.Plugins {
 		if p.Manifest == nil {
 			r.ToComplete = append(r.ToComplete, fmt.Sprintf("plugin %q: its manifest was not read (an external plugin); build the register from the running server (GET /admin/v1/register) to describe what it receives", p.Name))
@@ -499,7 +507,7 @@ func joinPurposes(ps []consent.Purpose) string {
 func transfers(cfg config.Config, recips []Recipient) Transfers {
 	t := Transfers{}
 	for _, r := range recips {
-		if r.Country != "" && !slices.Contains(eea, strings.ToUpper(r.Country)) {
+		if r.Country != "" && !inEEA(r.Country) {
 			g := r.Guarantee
 			if g == "" {
 				g = "none declared: to complete"

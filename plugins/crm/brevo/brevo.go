@@ -191,18 +191,7 @@ func (b *Connector) statusError(op string, resp *delivery.Response) error {
 // call sends req, retrying within the policy; statuses in ok count as
 // success besides 2xx.
 func (b *Connector) call(ctx context.Context, req delivery.Request, ok ...int) (*delivery.Response, error) {
-	for n := 1; ; n++ {
-		resp, err := b.req.Do(ctx, req)
-		if err == nil {
-			if resp.OK() || slices.Contains(ok, resp.Status) {
-				return resp, nil
-			}
-			err = b.statusError(req.Op, resp)
-		}
-		if !b.policy.Wait(ctx, n, err) {
-			return nil, err
-		}
-	}
+	return b.req.Call(ctx, b.policy, req, b.statusError, ok...)
 }
 
 // membership is the wanted list membership of one contact for one

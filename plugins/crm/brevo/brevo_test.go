@@ -1,58 +1,34 @@
 package brevo
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigie-dev/vigie/plugins/crm/brevo/brevotest"
 	"github.com/vigie-dev/vigie/plugins/crm/delivery"
+	"github.com/vigie-dev/vigie/plugins/crm/delivery/deliverytest"
 )
 
 const apiKey = "xkeysib-5f0c2a9e8d7b6a5c4b3a2918f7e6d5c4b3a2918f7e6d5c4b3a2918f7e6d5c4b-AbCdEfGh"
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func config(url string, logs *logBuffer) Config {
+func config(url string, logs *deliverytest.LogBuffer) Config {
 	cfg := Config{APIKey: delivery.SecretSource{Value: delivery.NewSecret(apiKey)}, BaseURL: url + "/v3"}
-	cfg.AllowPrivate = true
-	cfg.Timeout = delivery.Duration(2 * time.Second)
-	cfg.RateLimit = delivery.RateLimit{PerSecond: 1000, Burst: 100}
-	cfg.Retry = delivery.Policy{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxInlineWait: 3 * time.Second}
-	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Settings = deliverytest.Settings(logs)
 	return cfg
 }
 
 // setup starts a fake Brevo and a connector to it.
-func setup(t *testing.T, mut func(*Config)) (*Connector, *brevotest.Server, *logBuffer) {
+func setup(t *testing.T, mut func(*Config)) (*Connector, *brevotest.Server, *deliverytest.LogBuffer) {
 	t.Helper()
 	srv := brevotest.New(apiKey)
 	t.Cleanup(srv.Close)
-	logs := &logBuffer{}
+	logs := &deliverytest.LogBuffer{}
 	cfg := config(srv.URL, logs)
 	if mut != nil {
 		mut(&cfg)
@@ -82,28 +58,13 @@ func change(kind delivery.Kind, i int, segment string) delivery.Change {
 		Email: email(i), Segment: segment}
 }
 
+// deliver and allDone are deliverytest's, for this connector.
 func deliver(t *testing.T, c *Connector, changes ...delivery.Change) []delivery.Result {
 	t.Helper()
-	res, err := c.Deliver(context.Background(), changes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range res {
-		if r.ID != changes[i].ID() {
-			t.Fatalf("result %d for another change", i)
-		}
-	}
-	return res
+	return deliverytest.Deliver(t, c, changes...)
 }
 
-func allDone(t *testing.T, res []delivery.Result) {
-	t.Helper()
-	for i, r := range res {
-		if r.Outcome != delivery.Done {
-			t.Fatalf("change %d: %+v", i, r)
-		}
-	}
-}
+var allDone = deliverytest.AllDone
 
 // TestUpsert: the contact is created with its attributes upper-cased
 // and typed, the score, and the lists of its synced segments; missing
@@ -145,7 +106,7 @@ func TestUpsert(t *testing.T) {
 		t.Errorf("%d creates", srv.Creates())
 	}
 	// A new connector (a restart) finds the folder and lists.
-	c2, err := New(config(srv.URL, &logBuffer{}))
+	c2, err := New(config(srv.URL, &deliverytest.LogBuffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -184,4 +185,35 @@ func ParseURL(raw string, allowPrivate bool) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: url must not have a fragment", ErrConfig)
 	}
 	return u, nil
+}
+
+// CheckURL refuses, when a destination is configured, a URL whose host is
+// an address the SSRF policy refuses, or a name resolving to one (with
+// resolver; nil: net.DefaultResolver): the mistake is reported at start,
+// naming the field, rather than at the first delivery. A name that does
+// not resolve now passes (DNS may be down); every connection is checked
+// again when it is made, which is what DNS rebinding cannot get around.
+func CheckURL(ctx context.Context, u *url.URL, allowPrivate bool, resolver *net.Resolver) error {
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil {
+		if err := CheckAddress(a, allowPrivate); err != nil {
+			return fmt.Errorf("%w: url: %w", ErrConfig, err)
+		}
+		return nil
+	}
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if err := CheckAddress(a, allowPrivate); err != nil {
+			return fmt.Errorf("%w: url: its host name resolves to an address that is not allowed: %w", ErrConfig, err)
+		}
+	}
+	return nil
 }

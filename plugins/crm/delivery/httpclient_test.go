@@ -1,4 +1,4 @@
-package delivery
+package delivery_test
 
 import (
 	"context"
@@ -14,62 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
+	"github.com/vigie-dev/vigie/plugins/crm/delivery"
+	"github.com/vigie-dev/vigie/plugins/crm/delivery/deliverytest"
 )
-
-// startDNS serves A answers from records on a local UDP port until the
-// test ends, and returns a resolver that asks only it: the test resolver
-// for names that resolve to internal addresses.
-func startDNS(t *testing.T, records map[string]netip.Addr) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-			b.EnableCompression()
-			_ = b.StartQuestions()
-			_ = b.Question(q)
-			_ = b.StartAnswers()
-			name := strings.TrimSuffix(q.Name.String(), ".")
-			if a, ok := records[name]; ok && q.Type == dnsmessage.TypeA && a.Is4() {
-				_ = b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60},
-					dnsmessage.AResource{A: a.As4()})
-			}
-			msg, err := b.Finish()
-			if err == nil {
-				_, _ = pc.WriteTo(msg, from)
-			}
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); <-done })
-	addr := pc.LocalAddr().String()
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "udp", addr)
-		},
-	}
-}
 
 // TestSSRFRefused: every internal destination is refused at connect
 // time, the server is never reached, and the error is final and names
@@ -81,7 +28,7 @@ func TestSSRFRefused(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	resolver := startDNS(t, map[string]netip.Addr{
+	resolver := deliverytest.StartDNS(t, map[string]netip.Addr{
 		"rebind.test":   netip.MustParseAddr("127.0.0.1"),
 		"metadata.test": netip.MustParseAddr("169.254.169.254"),
 		"intranet.test": netip.MustParseAddr("10.1.2.3"),
@@ -105,16 +52,16 @@ func TestSSRFRefused(t *testing.T) {
 		{"hostname resolving to metadata", "http://metadata.test/", "link-local"},
 		{"hostname resolving to private", "http://intranet.test/", "private"},
 	}
-	client := NewHTTPClient(HTTPConfig{Resolver: resolver, ConnectTimeout: time.Second, Timeout: 2 * time.Second})
+	client := delivery.NewHTTPClient(delivery.HTTPConfig{Resolver: resolver, ConnectTimeout: time.Second, Timeout: 2 * time.Second})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u, _ := url.Parse(tt.url)
-			r := &Requester{Client: client, Base: u, Limiter: NewLimiter(RateLimit{PerSecond: 1000})}
-			_, err := r.Do(context.Background(), Request{Op: "test", Method: http.MethodGet})
-			if !errors.Is(err, ErrForbiddenAddress) {
-				t.Fatalf("err = %v, want ErrForbiddenAddress", err)
+			r := &delivery.Requester{Client: client, Base: u, Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000})}
+			_, err := r.Do(context.Background(), delivery.Request{Op: "test", Method: http.MethodGet})
+			if !errors.Is(err, delivery.ErrForbiddenAddress) {
+				t.Fatalf("err = %v, want delivery.ErrForbiddenAddress", err)
 			}
-			if c := Classify(err); c.Retryable {
+			if c := delivery.Classify(err); c.Retryable {
 				t.Errorf("refused address classified retryable")
 			}
 			if !strings.Contains(err.Error(), tt.class) {
@@ -137,21 +84,21 @@ func TestAllowPrivate(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	resolver := startDNS(t, map[string]netip.Addr{"crm.test": netip.MustParseAddr("127.0.0.1")})
+	resolver := deliverytest.StartDNS(t, map[string]netip.Addr{"crm.test": netip.MustParseAddr("127.0.0.1")})
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	client := NewHTTPClient(HTTPConfig{AllowPrivate: true, Resolver: resolver, Timeout: 2 * time.Second})
+	client := delivery.NewHTTPClient(delivery.HTTPConfig{AllowPrivate: true, Resolver: resolver, Timeout: 2 * time.Second})
 	for _, raw := range []string{srv.URL, "http://crm.test:" + port} {
 		u, _ := url.Parse(raw)
-		r := &Requester{Client: client, Base: u, Limiter: NewLimiter(RateLimit{PerSecond: 1000})}
-		resp, err := r.Do(context.Background(), Request{Op: "test", Method: http.MethodGet})
+		r := &delivery.Requester{Client: client, Base: u, Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000})}
+		resp, err := r.Do(context.Background(), delivery.Request{Op: "test", Method: http.MethodGet})
 		if err != nil || resp.Status != http.StatusNoContent {
 			t.Fatalf("%s: resp %v, err %v", raw, resp, err)
 		}
 	}
 	u, _ := url.Parse("http://169.254.169.254/")
-	r := &Requester{Client: client, Base: u, Limiter: NewLimiter(RateLimit{PerSecond: 1000})}
-	if _, err := r.Do(context.Background(), Request{Op: "test", Method: http.MethodGet}); !errors.Is(err, ErrForbiddenAddress) {
-		t.Fatalf("metadata with allow_private: err = %v, want ErrForbiddenAddress", err)
+	r := &delivery.Requester{Client: client, Base: u, Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000})}
+	if _, err := r.Do(context.Background(), delivery.Request{Op: "test", Method: http.MethodGet}); !errors.Is(err, delivery.ErrForbiddenAddress) {
+		t.Fatalf("metadata with allow_private: err = %v, want delivery.ErrForbiddenAddress", err)
 	}
 }
 
@@ -167,12 +114,12 @@ func TestRedirectNotFollowed(t *testing.T) {
 			http.Redirect(w, r, target, http.StatusFound)
 		}))
 		u, _ := url.Parse(redirector.URL)
-		r := &Requester{
-			Client:  NewHTTPClient(HTTPConfig{AllowPrivate: true, Timeout: 2 * time.Second}),
+		r := &delivery.Requester{
+			Client:  delivery.NewHTTPClient(delivery.HTTPConfig{AllowPrivate: true, Timeout: 2 * time.Second}),
 			Base:    u,
-			Limiter: NewLimiter(RateLimit{PerSecond: 1000}),
+			Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000}),
 		}
-		resp, err := r.Do(context.Background(), Request{Op: "webhook", Method: http.MethodPost, Body: map[string]int{"a": 1}})
+		resp, err := r.Do(context.Background(), delivery.Request{Op: "webhook", Method: http.MethodPost, Body: map[string]int{"a": 1}})
 		redirector.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -181,7 +128,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 			t.Fatalf("status %d, want 302 returned as is", resp.Status)
 		}
 		he := r.Error("webhook", resp)
-		if c := Classify(he); c.Retryable || c.Status != http.StatusFound {
+		if c := delivery.Classify(he); c.Retryable || c.Status != http.StatusFound {
 			t.Errorf("redirect classified %+v, want final 302", c)
 		}
 		if !strings.Contains(he.Error(), "redirect not followed") {
@@ -200,17 +147,17 @@ func TestTimeout(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
 	t.Cleanup(func() { close(release); srv.Close() })
 	u, _ := url.Parse(srv.URL)
-	r := &Requester{
-		Client:  NewHTTPClient(HTTPConfig{AllowPrivate: true, Timeout: 200 * time.Millisecond}),
+	r := &delivery.Requester{
+		Client:  delivery.NewHTTPClient(delivery.HTTPConfig{AllowPrivate: true, Timeout: 200 * time.Millisecond}),
 		Base:    u,
-		Limiter: NewLimiter(RateLimit{PerSecond: 1000}),
+		Limiter: delivery.NewLimiter(delivery.RateLimit{PerSecond: 1000}),
 	}
-	_, err := r.Do(context.Background(), Request{Op: "slow", Method: http.MethodGet})
-	var ne *NetError
+	_, err := r.Do(context.Background(), delivery.Request{Op: "slow", Method: http.MethodGet})
+	var ne *delivery.NetError
 	if !errors.As(err, &ne) || ne.Kind != "timeout" {
-		t.Fatalf("err = %v, want a timeout NetError", err)
+		t.Fatalf("err = %v, want a timeout delivery.NetError", err)
 	}
-	if !Classify(err).Retryable {
+	if !delivery.Classify(err).Retryable {
 		t.Error("timeout not retryable")
 	}
 	if strings.Contains(err.Error(), "127.0.0.1") {
@@ -234,12 +181,12 @@ func TestParseURL(t *testing.T) {
 		{"/relative", false, false},
 	}
 	for _, tt := range tests {
-		_, err := ParseURL(tt.raw, tt.allowPrivate)
+		_, err := delivery.ParseURL(tt.raw, tt.allowPrivate)
 		if (err == nil) != tt.ok {
-			t.Errorf("ParseURL(%q, %v) err = %v, want ok=%v", tt.raw, tt.allowPrivate, err, tt.ok)
+			t.Errorf("delivery.ParseURL(%q, %v) err = %v, want ok=%v", tt.raw, tt.allowPrivate, err, tt.ok)
 		}
-		if err != nil && (!errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "pass")) {
-			t.Errorf("ParseURL(%q) error %q", tt.raw, err)
+		if err != nil && (!errors.Is(err, delivery.ErrConfig) || strings.Contains(err.Error(), "pass")) {
+			t.Errorf("delivery.ParseURL(%q) error %q", tt.raw, err)
 		}
 	}
 }
@@ -271,19 +218,19 @@ func TestCheckAddress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		a := netip.MustParseAddr(tt.addr)
-		if got := CheckAddress(a, false) == nil; got != tt.public {
-			t.Errorf("CheckAddress(%s, false) allowed=%v, want %v", tt.addr, got, tt.public)
+		if got := delivery.CheckAddress(a, false) == nil; got != tt.public {
+			t.Errorf("delivery.CheckAddress(%s, false) allowed=%v, want %v", tt.addr, got, tt.public)
 		}
-		if got := CheckAddress(a, true) == nil; got != tt.privateAllow {
-			t.Errorf("CheckAddress(%s, true) allowed=%v, want %v", tt.addr, got, tt.privateAllow)
+		if got := delivery.CheckAddress(a, true) == nil; got != tt.privateAllow {
+			t.Errorf("delivery.CheckAddress(%s, true) allowed=%v, want %v", tt.addr, got, tt.privateAllow)
 		}
 	}
 }
 
 // ExampleNewHTTPClient shows the client refusing a loopback destination.
 func ExampleNewHTTPClient() {
-	client := NewHTTPClient(HTTPConfig{})
+	client := delivery.NewHTTPClient(delivery.HTTPConfig{})
 	_, err := client.Get("http://127.0.0.1:9/")
-	fmt.Println(errors.Is(err, ErrForbiddenAddress))
+	fmt.Println(errors.Is(err, delivery.ErrForbiddenAddress))
 	// Output: true
 }

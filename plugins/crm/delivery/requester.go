@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -132,6 +133,25 @@ func (r *Requester) Do(ctx context.Context, req Request) (*Response, error) {
 		}
 	}
 	return out, nil
+}
+
+// Call sends req, retrying within policy p: a 2xx answer, or one whose
+// status is in ok, is returned; another is turned into its error by fail
+// (the connector's reading of its vendor's errors, e.g. Error with its
+// 429 policies), and retried while p allows it.
+func (r *Requester) Call(ctx context.Context, p Policy, req Request, fail func(op string, resp *Response) error, ok ...int) (*Response, error) {
+	for n := 1; ; n++ {
+		resp, err := r.Do(ctx, req)
+		if err == nil {
+			if resp.OK() || slices.Contains(ok, resp.Status) {
+				return resp, nil
+			}
+			err = fail(req.Op, resp)
+		}
+		if !p.Wait(ctx, n, err) {
+			return nil, err
+		}
+	}
 }
 
 // Error is the *HTTPError for a non-2xx answer to op: status, redacted

@@ -284,18 +284,7 @@ func (h *Connector) statusError(op string, resp *delivery.Response) error {
 // call sends req, retrying within the policy; statuses in ok count as
 // success besides 2xx.
 func (h *Connector) call(ctx context.Context, req delivery.Request, ok ...int) (*delivery.Response, error) {
-	for n := 1; ; n++ {
-		resp, err := h.req.Do(ctx, req)
-		if err == nil {
-			if resp.OK() || slices.Contains(ok, resp.Status) {
-				return resp, nil
-			}
-			err = h.statusError(req.Op, resp)
-		}
-		if !h.policy.Wait(ctx, n, err) {
-			return nil, err
-		}
-	}
+	return h.req.Call(ctx, h.policy, req, h.statusError, ok...)
 }
 
 // input is one contact of a batch upsert: the merged properties of the

@@ -1,8 +1,6 @@
 package hubspot
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,45 +8,24 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigie-dev/vigie/plugins/crm/delivery"
+	"github.com/vigie-dev/vigie/plugins/crm/delivery/deliverytest"
 	"github.com/vigie-dev/vigie/plugins/crm/hubspot/hubspottest"
 )
 
 const token = "pat-na1-8c4e1f2a-0b9d-4c3e-a7f6-5d2c1b0a9e8f"
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // setup starts a fake HubSpot and a connector to it.
-func setup(t *testing.T, mut func(*Config)) (*Connector, *hubspottest.Server, *logBuffer) {
+func setup(t *testing.T, mut func(*Config)) (*Connector, *hubspottest.Server, *deliverytest.LogBuffer) {
 	t.Helper()
 	srv := hubspottest.New(token)
 	t.Cleanup(srv.Close)
-	logs := &logBuffer{}
+	logs := &deliverytest.LogBuffer{}
 	cfg := Config{Token: delivery.SecretSource{Value: delivery.NewSecret(token)}, BaseURL: srv.URL}
-	cfg.AllowPrivate = true
-	cfg.Timeout = delivery.Duration(2 * time.Second)
-	cfg.RateLimit = delivery.RateLimit{PerSecond: 1000, Burst: 100}
-	cfg.Retry = delivery.Policy{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxInlineWait: 3 * time.Second}
-	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Settings = deliverytest.Settings(logs)
 	if mut != nil {
 		mut(&cfg)
 	}
@@ -78,31 +55,13 @@ func change(kind delivery.Kind, i int, mut func(*delivery.Change)) delivery.Chan
 	return c
 }
 
+// deliver and allDone are deliverytest's, for this connector.
 func deliver(t *testing.T, c *Connector, changes ...delivery.Change) []delivery.Result {
 	t.Helper()
-	res, err := c.Deliver(context.Background(), changes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res) != len(changes) {
-		t.Fatalf("%d results for %d changes", len(res), len(changes))
-	}
-	for i, r := range res {
-		if r.ID != changes[i].ID() {
-			t.Fatalf("result %d has id %s, want %s", i, r.ID, changes[i].ID())
-		}
-	}
-	return res
+	return deliverytest.Deliver(t, c, changes...)
 }
 
-func allDone(t *testing.T, res []delivery.Result) {
-	t.Helper()
-	for i, r := range res {
-		if r.Outcome != delivery.Done {
-			t.Fatalf("change %d: %+v", i, r)
-		}
-	}
-}
+var allDone = deliverytest.AllDone
 
 // TestUpsertBatching: 250 contacts go in batches of 100, 100 and 50,
 // each contact created once with its properties, segments, score and

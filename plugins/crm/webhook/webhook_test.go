@@ -1,22 +1,20 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigie-dev/vigie/plugins/crm/delivery"
+	"github.com/vigie-dev/vigie/plugins/crm/delivery/deliverytest"
 	"github.com/vigie-dev/vigie/plugins/crm/webhook/webhooktest"
 )
 
@@ -26,41 +24,19 @@ var (
 	current = "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789ABCDEF"))
 )
 
-// logBuffer collects a connector's log output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // newConnector returns a connector to url signing with secrets (default:
 // current), fast retries, and a captured log.
-func newConnector(t *testing.T, url string, mut func(*Config), secrets ...string) (*Connector, *logBuffer) {
+func newConnector(t *testing.T, url string, mut func(*Config), secrets ...string) (*Connector, *deliverytest.LogBuffer) {
 	t.Helper()
 	if len(secrets) == 0 {
 		secrets = []string{current}
 	}
-	logs := &logBuffer{}
+	logs := &deliverytest.LogBuffer{}
 	cfg := Config{URL: url}
 	for _, s := range secrets {
 		cfg.Secrets = append(cfg.Secrets, delivery.SecretSource{Value: delivery.NewSecret(s)})
 	}
-	cfg.AllowPrivate = true
-	cfg.Timeout = delivery.Duration(2 * time.Second)
-	cfg.RateLimit = delivery.RateLimit{PerSecond: 1000, Burst: 100}
-	cfg.Retry = delivery.Policy{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxInlineWait: 3 * time.Second}
-	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Settings = deliverytest.Settings(logs)
 	if mut != nil {
 		mut(&cfg)
 	}

@@ -1444,10 +1444,18 @@ type SyncItem struct {
 	//	*SyncItem_SegmentChange
 	//	*SyncItem_Identify
 	//	*SyncItem_Privacy
+	//	*SyncItem_Resync
 	Item isSyncItem_Item `protobuf_oneof:"item"`
 	// contact is set by the host for plugins with capability
-	// contacts.resolve when the subject's consent allows it.
-	Contact       *Contact `protobuf:"bytes,4,opt,name=contact,proto3" json:"contact,omitempty"`
+	// contacts.resolve: when the subject's current consent grants the
+	// plugin's purposes, and, to carry out a withdrawal, an objection, a
+	// restriction, an erasure or a segment exit downstream, when the plugin
+	// was given the subject's contact before.
+	Contact *Contact `protobuf:"bytes,4,opt,name=contact,proto3" json:"contact,omitempty"`
+	// profile is the subject's profile, set by the host for plugins with
+	// capability profiles.read on identify, resync and rectification items
+	// (when the subject has one).
+	Profile       *Profile `protobuf:"bytes,6,opt,name=profile,proto3" json:"profile,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1516,9 +1524,25 @@ func (x *SyncItem) GetPrivacy() *PrivacyEvent {
 	return nil
 }
 
+func (x *SyncItem) GetResync() *Resync {
+	if x != nil {
+		if x, ok := x.Item.(*SyncItem_Resync); ok {
+			return x.Resync
+		}
+	}
+	return nil
+}
+
 func (x *SyncItem) GetContact() *Contact {
 	if x != nil {
 		return x.Contact
+	}
+	return nil
+}
+
+func (x *SyncItem) GetProfile() *Profile {
+	if x != nil {
+		return x.Profile
 	}
 	return nil
 }
@@ -1540,11 +1564,92 @@ type SyncItem_Privacy struct {
 	Privacy *PrivacyEvent `protobuf:"bytes,3,opt,name=privacy,proto3,oneof"`
 }
 
+type SyncItem_Resync struct {
+	// resync asks for the subject's current state again: one subject of a
+	// full resync of the plugin's destination.
+	Resync *Resync `protobuf:"bytes,5,opt,name=resync,proto3,oneof"`
+}
+
 func (*SyncItem_SegmentChange) isSyncItem_Item() {}
 
 func (*SyncItem_Identify) isSyncItem_Item() {}
 
 func (*SyncItem_Privacy) isSyncItem_Item() {}
+
+func (*SyncItem_Resync) isSyncItem_Item() {}
+
+// Resync is one subject of a full resync of a syncer's destination
+// (subject vigie.sync.<plugin>.<site>).
+type Resync struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	// subject is the pseudonym.
+	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// run_id identifies the resync run; with the subject it makes the
+	// item's idempotency key.
+	RunId         string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	AtMs          int64  `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resync) Reset() {
+	*x = Resync{}
+	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resync) ProtoMessage() {}
+
+func (x *Resync) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resync.ProtoReflect.Descriptor instead.
+func (*Resync) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Resync) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *Resync) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Resync) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *Resync) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
 
 // SyncResponse has one result per item, in order.
 type SyncResponse struct {
@@ -1556,7 +1661,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1673,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[21]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1686,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{21}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SyncResponse) GetResults() []*SyncResult {
@@ -1595,14 +1700,29 @@ func (x *SyncResponse) GetResults() []*SyncResult {
 type SyncResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// error is non-empty when the item failed (the host retries it).
-	Error         string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// permanent (with error): retrying cannot help; the host dead-letters
+	// the item at once, error being the dead letter's reason.
+	Permanent bool `protobuf:"varint,2,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	// retry_after_ms (with error): the failure is the destination's, not the
+	// item's (it is down, throttling or paused): the host delivers the item
+	// again after this delay, without counting the failure towards
+	// max_deliver.
+	RetryAfterMs int64 `protobuf:"varint,3,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	// not_supported (without error): the plugin cannot carry out this item
+	// (an erasure its destination cannot delete); acknowledged, and reported
+	// so in a privacy request's step.
+	NotSupported bool `protobuf:"varint,4,opt,name=not_supported,json=notSupported,proto3" json:"not_supported,omitempty"`
+	// detail (without error): what was done, in words without identifiers,
+	// shown in a privacy request's step.
+	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResult) Reset() {
 	*x = SyncResult{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1734,7 @@ func (x *SyncResult) String() string {
 func (*SyncResult) ProtoMessage() {}
 
 func (x *SyncResult) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[22]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,12 +1747,40 @@ func (x *SyncResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResult.ProtoReflect.Descriptor instead.
 func (*SyncResult) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{22}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SyncResult) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *SyncResult) GetPermanent() bool {
+	if x != nil {
+		return x.Permanent
+	}
+	return false
+}
+
+func (x *SyncResult) GetRetryAfterMs() int64 {
+	if x != nil {
+		return x.RetryAfterMs
+	}
+	return 0
+}
+
+func (x *SyncResult) GetNotSupported() bool {
+	if x != nil {
+		return x.NotSupported
+	}
+	return false
+}
+
+func (x *SyncResult) GetDetail() string {
+	if x != nil {
+		return x.Detail
 	}
 	return ""
 }
@@ -1648,7 +1796,7 @@ type ProfileGetRequest struct {
 
 func (x *ProfileGetRequest) Reset() {
 	*x = ProfileGetRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1808,7 @@ func (x *ProfileGetRequest) String() string {
 func (*ProfileGetRequest) ProtoMessage() {}
 
 func (x *ProfileGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[23]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1821,7 @@ func (x *ProfileGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileGetRequest.ProtoReflect.Descriptor instead.
 func (*ProfileGetRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{23}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ProfileGetRequest) GetSite() string {
@@ -1700,7 +1848,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1860,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[24]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1873,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{24}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVGetRequest) GetKey() string {
@@ -1746,7 +1894,7 @@ type KVGetResponse struct {
 
 func (x *KVGetResponse) Reset() {
 	*x = KVGetResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1906,7 @@ func (x *KVGetResponse) String() string {
 func (*KVGetResponse) ProtoMessage() {}
 
 func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[25]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1919,7 @@ func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetResponse.ProtoReflect.Descriptor instead.
 func (*KVGetResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{25}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVGetResponse) GetValue() []byte {
@@ -1801,7 +1949,7 @@ type KVPutRequest struct {
 
 func (x *KVPutRequest) Reset() {
 	*x = KVPutRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1961,7 @@ func (x *KVPutRequest) String() string {
 func (*KVPutRequest) ProtoMessage() {}
 
 func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[26]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1974,7 @@ func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutRequest.ProtoReflect.Descriptor instead.
 func (*KVPutRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{26}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVPutRequest) GetKey() string {
@@ -1859,7 +2007,7 @@ type KVPutResponse struct {
 
 func (x *KVPutResponse) Reset() {
 	*x = KVPutResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +2019,7 @@ func (x *KVPutResponse) String() string {
 func (*KVPutResponse) ProtoMessage() {}
 
 func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[27]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +2032,7 @@ func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutResponse.ProtoReflect.Descriptor instead.
 func (*KVPutResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{27}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 // KVDeleteRequest deletes one key.
@@ -1897,7 +2045,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2057,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[28]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2070,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{28}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KVDeleteRequest) GetKey() string {
@@ -1941,7 +2089,7 @@ type KVDeleteResponse struct {
 
 func (x *KVDeleteResponse) Reset() {
 	*x = KVDeleteResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2101,7 @@ func (x *KVDeleteResponse) String() string {
 func (*KVDeleteResponse) ProtoMessage() {}
 
 func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[29]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2114,7 @@ func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
 func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{29}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 // ContactResolveRequest names a subject.
@@ -1980,7 +2128,7 @@ type ContactResolveRequest struct {
 
 func (x *ContactResolveRequest) Reset() {
 	*x = ContactResolveRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2140,7 @@ func (x *ContactResolveRequest) String() string {
 func (*ContactResolveRequest) ProtoMessage() {}
 
 func (x *ContactResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[30]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2153,7 @@ func (x *ContactResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactResolveRequest.ProtoReflect.Descriptor instead.
 func (*ContactResolveRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{30}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ContactResolveRequest) GetSite() string {
@@ -2032,7 +2180,7 @@ type EmitRequest struct {
 
 func (x *EmitRequest) Reset() {
 	*x = EmitRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2192,7 @@ func (x *EmitRequest) String() string {
 func (*EmitRequest) ProtoMessage() {}
 
 func (x *EmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[31]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2205,7 @@ func (x *EmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitRequest.ProtoReflect.Descriptor instead.
 func (*EmitRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{31}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EmitRequest) GetEvent() *Event {
@@ -2076,7 +2224,7 @@ type EmitResponse struct {
 
 func (x *EmitResponse) Reset() {
 	*x = EmitResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2236,7 @@ func (x *EmitResponse) String() string {
 func (*EmitResponse) ProtoMessage() {}
 
 func (x *EmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[32]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2249,7 @@ func (x *EmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitResponse.ProtoReflect.Descriptor instead.
 func (*EmitResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{32}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 // LogRequest is one structured log line.
@@ -2118,7 +2266,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2278,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[33]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2291,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{33}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogRequest) GetLevel() int32 {
@@ -2178,7 +2326,7 @@ type LogAttr struct {
 
 func (x *LogAttr) Reset() {
 	*x = LogAttr{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[34]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2338,7 @@ func (x *LogAttr) String() string {
 func (*LogAttr) ProtoMessage() {}
 
 func (x *LogAttr) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[34]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2351,7 @@ func (x *LogAttr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAttr.ProtoReflect.Descriptor instead.
 func (*LogAttr) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{34}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LogAttr) GetKey() string {
@@ -2229,7 +2377,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_vigie_v1_plugin_proto_msgTypes[35]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2389,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_plugin_proto_msgTypes[35]
+	mi := &file_vigie_v1_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2402,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{35}
+	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 var File_vigie_v1_plugin_proto protoreflect.FileDescriptor
@@ -2356,18 +2504,29 @@ const file_vigie_v1_plugin_proto_rawDesc = "" +
 	"\tlast_name\x18\x04 \x01(\tR\blastName\x12\x16\n" +
 	"\x06traits\x18\x05 \x01(\fR\x06traits\"7\n" +
 	"\vSyncRequest\x12(\n" +
-	"\x05items\x18\x01 \x03(\v2\x12.vigie.v1.SyncItemR\x05items\"\xe4\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x12.vigie.v1.SyncItemR\x05items\"\xbd\x02\n" +
 	"\bSyncItem\x12@\n" +
 	"\x0esegment_change\x18\x01 \x01(\v2\x17.vigie.v1.SegmentChangeH\x00R\rsegmentChange\x12-\n" +
 	"\bidentify\x18\x02 \x01(\v2\x0f.vigie.v1.EventH\x00R\bidentify\x122\n" +
-	"\aprivacy\x18\x03 \x01(\v2\x16.vigie.v1.PrivacyEventH\x00R\aprivacy\x12+\n" +
-	"\acontact\x18\x04 \x01(\v2\x11.vigie.v1.ContactR\acontactB\x06\n" +
-	"\x04item\">\n" +
+	"\aprivacy\x18\x03 \x01(\v2\x16.vigie.v1.PrivacyEventH\x00R\aprivacy\x12*\n" +
+	"\x06resync\x18\x05 \x01(\v2\x10.vigie.v1.ResyncH\x00R\x06resync\x12+\n" +
+	"\acontact\x18\x04 \x01(\v2\x11.vigie.v1.ContactR\acontact\x12+\n" +
+	"\aprofile\x18\x06 \x01(\v2\x11.vigie.v1.ProfileR\aprofileB\x06\n" +
+	"\x04item\"b\n" +
+	"\x06Resync\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x15\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x13\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\">\n" +
 	"\fSyncResponse\x12.\n" +
-	"\aresults\x18\x01 \x03(\v2\x14.vigie.v1.SyncResultR\aresults\"\"\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.vigie.v1.SyncResultR\aresults\"\xa3\x01\n" +
 	"\n" +
 	"SyncResult\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\"A\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12\x1c\n" +
+	"\tpermanent\x18\x02 \x01(\bR\tpermanent\x12$\n" +
+	"\x0eretry_after_ms\x18\x03 \x01(\x03R\fretryAfterMs\x12#\n" +
+	"\rnot_supported\x18\x04 \x01(\bR\fnotSupported\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\"A\n" +
 	"\x11ProfileGetRequest\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\" \n" +
@@ -2441,7 +2600,7 @@ func file_vigie_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_vigie_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_vigie_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_vigie_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_vigie_v1_plugin_proto_goTypes = []any{
 	(Transition)(0),               // 0: vigie.v1.Transition
 	(PrivacyAction)(0),            // 1: vigie.v1.PrivacyAction
@@ -2466,32 +2625,33 @@ var file_vigie_v1_plugin_proto_goTypes = []any{
 	(*Contact)(nil),               // 20: vigie.v1.Contact
 	(*SyncRequest)(nil),           // 21: vigie.v1.SyncRequest
 	(*SyncItem)(nil),              // 22: vigie.v1.SyncItem
-	(*SyncResponse)(nil),          // 23: vigie.v1.SyncResponse
-	(*SyncResult)(nil),            // 24: vigie.v1.SyncResult
-	(*ProfileGetRequest)(nil),     // 25: vigie.v1.ProfileGetRequest
-	(*KVGetRequest)(nil),          // 26: vigie.v1.KVGetRequest
-	(*KVGetResponse)(nil),         // 27: vigie.v1.KVGetResponse
-	(*KVPutRequest)(nil),          // 28: vigie.v1.KVPutRequest
-	(*KVPutResponse)(nil),         // 29: vigie.v1.KVPutResponse
-	(*KVDeleteRequest)(nil),       // 30: vigie.v1.KVDeleteRequest
-	(*KVDeleteResponse)(nil),      // 31: vigie.v1.KVDeleteResponse
-	(*ContactResolveRequest)(nil), // 32: vigie.v1.ContactResolveRequest
-	(*EmitRequest)(nil),           // 33: vigie.v1.EmitRequest
-	(*EmitResponse)(nil),          // 34: vigie.v1.EmitResponse
-	(*LogRequest)(nil),            // 35: vigie.v1.LogRequest
-	(*LogAttr)(nil),               // 36: vigie.v1.LogAttr
-	(*LogResponse)(nil),           // 37: vigie.v1.LogResponse
-	(*Event)(nil),                 // 38: vigie.v1.Event
-	(*Campaign)(nil),              // 39: vigie.v1.Campaign
+	(*Resync)(nil),                // 23: vigie.v1.Resync
+	(*SyncResponse)(nil),          // 24: vigie.v1.SyncResponse
+	(*SyncResult)(nil),            // 25: vigie.v1.SyncResult
+	(*ProfileGetRequest)(nil),     // 26: vigie.v1.ProfileGetRequest
+	(*KVGetRequest)(nil),          // 27: vigie.v1.KVGetRequest
+	(*KVGetResponse)(nil),         // 28: vigie.v1.KVGetResponse
+	(*KVPutRequest)(nil),          // 29: vigie.v1.KVPutRequest
+	(*KVPutResponse)(nil),         // 30: vigie.v1.KVPutResponse
+	(*KVDeleteRequest)(nil),       // 31: vigie.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),      // 32: vigie.v1.KVDeleteResponse
+	(*ContactResolveRequest)(nil), // 33: vigie.v1.ContactResolveRequest
+	(*EmitRequest)(nil),           // 34: vigie.v1.EmitRequest
+	(*EmitResponse)(nil),          // 35: vigie.v1.EmitResponse
+	(*LogRequest)(nil),            // 36: vigie.v1.LogRequest
+	(*LogAttr)(nil),               // 37: vigie.v1.LogAttr
+	(*LogResponse)(nil),           // 38: vigie.v1.LogResponse
+	(*Event)(nil),                 // 39: vigie.v1.Event
+	(*Campaign)(nil),              // 40: vigie.v1.Campaign
 }
 var file_vigie_v1_plugin_proto_depIdxs = []int32{
 	4,  // 0: vigie.v1.Manifest.filter:type_name -> vigie.v1.EventFilter
-	38, // 1: vigie.v1.EnrichRequest.events:type_name -> vigie.v1.Event
-	38, // 2: vigie.v1.EnrichResponse.events:type_name -> vigie.v1.Event
+	39, // 1: vigie.v1.EnrichRequest.events:type_name -> vigie.v1.Event
+	39, // 2: vigie.v1.EnrichResponse.events:type_name -> vigie.v1.Event
 	10, // 3: vigie.v1.Profile.counters:type_name -> vigie.v1.Counter
-	39, // 4: vigie.v1.Profile.last_campaign:type_name -> vigie.v1.Campaign
+	40, // 4: vigie.v1.Profile.last_campaign:type_name -> vigie.v1.Campaign
 	12, // 5: vigie.v1.SegmentRequest.items:type_name -> vigie.v1.SegmentInput
-	38, // 6: vigie.v1.SegmentInput.event:type_name -> vigie.v1.Event
+	39, // 6: vigie.v1.SegmentInput.event:type_name -> vigie.v1.Event
 	9,  // 7: vigie.v1.SegmentInput.profile:type_name -> vigie.v1.Profile
 	14, // 8: vigie.v1.SegmentResponse.results:type_name -> vigie.v1.SegmentOutput
 	15, // 9: vigie.v1.SegmentOutput.update:type_name -> vigie.v1.ProfileUpdate
@@ -2501,43 +2661,45 @@ var file_vigie_v1_plugin_proto_depIdxs = []int32{
 	17, // 13: vigie.v1.ForgetRequest.events:type_name -> vigie.v1.PrivacyEvent
 	22, // 14: vigie.v1.SyncRequest.items:type_name -> vigie.v1.SyncItem
 	16, // 15: vigie.v1.SyncItem.segment_change:type_name -> vigie.v1.SegmentChange
-	38, // 16: vigie.v1.SyncItem.identify:type_name -> vigie.v1.Event
+	39, // 16: vigie.v1.SyncItem.identify:type_name -> vigie.v1.Event
 	17, // 17: vigie.v1.SyncItem.privacy:type_name -> vigie.v1.PrivacyEvent
-	20, // 18: vigie.v1.SyncItem.contact:type_name -> vigie.v1.Contact
-	24, // 19: vigie.v1.SyncResponse.results:type_name -> vigie.v1.SyncResult
-	38, // 20: vigie.v1.EmitRequest.event:type_name -> vigie.v1.Event
-	36, // 21: vigie.v1.LogRequest.attrs:type_name -> vigie.v1.LogAttr
-	2,  // 22: vigie.v1.Plugin.Manifest:input_type -> vigie.v1.ManifestRequest
-	5,  // 23: vigie.v1.Plugin.Configure:input_type -> vigie.v1.ConfigureRequest
-	7,  // 24: vigie.v1.Plugin.Enrich:input_type -> vigie.v1.EnrichRequest
-	11, // 25: vigie.v1.Plugin.Segment:input_type -> vigie.v1.SegmentRequest
-	21, // 26: vigie.v1.Plugin.Sync:input_type -> vigie.v1.SyncRequest
-	18, // 27: vigie.v1.Plugin.Forget:input_type -> vigie.v1.ForgetRequest
-	25, // 28: vigie.v1.Host.ProfileGet:input_type -> vigie.v1.ProfileGetRequest
-	26, // 29: vigie.v1.Host.KVGet:input_type -> vigie.v1.KVGetRequest
-	28, // 30: vigie.v1.Host.KVPut:input_type -> vigie.v1.KVPutRequest
-	30, // 31: vigie.v1.Host.KVDelete:input_type -> vigie.v1.KVDeleteRequest
-	32, // 32: vigie.v1.Host.ContactResolve:input_type -> vigie.v1.ContactResolveRequest
-	33, // 33: vigie.v1.Host.Emit:input_type -> vigie.v1.EmitRequest
-	35, // 34: vigie.v1.Host.Log:input_type -> vigie.v1.LogRequest
-	3,  // 35: vigie.v1.Plugin.Manifest:output_type -> vigie.v1.Manifest
-	6,  // 36: vigie.v1.Plugin.Configure:output_type -> vigie.v1.ConfigureResponse
-	8,  // 37: vigie.v1.Plugin.Enrich:output_type -> vigie.v1.EnrichResponse
-	13, // 38: vigie.v1.Plugin.Segment:output_type -> vigie.v1.SegmentResponse
-	23, // 39: vigie.v1.Plugin.Sync:output_type -> vigie.v1.SyncResponse
-	19, // 40: vigie.v1.Plugin.Forget:output_type -> vigie.v1.ForgetResponse
-	9,  // 41: vigie.v1.Host.ProfileGet:output_type -> vigie.v1.Profile
-	27, // 42: vigie.v1.Host.KVGet:output_type -> vigie.v1.KVGetResponse
-	29, // 43: vigie.v1.Host.KVPut:output_type -> vigie.v1.KVPutResponse
-	31, // 44: vigie.v1.Host.KVDelete:output_type -> vigie.v1.KVDeleteResponse
-	20, // 45: vigie.v1.Host.ContactResolve:output_type -> vigie.v1.Contact
-	34, // 46: vigie.v1.Host.Emit:output_type -> vigie.v1.EmitResponse
-	37, // 47: vigie.v1.Host.Log:output_type -> vigie.v1.LogResponse
-	35, // [35:48] is the sub-list for method output_type
-	22, // [22:35] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	23, // 18: vigie.v1.SyncItem.resync:type_name -> vigie.v1.Resync
+	20, // 19: vigie.v1.SyncItem.contact:type_name -> vigie.v1.Contact
+	9,  // 20: vigie.v1.SyncItem.profile:type_name -> vigie.v1.Profile
+	25, // 21: vigie.v1.SyncResponse.results:type_name -> vigie.v1.SyncResult
+	39, // 22: vigie.v1.EmitRequest.event:type_name -> vigie.v1.Event
+	37, // 23: vigie.v1.LogRequest.attrs:type_name -> vigie.v1.LogAttr
+	2,  // 24: vigie.v1.Plugin.Manifest:input_type -> vigie.v1.ManifestRequest
+	5,  // 25: vigie.v1.Plugin.Configure:input_type -> vigie.v1.ConfigureRequest
+	7,  // 26: vigie.v1.Plugin.Enrich:input_type -> vigie.v1.EnrichRequest
+	11, // 27: vigie.v1.Plugin.Segment:input_type -> vigie.v1.SegmentRequest
+	21, // 28: vigie.v1.Plugin.Sync:input_type -> vigie.v1.SyncRequest
+	18, // 29: vigie.v1.Plugin.Forget:input_type -> vigie.v1.ForgetRequest
+	26, // 30: vigie.v1.Host.ProfileGet:input_type -> vigie.v1.ProfileGetRequest
+	27, // 31: vigie.v1.Host.KVGet:input_type -> vigie.v1.KVGetRequest
+	29, // 32: vigie.v1.Host.KVPut:input_type -> vigie.v1.KVPutRequest
+	31, // 33: vigie.v1.Host.KVDelete:input_type -> vigie.v1.KVDeleteRequest
+	33, // 34: vigie.v1.Host.ContactResolve:input_type -> vigie.v1.ContactResolveRequest
+	34, // 35: vigie.v1.Host.Emit:input_type -> vigie.v1.EmitRequest
+	36, // 36: vigie.v1.Host.Log:input_type -> vigie.v1.LogRequest
+	3,  // 37: vigie.v1.Plugin.Manifest:output_type -> vigie.v1.Manifest
+	6,  // 38: vigie.v1.Plugin.Configure:output_type -> vigie.v1.ConfigureResponse
+	8,  // 39: vigie.v1.Plugin.Enrich:output_type -> vigie.v1.EnrichResponse
+	13, // 40: vigie.v1.Plugin.Segment:output_type -> vigie.v1.SegmentResponse
+	24, // 41: vigie.v1.Plugin.Sync:output_type -> vigie.v1.SyncResponse
+	19, // 42: vigie.v1.Plugin.Forget:output_type -> vigie.v1.ForgetResponse
+	9,  // 43: vigie.v1.Host.ProfileGet:output_type -> vigie.v1.Profile
+	28, // 44: vigie.v1.Host.KVGet:output_type -> vigie.v1.KVGetResponse
+	30, // 45: vigie.v1.Host.KVPut:output_type -> vigie.v1.KVPutResponse
+	32, // 46: vigie.v1.Host.KVDelete:output_type -> vigie.v1.KVDeleteResponse
+	20, // 47: vigie.v1.Host.ContactResolve:output_type -> vigie.v1.Contact
+	35, // 48: vigie.v1.Host.Emit:output_type -> vigie.v1.EmitResponse
+	38, // 49: vigie.v1.Host.Log:output_type -> vigie.v1.LogResponse
+	37, // [37:50] is the sub-list for method output_type
+	24, // [24:37] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_plugin_proto_init() }
@@ -2550,6 +2712,7 @@ func file_vigie_v1_plugin_proto_init() {
 		(*SyncItem_SegmentChange)(nil),
 		(*SyncItem_Identify)(nil),
 		(*SyncItem_Privacy)(nil),
+		(*SyncItem_Resync)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2557,7 +2720,7 @@ func file_vigie_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigie_v1_plugin_proto_rawDesc), len(file_vigie_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
