@@ -26,9 +26,10 @@ const ConsolePath = console.Path
 // ConsoleSources are the sources of the console's pages whose data other
 // parts of Vigie give. The server provides Overview, Email (the rollups),
 // Privacy (the requests and the ledger's statistics), Sensitive and,
-// with the response plugin enabled, Response itself; Destinations waits
-// for its part (nil: the page says what it waits for). Set them with
-// SetConsoleSources before Start; a nil field keeps the server's own.
+// when a CRM destination is configured or the response plugin enabled,
+// Destinations and Response itself (nil: the page says what it waits
+// for). Set them with SetConsoleSources before Start; a nil field keeps
+// the server's own.
 type ConsoleSources struct {
 	Overview     console.OverviewSource
 	Privacy      console.PrivacySource

@@ -21,8 +21,10 @@ import (
 
 // The console's sources that the server itself provides: the overview and
 // the e-mail statistics from the rollups, the privacy requests and the
-// consent ledger's statistics, the sensitive-data report. Each reads the
-// server's parts when called, so they may be made before those start.
+// consent ledger's statistics, the sensitive-data report, the CRM
+// destinations when one is configured and the response plugin's model when
+// it is enabled. Each reads the server's parts when called, so they may be
+// made before those start.
 
 // defaultConsoleSources fills the sources SetConsoleSources left nil with
 // the server's own.
@@ -38,6 +40,9 @@ func (s *Server) defaultConsoleSources(cs ConsoleSources) ConsoleSources {
 	}
 	if cs.Sensitive == nil {
 		cs.Sensitive = sensitiveSource{s}
+	}
+	if cs.Destinations == nil && len(s.destinations()) > 0 {
+		cs.Destinations = destinationsSource{s}
 	}
 	if cs.Response == nil && s.reactions != nil {
 		cs.Response = responseSource{s.reactions}
@@ -394,4 +399,44 @@ func (rs responseSource) ResponseModel(ctx context.Context, site string) (consol
 			PriorMean: c.PriorMean, PriorStrength: c.PriorStrength})
 	}
 	return out, nil
+}
+
+// destinationsSource is the CRM destinations (GET
+// /admin/v1/destinations), as a JSON round trip: the console's type is
+// that answer without the recent dead letters, which name subjects.
+type destinationsSource struct{ s *Server }
+
+func (ds destinationsSource) Destinations(ctx context.Context) ([]console.Destination, error) {
+	if ds.s.plugins == nil {
+		return nil, ErrNotStarted
+	}
+	rt := ds.s.plugins.Status(ctx)
+	out := []console.Destination{}
+	for _, v := range ds.s.destinations() {
+		v = ds.s.destinationView(ctx, v, rt)
+		v.RecentDead = nil
+		var d console.Destination
+		b, err := json.Marshal(v)
+		if err == nil {
+			err = json.Unmarshal(b, &d)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (ds destinationsSource) Resync(ctx context.Context, name string) error {
+	if ds.s.plugins == nil {
+		return ErrNotStarted
+	}
+	for _, v := range ds.s.destinations() {
+		if v.Name == name {
+			_, err := ds.s.plugins.Resync(ctx, name)
+			return err
+		}
+	}
+	return console.ErrNotFound
 }

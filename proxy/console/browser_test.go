@@ -217,13 +217,14 @@ func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, to
 // and a friendly page where a person's data would be (members, privacy
 // requests, sensitive data).
 func TestConsoleInChromium(t *testing.T) {
-	// The default plugins (geoip, segments with the demo segments) and the
-	// response plugin, as real processes.
+	// The default plugins (geoip, segments with the demo segments), the
+	// response plugin and a CRM destination (the noop connector), as real
+	// processes.
 	in := proxytest.Start(t, func(c *config.Config) {
 		c.Plugins = append(config.DefaultPlugins(), config.Plugin{Name: "response", Config: map[string]any{
 			"contact_types": []any{map[string]any{"name": "pricing-readers", "segments": []any{"pricing-interest"}}},
 			"message_types": []any{map[string]any{"name": "promo"}, map[string]any{"name": "digest"}},
-		}})
+		}}, config.Plugin{Name: "crm-noop", Builtin: "crm", Config: map[string]any{"connector": "noop", "rate_limit": map[string]any{}}})
 	})
 	ctx := browser(t)
 	dir := screenshots(t)
@@ -343,7 +344,7 @@ func TestConsoleInChromium(t *testing.T) {
 		{"plugins", "/console/plugins?site=demo", "#plugins", []string{"segments", "geoip", "running"}},
 		{"email", "/console/email?site=demo", "#campaigns", []string{"spring", "https://shop.example/pricing",
 			"75 % by people, 25 % by machines", "100 % by people, 0 % by machines"}},
-		{"destinations", "/console/destinations?site=demo", "#coming", []string{"CRM sync"}},
+		{"destinations", "/console/destinations?site=demo", "#destinations", []string{"crm-noop", "noop", "Resync"}},
 		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)", "access", "done",
 			"Visitors in the ledger", "download as Markdown"}},
 		{"request", "", "#steps", []string{"access request", "Subjects found", "done", "consent_history"}},
@@ -391,6 +392,14 @@ func TestConsoleInChromium(t *testing.T) {
 				readme = png
 			}
 		}
+	}
+	// The destination's Resync button starts a full resync.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/destinations?site=demo"), chromedp.Click("#destinations button"),
+		chromedp.WaitVisible("#message")); err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	if got := text(t, ctx, "#message"); !strings.Contains(got, "A resync of crm-noop was started") {
+		t.Errorf("resync: %q", got)
 	}
 	// The segments page draws its chart with uPlot.
 	show(t, ctx, screens[0])

@@ -606,7 +606,11 @@ func (c *Console) resync(w http.ResponseWriter, r *http.Request, v *view) error 
 		return pageError(http.StatusNotFound, "No destination is configured.")
 	}
 	name := r.PathValue("name")
-	if err := c.cfg.Destinations.Resync(r.Context(), name); err != nil {
+	err := c.cfg.Destinations.Resync(r.Context(), name)
+	if errors.Is(err, ErrNotFound) {
+		return pageError(http.StatusNotFound, "There is no destination "+strconv.Quote(name)+".")
+	}
+	if err != nil {
 		c.log.Warn("console resync failed", "destination", name, "err", err)
 		return pageError(http.StatusServiceUnavailable, "The resync of "+strconv.Quote(name)+" could not be started; try again.")
 	}
