@@ -76,6 +76,7 @@ func (s *Server) routes() http.Handler {
 	s.privacyRoutes(mux)
 	mux.Handle("GET /admin/v1/email/counts", s.admin(s.handleEmailCounts))
 	s.destinationRoutes(mux)
+	s.importRoutes(mux)
 	if s.cfg.DemoPath != "off" {
 		mux.Handle("GET "+s.cfg.DemoPath, demoHandler(s.cfg.DemoPath))
 	}

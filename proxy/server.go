@@ -36,6 +36,7 @@ import (
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/email"
+	"github.com/vigie-dev/vigie/proxy/imports"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/ledger"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
@@ -79,6 +80,7 @@ type Server struct {
 	plugins    *plugins.Runtime
 	ledger     *ledger.Ledger
 	privacy    *privacy.Service
+	imports    *imports.Service
 	blind      *blind.Index
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
@@ -170,6 +172,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			if s.plugins != nil {
 				s.plugins.Stop(context.Background())
+			}
+			if s.imports != nil {
+				_ = s.imports.Stop(context.Background())
 			}
 			if s.privacy != nil {
 				_ = s.privacy.Stop(context.Background())
@@ -330,6 +335,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startConsole(); err != nil {
+		return err
+	}
+	if err := s.startImports(ctx); err != nil {
 		return err
 	}
 	if err := s.startPlugins(ctx); err != nil {
@@ -558,6 +566,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.httpSrv != nil {
 			if err := s.httpSrv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("http: %w", err))
+			}
+		}
+		// The import worker stops at its next batch; its job resumes from
+		// the last committed one at the next start.
+		if s.imports != nil {
+			if err := s.imports.Stop(ctx); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if s.pubStop != nil {

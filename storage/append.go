@@ -34,6 +34,10 @@ type Record struct {
 	// Dedup is the dedup key material (already an HMAC of messageId); nil
 	// or empty means no dedup. At most 255 bytes.
 	Dedup []byte
+	// KeepDedup keeps the dedup key as long as the record (TTL) instead of
+	// Config.DedupWindow: an import's natural key, so that importing the
+	// same rows again within their retention adds nothing.
+	KeepDedup bool
 	// TTL is the retention of the event, its index entry and its traits;
 	// 0 keeps them forever.
 	TTL time.Duration
@@ -50,14 +54,16 @@ type Record struct {
 	// Index are blind-index entries linking keyed MACs of the event's
 	// personal identifiers (an identify's e-mail, phone, user id) to
 	// Subject, so that a privacy request can find the person without any
-	// clear value being stored. Written with the event, same TTL; at most
+	// clear value being stored. Written with the event, same TTL (an entry
+	// an earlier event gave a later expiry keeps it); at most
 	// maxIndexEntries. Requires Subject.
 	Index []IndexEntry
 	// Links are other subjects of the same person (an identify or alias
 	// naming both a user id and an anonymous id), linked to Subject in both
 	// directions with the event's TTL, so that a request by user id also
-	// finds the anonymous id's earlier events. At most maxIndexEntries.
-	// Requires Subject.
+	// finds the anonymous id's earlier events (a link an earlier event
+	// gave a later expiry keeps it). At most maxIndexEntries. Requires
+	// Subject.
 	Links []string
 }
 
@@ -391,8 +397,39 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 	if r.TTL > 0 {
 		exp = uint64(now.Add(r.TTL).Unix())
 	}
+	// A blind-index entry or link already written by a longer-lived event
+	// keeps its expiry: it must find every event it indexes.
+	var linkExp []uint64
+	if exp != 0 && len(r.Index)+len(r.Links) > 0 {
+		linkExp = make([]uint64, 0, len(r.Index)+len(r.Links))
+		for _, ie := range r.Index {
+			k := append(append(appendNames(nil, prefixBlind, r.Site, ie.Kind), 0), ie.MAC...)
+			e, err := laterExpiry(txn, append(k, r.Subject...), exp)
+			if err != nil {
+				return false, err
+			}
+			linkExp = append(linkExp, e)
+		}
+		for _, l := range r.Links {
+			e, err := laterExpiry(txn, appendNames(nil, prefixLink, r.Site, r.Subject, l), exp)
+			if err != nil {
+				return false, err
+			}
+			linkExp = append(linkExp, e)
+		}
+	}
+	expOf := func(i int) uint64 {
+		if linkExp == nil {
+			return exp
+		}
+		return linkExp[i]
+	}
 	if dk != nil {
-		if err := txn.SetEntry(s.entry(dk, nil, uint64(now.Add(s.cfg.DedupWindow).Unix()))); err != nil {
+		dexp := uint64(now.Add(s.cfg.DedupWindow).Unix())
+		if r.KeepDedup {
+			dexp = exp
+		}
+		if err := txn.SetEntry(s.entry(dk, nil, dexp)); err != nil {
 			return false, err
 		}
 	}
@@ -410,26 +447,26 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 			return false, err
 		}
 	}
-	for _, ie := range r.Index {
+	for i, ie := range r.Index {
 		start = len(s.arena)
 		s.arena = append(append(append(appendNames(s.arena, prefixBlind, r.Site, ie.Kind), 0), ie.MAC...), r.Subject...)
-		if err := txn.SetEntry(s.entry(s.cut(start), nil, exp)); err != nil {
+		if err := txn.SetEntry(s.entry(s.cut(start), nil, expOf(i))); err != nil {
 			return false, err
 		}
 		start = len(s.arena)
 		s.arena = append(append(appendNames(s.arena, prefixBlindRev, r.Site, r.Subject, ie.Kind), 0), ie.MAC...)
-		if err := txn.SetEntry(s.entry(s.cut(start), nil, exp)); err != nil {
+		if err := txn.SetEntry(s.entry(s.cut(start), nil, expOf(i))); err != nil {
 			return false, err
 		}
 	}
-	for _, l := range r.Links {
+	for i, l := range r.Links {
 		if l == r.Subject {
 			continue
 		}
 		for _, pair := range [2][2]string{{r.Subject, l}, {l, r.Subject}} {
 			start = len(s.arena)
 			s.arena = appendNames(s.arena, prefixLink, r.Site, pair[0], pair[1])
-			if err := txn.SetEntry(s.entry(s.cut(start), nil, exp)); err != nil {
+			if err := txn.SetEntry(s.entry(s.cut(start), nil, expOf(len(r.Index)+i))); err != nil {
 				return false, err
 			}
 		}
@@ -458,6 +495,22 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 		}
 	}
 	return false, nil
+}
+
+// laterExpiry is the later of exp and the expiry of key as stored (0:
+// never; a missing key: exp).
+func laterExpiry(txn *badger.Txn, key []byte, exp uint64) (uint64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return exp, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if e := item.ExpiresAt(); e == 0 || e > exp {
+		return e, nil
+	}
+	return exp, nil
 }
 
 // sealTraits encrypts traits for subject+site under the subject's data key,

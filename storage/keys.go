@@ -18,6 +18,7 @@ import (
 //	e/<site>\x00<ms><id>                  event bytes (vigiev1.Event)   Record.TTL
 //	s/<subject>\x00<site>\x00<ms><id>     empty (event key derivable)   Record.TTL
 //	d/<site>\x00<dedup>                   empty                         Config.DedupWindow
+//	                                                                    (KeepDedup: Record.TTL)
 //	o/<seq>                               event reference:
 //	                                      uvarint(len topic) topic
 //	                                      event key                     none
@@ -67,6 +68,9 @@ import (
 //	                                      destinations (SealSecret)     none
 //	rs/<plugin>                           a syncer's resync job (JSON,
 //	                                      plugins runtime)              none
+//	ij/<job>                              import job (proxy/imports)    ImportJobTTL
+//	ie/<job>\x00<row>                     per-row import error          ImportJobTTL
+//	ik/<sha256 of Idempotency-Key>        import idempotency record     ImportJobTTL
 //
 // <mac> is a MACLen-byte keyed MAC (IndexEntry): fixed length, so the
 // subject that follows it in a bi/ key needs no separator. The blind index
@@ -77,6 +81,9 @@ import (
 //
 // What has no TTL is either bounded by PurgeExpired or kept on purpose; the
 // table prefixLifetimes in purge.go says which, for every prefix.
+//
+// In the import keys <row> is the 8-byte big-endian row number, so a job's
+// errors sort by row; the values are opaque to this package.
 //
 // In the rollup keys <hour> is the 4-byte big-endian number of whole hours
 // since the Unix epoch (UTC) and <day> the number of whole days, so the
@@ -654,3 +661,26 @@ func parseSensitiveKey(key []byte) (site string, dayMs uint64, category, layer s
 	}
 	return site, dayMs, string(rest[:j]), string(rest[j+1:]), true
 }
+
+// Import prefixes (see the table at the top of this file).
+const (
+	prefixImportJob   = "ij/"
+	prefixImportError = "ie/"
+	prefixImportIdem  = "ik/"
+)
+
+// importJobKey returns ij/<job>.
+func importJobKey(job string) []byte { return append([]byte(prefixImportJob), job...) }
+
+// importErrorPrefix returns ie/<job>\x00.
+func importErrorPrefix(job string) []byte {
+	return append(appendNames(nil, prefixImportError, job), 0)
+}
+
+// importErrorKey returns ie/<job>\x00<row>.
+func importErrorKey(job string, row uint64) []byte {
+	return binary.BigEndian.AppendUint64(importErrorPrefix(job), row)
+}
+
+// importIdemKey returns ik/<hash>.
+func importIdemKey(hash []byte) []byte { return append([]byte(prefixImportIdem), hash...) }

@@ -531,6 +531,11 @@ type SegmentOutcome struct {
 	Changes []*vigiev1.SegmentChange
 	// AtMs is the time of the changes, Unix milliseconds; 0 means now.
 	AtMs int64
+	// CreatePurposes, when not empty, lets a missing profile be created
+	// with these purposes, first and last seen at AtMs: attributes the
+	// host provides before the event that brings them is observed (an
+	// import). Default empty: a missing profile gives ErrNotFound.
+	CreatePurposes []string
 }
 
 // segWrite accumulates the segment bookkeeping of one transaction.

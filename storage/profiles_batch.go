@@ -338,6 +338,14 @@ func (b *profBatch) apply(txn *badger.Txn, i int, o *SegmentOutcome, now int64, 
 	if err != nil {
 		return err
 	}
+	if len(o.CreatePurposes) > 0 && errors.Is(st.err, ErrNotFound) {
+		at := o.AtMs
+		if at == 0 {
+			at = now
+		}
+		st.p, st.err = &Profile{Site: st.site, Subject: st.subject, FirstSeenMs: at, LastSeenMs: at,
+			Purposes: slices.Clone(o.CreatePurposes)}, nil
+	}
 	if st.err != nil {
 		r.Err = fmt.Errorf("storage: apply segment: %w", st.err)
 		return nil

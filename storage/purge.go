@@ -80,7 +80,7 @@ var prefixLifetimes = map[string]struct {
 }{
 	prefixEvent:    {byTTL, "Record.TTL: the retention of the event's purposes"},
 	prefixSubject:  {byTTL, "Record.TTL, as its event"},
-	prefixDedup:    {byTTL, "Config.DedupWindow"},
+	prefixDedup:    {byTTL, "Config.DedupWindow, or Record.TTL with KeepDedup (imports)"},
 	prefixOutbox:   {kept, "deleted once JetStream acknowledged it; at most Config.MaxOutbox entries"},
 	prefixDataKey:  {byPurge, "a subject's data key goes once no vaulted trait of the subject is left"},
 	prefixTraits:   {byTTL, "Record.TTL, as the event that brought them"},
@@ -113,6 +113,10 @@ var prefixLifetimes = map[string]struct {
 	prefixRollupDecisions: {byTTL, "RollupEntry.ExpiresAt: the hour's end plus the rollup retention"},
 	prefixEmailCount:      {byTTL, "EmailCount.TTL from the hit's hour: the anonymous retention"},
 	prefixRollupMark:      {kept, "one stream position per rollup consumer"},
+
+	prefixImportJob:   {byTTL, "ImportJobTTL after the job's last write"},
+	prefixImportError: {byTTL, "ImportJobTTL, as its job"},
+	prefixImportIdem:  {byTTL, "ImportJobTTL, as its job"},
 }
 
 // purgers are the byPurge prefixes' sweeps, run by PurgeExpired in this

@@ -67,7 +67,9 @@ type Config struct {
 	// for anonymous events. A pseudonymous event is kept for the longest
 	// retention among its granted purposes. Default analytics 13 months
 	// (395d), anonymous 25 months (760d), personalization and marketing 13
-	// months, necessary 30 days. Three more keys are not event retentions:
+	// months, necessary 30 days. "imported" is the retention of imported
+	// records (counted from each row's time, whatever their purposes;
+	// default 13 months, 395d). Three more keys are not event retentions:
 	// "audit", how long the audit trail is kept (default 3 years), and
 	// "requests", how long a completed privacy request (an erasure's
 	// receipt) is kept (default 3 years), and "rollups", how long the
@@ -630,6 +632,7 @@ func Default() Config {
 			"personalization": Duration(395 * 24 * time.Hour),
 			"marketing":       Duration(395 * 24 * time.Hour),
 			"anonymous":       Duration(760 * 24 * time.Hour),
+			RetentionImported: Duration(395 * 24 * time.Hour),
 			RetentionAudit:    Duration(storage.DefaultAuditRetention),
 			RetentionRequests: Duration(storage.DefaultRequestRetention),
 			RetentionRollups:  Duration(rollup.DefaultRetention),

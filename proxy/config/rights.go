@@ -22,6 +22,10 @@ const (
 	// (hourly and daily rollups, ingestion decision counters), counted
 	// from the end of their hour or day.
 	RetentionRollups = "rollups"
+	// RetentionImported is the retention key of imported records (the
+	// events of an import, counted from each row's time), whatever their
+	// purposes.
+	RetentionImported = "imported"
 )
 
 // MinRollupRetention is the shortest retention.rollups accepted (the
@@ -34,7 +38,7 @@ const MinStreamMaxAge = time.Hour
 
 // EventRetentions are the retentions that apply to events, and so to what
 // the streams carry: one per configured purpose that has one, and
-// anonymous. A zero retention (keep forever) is left out. Keys are
+// anonymous and imported. A zero retention (keep forever) is left out. Keys are
 // "retention.<name>".
 func (c *Config) EventRetentions() map[string]time.Duration {
 	out := map[string]time.Duration{}
@@ -42,7 +46,7 @@ func (c *Config) EventRetentions() map[string]time.Duration {
 		if v <= 0 {
 			continue
 		}
-		if k == RetentionAnonymous || slices.ContainsFunc(c.Purposes, func(p consent.PurposeInfo) bool { return string(p.Name) == k }) {
+		if k == RetentionAnonymous || k == RetentionImported || slices.ContainsFunc(c.Purposes, func(p consent.PurposeInfo) bool { return string(p.Name) == k }) {
 			out["retention."+k] = time.Duration(v)
 		}
 	}

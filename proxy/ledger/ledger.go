@@ -113,6 +113,9 @@ type Proof struct {
 	EventID string
 	// Hash is the hex SHA-256 of the signal as sent (HashSignal).
 	Hash string
+	// At is when the choice was made, if earlier than now (an imported
+	// consent proof's date). Default: now.
+	At time.Time
 }
 
 // HashSignal is the Proof.Hash of a consent signal as it was sent.
@@ -245,10 +248,14 @@ func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d co
 	if old.Found && now.Before(old.Expires) && old.Granted == granted && old.Denied == denied {
 		return nil
 	}
+	at := now
+	if !proof.At.IsZero() && proof.At.Before(now) {
+		at = proof.At
+	}
 	if proof.Source == "" {
 		proof.Source = "explicit"
 	}
-	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: proof.Source, AtMs: now.UnixMilli(),
+	e := storage.ConsentEntry{Granted: granted.Names(), Denied: denied.Names(), Source: proof.Source, AtMs: at.UnixMilli(),
 		EventID: proof.EventID, Proof: proof.Hash, Objected: old.Objected.Names(), Restricted: old.Restricted}
 	if old.Objected.Len() == 0 {
 		e.Objected = nil
@@ -265,7 +272,7 @@ func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d co
 		l.log.Warn("consent choice not recorded", "err", err)
 		return err
 	}
-	at := time.UnixMilli(e.AtMs)
+	at = time.UnixMilli(e.AtMs)
 	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true, Objected: old.Objected, Restricted: old.Restricted,
 		At: at, Expires: at.Add(l.lifetime(site)), stored: &e})
 	profiled := func(s consent.Set) bool {

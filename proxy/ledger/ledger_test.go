@@ -127,3 +127,33 @@ func TestChoiceLifetime(t *testing.T) {
 		t.Fatalf("default lifetime: expires %v", e.Expires)
 	}
 }
+
+// TestRecordWithProofAt: a proof's date (an imported consent) is the
+// entry's time, read back by Entry.At and kept in the history with its
+// source; a date in the future is now.
+func TestRecordWithProofAt(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Open(t)
+	l := ledger.New(ledger.Config{Backend: st, Purposes: []consent.Purpose{consent.Necessary, consent.Marketing}})
+	if !l.Get(ctx, "demo", "s1").At.IsZero() {
+		t.Fatal("At of no entry is not zero")
+	}
+	at := time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
+	d := consent.Decision{Outcome: consent.Pseudonymous, Granted: consent.NewSet(consent.Marketing)}
+	if err := l.RecordWithProof(ctx, "demo", "s1", d, ledger.Proof{Source: "import:j1", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Get(ctx, "demo", "s1").At; !got.Equal(at) {
+		t.Fatalf("At %v, want %v", got, at)
+	}
+	h, err := st.ConsentHistory(ctx, "demo", "s1")
+	if err != nil || len(h) != 1 || h[0].AtMs != at.UnixMilli() || h[0].Source != "import:j1" {
+		t.Fatalf("history %+v %v", h, err)
+	}
+	if err := l.RecordWithProof(ctx, "demo", "s2", d, ledger.Proof{At: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Get(ctx, "demo", "s2").At; got.After(time.Now()) {
+		t.Fatalf("future proof date kept: %v", got)
+	}
+}

@@ -204,6 +204,10 @@ type Request struct {
 	// KeepBots stores the hit even if it comes from a bot, as StoreBots
 	// does for every hit (a test client the site vouched for).
 	KeepBots bool
+	// Subject, when set, is the user id pseudonym the caller already
+	// resolved (an import by e-mail, through the blind index): it is used
+	// as is, and the message's UserID is not pseudonymized.
+	Subject string
 }
 
 // LedgerReader reads the consent ledger.
@@ -320,7 +324,10 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	// is keyed by the stable pseudonym, even when events get rotated ones.
 	var uid, aid string
 	var uidDone, aidDone bool
-	if r.Ledger != nil || res.Explicit {
+	if r.Subject != "" {
+		uid, uidDone = r.Subject, true
+		res.Subject = uid
+	} else if r.Ledger != nil || res.Explicit {
 		uid, uidDone = s.pseudo.ID(s.id, pseudonymize.UserID, userID), true
 		res.Subject = uid
 		if uid == "" {

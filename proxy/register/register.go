@@ -552,6 +552,7 @@ func retention(cfg config.Config, purpose string) []RetentionPeriod {
 			period("Events granting "+purpose+" (an event granting several purposes is kept for the longest of them), with their subject index entries and vaulted traits", ev, "retention."+purpose),
 			period("Consent choices (consent ledger)", storage.ConsentTTL, ""),
 			period("messageId, kept as an HMAC for deduplication", time.Duration(cfg.Storage.DedupWindow), "storage.dedup_window"),
+			period("Imported records granting "+purpose+" (from each row's time), with the keyed MAC of their natural key", cfg.RetentionOf(config.RetentionImported), "retention.imported"),
 		)
 		if profiled(cfg, purpose) {
 			out = append(out,

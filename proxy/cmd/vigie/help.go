@@ -25,6 +25,7 @@ Commands:
   sites add ID                 add a site, stored next to the configuration file's
   email rewrite                add the open pixel and wrap the links of a campaign's HTML
   email tokens                 make per-recipient values for an e-mail service's merge fields
+  import FILE --map map.yaml   import a CSV or NDJSON file (orders, subscriptions, scores) into a running Vigie
   bench                        load-test a temporary instance
   help [COMMAND]               show this, or a command's usage and flags
 

@@ -60,6 +60,8 @@ func TestHelpStartsNothing(t *testing.T) {
 		{[]string{"help", "tokens", "list"}, "tokens list"},
 		{[]string{"sites", "--help"}, "vigie sites add ID"},
 		{[]string{"sites", "add", "--help"}, "-origin"},
+		{[]string{"import", "--help"}, "-map"},
+		{[]string{"help", "import"}, "vigie import FILE"},
 	} {
 		name := strings.Join(c.args, " ")
 		t.Run(name, func(t *testing.T) {

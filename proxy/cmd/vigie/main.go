@@ -12,6 +12,7 @@
 //	vigie email rewrite ... < campaign.html                  add the open pixel, wrap the links
 //	vigie email tokens [--site ID] < recipients.csv          per-recipient values for an ESP's merge fields
 //	vigie register [--format markdown|json] [--server URL]    the register of processing (Art. 30)
+//	vigie import FILE --map map.yaml [--dry-run] [--server URL] import a CSV or NDJSON file
 //	vigie bench [--duration 10s] [--events-per-batch 15] [--json]
 //	                                                         load-test a temporary instance
 //	vigie help [COMMAND]                                     the commands, or a command's flags
@@ -123,6 +124,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return emailCmd(ctx, args[1:], stdin, stdout, stderr)
 		case "register":
 			return registerCmd(ctx, args[1:], stdout, stderr)
+		case "import":
+			return importCmd(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return serve(ctx, args, stdout, stderr)
