@@ -152,7 +152,8 @@ func (rt *Runtime) checkManifest(s Spec, m sdk.Manifest) error {
 }
 
 // Start creates the streams, launches every plugin, waits (until ctx is
-// done) for each one's first start, and starts the consumers. A plugin
+// done) for each one's first start, and starts the consumers (with no
+// plugin, the enrich stage alone). A plugin
 // that does not start is reported and retried; it does not stop Start.
 // Neither does NATS being unreachable: streams and consumers are then
 // declared, in the background, once it is back.
@@ -161,9 +162,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("plugins: already started")
 	}
 	rt.started = true
-	if len(rt.order) == 0 {
-		return nil
-	}
+	// Without any plugin the enrich stage still runs, as a pass-through:
+	// the enriched stream is where the built-in consumers (the console's
+	// rollups) read every event, whatever plugins are configured.
 	if !rt.connected() {
 		rt.log.Warn("nats unreachable; streams and consumers will be declared once it is back")
 	} else if err := rt.decl.Ensure(ctx, rt.cfg.JetStream); err != nil {

@@ -23,22 +23,28 @@ import (
 // ConsolePath is where the console is served.
 const ConsolePath = console.Path
 
-// ConsoleSources are the console pages' sources that parts of Vigie built
-// later provide (nil: the page says what it waits for). Set them with
-// SetConsoleSources before Start.
+// ConsoleSources are the sources of the console's pages whose data other
+// parts of Vigie give. The server provides Overview, Email (the rollups),
+// Privacy (the requests and the ledger's statistics), Sensitive and,
+// when a CRM destination is configured or the response plugin enabled,
+// Destinations and Response itself (nil: the page says what it waits
+// for). Set them with SetConsoleSources before Start; a nil field keeps
+// the server's own.
 type ConsoleSources struct {
 	Overview     console.OverviewSource
 	Privacy      console.PrivacySource
+	Sensitive    console.SensitiveSource
 	Email        console.EmailSource
 	Destinations console.DestinationsSource
+	Response     console.ResponseSource
 }
 
-// SetConsoleSources gives the console the sources of its later pages.
+// SetConsoleSources gives the console the sources of its pages.
 func (s *Server) SetConsoleSources(cs ConsoleSources) { s.consoleSources = cs }
 
 // startConsole makes the console (after the store, before the routes).
 func (s *Server) startConsole() error {
-	cs := s.consoleSources
+	cs := s.defaultConsoleSources(s.consoleSources)
 	c, err := console.New(console.Config{
 		Server:      consoleServer{s},
 		Decisions:   console.NewDecisionLog(0),
@@ -47,7 +53,8 @@ func (s *Server) startConsole() error {
 		DemoPath:    s.cfg.DemoPath,
 		SnippetPath: s.cfg.SnippetPath,
 		PublicURL:   s.cfg.PublicURL,
-		Overview:    cs.Overview, Privacy: cs.Privacy, Email: cs.Email, Destinations: cs.Destinations,
+		Overview:    cs.Overview, Privacy: cs.Privacy, Sensitive: cs.Sensitive, Email: cs.Email,
+		Destinations: cs.Destinations, Response: cs.Response,
 		Logger: s.log.With("component", "console"),
 	})
 	if err != nil {
@@ -57,10 +64,11 @@ func (s *Server) startConsole() error {
 	return nil
 }
 
-// consoleRoutes registers the console's pages, the sites API and / (which
-// leads to the console's sign-in).
+// consoleRoutes registers the console's pages, the overview and sites
+// APIs and / (which leads to the console's sign-in).
 func (s *Server) consoleRoutes(mux *http.ServeMux) {
 	s.console.Register(mux)
+	mux.Handle("GET /admin/v1/overview", s.admin(s.handleAdminOverview))
 	mux.Handle("GET /admin/v1/sites", s.admin(s.handleAdminSites))
 	mux.Handle("POST /admin/v1/sites", s.admin(s.handleAdminAddSite))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

@@ -587,6 +587,7 @@ func (s *Server) count(r *http.Request, st *site, res pipeline.Result) {
 		s.reject(r, st, "invalid_consent_string", 1)
 	}
 	s.recordDecision(st, &res)
+	s.countDecision(st, &res)
 	s.countSensitive(st, &res)
 	switch res.Outcome {
 	case pipeline.Bot:

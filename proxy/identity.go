@@ -117,6 +117,7 @@ func (s *Server) processHits(w http.ResponseWriter, r *http.Request, st *site, m
 			// Erased with suppression: dropped at the door, before anything
 			// is decided or stored.
 			s.metrics.rejected.WithLabelValues("suppressed").Inc()
+			s.countRejected(st, reasonSuppressed, 1)
 			continue
 		}
 		res := s.pipe.Process(st.pipe, m, req)

@@ -17,6 +17,7 @@ func (s *Server) reject(r *http.Request, st *site, reason string, n int) {
 	s.metrics.rejected.WithLabelValues(reason).Add(float64(n))
 	s.logRejection(r, st, reason, n)
 	s.recordRejection(r, st, reason, n)
+	s.countRejected(st, reason, n)
 }
 
 // logRejection logs, at debug level, why a hit was not stored: the

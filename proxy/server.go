@@ -103,6 +103,9 @@ type Server struct {
 	// tokens are the API tokens, reloaded when the keyring file changes
 	// (tokens.go).
 	tokens atomic.Pointer[[]keyring.Token]
+	// rollups are the overview's aggregates and decision counters
+	// (rollups.go).
+	rollups *rollups
 	// console is the web console (console.go).
 	console        *console.Console
 	consoleSources ConsoleSources
@@ -340,6 +343,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startPlugins(ctx); err != nil {
 		return err
 	}
+	if err := s.startRollups(pctx); err != nil {
+		return err
+	}
 	s.metrics.gaugeFunc("vigie_outbox_depth", "Events stored but not yet acknowledged by JetStream.",
 		func() float64 { return float64(s.store.OutboxLen()) })
 	s.metrics.counterFunc("vigie_published_total", "Events acknowledged by JetStream.",
@@ -440,7 +446,8 @@ func checkPlugins(ps []config.Plugin) ([]segments.SegmentInfo, map[string]builti
 	return defs, configured, nil
 }
 
-// startPlugins starts the plugin runtime with the enabled plugins.
+// startPlugins starts the plugin runtime with the enabled plugins (none:
+// the enrich stage alone).
 func (s *Server) startPlugins(ctx context.Context) error {
 	r := s.cfg.PluginRuntime
 	pc := plugins.Config{
@@ -490,9 +497,8 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		}
 		pc.Plugins = append(pc.Plugins, spec)
 	}
-	if len(pc.Plugins) == 0 {
-		return nil
-	}
+	// With no plugin the runtime still runs its enrich stage, as a
+	// pass-through to the enriched stream that the rollups read.
 	rt, err := plugins.New(pc)
 	if err != nil {
 		return err
@@ -512,7 +518,7 @@ func (s *Server) streamSettings() streams.Settings {
 		MaxAge: time.Duration(s.cfg.NATS.MaxAge)}
 }
 
-// Plugins is the plugin runtime (nil when no plugin is configured).
+// Plugins is the plugin runtime (nil before Start).
 func (s *Server) Plugins() *plugins.Runtime { return s.plugins }
 
 func natsMode(url string) string {

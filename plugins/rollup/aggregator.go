@@ -109,7 +109,7 @@ func (a *Aggregator) Stats() Stats {
 // README.md). It reads the stored bucket the first time an hour or day is
 // touched since it left memory; the error is that read's.
 func (a *Aggregator) Add(ctx context.Context, ev *vigiev1.Event) error {
-	return a.add(ctx, ev, 0)
+	return a.add(ctx, ev, 0, 0)
 }
 
 // facts is what one event contributes, computed once for its hour and day.
@@ -130,11 +130,14 @@ type facts struct {
 	device   string
 	browser  string
 	os       string
+	email    string // emailKey of an e-mail open or click
 }
 
 // add counts ev as message seq of the current source (0: not a stream
-// message).
-func (a *Aggregator) add(ctx context.Context, ev *vigiev1.Event, seq uint64) error {
+// message), stored in the stream at streamMs (0: unknown) for the live
+// count: anonymous events' own times are floored to the hour, the
+// stream's time is when they were received, give or take the bus's lag.
+func (a *Aggregator) add(ctx context.Context, ev *vigiev1.Event, seq uint64, streamMs int64) error {
 	site := ev.GetSite()
 	ms := eventMillis(ev)
 	if site == "" || len(site) > 255 || strings.IndexByte(site, 0) >= 0 || ms <= 0 {
@@ -179,7 +182,10 @@ func (a *Aggregator) add(ctx context.Context, ev *vigiev1.Event, seq uint64) err
 	}
 	var f facts
 	a.facts(st, ev, &f)
-	st.live.add(ev.GetReceivedAtMs(), f.subject, f.hasSubj, now)
+	if streamMs <= 0 {
+		streamMs = ev.GetReceivedAtMs()
+	}
+	st.live.add(streamMs, f.subject, f.hasSubj, now)
 	limit := memFactor * a.cfg.TopK
 	if hb != nil {
 		f.count(hb, limit)
@@ -273,6 +279,14 @@ func (a *Aggregator) facts(st *siteState, ev *vigiev1.Event, f *facts) {
 		f.purposes = ev.GetPurposes()
 	}
 	f.typ = orNone(ev.GetType())
+	if em := ev.GetEmail(); em != nil {
+		// An e-mail's recipient opening or clicking is not a visitor of the
+		// site: e-mail events count as events, and in the e-mail lists.
+		if kind := emailKind(ev.GetName()); kind != "" {
+			f.email = emailKey(kind, em.GetClass(), em.GetCampaign(), em.GetLink())
+		}
+		return
+	}
 	if s := ev.GetSubject(); s != "" && f.mode == modePseudonymous {
 		f.subject, f.hasSubj = xxhash.Sum64String(s), true
 	}
@@ -321,6 +335,9 @@ func (f *facts) apply(b *bucket, limit int) {
 	}
 	if f.hasSubj {
 		b.insert(f.subject)
+	}
+	if f.email != "" {
+		b.dims[dimEmail].add(f.email, 1, limit)
 	}
 	if !f.page {
 		return

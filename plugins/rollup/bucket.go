@@ -32,6 +32,7 @@ const (
 	dimDevice               // device class of visits
 	dimBrowser              // browser of visits
 	dimOS                   // operating system of visits
+	dimEmail                // e-mail opens and clicks: emailKey(kind, class, campaign, link)
 	numDims
 )
 

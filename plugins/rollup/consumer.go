@@ -261,7 +261,7 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, md *jetstream.Ms
 		c.agg.advance(seq)
 		return nil
 	}
-	return c.agg.add(ctx, &c.ev, seq)
+	return c.agg.add(ctx, &c.ev, seq, md.Timestamp.UnixMilli())
 }
 
 // openRetry opens the durable, retrying until it works or ctx is done.

@@ -116,17 +116,24 @@ func NewDecisionCounter(cfg DecisionConfig) (*DecisionCounter, error) {
 // "oversized"…). reason is a short constant, never personal data (at most
 // 64 bytes are kept).
 func (d *DecisionCounter) Count(site string, outcome consent.Outcome, reason string) {
-	d.count(cellKey{site: site, reason: reason, outcome: outcome})
+	d.count(cellKey{site: site, reason: reason, outcome: outcome}, 1)
+}
+
+// CountN counts n hits like Count (the rejected events of a batch).
+func (d *DecisionCounter) CountN(site string, outcome consent.Outcome, reason string, n uint64) {
+	if n > 0 {
+		d.count(cellKey{site: site, reason: reason, outcome: outcome}, n)
+	}
 }
 
 // CountDecision counts one hit of site that reached the consent decision
 // dec (kept pseudonymous, anonymous, or dropped for lack of consent): its
 // outcome and reason, and each granted purpose for the consent rates.
 func (d *DecisionCounter) CountDecision(site string, dec consent.Decision) {
-	d.count(cellKey{site: site, reason: dec.Reason, outcome: dec.Outcome, decided: true, granted: dec.Granted})
+	d.count(cellKey{site: site, reason: dec.Reason, outcome: dec.Outcome, decided: true, granted: dec.Granted}, 1)
 }
 
-func (d *DecisionCounter) count(k cellKey) {
+func (d *DecisionCounter) count(k cellKey, n uint64) {
 	k.hour = uint32(d.cfg.Now().UnixMilli() / msPerHour)
 	if len(k.reason) > maxReasonLen {
 		k.reason = k.reason[:maxReasonLen]
@@ -138,7 +145,7 @@ func (d *DecisionCounter) count(k cellKey) {
 	if c == nil {
 		c = sh.create(k)
 	}
-	c.Add(1)
+	c.Add(n)
 }
 
 // create returns the counter of k, made under the shard's write lock.

@@ -123,8 +123,10 @@ type Top struct {
 	OSes       List `json:"oses"`        // operating system of visits (same)
 }
 
-// Live is the last five minutes, by reception time, as counted by this
-// process (it starts at zero after a restart).
+// Live is the last five minutes, by the time events reached the stream
+// (their reception, give or take the bus's lag; anonymous events' own
+// times are floored to the hour), as counted by this process (it starts
+// at zero after a restart).
 type Live struct {
 	// Since is the window's start (between 4 min 50 s and 5 min ago).
 	Since  time.Time `json:"since"`

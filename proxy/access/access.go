@@ -9,8 +9,8 @@
 //   - marketer: aggregates, segments, campaigns, destinations, never a
 //     person's data (no event listing, enriched events, segment members,
 //     privacy requests, export or audit trail);
-//   - dpo: privacy requests, the register, the audit trail and the consent
-//     statistics.
+//   - dpo: privacy requests, the register, the audit trail, the consent
+//     statistics and the sensitive-data report.
 //
 // A pattern the table does not name, and no prefix rule covers, is allowed
 // to admin only: a new route is closed until a row opens it.
@@ -43,34 +43,42 @@ var (
 // documentation; do not modify.
 var Routes = map[string][]string{
 	// Admin API.
-	"GET /admin/v1/events":                 adminOnly, // stored events: pseudonyms
-	"GET /admin/v1/enriched":               adminOnly, // enriched events: pseudonyms
-	"GET /admin/v1/stats":                  all,       // counts per site, no person
-	"GET /admin/v1/plugins":                marketing, // health, lag, dead letters (destinations)
-	"POST /admin/v1/plugins/{name}/replay": marketing,
-	"GET /admin/v1/segments":               marketing, // recent changes without subjects unless admin
-	"POST /admin/v1/email/rewrite":         marketing, // campaigns
-	"POST /admin/v1/email/tokens":          marketing,
-	"GET /admin/v1/audit":                  privacy,
-	"GET /admin/v1/register":               privacy,
-	"GET /admin/v1/sites":                  adminOnly,
-	"POST /admin/v1/sites":                 adminOnly,
-	"GET /console/{$}":                     all,
-	"GET /console/overview":                all, // aggregates and consent statistics
-	"GET /console/live":                    all, // admin: events; others: reasons only
-	"GET /console/live/summary":            all,
-	"GET /console/segments":                marketing,
-	"GET /console/segments/{name}/members": adminOnly,
-	"GET /console/email":                   marketing,
-	"GET /console/destinations":            marketing,
-	"GET /console/plugins":                 marketing,
-	"POST /console/plugins/{name}/replay":  marketing,
-	"GET /console/privacy":                 privacy,
-	"GET /console/sites":                   adminOnly,
-	"POST /console/sites":                  adminOnly,
-	"GET /console/sites/{id}":              adminOnly,
-	"GET /console/sites/{id}/first-event":  adminOnly,
-	"POST /console/signout":                all,
+	"GET /admin/v1/events":                     adminOnly, // stored events: pseudonyms
+	"GET /admin/v1/enriched":                   adminOnly, // enriched events: pseudonyms
+	"GET /admin/v1/stats":                      all,       // counts per site, no person
+	"GET /admin/v1/overview":                   all,       // the console's overview: aggregates
+	"GET /admin/v1/plugins":                    marketing, // health, lag, dead letters (destinations)
+	"POST /admin/v1/plugins/{name}/replay":     marketing,
+	"GET /admin/v1/segments":                   marketing, // recent changes without subjects unless admin
+	"POST /admin/v1/email/rewrite":             marketing, // campaigns
+	"POST /admin/v1/email/tokens":              marketing,
+	"GET /admin/v1/email/counts":               marketing, // campaign-level counters
+	"GET /admin/v1/sensitive":                  privacy,   // the DPO's report: counts and redacted examples
+	"GET /admin/v1/audit":                      privacy,
+	"GET /admin/v1/register":                   privacy,
+	"GET /admin/v1/sites":                      adminOnly,
+	"POST /admin/v1/sites":                     adminOnly,
+	"GET /console/{$}":                         all,
+	"GET /console/overview":                    all, // aggregates and consent statistics
+	"GET /console/live":                        all, // admin: events; others: reasons only
+	"GET /console/live/summary":                all,
+	"GET /console/segments":                    marketing,
+	"GET /console/segments/{name}/members":     adminOnly,
+	"GET /console/email":                       marketing,
+	"GET /console/response":                    marketing, // the response model: aggregates
+	"GET /console/destinations":                marketing,
+	"POST /console/destinations/{name}/resync": marketing,
+	"GET /console/plugins":                     marketing,
+	"POST /console/plugins/{name}/replay":      marketing,
+	"GET /console/privacy":                     privacy,
+	"POST /console/privacy/requests":           privacy,
+	"GET /console/privacy/requests/{id}":       privacy,
+	"GET /console/sensitive":                   privacy,
+	"GET /console/sites":                       adminOnly,
+	"POST /console/sites":                      adminOnly,
+	"GET /console/sites/{id}":                  adminOnly,
+	"GET /console/sites/{id}/first-event":      adminOnly,
+	"POST /console/signout":                    all,
 }
 
 // prefixes open whole route families, for routes registered elsewhere

@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/plugins/rollup"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -68,10 +69,13 @@ type Config struct {
 	// (395d), anonymous 25 months (760d), personalization and marketing 13
 	// months, necessary 30 days. "imported" is the retention of imported
 	// records (counted from each row's time, whatever their purposes;
-	// default 13 months, 395d). Two more keys are not event retentions:
+	// default 13 months, 395d). Three more keys are not event retentions:
 	// "audit", how long the audit trail is kept (default 3 years), and
 	// "requests", how long a completed privacy request (an erasure's
-	// receipt) is kept (default 3 years).
+	// receipt) is kept (default 3 years), and "rollups", how long the
+	// console overview's aggregates are kept after their hour or day
+	// (default 761 days, so that a month compares with the same month a
+	// year before; at least 1h).
 	Retention map[string]Duration `yaml:"retention"`
 	// Organization is the controller, as the register of processing (Art.
 	// 30) names it. With production: true, Vigie refuses to start without
@@ -631,6 +635,7 @@ func Default() Config {
 			RetentionImported: Duration(395 * 24 * time.Hour),
 			RetentionAudit:    Duration(storage.DefaultAuditRetention),
 			RetentionRequests: Duration(storage.DefaultRequestRetention),
+			RetentionRollups:  Duration(rollup.DefaultRetention),
 		},
 		Sites:       []Site{DemoSite()},
 		SnippetPath: "/s.js",
@@ -902,8 +907,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	for k, v := range c.Retention {
-		if v < 0 {
+		switch {
+		case v < 0:
 			bad("retention."+k, "must not be negative")
+		case k == RetentionRollups && time.Duration(v) < MinRollupRetention:
+			bad("retention."+k, "must be at least %s (the overview's aggregates are not kept forever)", MinRollupRetention)
 		}
 	}
 	if c.Console.SessionIdle > c.Console.SessionMax {

@@ -18,11 +18,19 @@ const (
 	RetentionRequests = "requests"
 	// RetentionAnonymous is the retention key of anonymous events.
 	RetentionAnonymous = "anonymous"
+	// RetentionRollups is the retention key of the overview's aggregates
+	// (hourly and daily rollups, ingestion decision counters), counted
+	// from the end of their hour or day.
+	RetentionRollups = "rollups"
 	// RetentionImported is the retention key of imported records (the
 	// events of an import, counted from each row's time), whatever their
 	// purposes.
 	RetentionImported = "imported"
 )
+
+// MinRollupRetention is the shortest retention.rollups accepted (the
+// rollups have no "forever").
+const MinRollupRetention = time.Hour
 
 // MinStreamMaxAge is the shortest nats.max_age accepted: below it a
 // plugin restarting or a short NATS outage would lose messages.

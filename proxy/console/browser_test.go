@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,55 @@ func post(t *testing.T, in *proxytest.Instance, path, body string, hdr http.Head
 	}
 }
 
+// noRedirect is a client that does not follow a tracked link's redirect.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// seedEmail rewrites a campaign for user-43 (GPC: no marketing, so its
+// opens and clicks are counted per campaign only) and user-45 (who granted
+// marketing: stored as events, counted by the rollups). user-43 opens
+// twice and clicks, Gmail's image proxy opens its message once; user-45
+// opens and clicks: 4 opens, 75 % by people, and 2 clicks by people.
+func seedEmail(t *testing.T, in *proxytest.Instance) {
+	t.Helper()
+	post(t, in, "/v1/identify", `{"userId":"user-45","traits":{"email":"ada@example.org"},"context":{"consent":{"analytics":true,"marketing":true}}}`, nil)
+	html := `<html><body><p>Spring sale</p><a href="https://shop.example/pricing">Pricing</a></body></html>`
+	body, _ := json.Marshal(map[string]any{"site": "demo", "campaign": "spring", "html": html, "recipients": []string{"user-43", "user-45"}, "honeypot": false})
+	code, out := in.Do("POST", "/admin/v1/email/rewrite", body, http.Header{"Authorization": {"Bearer " + in.AdminToken()}})
+	if code != 200 {
+		t.Fatalf("rewrite: %d %s", code, out)
+	}
+	var rw struct {
+		Messages []struct{ Recipient, HTML string }
+	}
+	if err := json.Unmarshal(out, &rw); err != nil || len(rw.Messages) != 2 {
+		t.Fatalf("rewrite answer: %s", out)
+	}
+	const firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+	const gmail = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+	for _, m := range rw.Messages {
+		pixel, click := regexp.MustCompile(`src="https?://[^"/]+(/e/o/[^"]+)"`).FindStringSubmatch(m.HTML), regexp.MustCompile(`href="https?://[^"/]+(/e/c/[^"]+)"`).FindStringSubmatch(m.HTML)
+		if pixel == nil || click == nil {
+			t.Fatalf("no pixel or tracked link in %s", m.HTML)
+		}
+		hits := []struct{ path, ua string }{{pixel[1], firefox}, {click[1], firefox}}
+		if m.Recipient == "user-43" {
+			hits = append(hits, struct{ path, ua string }{pixel[1], firefox}, struct{ path, ua string }{pixel[1], gmail})
+		}
+		for _, h := range hits {
+			req, _ := http.NewRequest("GET", in.URL+h.path, nil)
+			req.Header.Set("User-Agent", h.ua)
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 && resp.StatusCode != http.StatusFound {
+				t.Fatalf("GET %s: %d", h.path, resp.StatusCode)
+			}
+		}
+	}
+}
+
 // browserSignIn signs in through the sign-in page, as a person would.
 func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, tok string) {
 	t.Helper()
@@ -163,12 +213,19 @@ func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, to
 // from a seeded run (events through the API, the segments plugin running)
 // every page renders, in light and dark themes, on a desktop and a phone
 // (no sideways scrolling), and a screenshot of each is written; a
-// marketer signed in sees aggregates only and a friendly page where a
-// person's data would be.
+// marketer signed in sees aggregates only (overview, e-mail, responses)
+// and a friendly page where a person's data would be (members, privacy
+// requests, sensitive data).
 func TestConsoleInChromium(t *testing.T) {
-	// The default plugins (geoip, segments with the demo segments), as
-	// real processes.
-	in := proxytest.Start(t, func(c *config.Config) { c.Plugins = config.DefaultPlugins() })
+	// The default plugins (geoip, segments with the demo segments), the
+	// response plugin and a CRM destination (the noop connector), as real
+	// processes.
+	in := proxytest.Start(t, func(c *config.Config) {
+		c.Plugins = append(config.DefaultPlugins(), config.Plugin{Name: "response", Config: map[string]any{
+			"contact_types": []any{map[string]any{"name": "pricing-readers", "segments": []any{"pricing-interest"}}},
+			"message_types": []any{map[string]any{"name": "promo"}, map[string]any{"name": "digest"}},
+		}}, config.Plugin{Name: "crm-noop", Builtin: "crm", Config: map[string]any{"connector": "noop", "rate_limit": map[string]any{}}})
+	})
 	ctx := browser(t)
 	dir := screenshots(t)
 
@@ -217,6 +274,11 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatal("foreign origin accepted")
 	}
 	in.Post("/v1/track", "no-such-key", `{"event":"x","anonymousId":"a"}`)
+	// A health trait for the sensitive-data report, and an e-mail
+	// campaign: opened by its consenting recipient and by Gmail's image
+	// proxy, one link clicked.
+	post(t, in, "/v1/identify", `{"userId":"user-44","traits":{"medical_condition":"asthma","plan":"pro"},"context":{"consent":{"analytics":true}}}`, nil)
+	seedEmail(t, in)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, b := in.Admin("/admin/v1/segments?site=demo")
@@ -240,24 +302,72 @@ func TestConsoleInChromium(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The decision counters reach the overview once flushed (every 10 s).
+	for {
+		_, b := in.Admin("/admin/v1/overview?site=demo")
+		var ov struct{ Decisions struct{ Dropped int } }
+		_ = json.Unmarshal(b, &ov)
+		if ov.Decisions.Dropped >= 2 {
+			break
+		}
+		if time.Now().After(deadline.Add(15 * time.Second)) {
+			t.Fatalf("no decision counted: %s", b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The stored opens and clicks reach the e-mail page through the
+	// rollups' consumer.
+	for {
+		if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/email?site=demo"), chromedp.WaitVisible("#email-opens")); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(text(t, ctx, "#email-opens"), "4") {
+			break
+		}
+		if time.Now().After(deadline.Add(15 * time.Second)) {
+			t.Fatalf("e-mail opens: %q", text(t, ctx, "#email-opens"))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
 	// Every page, with what it must show.
 	pages := []struct {
 		name, path, sel string
 		want            []string
 	}{
-		{"overview", "/console/overview?site=demo", "#coming", []string{"coming with the rollups"}},
+		{"overview", "/console/overview?site=demo", "#overview-chart .uplot canvas", []string{"Visits", "Page views", "Last 5 minutes",
+			"/pricing", "explicit grant", "bot", "origin", "analytics", "Entry pages", "Countries", "Events by type"}},
 		{"live", "/console/live?site=demo", "#live", []string{"pseudonymous", "anonymous", "explicit grant", "gpc", "denied marketing", "email ×1", "bot", "rejected", "origin", "write_key", "key k1"}},
 		{"segments", "/console/segments?site=demo", "#segments", []string{"pricing-interest", `profile.count("page", "/pricing*", "7d") >= 3`, "hot-lead"}},
 		{"members", "/console/segments/pricing-interest/members?site=demo", "#members", nil},
 		{"plugins", "/console/plugins?site=demo", "#plugins", []string{"segments", "geoip", "running"}},
-		{"email", "/console/email?site=demo", "#coming", []string{"e-mail rollups"}},
-		{"destinations", "/console/destinations?site=demo", "#coming", []string{"CRM sync"}},
-		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)"}},
+		{"email", "/console/email?site=demo", "#campaigns", []string{"spring", "https://shop.example/pricing",
+			"75 % by people, 25 % by machines", "100 % by people, 0 % by machines"}},
+		{"destinations", "/console/destinations?site=demo", "#destinations", []string{"crm-noop", "noop", "Resync"}},
+		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)", "access", "done",
+			"Visitors in the ledger", "download as Markdown"}},
+		{"request", "", "#steps", []string{"access request", "Subjects found", "done", "consent_history"}},
+		{"sensitive", "/console/sensitive?site=demo", "#categories", []string{"Health", "drop_field", "medical_condition"}},
+		{"response", "/console/response?site=demo", "#heatmap", []string{"pricing-readers", "pricing-interest", "promo", "digest", "other"}},
 		{"sites", "/console/sites?site=demo", "#add-site", []string{"demo", "configuration file"}},
 		{"site", "/console/sites/demo?site=demo", "#first-run", []string{`data-write-key="demo"`}},
 	}
+	// A privacy request, made through the console's form.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/privacy?site=demo"), chromedp.Click("#new-request summary"),
+		chromedp.SetValue("#rq-type", "access"), chromedp.SetValue("#rq-kind", "user_id"),
+		chromedp.SendKeys("#rq-identifier", "user-42"), chromedp.Click("#rq-submit"), chromedp.WaitVisible("#steps")); err != nil {
+		t.Fatalf("privacy request: %v", err)
+	}
+	requestURL, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
 	var readme []byte
 	for _, p := range pages {
+		if p.path == "" {
+			p.path = strings.TrimPrefix(requestURL, in.URL)
+		}
 		for _, s := range screens {
 			show(t, ctx, s)
 			if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+p.path), chromedp.WaitVisible(p.sel)); err != nil {
@@ -266,7 +376,7 @@ func TestConsoleInChromium(t *testing.T) {
 			if s.name == "desktop-light" {
 				body := text(t, ctx, "main")
 				for _, w := range p.want {
-					if !strings.Contains(body, w) {
+					if !strings.Contains(strings.ToLower(body), strings.ToLower(w)) { // headers are upper-cased by CSS
 						t.Errorf("%s lacks %q:\n%s", p.name, w, body)
 					}
 				}
@@ -282,6 +392,14 @@ func TestConsoleInChromium(t *testing.T) {
 				readme = png
 			}
 		}
+	}
+	// The destination's Resync button starts a full resync.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/destinations?site=demo"), chromedp.Click("#destinations button"),
+		chromedp.WaitVisible("#message")); err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	if got := text(t, ctx, "#message"); !strings.Contains(got, "A resync of crm-noop was started") {
+		t.Errorf("resync: %q", got)
 	}
 	// The segments page draws its chart with uPlot.
 	show(t, ctx, screens[0])
@@ -314,5 +432,25 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Errorf("marketer on the member list: %q", got)
 	}
 	shoot(t, mctx, dir, "members-marketer-desktop-light")
+	// The aggregates pages are open to the marketer; the privacy pages,
+	// which name requests and show the audit trail, are not.
+	for _, p := range []struct{ path, sel string }{
+		{"/console/overview?site=demo", "#cards"}, {"/console/email?site=demo", "#campaigns"}, {"/console/response?site=demo", "#heatmap"},
+	} {
+		if err := chromedp.Do(mctx, chromedp.Navigate(in.URL+p.path), chromedp.WaitVisible(p.sel)); err != nil {
+			t.Fatalf("marketer on %s: %v", p.path, err)
+		}
+	}
+	if nav := text(t, mctx, "nav.main"); strings.Contains(nav, "Privacy") || strings.Contains(nav, "Sensitive") {
+		t.Errorf("the marketer's navigation links the privacy pages: %q", nav)
+	}
+	for _, path := range []string{"/console/privacy?site=demo", strings.TrimPrefix(requestURL, in.URL), "/console/sensitive?site=demo"} {
+		if err := chromedp.Do(mctx, chromedp.Navigate(in.URL+path), chromedp.WaitVisible("#error-message")); err != nil {
+			t.Fatalf("marketer on %s: %v", path, err)
+		}
+		if got := text(t, mctx, "#error-message"); !strings.Contains(got, "not open to the marketer role") {
+			t.Errorf("marketer on %s: %q", path, got)
+		}
+	}
 	t.Logf("screenshots in %s", dir)
 }

@@ -8,9 +8,10 @@
 // What each role may open is decided by proxy/access, the one table of
 // roles; pages that would show a person's data show aggregates to roles
 // other than admin. The console needs from the server only the Server
-// interface; pages whose data comes from parts built later take the
-// optional OverviewSource, PrivacySource, EmailSource and
-// DestinationsSource and say what they are waiting for while nil.
+// interface; pages whose data comes from other parts take the optional
+// OverviewSource, PrivacySource, SensitiveSource, EmailSource,
+// DestinationsSource and ResponseSource and say what they are waiting for
+// while nil.
 package console
 
 import (
@@ -116,12 +117,14 @@ type Config struct {
 	// PublicURL is Vigie's public base URL for the snippets. Default: the
 	// request's own scheme and host.
 	PublicURL string
-	// The sources of the pages built on parts that come later; nil shows
-	// the page's waiting state.
+	// The sources of the pages whose data other parts of Vigie give; nil
+	// shows the page's waiting state.
 	Overview     OverviewSource
 	Privacy      PrivacySource
+	Sensitive    SensitiveSource
 	Email        EmailSource
 	Destinations DestinationsSource
+	Response     ResponseSource
 	// Logger receives errors. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.

@@ -33,7 +33,11 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.Handle("POST /console/destinations/{name}/resync", c.page(c.resync))
 	mux.Handle("GET /console/plugins", c.page(c.plugins))
 	mux.Handle("POST /console/plugins/{name}/replay", c.page(c.replay))
+	mux.Handle("GET /console/response", c.page(c.response))
 	mux.Handle("GET /console/privacy", c.page(c.privacy))
+	mux.Handle("POST /console/privacy/requests", c.page(c.createRequest))
+	mux.Handle("GET /console/privacy/requests/{id}", c.page(c.request))
+	mux.Handle("GET /console/sensitive", c.page(c.sensitive))
 	mux.Handle("GET /console/sites", c.page(c.sites))
 	mux.Handle("POST /console/sites", c.page(c.addSite))
 	mux.Handle("GET /console/sites/{id}", c.page(c.site))
@@ -203,78 +207,6 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request, v *view) error {
 func (c *Console) hasEvents(ctx context.Context, site string) (bool, error) {
 	evs, err := c.srv.Events(ctx, site, 1)
 	return len(evs) > 0, err
-}
-
-// period is a period of the overview.
-type period struct {
-	Name, Label string
-	d           time.Duration
-}
-
-var periods = []period{{"24h", "Last 24 hours", 24 * time.Hour}, {"7d", "Last 7 days", 7 * 24 * time.Hour}, {"30d", "Last 30 days", 30 * 24 * time.Hour}}
-
-// overviewView is the overview page's data.
-type overviewView struct {
-	Ready    bool // a source is configured
-	Empty    bool // the site has no event yet
-	First    *firstRun
-	Periods  []period
-	Period   string
-	O        Overview
-	Series   chartData
-	MaxTop   uint64
-	Previous *Totals
-}
-
-// chartData is a uPlot series: x in Unix seconds, then one array per
-// series.
-type chartData struct {
-	Labels []string    `json:"labels"`
-	Data   [][]float64 `json:"data"`
-}
-
-func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *view) error {
-	v.Title, v.Page = "Overview", "overview"
-	ov := overviewView{Periods: periods, Period: "7d", Ready: c.cfg.Overview != nil}
-	if v.Site == "" {
-		return pageError(http.StatusNotFound, "No site is configured yet.")
-	}
-	empty, err := c.hasEvents(r.Context(), v.Site)
-	if err != nil {
-		return err
-	}
-	if !empty {
-		ov.Empty = true
-		ov.First = c.firstRun(r, v.Site)
-	}
-	if ov.Ready {
-		p := periods[1]
-		for _, q := range periods {
-			if q.Name == r.URL.Query().Get("period") {
-				p = q
-			}
-		}
-		ov.Period = p.Name
-		now := c.cfg.Now().UTC().Truncate(time.Hour).Add(time.Hour)
-		o, err := c.cfg.Overview.Overview(r.Context(), v.Site, now.Add(-p.d), now, now.Add(-2*p.d), now.Add(-p.d))
-		if err != nil {
-			return err
-		}
-		ov.O = o
-		if o.Compare != nil {
-			ov.Previous = &o.Compare.Totals
-		}
-		ov.Series = chartData{Labels: []string{"Page views", "Visits", "Visitors"}, Data: make([][]float64, 4)}
-		for _, pt := range o.Series {
-			ov.Series.Data[0] = append(ov.Series.Data[0], float64(pt.Start.Unix()))
-			ov.Series.Data[1] = append(ov.Series.Data[1], float64(pt.PageViews))
-			ov.Series.Data[2] = append(ov.Series.Data[2], float64(pt.Visits))
-			ov.Series.Data[3] = append(ov.Series.Data[3], float64(pt.Visitors))
-		}
-	}
-	v.Data = ov
-	c.render(w, http.StatusOK, "overview", v)
-	return nil
 }
 
 // liveRow is one line of the live events page: a stored event with its
@@ -645,28 +577,6 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request, v *view) error 
 	return nil
 }
 
-// emailView is the e-mail page's data.
-type emailView struct {
-	Ready     bool
-	Campaigns []Campaign
-}
-
-func (c *Console) email(w http.ResponseWriter, r *http.Request, v *view) error {
-	v.Title, v.Page = "E-mail", "email"
-	ev := emailView{Ready: c.cfg.Email != nil}
-	if ev.Ready && v.Site != "" {
-		now := c.cfg.Now()
-		cs, err := c.cfg.Email.Campaigns(r.Context(), v.Site, now.Add(-30*24*time.Hour), now)
-		if err != nil {
-			return err
-		}
-		ev.Campaigns = cs
-	}
-	v.Data = ev
-	c.render(w, http.StatusOK, "email", v)
-	return nil
-}
-
 // destinationsView is the destinations page's data.
 type destinationsView struct {
 	Ready        bool
@@ -696,56 +606,14 @@ func (c *Console) resync(w http.ResponseWriter, r *http.Request, v *view) error 
 		return pageError(http.StatusNotFound, "No destination is configured.")
 	}
 	name := r.PathValue("name")
-	if err := c.cfg.Destinations.Resync(r.Context(), name); err != nil {
+	err := c.cfg.Destinations.Resync(r.Context(), name)
+	if errors.Is(err, ErrNotFound) {
+		return pageError(http.StatusNotFound, "There is no destination "+strconv.Quote(name)+".")
+	}
+	if err != nil {
 		c.log.Warn("console resync failed", "destination", name, "err", err)
 		return pageError(http.StatusServiceUnavailable, "The resync of "+strconv.Quote(name)+" could not be started; try again.")
 	}
 	http.Redirect(w, r, "/console/destinations"+v.Query+"&resynced="+url.QueryEscape(name), http.StatusSeeOther)
-	return nil
-}
-
-// auditShown is how many audit entries the privacy page shows.
-const auditShown = 50
-
-// privacyView is the privacy page's data.
-type privacyView struct {
-	Ready    bool
-	Requests []PrivacyRequest
-	Audit    []storage.AuditEntry
-	Next     string
-}
-
-func (c *Console) privacy(w http.ResponseWriter, r *http.Request, v *view) error {
-	v.Title, v.Page = "Privacy", "privacy"
-	pv := privacyView{Ready: c.cfg.Privacy != nil}
-	if pv.Ready {
-		reqs, err := c.cfg.Privacy.Requests(r.Context(), v.Site)
-		if err != nil {
-			return err
-		}
-		pv.Requests = reqs
-	}
-	// The audit trail, the newest 50 entries of the last 30 days (it
-	// lists oldest first: read pages, keep the tail; at most 50 pages).
-	q := storage.AuditQuery{From: c.cfg.Now().Add(-30 * 24 * time.Hour), Limit: 1000}
-	var tail []storage.AuditEntry
-	for range 50 {
-		entries, next, err := c.srv.Audit(r.Context(), q)
-		if err != nil {
-			return err
-		}
-		tail = append(tail, entries...)
-		if len(tail) > auditShown {
-			tail = tail[len(tail)-auditShown:]
-		}
-		if next == "" {
-			break
-		}
-		q.After = next
-	}
-	slices.Reverse(tail)
-	pv.Audit = tail
-	v.Data = pv
-	c.render(w, http.StatusOK, "privacy", v)
 	return nil
 }

@@ -22,7 +22,7 @@ var templateFS embed.FS
 
 // pageNames are the templates rendered inside the layout.
 var pageNames = []string{"overview", "live", "sites", "site", "segments", "members", "plugins", "email",
-	"destinations", "privacy", "error"}
+	"destinations", "response", "privacy", "request", "sensitive", "error"}
 
 type pages struct {
 	byName map[string]*template.Template
@@ -92,6 +92,36 @@ var funcs = template.FuncMap{
 		}
 		return b.String()
 	},
+	"n":   groupDigits,
+	"add": func(a, b uint64) uint64 { return a + b },
+	// outcomeClass is the tag class of a decision outcome.
+	"outcomeClass": func(o string) string {
+		if o == "drop" {
+			return "dropped"
+		}
+		return o
+	},
+	"dur": func(d time.Duration) string {
+		if d < time.Millisecond {
+			return "under 1ms"
+		}
+		if d < time.Second {
+			return d.Round(time.Millisecond).String()
+		}
+		return d.Round(100 * time.Millisecond).String()
+	},
+	"days": func(d time.Duration) string {
+		return strconv.Itoa(int(d.Hours()/24)) + " days"
+	},
+	// objected is how many subjects objected to purpose.
+	"objected": func(st LedgerStats, purpose string) uint64 {
+		for _, p := range st.Objected {
+			if p.Purpose == purpose {
+				return p.Count
+			}
+		}
+		return 0
+	},
 	"until": func(t time.Time) string {
 		d := time.Until(t).Round(time.Hour)
 		if d < 0 {
@@ -100,6 +130,23 @@ var funcs = template.FuncMap{
 		days := int(d.Hours()) / 24
 		return strconv.Itoa(days) + " d " + strconv.Itoa(int(d.Hours())%24) + " h left"
 	},
+}
+
+// groupDigits writes n with thin spaces between groups of three digits
+// (12 345 678), as numbers are written in English and French alike.
+func groupDigits(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	if len(s) <= 4 {
+		return s
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteString("\u202f")
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 func parsePages() (*pages, error) {
@@ -131,9 +178,11 @@ var nav = []navItem{
 	{"live", "Live events", "/console/live"},
 	{"segments", "Segments", "/console/segments"},
 	{"email", "E-mail", "/console/email"},
+	{"response", "Responses", "/console/response"},
 	{"destinations", "Destinations", "/console/destinations"},
 	{"plugins", "Plugins", "/console/plugins"},
 	{"privacy", "Privacy", "/console/privacy"},
+	{"sensitive", "Sensitive data", "/console/sensitive"},
 	{"sites", "Sites", "/console/sites"},
 }
 

@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// TestPagesRenderTheirSources renders the pages whose data comes from the
-// parts built later with such data, as their sources will give it: the
-// template of each shows it (the browser test sees their waiting state).
+// TestPagesRenderTheirSources renders the pages whose data comes from
+// other parts with such data, as their sources give it: the template of
+// each shows it, including states a seeded run does not reach (a pending
+// request's countdown, a destination).
 func TestPagesRenderTheirSources(t *testing.T) {
 	p, err := parsePages()
 	if err != nil {
@@ -26,23 +27,37 @@ func TestPagesRenderTheirSources(t *testing.T) {
 		Consent:   Consent{Purposes: []PurposeRate{{Purpose: "analytics", Granted: 60, Rate: 0.6}}},
 		Decisions: Decisions{Pseudonymous: 60, Anonymous: 40, Dropped: 2, Reasons: []DecisionReasons{{Outcome: "anonymous", Reason: "gpc denial", Count: 4}}},
 	}
+	sp := span{Period: "7d", Compare: "previous", Periods: periods, Compares: comparisons, From: now.Add(-7 * 24 * time.Hour), To: now}
+	stats := LedgerStats{Site: "demo", At: now, Entries: 7, Choices: 5, Expired: 2, Lifetime: 395 * 24 * time.Hour,
+		Purposes: []PurposeChoice{{Purpose: "marketing", Granted: 3, Denied: 1}}, Objections: 1,
+		Objected: []PurposeCount{{Purpose: "marketing", Count: 1}}, Restricted: 1, Suppressed: 2}
+	pending := PrivacyRequest{ID: "pr_1", Type: "erase", Site: "demo", Status: "running", CreatedAt: now, Deadline: now.Add(29 * 24 * time.Hour),
+		DaysLeft: 29, IdentifierKind: "email", Subjects: 1, Steps: []PrivacyStep{{Name: "events", Status: "done"}, {Name: "verify", Status: "pending"}}}
 	for _, tc := range []struct {
 		page string
 		data any
 		want []string
 	}{
-		{"overview", overviewView{Ready: true, Periods: periods, Period: "7d", O: ov, Previous: &ov.Compare.Totals,
-			Series: chartData{Labels: []string{"Page views"}, Data: [][]float64{{1}, {7}}}},
-			[]string{">42<", "before: 40", "/pricing", "60 %", "gpc denial", `data-chart="{&#34;labels&#34;`}},
-		{"privacy", privacyView{Ready: true, Requests: []PrivacyRequest{{ID: "pr_1", Type: "erase", Site: "demo", Status: "running",
-			CreatedAt: now, Deadline: time.Now().Add(29 * 24 * time.Hour), IdentifierKind: "email", SubjectCount: 1,
-			Steps: []PrivacyStep{{Name: "events", Status: "done"}}}, {ID: "pr_0", Type: "export", Status: "done", CompletedAt: &done}}},
-			[]string{"pr_1", "events: done", "left", "by email", "done 2026-03-01 11:00:00"}},
-		{"email", emailView{Ready: true, Campaigns: []Campaign{{Name: "spring-sale", Opens: EmailCounts{Human: 3, PrivacyProxy: 1},
+		{"overview", overviewView{Ready: true, Span: sp, O: ov, Previous: &ov.Compare.Totals, Cards: cards(ov.Totals, &ov.Compare.Totals, ov.Live),
+			Lists: []topList{{"top-pages", "Top pages", ov.Top.Pages}}, Series: seriesOf(ov)},
+			[]string{">42<", "before: 40", "&#43;5 %", "/pricing", "60 %", "gpc denial", `data-chart="{&#34;labels&#34;`, "Page views, before"}},
+		{"privacy", privacyView{Ready: true, Open: 1, Stats: &stats, Form: requestForm{Types: requestTypes, Kinds: identifierKinds},
+			Requests: []PrivacyRequest{pending, {ID: "pr_0", Type: "export", Status: "done", CompletedAt: &done}}},
+			[]string{"pr_1", "events: done", "29 day(s) left", "by email", "done 2026-03-01 11:00:00", "Choices that apply", "395 days", "75 %", `name="csrf" value="tok"`}},
+		{"request", requestView{R: pending, Done: 1}, []string{"pr_1", "29 day(s) left", "1 / 2", "verify"}},
+		{"email", emailView{Ready: true, Span: sp, Campaigns: []Campaign{{Name: "spring-sale", Opens: EmailCounts{Human: 3, PrivacyProxy: 1},
 			Clicks: EmailCounts{Human: 1, Scanner: 1}, Links: []LinkStats{{URL: "https://shop.example/sale", Clicks: EmailCounts{Human: 1}}}}}},
 			[]string{"spring-sale", "75 %", "50 %", "https://shop.example/sale"}},
-		{"destinations", destinationsView{Ready: true, Destinations: []Destination{{Name: "hubspot", Kind: "crm", State: "running", Lag: 4, DeadLetters: 1, LastError: "429"}}},
+		{"sensitive", sensitiveView{Ready: true, Span: sp, R: SensitiveReport{Site: "demo", Total: 3,
+			Categories: []SensitiveCategory{{Category: "health", Label: "Health", Article: "Art. 9", Action: "anonymous", Total: 3, Layers: map[string]uint64{"values": 3}}},
+			Detections: []SensitiveCell{{Category: "health", Layer: "values", Count: 3, Examples: []SensitiveExample{{Field: "properties.note", Example: "my [health] record"}}}}}},
+			[]string{"Health", "anonymous", "properties.note", "my [health] record"}},
+		{"destinations", destinationsView{Ready: true, Destinations: []Destination{{Name: "hubspot", Connector: "hubspot", State: "ok", Backlog: 4, DeadLetters: 1, LastError: "429"}}},
 			[]string{"hubspot", "Resync", "last error: 429"}},
+		{"response", responseView{Ready: true, T: ResponseTable{Interval: 0.9, MessageTypes: []string{"promo"}}, Rows: heatRows(ResponseTable{
+			ContactTypes: []ResponseContactType{{Name: "hot-lead"}}, MessageTypes: []string{"promo"},
+			Cells: []ResponseCell{{ContactType: "hot-lead", MessageType: "promo", Exposures: 40, Mean: 0.25, Lower: 0.1, Upper: 0.4}}})},
+			[]string{"hot-lead", "25 %", "10 %–40 %", "heat-9"}},
 	} {
 		var b bytes.Buffer
 		if err := p.byName[tc.page].ExecuteTemplate(&b, "layout", &view{Title: tc.page, Page: tc.page, Site: "demo", CSRF: "tok", Data: tc.data}); err != nil {

@@ -5,11 +5,12 @@ import (
 	"time"
 )
 
-// The pages whose data comes from parts built later are written against
+// The pages whose data comes from other parts of Vigie are written against
 // these interfaces; a nil source shows the page's "coming with…" state.
-// Their types have the JSON shape of the producing packages' own (the
-// rollups' Overview, the privacy requests' Request), so an adapter may be a
-// JSON round trip.
+// Their types have the JSON shape of the producing packages' own answers
+// (the rollups' Overview, GET /admin/v1/privacy/requests/{id}, GET
+// /admin/v1/sensitive, GET /admin/v1/destinations, GET
+// /admin/v1/response/model), so an adapter may be a JSON round trip.
 
 // OverviewSource answers the overview of a site over a period (rollups).
 type OverviewSource interface {
@@ -128,24 +129,42 @@ type DecisionReasons struct {
 	Count   uint64 `json:"count"`
 }
 
-// PrivacySource lists the privacy requests (the requests API).
+// PrivacySource is the privacy requests (the requests API) and the
+// consent ledger's statistics.
 type PrivacySource interface {
-	// Requests returns site's requests ("" for every site), newest first.
+	// Requests returns site's requests ("" for every site), newest first,
+	// each with its steps.
 	Requests(ctx context.Context, site string) ([]PrivacyRequest, error)
+	// Request returns one request; ErrNotFound when there is none.
+	Request(ctx context.Context, id string) (PrivacyRequest, error)
+	// Create records a new request, run in the background; an error
+	// wrapping ErrInvalidRequest names what is wrong with it.
+	Create(ctx context.Context, r NewPrivacyRequest) (PrivacyRequest, error)
+	// LedgerStats counts site's consent ledger.
+	LedgerStats(ctx context.Context, site string) (LedgerStats, error)
 }
 
-// PrivacyRequest is one request with the status of each step.
+// PrivacyRequest is one request with the status of each step, in the
+// shape GET /admin/v1/privacy/requests/{id} answers.
 type PrivacyRequest struct {
-	ID             string        `json:"id"`
-	Type           string        `json:"type"`
-	Site           string        `json:"site"`
-	Status         string        `json:"status"`
-	CreatedAt      time.Time     `json:"created_at"`
-	Deadline       time.Time     `json:"deadline"`
-	CompletedAt    *time.Time    `json:"completed_at,omitempty"`
-	IdentifierKind string        `json:"identifier_kind"`
-	SubjectCount   int           `json:"subject_count"`
-	Steps          []PrivacyStep `json:"steps"`
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	Site      string    `json:"site"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+	Deadline  time.Time `json:"deadline"`
+	// DaysLeft are the days until the deadline (0 once completed).
+	DaysLeft    int        `json:"days_left"`
+	Overdue     bool       `json:"overdue,omitempty"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	// IdentifierKind is how the person was named (never the value).
+	IdentifierKind string `json:"identifier_kind"`
+	// Subjects is how many pseudonyms the request concerns.
+	Subjects int               `json:"subjects"`
+	Options  map[string]any    `json:"options,omitempty"`
+	Steps    []PrivacyStep     `json:"steps"`
+	Summary  map[string]int    `json:"summary,omitempty"`
+	Links    map[string]string `json:"links,omitempty"`
 }
 
 // PrivacyStep is one step of a request.
@@ -154,6 +173,117 @@ type PrivacyStep struct {
 	Status string    `json:"status"`
 	At     time.Time `json:"at,omitzero"`
 	Detail string    `json:"detail,omitempty"`
+}
+
+// NewPrivacyRequest is a request to make, with the fields of POST
+// /admin/v1/privacy/requests.
+type NewPrivacyRequest struct {
+	Type string `json:"type"`
+	Site string `json:"site,omitempty"`
+	// IdentifierKind (email, phone, user_id, anonymous_id, cookie) and
+	// Identifier name the person.
+	IdentifierKind string `json:"-"`
+	Identifier     string `json:"-"`
+	// Suppress (erase): drop the person's later events at the door.
+	Suppress bool `json:"suppress,omitempty"`
+	// Purposes (object) objected to; none: marketing.
+	Purposes []string `json:"purposes,omitempty"`
+	// Lift (object, restrict) lifts an objection or restriction.
+	Lift bool `json:"lift,omitempty"`
+	// Traits (rectify) is a JSON object of the new personal traits.
+	Traits string `json:"-"`
+}
+
+// LedgerStats count the consent ledger of one site: no subject is named.
+type LedgerStats struct {
+	Site string `json:"site"`
+	// At is when they were counted (they are cached a few minutes) and
+	// Took how long the count took.
+	At   time.Time     `json:"at"`
+	Took time.Duration `json:"took"`
+	// Entries is the subjects with an entry; Choices those whose consent
+	// choice still applies, Expired those whose choice is older than the
+	// site's consent lifetime (it reads as none).
+	Entries  uint64          `json:"entries"`
+	Choices  uint64          `json:"choices"`
+	Expired  uint64          `json:"expired"`
+	Lifetime time.Duration   `json:"lifetime"`
+	Purposes []PurposeChoice `json:"purposes"`
+	// Objections counts subjects with an objection (Objected: per
+	// purpose), Restricted those whose processing is restricted.
+	Objections uint64         `json:"objections"`
+	Objected   []PurposeCount `json:"objected"`
+	Restricted uint64         `json:"restricted"`
+	// Suppressed counts the identifiers suppressed at the door (erasures
+	// with suppress).
+	Suppressed uint64 `json:"suppressed"`
+}
+
+// PurposeChoice counts the current choices granting and denying one
+// purpose.
+type PurposeChoice struct {
+	Purpose string `json:"purpose"`
+	Granted uint64 `json:"granted"`
+	Denied  uint64 `json:"denied"`
+}
+
+// PurposeCount is a count for one purpose.
+type PurposeCount struct {
+	Purpose string `json:"purpose"`
+	Count   uint64 `json:"count"`
+}
+
+// SensitiveSource is the special categories of data detected on a site
+// (GET /admin/v1/sensitive).
+type SensitiveSource interface {
+	// Sensitive covers the UTC days overlapping [from, to).
+	Sensitive(ctx context.Context, site string, from, to time.Time) (SensitiveReport, error)
+}
+
+// SensitiveReport counts detections per category and layer, with
+// redacted examples, never a value or a visitor; the shape of GET
+// /admin/v1/sensitive.
+type SensitiveReport struct {
+	Site       string              `json:"site"`
+	From       time.Time           `json:"from,omitzero"`
+	To         time.Time           `json:"to,omitzero"`
+	Total      uint64              `json:"total"`
+	Categories []SensitiveCategory `json:"categories"`
+	Detections []SensitiveCell     `json:"detections"`
+	Days       []SensitiveDay      `json:"days"`
+}
+
+// SensitiveCategory is one category with the site's action.
+type SensitiveCategory struct {
+	Category string            `json:"category"`
+	Label    string            `json:"label"`
+	Article  string            `json:"article"`
+	Action   string            `json:"action"`
+	Total    uint64            `json:"total"`
+	Layers   map[string]uint64 `json:"layers"`
+}
+
+// SensitiveCell is a category × layer count with its examples.
+type SensitiveCell struct {
+	Category string             `json:"category"`
+	Layer    string             `json:"layer"`
+	Count    uint64             `json:"count"`
+	Examples []SensitiveExample `json:"examples"`
+}
+
+// SensitiveExample is where a detection was made, redacted.
+type SensitiveExample struct {
+	Field   string `json:"field"`
+	Pattern string `json:"pattern,omitempty"`
+	Example string `json:"example,omitempty"`
+}
+
+// SensitiveDay is a day × category × layer count.
+type SensitiveDay struct {
+	Day      string `json:"day"`
+	Category string `json:"category"`
+	Layer    string `json:"layer"`
+	Count    uint64 `json:"count"`
 }
 
 // EmailSource gives per-campaign and per-link e-mail statistics.
@@ -189,19 +319,107 @@ type LinkStats struct {
 
 // DestinationsSource lists the CRM destinations and resyncs one.
 type DestinationsSource interface {
+	// Destinations is GET /admin/v1/destinations' list.
 	Destinations(ctx context.Context) ([]Destination, error)
-	// Resync sends every member of the destination's segments again.
+	// Resync sends every consented contact again (POST
+	// /admin/v1/destinations/{name}/resync).
 	Resync(ctx context.Context, name string) error
 }
 
-// Destination is one CRM destination's health.
+// Destination is one CRM destination's health, in the shape of GET
+// /admin/v1/destinations (its recent dead letters, which name subjects,
+// are left out).
 type Destination struct {
-	Name        string    `json:"name"`
-	Kind        string    `json:"kind"`
-	State       string    `json:"state"`
-	Lag         uint64    `json:"lag"`
-	DeadLetters int       `json:"dead_letters"`
-	Synced      uint64    `json:"synced"`
-	LastSync    time.Time `json:"last_sync,omitzero"`
-	LastError   string    `json:"last_error,omitempty"`
+	Name      string   `json:"name"`
+	Connector string   `json:"connector"`
+	Purposes  []string `json:"purposes"`
+	// State: ok, throttled, paused, disabled, or the process's (starting,
+	// restarting, failed, stopped), unknown before the first status.
+	State       string             `json:"state"`
+	PausedUntil time.Time          `json:"paused_until,omitzero"`
+	Reason      string             `json:"reason,omitempty"`
+	RateLimit   *DestinationLimit  `json:"rate_limit,omitempty"`
+	Backlog     uint64             `json:"backlog"`
+	Delivered   uint64             `json:"delivered"`
+	Failed      uint64             `json:"failed"`
+	Retried     uint64             `json:"retried"`
+	RateLimited uint64             `json:"rate_limited"`
+	LastError   string             `json:"last_error,omitempty"`
+	LastErrorAt time.Time          `json:"last_error_at,omitzero"`
+	DeadLetters int                `json:"dead_letters"`
+	Plugin      DestinationPlugin  `json:"plugin"`
+	Resync      *DestinationResync `json:"resync,omitempty"`
+	UpdatedAt   time.Time          `json:"updated_at,omitzero"`
+}
+
+// DestinationLimit is a destination's rate limiter.
+type DestinationLimit struct {
+	PerSecond      float64   `json:"per_second"`
+	Burst          int       `json:"burst"`
+	Limit          int       `json:"limit"`
+	Remaining      int       `json:"remaining"`
+	ResetAt        time.Time `json:"reset_at,omitzero"`
+	ThrottledUntil time.Time `json:"throttled_until,omitzero"`
+	ThrottleReason string    `json:"throttle_reason,omitempty"`
+	PausedUntil    time.Time `json:"paused_until,omitzero"`
+	PauseReason    string    `json:"pause_reason,omitempty"`
+}
+
+// DestinationPlugin is the destination's process.
+type DestinationPlugin struct {
+	State     string    `json:"state"`
+	Since     time.Time `json:"since"`
+	Restarts  int64     `json:"restarts"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// DestinationResync is the last full resync.
+type DestinationResync struct {
+	Run        string    `json:"run"`
+	State      string    `json:"state"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Listed     int       `json:"listed"`
+	Published  int       `json:"published"`
+	Delivered  uint64    `json:"delivered"`
+}
+
+// ResponseSource is the response plugin's model (GET
+// /admin/v1/response/model).
+type ResponseSource interface {
+	// ResponseModel is site's table of contact types × message types.
+	ResponseModel(ctx context.Context, site string) (ResponseTable, error)
+}
+
+// ResponseTable is a site's response model, in the shape of GET
+// /admin/v1/response/model.
+type ResponseTable struct {
+	Site        string    `json:"site"`
+	At          time.Time `json:"at"`
+	LatestEvent time.Time `json:"latest_event,omitzero"`
+	// Interval is the mass of the credible intervals (0.9: 90 %).
+	Interval     float64               `json:"interval"`
+	ContactTypes []ResponseContactType `json:"contact_types"`
+	MessageTypes []string              `json:"message_types"`
+	Cells        []ResponseCell        `json:"cells"`
+}
+
+// ResponseContactType is a configured contact type.
+type ResponseContactType struct {
+	Name     string   `json:"name"`
+	Segments []string `json:"segments"`
+}
+
+// ResponseCell is one contact type × message type: decayed counts and
+// the posterior of its response rate.
+type ResponseCell struct {
+	ContactType   string  `json:"contact_type"`
+	MessageType   string  `json:"message_type"`
+	Exposures     float64 `json:"exposures"`
+	Responses     float64 `json:"responses"`
+	Mean          float64 `json:"mean"`
+	Lower         float64 `json:"lower"`
+	Upper         float64 `json:"upper"`
+	PriorMean     float64 `json:"prior_mean"`
+	PriorStrength float64 `json:"prior_strength"`
 }

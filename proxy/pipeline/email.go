@@ -39,6 +39,13 @@ type EmailHit struct {
 	ClientIP, UserAgent string
 }
 
+// The reasons of e-mail hits' decisions (the console's live events and
+// overview show them).
+const (
+	reasonEmailGranted = "e-mail recipient granted marketing"
+	reasonEmailCounted = "e-mail hit counted per campaign only"
+)
+
 // ProcessEmail turns an e-mail hit into an event record when the
 // recipient's consent grants marketing (the recipient's pseudonym as user
 // id and subject), else into a campaign-level counter (Counted,
@@ -62,7 +69,7 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 		}
 	}
 	if !pseudonymous {
-		res.Decision = consent.Decision{Outcome: consent.Anonymous}
+		res.Decision = consent.Decision{Outcome: consent.Anonymous, Reason: reasonEmailCounted}
 		kind := storage.EmailOpen
 		if h.Click {
 			kind = storage.EmailClick
@@ -70,6 +77,7 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 		res.Count = storage.EmailCount{Site: s.id, Campaign: campaign, Kind: kind, Class: h.Class, Link: link,
 			Hour: h.Time.UTC().Truncate(time.Hour), TTL: p.retention["anonymous"]}
 		res.Outcome = Counted
+		res.Applied = res.Decision
 		return res
 	}
 	prefix := s.ipPrefix(h.ClientIP)
@@ -95,7 +103,7 @@ func (p *Pipeline) ProcessEmail(s *Site, h EmailHit) Result {
 		Subject:      h.Recipient,
 		Device:       &vigiev1.Device{Browser: dev.Browser, BrowserMajor: dev.BrowserMajor, Os: dev.OS, Class: dev.Class, Bot: dev.Bot},
 	}
-	d := consent.Decision{Outcome: consent.Pseudonymous, Granted: h.Granted}
+	d := consent.Decision{Outcome: consent.Pseudonymous, Granted: h.Granted, Reason: reasonEmailGranted}
 	res.Decision = d
 	p.finish(&res, s, ev, d)
 	return res

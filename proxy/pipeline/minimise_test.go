@@ -348,7 +348,8 @@ func TestCNILExempt(t *testing.T) {
 
 // TestProcessEmailCountsAnonymousHits: a hit that may not be attributed is
 // a counter (hour, kind, class, scrubbed link without ids), never an
-// event; a recipient with marketing consent gets an event.
+// event; a recipient with marketing consent gets an event; each decision
+// has its reason.
 func TestProcessEmailCountsAnonymousHits(t *testing.T) {
 	p, s := newSitePipeline(t, SiteConfig{}, nil)
 	res := p.ProcessEmail(s, EmailHit{Click: true, Campaign: "spring jane@example.org", Link: "https://shop.example/o/1234567?email=a@b.example&utm_source=nl",
@@ -358,9 +359,15 @@ func TestProcessEmailCountsAnonymousHits(t *testing.T) {
 	if res.Outcome != Counted || res.Count != want || res.Record.Data != nil {
 		t.Fatalf("anonymous hit: %v %+v, want counter %+v", res.Outcome, res.Count, want)
 	}
+	if res.Applied.Reason != reasonEmailCounted {
+		t.Errorf("anonymous hit's reason %q", res.Applied.Reason)
+	}
 	granted, _ := consent.ParseSet("necessary", "marketing")
 	res = p.ProcessEmail(s, EmailHit{Campaign: "spring", Recipient: "rcpt", Granted: granted, Class: "human", Time: received, ClientIP: "192.0.2.9"})
 	if res.Outcome != Stored || res.Record.Subject != "rcpt" {
 		t.Fatalf("consented hit: %v subject %q", res.Outcome, res.Record.Subject)
+	}
+	if res.Applied.Reason != reasonEmailGranted {
+		t.Errorf("consented hit's reason %q (the overview's decisions list it)", res.Applied.Reason)
 	}
 }

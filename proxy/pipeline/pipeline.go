@@ -248,6 +248,11 @@ const (
 type Result struct {
 	Outcome  Outcome
 	Decision consent.Decision
+	// Applied is what was done with the hit: Decision after the subject's
+	// objection or restriction and the sensitive-data action (which may
+	// keep it anonymous or drop it). Decision stays the visitor's own
+	// choice, for the ledger, the cookie and the consent rates.
+	Applied consent.Decision
 	// ConsentErr is set when the payload's consent object was invalid (it
 	// was then treated as absent).
 	ConsentErr error
@@ -344,6 +349,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	// An objection or restriction beats what the event says; Decision
 	// stays the subject's choice, for the ledger.
 	d = s.limit(r, res.Subject, d)
+	res.Applied = d
 	if d.Outcome == consent.Drop {
 		res.Outcome = Dropped
 		return res
@@ -372,6 +378,7 @@ func (p *Pipeline) Process(s *Site, m *collect.Message, r *Request) Result {
 	var drop bool
 	if m, d, drop = s.sensitive(m, d, &res); drop {
 		res.Outcome = DroppedSensitive
+		res.Applied = consent.Decision{Outcome: consent.Drop, Granted: d.Granted, Reason: reasonSensitive}
 		return res
 	}
 	ip := m.Context.IP
@@ -519,6 +526,7 @@ func (p *Pipeline) finish(res *Result, s *Site, ev *vigiev1.Event, d consent.Dec
 	}
 	res.Record.Data = data
 	res.Outcome = Stored
+	res.Applied = d
 }
 
 // ttl is the retention of an event: anonymous events get "anonymous", a

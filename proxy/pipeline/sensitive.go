@@ -21,6 +21,10 @@ func newDetector(p *sensitive.Policy) (*sensitive.Detector, error) {
 // SensitivePolicy is the site's handling of special categories of data.
 func (s *Site) SensitivePolicy() sensitive.Policy { return s.sens.Policy() }
 
+// reasonSensitive is the reason of a decision the sensitive-data action
+// made (anonymous, or dropped).
+const reasonSensitive = "sensitive data"
+
 // sensitive scans m for special categories of data (names, values, page
 // context, the site's sensitive_paths) into res.Sensitive and applies the
 // site's actions: drop (true: store nothing), anonymous (the decision
@@ -48,7 +52,7 @@ func (s *Site) sensitive(m *collect.Message, d consent.Decision, res *Result) (*
 		return m, d, true
 	}
 	if v.Anonymous && d.Outcome == consent.Pseudonymous {
-		d = consent.Decision{Outcome: consent.Anonymous, Granted: consent.NewSet(consent.Necessary), Reason: "sensitive data"}
+		d = consent.Decision{Outcome: consent.Anonymous, Granted: consent.NewSet(consent.Necessary), Reason: reasonSensitive}
 	}
 	if v.DropFields == 0 {
 		return m, d, false

@@ -49,13 +49,20 @@ func writeError(w http.ResponseWriter, code int, kind, field, msg string) {
 	writeJSON(w, code, apiError{Code: kind, Error: msg, Field: field})
 }
 
-// fieldError is a validation error naming the field, in the API's terms.
-type fieldError struct{ field, msg string }
+// FieldError is a new request's validation error, naming the field in
+// the API's terms (Field is empty when the body as a whole is wrong).
+type FieldError struct {
+	Field string
+	// Message says what is wrong, starting with the field's name.
+	Message string
+	// malformed: the body is not the JSON object expected.
+	malformed bool
+}
 
-func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+func (e *FieldError) Error() string { return e.Message }
 
 func bad(field, format string, args ...any) error {
-	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+	return &FieldError{Field: field, Message: field + ": " + fmt.Sprintf(format, args...)}
 }
 
 // createBody is the body of POST /admin/v1/privacy/requests.
@@ -177,6 +184,20 @@ func (s *Service) parse(b *createBody) (Input, error) {
 	return in, nil
 }
 
+// ParseRequest validates body, a new request's JSON as POST
+// /admin/v1/privacy/requests takes it (type, site, identifier, suppress,
+// purposes, lift, traits); a *FieldError says what is wrong.
+func (s *Service) ParseRequest(body []byte) (Input, error) {
+	var b createBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		field, msg := describeJSONError(err)
+		return Input{}, &FieldError{Field: field, Message: msg, malformed: true}
+	}
+	return s.parse(&b)
+}
+
 // handleCreate accepts a request: 202 with its id and where to follow it.
 func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
@@ -188,18 +209,14 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "", fmt.Sprintf("the body is larger than %d bytes", maxRequestBody))
 		return
 	}
-	var b createBody
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		field, msg := describeJSONError(err)
-		writeError(w, http.StatusBadRequest, "malformed_json", field, msg)
-		return
-	}
-	in, err := s.parse(&b)
-	var fe *fieldError
+	in, err := s.ParseRequest(body)
+	var fe *FieldError
 	if errors.As(err, &fe) {
-		writeError(w, http.StatusBadRequest, "invalid_request", fe.field, fe.Error())
+		kind := "invalid_request"
+		if fe.malformed {
+			kind = "malformed_json"
+		}
+		writeError(w, http.StatusBadRequest, kind, fe.Field, fe.Message)
 		return
 	}
 	in.Actor = ActorFrom(r.Context())
@@ -215,7 +232,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/admin/v1/privacy/requests/"+req.ID)
-	writeJSON(w, http.StatusAccepted, req.view(time.Now(), true))
+	writeJSON(w, http.StatusAccepted, req.View(time.Now(), true))
 }
 
 // describeJSONError names the problem of a body that does not decode,
@@ -247,7 +264,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, req.view(time.Now(), true))
+	writeJSON(w, http.StatusOK, req.View(time.Now(), true))
 }
 
 // lookup reads the request named in the path, answering 404 or 503 itself.
@@ -287,7 +304,7 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	out := make([]View, 0, len(reqs))
 	for i := len(reqs) - 1; i >= 0; i-- {
-		out = append(out, reqs[i].view(now, false))
+		out = append(out, reqs[i].View(now, false))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
 }

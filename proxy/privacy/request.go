@@ -174,8 +174,8 @@ type View struct {
 	Links    map[string]string `json:"links,omitempty"`
 }
 
-// view returns r as the API shows it at now; steps only when withSteps.
-func (r *Request) view(now time.Time, withSteps bool) View {
+// View returns r as the API shows it at now; steps only when withSteps.
+func (r *Request) View(now time.Time, withSteps bool) View {
 	v := View{ID: r.ID, Type: r.Type, Site: r.Site, Status: r.Status, CreatedAt: r.CreatedAt, Deadline: r.Deadline,
 		CompletedAt: r.CompletedAt, IdentifierKind: r.IdentifierKind, Subjects: r.SubjectCount, Summary: r.Summary}
 	left := r.Deadline.Sub(now).Hours() / 24

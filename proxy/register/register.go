@@ -566,6 +566,7 @@ func retention(cfg config.Config, purpose string) []RetentionPeriod {
 		period("Plugins' own key-value data (at most)", cfg.LongestRetention(), ""),
 		period("Audit trail (privacy requests, contact resolutions)", cfg.RetentionOf(config.RetentionAudit), "retention.audit"),
 		period("Completed privacy requests (receipts without identifiers)", cfg.RetentionOf(config.RetentionRequests), "retention.requests"),
+		period("The console overview's aggregates (hourly and daily counts, distinct-visitor sketches, no subject), after their hour or day", cfg.RetentionOf(config.RetentionRollups), "retention.rollups"),
 	)
 	return out
 }

@@ -30,14 +30,16 @@ function drawChart(el) {
   try { spec = JSON.parse(el.dataset.chart); } catch (e) { return; }
   if (!spec.data || !spec.data[0] || spec.data[0].length === 0) return;
   el.textContent = '';
-  const colors = [cssVar('--accent'), cssVar('--accent2'), cssVar('--accent3')];
+  const colors = [cssVar('--accent'), cssVar('--accent2'), cssVar('--accent3'), cssVar('--muted')];
   const bars = el.dataset.kind === 'bars';
+  const dashed = spec.dashed || [];
   const series = [{}].concat(spec.labels.map((label, i) => ({
     label,
     stroke: colors[i % colors.length],
     width: 2,
+    dash: dashed.includes(i + 1) ? [6, 4] : undefined,
     fill: bars ? colors[i % colors.length] + '99' : undefined,
-    paths: bars ? uPlot.paths.bars({ size: [0.6 / spec.labels.length, 40], align: i === 0 ? -1 : 1 }) : undefined,
+    paths: bars ? uPlot.paths.bars({ size: [0.6 / spec.labels.length, 40], align: spec.labels.length === 1 ? 0 : (i === 0 ? -1 : 1) }) : undefined,
     points: { show: spec.data[0].length < 3 },
   })));
   const axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--grid') }, ticks: { stroke: cssVar('--grid') } };
