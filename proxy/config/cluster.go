@@ -46,6 +46,18 @@ func (c Cluster) PartitionCount() int {
 	return c.Partitions
 }
 
+// StreamReplicas is nats.replicas, or its default when unset: 1 for a
+// single node, DefaultClusterReplicas in cluster mode.
+func (c *Config) StreamReplicas() int {
+	switch {
+	case c.NATS.Replicas > 0:
+		return c.NATS.Replicas
+	case c.Cluster.Enabled():
+		return DefaultClusterReplicas
+	}
+	return 1
+}
+
 // validateCluster checks the cluster section and what it needs of nats.
 func (c *Config) validateCluster() []error {
 	var errs []error

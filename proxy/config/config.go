@@ -704,12 +704,7 @@ func (c *Config) fillDefaults() {
 	if c.Storage.MinFreeBytes <= 0 {
 		c.Storage.MinFreeBytes = d.Storage.MinFreeBytes
 	}
-	if c.NATS.Replicas <= 0 {
-		c.NATS.Replicas = 1
-		if c.Cluster.Enabled() {
-			c.NATS.Replicas = DefaultClusterReplicas
-		}
-	}
+	c.NATS.Replicas = c.StreamReplicas()
 	if c.Cluster.Partitions <= 0 {
 		c.Cluster.Partitions = DefaultPartitions
 	}
