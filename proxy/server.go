@@ -77,11 +77,11 @@ type Server struct {
 	bus        *bus.Bus
 	pub        *bus.Publisher
 	// dedup is the cluster's shared messageId dedup (nil: a single node).
-	dedup *cluster.Dedup
-	plugins    *plugins.Runtime
-	ledger     *ledger.Ledger
-	privacy    *privacy.Service
-	blind      *blind.Index
+	dedup   *cluster.Dedup
+	plugins *plugins.Runtime
+	ledger  *ledger.Ledger
+	privacy *privacy.Service
+	blind   *blind.Index
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
 	segmentDefs []segments.SegmentInfo
