@@ -76,17 +76,17 @@ type Server struct {
 	store      *storage.Store
 	bus        *bus.Bus
 	pub        *bus.Publisher
-	// dedup is the cluster's shared messageId dedup (nil: a single node).
-	dedup   *cluster.Dedup
-	plugins *plugins.Runtime
-	ledger  *ledger.Ledger
-	privacy *privacy.Service
-	blind   *blind.Index
+	plugins    *plugins.Runtime
+	ledger     *ledger.Ledger
+	privacy    *privacy.Service
+	blind      *blind.Index
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
 	segmentDefs []segments.SegmentInfo
 	email       *email.Handler
 	emailSigner *email.Signer
+	// dedup is the cluster's shared messageId dedup (nil: a single node).
+	dedup *cluster.Dedup
 	// sensitive counts special-category detections (sensitive_data.go).
 	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).
