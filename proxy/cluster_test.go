@@ -341,3 +341,46 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// TestClusterWithdrawalReachesEveryNode: a withdrawal recorded on one node
+// applies to the subject's next event on another node, sent a second
+// later, that carries no consent signal of its own.
+func TestClusterWithdrawalReachesEveryNode(t *testing.T) {
+	nc := startNATSCluster(t)
+	nodes := startVigieNodes(t, nc, 3)
+	a, b := nodes[0], nodes[1]
+	track := func(in *proxytest.Instance, event, consentJSON string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"event":%q,"userId":"u9"`, event)
+		if consentJSON != "" {
+			body += `,"context":{"consent":` + consentJSON + `}`
+		}
+		if code, resp := in.Post("/v1/track", "demo", body+"}"); code != 200 {
+			t.Fatalf("%s: %d %s", event, code, resp)
+		}
+	}
+	// mode is how node in stored event: "" for not at all, "anonymous"
+	// without consent, else with the subject.
+	mode := func(in *proxytest.Instance, event string) string {
+		for _, e := range adminEvents(t, in, "site=demo") {
+			if e["name"] == event {
+				m, _ := e["mode"].(string)
+				return m
+			}
+		}
+		return ""
+	}
+	track(a, "Grant", `{"analytics":true,"personalization":true,"marketing":true}`)
+	i := 0
+	waitUntil(t, "node 2 to apply the grant made on node 1", 10*time.Second, func() bool {
+		i++
+		track(b, fmt.Sprintf("Before%d", i), "")
+		return mode(b, fmt.Sprintf("Before%d", i)) != "anonymous"
+	})
+	track(a, "Withdraw", `{"analytics":false,"personalization":false,"marketing":false}`)
+	time.Sleep(time.Second)
+	track(b, "After", "")
+	if m := mode(b, "After"); m != "" && m != "anonymous" {
+		t.Fatalf("node 2 stored an event (mode %s) of a subject who withdrew consent on node 1 a second earlier", m)
+	}
+}
