@@ -24,7 +24,11 @@ func (s *Server) startCluster(ctx context.Context) {
 	}
 	s.dedup = cluster.NewDedup(s.bus, s.cfg.Cluster.NodeID)
 	w := &cluster.LedgerWatcher{JS: s.bus, Store: s.store, Forget: s.ledger.Forget,
-		Logger: s.log.With("component", "cluster")}
+		Node: s.cfg.Cluster.NodeID, Marks: s.store, Logger: s.log.With("component", "cluster"),
+		Erase: func(ctx context.Context, site, subject string) error {
+			_, err := s.store.EraseSubjects(ctx, site, []string{subject})
+			return err
+		}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -384,3 +384,57 @@ func TestClusterWithdrawalReachesEveryNode(t *testing.T) {
 		t.Fatalf("node 2 stored an event (mode %s) of a subject who withdrew consent on node 1 a second earlier", m)
 	}
 }
+
+// TestClusterErasureReachesEveryNode: an erasure requested on one node
+// erases the person's events stored by another node too.
+func TestClusterErasureReachesEveryNode(t *testing.T) {
+	nc := startNATSCluster(t)
+	nodes := startVigieNodes(t, nc, 3)
+	a, b := nodes[0], nodes[1]
+	track := func(in *proxytest.Instance, event, consentJSON string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"event":%q,"userId":"u7"`, event)
+		if consentJSON != "" {
+			body += `,"context":{"consent":` + consentJSON + `}`
+		}
+		if code, resp := in.Post("/v1/track", "demo", body+"}"); code != 200 {
+			t.Fatalf("%s: %d %s", event, code, resp)
+		}
+	}
+	// withSubject counts in's events stored with the person's pseudonym.
+	withSubject := func(in *proxytest.Instance) int {
+		n := 0
+		for _, e := range adminEvents(t, in, "site=demo") {
+			if e["mode"] != "anonymous" {
+				n++
+			}
+		}
+		return n
+	}
+	track(a, "Grant", `{"analytics":true,"personalization":true,"marketing":true}`)
+	i := 0
+	waitUntil(t, "node 2 to store the person's events", 10*time.Second, func() bool {
+		i++
+		track(b, fmt.Sprintf("Seen%d", i), "")
+		return withSubject(b) > 0
+	})
+	id := privacyRequest(t, a, `{"type":"erase","site":"demo","identifier":{"kind":"user_id","value":"u7"}}`)
+	if v := waitRequest(t, a, id); v.Status != "done" {
+		t.Fatalf("erasure: %+v", v.Raw)
+	}
+	if n := withSubject(a); n != 0 {
+		t.Fatalf("node 1 still holds %d events of the person", n)
+	}
+	waitUntil(t, "node 2 to erase the person's events", 10*time.Second, func() bool { return withSubject(b) == 0 })
+	// The person comes back on node 2 (a new choice, which replaces the
+	// tombstone); its restart does not apply the erasure again.
+	track(b, "Back", `{"analytics":true,"personalization":true,"marketing":true}`)
+	if withSubject(b) != 1 {
+		t.Fatalf("node 2 did not store the person's new event: %v", adminEvents(t, b, "site=demo"))
+	}
+	b.Restart()
+	time.Sleep(time.Second)
+	if n := withSubject(b); n != 1 {
+		t.Fatalf("after its restart node 2 holds %d events of the person, want 1", n)
+	}
+}

@@ -200,6 +200,9 @@ type ledgerValue struct {
 	Subject string               `json:"subject"`
 	Node    string               `json:"node"`
 	Entry   storage.ConsentEntry `json:"entry"`
+	// Erased marks a tombstone: the subject was erased on Node at
+	// Entry.AtMs, and every node erases it.
+	Erased bool `json:"erased,omitempty"`
 }
 
 // LedgerStore is the node's own ledger store; *storage.Store is one.
@@ -250,6 +253,37 @@ func LedgerMessage(node, site, subject string, e storage.ConsentEntry) (storage.
 	return storage.Message{Topic: streams.KVSubject(streams.BucketLedger, k), ID: "ledger-" + hex.EncodeToString(sum[:16]), Data: v}, nil
 }
 
+// LedgerTombstones are the outbox messages, committed with an erasure's
+// result, that replace the erased subjects' VIGIE_LEDGER entries with a
+// tombstone (site, pseudonym, node, time: no choice is kept); every other
+// node's LedgerWatcher then erases the subjects from its own store.
+func LedgerTombstones(node, site string, subjects []string, at time.Time) ([]storage.Message, error) {
+	var out []storage.Message
+	for _, subj := range subjects {
+		v, err := json.Marshal(ledgerValue{Site: site, Subject: subj, Node: node, Erased: true, Entry: storage.ConsentEntry{AtMs: at.UnixMilli()}})
+		if err != nil {
+			return nil, fmt.Errorf("cluster: ledger tombstone: %w", err)
+		}
+		k := LedgerKey(site, subj)
+		sum := sha256.Sum256(append([]byte(k+"\x00erased\x00"), v...))
+		out = append(out, storage.Message{Topic: streams.KVSubject(streams.BucketLedger, k), ID: "ledger-" + hex.EncodeToString(sum[:16]), Data: v})
+	}
+	return out, nil
+}
+
+// MarkStore keeps the watch's position; *storage.Store is one (its
+// plugin-scoped KV, under the name markSpace that no plugin can have).
+type MarkStore interface {
+	KVGet(ctx context.Context, plugin, key string) ([]byte, error)
+	KVPut(ctx context.Context, plugin, key string, value []byte, ttl time.Duration) error
+}
+
+// markSpace and markKey name the watch's position in MarkStore.
+const (
+	markSpace = "vigie.cluster"
+	markKey   = "ledger-revision"
+)
+
 // LedgerWatcher applies the VIGIE_LEDGER entries of every node to this
 // node's store and ledger cache.
 type LedgerWatcher struct {
@@ -260,6 +294,15 @@ type LedgerWatcher struct {
 	// Forget drops a subject from the ledger cache after its entry
 	// changed (ledger.Ledger.Forget).
 	Forget func(site, subject string)
+	// Node is this node's id: its own tombstones are skipped.
+	Node string
+	// Erase erases a subject from this node's store after another node
+	// erased it (storage.Store.EraseSubjects); required.
+	Erase func(ctx context.Context, site, subject string) error
+	// Marks keeps the revision applied last, so that a restart resumes
+	// after it (nil: every entry is read again at start, and tombstones
+	// are applied only once started).
+	Marks MarkStore
 	// Logger receives warnings (never identifiers).
 	Logger *slog.Logger
 	// Retry is the wait before watching again after a failure. Default
@@ -267,8 +310,8 @@ type LedgerWatcher struct {
 	Retry time.Duration
 }
 
-// Run watches VIGIE_LEDGER until ctx ends: first every entry present (a
-// node that was down catches up), then each new one. An entry newer (by
+// Run watches VIGIE_LEDGER until ctx ends: from the revision after the one
+// applied last (first start: every entry present), then each new one. An entry newer (by
 // its AtMs) than the node's own is stored without any message (the
 // writing node announced it) and its cache entry dropped; an older or
 // equal one, this node's own among them, is skipped.
@@ -293,7 +336,12 @@ func (w *LedgerWatcher) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kw, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
+	rev := w.mark(ctx)
+	if rev > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(rev+1))
+	}
+	kw, err := kv.WatchAll(ctx, opts...)
 	if err != nil {
 		return fmt.Errorf("cluster: watch ledger: %w", err)
 	}
@@ -310,7 +358,30 @@ func (w *LedgerWatcher) watch(ctx context.Context) error {
 				continue
 			}
 			w.apply(ctx, e.Value())
+			w.setMark(ctx, e.Revision())
 		}
+	}
+}
+
+// mark is the revision applied last (0: none).
+func (w *LedgerWatcher) mark(ctx context.Context) uint64 {
+	if w.Marks == nil {
+		return 0
+	}
+	b, err := w.Marks.KVGet(ctx, markSpace, markKey)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(string(b), 10, 64)
+	return n
+}
+
+func (w *LedgerWatcher) setMark(ctx context.Context, rev uint64) {
+	if w.Marks == nil {
+		return
+	}
+	if err := w.Marks.KVPut(ctx, markSpace, markKey, []byte(strconv.FormatUint(rev, 10)), 0); err != nil {
+		w.Logger.Warn("cluster: consent ledger watch position not saved", "err", err)
 	}
 }
 
@@ -318,6 +389,19 @@ func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {
 	var v ledgerValue
 	if err := json.Unmarshal(raw, &v); err != nil || v.Site == "" || v.Subject == "" {
 		w.Logger.Warn("cluster: unreadable consent ledger entry skipped")
+		return
+	}
+	if v.Erased {
+		if v.Node == w.Node {
+			return
+		}
+		if err := w.Erase(ctx, v.Site, v.Subject); err != nil {
+			w.Logger.Warn("cluster: subject erased on another node not erased here", "err", err)
+			return
+		}
+		if w.Forget != nil {
+			w.Forget(v.Site, v.Subject)
+		}
 		return
 	}
 	cur, err := w.Store.Consent(ctx, v.Site, v.Subject)
