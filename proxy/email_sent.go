@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/plugins/response"
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/storage"
@@ -166,8 +167,11 @@ func (s *Server) recordSends(ctx context.Context, w http.ResponseWriter, st *sit
 	}
 	recorded := map[string]int{"email_sent": 0, "holdout": 0}
 	if len(recs) > 0 {
-		dups, err := s.store.Append(ctx, recs)
+		dups, err := s.appendShared(ctx, recs)
 		switch {
+		case errors.Is(err, cluster.ErrUnavailable), errors.Is(err, cluster.ErrBusy):
+			writeError(w, http.StatusServiceUnavailable, "dedup_unavailable", "the Email Sent events could not be checked for duplicates; retry later", nil)
+			return false
 		case errors.Is(err, storage.ErrDiskFull):
 			writeError(w, http.StatusServiceUnavailable, "disk_full", "the server is short of disk space; retry later", nil)
 			return false

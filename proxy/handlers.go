@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/collect"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
@@ -569,6 +570,19 @@ func (s *Server) storeFailed(w http.ResponseWriter, err error, what string) {
 		writeError(w, http.StatusServiceUnavailable, "backlog_full", "the event backlog is full; retry later", nil)
 		return
 	}
+	if errors.Is(err, cluster.ErrBusy) {
+		s.reject(nil, nil, "dedup_busy", 1)
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "duplicate_in_progress", "an event with the same messageId is being stored; retry later", nil)
+		return
+	}
+	if errors.Is(err, cluster.ErrUnavailable) {
+		s.log.Warn("cluster dedup unreachable; events refused", "err", err)
+		s.reject(nil, nil, "dedup_unavailable", 1)
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "dedup_unavailable", "events could not be checked for duplicates; retry later", nil)
+		return
+	}
 	if errors.Is(err, storage.ErrDiskFull) {
 		s.refuseDiskFull(w)
 		return
@@ -601,7 +615,7 @@ func (s *Server) count(r *http.Request, st *site, res pipeline.Result) {
 // commit appends recs durably; it answers the error itself and reports
 // whether the records are stored.
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, recs []storage.Record) bool {
-	dups, err := s.store.Append(r.Context(), recs)
+	dups, err := s.appendShared(r.Context(), recs)
 	s.markCommitted(recs, dups, err)
 	if err != nil {
 		s.storeFailed(w, err, "events")

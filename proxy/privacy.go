@@ -3,9 +3,12 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"time"
 
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 	"github.com/vigie-dev/vigie/proxy/privacy"
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // startPrivacy starts the privacy request runner (package privacy): after
@@ -20,6 +23,11 @@ func (s *Server) startPrivacy(ctx context.Context) error {
 		Store: s.store, Ledger: s.ledger, Blind: s.blind, Sites: sites,
 		JetStream: s.bus.JetStream(), Auditor: s.auditor,
 		Logger: s.log.With("component", "privacy"),
+	}
+	if node := s.cfg.Cluster.NodeID; node != "" {
+		pc.ErasedMessages = func(site string, subjects []string) ([]storage.Message, error) {
+			return cluster.LedgerTombstones(node, site, subjects, time.Now())
+		}
 	}
 	for _, p := range s.cfg.Purposes {
 		pc.Purposes = append(pc.Purposes, string(p.Name))

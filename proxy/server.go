@@ -33,6 +33,7 @@ import (
 	"github.com/vigie-dev/vigie/plugins/segments"
 	"github.com/vigie-dev/vigie/proxy/blind"
 	"github.com/vigie-dev/vigie/proxy/bus"
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/email"
@@ -90,6 +91,8 @@ type Server struct {
 	configured  map[string]builtin.Configured
 	email       *email.Handler
 	emailSigner *email.Signer
+	// dedup is the cluster's shared messageId dedup (nil: a single node).
+	dedup *cluster.Dedup
 	// sensitive counts special-category detections (sensitive_data.go).
 	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).
@@ -227,8 +230,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("proxy: storage: %w", err)
 	}
 
+	var lb ledger.Backend = s.store
+	if s.cfg.Cluster.Enabled() {
+		lb = cluster.LedgerBackend{Store: s.store, Node: s.cfg.Cluster.NodeID}
+	}
 	lc := ledger.Config{
-		Backend: s.store, ProfilePurposes: s.cfg.PluginRuntime.ProfilePurposes,
+		Backend: lb, ProfilePurposes: s.cfg.PluginRuntime.ProfilePurposes,
 		Logger: s.log.With("component", "ledger"),
 		OnDrop: func(ctx context.Context, site, subject string) {
 			// Consent for every profile purpose withdrawn: the profile goes
@@ -283,7 +290,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		URL: n.URL, StoreDir: jsDir, Listen: n.Listen,
 		CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
 		TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
-		Streams: s.streamSettings(), SyncInterval: n.SyncInterval,
+		Streams: s.streamSettings(), SyncInterval: n.SyncInterval, Buckets: s.clusterBuckets(),
 		Logger: s.log.With("component", "nats"),
 	})
 	if err != nil {
@@ -321,6 +328,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		defer s.wg.Done()
 		s.watchTokens(pctx, keyringFile)
 	}()
+	s.startCluster(pctx)
 
 	s.metrics = newMetrics()
 	s.startSensitive(pctx)
@@ -514,8 +522,8 @@ func (s *Server) startPlugins(ctx context.Context) error {
 // streamSettings are the settings of every stream, the same for the bus and
 // the plugin runtime (both declare the streams they share).
 func (s *Server) streamSettings() streams.Settings {
-	return streams.Settings{Replicas: s.cfg.NATS.Replicas, DuplicateWindow: time.Duration(s.cfg.NATS.DuplicateWindow),
-		MaxAge: time.Duration(s.cfg.NATS.MaxAge)}
+	return streams.Settings{Replicas: s.cfg.StreamReplicas(), DuplicateWindow: time.Duration(s.cfg.NATS.DuplicateWindow),
+		MaxAge: time.Duration(s.cfg.NATS.MaxAge), DedupTTL: time.Duration(s.cfg.Storage.DedupWindow)}
 }
 
 // Plugins is the plugin runtime (nil before Start).

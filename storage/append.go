@@ -65,6 +65,20 @@ type Record struct {
 	// gave a later expiry keeps it). At most maxIndexEntries. Requires
 	// Subject.
 	Links []string
+	// Messages are published after the event, committed to the outbox in
+	// its transaction (and, like it, not when it is a duplicate): cluster
+	// mode marks the record's dedup key stored this way. Default none.
+	Messages []Message
+}
+
+// outboxEntries is the number of outbox entries recs make: one per record
+// and one per message.
+func outboxEntries(recs []Record) int64 {
+	n := int64(len(recs))
+	for i := range recs {
+		n += int64(len(recs[i].Messages))
+	}
+	return n
 }
 
 // MACLen is the length of a blind-index MAC.
@@ -96,6 +110,8 @@ func validIndex(es []IndexEntry) error {
 // request is one Append call waiting for the committer.
 type request struct {
 	recs []Record
+	// n is the number of outbox entries recs make (outboxEntries).
+	n    int64
 	dups []bool
 	err  error
 	done chan struct{}
@@ -131,12 +147,12 @@ func (s *Store) Append(ctx context.Context, recs []Record) (dups []bool, err err
 	if err := s.disk.room(); err != nil {
 		return nil, err
 	}
-	n := int64(len(recs))
+	n := outboxEntries(recs)
 	if s.outboxInUse.Add(n)+s.outboxLen.Load() > s.cfg.MaxOutbox {
 		s.outboxInUse.Add(-n)
 		return nil, ErrOutboxFull
 	}
-	req := &request{recs: recs, dups: make([]bool, len(recs)), done: make(chan struct{}, 1)}
+	req := &request{recs: recs, n: n, dups: make([]bool, len(recs)), done: make(chan struct{}, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -196,6 +212,9 @@ func validateRecord(r *Record) error {
 		return fmt.Errorf("%w: more than %d blind-index entries or links", ErrInvalidRecord, maxIndexEntries)
 	}
 	if err := validIndex(r.Index); err != nil {
+		return err
+	}
+	if err := validateMessages(r.Messages); err != nil {
 		return err
 	}
 	for _, l := range r.Links {
@@ -266,7 +285,7 @@ func (s *Store) commitLoop() {
 			}
 		}
 		for _, r := range group {
-			s.outboxInUse.Add(-int64(len(r.recs)))
+			s.outboxInUse.Add(-r.n)
 			r.done <- struct{}{}
 		}
 		clear(group)
@@ -311,7 +330,7 @@ func (s *Store) commitChunk(items []item) int {
 			case dup:
 				dups++
 			default:
-				stored++
+				stored += 1 + len(it.req.recs[it.i].Messages)
 			}
 			it.req.dups[it.i] = dup
 			size += len(it.req.recs[it.i].Data) + len(it.req.recs[it.i].Vault)
@@ -481,6 +500,17 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 		return false, err
 	}
 	*seq++
+	for _, m := range r.Messages {
+		start = len(s.arena)
+		s.arena = appendOutboxKey(s.arena, *seq)
+		mk := s.cut(start)
+		start = len(s.arena)
+		s.arena = appendOutboxMessage(s.arena, m.Topic, m.ID, m.Data)
+		if err := txn.SetEntry(s.entry(mk, s.cut(start), 0)); err != nil {
+			return false, err
+		}
+		*seq++
+	}
 	if wrapped != nil {
 		if err := txn.SetEntry(s.entry(dataKeyKey(r.Subject), wrapped, 0)); err != nil {
 			return false, err

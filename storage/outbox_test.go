@@ -207,3 +207,33 @@ func TestOutboxDrainerWithCursorSeesEveryEntry(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordMessagesCommitWithTheirEvent: a record's Messages follow it in
+// the outbox, counted in its length, and a duplicate record adds none.
+func TestRecordMessagesCommitWithTheirEvent(t *testing.T) {
+	ctx := context.Background()
+	s := openDir(t, storage.Config{Dir: t.TempDir(), VaultKey: newKey()})
+	withMsg := func(id, dedup string) storage.Record {
+		r := rec("demo", id, base, "", dedup)
+		r.Messages = []storage.Message{{Topic: "$KV.VIGIE_DEDUP." + id, ID: "mark-" + id, Data: []byte("stored")}}
+		return r
+	}
+	mustAppend(t, s, withMsg("e0", "d0"), withMsg("e1", "d1"))
+	if dups := mustAppend(t, s, withMsg("e2", "d0")); !dups[0] {
+		t.Fatal("e2 repeats d0 but is not a duplicate")
+	}
+	items, err := s.Outbox(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range items {
+		got = append(got, it.MsgID)
+	}
+	if want := "[e0 mark-e0 e1 mark-e1]"; fmt.Sprint(got) != want {
+		t.Fatalf("outbox %v, want %s", got, want)
+	}
+	if n := s.OutboxLen(); n != 4 {
+		t.Fatalf("OutboxLen %d, want 4", n)
+	}
+}

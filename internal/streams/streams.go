@@ -1,6 +1,7 @@
 // Package streams is the single home of Vigie's NATS JetStream layout: the
-// name, subjects and configuration of every stream, the subjects messages
-// are published on, and the classification of the errors that mean a stream
+// name, subjects and configuration of every stream and (cluster mode) every
+// KV bucket (cluster.go), the subjects messages are published on, and the
+// classification of the errors that mean a stream
 // or a consumer is missing (NATS lost its store) together with a
 // rate-limited Declarer that creates the streams again.
 //
@@ -9,6 +10,7 @@
 //	VIGIE_PRIVACY   vigie.privacy.<site>.consent|erase|object|     outbox publisher
 //	                restrict|rectify
 //	VIGIE_ENRICHED  vigie.enriched.<site>.<type>                   enrich stage
+//	                (cluster: vigie.enriched.<site>.<partition>.<type>)
 //	VIGIE_SEGMENTS  vigie.segments.<site>.<segment>.entered|exited segment stage
 //	VIGIE_DEAD      vigie.dead.<plugin>, vigie.replay.<consumer>,  consumers, replay,
 //	                vigie.sync.<plugin>.<site>                     resync jobs
@@ -136,9 +138,13 @@ func SyncSubject(plugin, site string) string { return SyncPrefix + plugin + "." 
 // vigie.sync.<plugin>.*.
 func SyncSubjects(plugin string) string { return SyncPrefix + plugin + ".*" }
 
-// StreamOf returns the stream that captures subject, or "" for a subject
-// outside Vigie's layout.
+// StreamOf returns the stream that captures subject (KV_<bucket> for a
+// cluster bucket's $KV subject), or "" for a subject outside Vigie's
+// layout.
 func StreamOf(subject string) string {
+	if strings.HasPrefix(subject, kvPrefix) {
+		return kvStreamOf(subject)
+	}
 	for _, s := range layout {
 		for _, p := range s.prefixes {
 			if strings.HasPrefix(subject, p) {
@@ -183,6 +189,15 @@ type Settings struct {
 	// erasure reaches it within MaxAge. Configuration keeps it at most the
 	// shortest retention. Default 7 days.
 	MaxAge time.Duration
+	// DedupTTL is VIGIE_DEDUP's TTL (cluster mode): the messageId dedup
+	// window. Default DefaultDedupTTL.
+	DedupTTL time.Duration
+	// ProfileTTL is VIGIE_PROFILES' TTL: a profile not written for this
+	// long goes. Default 0: none (an idle profile is purged by its owner).
+	ProfileTTL time.Duration
+	// VaultTTL is VIGIE_VAULT's TTL. Default 0: none (erasure and
+	// replacement remove entries).
+	VaultTTL time.Duration
 }
 
 // Defaults of Settings.
@@ -206,6 +221,9 @@ func (s Settings) WithDefaults() Settings {
 	}
 	if s.MaxAge <= 0 {
 		s.MaxAge = DefaultMaxAge
+	}
+	if s.DedupTTL <= 0 {
+		s.DedupTTL = DefaultDedupTTL
 	}
 	return s
 }
@@ -292,6 +310,7 @@ type Declarer struct {
 	Settle   time.Duration
 	settings Settings
 	names    []string
+	buckets  []string
 
 	mu       sync.Mutex
 	declared bool
@@ -304,6 +323,13 @@ type Declarer struct {
 // names is empty) configured by s.
 func NewDeclarer(s Settings, names ...string) *Declarer {
 	return &Declarer{settings: s.WithDefaults(), names: names}
+}
+
+// WithBuckets makes d declare the named KV buckets (BucketConfigs) too,
+// after its streams; it returns d. Call it before first use.
+func (d *Declarer) WithBuckets(names ...string) *Declarer {
+	d.buckets = names
+	return d
 }
 
 // Ensure declares the streams unless a declaration already succeeded. A
@@ -364,6 +390,14 @@ func (d *Declarer) declareLocked(ctx context.Context, js jetstream.JetStream) er
 		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
 			d.declared, d.lastErr = false, fmt.Errorf("streams: declare %s: %w", c.Name, err)
 			return d.lastErr
+		}
+	}
+	if len(d.buckets) > 0 {
+		for _, c := range BucketConfigs(d.settings, d.buckets...) {
+			if _, err := js.CreateOrUpdateKeyValue(ctx, c); err != nil {
+				d.declared, d.lastErr = false, fmt.Errorf("streams: declare bucket %s: %w", c.Bucket, err)
+				return d.lastErr
+			}
 		}
 	}
 	d.declared, d.lastErr = true, nil

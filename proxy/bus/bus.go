@@ -45,6 +45,9 @@ type Config struct {
 	// Streams configures the streams (replicas, duplicate window, max
 	// age); the zero value selects package streams' defaults.
 	Streams streams.Settings
+	// Buckets are the KV buckets declared with the streams (cluster mode);
+	// default none.
+	Buckets []string
 	// SyncInterval of the embedded JetStream store: a duration, "always",
 	// or empty for NATS's default (2m).
 	SyncInterval string
@@ -79,7 +82,7 @@ func New(cfg Config) (*Bus, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Bus{cfg: cfg, log: cfg.Logger, decl: streams.NewDeclarer(cfg.Streams, published...)}, nil
+	return &Bus{cfg: cfg, log: cfg.Logger, decl: streams.NewDeclarer(cfg.Streams, published...).WithBuckets(cfg.Buckets...)}, nil
 }
 
 // Start starts the embedded server if configured and connects. With an

@@ -56,6 +56,9 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// NATS configures the event bus.
 	NATS NATS `yaml:"nats"`
+	// Cluster runs this node as one of several Vigie nodes sharing a NATS
+	// JetStream cluster (cluster.go). Default: off (a single node).
+	Cluster Cluster `yaml:"cluster"`
 	// Limits bounds what one request may carry.
 	Limits Limits `yaml:"limits"`
 	// Auth bounds failed authentications per client network.
@@ -324,10 +327,14 @@ type NATS struct {
 	TLSCA   string `yaml:"tls_ca"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// Replicas of every Vigie stream. Default 1.
+	// Replicas of every Vigie stream and KV bucket. Default 1 alone, 3
+	// with cluster.node_id (DefaultClusterReplicas).
 	Replicas int `yaml:"replicas"`
 	// SyncInterval is the embedded JetStream's fsync interval; "always"
-	// syncs every write. Default 2m (NATS's default).
+	// syncs every write. Default 2m (NATS's default). An external server
+	// (each server of a cluster) takes it in its own configuration, and
+	// cluster mode should use jetstream { sync_interval: always } there
+	// (README: Running several nodes).
 	SyncInterval string `yaml:"sync_interval"`
 	// MaxInFlight bounds unacknowledged async publishes. Default 1024.
 	MaxInFlight int `yaml:"max_in_flight"`
@@ -617,7 +624,6 @@ func Default() Config {
 			MinFreeBytes: storage.DefaultMinFreeBytes,
 		},
 		NATS: NATS{
-			Replicas:        1,
 			MaxInFlight:     1024,
 			DuplicateWindow: Duration(30 * time.Second),
 			MaxAge:          Duration(7 * 24 * time.Hour),
@@ -713,8 +719,9 @@ func (c *Config) fillDefaults() {
 	if c.Storage.MinFreeBytes <= 0 {
 		c.Storage.MinFreeBytes = d.Storage.MinFreeBytes
 	}
-	if c.NATS.Replicas <= 0 {
-		c.NATS.Replicas = 1
+	c.NATS.Replicas = c.StreamReplicas()
+	if c.Cluster.Partitions <= 0 {
+		c.Cluster.Partitions = DefaultPartitions
 	}
 	if c.NATS.MaxInFlight <= 0 {
 		c.NATS.MaxInFlight = d.NATS.MaxInFlight
@@ -918,6 +925,7 @@ func (c *Config) Validate() error {
 		bad("console.session_idle", "must not be longer than console.session_max (%s)", time.Duration(c.Console.SessionMax))
 	}
 	errs = append(errs, c.validateRights()...)
+	errs = append(errs, c.validateCluster()...)
 	return errors.Join(errs...)
 }
 

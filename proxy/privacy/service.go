@@ -33,6 +33,10 @@ type Config struct {
 	Store *storage.Store
 	// Ledger is the consent ledger (objection and restriction flags).
 	Ledger *ledger.Ledger
+	// ErasedMessages returns the outbox messages committed with an
+	// erasure's result (cluster mode: the consent ledger's tombstones,
+	// which make every other node erase the subjects). Default none.
+	ErasedMessages func(site string, subjects []string) ([]storage.Message, error)
 	// Blind computes the blind index.
 	Blind *blind.Index
 	// Sites are the configured sites, for the pseudonyms of an identifier.

@@ -186,6 +186,12 @@ func (s *Service) stepErase(ctx context.Context, r *Request, steps []string) err
 		"physical":      fmt.Sprintf("%d key(s) dropped with every version (Badger DropPrefix)", rep.Total()),
 		"verify":        fmt.Sprintf("%d key(s) written meanwhile found and dropped", rep.Total()),
 	}
+	var msgs []storage.Message
+	if steps[0] == "ledger" && s.cfg.ErasedMessages != nil {
+		if msgs, err = s.cfg.ErasedMessages(r.Site, r.Subjects); err != nil {
+			return err
+		}
+	}
 	_, err = s.update(ctx, r.ID, func(r *Request) (bool, []storage.Message, error) {
 		if r.Summary == nil {
 			r.Summary = map[string]int{}
@@ -202,7 +208,7 @@ func (s *Service) stepErase(ctx context.Context, r *Request, steps []string) err
 		} else {
 			r.Summary["keys"] += rep.Total()
 		}
-		return true, nil, nil
+		return true, msgs, nil
 	})
 	return err
 }

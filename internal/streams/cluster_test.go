@@ -1,0 +1,125 @@
+package streams
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestBucketConfigsApplySettings(t *testing.T) {
+	cs := BucketConfigs(Settings{Replicas: 3, DedupTTL: time.Hour, ProfileTTL: 2 * time.Hour})
+	if len(cs) != len(AllBuckets()) {
+		t.Fatalf("%d configs for %d buckets", len(cs), len(AllBuckets()))
+	}
+	for _, c := range cs {
+		if c.Replicas != 3 || c.History != 1 || c.Storage != jetstream.FileStorage {
+			t.Errorf("%s: replicas %d history %d storage %v", c.Bucket, c.Replicas, c.History, c.Storage)
+		}
+		want := map[string]time.Duration{BucketDedup: time.Hour, BucketProfiles: 2 * time.Hour}[c.Bucket]
+		if c.TTL != want {
+			t.Errorf("%s: TTL %s, want %s", c.Bucket, c.TTL, want)
+		}
+	}
+	if d := BucketConfigs(Settings{}, BucketDedup)[0]; d.TTL != DefaultDedupTTL || d.Replicas != DefaultReplicas {
+		t.Errorf("defaults: %+v", d)
+	}
+}
+
+func TestKVSubjectsBelongToTheirBucket(t *testing.T) {
+	for _, tc := range []struct{ subject, stream string }{
+		{KVSubject(BucketLedger, "demo."+KeyToken("abc_-Z9")), "KV_VIGIE_LEDGER"},
+		{KVSubject(BucketVault, "demo.x"), "KV_VIGIE_VAULT"},
+		{KVSubject("OTHER", "k"), ""},
+		{"$KV.VIGIE_LEDGER", ""},
+	} {
+		if got := StreamOf(tc.subject); got != tc.stream {
+			t.Errorf("StreamOf(%q) = %q, want %q", tc.subject, got, tc.stream)
+		}
+	}
+	for in, want := range map[string]string{"AbZ09_-": "AbZ09_-", "a.b": "=612e62", "": "=", "é": "=c3a9"} {
+		if got := KeyToken(in); got != want {
+			t.Errorf("KeyToken(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPartitionsSpreadAndFilter(t *testing.T) {
+	const n = 16
+	seen := map[int]int{}
+	for i := 0; i < 1600; i++ {
+		p := Partition("demo", "subject"+string(rune('a'+i%26))+string(rune('a'+i/26)), n)
+		if p < 0 || p >= n {
+			t.Fatalf("partition %d out of range", p)
+		}
+		seen[p]++
+	}
+	for p := 0; p < n; p++ {
+		if seen[p] < 50 { // 100 expected
+			t.Errorf("partition %d got %d of 1600 subjects", p, seen[p])
+		}
+	}
+	if Partition("demo", "", n) != 0 || Partition("demo", "x", 1) != 0 {
+		t.Error("anonymous events and a single partition must map to 0")
+	}
+	if Partition("demo", "x", n) != Partition("demo", "x", n) {
+		t.Error("partition not deterministic")
+	}
+	s := EnrichedPartitionSubject("demo", 7, "track")
+	if s != "vigie.enriched.demo.7.track" || StreamOf(s) != Enriched {
+		t.Fatalf("partition subject %q in %q", s, StreamOf(s))
+	}
+	for _, tc := range []struct {
+		filter string
+		want   bool
+	}{
+		{EnrichedFilter("demo", "track", true, "7"), true},
+		{EnrichedFilter("*", "*", true, "*"), true},
+		{EnrichedFilter("demo", "track", true, "6"), false},
+		{EnrichedFilter("demo", "track", false, ""), false}, // single-node filters do not see partitioned subjects
+	} {
+		if got := matchSubject(tc.filter, s); got != tc.want {
+			t.Errorf("filter %q on %q: %v, want %v", tc.filter, s, got, tc.want)
+		}
+	}
+	if !matchSubject(EnrichedFilter("demo", "track", false, ""), EnrichedSubject("demo", "track")) {
+		t.Error("single-node filter does not match its subject")
+	}
+}
+
+func TestDeclarerDeclaresBuckets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := startJS(t)
+	d := NewDeclarer(Settings{DedupTTL: time.Minute}, Events).WithBuckets(AllBuckets()...)
+	if err := d.Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range js.KeyValueStoreNames(ctx).Name() {
+		names = append(names, n)
+	}
+	for _, b := range AllBuckets() {
+		if !slices.Contains(names, b) {
+			t.Errorf("bucket %s not declared (have %v)", b, names)
+		}
+	}
+	kv, err := js.KeyValue(ctx, BucketDedup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil || st.TTL() != time.Minute {
+		t.Fatalf("dedup bucket TTL %v, %v", st.TTL(), err)
+	}
+	// A KV write published like an outbox message lands in its bucket.
+	if _, err := js.Publish(ctx, KVSubject(BucketLedger, "demo.s1"), []byte("v"), jetstream.WithExpectStream(StreamOf(KVSubject(BucketLedger, "demo.s1")))); err != nil {
+		t.Fatal(err)
+	}
+	lk, _ := js.KeyValue(ctx, BucketLedger)
+	if e, err := lk.Get(ctx, "demo.s1"); err != nil || string(e.Value()) != "v" {
+		t.Fatalf("KV entry: %v", err)
+	}
+}

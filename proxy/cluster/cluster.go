@@ -1,0 +1,421 @@
+// Package cluster provides what several Vigie nodes sharing one NATS
+// JetStream cluster need beyond a single node (cluster mode,
+// cluster.node_id set): the shared messageId dedup (KV VIGIE_DEDUP,
+// Dedup) and the shared consent ledger (KV VIGIE_LEDGER: LedgerBackend
+// writes each entry through the node's outbox, LedgerWatcher applies every
+// other node's entries to this node's store and ledger cache).
+//
+// Single-node mode uses none of it: no KV round trip on the hot path.
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Buckets are the KV buckets this package uses; the bus declares them in
+// cluster mode.
+func Buckets() []string { return []string{streams.BucketDedup, streams.BucketLedger} }
+
+// JetStreamer gives the current JetStream context (nil while there is
+// none); *bus.Bus is one.
+type JetStreamer interface {
+	JetStream() jetstream.JetStream
+}
+
+// kvTimeout bounds one KV operation on the request path.
+const kvTimeout = 2 * time.Second
+
+// bucket opens name, or returns ErrUnavailable.
+func bucket(ctx context.Context, js JetStreamer, name string) (jetstream.KeyValue, error) {
+	j := js.JetStream()
+	if j == nil {
+		return nil, ErrUnavailable
+	}
+	kv, err := j.KeyValue(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, name, err)
+	}
+	return kv, nil
+}
+
+// Dedup is the cluster's messageId dedup over KV VIGIE_DEDUP, whose TTL
+// is the dedup window. A node claims a record's key before storing it
+// (Create: the atomic first writer wins) with a pending value; the record's
+// own outbox transaction carries StoredMessage, which marks the key stored
+// once published. A later claim of the key, on any node, is then a
+// duplicate; a claim still pending is refused as busy (the client retries)
+// until ClaimTimeout has passed, then taken over (a claim whose node
+// crashed or whose answer was lost before it stored the record). It is
+// safe for concurrent use.
+type Dedup struct {
+	js   JetStreamer
+	node string
+	// now is the clock (tests).
+	now func() time.Time
+}
+
+// ClaimTimeout is how long a pending claim holds its key: past it, the
+// record was not stored (its StoredMessage would have been published) and
+// another claim takes the key over.
+const ClaimTimeout = 10 * time.Second
+
+// Claim outcomes.
+const (
+	// Claimed: the key is this node's; store the record with its
+	// StoredMessage.
+	Claimed = iota
+	// Duplicate: a record with this key is stored.
+	Duplicate
+	// Busy: another claim of the key is pending; retry later.
+	Busy
+)
+
+// NewDedup returns the dedup of node over js's VIGIE_DEDUP bucket.
+func NewDedup(js JetStreamer, node string) *Dedup { return &Dedup{js: js, node: node, now: time.Now} }
+
+// DedupKey is the KV key of a record's dedup key material on site.
+func DedupKey(site string, dedup []byte) string {
+	return streams.KeyToken(site) + "." + hex.EncodeToString(dedup)
+}
+
+// Dedup values: "stored <node>", or "pending <node> <unix ms>".
+const (
+	storedValue  = "stored "
+	pendingValue = "pending "
+)
+
+// StoredMessage is the outbox message that marks key stored by node.
+func StoredMessage(node, key string) storage.Message {
+	sum := sha256.Sum256([]byte(key))
+	return storage.Message{Topic: streams.KVSubject(streams.BucketDedup, key),
+		ID: "dedup-" + hex.EncodeToString(sum[:16]), Data: []byte(storedValue + node)}
+}
+
+// Claim claims every non-empty key of keys and returns each outcome
+// (Claimed for an empty key; Duplicate for a key repeated in keys). On error the keys it claimed are released
+// (best effort: a claim left behind holds its key ClaimTimeout) and the
+// error wraps ErrUnavailable: the caller answers 503, and the client's
+// retry is deduplicated then.
+func (d *Dedup) Claim(ctx context.Context, keys []string) (out []int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	kv, err := bucket(ctx, d.js, streams.BucketDedup)
+	if err != nil {
+		return nil, err
+	}
+	out = make([]int, len(keys))
+	var claimed []string
+	seen := map[string]bool{}
+	for i, k := range keys {
+		if k == "" {
+			continue
+		}
+		if seen[k] { // twice in one request: the first is stored
+			out[i] = Duplicate
+			continue
+		}
+		seen[k] = true
+		if out[i], err = d.claim(ctx, kv, k); err != nil {
+			d.Release(context.WithoutCancel(ctx), claimed)
+			return nil, fmt.Errorf("%w: dedup: %w", ErrUnavailable, err)
+		}
+		if out[i] == Claimed {
+			claimed = append(claimed, k)
+		}
+	}
+	return out, nil
+}
+
+func (d *Dedup) claim(ctx context.Context, kv jetstream.KeyValue, k string) (int, error) {
+	pending := []byte(pendingValue + d.node + " " + strconv.FormatInt(d.now().UnixMilli(), 10))
+	_, err := kv.Create(ctx, k, pending)
+	if err == nil {
+		return Claimed, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, err
+	}
+	e, err := kv.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Busy, nil // released or expired meanwhile: the retry claims it
+	}
+	if err != nil {
+		return 0, err
+	}
+	v := string(e.Value())
+	rest, ok := strings.CutPrefix(v, pendingValue)
+	if !ok {
+		return Duplicate, nil
+	}
+	_, at, _ := strings.Cut(rest, " ")
+	ms, _ := strconv.ParseInt(at, 10, 64)
+	if d.now().Sub(time.UnixMilli(ms)) < ClaimTimeout {
+		return Busy, nil
+	}
+	if _, err := kv.Update(ctx, k, pending, e.Revision()); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return Busy, nil // another node took it over first
+		}
+		return 0, err
+	}
+	return Claimed, nil
+}
+
+// Release deletes keys Claim claimed for records that were then not
+// stored, so that their retry is stored at once (best effort: a claim left
+// behind holds its key ClaimTimeout).
+func (d *Dedup) Release(ctx context.Context, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	kv, err := bucket(ctx, d.js, streams.BucketDedup)
+	if err != nil {
+		return
+	}
+	for _, k := range keys {
+		_ = kv.Delete(ctx, k)
+	}
+}
+
+// ledgerValue is a VIGIE_LEDGER entry: the subject's ledger entry with
+// where it belongs and the node that wrote it.
+type ledgerValue struct {
+	Site    string               `json:"site"`
+	Subject string               `json:"subject"`
+	Node    string               `json:"node"`
+	Entry   storage.ConsentEntry `json:"entry"`
+	// Erased marks a tombstone: the subject was erased on Node at
+	// Entry.AtMs, and every node erases it.
+	Erased bool `json:"erased,omitempty"`
+}
+
+// LedgerStore is the node's own ledger store; *storage.Store is one.
+type LedgerStore interface {
+	Consent(ctx context.Context, site, subject string) (storage.ConsentEntry, error)
+	PutConsent(ctx context.Context, site, subject string, e storage.ConsentEntry, msgs ...storage.Message) error
+}
+
+// LedgerBackend is the consent ledger's backend in cluster mode: reads
+// are the node's store (no KV round trip); a write commits, in the same
+// store transaction, a message that the outbox publishes into KV
+// VIGIE_LEDGER, so every node's LedgerWatcher applies it.
+type LedgerBackend struct {
+	// Store is the node's store.
+	Store LedgerStore
+	// Node is this node's id.
+	Node string
+}
+
+// Consent reads the node's store.
+func (b LedgerBackend) Consent(ctx context.Context, site, subject string) (storage.ConsentEntry, error) {
+	return b.Store.Consent(ctx, site, subject)
+}
+
+// PutConsent stores e with msgs and the VIGIE_LEDGER put announcing it.
+func (b LedgerBackend) PutConsent(ctx context.Context, site, subject string, e storage.ConsentEntry, msgs ...storage.Message) error {
+	m, err := LedgerMessage(b.Node, site, subject, e)
+	if err != nil {
+		return err
+	}
+	return b.Store.PutConsent(ctx, site, subject, e, append(msgs[:len(msgs):len(msgs)], m)...)
+}
+
+// LedgerKey is the VIGIE_LEDGER key of subject on site.
+func LedgerKey(site, subject string) string {
+	return streams.KeyToken(site) + "." + streams.KeyToken(subject)
+}
+
+// LedgerMessage is the outbox message that puts e into VIGIE_LEDGER; its
+// id is derived from the entry alone, so a republish is deduplicated.
+func LedgerMessage(node, site, subject string, e storage.ConsentEntry) (storage.Message, error) {
+	v, err := json.Marshal(ledgerValue{Site: site, Subject: subject, Node: node, Entry: e})
+	if err != nil {
+		return storage.Message{}, fmt.Errorf("cluster: ledger entry: %w", err)
+	}
+	k := LedgerKey(site, subject)
+	sum := sha256.Sum256(append([]byte(k+"\x00"+strconv.FormatInt(e.AtMs, 10)+"\x00"), v...))
+	return storage.Message{Topic: streams.KVSubject(streams.BucketLedger, k), ID: "ledger-" + hex.EncodeToString(sum[:16]), Data: v}, nil
+}
+
+// LedgerTombstones are the outbox messages, committed with an erasure's
+// result, that replace the erased subjects' VIGIE_LEDGER entries with a
+// tombstone (site, pseudonym, node, time: no choice is kept); every other
+// node's LedgerWatcher then erases the subjects from its own store.
+func LedgerTombstones(node, site string, subjects []string, at time.Time) ([]storage.Message, error) {
+	var out []storage.Message
+	for _, subj := range subjects {
+		v, err := json.Marshal(ledgerValue{Site: site, Subject: subj, Node: node, Erased: true, Entry: storage.ConsentEntry{AtMs: at.UnixMilli()}})
+		if err != nil {
+			return nil, fmt.Errorf("cluster: ledger tombstone: %w", err)
+		}
+		k := LedgerKey(site, subj)
+		sum := sha256.Sum256(append([]byte(k+"\x00erased\x00"), v...))
+		out = append(out, storage.Message{Topic: streams.KVSubject(streams.BucketLedger, k), ID: "ledger-" + hex.EncodeToString(sum[:16]), Data: v})
+	}
+	return out, nil
+}
+
+// MarkStore keeps the watch's position; *storage.Store is one (its
+// plugin-scoped KV, under the name markSpace that no plugin can have).
+type MarkStore interface {
+	KVGet(ctx context.Context, plugin, key string) ([]byte, error)
+	KVPut(ctx context.Context, plugin, key string, value []byte, ttl time.Duration) error
+}
+
+// markSpace and markKey name the watch's position in MarkStore.
+const (
+	markSpace = "vigie.cluster"
+	markKey   = "ledger-revision"
+)
+
+// LedgerWatcher applies the VIGIE_LEDGER entries of every node to this
+// node's store and ledger cache.
+type LedgerWatcher struct {
+	// JS gives the JetStream context.
+	JS JetStreamer
+	// Store is the node's store.
+	Store LedgerStore
+	// Forget drops a subject from the ledger cache after its entry
+	// changed (ledger.Ledger.Forget).
+	Forget func(site, subject string)
+	// Node is this node's id: its own tombstones are skipped.
+	Node string
+	// Erase erases a subject from this node's store after another node
+	// erased it (storage.Store.EraseSubjects); required.
+	Erase func(ctx context.Context, site, subject string) error
+	// Marks keeps the revision applied last, so that a restart resumes
+	// after it (nil: every entry is read again at start, and tombstones
+	// are applied only once started).
+	Marks MarkStore
+	// Logger receives warnings (never identifiers).
+	Logger *slog.Logger
+	// Retry is the wait before watching again after a failure. Default
+	// 1s.
+	Retry time.Duration
+}
+
+// Run watches VIGIE_LEDGER until ctx ends: from the revision after the one
+// applied last (first start: every entry present), then each new one. An entry newer (by
+// its AtMs) than the node's own is stored without any message (the
+// writing node announced it) and its cache entry dropped; an older or
+// equal one, this node's own among them, is skipped.
+func (w *LedgerWatcher) Run(ctx context.Context) {
+	retry := w.Retry
+	if retry <= 0 {
+		retry = time.Second
+	}
+	for ctx.Err() == nil {
+		if err := w.watch(ctx); err != nil && ctx.Err() == nil {
+			w.Logger.Warn("cluster: consent ledger watch failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
+}
+
+func (w *LedgerWatcher) watch(ctx context.Context) error {
+	kv, err := bucket(ctx, w.JS, streams.BucketLedger)
+	if err != nil {
+		return err
+	}
+	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
+	rev := w.mark(ctx)
+	if rev > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(rev+1))
+	}
+	kw, err := kv.WatchAll(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("cluster: watch ledger: %w", err)
+	}
+	defer func() { _ = kw.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return errors.New("cluster: ledger watch ended")
+			}
+			if e == nil { // initial values done
+				continue
+			}
+			w.apply(ctx, e.Value())
+			w.setMark(ctx, e.Revision())
+		}
+	}
+}
+
+// mark is the revision applied last (0: none).
+func (w *LedgerWatcher) mark(ctx context.Context) uint64 {
+	if w.Marks == nil {
+		return 0
+	}
+	b, err := w.Marks.KVGet(ctx, markSpace, markKey)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(string(b), 10, 64)
+	return n
+}
+
+func (w *LedgerWatcher) setMark(ctx context.Context, rev uint64) {
+	if w.Marks == nil {
+		return
+	}
+	if err := w.Marks.KVPut(ctx, markSpace, markKey, []byte(strconv.FormatUint(rev, 10)), 0); err != nil {
+		w.Logger.Warn("cluster: consent ledger watch position not saved", "err", err)
+	}
+}
+
+func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {
+	var v ledgerValue
+	if err := json.Unmarshal(raw, &v); err != nil || v.Site == "" || v.Subject == "" {
+		w.Logger.Warn("cluster: unreadable consent ledger entry skipped")
+		return
+	}
+	if v.Erased {
+		if v.Node == w.Node {
+			return
+		}
+		if err := w.Erase(ctx, v.Site, v.Subject); err != nil {
+			w.Logger.Warn("cluster: subject erased on another node not erased here", "err", err)
+			return
+		}
+		if w.Forget != nil {
+			w.Forget(v.Site, v.Subject)
+		}
+		return
+	}
+	cur, err := w.Store.Consent(ctx, v.Site, v.Subject)
+	switch {
+	case err == nil && cur.AtMs >= v.Entry.AtMs:
+		return
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		w.Logger.Warn("cluster: consent ledger unreadable; entry applied anyway", "err", err)
+	}
+	if err := w.Store.PutConsent(ctx, v.Site, v.Subject, v.Entry); err != nil {
+		w.Logger.Warn("cluster: consent ledger entry of another node not stored", "err", err)
+		return
+	}
+	if w.Forget != nil {
+		w.Forget(v.Site, v.Subject)
+	}
+}

@@ -1,0 +1,97 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigie-dev/vigie/internal/streams"
+)
+
+// fixedJS serves one JetStream context.
+type fixedJS struct{ js jetstream.JetStream }
+
+func (f fixedJS) JetStream() jetstream.JetStream { return f.js }
+
+// startJS runs an embedded JetStream server with the cluster buckets.
+func startJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), DontListen: true, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close(); srv.Shutdown(); srv.WaitForShutdown() })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.NewDeclarer(streams.Settings{}).WithBuckets(Buckets()...).Ensure(context.Background(), js); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestDedupClaims walks one key through its life: claimed, busy while
+// pending, a duplicate once marked stored, taken over when a claim was
+// left pending past ClaimTimeout, claimable again once released.
+func TestDedupClaims(t *testing.T) {
+	ctx := context.Background()
+	js := startJS(t)
+	now := time.Now()
+	a := &Dedup{js: fixedJS{js}, node: "a", now: func() time.Time { return now }}
+	b := &Dedup{js: fixedJS{js}, node: "b", now: func() time.Time { return now }}
+	markStored := func(node, key string) {
+		m := StoredMessage(node, key)
+		if _, err := js.Publish(ctx, m.Topic, m.Data, jetstream.WithMsgID(m.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		before func()
+		by     *Dedup
+		keys   []string
+		want   []int
+	}{
+		{name: "first claim", by: a, keys: []string{"demo.k1", "", "demo.k2"}, want: []int{Claimed, Claimed, Claimed}},
+		{name: "repeated in one request", by: a, keys: []string{"demo.k3", "demo.k3"}, want: []int{Claimed, Duplicate}},
+		{name: "pending on another node", by: b, keys: []string{"demo.k1"}, want: []int{Busy}},
+		{name: "stored", before: func() { markStored("a", "demo.k1") }, by: b, keys: []string{"demo.k1"}, want: []int{Duplicate}},
+		{name: "pending past the timeout", before: func() { now = now.Add(ClaimTimeout + time.Second) }, by: b, keys: []string{"demo.k2"}, want: []int{Claimed}},
+		{name: "taken over, so busy for the first node", by: a, keys: []string{"demo.k2"}, want: []int{Busy}},
+		{name: "released", before: func() { b.Release(ctx, []string{"demo.k2"}) }, by: a, keys: []string{"demo.k2"}, want: []int{Claimed}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.before != nil {
+				tc.before()
+			}
+			got, err := tc.by.Claim(ctx, tc.keys)
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("Claim(%v) = %v, %v; want %v", tc.keys, got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDedupUnavailable: without a JetStream context a claim fails with
+// ErrUnavailable (the request is answered 503).
+func TestDedupUnavailable(t *testing.T) {
+	_, err := NewDedup(fixedJS{}, "a").Claim(context.Background(), []string{"demo.k"})
+	if err == nil || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err %v, want ErrUnavailable", err)
+	}
+}
