@@ -53,6 +53,9 @@ var Routes = map[string][]string{
 	"POST /admin/v1/email/rewrite":             marketing, // campaigns
 	"POST /admin/v1/email/tokens":              marketing,
 	"GET /admin/v1/email/counts":               marketing, // campaign-level counters
+	"GET /admin/v1/response/model":             marketing, // contact type × message type cells: aggregates
+	"GET /admin/v1/response/uplift":            marketing, // treated against holdout per contact type: aggregates
+	"GET /admin/v1/retention/next":             privacy,   // what is purged next: counts and dates
 	"GET /admin/v1/sensitive":                  privacy,   // the DPO's report: counts and redacted examples
 	"GET /admin/v1/audit":                      privacy,
 	"GET /admin/v1/register":                   privacy,
