@@ -362,6 +362,16 @@ func (p *privacySource) LedgerStats(ctx context.Context, site string) (console.L
 	return out, nil
 }
 
+// Retention is the server's retention outlook (RetentionOutlook, cached
+// there), the console's type being its answer's.
+func (p *privacySource) Retention(ctx context.Context) (console.Retention, error) {
+	out, err := p.s.RetentionOutlook(ctx)
+	if err != nil {
+		return console.Retention{}, err
+	}
+	return console.Retention(out), nil
+}
+
 // sensitiveSource is the sensitive-data report (SensitiveReport), as a
 // JSON round trip: the console's type is GET /admin/v1/sensitive's
 // answer.

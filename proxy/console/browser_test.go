@@ -208,6 +208,9 @@ func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, to
 	}
 }
 
+// anonymousRetention is the seeded run's retention of anonymous events.
+const anonymousRetention = 72 * time.Hour
+
 // TestConsoleInChromium: a newcomer signs in with the admin token, sees
 // the first-run page wait for the first event and then show it; with data
 // from a seeded run (events through the API, the segments plugin running)
@@ -215,7 +218,9 @@ func browserSignIn(t *testing.T, ctx context.Context, in *proxytest.Instance, to
 // (no sideways scrolling), and a screenshot of each is written; a
 // marketer signed in sees aggregates only (overview, e-mail, responses)
 // and a friendly page where a person's data would be (members, privacy
-// requests, sensitive data).
+// requests, sensitive data); the privacy page says what will be purged
+// next and when.
+
 func TestConsoleInChromium(t *testing.T) {
 	// The default plugins (geoip, segments with the demo segments), the
 	// response plugin and a CRM destination (the noop connector), as real
@@ -225,7 +230,15 @@ func TestConsoleInChromium(t *testing.T) {
 			"contact_types": []any{map[string]any{"name": "pricing-readers", "segments": []any{"pricing-interest"}}},
 			"message_types": []any{map[string]any{"name": "promo"}, map[string]any{"name": "digest"}},
 		}}, config.Plugin{Name: "crm-noop", Builtin: "crm", Config: map[string]any{"connector": "noop", "rate_limit": map[string]any{}}})
+		// Anonymous events kept 3 days (the streams no longer): the
+		// privacy page's "Purged next" has them within its 7 days.
+		if c.Retention == nil {
+			c.Retention = map[string]config.Duration{}
+		}
+		c.Retention[config.RetentionAnonymous] = config.Duration(anonymousRetention)
+		c.NATS.MaxAge = config.Duration(anonymousRetention)
 	})
+	seeded := time.Now()
 	ctx := browser(t)
 	dir := screenshots(t)
 
@@ -346,7 +359,7 @@ func TestConsoleInChromium(t *testing.T) {
 			"75 % by people, 25 % by machines", "100 % by people, 0 % by machines"}},
 		{"destinations", "/console/destinations?site=demo", "#destinations", []string{"crm-noop", "noop", "Resync"}},
 		{"privacy", "/console/privacy?site=demo", "#audit", []string{"console.signin", "token:t1 (admin)", "access", "done",
-			"Visitors in the ledger", "download as Markdown"}},
+			"Visitors in the ledger", "download as Markdown", "Purged next", "The purge runs next at"}},
 		{"request", "", "#steps", []string{"access request", "Subjects found", "done", "consent_history"}},
 		{"sensitive", "/console/sensitive?site=demo", "#categories", []string{"Health", "drop_field", "medical_condition"}},
 		{"response", "/console/response?site=demo", "#heatmap", []string{"pricing-readers", "pricing-interest", "promo", "digest", "other"}},
@@ -392,6 +405,20 @@ func TestConsoleInChromium(t *testing.T) {
 				readme = png
 			}
 		}
+	}
+	// Purged next: the seeded anonymous events end with their retention.
+	show(t, ctx, screens[0])
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/privacy?site=demo"), chromedp.WaitVisible("#purge-next")); err != nil {
+		t.Fatalf("purged next: %v", err)
+	}
+	purge := text(t, ctx, "#purge-next")
+	m := regexp.MustCompile(`events \(anonymous retention\)\s+(\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+expire at their time`).FindStringSubmatch(purge)
+	if m == nil {
+		t.Fatalf("purged next lacks the anonymous events:\n%s", purge)
+	}
+	if first, err := time.Parse(time.DateTime, m[2]); err != nil || m[1] == "0" ||
+		first.Before(seeded.Add(anonymousRetention-time.Second).Truncate(time.Second)) || first.After(time.Now().Add(anonymousRetention)) {
+		t.Errorf("anonymous events: %s due, first %s (seeded %s, retention %s)", m[1], m[2], seeded.UTC().Format(time.DateTime), anonymousRetention)
 	}
 	// The destination's Resync button starts a full resync.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.URL+"/console/destinations?site=demo"), chromedp.Click("#destinations button"),

@@ -233,8 +233,69 @@ type privacyView struct {
 	Overdue  int
 	Stats    *LedgerStats
 	StatsErr string
+	// Purge is what will be purged next (nil: not read, see PurgeErr).
+	Purge    *purgeView
+	PurgeErr string
 	Audit    []storage.AuditEntry
 	Form     requestForm
+}
+
+// purgeView is the privacy page's "Purged next" section: the kinds of
+// data with something ending within the horizon, and those with nothing.
+type purgeView struct {
+	Retention
+	Due  []purgeRow
+	None []string
+}
+
+// purgeRow is one kind of data (events: one retention setting) with
+// what of it ends within the horizon.
+type purgeRow struct {
+	Label, How string
+	Due        int
+	Next       time.Time
+}
+
+// kindLabels name the outlook's kinds of data for people.
+var kindLabels = map[string]string{
+	storage.KindProfiles:       "profiles (idle)",
+	storage.KindEvents:         "events",
+	storage.KindVault:          "vaulted traits",
+	storage.KindConsent:        "consent choices",
+	storage.KindConsentHistory: "consent history",
+	storage.KindAudit:          "audit trail",
+	storage.KindRequests:       "completed privacy requests",
+	storage.KindSegmentLog:     "segment history",
+	storage.KindPendingChanges: "unpublished changes",
+	storage.KindSyncHistory:    "sync history",
+	storage.KindPluginKV:       "plugin data",
+}
+
+// purgeOf sorts an outlook into the kinds with something due and those
+// without.
+func purgeOf(r Retention) *purgeView {
+	pv := &purgeView{Retention: r}
+	for _, u := range r.Kinds {
+		label := kindLabels[u.Kind]
+		if label == "" {
+			label = u.Kind
+		}
+		if u.Class != "" {
+			label += " (" + u.Class + " retention)"
+		}
+		if u.Due == 0 {
+			if !slices.Contains(pv.None, label) {
+				pv.None = append(pv.None, label)
+			}
+			continue
+		}
+		how := "expire at their time"
+		if u.Ends == storage.EndsByPurge {
+			how = "deleted by the purge"
+		}
+		pv.Due = append(pv.Due, purgeRow{Label: label, How: how, Due: u.Due, Next: u.Next})
+	}
+	return pv
 }
 
 // requestForm is the new request form, with what was typed when it was
@@ -284,6 +345,13 @@ func (c *Console) privacyPage(w http.ResponseWriter, r *http.Request, v *view, c
 			} else {
 				pv.Stats = &st
 			}
+		}
+		ret, err := c.cfg.Privacy.Retention(r.Context())
+		if err != nil {
+			c.log.Warn("retention outlook not read", "err", err)
+			pv.PurgeErr = "What will be purged next could not be counted just now; reload the page to try again."
+		} else {
+			pv.Purge = purgeOf(ret)
 		}
 	}
 	audit, err := c.auditTail(r)

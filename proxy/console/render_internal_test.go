@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // TestPagesRenderTheirSources renders the pages whose data comes from
@@ -33,6 +35,10 @@ func TestPagesRenderTheirSources(t *testing.T) {
 		Objected: []PurposeCount{{Purpose: "marketing", Count: 1}}, Restricted: 1, Suppressed: 2}
 	pending := PrivacyRequest{ID: "pr_1", Type: "erase", Site: "demo", Status: "running", CreatedAt: now, Deadline: now.Add(29 * 24 * time.Hour),
 		DaysLeft: 29, IdentifierKind: "email", Subjects: 1, Steps: []PrivacyStep{{Name: "events", Status: "done"}, {Name: "verify", Status: "pending"}}}
+	outlook := Retention{ComputedAt: now, Horizon: "7d", NextPurge: now.Add(6 * time.Hour), Kinds: []storage.Upcoming{
+		{Kind: storage.KindProfiles, Ends: storage.EndsByPurge, Due: 4, Next: now.Add(6 * time.Hour)},
+		{Kind: storage.KindEvents, Class: "anonymous", Ends: storage.EndsByTTL, Due: 12, Next: now.Add(26 * time.Hour)},
+		{Kind: storage.KindVault, Ends: storage.EndsByTTL}}}
 	for _, tc := range []struct {
 		page string
 		data any
@@ -42,8 +48,15 @@ func TestPagesRenderTheirSources(t *testing.T) {
 			Lists: []topList{{"top-pages", "Top pages", ov.Top.Pages}}, Series: seriesOf(ov)},
 			[]string{">42<", "before: 40", "&#43;5 %", "/pricing", "60 %", "gpc denial", `data-chart="{&#34;labels&#34;`, "Page views, before"}},
 		{"privacy", privacyView{Ready: true, Open: 1, Stats: &stats, Form: requestForm{Types: requestTypes, Kinds: identifierKinds},
-			Requests: []PrivacyRequest{pending, {ID: "pr_0", Type: "export", Status: "done", CompletedAt: &done}}},
-			[]string{"pr_1", "events: done", "29 day(s) left", "by email", "done 2026-03-01 11:00:00", "Choices that apply", "395 days", "75 %", `name="csrf" value="tok"`}},
+			Requests: []PrivacyRequest{pending, {ID: "pr_0", Type: "export", Status: "done", CompletedAt: &done}}, Purge: purgeOf(outlook)},
+			[]string{"pr_1", "events: done", "29 day(s) left", "by email", "done 2026-03-01 11:00:00", "Choices that apply", "395 days", "75 %", `name="csrf" value="tok"`,
+				"Purged next", `<b id="next-purge">2026-03-01 18:00:00</b>`,
+				`<td>profiles (idle)</td><td class="num">4</td><td class="mono">2026-03-01 18:00:00</td><td class="why hide-phone">deleted by the purge</td>`,
+				`<td>events (anonymous retention)</td><td class="num">12</td><td class="mono">2026-03-02 14:00:00</td><td class="why hide-phone">expire at their time</td>`,
+				"Nothing due: vaulted traits."}},
+		{"privacy", privacyView{Ready: true, Purge: purgeOf(Retention{ComputedAt: now, Horizon: "7d", Kinds: []storage.Upcoming{{Kind: storage.KindEvents, Ends: storage.EndsByTTL}}})},
+			[]string{`<p class="muted" id="purge-none">Nothing ends within the next 7d.</p>`, "Nothing due: events."}},
+		{"privacy", privacyView{Ready: true, PurgeErr: "could not be counted"}, []string{"Purged next", "could not be counted"}},
 		{"request", requestView{R: pending, Done: 1}, []string{"pr_1", "29 day(s) left", "1 / 2", "verify"}},
 		{"email", emailView{Ready: true, Span: sp, Campaigns: []Campaign{{Name: "spring-sale", Opens: EmailCounts{Human: 3, PrivacyProxy: 1},
 			Clicks: EmailCounts{Human: 1, Scanner: 1}, Links: []LinkStats{{URL: "https://shop.example/sale", Clicks: EmailCounts{Human: 1}}}}}},

@@ -3,14 +3,17 @@ package console
 import (
 	"context"
 	"time"
+
+	"github.com/vigie-dev/vigie/storage"
 )
 
 // The pages whose data comes from other parts of Vigie are written against
 // these interfaces; a nil source shows the page's "coming with…" state.
 // Their types have the JSON shape of the producing packages' own answers
 // (the rollups' Overview, GET /admin/v1/privacy/requests/{id}, GET
-// /admin/v1/sensitive, GET /admin/v1/destinations, GET
-// /admin/v1/response/model), so an adapter may be a JSON round trip.
+// /admin/v1/retention/next, GET /admin/v1/sensitive, GET
+// /admin/v1/destinations, GET /admin/v1/response/model), so an adapter
+// may be a JSON round trip.
 
 // OverviewSource answers the overview of a site over a period (rollups).
 type OverviewSource interface {
@@ -142,6 +145,20 @@ type PrivacySource interface {
 	Create(ctx context.Context, r NewPrivacyRequest) (PrivacyRequest, error)
 	// LedgerStats counts site's consent ledger.
 	LedgerStats(ctx context.Context, site string) (LedgerStats, error)
+	// Retention is what will be purged next and when, over every site.
+	Retention(ctx context.Context) (Retention, error)
+}
+
+// Retention is what will be purged next and when, per kind of data, in
+// the shape GET /admin/v1/retention/next answers: counts and times, no
+// person named.
+type Retention struct {
+	ComputedAt time.Time `json:"computed_at"`
+	// Horizon is how far ahead Kinds count ("7d").
+	Horizon string `json:"horizon"`
+	// NextPurge is when the store's purge runs next (zero: not known).
+	NextPurge time.Time          `json:"next_purge,omitzero"`
+	Kinds     []storage.Upcoming `json:"kinds"`
 }
 
 // PrivacyRequest is one request with the status of each step, in the
