@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -440,6 +441,35 @@ func TestConsoleInChromium(t *testing.T) {
 		if err := os.WriteFile(filepath.Join("..", "..", "docs", "console.png"), readme, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// CSRF in the browser: a page of another origin (same host, another
+	// port, so the browser sends the session cookie along: same-site)
+	// posts a form to the console, once without the token and once with a
+	// token it guessed. Both are refused with the console's page, and no
+	// site is added.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		csrf := ""
+		if r.URL.Query().Has("guess") {
+			csrf = `<input type="hidden" name="csrf" value="` + strings.Repeat("A", 43) + `">`
+		}
+		_, _ = w.Write([]byte(`<!doctype html><form id="f" method="post" action="` + in.URL + `/console/sites">` +
+			`<input name="id" value="evil"><input name="origins" value="https://evil.example">` + csrf +
+			`</form><script>document.getElementById("f").submit()</script>`))
+	}))
+	defer evil.Close()
+	for _, q := range []string{"", "?guess"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(evil.URL+"/"+q), chromedp.WaitVisible("#error-message")); err != nil {
+			t.Fatalf("forged form %q: %v", q, err)
+		}
+		if got := text(t, ctx, "#error-message"); !strings.Contains(got, "did not come from a console page") {
+			t.Errorf("forged form %q: %q", q, got)
+		}
+	}
+	shoot(t, ctx, dir, "csrf-refused-desktop-light")
+	if _, b := in.Admin("/admin/v1/sites"); strings.Contains(string(b), `"evil"`) {
+		t.Fatalf("a forged form added a site: %s", b)
 	}
 
 	// A marketer: aggregates, never a person's data.
