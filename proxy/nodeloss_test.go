@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -54,6 +55,88 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// gatedProxy forwards TCP connections to a NATS server; paused, it stops
+// forwarding (a node cut off from NATS without its connection dropping),
+// and cut closes every connection it holds.
+type gatedProxy struct {
+	l      net.Listener
+	target string
+	paused atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startGatedProxy(t *testing.T, target string) *gatedProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedProxy{l: l, target: target}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			g.mu.Lock()
+			g.conns = append(g.conns, c, s)
+			g.mu.Unlock()
+			g.wg.Add(2)
+			go g.pipe(s, c)
+			go g.pipe(c, s)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		g.paused.Store(false)
+		g.cut()
+		g.wg.Wait()
+	})
+	return g
+}
+
+// pipe copies from src to dst, holding what it read while paused.
+func (g *gatedProxy) pipe(dst, src net.Conn) {
+	defer g.wg.Done()
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for g.paused.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (g *gatedProxy) url() string { return "nats://" + g.l.Addr().String() }
+
+// cut closes every connection the proxy holds.
+func (g *gatedProxy) cut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.conns {
+		c.Close()
+	}
+	g.conns = nil
+}
+
 // buildVigie starts building the vigie command into a temp dir and
 // returns a function, to call on the test's goroutine, that waits for the
 // build and returns the binary's path.
@@ -78,10 +161,11 @@ func buildVigie(t *testing.T) func() string {
 	}
 }
 
-// startVigieProcess starts node id of the cluster nc as the vigie process bin
+// startVigieProcess starts node id, on the NATS cluster at natsURL, as the
+// vigie process bin, publishing at most maxInFlight messages unacknowledged
 // with a YAML configuration, sharing the keyring, master key and admin
 // token of node first (as an operator copies them).
-func startVigieProcess(t *testing.T, bin string, nc *natsCluster, id string, first *proxytest.Instance) *vigieProcess {
+func startVigieProcess(t *testing.T, bin, natsURL, id string, maxInFlight int, first *proxytest.Instance) *vigieProcess {
 	t.Helper()
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
@@ -103,9 +187,10 @@ keys:
   secrets_dir: %q
 nats:
   url: %q
+  max_in_flight: %d
 cluster:
   node_id: %q
-`, listen, dataDir, filepath.Join(dir, "secrets"), nc.urls(), id)
+`, listen, dataDir, filepath.Join(dir, "secrets"), natsURL, maxInFlight, id)
 	p := &vigieProcess{
 		t: t, bin: bin, conf: filepath.Join(dir, "vigie.yaml"),
 		url: "http://" + listen, adminToken: first.AdminToken(), log: &lockedBuffer{},
@@ -252,7 +337,20 @@ func TestClusterSurvivesVigieNodeLoss(t *testing.T) {
 	built := buildVigie(t) // while the NATS cluster starts
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 2)
-	p := startVigieProcess(t, built(), nc, "v3", nodes[0])
+	// Node 3 reaches NATS through proxies that the test can hold.
+	var proxies []*gatedProxy
+	var proxied []string
+	for _, srv := range nc.servers {
+		g := startGatedProxy(t, fmt.Sprintf("127.0.0.1:%d", srv.port))
+		proxies, proxied = append(proxies, g), append(proxied, g.url())
+	}
+	// It publishes at most 2 messages unacknowledged, so that most of what
+	// its outbox holds at any moment under load was not sent yet (with the
+	// default 1024 it sends at once all it commits, and a kill leaves only
+	// messages sent but unacknowledged, which JetStream's own Nats-Msg-Id
+	// dedup would absorb without the outbox).
+	const inFlight = 2
+	p := startVigieProcess(t, built(), strings.Join(proxied, ","), "v3", inFlight, nodes[0])
 	urls := []string{nodes[0].URL, nodes[1].URL, p.url}
 
 	const minBatches, killAt = 45, 15
@@ -268,16 +366,34 @@ func TestClusterSurvivesVigieNodeLoss(t *testing.T) {
 	go func() { // node 3's death and restart
 		defer close(restarted)
 		<-killNow
-		// Kill it right after it reports committed events not yet
-		// acknowledged by JetStream, if it does within a second, so that
-		// the kill is likely to leave its outbox not empty.
+		// Cut node 3 off from NATS at a moment when its outbox holds
+		// committed messages not yet sent (it does most of the time under
+		// load), then kill it: those events, and their dedup marks, are published
+		// only if its restart drains the outbox.
 		depth := 0
-		for deadline := time.Now().Add(time.Second); depth == 0 && time.Now().Before(deadline); {
-			depth, _ = p.outboxDepth()
+		for range 50 {
+			for _, g := range proxies {
+				g.paused.Store(true)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if depth, _ = p.outboxDepth(); depth > inFlight {
+				break
+			}
+			for _, g := range proxies {
+				g.paused.Store(false)
+			}
+			time.Sleep(30 * time.Millisecond)
 		}
 		p.kill()
 		down.Store(true)
-		t.Logf("node 3 killed (outbox depth just before: %d)", depth)
+		for _, g := range proxies {
+			g.cut()
+			g.paused.Store(false)
+		}
+		if depth <= inFlight {
+			t.Errorf("node 3's outbox was never caught holding unsent messages: the test does not exercise its drain")
+		}
+		t.Logf("node 3 killed holding %d outbox messages", depth)
 		time.Sleep(time.Second)
 		if err := p.run(); err != nil {
 			t.Errorf("restart node 3: %v", err)
