@@ -207,26 +207,36 @@ func clusterBatch(b int) string {
 // node after each failure (a 503, a refused connection), as a load
 // balancer with retries does, until one answers 200.
 func postUntilOK(t *testing.T, nodes []*proxytest.Instance, first, b int) {
+	var urls []string
+	for _, in := range nodes {
+		urls = append(urls, in.URL)
+	}
+	postUntilOKAt(t, urls, first, b)
+}
+
+// postUntilOKAt is postUntilOK on the nodes at base URLs urls; it returns
+// the index of the node that accepted the batch (-1 if none did).
+func postUntilOKAt(t *testing.T, urls []string, first, b int) int {
 	body := clusterBatch(b)
 	deadline := time.Now().Add(40 * time.Second)
 	for i := first; ; i++ {
-		in := nodes[i%len(nodes)]
-		req, _ := http.NewRequest("POST", in.URL+"/v1/batch", strings.NewReader(body))
+		url := urls[i%len(urls)]
+		req, _ := http.NewRequest("POST", url+"/v1/batch", strings.NewReader(body))
 		req.SetBasicAuth("demo", "")
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return i % len(urls)
 			}
 			if resp.StatusCode != 503 {
-				t.Errorf("batch %d at node %d: %d", b, i%len(nodes), resp.StatusCode)
-				return
+				t.Errorf("batch %d at node %d: %d", b, i%len(urls), resp.StatusCode)
+				return -1
 			}
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("batch %d never accepted", b)
-			return
+			return -1
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
