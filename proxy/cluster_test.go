@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -219,23 +220,28 @@ func postUntilOK(t *testing.T, nodes []*proxytest.Instance, first, b int) {
 func postUntilOKAt(t *testing.T, urls []string, first, b int) int {
 	body := clusterBatch(b)
 	deadline := time.Now().Add(40 * time.Second)
+	last := "" // the last refusal, for the failure message
 	for i := first; ; i++ {
 		url := urls[i%len(urls)]
 		req, _ := http.NewRequest("POST", url+"/v1/batch", strings.NewReader(body))
 		req.SetBasicAuth("demo", "")
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
+		if err != nil {
+			last = fmt.Sprintf("node %d: %v", i%len(urls), err)
+		} else {
+			answer, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return i % len(urls)
 			}
 			if resp.StatusCode != 503 {
-				t.Errorf("batch %d at node %d: %d", b, i%len(urls), resp.StatusCode)
+				t.Errorf("batch %d at node %d: %d %s", b, i%len(urls), resp.StatusCode, answer)
 				return -1
 			}
+			last = fmt.Sprintf("node %d: 503 %s", i%len(urls), answer)
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("batch %d never accepted", b)
+			t.Errorf("batch %d never accepted; last answer %s", b, last)
 			return -1
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -46,10 +46,28 @@ func bucket(ctx context.Context, js JetStreamer, name string) (jetstream.KeyValu
 		return nil, ErrUnavailable
 	}
 	kv, err := j.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// Not declared yet (the cluster was not formed when the node
+		// started) or lost with a wiped store: declare again, as the
+		// outbox's publisher does for streams, since no event reaches the
+		// outbox while its claims fail.
+		if e, ok := js.(Ensurer); ok {
+			if derr := e.EnsureStreams(ctx); derr == nil {
+				kv, err = j.KeyValue(ctx, name)
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, name, err)
 	}
 	return kv, nil
+}
+
+// Ensurer is what a JetStreamer may also do: declare every stream and
+// bucket the node owns (proxy/bus.Bus does, rate-limited), called when a
+// bucket is missing.
+type Ensurer interface {
+	EnsureStreams(ctx context.Context) error
 }
 
 // Dedup is the cluster's messageId dedup over KV VIGIE_DEDUP, whose TTL

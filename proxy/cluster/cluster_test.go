@@ -22,6 +22,16 @@ func (f fixedJS) JetStream() jetstream.JetStream { return f.js }
 // startJS runs an embedded JetStream server with the cluster buckets.
 func startJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
+	js := startBareJS(t)
+	if err := streams.NewDeclarer(streams.Settings{}).WithBuckets(Buckets()...).Ensure(context.Background(), js); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// startBareJS runs an embedded JetStream server with nothing declared.
+func startBareJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
 	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), DontListen: true, NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
@@ -39,10 +49,33 @@ func startJS(t *testing.T) jetstream.JetStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.NewDeclarer(streams.Settings{}).WithBuckets(Buckets()...).Ensure(context.Background(), js); err != nil {
-		t.Fatal(err)
-	}
 	return js
+}
+
+// ensuringJS is a JetStreamer that declares the buckets when asked, as
+// proxy/bus.Bus does, counting the calls.
+type ensuringJS struct {
+	fixedJS
+	calls int
+}
+
+func (e *ensuringJS) EnsureStreams(ctx context.Context) error {
+	e.calls++
+	return streams.NewDeclarer(streams.Settings{}).WithBuckets(Buckets()...).Ensure(ctx, e.js)
+}
+
+// TestDedupDeclaresMissingBucket: a node whose buckets could not be
+// declared at start (the cluster was not formed yet) declares them at its
+// first claim instead of refusing every event until a restart.
+func TestDedupDeclaresMissingBucket(t *testing.T) {
+	e := &ensuringJS{fixedJS: fixedJS{startBareJS(t)}}
+	got, err := NewDedup(e, "a").Claim(context.Background(), []string{"demo.k"})
+	if err != nil || len(got) != 1 || got[0] != Claimed {
+		t.Fatalf("claim: %v %v, want claimed", got, err)
+	}
+	if e.calls != 1 {
+		t.Fatalf("EnsureStreams called %d times, want 1", e.calls)
+	}
 }
 
 // TestDedupClaims walks one key through its life: claimed, busy while
