@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigie-dev/vigie/plugins/rollup"
 	"github.com/vigie-dev/vigie/proxy/access"
 	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/privacy"
@@ -65,58 +64,7 @@ func (o overviewSource) Overview(ctx context.Context, site string, from, to, cf,
 	if err != nil {
 		return console.Overview{}, err
 	}
-	return consoleOverview(ov), nil
-}
-
-// consoleOverview converts the rollups' overview, field by field (the
-// compiler checks what a JSON round trip would only lose).
-func consoleOverview(ov rollup.Overview) console.Overview {
-	counts := func(c rollup.Counts) console.Counts {
-		return console.Counts{Visits: c.Visits, PageViews: c.PageViews, Events: c.Events}
-	}
-	totals := func(t rollup.Totals) console.Totals {
-		return console.Totals{Visitors: t.Visitors, Counts: counts(t.Counts), Anonymous: counts(t.Anonymous), Pseudonymous: counts(t.Pseudonymous)}
-	}
-	series := func(ps []rollup.Point) []console.Point {
-		out := make([]console.Point, len(ps))
-		for i, p := range ps {
-			out[i] = console.Point{Start: p.Start, Totals: totals(p.Totals)}
-		}
-		return out
-	}
-	entries := func(es []rollup.Entry) []console.Entry {
-		out := make([]console.Entry, len(es))
-		for i, e := range es {
-			out[i] = console.Entry{Key: e.Key, Count: e.Count}
-		}
-		return out
-	}
-	list := func(l rollup.List) console.List {
-		return console.List{Entries: entries(l.Entries), Other: l.Other, Total: l.Total}
-	}
-	out := console.Overview{
-		Site: ov.Site, From: ov.From, To: ov.To, Interval: ov.Interval, Totals: totals(ov.Totals), Series: series(ov.Series),
-		Top: console.Top{
-			Pages: list(ov.Top.Pages), EntryPages: list(ov.Top.EntryPages), Sources: list(ov.Top.Sources),
-			Campaigns: list(ov.Top.Campaigns), UTMSources: list(ov.Top.UTMSources), UTMMediums: list(ov.Top.UTMMediums),
-			Countries: list(ov.Top.Countries), Devices: list(ov.Top.Devices), Browsers: list(ov.Top.Browsers), OSes: list(ov.Top.OSes),
-		},
-		Types:   entries(ov.Types),
-		Live:    console.Live{Since: ov.Live.Since, Events: ov.Live.Events, Visitors: ov.Live.Visitors},
-		Consent: console.Consent{Basis: ov.Consent.Basis, Total: ov.Consent.Total},
-		Decisions: console.Decisions{Pseudonymous: ov.Decisions.Pseudonymous, Anonymous: ov.Decisions.Anonymous,
-			Dropped: ov.Decisions.Dropped},
-	}
-	if c := ov.Compare; c != nil {
-		out.Compare = &console.Period{From: c.From, To: c.To, Totals: totals(c.Totals), Series: series(c.Series)}
-	}
-	for _, p := range ov.Consent.Purposes {
-		out.Consent.Purposes = append(out.Consent.Purposes, console.PurposeRate{Purpose: p.Purpose, Granted: p.Granted, Rate: p.Rate})
-	}
-	for _, r := range ov.Decisions.Reasons {
-		out.Decisions.Reasons = append(out.Decisions.Reasons, console.DecisionReasons{Outcome: r.Outcome, Reason: r.Reason, Count: r.Count})
-	}
-	return out
+	return ov, nil
 }
 
 // emailSource is the e-mail statistics: the campaign-level counters of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/vigie-dev/vigie/plugins/rollup"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -22,115 +23,24 @@ type OverviewSource interface {
 	Overview(ctx context.Context, site string, from, to, compareFrom, compareTo time.Time) (Overview, error)
 }
 
-// Overview is one site over one period.
-type Overview struct {
-	Site     string    `json:"site"`
-	From     time.Time `json:"from"`
-	To       time.Time `json:"to"`
-	Interval string    `json:"interval"` // "hour" or "day": the step of Series
-	Totals   Totals    `json:"totals"`
-	Series   []Point   `json:"series"`
-	Compare  *Period   `json:"compare,omitempty"`
-	Top      Top       `json:"top"`
-	Types    []Entry   `json:"types"`
-	Live     Live      `json:"live"`
-	Consent  Consent   `json:"consent"`
-	// Decisions count the hits kept pseudonymous, anonymous or dropped,
-	// and why.
-	Decisions Decisions `json:"decisions"`
-}
-
-// Counts are counts of stored events.
-type Counts struct {
-	Visits    uint64 `json:"visits"`
-	PageViews uint64 `json:"page_views"`
-	Events    uint64 `json:"events"`
-}
-
-// Totals are a period's figures.
-type Totals struct {
-	Visitors uint64 `json:"visitors"`
-	Counts
-	Anonymous    Counts `json:"anonymous"`
-	Pseudonymous Counts `json:"pseudonymous"`
-}
-
-// Point is one step of a series.
-type Point struct {
-	Start time.Time `json:"start"`
-	Totals
-}
-
-// Period is a comparison period.
-type Period struct {
-	From   time.Time `json:"from"`
-	To     time.Time `json:"to"`
-	Totals Totals    `json:"totals"`
-	Series []Point   `json:"series"`
-}
-
-// Entry is one value of a top list.
-type Entry struct {
-	Key   string `json:"key"`
-	Count uint64 `json:"count"`
-}
-
-// List is a top list.
-type List struct {
-	Entries []Entry `json:"entries"`
-	Other   uint64  `json:"other"`
-	Total   uint64  `json:"total"`
-}
-
-// Top are the overview's top lists.
-type Top struct {
-	Pages      List `json:"pages"`
-	EntryPages List `json:"entry_pages"`
-	Sources    List `json:"sources"`
-	Campaigns  List `json:"campaigns"`
-	UTMSources List `json:"utm_sources"`
-	UTMMediums List `json:"utm_mediums"`
-	Countries  List `json:"countries"`
-	Devices    List `json:"devices"`
-	Browsers   List `json:"browsers"`
-	OSes       List `json:"oses"`
-}
-
-// Live is the last five minutes.
-type Live struct {
-	Since    time.Time `json:"since"`
-	Events   uint64    `json:"events"`
-	Visitors uint64    `json:"visitors"`
-}
-
-// Consent gives, per purpose, the share of hits that granted it.
-type Consent struct {
-	Basis    string        `json:"basis"`
-	Total    uint64        `json:"total"`
-	Purposes []PurposeRate `json:"purposes"`
-}
-
-// PurposeRate is one purpose's consent rate (0–1).
-type PurposeRate struct {
-	Purpose string  `json:"purpose"`
-	Granted uint64  `json:"granted"`
-	Rate    float64 `json:"rate"`
-}
-
-// Decisions are a period's ingestion outcomes.
-type Decisions struct {
-	Pseudonymous uint64            `json:"pseudonymous"`
-	Anonymous    uint64            `json:"anonymous"`
-	Dropped      uint64            `json:"dropped"`
-	Reasons      []DecisionReasons `json:"reasons"`
-}
-
-// DecisionReasons is the number of hits with one outcome and reason.
-type DecisionReasons struct {
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason"`
-	Count   uint64 `json:"count"`
-}
+// The overview's types are the rollups' own (package rollup documents
+// each field): one declaration, so the page and GET /admin/v1/overview
+// cannot drift apart.
+type (
+	Overview        = rollup.Overview
+	Counts          = rollup.Counts
+	Totals          = rollup.Totals
+	Point           = rollup.Point
+	Period          = rollup.Period
+	Entry           = rollup.Entry
+	List            = rollup.List
+	Top             = rollup.Top
+	Live            = rollup.Live
+	Consent         = rollup.Consent
+	PurposeRate     = rollup.PurposeRate
+	Decisions       = rollup.Decisions
+	DecisionReasons = rollup.ReasonCount
+)
 
 // PrivacySource is the privacy requests (the requests API) and the
 // consent ledger's statistics.
