@@ -320,22 +320,12 @@ func (p *privacySource) Retention(ctx context.Context) (console.Retention, error
 	return console.Retention(out), nil
 }
 
-// sensitiveSource is the sensitive-data report (SensitiveReport), as a
-// JSON round trip: the console's type is GET /admin/v1/sensitive's
-// answer.
+// sensitiveSource is the sensitive-data report (SensitiveReport; the
+// console shares its types).
 type sensitiveSource struct{ s *Server }
 
 func (ss sensitiveSource) Sensitive(ctx context.Context, site string, from, to time.Time) (console.SensitiveReport, error) {
-	rep, err := ss.s.SensitiveReport(ctx, site, from, to)
-	if err != nil {
-		return console.SensitiveReport{}, err
-	}
-	var out console.SensitiveReport
-	b, err := json.Marshal(rep)
-	if err == nil {
-		err = json.Unmarshal(b, &out)
-	}
-	return out, err
+	return ss.s.SensitiveReport(ctx, site, from, to)
 }
 
 // responseSource is the response plugin's model (GET

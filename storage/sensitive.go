@@ -190,3 +190,51 @@ func (s *Store) SensitiveCounts(ctx context.Context, site string, from, to time.
 	}
 	return out, nil
 }
+
+// SensitiveReport is the DPO's view of the special categories of data
+// detected on a site: counts per category and layer with redacted
+// examples (field names, path patterns, texts with the matches replaced
+// by markers), never a value or a visitor.
+type SensitiveReport struct {
+	Site string `json:"site"`
+	// From and To are the period asked for (zero: unbounded), by UTC day.
+	From time.Time `json:"from,omitzero"`
+	To   time.Time `json:"to,omitzero"`
+	// Total counts detections (an event counts once per category and
+	// layer it was detected in).
+	Total uint64 `json:"total"`
+	// Categories has one row per category, detected or not, with the
+	// site's action.
+	Categories []SensitiveCategoryRow `json:"categories"`
+	// Detections are the counts per category and layer over the period.
+	Detections []SensitiveDetection `json:"detections"`
+	// Days are the counts per day, category and layer.
+	Days []SensitiveDay `json:"days"`
+}
+
+// SensitiveCategoryRow is one category of a SensitiveReport.
+type SensitiveCategoryRow struct {
+	Category string `json:"category"`
+	Label    string `json:"label"`
+	Article  string `json:"article"`
+	Action   string `json:"action"`
+	Total    uint64 `json:"total"`
+	// Layers counts per layer (names, values, page, sensitive_paths).
+	Layers map[string]uint64 `json:"layers"`
+}
+
+// SensitiveDetection is a category × layer cell of a SensitiveReport.
+type SensitiveDetection struct {
+	Category string             `json:"category"`
+	Layer    string             `json:"layer"`
+	Count    uint64             `json:"count"`
+	Examples []SensitiveExample `json:"examples"`
+}
+
+// SensitiveDay is a day × category × layer count.
+type SensitiveDay struct {
+	Day      string `json:"day"`
+	Category string `json:"category"`
+	Layer    string `json:"layer"`
+	Count    uint64 `json:"count"`
+}

@@ -167,51 +167,16 @@ type SensitiveSource interface {
 	Sensitive(ctx context.Context, site string, from, to time.Time) (SensitiveReport, error)
 }
 
-// SensitiveReport counts detections per category and layer, with
-// redacted examples, never a value or a visitor; the shape of GET
-// /admin/v1/sensitive.
-type SensitiveReport struct {
-	Site       string              `json:"site"`
-	From       time.Time           `json:"from,omitzero"`
-	To         time.Time           `json:"to,omitzero"`
-	Total      uint64              `json:"total"`
-	Categories []SensitiveCategory `json:"categories"`
-	Detections []SensitiveCell     `json:"detections"`
-	Days       []SensitiveDay      `json:"days"`
-}
-
-// SensitiveCategory is one category with the site's action.
-type SensitiveCategory struct {
-	Category string            `json:"category"`
-	Label    string            `json:"label"`
-	Article  string            `json:"article"`
-	Action   string            `json:"action"`
-	Total    uint64            `json:"total"`
-	Layers   map[string]uint64 `json:"layers"`
-}
-
-// SensitiveCell is a category × layer count with its examples.
-type SensitiveCell struct {
-	Category string             `json:"category"`
-	Layer    string             `json:"layer"`
-	Count    uint64             `json:"count"`
-	Examples []SensitiveExample `json:"examples"`
-}
-
-// SensitiveExample is where a detection was made, redacted.
-type SensitiveExample struct {
-	Field   string `json:"field"`
-	Pattern string `json:"pattern,omitempty"`
-	Example string `json:"example,omitempty"`
-}
-
-// SensitiveDay is a day × category × layer count.
-type SensitiveDay struct {
-	Day      string `json:"day"`
-	Category string `json:"category"`
-	Layer    string `json:"layer"`
-	Count    uint64 `json:"count"`
-}
+// The sensitive-data report's types are storage's (the shape of GET
+// /admin/v1/sensitive): counts per category and layer with redacted
+// examples, never a value or a visitor.
+type (
+	SensitiveReport   = storage.SensitiveReport
+	SensitiveCategory = storage.SensitiveCategoryRow
+	SensitiveCell     = storage.SensitiveDetection
+	SensitiveExample  = storage.SensitiveExample
+	SensitiveDay      = storage.SensitiveDay
+)
 
 // EmailSource gives per-campaign and per-link e-mail statistics.
 type EmailSource interface {
