@@ -317,7 +317,7 @@ func (p *privacySource) Retention(ctx context.Context) (console.Retention, error
 	if err != nil {
 		return console.Retention{}, err
 	}
-	return console.Retention(out), nil
+	return out, nil
 }
 
 // sensitiveSource is the sensitive-data report (SensitiveReport; the

@@ -189,18 +189,9 @@ func (s *Server) responseError(w http.ResponseWriter, err error) {
 // every key of the store's personal data.
 const retentionCacheFor = 10 * time.Minute
 
-// RetentionOutlook is what will be purged next and when: per kind of
-// data, counts only.
-type RetentionOutlook struct {
-	ComputedAt time.Time `json:"computed_at"`
-	// Horizon is how far ahead Kinds count.
-	Horizon string `json:"horizon"`
-	// NextPurge is when the daily purge runs next (profiles idle for
-	// profile_ttl, completed privacy requests, unpublished changes);
-	// data with a TTL ends at its own time.
-	NextPurge time.Time          `json:"next_purge,omitzero"`
-	Kinds     []storage.Upcoming `json:"kinds"`
-}
+// RetentionOutlook is what will be purged next and when (declared in
+// storage, shared with the console).
+type RetentionOutlook = storage.RetentionOutlook
 
 // retentionCache holds the latest outlook.
 type retentionCache struct {

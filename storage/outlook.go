@@ -238,3 +238,16 @@ func (s *Store) pendingDueAt(item *badger.Item) time.Time {
 	}
 	return time.UnixMilli(at).Add(s.cfg.Retention.PendingChanges)
 }
+
+// RetentionOutlook is what will be purged next and when: per kind of
+// data, counts only.
+type RetentionOutlook struct {
+	ComputedAt time.Time `json:"computed_at"`
+	// Horizon is how far ahead Kinds count.
+	Horizon string `json:"horizon"`
+	// NextPurge is when the daily purge runs next (profiles idle for
+	// profile_ttl, completed privacy requests, unpublished changes);
+	// data with a TTL ends at its own time.
+	NextPurge time.Time  `json:"next_purge,omitzero"`
+	Kinds     []Upcoming `json:"kinds"`
+}

@@ -59,17 +59,9 @@ type PrivacySource interface {
 	Retention(ctx context.Context) (Retention, error)
 }
 
-// Retention is what will be purged next and when, per kind of data, in
-// the shape GET /admin/v1/retention/next answers: counts and times, no
-// person named.
-type Retention struct {
-	ComputedAt time.Time `json:"computed_at"`
-	// Horizon is how far ahead Kinds count ("7d").
-	Horizon string `json:"horizon"`
-	// NextPurge is when the store's purge runs next (zero: not known).
-	NextPurge time.Time          `json:"next_purge,omitzero"`
-	Kinds     []storage.Upcoming `json:"kinds"`
-}
+// Retention is what will be purged next and when, per kind of data
+// (GET /admin/v1/retention/next): counts and times, no person named.
+type Retention = storage.RetentionOutlook
 
 // PrivacyRequest is one request with the status of each step, in the
 // shape GET /admin/v1/privacy/requests/{id} answers.
