@@ -329,24 +329,11 @@ func (ss sensitiveSource) Sensitive(ctx context.Context, site string, from, to t
 }
 
 // responseSource is the response plugin's model (GET
-// /admin/v1/response/model), converted field by field.
+// /admin/v1/response/model; the console shares its types).
 type responseSource struct{ m reaction.Model }
 
 func (rs responseSource) ResponseModel(ctx context.Context, site string) (console.ResponseTable, error) {
-	t, err := rs.m.Table(ctx, site)
-	if err != nil {
-		return console.ResponseTable{}, err
-	}
-	out := console.ResponseTable{Site: t.Site, At: t.At, LatestEvent: t.LatestEvent, Interval: t.Interval, MessageTypes: t.MessageTypes}
-	for _, ct := range t.ContactTypes {
-		out.ContactTypes = append(out.ContactTypes, console.ResponseContactType{Name: ct.Name, Segments: ct.Segments})
-	}
-	for _, c := range t.Cells {
-		out.Cells = append(out.Cells, console.ResponseCell{ContactType: c.ContactType, MessageType: c.MessageType,
-			Exposures: c.Exposures, Responses: c.Responses, Mean: c.Mean, Lower: c.Lower, Upper: c.Upper,
-			PriorMean: c.PriorMean, PriorStrength: c.PriorStrength})
-	}
-	return out, nil
+	return rs.m.Table(ctx, site)
 }
 
 // destinationsSource is the CRM destinations (GET

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigie-dev/vigie/plugins/rollup"
+	"github.com/vigie-dev/vigie/proxy/reaction"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -275,35 +276,11 @@ type ResponseSource interface {
 	ResponseModel(ctx context.Context, site string) (ResponseTable, error)
 }
 
-// ResponseTable is a site's response model, in the shape of GET
-// /admin/v1/response/model.
-type ResponseTable struct {
-	Site        string    `json:"site"`
-	At          time.Time `json:"at"`
-	LatestEvent time.Time `json:"latest_event,omitzero"`
-	// Interval is the mass of the credible intervals (0.9: 90 %).
-	Interval     float64               `json:"interval"`
-	ContactTypes []ResponseContactType `json:"contact_types"`
-	MessageTypes []string              `json:"message_types"`
-	Cells        []ResponseCell        `json:"cells"`
-}
-
-// ResponseContactType is a configured contact type.
-type ResponseContactType struct {
-	Name     string   `json:"name"`
-	Segments []string `json:"segments"`
-}
-
-// ResponseCell is one contact type × message type: decayed counts and
-// the posterior of its response rate.
-type ResponseCell struct {
-	ContactType   string  `json:"contact_type"`
-	MessageType   string  `json:"message_type"`
-	Exposures     float64 `json:"exposures"`
-	Responses     float64 `json:"responses"`
-	Mean          float64 `json:"mean"`
-	Lower         float64 `json:"lower"`
-	Upper         float64 `json:"upper"`
-	PriorMean     float64 `json:"prior_mean"`
-	PriorStrength float64 `json:"prior_strength"`
-}
+// The response model's table is package reaction's (GET
+// /admin/v1/response/model): aggregates per contact type and message
+// type, no person.
+type (
+	ResponseTable       = reaction.Table
+	ResponseContactType = reaction.ContactType
+	ResponseCell        = reaction.Cell
+)
