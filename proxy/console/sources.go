@@ -11,11 +11,13 @@ import (
 
 // The pages whose data comes from other parts of Vigie are written against
 // these interfaces; a nil source shows the page's "coming with…" state.
-// Their types have the JSON shape of the producing packages' own answers
-// (the rollups' Overview, GET /admin/v1/privacy/requests/{id}, GET
-// /admin/v1/retention/next, GET /admin/v1/sensitive, GET
-// /admin/v1/destinations, GET /admin/v1/response/model), so an adapter
-// may be a JSON round trip.
+// Where the producing package's type can be shared, it is (aliases: the
+// rollups' Overview, the sensitive-data report and the retention outlook
+// of package storage, package reaction's model table). The privacy
+// requests and the destinations keep their own types, in the JSON shape
+// of GET /admin/v1/privacy/requests/{id} and GET /admin/v1/destinations:
+// the first are declared in package privacy with typed enums, the second
+// leave out the recent dead letters, which name subjects.
 
 // OverviewSource answers the overview of a site over a period (rollups).
 type OverviewSource interface {
