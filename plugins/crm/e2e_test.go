@@ -97,9 +97,16 @@ func person(t *testing.T, in *proxytest.Instance, user, consentJSON string) {
 
 func identify(t *testing.T, in *proxytest.Instance, user, email, consentJSON string) {
 	t.Helper()
-	post(t, in, "/v1/identify", fmt.Sprintf(`{"userId":%q,"traits":{"email":%q,"first_name":"Ada","company":"Acme"},"context":{"consent":%s}}`,
-		user, email, consentJSON))
+	post(t, in, "/v1/identify", fmt.Sprintf(`{"userId":%q,"traits":{"email":%q,"first_name":"Ada","company":"Acme","last_name":%q,"plan":%q},"context":{"consent":%s}}`,
+		user, email, unmappedName, unmappedPlan, consentJSON))
 }
+
+// unmappedName and unmappedPlan are traits no destination maps (a vaulted
+// one and a plain one): they must reach no CRM.
+const (
+	unmappedName = "Lovelacecanary"
+	unmappedPlan = "plancanary-gold"
+)
 
 // waitFor polls cond until it holds or d passes.
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
@@ -255,6 +262,20 @@ func TestCRMSyncEndToEnd(t *testing.T) {
 		b, ok := bv.Contact(e)
 		if !ok || fmt.Sprint(b.Attributes["VIGIE_SCORE"]) != "5" || fmt.Sprint(b.Attributes["COMPANY"]) != "Acme" {
 			t.Errorf("Brevo contact %s: %+v", e, b)
+		}
+	}
+	// Only what the mapping names leaves Vigie: the unmapped traits are in
+	// no contact and no webhook body.
+	for _, e := range yes {
+		c, _ := hs.Contact(e)
+		b, _ := bv.Contact(e)
+		if got := fmt.Sprint(c.Properties, b.Attributes); strings.Contains(got, unmappedName) || strings.Contains(got, unmappedPlan) {
+			t.Errorf("an unmapped trait reached a CRM for %s: %s", e, got)
+		}
+	}
+	for _, m := range recv.Messages() {
+		if strings.Contains(string(m.Body), unmappedName) || strings.Contains(string(m.Body), unmappedPlan) {
+			t.Errorf("an unmapped trait reached the webhook: %s", m.Body)
 		}
 	}
 	if l, ok := bv.ListByName("Vigie: reader"); !ok {
