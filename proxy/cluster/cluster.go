@@ -30,7 +30,7 @@ import (
 // Buckets are the KV buckets this package uses; the bus declares them in
 // cluster mode.
 func Buckets() []string {
-	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketNodes}
+	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketNodes, streams.BucketRequests}
 }
 
 // JetStreamer gives the current JetStream context (nil while there is

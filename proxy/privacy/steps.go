@@ -187,7 +187,7 @@ func (s *Service) stepErase(ctx context.Context, r *Request, steps []string) err
 		"verify":        fmt.Sprintf("%d key(s) written meanwhile found and dropped", rep.Total()),
 	}
 	var msgs []storage.Message
-	if steps[0] == "ledger" && s.cfg.ErasedMessages != nil {
+	if steps[0] == "ledger" && s.cfg.ErasedMessages != nil && r.Origin == "" {
 		if msgs, err = s.cfg.ErasedMessages(r.Site, r.Subjects); err != nil {
 			return err
 		}
@@ -373,9 +373,20 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 			r.Summary = map[string]int{}
 		}
 		r.Summary["subjects"] = r.SubjectCount
-		r.step("receipt").set(StatusDone, "")
+		var msgs []storage.Message
+		detail := ""
+		if r.Origin != "" && s.cfg.Peers != nil {
+			// This node's part of a request another node received: its
+			// step result goes to that node.
+			var err error
+			if msgs, err = s.reportMessages(ctx, r); err != nil {
+				return false, nil, err
+			}
+			detail = "step reported to node " + r.Origin
+		}
+		r.step("receipt").set(StatusDone, detail)
 		finish(r)
-		return true, nil, nil
+		return true, msgs, nil
 	})
 	if err == nil {
 		s.audit(ctx, AuditEntry{At: time.Now().UTC(), Actor: "vigie", Action: "privacy.request." + string(final.Status),
