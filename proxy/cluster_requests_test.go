@@ -143,6 +143,21 @@ func TestClusterAccessAndRectifyReachAnotherNode(t *testing.T) {
 		t.Fatalf("node 2's vault after the rectification on node 1: %s, %v", traits, err)
 	}
 	assertBucketHolds(t, nc, "KV_VIGIE_REQUESTS", "kim.new", false)
+
+	// Erased (requested on node 1 by user id): node 2 erases the person and
+	// empties its sealed part of the earlier export.
+	eid := privacyRequest(t, a, `{"type":"erase","site":"demo","identifier":{"kind":"user_id","value":"u-kim"}}`)
+	if v := waitRequest(t, a, eid); v.Status != "done" || stepStatus(v, "node:v2") != "done" {
+		t.Fatalf("erase: %s %+v", v.Status, v.Steps)
+	}
+	if _, err := b.Server.Store().VaultTraits(user, "demo"); err == nil {
+		t.Error("node 2's vault still holds the person's traits")
+	}
+	waitFor(t, "node 2's part of the export to be emptied", 10*time.Second, func() bool {
+		code, body := a.Admin("/admin/v1/privacy/requests/" + id + "/export")
+		var doc exportDoc
+		return code == 200 && json.Unmarshal(body, &doc) == nil && len(doc.Events) == 0 && len(doc.VaultTraits) == 0
+	})
 }
 
 // assertBucketHolds checks whether any message of stream holds s.

@@ -192,7 +192,9 @@ func (r *Requests) watch(ctx context.Context, fn func(ctx context.Context, v []b
 			if err := fn(ctx, e.Value()); err != nil {
 				return fmt.Errorf("cluster: request at revision %d: %w", e.Revision(), err)
 			}
-			r.setMark(ctx, e.Revision())
+			// Kept even if ctx ended meanwhile: what fn accepted is not
+			// handed again.
+			r.setMark(context.WithoutCancel(ctx), e.Revision())
 		}
 	}
 }

@@ -357,7 +357,7 @@ func (s *Service) mergeParts(ctx context.Context, r *Request, doc *Export) error
 		if err != nil {
 			return err
 		}
-		if sealed == nil {
+		if len(sealed) == 0 { // none, or emptied by a later erasure
 			continue
 		}
 		b, err := s.cfg.Store.OpenSecret(partAAD(r.ID, node), sealed)

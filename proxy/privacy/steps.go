@@ -349,6 +349,7 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 		}
 		drop := []string{r.ID}
 		keep := map[string][]string{}
+		var blank []storage.Message
 		for _, o := range others {
 			if o.ID == r.ID || !slices.ContainsFunc(o.Subjects, func(x string) bool { return gone[x] }) {
 				continue
@@ -356,6 +357,16 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 			drop = append(drop, o.ID)
 			if rest := slices.DeleteFunc(slices.Clone(o.Subjects), func(x string) bool { return gone[x] }); len(rest) > 0 {
 				keep[o.ID] = rest
+			}
+			if o.Origin != "" && s.cfg.Peers != nil && (o.Type == TypeAccess || o.Type == TypeExport) {
+				// This node's sealed part of an earlier export of the
+				// person, in the cluster's bucket: emptied.
+				blank = append(blank, s.cfg.Peers.PartMessage(o.ID, s.cfg.Peers.Node(), nil))
+			}
+		}
+		if len(blank) > 0 { // committed before the subjects that find them go
+			if _, err := s.update(ctx, r.ID, func(*Request) (bool, []storage.Message, error) { return true, blank, nil }); err != nil {
+				return err
 			}
 		}
 		if err := s.cfg.Store.DropRequestSubjects(ctx, drop...); err != nil {
