@@ -22,11 +22,13 @@ import (
 //	step.<id>.<node>  node's step result: status and counts, no identifier
 //	part.<id>.<node>  node's part of an export, sealed under the keyring's vault key
 //	view.<id>         the receiving node's last view of the request (status, steps)
+//	ack.<id>.<plugin> a plugin's acknowledgement of an erasure, received by another node
 const (
 	reqPrefix  = "req."
 	stepPrefix = "step."
 	partPrefix = "part."
 	viewPrefix = "view."
+	ackPrefix  = "ack."
 )
 
 // MaxValue bounds what one node writes into one VIGIE_REQUESTS entry: a
@@ -108,6 +110,17 @@ func (r *Requests) PartMessage(id, node string, sealed []byte) storage.Message {
 // request id, so that every node answers its status.
 func (r *Requests) ViewMessage(id string, v []byte) storage.Message {
 	return message(viewPrefix+streams.KeyToken(id), v)
+}
+
+// AckMessage is the outbox message carrying plugin's acknowledgement of
+// request id, received by a node other than the request's.
+func (r *Requests) AckMessage(id, plugin string, v []byte) storage.Message {
+	return message(ackPrefix+streams.KeyToken(id)+"."+streams.KeyToken(plugin), v)
+}
+
+// Ack reads plugin's acknowledgement of request id (nil if none).
+func (r *Requests) Ack(ctx context.Context, id, plugin string) ([]byte, error) {
+	return r.get(ctx, ackPrefix+streams.KeyToken(id)+"."+streams.KeyToken(plugin))
 }
 
 // get reads key; (nil, nil) when it is absent.

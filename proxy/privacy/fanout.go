@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -35,8 +36,12 @@ type Peers interface {
 	StepMessage(id, node string, v []byte) storage.Message
 	PartMessage(id, node string, sealed []byte) storage.Message
 	ViewMessage(id string, v []byte) storage.Message
-	// Step, Part and View read them back ((nil, nil) when absent).
+	// AckMessage carries a plugin's acknowledgement received by a node
+	// other than the request's (the plugins share their consumers).
+	AckMessage(id, plugin string, v []byte) storage.Message
+	// Step, Part, View and Ack read them back ((nil, nil) when absent).
 	Step(ctx context.Context, id, node string) ([]byte, error)
+	Ack(ctx context.Context, id, plugin string) ([]byte, error)
 	Part(ctx context.Context, id, node string) ([]byte, error)
 	View(ctx context.Context, id string) ([]byte, error)
 	// Watch hands fn every announcement, those made while this node was
@@ -248,8 +253,20 @@ func (s *Service) reportMessages(ctx context.Context, r *Request) ([]storage.Mes
 func (s *Service) pollNodes(ctx context.Context, r *Request) error {
 	p := s.cfg.Peers
 	results := map[string]nodeResult{}
+	acks := map[string]plugins.PrivacyAck{}
 	waiting := false
 	for _, st := range r.Steps {
+		if plugin, ok := strings.CutPrefix(st.Name, "plugin:"); ok && !st.Status.terminal() {
+			b, err := p.Ack(ctx, r.ID, plugin)
+			if err != nil {
+				return err
+			}
+			var a plugins.PrivacyAck
+			if b != nil && json.Unmarshal(b, &a) == nil {
+				acks[st.Name] = a
+			}
+			continue
+		}
 		node, ok := strings.CutPrefix(st.Name, nodeStepPrefix)
 		if !ok || st.Status.terminal() {
 			continue
@@ -279,6 +296,11 @@ func (s *Service) pollNodes(ctx context.Context, r *Request) error {
 		changed := false
 		for i := range r.Steps {
 			st := &r.Steps[i]
+			if a, ok := acks[st.Name]; ok && !st.Status.terminal() {
+				st.set(ackStatus(a.Status), a.Detail)
+				changed = true
+				continue
+			}
 			node, ok := strings.CutPrefix(st.Name, nodeStepPrefix)
 			if !ok || st.Status.terminal() {
 				continue
@@ -415,4 +437,17 @@ func eventMs(raw json.RawMessage) int64 {
 		}
 	}
 	return 0
+}
+
+// forwardAck commits plugin acknowledgement a of part r (another node's
+// request) for that node, which sets its plugin step from it.
+func (s *Service) forwardAck(ctx context.Context, a plugins.PrivacyAck) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = s.update(ctx, a.RequestID, func(*Request) (bool, []storage.Message, error) {
+		return true, []storage.Message{s.cfg.Peers.AckMessage(a.RequestID, a.Plugin, b)}, nil
+	})
+	return err
 }

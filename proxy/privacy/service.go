@@ -439,20 +439,22 @@ func (s *Service) update(ctx context.Context, id string, fn func(r *Request) (bo
 // plugin's step (plugins.PrivacyAcker). An unknown or finished request is
 // ignored.
 func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
+	forward := false
 	_, err := s.update(ctx, a.RequestID, func(r *Request) (bool, []storage.Message, error) {
+		if r.Origin != "" && s.cfg.Peers != nil {
+			forward = true // another node's erasure: its plugin step is there
+			return false, nil, nil
+		}
 		st := r.step("plugin:" + a.Plugin)
 		if st == nil || r.finished() || (st.Status.terminal() && st.Status != StatusFailed) {
 			return false, nil, nil
 		}
-		status := Status(a.Status)
-		switch status {
-		case StatusDone, StatusNotSupported, StatusSkipped, StatusFailed:
-		default:
-			status = StatusFailed
-		}
-		st.set(status, a.Detail)
+		st.set(ackStatus(a.Status), a.Detail)
 		return true, nil, nil
 	})
+	if err == nil && forward {
+		err = s.forwardAck(ctx, a)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -460,6 +462,16 @@ func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
 		s.signal()
 	}
 	return err
+}
+
+// ackStatus is a plugin acknowledgement's status as a step's (failed when
+// it is none of done, not_supported, skipped, failed).
+func ackStatus(status string) Status {
+	switch st := Status(status); st {
+	case StatusDone, StatusNotSupported, StatusSkipped, StatusFailed:
+		return st
+	}
+	return StatusFailed
 }
 
 func (s *Service) signal() {
