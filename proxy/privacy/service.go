@@ -534,8 +534,10 @@ func (s *Service) advance(ctx context.Context, id string) error {
 			return err
 		}
 		if r.Origin == "" {
-			if err := s.pollNodes(ctx, r); err != nil {
-				return err
+			// The other nodes' steps unreadable (NATS unreachable): this
+			// node's own steps go on; the next poll reads them.
+			if err := s.pollNodes(ctx, r); err != nil && ctx.Err() == nil {
+				s.log.Warn("privacy: the other nodes' steps are unreadable; retrying", "request_id", id, "err", err)
 			}
 		}
 	}
