@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
 
@@ -242,4 +246,53 @@ func TestClusterRemovedNodeNoLongerHoldsRequests(t *testing.T) {
 		}
 	}
 	_ = b
+}
+
+// TestClusterPluginAckOnAnotherNode: the nodes' plugins share their
+// durable consumers, so another node's plugin may handle an erasure
+// requested on node 1 (of people stored on node 1 and another node); its
+// acknowledgement reaches node 1's plugin step, and every erasure ends
+// done.
+func TestClusterPluginAckOnAnotherNode(t *testing.T) {
+	nc := startNATSCluster(t)
+	clusterMode := func(id string) proxytest.Option {
+		return func(c *config.Config) {
+			c.NATS.URL = nc.urls()
+			c.Cluster.NodeID = id
+		}
+	}
+	first, _ := rightsServer(t, nil, clusterMode("v1"))
+	kr, err := os.ReadFile(filepath.Join(first.Config.DataDir, keyring.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*proxytest.Instance{first}
+	for i := 2; i <= 3; i++ {
+		in, _ := rightsServer(t, nil, clusterMode(fmt.Sprintf("v%d", i)), func(c *config.Config) {
+			c.Keys.MasterKey = first.Config.Keys.MasterKey
+			c.Keys.AdminToken = first.Config.Keys.AdminToken
+			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(c.DataDir, keyring.FileName), kr, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
+		nodes = append(nodes, in)
+	}
+	var ids []string
+	for i := range 4 {
+		user := fmt.Sprintf("u-ack-%d", i)
+		for _, in := range []*proxytest.Instance{first, nodes[i%3]} {
+			if code, resp := in.Post("/v1/track", "demo", `{"event":"Grant","userId":"`+user+`","context":{"consent":`+rtConsent+`}}`); code != 200 {
+				t.Fatalf("track: %d %s", code, resp)
+			}
+		}
+		ids = append(ids, privacyRequest(t, first, `{"type":"erase","site":"demo","identifier":{"kind":"user_id","value":"`+user+`"}}`))
+	}
+	for _, id := range ids {
+		if v := waitRequest(t, first, id); v.Status != "done" || stepStatus(v, "plugin:recorder") != "done" {
+			t.Fatalf("erasure %s: %s %+v", id, v.Status, v.Steps)
+		}
+	}
 }

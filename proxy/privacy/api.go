@@ -326,6 +326,11 @@ func (s *Service) handleExport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if req.Origin != "" {
+		writeError(w, http.StatusConflict, "export_on_receiving_node", "id",
+			"this request was received by node "+req.Origin+", which merges every node's part: ask it for the export")
+		return
+	}
 	if req.Type != TypeAccess && req.Type != TypeExport {
 		writeError(w, http.StatusConflict, "not_an_access_request", "id", "only an access or export request has a document")
 		return
