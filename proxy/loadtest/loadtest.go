@@ -30,6 +30,12 @@
 // binary re-executed), so client and server do not share a Go runtime; the
 // memory and the CPU profile are then the server process's alone (plugin
 // processes are not counted in either mode).
+//
+// With --target URL[,URL…] it drives Vigie nodes already running instead
+// (e.g. the nodes of a cluster, see scripts/cluster-bench.sh): only the full
+// /v1/batch phase, its connections spread round-robin over the nodes, the
+// rate counted until every node's outbox (vigie_outbox_depth in /metrics)
+// is empty.
 package loadtest
 
 import (
