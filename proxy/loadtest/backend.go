@@ -56,6 +56,9 @@ type serverStats struct {
 	// letters: a run is only valid while it stays 0.
 	PluginErrors int64   `json:"plugin_errors"`
 	Mem          memInfo `json:"mem"`
+	// CPUSeconds is the CPU time (user + system) the server process has
+	// used since it started; plugin processes are not counted.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // serverSide is the server of a bench run: a Vigie with the default
@@ -152,7 +155,7 @@ func (s *serverSide) outboxLen() int64 { return s.srv.Store().OutboxLen() }
 
 // stats reads the outbox, the plugin consumers and this process's memory.
 func (s *serverSide) stats(ctx context.Context) serverStats {
-	st := serverStats{Outbox: s.outboxLen(), Mem: readMem()}
+	st := serverStats{Outbox: s.outboxLen(), Mem: readMem(), CPUSeconds: processCPUSeconds()}
 	rt := s.srv.Plugins()
 	if rt == nil {
 		return st

@@ -17,7 +17,10 @@ import (
 // target is what a phase sends: one URL and a body builder giving a fresh
 // body (new messageIds) on every call.
 type target struct {
-	url    string
+	url string
+	// urls, when set, replace url for a closed loop: connection i drives
+	// urls[i%len(urls)] (`vigie bench --target`, several nodes).
+	urls   []string
 	auth   string
 	events int // events per request
 	body   func(dst []byte) []byte
@@ -31,6 +34,8 @@ type phase struct {
 	firstErr string
 	elapsed  time.Duration // load time (+ drain time once added)
 	drain    time.Duration
+	// perURL are the events answered 2xx by each of target.urls.
+	perURL []uint64
 }
 
 func (p phase) rps() float64 { return rate(p.requests, p.elapsed) }
@@ -84,12 +89,17 @@ func closedLoop(ctx context.Context, workers int, tg target, stop stopRule) phas
 		failed.Add(1)
 		errOnce.Do(func() { firstErr = msg })
 	}
+	urls := tg.urls
+	if len(urls) == 0 {
+		urls = []string{tg.url}
+	}
+	perURL := make([]atomic.Uint64, len(urls))
 	start := time.Now()
 	if stop.maxEvents == 0 {
 		t := time.AfterFunc(stop.duration, func() { done.Store(true) })
 		defer t.Stop()
 	}
-	for range workers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -102,7 +112,7 @@ func closedLoop(ctx context.Context, workers int, tg target, stop stopRule) phas
 				}
 				buf = tg.body(buf[:0])
 				rd.Reset(buf)
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, tg.url, rd)
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, urls[w%len(urls)], rd)
 				if err != nil {
 					fail(err.Error())
 					return
@@ -127,6 +137,7 @@ func closedLoop(ctx context.Context, workers int, tg target, stop stopRule) phas
 				if ok {
 					reqs.Add(1)
 					evs.Add(uint64(tg.events))
+					perURL[w%len(urls)].Add(uint64(tg.events))
 					if stop.progress != nil {
 						stop.progress.Add(uint64(tg.events))
 					}
@@ -135,7 +146,13 @@ func closedLoop(ctx context.Context, workers int, tg target, stop stopRule) phas
 		}()
 	}
 	wg.Wait()
-	return phase{requests: reqs.Load(), events: evs.Load(), failed: failed.Load(), firstErr: firstErr, elapsed: time.Since(start)}
+	p := phase{requests: reqs.Load(), events: evs.Load(), failed: failed.Load(), firstErr: firstErr, elapsed: time.Since(start)}
+	if len(tg.urls) > 0 {
+		for i := range perURL {
+			p.perURL = append(p.perURL, perURL[i].Load())
+		}
+	}
+	return p
 }
 
 // paced is the open-loop phase: requests leave at a constant rate whatever

@@ -30,6 +30,12 @@
 // binary re-executed), so client and server do not share a Go runtime; the
 // memory and the CPU profile are then the server process's alone (plugin
 // processes are not counted in either mode).
+//
+// With --target URL[,URL…] it drives Vigie nodes already running instead
+// (e.g. the nodes of a cluster, see scripts/cluster-bench.sh): only the full
+// /v1/batch phase, its connections spread round-robin over the nodes, the
+// rate counted until every node's outbox (vigie_outbox_depth in /metrics)
+// is empty.
 package loadtest
 
 import (
@@ -79,6 +85,10 @@ type options struct {
 	external       bool
 	cpuProfile     string
 	memProfile     string
+	// targets are the --target base URLs (running nodes), writeKey the
+	// write key sent to them.
+	targets  []string
+	writeKey string
 }
 
 func newFlagSet(name string, out io.Writer) *flag.FlagSet {
@@ -103,11 +113,22 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.Uint64Var(&o.events, "events", 0, "same as --soak")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the server during the full-path phases (batch, track) to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the server to this file after the full /v1/batch phase")
+	targets := fs.String("target", "", "drive running Vigie nodes instead (comma-separated base URLs, e.g. http://127.0.0.1:8081,http://127.0.0.1:8082): only the full /v1/batch phase, connections spread over them, rate counted until their outboxes are empty")
+	fs.StringVar(&o.writeKey, "write-key", config.DemoSite().WriteKeys[0], "with --target: the site's write key")
 	if len(args) > 0 && args[0] == ServeSubcommand {
 		return o, fmt.Errorf("%w: %s is run by --external", ErrUsage, ServeSubcommand)
 	}
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if *targets != "" {
+		var err error
+		if o.targets, err = splitTargets(*targets); err != nil {
+			return o, err
+		}
+		if o.external || o.cpuProfile != "" || o.memProfile != "" || o.noPlugins || o.syncWrites || o.pluginBatch != 0 {
+			return o, fmt.Errorf("%w: --target drives running nodes: --external, --cpuprofile, --memprofile, --no-plugins, --sync-writes and --plugin-batch do not apply", ErrUsage)
+		}
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -151,6 +172,12 @@ type report struct {
 	GoHeapMB       float64 `json:"go_heap_mb"`
 	Failed         uint64  `json:"failed_requests"`
 	PluginErrors   int64   `json:"plugin_errors"`
+	// BatchCPUUSPerEvent is the server process's CPU time (user + system,
+	// plugin processes not counted; without --external the client's too)
+	// during the full /v1/batch phase and
+	// its drain, per event, in microseconds: unlike the rates it does not
+	// depend on what else runs on the machine.
+	BatchCPUUSPerEvent float64 `json:"batch_cpu_us_per_event"`
 	// BatchCatchUpMS and TrackCatchUpMS are how long the plugin stages
 	// took, after the batch and the track phase had drained, to handle
 	// the rest: the next phase starts after.
@@ -178,6 +205,9 @@ func Main(args []string, stdout io.Writer) error {
 	o, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
+	}
+	if len(o.targets) > 0 {
+		return runTargets(ctx, o, stdout)
 	}
 	return run(ctx, o, stdout)
 }
@@ -257,7 +287,15 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	if o.events > 0 {
 		sampler = startSoak(ctx, out, be, 10*time.Second, batchStop.progress.Load)
 	}
+	cpu0, cerr := be.stats(ctx)
+	if cerr != nil {
+		return cerr
+	}
 	full, err := st.fullPhase(ctx, target{url: ep.Vigie + "/v1/batch", auth: st.gen.auth, events: o.eventsPerBatch, body: batchBody}, batchStop)
+	var batchCPU float64
+	if cpu1, cerr := be.stats(ctx); cerr == nil && full.events > 0 {
+		batchCPU = (cpu1.CPUSeconds - cpu0.CPUSeconds) / float64(full.events) * 1e6
+	}
 	var soak *soakReport
 	if sampler != nil {
 		soak = sampler.stop()
@@ -322,8 +360,8 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		PacedRPS: pc.rate, EventsPerBatch: o.eventsPerBatch, Connections: o.connections, External: o.external, SyncWrites: o.syncWrites,
 		BatchEvents: full.events, BatchDrainMS: ms(full.drain), TrackDrainMS: ms(track.drain), PeakRSSMB: st.peak,
 		RSSFileMB: mem.File, GoHeapMB: mem.Heap,
-		Failed:         bare.failed + dec.failed + jdec.failed + full.failed + track.failed + pc.failed,
-		PluginErrors:   sst.PluginErrors,
+		Failed:       bare.failed + dec.failed + jdec.failed + full.failed + track.failed + pc.failed,
+		PluginErrors: sst.PluginErrors, BatchCPUUSPerEvent: batchCPU,
 		BatchCatchUpMS: ms(batchCatchUp), TrackCatchUpMS: ms(trackCatchUp), NoPlugins: o.noPlugins, PluginBatch: o.pluginBatch,
 		GoMaxProcs: runtime.GOMAXPROCS(0),
 		Soak:       soak,
@@ -462,6 +500,7 @@ func printSummary(out io.Writer, o options, pc paced, r report) {
 	}
 	row("batch: full / encoding/json decode-only events/s", "%9.3f", r.RatioBatchJSON, ">= 0.50", r.RatioBatchJSON >= 0.5, "")
 	row("batch: full / own decoder decode-only events/s", "%9.3f", r.RatioBatch, "(info)", true, "-")
+	row("batch: server CPU µs per event (user+system)", "%9.1f", r.BatchCPUUSPerEvent, "(info)", true, "-")
 	row("track: full / bare requests/s", "%9.3f", r.RatioTrack, ">= 0.25", r.RatioTrack >= 0.25, "")
 	row("p99 ms at half the max track rate", "%9.2f", r.P99MS, "< 10", r.P99MS < 10, "")
 	who := "server+client in one process"
