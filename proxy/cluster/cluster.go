@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,11 +128,17 @@ func StoredMessage(node, key string) storage.Message {
 		ID: "dedup-" + hex.EncodeToString(sum[:16]), Data: []byte(storedValue + node)}
 }
 
+// claimConcurrency bounds the claims one Claim has in flight: each is a
+// replicated KV write (a round trip through the cluster's leader), so a
+// batch's claims are pipelined rather than made one after the other.
+const claimConcurrency = 32
+
 // Claim claims every non-empty key of keys and returns each outcome
-// (Claimed for an empty key; Duplicate for a key repeated in keys). On error the keys it claimed are released
-// (best effort: a claim left behind holds its key ClaimTimeout) and the
-// error wraps ErrUnavailable: the caller answers 503, and the client's
-// retry is deduplicated then.
+// (Claimed for an empty key; Duplicate for a key repeated in keys). The
+// claims run concurrently, at most claimConcurrency at a time. On error
+// the keys it claimed are released (best effort: a claim left behind
+// holds its key ClaimTimeout) and the error wraps ErrUnavailable: the
+// caller answers 503, and the client's retry is deduplicated then.
 func (d *Dedup) Claim(ctx context.Context, keys []string) (out []int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
@@ -140,24 +147,36 @@ func (d *Dedup) Claim(ctx context.Context, keys []string) (out []int, err error)
 		return nil, err
 	}
 	out = make([]int, len(keys))
-	var claimed []string
-	seen := map[string]bool{}
+	errs := make([]error, len(keys))
+	first := make(map[string]int, len(keys)) // key → index of its first occurrence
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, claimConcurrency)
 	for i, k := range keys {
 		if k == "" {
 			continue
 		}
-		if seen[k] { // twice in one request: the first is stored
+		if _, dup := first[k]; dup { // twice in one request: the first is stored
 			out[i] = Duplicate
 			continue
 		}
-		seen[k] = true
-		if out[i], err = d.claim(ctx, kv, k); err != nil {
-			d.Release(context.WithoutCancel(ctx), claimed)
-			return nil, fmt.Errorf("%w: dedup: %w", ErrUnavailable, err)
-		}
-		if out[i] == Claimed {
+		first[k] = i
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i], errs[i] = d.claim(ctx, kv, k)
+		}()
+	}
+	wg.Wait()
+	var claimed []string
+	for k, i := range first {
+		if errs[i] == nil && out[i] == Claimed {
 			claimed = append(claimed, k)
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.Release(context.WithoutCancel(ctx), claimed)
+		return nil, fmt.Errorf("%w: dedup: %w", ErrUnavailable, err)
 	}
 	return out, nil
 }

@@ -170,3 +170,42 @@ func TestMembershipListsLiveAndDeadNodes(t *testing.T) {
 		t.Fatalf("after Remove(b): %+v", all)
 	}
 }
+
+// TestDedupConcurrentClaimsOneWinnerPerKey: two nodes claim the same
+// 200 keys at once (each batch's claims pipelined): every key is claimed
+// by exactly one node and found busy by the other; a key repeated in a
+// batch is a duplicate there.
+func TestDedupConcurrentClaimsOneWinnerPerKey(t *testing.T) {
+	ctx := context.Background()
+	js := fixedJS{startJS(t)}
+	keys := make([]string, 200)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("demo.c%03d", i)
+	}
+	batch := append(append([]string{}, keys...), keys[7]) // keys[7] twice
+	var got [2][]int
+	var errs [2]error
+	done := make(chan int)
+	for n, node := range []string{"a", "b"} {
+		go func() {
+			got[n], errs[n] = NewDedup(js, node).Claim(ctx, batch)
+			done <- n
+		}()
+	}
+	<-done
+	<-done
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	for i := range keys {
+		a, b := got[0][i], got[1][i]
+		if !(a == Claimed && b == Busy || a == Busy && b == Claimed) {
+			t.Fatalf("key %s: a %d, b %d; want one Claimed and one Busy", keys[i], a, b)
+		}
+	}
+	for n := range got {
+		if last := got[n][len(batch)-1]; last != Duplicate {
+			t.Fatalf("node %d: repeated key = %d, want Duplicate", n, last)
+		}
+	}
+}
