@@ -2,10 +2,8 @@ package proxy_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"mime/multipart"
 	"net/http"
@@ -15,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigie-dev/vigie/internal/canarytest"
 	"github.com/vigie-dev/vigie/proxy/config"
@@ -66,43 +62,6 @@ func waitImport(t *testing.T, in *proxytest.Instance, id string) imports.Job {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// scanStreams runs the canary scanner over every message of every stream
-// of js (the KV buckets' streams too), decoded as JetStream serves them.
-func scanStreams(t *testing.T, js jetstream.JetStream, where string, extra ...string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	n := 0
-	names := js.StreamNames(ctx)
-	for name := range names.Name() {
-		st, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatalf("%s stream %s: %v", where, name, err)
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			t.Fatalf("%s stream %s: %v", where, name, err)
-		}
-		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-			m, err := st.GetMsg(ctx, seq)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue
-			}
-			if err != nil {
-				t.Fatalf("%s stream %s seq %d: %v", where, name, seq, err)
-			}
-			n++
-			hdr, _ := json.Marshal(m.Header)
-			canarytest.FindExtra(t, fmt.Sprintf("%s stream %s message %d (%s)", where, name, seq, m.Subject),
-				append(append([]byte(m.Subject), hdr...), m.Data...), extra...)
-		}
-	}
-	if err := names.Err(); err != nil {
-		t.Fatalf("%s streams: %v", where, err)
-	}
-	return n
 }
 
 // importCanaries are this test's own canaries: the local part of the
@@ -300,7 +259,7 @@ func TestImportCanariesNeverAtRest(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	waitOutboxEmpty(t, in)
-	scanStreams(t, in.Server.Bus().JetStream(), "", importCanaries...)
+	canarytest.ScanStreams(t, in.Server.Bus().JetStream(), "", importCanaries...)
 	versions := 0
 	err := in.Server.Store().ScanAllVersions(func(k, v []byte) error {
 		versions++

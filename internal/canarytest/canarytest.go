@@ -8,13 +8,19 @@ package canarytest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The fixed canaries: known personal data sent in every field Vigie reads.
@@ -249,6 +255,43 @@ func ScanDir(t testing.TB, dir string, extra ...string) int {
 	})
 	if err != nil {
 		t.Fatalf("canarytest: scan %s: %v", dir, err)
+	}
+	return n
+}
+
+// ScanStreams runs the canary scanner over every message of every stream
+// of js (the KV buckets' streams too), decoded as JetStream serves them.
+func ScanStreams(t testing.TB, js jetstream.JetStream, where string, extra ...string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := 0
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("%s stream %s: %v", where, name, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatalf("%s stream %s: %v", where, name, err)
+		}
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			m, err := st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s stream %s seq %d: %v", where, name, seq, err)
+			}
+			n++
+			hdr, _ := json.Marshal(m.Header)
+			FindExtra(t, fmt.Sprintf("%s stream %s message %d (%s)", where, name, seq, m.Subject),
+				append(append([]byte(m.Subject), hdr...), m.Data...), extra...)
+		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatalf("%s streams: %v", where, err)
 	}
 	return n
 }
