@@ -173,3 +173,42 @@ func TestCRMCanariesOnlyMappedConsented(t *testing.T) {
 	in.Stop()
 	canarytest.ScanDir(t, in.Config.DataDir, people...)
 }
+
+// TestDestinationAdminHostileNames: the destinations' admin routes given
+// names no destination has (empty-looking, encoded slashes and dots, NUL,
+// invalid UTF-8, 8 KiB, an e-mail) answer a JSON 404 naming the problem,
+// never a Go error, path or address, and leave the real destination alone.
+func TestDestinationAdminHostileNames(t *testing.T) {
+	secret := newSecret()
+	recv, err := webhooktest.New(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	in := start(t, webhookDest(t, "crm-webhook", recv, secret))
+	names := []string{"%20", "..%2F..%2Fetc", "crm-webhook%00", "crm-webhook%2Fx", "%FF%FE", strings.Repeat("a", 8<<10),
+		url.PathEscape(canarytest.Email), "CRM-WEBHOOK", "segments"}
+	for _, name := range names {
+		for _, r := range []struct{ method, path string }{
+			{"GET", "/admin/v1/destinations/" + name},
+			{"POST", "/admin/v1/destinations/" + name + "/resync"},
+			{"POST", "/admin/v1/destinations/" + name + "/replay"},
+			{"DELETE", "/admin/v1/destinations/" + name + "/dead-letters"},
+		} {
+			code, b := adminDo(t, in, r.method, r.path, "")
+			var e struct{ Code, Error string }
+			if code != http.StatusNotFound || json.Unmarshal(b, &e) != nil || e.Code != "unknown_destination" || e.Error == "" {
+				t.Errorf("%s %.80s: %d %.300s", r.method, r.path, code, b)
+			}
+			for _, leak := range []string{"/tmp", in.Config.DataDir, "127.0.0.1", "nats:", "runtime error"} {
+				if bytes.Contains(b, []byte(leak)) {
+					t.Errorf("%s %.80s: the answer shows %q", r.method, r.path, leak)
+				}
+			}
+			canarytest.Find(t, "the logs after "+r.method+" "+r.path[:min(len(r.path), 80)], []byte(in.Logs()))
+		}
+	}
+	if d := destinations(t, in)["crm-webhook"]; d.Name != "crm-webhook" || d.DeadLetters != 0 {
+		t.Errorf("the real destination: %+v", d)
+	}
+}
