@@ -97,6 +97,7 @@ var Variants = []Variant{
 	{"email", "liam.canary%252540example.org", []string{"liam.canary"}},
 	{"email", `noa.canary\u0040example.org`, []string{"noa.canary"}},
 	{"email", "eva.canary&#64;example.org", []string{"eva.canary"}},
+	{"email", `kai.canary\\u0040example.org`, []string{"kai.canary"}},
 	{"email", "ugo.canary (at) example (dot) org", []string{"ugo.canary"}},
 	{"email", "ZOE.CANARY@EXAMPLE.ORG", []string{"zoe.canary"}},
 	{"email", "o'canary.ivy@example.org", []string{"canary.ivy"}},
