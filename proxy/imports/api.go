@@ -251,8 +251,9 @@ var compressed = []struct {
 	{"xz-compressed", []byte{0xfd, '7', 'z', 'X'}},
 }
 
-// check refuses a compressed file and reads the file's header (CSV) against p: a missing column is a
-// *MappingError; an unreadable header another error.
+// check refuses a compressed file and reads the file's header (CSV)
+// against p: a missing column is a *MappingError; an unreadable header
+// another error.
 func (u *upload) check(p *plan) error {
 	f, err := os.Open(u.path)
 	if err != nil {

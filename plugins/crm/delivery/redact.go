@@ -95,7 +95,7 @@ func (r *Redactor) Excerpt(body []byte) string {
 }
 
 // minRedactedValue is the shortest property value redactChange removes
-// (shorter ones, "yes", "FR", match too many words).
+// (shorter ones, "FR", "no", match too many words).
 const minRedactedValue = 3
 
 // redactChange returns reason without c's own values: its e-mail (any
