@@ -16,180 +16,32 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/vigie-dev/vigie/internal/canarytest"
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
-// Canaries: known personal data sent in every field Vigie reads.
+// The canaries (package canarytest is their one home), by the names this
+// package's tests use.
 const (
-	canaryEmail = "jane.canary@example.org"
-	canaryIP    = "198.51.100.73"
-	canaryIP6   = "2001:db8:abcd:12:3456:789a:bcde:f012"
-	canaryUA    = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.6167.85 Safari/537.36 CanaryBuild/4242"
-	canaryAnon  = "anon-canary-7f3a9c"
-	canaryUser  = "user-canary-55821"
-	canaryGroup = "group-canary-9911"
-	canaryPhone = "+33 6 12 34 56 78"
-	canaryPhon2 = "0612345678"
-	canaryFirst = "Janetha"
-	canaryLast  = "Canaryson"
-	canaryToken = "sk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+	canaryEmail = canarytest.Email
+	canaryIP    = canarytest.IP
+	canaryUA    = canarytest.UA
+	canaryAnon  = canarytest.Anon
+	canaryUser  = canarytest.User
 )
 
-func canaryPayloads() []string {
-	esc := url.QueryEscape(canaryEmail)
-	pageURL := "https://shop.example/users/" + canaryEmail + "/orders?email=" + esc + "&phone=" + url.QueryEscape(canaryPhone) + "&utm_source=mail&session=" + canaryToken + "#" + canaryEmail
-	ctx := `"context":{"ip":"` + canaryIP + `","userAgent":"` + canaryUA + `","locale":"fr-FR",
-	  "page":{"url":"` + pageURL + `","path":"/users/` + canaryEmail + `/orders","referrer":"https://mail.example/inbox?to=` + esc + `","title":"Orders of ` + canaryEmail + `","search":"?email=` + esc + `"},
-	  "campaign":{"name":"spring ` + canaryEmail + `","source":"news","content":"call ` + canaryPhone + `"},
-	  "consent":{"analytics":true,"personalization":true,"marketing":true},
-	  "traits":{"email":"` + canaryEmail + `"}}`
-	props := `"properties":{"email":"` + canaryEmail + `","phone":"` + canaryPhone + `","name":"` + canaryFirst + ` ` + canaryLast + `",
-	  "note":"write to ` + canaryEmail + ` or call ` + canaryPhone + ` / ` + canaryPhon2 + `","nested":{"contact_email":"` + canaryEmail + `","ok":"fine"},
-	  "link":"https://shop.example/x?email=` + esc + `","api_key":"` + canaryToken + `","plan":"pro"}`
-	traits := `"traits":{"email":"` + canaryEmail + `","phone":"` + canaryPhone + `","firstName":"` + canaryFirst + `","lastName":"` + canaryLast + `",
-	  "address":{"street":"1 rue Canary","city":"Paris"},"plan":"pro","bio":"reach me at ` + canaryEmail + `"}`
-	ids := `"anonymousId":"` + canaryAnon + `","userId":"` + canaryUser + `"`
-	return []string{
-		`{"type":"track","event":"Ordered by ` + canaryEmail + `",` + ids + `,"messageId":"` + canaryEmail + `",` + ctx + `,` + props + `}`,
-		`{"type":"page","name":"Orders",` + ids + `,` + ctx + `,` + props + `}`,
-		`{"type":"identify",` + ids + `,` + ctx + `,` + traits + `}`,
-		`{"type":"group","groupId":"` + canaryGroup + `",` + ids + `,` + ctx + `,` + traits + `}`,
-		`{"type":"alias","previousId":"` + canaryAnon + `","userId":"` + canaryUser + `",` + ctx + `}`,
-		`{"type":"track","event":"v6",` + ids + `,"context":{"ip":"` + canaryIP6 + `","consent":{"analytics":true,"personalization":true}}}`,
-	}
-}
-
-func canaries() []string {
-	out := []string{canaryEmail, url.QueryEscape(canaryEmail), canaryIP, canaryIP6, canaryUA, "CanaryBuild",
-		canaryAnon, canaryUser, canaryGroup, canaryPhone, canaryPhon2, "612345678", canaryFirst, canaryLast,
-		"1 rue Canary", canaryToken}
-	for _, v := range canaryVariants {
-		out = append(out, v.find...)
-	}
-	return append(out, canaryNumberFinds...)
-}
-
-// canaryVariants are personal data of every class the scrubber covers, in
-// several encodings and notations each: send is the text as a site or SDK
-// sends it, find the (ASCII) strings that must never be found anywhere.
-var canaryVariants = []struct {
-	class, send string
-	find        []string
-}{
-	{"email", "rita.canary+news%2540example.org", []string{"rita.canary"}},
-	{"email", "liam.canary%252540example.org", []string{"liam.canary"}},
-	{"email", `noa.canary\u0040example.org`, []string{"noa.canary"}},
-	{"email", "eva.canary&#64;example.org", []string{"eva.canary"}},
-	{"email", "ugo.canary (at) example (dot) org", []string{"ugo.canary"}},
-	{"email", "ZOE.CANARY@EXAMPLE.ORG", []string{"zoe.canary"}},
-	{"email", "o'canary.ivy@example.org", []string{"canary.ivy"}},
-	{"phone", "+49\u00a0171\u00a09876543", []string{"9876543"}},
-	{"phone", "0044 20 7946 0958", []string{"7946 0958", "79460958"}},
-	{"phone", "(415) 555-0137 x12", []string{"555-0137", "5550137"}},
-	{"phone", "06\u202f98\u202f76\u202f54\u202f31", []string{"698765431"}},
-	{"phone", "0171-234 56 78", []string{"234 56 78", "2345678"}},
-	{"card", "4111 1111 1111 1111", []string{"1111 1111 1111", "4111111111111111"}},
-	{"card", "3782-822463-10005", []string{"822463", "378282246310005"}},
-	{"iban", "FR76 3000 6000 0112 3456 7890 189", []string{"0112 3456 7890", "30006000011234567890189"}},
-	{"iban", "gb82west12345698765432", []string{"12345698765432"}},
-	{"national_id", "NIR 1 85 05 78 006 084 91", []string{"006 084 91", "185057800608491"}},
-	{"national_id", "SSN 078-05-1120", []string{"078-05-1120", "078051120"}},
-	{"national_id", "NINO AB 12 34 56 C", []string{"AB 12 34 56 C", "AB123456C"}},
-	{"national_id", "DNI 12345678Z", []string{"12345678Z"}},
-	{"national_id", "CF RSSMRA85T10A562S", []string{"RSSMRA85T10A562S"}},
-	{"national_id", "NN 85.07.30-033.28", []string{"85.07.30-033.28", "85073003328"}},
-	{"ip", "2001:db8:cafe::17", []string{"2001:db8:cafe::17", "cafe::17"}},
-	{"ip", "198.51.100.74", []string{"198.51.100.74"}},
-	{"secret", "password=Hunter2Canary", []string{"Hunter2Canary"}},
-	{"secret", "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJjYW5hcnkiOjF9.c2lnbmF0dXJlY2FuYXJ5", []string{"eyJjYW5hcnkiOjF9", "c2lnbmF0dXJlY2FuYXJ5"}},
-	{"secret", "AKIACANARYKEY0000042", []string{"CANARYKEY"}},
-	{"name", "Dear " + canaryFirst + " " + canaryLast, nil},
-	{"name", "Mme Ysolde Canarique", []string{"Ysolde", "Canarique"}},
-	{"name", "Name: Oswin Canarez", []string{"Oswin", "Canarez"}},
-}
-
-// canaryNumbers are personal data sent as JSON numbers (a phone in E.164
-// without its '+', a card, a NIR, a German tax id), found by
-// canaryNumberFinds.
-const canaryNumbers = `"n1":33698765431,"n2":5555555555554444,"n3":185057800608491,"n4":86095742719`
-
-var canaryNumberFinds = []string{"5555555555554444", "86095742719",
-	// other trackers' ids and identifier-like referral values
-	"9f8e7d6c5b4a3921", "1357924680", "cnry4u8x2", "9f8e7d6c5b4a3922", "1357924681", "cnryajs77",
-	// values of personal-data keys in other languages
-	"Canariel", "Canarovic", "Canaritz", "Canarita", "Canarine", "Canaryco", "Canarius",
-	// hosts that are IP addresses in other forms
-	"3325256714", "0xC6336449"}
-
-// consentStates are the consent a payload carries: granted, absent and
-// denied (the last two give anonymous events).
-var consentStates = map[string]string{
-	"granted": `,"consent":{"analytics":true,"personalization":true,"marketing":true}`,
-	"absent":  ``,
-	"denied":  `,"consent":{"analytics":false,"personalization":false,"marketing":false}`,
-}
-
-// variantPayloads put every canary variant in every field Vigie reads, for
-// each consent state, with ids of their own (so that the consent ledger
-// entries of one state do not change another's decisions).
-func variantPayloads() []string {
-	var texts []string
-	for _, v := range canaryVariants {
-		texts = append(texts, v.send)
-	}
-	all := strings.Join(texts, " ; ")
-	q := url.QueryEscape(all)
-	var segs []string
-	for _, t := range texts {
-		segs = append(segs, url.PathEscape(t))
-	}
-	path := "/p/" + strings.Join(segs, "/")
-	// JSON-quoted all (its \u escapes are text, so the backslash is escaped).
-	jq, _ := json.Marshal(all)
-	j := string(jq)
-	var keys []string
-	for _, t := range texts {
-		k, _ := json.Marshal(t)
-		keys = append(keys, string(k)+":1")
-	}
-	var out []string
-	for _, state := range []string{"granted", "absent", "denied"} {
-		ids := `"anonymousId":"` + canaryAnon + `-` + state + `","userId":"` + canaryUser + `-` + state + `"`
-		pageURL := "https://shop.example" + path + "?utm_term=" + q + "&utm_content=" + q + "&utm_campaign=" + q +
-			"&pk_vid=9f8e7d6c5b4a3921&_ga=GA1.2.1357924680.1700000000&ref=cnry4u8x2&email=" + q + "#" + url.PathEscape(all)
-		pageJ, _ := json.Marshal(pageURL)
-		refJ, _ := json.Marshal("http://198.51.100.74:8080" + path + "?q=" + q)
-		pathJ, _ := json.Marshal(path)
-		ctx := `"context":{"ip":"` + canaryIP + `","userAgent":"` + canaryUA + `","locale":` + j + `,"library":{"name":"canary-sdk","version":` + j + `},
-		  "page":{"url":` + string(pageJ) + `,"path":` + string(pathJ) + `,"referrer":` + string(refJ) + `,"title":` + j + `,"search":"?utm_term=` + q + `"},
-		  "campaign":{"name":` + j + `,"source":"cnry4u8x2","medium":` + j + `,"term":` + j + `,"content":` + j + `}` + consentStates[state] + `}`
-		props := `"properties":{"note":` + j + `,"nested":{"deep":[` + j + `,{"k":` + j + `}]},` + strings.Join(keys, ",") + `,` + canaryNumbers + `,
-		  "link":"http://3325256714/x?utm_source=` + q + `","img":"http://0xC6336449/i.png",
-		  "prenom":"Canariel","nom":"Canarovic","vorname":"Canaritz","nombre":"Canarita","adresse":"12 rue Canarine","customer":"Canaryco","full_name":"Canarius Maximus",
-		  "_pk_id.1.ab12":"9f8e7d6c5b4a3922.1700000000.","_ga":"GA1.2.1357924681.1700000000","ajs_anonymous_id":"cnryajs77","plan":"pro"}`
-		traits := `"traits":{"bio":` + j + `,"company":{"note":` + j + `},` + strings.Join(keys, ",") + `,` + canaryNumbers + `,
-		  "prenom":"Canariel","telefono":"+34 612 34 56 78","_ga":"GA1.2.1357924681.1700000000","password":"Hunter2Canary","plan":"pro"}`
-		msgID := func(typ string) string { return `"messageId":"` + canaryEmail + `-` + state + `-` + typ + `"` }
-		out = append(out,
-			`{"type":"track","event":`+j+`,`+ids+`,`+msgID("track")+`,`+ctx+`,`+props+`}`,
-			`{"type":"page","name":`+j+`,`+ids+`,`+msgID("page")+`,`+ctx+`,`+props+`}`,
-			`{"type":"screen","name":`+j+`,`+ids+`,`+msgID("screen")+`,`+ctx+`,`+props+`}`,
-			`{"type":"identify",`+ids+`,`+msgID("identify")+`,`+ctx+`,`+traits+`}`,
-		)
-	}
-	return out
-}
+var (
+	canaryVariants  = canarytest.Variants
+	canaryPayloads  = canarytest.Payloads
+	variantPayloads = canarytest.VariantPayloads
+)
 
 func findCanary(where string, b []byte, t *testing.T) {
 	t.Helper()
-	for _, c := range canaries() {
-		if bytes.Contains(b, []byte(c)) || bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(c))) {
-			t.Errorf("%s contains personal datum %q", where, c)
-		}
-	}
+	canarytest.Find(t, where, b)
 }
 
 // idRun is a run of digits anonymous paths must not keep.
@@ -267,7 +119,7 @@ func TestPrivacyNoPersonalDataAtRest(t *testing.T) {
 	}
 	var texts []string
 	for _, v := range canaryVariants {
-		texts = append(texts, v.send)
+		texts = append(texts, v.Send)
 	}
 	all := strings.Join(texts, " ; ")
 	for state, c := range map[string]string{"granted": "analytics,personalization,marketing", "absent": "", "denied": "analytics:0,personalization:0,marketing:0"} {

@@ -239,19 +239,43 @@ func (u *upload) discard() {
 	}
 }
 
-// check reads the file's header (CSV) against p: a missing column is a
-// *MappingError; an unreadable header another error.
+// compressed are the archive and compression formats an upload is
+// refused in, by their magic bytes.
+var compressed = []struct {
+	name  string
+	magic []byte
+}{
+	{"gzip-compressed", []byte{0x1f, 0x8b}},
+	{"zip", []byte("PK\x03\x04")},
+	{"zstd-compressed", []byte{0x28, 0xb5, 0x2f, 0xfd}},
+	{"xz-compressed", []byte{0xfd, '7', 'z', 'X'}},
+}
+
+// check refuses a compressed file and reads the file's header (CSV)
+// against p: a missing column is a *MappingError; an unreadable header
+// another error.
 func (u *upload) check(p *plan) error {
-	if p.format != FormatCSV {
-		return nil
-	}
 	f, err := os.Open(u.path)
 	if err != nil {
 		return errors.New("the file could not be read back")
 	}
 	defer f.Close()
+	var magic [4]byte
+	if n, _ := io.ReadFull(f, magic[:]); n >= 2 {
+		for _, c := range compressed {
+			if bytes.HasPrefix(magic[:n], c.magic) {
+				return errors.New("file: a " + c.name + " file; send the " + p.format + " file itself, uncompressed")
+			}
+		}
+	}
+	if p.format != FormatCSV {
+		return nil
+	}
 	head, _, err := readHeader(f, p)
-	if err != nil {
+	switch {
+	case errors.Is(err, errHeaderTooLarge):
+		return fmt.Errorf("file: the header row is larger than 1 MiB (%d bytes at most)", MaxRowBytes)
+	case err != nil:
 		return errors.New("file: no header row (the first row of a CSV file names its columns)")
 	}
 	_, err = headerIndex(p, head)
@@ -263,6 +287,10 @@ func (u *upload) check(p *plan) error {
 // the upload take as long as it keeps sending. A problem is returned as
 // status, code, field and message.
 func (s *Service) receive(w http.ResponseWriter, r *http.Request) (up *upload, code int, kind, field, msg string) {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, http.StatusUnsupportedMediaType, "unsupported_content_encoding", "Content-Encoding",
+			"send the body uncompressed (without Content-Encoding): the file is streamed to disk as sent"
+	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" {
 		return nil, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",

@@ -15,6 +15,9 @@ var (
 	// errRowTooLarge stops a CSV file with a record larger than
 	// MaxRowBytes: memory stays bounded, so the file cannot be read on.
 	errRowTooLarge = errors.New("imports: a row is larger than the limit")
+	// errHeaderTooLarge refuses a CSV file whose header row does not end
+	// within MaxRowBytes: its columns cannot all be known.
+	errHeaderTooLarge = errors.New("imports: the header row is larger than the limit")
 )
 
 // MappingError is a problem of a mapping, naming the field in the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 )
 
 // Mapping is an import's description of its file: how to read it, what
@@ -357,7 +358,60 @@ func compile(data []byte, opts Options) (*plan, error) {
 		}
 		p.retention = d
 	}
+	if err := noPersonalData(p); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// noPersonalData refuses a mapping whose names hold personal data (an
+// e-mail in the event's name, a phone in a column's): the job keeps its
+// mapping as sent, in clear, and shows it. A mapping names columns and
+// fields, never a person. The error names the mapping field and the
+// class found, never the value; field names are checked first, as the
+// path of a column names its field.
+func noPersonalData(p *plan) error {
+	class := func(v string) string {
+		var c pseudonymize.Counts
+		if pseudonymize.ScrubText(v, &c) == v {
+			return ""
+		}
+		for cl := range pseudonymize.NumClasses {
+			if c.Of(cl) > 0 {
+				return cl.String()
+			}
+		}
+		return "personal data"
+	}
+	msg := func(what, cl string) string {
+		return what + " holds personal data (" + cl + "); a mapping names columns and fields, never a person: rename it"
+	}
+	if cl := class(p.event); cl != "" {
+		return bad("event", msg("the event's name", cl))
+	}
+	for _, g := range []struct {
+		path   string
+		fields []field
+	}{{"properties", p.props}, {"traits", p.traits}, {"attributes", p.attrs}} {
+		for _, f := range g.fields {
+			if cl := class(f.name); cl != "" {
+				return bad(g.path, msg("a name", cl))
+			}
+		}
+	}
+	for i, c := range p.columns {
+		if cl := class(c); cl != "" {
+			return bad(p.colPaths[i], msg("the column's name", cl))
+		}
+	}
+	for path, ts := range map[string]*timeSpec{"timestamp.format": p.ts, "lawful_basis.date_format": p.date} {
+		if ts != nil && ts.layout != "" {
+			if cl := class(ts.layout); cl != "" {
+				return bad(path, msg("the time format", cl))
+			}
+		}
+	}
+	return nil
 }
 
 // fieldOf compiles one property, trait or attribute: a column name, or

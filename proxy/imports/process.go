@@ -193,6 +193,11 @@ func (s *Service) runJob(jctx, wctx context.Context, id string) {
 			j.stopped(wctx, err)
 			return
 		case b.msg != "":
+			// The file fails here: the rows read before it are kept.
+			if err := j.commit(jctx, b); err != nil {
+				j.stopped(wctx, err)
+				return
+			}
 			s.end(wctx, rec, StatusFailed, b.msg)
 			return
 		}
@@ -339,10 +344,12 @@ func (j *run) prepareBatch(ctx context.Context) (*batch, error) {
 		}
 		if errors.Is(err, errRowTooLarge) {
 			b.msg = fmt.Sprintf("row %d is larger than 1 MiB; the rows before it were imported", j.nextRow+1)
+			b.row, b.offset = j.nextRow, j.src.offset()
 			return b, nil
 		}
 		if err != nil {
 			b.msg = fmt.Sprintf("the file cannot be read after row %d", j.nextRow)
+			b.row, b.offset = j.nextRow, j.src.offset()
 			return b, nil
 		}
 		j.nextRow++

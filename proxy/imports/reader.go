@@ -78,7 +78,8 @@ func readHeader(f io.ReadSeeker, p *plan) ([]string, int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, 0, err
 	}
-	br := bufio.NewReader(io.LimitReader(f, MaxRowBytes))
+	lr := &io.LimitedReader{R: f, N: MaxRowBytes}
+	br := bufio.NewReader(lr)
 	skip := int64(0)
 	if b, err := br.Peek(3); err == nil && bytes.Equal(b, utf8BOM) {
 		_, _ = br.Discard(3)
@@ -88,7 +89,12 @@ func readHeader(f io.ReadSeeker, p *plan) ([]string, int64, error) {
 	r.Comma = p.delimiter
 	r.FieldsPerRecord = -1
 	head, err := r.Read()
-	if err != nil {
+	switch {
+	case err != nil && lr.N == 0, err == nil && skip+r.InputOffset() >= MaxRowBytes:
+		// The header runs to the limit: the rest of it would be read as
+		// data rows.
+		return nil, 0, errHeaderTooLarge
+	case err != nil:
 		return nil, 0, err
 	}
 	out := make([]string, len(head))

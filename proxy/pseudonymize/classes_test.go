@@ -24,6 +24,8 @@ func TestScrubTextClasses(t *testing.T) {
 		{ClassEmail, "jane.doe%252540example.org", "[email]"},
 		{ClassEmail, "jane.doe%25252540example.org", "[email]"},
 		{ClassEmail, `jane.doe\u0040example.org`, "[email]"},
+		{ClassEmail, `jane.doe\\u0040example.org and ugo (at) example (dot) org`, "[email] and [email]"},
+		{ClassEmail, `jane.doe\\\\u0040example.org`, "[email]"},
 		{ClassEmail, `jane.doe\u{40}example.org`, "[email]"},
 		{ClassEmail, `jane.doe\x40example.org`, "[email]"},
 		{ClassEmail, "jane.doe&#64;example.org", "[email]"},

@@ -27,7 +27,8 @@ func mayBeEncoded(s string, i int) bool {
 }
 
 // decodeAll decodes s repeatedly (percent escapes, \uXXXX, \u{X…} and \xXX
-// escapes, HTML character references, full-width and small at signs) until
+// escapes, however many times their backslash is escaped, HTML character
+// references, full-width and small at signs) until
 // it is stable, and reports whether anything was decoded. The result is
 // valid UTF-8 (bytes that decode to invalid sequences become U+FFFD).
 func decodeAll(s string) (string, bool) {
@@ -59,6 +60,14 @@ func decodeOnce(s string) (string, bool) {
 			b = lazyCopy(b, s, i)
 			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
 			i += 2
+			changed = true
+			continue
+		case c == '\\' && i+2 < len(s) && s[i+1] == '\\' && (s[i+2] == 'u' || s[i+2] == 'U' || s[i+2] == 'x'):
+			// An escaped backslash before an escape (JSON in JSON:
+			// "\\u0040"): one level off, the next round decodes the rest.
+			b = lazyCopy(b, s, i)
+			b = append(b, '\\')
+			i++
 			changed = true
 			continue
 		case c == '\\' && i+1 < len(s):

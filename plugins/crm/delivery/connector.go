@@ -66,10 +66,12 @@ func NotSupportedResult(c Change, reason string) Result {
 }
 
 // FailedResult is the failed Result for c after err, classified with
-// Classify.
+// Classify. Its Reason has c's own values (the e-mail in any letter case
+// or encoding, the mapped properties' text) removed as well as what
+// Redact removes: a CRM's error body may echo what it was sent.
 func FailedResult(c Change, err error) Result {
 	cl := Classify(err)
-	r := Result{ID: c.ID(), Outcome: Failed, Retryable: cl.Retryable, Status: cl.Status, Reason: cl.Reason}
+	r := Result{ID: c.ID(), Outcome: Failed, Retryable: cl.Retryable, Status: cl.Status, Reason: redactChange(cl.Reason, c)}
 	if cl.Retryable {
 		r.RetryAfter = cl.RetryAfter
 	}

@@ -1,18 +1,21 @@
 package delivery
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vigie-dev/vigie/proxy/pseudonymize"
 )
 
 // MaxExcerpt is the most bytes of a response body kept in an HTTPError.
 const MaxExcerpt = 256
 
 // redactPatterns match what must never reach a log or a dead letter even
-// when it is not one of the configured secrets: e-mail addresses (plain
-// and URL-encoded), bearer tokens, HubSpot private-app tokens, Brevo API
+// when it is not one of the configured secrets (besides emailPattern):
+// bearer tokens, HubSpot private-app tokens, Brevo API
 // keys and Standard Webhooks secrets.
 var redactPatterns = []struct {
 	re   *regexp.Regexp
@@ -22,8 +25,13 @@ var redactPatterns = []struct {
 	{regexp.MustCompile(`\bpat-[a-z0-9]+-[A-Za-z0-9-]+`), "[redacted]"},
 	{regexp.MustCompile(`\bxkeysib-[A-Za-z0-9-]+`), "[redacted]"},
 	{regexp.MustCompile(`\bwhsec_[A-Za-z0-9+/=]+`), "[redacted]"},
-	{regexp.MustCompile(`[A-Za-z0-9._%+\-]+(@|%40)[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+`), "[email]"},
 }
+
+// emailPattern matches an e-mail address, plain, URL-encoded once or
+// twice, JSON-escaped however deep or as an HTML entity. It is applied
+// before pseudonymize.ScrubText, whose decoding of one JSON escape level
+// would hide a doubly escaped address from both.
+var emailPattern = regexp.MustCompile(`(?i)[A-Za-z0-9._%+\-]+(@|%40|%2540|\\+u0040|&#64;|&#x40;)[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+`)
 
 // Redactor removes secrets and e-mail addresses from text that may be
 // logged or kept in a dead letter. Its zero value redacts the patterns
@@ -44,13 +52,17 @@ func NewRedactor(secrets ...Secret) *Redactor {
 }
 
 // Redact returns s with secrets replaced by "[redacted]", e-mail
-// addresses by "[email]", and control characters by spaces.
+// addresses by "[email]", every other personal datum the pipeline's
+// scrubber finds (pseudonymize.ScrubText: phones, cards, IBANs, national
+// ids, IPs, tokens, e-mails in other encodings) by its marker, and control
+// characters by spaces.
 func (r *Redactor) Redact(s string) string {
 	if r != nil {
 		for _, v := range r.secrets {
 			s = strings.ReplaceAll(s, v, "[redacted]")
 		}
 	}
+	s = pseudonymize.ScrubText(emailPattern.ReplaceAllString(s, "[email]"), nil)
 	for _, p := range redactPatterns {
 		s = p.re.ReplaceAllString(s, p.with)
 	}
@@ -80,4 +92,47 @@ func (r *Redactor) Excerpt(body []byte) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// minRedactedValue is the shortest property value redactChange removes
+// (shorter ones, "FR", "no", match too many words).
+const minRedactedValue = 3
+
+// redactChange returns reason without c's own values: its e-mail (any
+// letter case, URL- or JSON-escaped) and the text of its mapped
+// properties, then Redact's patterns.
+func redactChange(reason string, c Change) string {
+	var values []string
+	if c.Email != "" {
+		e := c.Email
+		values = append(values, e, url.QueryEscape(e), strings.ReplaceAll(e, "@", `\u0040`), strings.ReplaceAll(e, "@", `\\u0040`))
+	}
+	for _, v := range c.Properties {
+		if s, ok := v.(string); ok && len(strings.TrimSpace(s)) >= minRedactedValue {
+			values = append(values, s)
+		}
+	}
+	for _, v := range values {
+		reason = replaceFold(reason, v, "[value]")
+	}
+	return (*Redactor)(nil).Redact(reason)
+}
+
+// replaceFold replaces every occurrence of old in s, in any letter case.
+func replaceFold(s, old, with string) string {
+	ls, lo := strings.ToLower(s), strings.ToLower(old)
+	if len(ls) != len(s) || len(lo) != len(old) {
+		return strings.ReplaceAll(s, old, with) // case mapping changed lengths
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(ls, lo)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(with)
+		s, ls = s[i+len(old):], ls[i+len(old):]
+	}
 }

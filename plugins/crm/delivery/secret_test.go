@@ -109,13 +109,19 @@ func TestRedact(t *testing.T) {
 		{"Key not found: s3cr3t-key-42", "Key not found: [redacted]"},
 		{"api-key xkeysib-abc123 invalid", "api-key [redacted] invalid"},
 		{"other xkeysib-9f9f9f-00 key", "other [redacted] key"},
-		{"Authorization: Bearer eyJhbGciOi.x.y, next", "Authorization: Bearer [redacted], next"},
-		{"token pat-eu1-aaaa-bbbb rejected", "token [redacted] rejected"},
-		{"secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "secret [redacted]"},
+		{"Authorization: Bearer eyJhbGciOi.x.y, next", "Authorization: [secret], next"},
+		{"token pat-eu1-aaaa-bbbb rejected", "token [secret] rejected"},
+		{"secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "secret [secret]"},
 		{"Email address jane.doe+news@example.co.uk is invalid", "Email address [email] is invalid"},
 		{"/v3/contacts/jane%40example.com not found", "/v3/contacts/[email] not found"},
 		{"line1\nline2\ttab", "line1 line2 tab"},
 		{"ab stays: too short to be a secret", "ab stays: too short to be a secret"},
+		// What a CRM's error body echoes, in other encodings and classes.
+		{`{"message":"Email jane\\u0040example.org invalid"}`, `{"message":"Email [email] invalid"}`},
+		{`"jane\\\\u0040example.org"`, `"[email]"`},
+		{"JANE%2540EXAMPLE.ORG and jane&#64;example.org", "[email] and [email]"},
+		{"call +33 6 12 34 56 78 now", "call [phone] now"},
+		{"from 198.51.100.73 with card 4111 1111 1111 1111", "from [ip] with card [card]"},
 	}
 	for _, tt := range tests {
 		if got := r.Redact(tt.in); got != tt.want {
@@ -129,5 +135,23 @@ func TestRedact(t *testing.T) {
 	}
 	if ex := (*Redactor)(nil).Excerpt([]byte(`{"message":"jane@example.com   exists"}`)); ex != `{"message":"[email] exists"}` {
 		t.Errorf("nil Redactor Excerpt = %q", ex)
+	}
+}
+
+// TestFailedResultRedactsTheChange: a CRM's error body echoing the
+// change's own values (its e-mail in any case or encoding, its mapped
+// properties) is not kept in the Result's Reason.
+func TestFailedResultRedactsTheChange(t *testing.T) {
+	c := Change{Kind: KindUpsert, Site: "demo", Subject: "s1", EventID: "e1", Email: "Ada.Lovelace@example.org",
+		Properties: map[string]any{"firstname": "Ada", "lastname": "Lovelacecanary", "plan": "no", "score": 5}}
+	body := `{"message":"contact ADA.LOVELACE%40EXAMPLE.ORG (Ada Lovelacecanary) exists, plan no"}`
+	r := FailedResult(c, &HTTPError{Op: "crm upsert", Status: 400, Excerpt: body})
+	for _, leak := range []string{"lovelace", "LOVELACE", "Ada "} {
+		if strings.Contains(r.Reason, leak) {
+			t.Errorf("Reason %q keeps %q", r.Reason, leak)
+		}
+	}
+	if !strings.Contains(r.Reason, "HTTP 400") || !strings.Contains(r.Reason, "plan no") {
+		t.Errorf("Reason %q lost what is not the change's", r.Reason)
 	}
 }
