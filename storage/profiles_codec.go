@@ -21,7 +21,9 @@ import (
 //	len(Counters):u { key len(buckets):u { hourDelta:v N:v }... }...
 //	campaign flag (0 none, 1 present) [Name Source Medium Term Content]
 //	Country Score:v len(Segments):u Segments... Attributes
+//	[len(Events):u Events... len(Outcomes):u Outcomes...]
 //
+// The last part only when there are markers (portable profiles).
 // Hours are deltas from the previous bucket of the key (the first from 0).
 const profileV1 = 0x01
 
@@ -76,6 +78,10 @@ func encodeProfile(p *Profile) ([]byte, error) {
 	b = binary.AppendVarint(b, p.Score)
 	b = appendStrings(b, p.Segments)
 	b = appendString(b, string(p.Attributes))
+	if len(p.Events) > 0 || len(p.Outcomes) > 0 {
+		b = appendStrings(b, p.Events)
+		b = appendStrings(b, p.Outcomes)
+	}
 	return b, nil
 }
 
@@ -207,6 +213,10 @@ func decodeProfileV1(v []byte, site, subject string) (*Profile, error) {
 	p.Segments = r.strings()
 	if a := r.bytes(); len(a) > 0 {
 		p.Attributes = append([]byte(nil), a...)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		p.Events = r.strings()
+		p.Outcomes = r.strings()
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = errShort

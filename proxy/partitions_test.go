@@ -1,0 +1,244 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/proxytest"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// withCountingSegment runs the built-in segments plugin with a segment
+// every subject enters at its third track event.
+func withCountingSegment(c *config.Config) {
+	c.PluginRuntime = config.PluginRuntime{
+		MaxDeliver: 50, Backoff: []config.Duration{config.Duration(50 * time.Millisecond)},
+		CallTimeout: config.Duration(5 * time.Second), BatchSize: 50, MaxRestarts: 1000,
+		RestartBackoff: config.Duration(20 * time.Millisecond), MaxRestartBackoff: config.Duration(200 * time.Millisecond),
+		ProfilePurposes: []consent.Purpose{"personalization"}, ProfileTTL: config.Duration(30 * 24 * time.Hour),
+	}
+	c.Plugins = []config.Plugin{{Name: "segments", Config: map[string]any{"segments": []any{map[string]any{
+		"name": "three", "when": `profile.count("track", "*", "7d") >= 3`,
+	}}}}}
+}
+
+// profiledBatch is batch b: 10 events, event j of visitor j % visitors.
+func profiledBatch(b, visitors int) string {
+	var s strings.Builder
+	s.WriteString(`{"batch":[`)
+	for j := b * 10; j < b*10+10; j++ {
+		if j > b*10 {
+			s.WriteString(",")
+		}
+		fmt.Fprintf(&s, `{"type":"track","event":"n%d","anonymousId":"visitor-%d","messageId":"pm-%d","context":{"consent":{"analytics":true,"personalization":true}}}`, j, j%visitors, j)
+	}
+	s.WriteString(`]}`)
+	return s.String()
+}
+
+// postProfiled posts batch b to the nodes from first on until one accepts.
+func postProfiled(t *testing.T, nodes []*proxytest.Instance, first, b, visitors int) {
+	deadline := time.Now().Add(40 * time.Second)
+	for i := first; ; i++ {
+		in := nodes[i%len(nodes)]
+		if in.Server != nil {
+			if code, _ := in.Post("/v1/batch", "demo", profiledBatch(b, visitors)); code == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("batch %d never accepted", b)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sentBySubject counts the enriched events of each subject.
+func sentBySubject(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, streams.Enriched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	seen := map[string]bool{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		var ev vigiev1.Event
+		if proto.Unmarshal(m.Data, &ev) != nil || ev.GetSubject() == "" || seen[ev.GetId()] {
+			continue
+		}
+		seen[ev.GetId()] = true
+		out[ev.GetSubject()]++
+	}
+	return out
+}
+
+// profileCounts returns, for each subject, the event counts of the copies
+// of its profile in the nodes' stores (the owner's, cached while it holds
+// the partition; none once dropped) and the count of its copy in KV.
+func profileCounts(t *testing.T, js jetstream.JetStream, nodes []*proxytest.Instance, subjects map[string]int, partitions int) (local map[string][]int, shared map[string]int) {
+	t.Helper()
+	ctx := context.Background()
+	local, shared = map[string][]int{}, map[string]int{}
+	kv, _ := js.KeyValue(ctx, streams.BucketProfiles)
+	for subj := range subjects {
+		for _, in := range nodes {
+			if in.Server == nil {
+				continue
+			}
+			if p, err := in.Server.Store().Profile(ctx, "demo", subj); err == nil {
+				local[subj] = append(local[subj], int(p.Count("track", "*", 7*24*time.Hour, time.Now().UnixMilli())))
+			}
+		}
+		if kv == nil {
+			continue
+		}
+		key := fmt.Sprintf("%d.demo.%s", streams.Partition("demo", subj, partitions), streams.KeyToken(subj))
+		if e, err := kv.Get(ctx, key); err == nil {
+			if p, err := storage.DecodeProfileValue(e.Value(), "demo", subj); err == nil {
+				shared[subj] = int(p.Count("track", "*", 7*24*time.Hour, time.Now().UnixMilli()))
+			}
+		}
+	}
+	return local, shared
+}
+
+// segmentEntries counts the published entries of segment "three", by subject.
+func segmentEntries(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out := map[string]int{}
+	st, err := js.Stream(ctx, streams.Segments)
+	if err != nil {
+		return out
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return out
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil || !strings.HasSuffix(m.Subject, ".three.entered") {
+			continue
+		}
+		var c vigiev1.SegmentChange
+		if proto.Unmarshal(m.Data, &c) == nil {
+			out[c.GetSubject()]++
+		}
+	}
+	return out
+}
+
+// TestClusterPartitionedProfiles: three Vigie nodes with the segments
+// plugin, load spread over all of them; node 3 stopped under load and
+// restarted. Every subject's profile counts exactly its events (in KV and
+// in any node's cached copy: split profiles, on several nodes, each count
+// part of them), each subject enters its segment once, and node 3 gets
+// its share of the partitions back.
+func TestClusterPartitionedProfiles(t *testing.T) {
+	nc := startNATSCluster(t)
+	nodes := startVigieNodes(t, nc, 3, withCountingSegment)
+	js := nc.jetStream(t)
+	const visitors, partitions = 24, 16
+	var wg sync.WaitGroup
+	post := func(from, to int) {
+		for b := from; b < to; b++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				postProfiled(t, nodes, b, b, visitors)
+			}()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	post(0, 40)
+	wg.Wait()
+	nodes[2].Stop() // under load: batches keep coming to the others
+	post(40, 80)
+	wg.Wait()
+	nodes[2].Restart()
+	post(80, 120)
+	wg.Wait()
+
+	var sent, shared, entered map[string]int
+	var local map[string][]int
+	copiesAre := func(cs []int, n int) bool {
+		for _, c := range cs {
+			if c != n {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		sent = sentBySubject(t, js)
+		local, shared = profileCounts(t, js, nodes, sent, partitions)
+		entered = segmentEntries(t, js)
+		total := 0
+		ok := len(sent) == visitors
+		for s, n := range sent {
+			total += n
+			ok = ok && copiesAre(local[s], n) && shared[s] == n && entered[s] == 1
+		}
+		ok = ok && total == 1200
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			for s, n := range sent {
+				if !copiesAre(local[s], n) || shared[s] != n || entered[s] != 1 {
+					t.Errorf("subject %s…: %d events sent, profile counts %v on the nodes, %d in KV; entered %d times", s[:8], n, local[s], shared[s], entered[s])
+				}
+			}
+			t.Fatalf("%d subjects, %d events enriched (want %d, 1200)", len(sent), total, visitors)
+		}
+		time.Sleep(time.Second)
+	}
+	// Node 3 is back: it owns partitions again.
+	owned := 0
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, streams.BucketLeases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdeadline := time.Now().Add(30 * time.Second)
+	for {
+		owned = 0
+		for n := range partitions {
+			if e, err := kv.Get(ctx, fmt.Sprintf("part.%d", n)); err == nil && strings.Contains(string(e.Value()), `"v3"`) {
+				owned++
+			}
+		}
+		if owned >= 4 || time.Now().After(rdeadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if owned < 4 {
+		t.Fatalf("restarted node 3 owns %d partitions, want its share back (5 or 6)", owned)
+	}
+}
