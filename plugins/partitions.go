@@ -451,3 +451,27 @@ func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, partitions
 	}
 	return nil
 }
+
+// profile returns the profile of subject on site: this node's copy for a
+// single node; in cluster mode the shared copy in KV (a syncer or a host
+// call on any node sees the owner's latest write). ErrNotFound when there
+// is none.
+func (rt *Runtime) profile(ctx context.Context, site, subject string) (*storage.Profile, error) {
+	if rt.cfg.Partitions == nil {
+		return rt.cfg.Store.Profile(ctx, site, subject)
+	}
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kv, err := rt.profilesKV(kctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
+	}
+	e, err := kv.Get(kctx, profileKVKey(streams.Partition(site, subject, rt.cfg.Partitions.Count()), site, subject))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read profile: %w", ErrNotRunning, err)
+	}
+	return storage.DecodeProfileValue(e.Value(), site, subject)
+}
