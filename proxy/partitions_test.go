@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +26,7 @@ import (
 func withCountingSegment(c *config.Config) {
 	c.PluginRuntime = config.PluginRuntime{
 		MaxDeliver: 50, Backoff: []config.Duration{config.Duration(50 * time.Millisecond)},
-		CallTimeout: config.Duration(5 * time.Second), BatchSize: 50, MaxRestarts: 1000,
+		CallTimeout: config.Duration(2 * time.Second), BatchSize: 50, MaxRestarts: 1000,
 		RestartBackoff: config.Duration(20 * time.Millisecond), MaxRestartBackoff: config.Duration(200 * time.Millisecond),
 		ProfilePurposes: []consent.Purpose{"personalization"}, ProfileTTL: config.Duration(30 * 24 * time.Hour),
 	}
@@ -32,6 +34,25 @@ func withCountingSegment(c *config.Config) {
 		"name": "three", "when": `profile.count("track", "*", "7d") >= 3`,
 	}}}}}
 }
+
+// countingSegmentYAML is withCountingSegment for a vigie process.
+const countingSegmentYAML = `plugin_runtime:
+  max_deliver: 50
+  backoff: [50ms]
+  call_timeout: 2s
+  batch_size: 50
+  max_restarts: 1000
+  restart_backoff: 20ms
+  max_restart_backoff: 200ms
+  profile_purposes: [personalization]
+  profile_ttl: 720h
+plugins:
+  - name: segments
+    config:
+      segments:
+        - name: three
+          when: 'profile.count("track", "*", "7d") >= 3'
+`
 
 // profiledBatch is batch b: 10 events, event j of visitor j % visitors.
 func profiledBatch(b, visitors int) string {
@@ -49,11 +70,24 @@ func profiledBatch(b, visitors int) string {
 
 // postProfiled posts batch b to the nodes from first on until one accepts.
 func postProfiled(t *testing.T, nodes []*proxytest.Instance, first, b, visitors int) {
+	var urls []string
+	for _, in := range nodes {
+		urls = append(urls, in.URL)
+	}
+	postProfiledAt(t, urls, first, b, visitors)
+}
+
+// postProfiledAt posts batch b to the nodes at urls from first on, as a
+// load balancer with retries does, until one accepts.
+func postProfiledAt(t *testing.T, urls []string, first, b, visitors int) {
 	deadline := time.Now().Add(40 * time.Second)
 	for i := first; ; i++ {
-		in := nodes[i%len(nodes)]
-		if in.Server != nil {
-			if code, _ := in.Post("/v1/batch", "demo", profiledBatch(b, visitors)); code == 200 {
+		req, _ := http.NewRequest("POST", urls[i%len(urls)]+"/v1/batch", strings.NewReader(profiledBatch(b, visitors)))
+		req.SetBasicAuth("demo", "")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
 				return
 			}
 		}
@@ -162,7 +196,7 @@ func TestClusterPartitionedProfiles(t *testing.T) {
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3, withCountingSegment)
 	js := nc.jetStream(t)
-	const visitors, partitions = 24, 16
+	const visitors = 24
 	var wg sync.WaitGroup
 	post := func(from, to int) {
 		for b := from; b < to; b++ {
@@ -183,6 +217,19 @@ func TestClusterPartitionedProfiles(t *testing.T) {
 	post(80, 120)
 	wg.Wait()
 
+	checkPartitionedProfiles(t, js, nodes, visitors, 1200, 90*time.Second)
+	if owned := ownedBy(t, js, "v3"); owned < 4 {
+		t.Fatalf("restarted node 3 owns %d partitions, want its share back (5 or 6)", owned)
+	}
+}
+
+// checkPartitionedProfiles waits until visitors subjects have total
+// enriched events, every subject's profile in KV (and any copy cached on
+// the in-process nodes) counts exactly its events, and each subject entered
+// segment "three" once; it fails the test after wait.
+func checkPartitionedProfiles(t *testing.T, js jetstream.JetStream, nodes []*proxytest.Instance, visitors, want int, wait time.Duration) {
+	t.Helper()
+	const partitions = config.DefaultPartitions
 	var sent, shared, entered map[string]int
 	var local map[string][]int
 	copiesAre := func(cs []int, n int) bool {
@@ -193,7 +240,7 @@ func TestClusterPartitionedProfiles(t *testing.T) {
 		}
 		return true
 	}
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
 		sent = sentBySubject(t, js)
 		local, shared = profileCounts(t, js, nodes, sent, partitions)
@@ -204,7 +251,7 @@ func TestClusterPartitionedProfiles(t *testing.T) {
 			total += n
 			ok = ok && copiesAre(local[s], n) && shared[s] == n && entered[s] == 1
 		}
-		ok = ok && total == 1200
+		ok = ok && total == want
 		if ok {
 			break
 		}
@@ -214,31 +261,74 @@ func TestClusterPartitionedProfiles(t *testing.T) {
 					t.Errorf("subject %s…: %d events sent, profile counts %v on the nodes, %d in KV; entered %d times", s[:8], n, local[s], shared[s], entered[s])
 				}
 			}
-			t.Fatalf("%d subjects, %d events enriched (want %d, 1200)", len(sent), total, visitors)
+			t.Fatalf("%d subjects, %d events enriched (want %d, %d)", len(sent), total, visitors, want)
 		}
 		time.Sleep(time.Second)
 	}
-	// Node 3 is back: it owns partitions again.
-	owned := 0
+}
+
+// TestClusterPartitionsSurviveVigieNodeKill: node 3, a real vigie process
+// with the segments plugin, is killed with SIGKILL under load (its leases
+// expire, its unacknowledged events come back to the new owners) and
+// restarted on its data dir: no profile counts an event twice or misses
+// one, each subject enters its segment once, and node 3 gets its share of
+// the partitions back.
+func TestClusterPartitionsSurviveVigieNodeKill(t *testing.T) {
+	built := buildVigie(t)
+	nc := startNATSCluster(t)
+	nodes := startVigieNodes(t, nc, 2, withCountingSegment)
+	js := nc.jetStream(t)
+	p := startVigieProcess(t, built(), nc.urls(), "v3", 256, nodes[0], countingSegmentYAML)
+	urls := []string{nodes[0].URL, nodes[1].URL, p.url}
+	const visitors = 24
+	var wg sync.WaitGroup
+	post := func(from, to int) {
+		for b := from; b < to; b++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				postProfiledAt(t, urls, b, b, visitors)
+			}()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	post(0, 40)
+	wg.Wait()
+	post(40, 60)
+	p.kill() // under load: its in-flight segment batches are never acknowledged
+	post(60, 80)
+	wg.Wait()
+	p.start()
+	post(80, 120)
+	wg.Wait()
+	// Unacknowledged messages come back after the consumers' AckWait
+	// (2 × call_timeout + 30 s).
+	checkPartitionedProfiles(t, js, nodes, visitors, 1200, 120*time.Second)
+	if owned := ownedBy(t, js, "v3"); owned < 4 {
+		t.Fatalf("restarted node 3 owns %d partitions, want its share back (5 or 6)", owned)
+	}
+}
+
+// ownedBy waits up to 30 s for node to hold at least 4 leases and returns
+// how many it holds.
+func ownedBy(t *testing.T, js jetstream.JetStream, node string) int {
+	t.Helper()
 	ctx := context.Background()
 	kv, err := js.KeyValue(ctx, streams.BucketLeases)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdeadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		owned = 0
-		for n := range partitions {
-			if e, err := kv.Get(ctx, fmt.Sprintf("part.%d", n)); err == nil && strings.Contains(string(e.Value()), `"v3"`) {
+		owned := 0
+		for n := range config.DefaultPartitions {
+			if e, err := kv.Get(ctx, fmt.Sprintf("part.%d", n)); err == nil && strings.Contains(string(e.Value()), `"`+node+`"`) {
 				owned++
 			}
 		}
-		if owned >= 4 || time.Now().After(rdeadline) {
-			break
+		if owned >= 4 || time.Now().After(deadline) {
+			return owned
 		}
 		time.Sleep(500 * time.Millisecond)
-	}
-	if owned < 4 {
-		t.Fatalf("restarted node 3 owns %d partitions, want its share back (5 or 6)", owned)
 	}
 }
