@@ -38,6 +38,11 @@ func PartitionBuckets() []string {
 // LeaseKey is the VIGIE_LEASES key of partition n: part.<n>.
 func LeaseKey(n int) string { return "part." + strconv.Itoa(n) }
 
+// leftKey is the VIGIE_LEASES key a node that stopped cleanly writes
+// (left.<node>) and deletes when it starts again: the others leave it out
+// of the share at once instead of waiting for its heartbeat to age out.
+func leftKey(node string) string { return "left." + streams.KeyToken(node) }
+
 // Lease is the value of a partition's lease.
 type Lease struct {
 	// Node is the owner's cluster.node_id.
@@ -73,6 +78,7 @@ type Leases struct {
 	TTL, Renew, Drain time.Duration
 
 	mu      sync.Mutex
+	back    bool           // our left key was deleted (first step done)
 	owned   map[int]uint64 // partition → revision of our lease
 	changed chan struct{}
 	quiesce func(ctx context.Context, parts []int)
@@ -233,13 +239,31 @@ func (l *Leases) Step(ctx context.Context) error {
 		l.mu.Unlock()
 	}
 	l.drop(lost, "renewal failed")
-	// Our share.
+	l.mu.Lock()
+	back := l.back
+	l.mu.Unlock()
+	if !back {
+		if err := kv.Delete(ctx, leftKey(l.Node)); err != nil {
+			return fmt.Errorf("%w: leases: %w", ErrUnavailable, err)
+		}
+		l.mu.Lock()
+		l.back = true
+		l.mu.Unlock()
+	}
+	// Our share: over the live nodes, less those that stopped cleanly.
 	share := l.Count()
 	if l.Live != nil {
 		live, err := l.Live(ctx)
 		if err != nil {
 			return err
 		}
+		live = slices.DeleteFunc(live, func(node string) bool {
+			if node == l.Node {
+				return false
+			}
+			_, err := kv.Get(ctx, leftKey(node))
+			return err == nil
+		})
 		if !slices.Contains(live, l.Node) {
 			live = append(live, l.Node)
 		}
@@ -311,25 +335,26 @@ func (l *Leases) Step(ctx context.Context) error {
 }
 
 // ReleaseAll gives every lease up (the node stops): consumers are told
-// first, then the leases are deleted so other nodes take them at once.
+// first, then the leases are deleted and the node marked as left, so that
+// the other nodes take its share at once.
 func (l *Leases) ReleaseAll(ctx context.Context) {
 	l.init()
 	owned := l.Owned()
-	if len(owned) == 0 {
-		return
-	}
 	l.mu.Lock()
 	revs := make([]uint64, len(owned))
 	for i, n := range owned {
 		revs[i] = l.owned[n]
 	}
 	l.mu.Unlock()
-	l.drop(owned, "stopping")
-	l.settle(ctx, owned)
+	if len(owned) > 0 {
+		l.drop(owned, "stopping")
+		l.settle(ctx, owned)
+	}
 	kv, err := bucket(ctx, l.JS, streams.BucketLeases)
 	if err != nil {
 		return
 	}
+	_, _ = kv.Put(ctx, leftKey(l.Node), []byte(strconv.FormatInt(l.now().UnixMilli(), 10)))
 	for i, n := range owned {
 		_ = kv.Delete(ctx, LeaseKey(n), jetstream.LastRevision(revs[i]))
 	}

@@ -115,9 +115,17 @@ func TestLeases(t *testing.T) {
 	if h := holders(); len(h) != 4 {
 		t.Fatalf("b's leases not released: %v", h)
 	}
-	set.nodes = []string{"a"}
+	// b's heartbeat is still fresh, but it left: a takes its share now.
 	step(a)
 	if got := a.Owned(); len(got) != 8 {
 		t.Fatalf("a owns %v after b stopped, want all 8", got)
+	}
+	// b back: it counts again, and gets its share back.
+	b2 := mk("b")
+	step(b2)
+	step(a)
+	step(b2)
+	if len(a.Owned()) != 4 || len(b2.Owned()) != 4 {
+		t.Fatalf("after b restarted a %v, b %v; want 4 each", a.Owned(), b2.Owned())
 	}
 }
