@@ -331,7 +331,9 @@ func (rt *Runtime) segmentPartitionBatch(ctx context.Context, inner handler, n i
 		}
 		pp.revs[key] = ent
 	}
-	errs = inner(ctx, msgs)
+	// The owner deletes shared copies itself (saveProfile, after the
+	// batch): no KV round trip for each event of a refusing visitor.
+	errs = inner(context.WithValue(ctx, ownerKey{}, true), msgs)
 	// Write back every profile of the batch.
 	var failed []subj
 	for _, k := range order {
@@ -424,12 +426,20 @@ func (rt *Runtime) saveProfile(ctx context.Context, kv jetstream.KeyValue, key, 
 	return nil
 }
 
+// ownerKey marks the context of a partition owner's segment batch.
+type ownerKey struct{}
+
 // DeleteSharedProfile deletes, in cluster mode, the shared copy in KV
 // VIGIE_PROFILES of the profile of subject on site (site "" for each of
 // sites) among partitions: the server calls it
 // (storage.Config.OnProfileDelete) after any profile deletion, on any
-// node, whether or not that node owns the partition.
+// node, whether or not that node owns the partition. Within the owner's
+// segment stage it does nothing: the stage writes the batch's profiles,
+// deletions included, back itself.
 func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, partitions int, sites []string, site, subject string) error {
+	if ctx.Value(ownerKey{}) != nil {
+		return nil
+	}
 	if js == nil {
 		return fmt.Errorf("plugins: delete shared profile: %w", ErrBusDown)
 	}

@@ -21,7 +21,7 @@ func (s *Server) clusterBuckets() []string {
 // the profile's shared copy in KV VIGIE_PROFILES goes too, whichever node
 // deleted it (a failure is logged; the copy then expires with the
 // bucket's TTL).
-func (s *Server) sharedProfileDeleted() func(site, subject string) {
+func (s *Server) sharedProfileDeleted() func(ctx context.Context, site, subject string) {
 	if !s.cfg.Cluster.Enabled() {
 		return nil
 	}
@@ -29,11 +29,13 @@ func (s *Server) sharedProfileDeleted() func(site, subject string) {
 	for _, st := range s.cfg.Sites {
 		sites = append(sites, st.ID)
 	}
-	return func(site, subject string) {
-		if s.bus == nil {
+	return func(ctx context.Context, site, subject string) {
+		b := s.profileBus.Load()
+		if b == nil {
+			s.log.Warn("shared profile not deleted: NATS not started yet; it expires with VIGIE_PROFILES' TTL")
 			return
 		}
-		if err := plugins.DeleteSharedProfile(context.Background(), s.bus.JetStream(), s.cfg.Cluster.PartitionCount(), sites, site, subject); err != nil {
+		if err := plugins.DeleteSharedProfile(context.WithoutCancel(ctx), b.JetStream(), s.cfg.Cluster.PartitionCount(), sites, site, subject); err != nil {
 			s.log.Warn("shared profile not deleted; it expires with VIGIE_PROFILES' TTL", "err", err)
 		}
 	}

@@ -96,6 +96,9 @@ type Server struct {
 	// members is the cluster's membership (nil: a single node).
 	members *cluster.Membership
 	leases  *cluster.Leases // cluster mode: this node's segmentation partitions
+	// profileBus is s.bus once started, for the store's OnProfileDelete
+	// (which the store's purge may call before).
+	profileBus atomic.Pointer[bus.Bus]
 	// sensitive counts special-category detections (sensitive_data.go).
 	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).
@@ -305,6 +308,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.bus.Start(ctx); err != nil {
 		return err
 	}
+	s.profileBus.Store(s.bus)
 	var outbox bus.Outbox = s.store
 	if n.URL == "" {
 		outbox = diskGatedOutbox{s.store}

@@ -113,7 +113,7 @@ type Config struct {
 	// subject was deleted (consent withdrawn, erasure, idle purge; site
 	// "" for every site), whether or not this node held a copy: cluster
 	// mode deletes the shared copy.
-	OnProfileDelete func(site, subject string)
+	OnProfileDelete func(ctx context.Context, site, subject string)
 }
 
 // Badger's file sizes, set by Open; DefaultMinFreeBytes is derived from
