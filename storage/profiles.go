@@ -86,11 +86,13 @@ type Profile struct {
 	Attributes json.RawMessage `json:"a,omitempty"`
 	// Events and Outcomes are, with Config.PortableProfiles (cluster
 	// mode), the idempotency markers kept in the profile itself so that
-	// they move with it: the ids of the last MaxPortableMarkers events
-	// observed and the plugin "\x00" event id of the last outcomes
-	// applied, oldest first. Empty otherwise (node-local markers).
-	Events   []string `json:"-"`
-	Outcomes []string `json:"-"`
+	// they move with it: the xxhash64 of the ids of the last
+	// MaxPortableMarkers events observed and of plugin "\x00" event id of
+	// the last outcomes applied, oldest first (8 bytes each rather than
+	// the id: the profile is written to KV after every batch). Empty
+	// otherwise (node-local markers).
+	Events   []uint64 `json:"-"`
+	Outcomes []uint64 `json:"-"`
 }
 
 // Bucket counts events in one UTC hour.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -309,7 +310,7 @@ func (b *profBatch) observe(txn *badger.Txn, i int, ev *vigiev1.Event, r *Observ
 		return err
 	}
 	if portable && st.p != nil {
-		seen = slices.Contains(st.p.Events, ev.GetId())
+		seen = slices.Contains(st.p.Events, xxhash.Sum64String(ev.GetId()))
 	}
 	if !seen && errors.Is(st.err, ErrNotFound) {
 		st.p, st.err = &Profile{Site: st.site, Subject: st.subject}, nil
@@ -322,7 +323,7 @@ func (b *profBatch) observe(txn *badger.Txn, i int, ev *vigiev1.Event, r *Observ
 		st.p.observe(ev)
 		b.touch(i)
 		if portable {
-			st.p.Events = remember(st.p.Events, ev.GetId())
+			st.p.Events = remember(st.p.Events, xxhash.Sum64String(ev.GetId()))
 		} else if err := setMarker(txn, mk); err != nil {
 			return err
 		}
@@ -350,7 +351,7 @@ func (b *profBatch) apply(txn *badger.Txn, i int, o *SegmentOutcome, now int64, 
 	if err != nil {
 		return err
 	}
-	outcome := o.Plugin + "\x00" + o.EventID
+	outcome := xxhash.Sum64String(o.Plugin + "\x00" + o.EventID)
 	if portable && st.p != nil && slices.Contains(st.p.Outcomes, outcome) {
 		r.Dup = true
 		return nil
@@ -421,7 +422,7 @@ func (b *profBatch) apply(txn *badger.Txn, i int, o *SegmentOutcome, now int64, 
 
 // remember appends id to a portable marker list, keeping the last
 // MaxPortableMarkers.
-func remember(ids []string, id string) []string {
+func remember(ids []uint64, id uint64) []uint64 {
 	if len(ids) >= MaxPortableMarkers {
 		ids = slices.Delete(ids, 0, len(ids)-MaxPortableMarkers+1)
 	}
