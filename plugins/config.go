@@ -62,6 +62,13 @@ type Config struct {
 	JetStream jetstream.JetStream
 	// Sites are the configured site ids; emitted events must name one.
 	Sites []string
+	// Partitions is, in cluster mode, this node's share of the
+	// segmentation partitions (proxy/cluster.Leases): the enrich stage
+	// then publishes on vigie.enriched.<site>.<partition>.<type>, the
+	// segment stage consumes only the partitions it owns and keeps their
+	// profiles in KV VIGIE_PROFILES (Store must have PortableProfiles).
+	// Nil for a single node: one consumer per segmenter, Badger only.
+	Partitions Partitions
 	// Purposes are the known purpose names; a manifest naming another is
 	// refused.
 	Purposes []string

@@ -54,6 +54,9 @@ type consumer struct {
 	handle  handler
 	// onDead, when set, is told of each message dead-lettered.
 	onDead func(ctx context.Context, m jetstream.Msg, cause error)
+	// part, when set, is the partition run the consumer belongs to: it
+	// stops when the partition is given up (partitions.go).
+	part *partRun
 
 	mu   sync.Mutex
 	cons jetstream.Consumer // replaced when recover declares it again

@@ -29,7 +29,7 @@ var _ sdk.Host = (*hostServices)(nil)
 
 // ProfileGet implements sdk.Host.
 func (h *hostServices) ProfileGet(ctx context.Context, site, subject string) (*sdk.Profile, error) {
-	prof, err := h.rt.cfg.Store.Profile(ctx, site, subject)
+	prof, err := h.rt.profile(ctx, site, subject)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, sdk.ErrNotFound
 	}
@@ -140,7 +140,7 @@ func (rt *Runtime) contact(ctx context.Context, p *proc, site, subject string, g
 		return nil, sdk.ErrNotFound
 	}
 	if granted == nil {
-		prof, err := rt.cfg.Store.Profile(ctx, site, subject)
+		prof, err := rt.profile(ctx, site, subject)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, sdk.ErrNotFound
 		}

@@ -8,6 +8,7 @@
 //
 //	vigie.events.<site>.<type>     → enrichers, in configuration order
 //	vigie.enriched.<site>.<type>   → segmenters (profiles, scores, segments)
+//	  (vigie.enriched.<site>.<partition>.<type> in cluster mode, see partitions.go)
 //	vigie.segments.<site>.<seg>.*  → syncers (with identify events)
 //
 // The runtime declares the streams it reads and writes (package streams)
@@ -76,6 +77,9 @@ type Runtime struct {
 	jobStop   context.CancelFunc
 	jobs      sync.WaitGroup
 	resyncing map[string]bool // by plugin, under mu
+
+	// home is cluster mode's shared profiles (partitions.go).
+	home profileHome
 }
 
 // Stages, in the order events flow through them and in which Stop stops
@@ -249,9 +253,16 @@ func (rt *Runtime) serve(lctx context.Context, p *proc) {
 	rt.refreshEnrichers()
 	_, m, _, _ := p.snapshot()
 	var cs []*consumer
-	if slices.Contains(m.Kinds, sdk.KindSegmenter) {
+	switch {
+	case slices.Contains(m.Kinds, sdk.KindSegmenter) && rt.cfg.Partitions != nil:
+		rt.loops.Add(1)
+		go func() {
+			defer rt.loops.Done()
+			rt.runPartitions(lctx, p, m)
+		}()
+	case slices.Contains(m.Kinds, sdk.KindSegmenter):
 		cs = append(cs, &consumer{rt: rt, durable: "segment-" + p.spec.Name, stream: streams.Enriched, stage: stageSegment,
-			filters: subjectFilters(streams.EnrichedPrefix, m.Filter), owner: p, handle: rt.segment(p)})
+			filters: enrichedFilters(m.Filter, false, ""), owner: p, handle: rt.segment(p)})
 	}
 	if slices.Contains(m.Kinds, sdk.KindSyncer) {
 		cs = append(cs,
@@ -260,7 +271,7 @@ func (rt *Runtime) serve(lctx context.Context, p *proc) {
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-privacy", stream: streams.Privacy, stage: stageSync,
 				filters: []string{streams.PrivacyPrefix + ">"}, owner: p, handle: rt.sync(p), onDead: rt.privacyDead(p)},
 			&consumer{rt: rt, durable: "sync-" + p.spec.Name + "-identify", stream: streams.Enriched, stage: stageSync,
-				filters: []string{streams.EnrichedPrefix + "*.identify"}, owner: p, handle: rt.sync(p)},
+				filters: []string{streams.EnrichedFilter("*", "identify", rt.cfg.Partitions != nil, "*")}, owner: p, handle: rt.sync(p)},
 			&consumer{rt: rt, durable: resyncConsumer(p.spec.Name), stream: streams.Dead, stage: stageSync,
 				filters: []string{streams.SyncSubjects(p.spec.Name)}, owner: p, handle: rt.sync(p)})
 	} else {
@@ -313,7 +324,7 @@ func (rt *Runtime) startConsumer(ctx context.Context, plugin string, c *consumer
 		return err
 	}
 	replay := &consumer{rt: rt, durable: c.durable + "-replay", stream: streams.Dead, stage: c.stage,
-		filters: []string{streams.ReplaySubject(c.durable)}, owner: c.owner, handle: c.handle}
+		filters: []string{streams.ReplaySubject(c.durable)}, owner: c.owner, handle: c.handle, part: c.part}
 	if err := replay.open(ctx); err != nil {
 		return err
 	}
@@ -326,9 +337,17 @@ func (rt *Runtime) startConsumer(ctx context.Context, plugin string, c *consumer
 	rt.consumers[plugin] = append(rt.consumers[plugin], c, replay)
 	for _, cc := range []*consumer{c, replay} {
 		st.wg.Add(1)
+		ctx := st.ctx
+		if c.part != nil {
+			ctx = c.part.ctx
+			c.part.wg.Add(1)
+		}
 		go func() {
 			defer st.wg.Done()
-			cc.run(st.ctx)
+			if c.part != nil {
+				defer c.part.wg.Done()
+			}
+			cc.run(ctx)
 		}()
 	}
 	return nil
@@ -398,6 +417,12 @@ func (rt *Runtime) housekeeping(ctx context.Context) {
 // flushChanges publishes committed segment changes (Nats-Msg-Id makes a
 // republished one a duplicate JetStream drops) and deletes them.
 func (rt *Runtime) flushChanges(ctx context.Context) error {
+	if rt.cfg.Partitions != nil {
+		// Cluster mode: not while a batch's changes may still be taken
+		// back (its profiles not written to KV yet, partitions.go).
+		rt.home.apply.Lock()
+		defer rt.home.apply.Unlock()
+	}
 	rt.flushMu.Lock()
 	defer rt.flushMu.Unlock()
 	for {

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 	"github.com/vigie-dev/vigie/storage"
@@ -166,7 +165,7 @@ func (rt *Runtime) publishEvents(ctx context.Context, evs []*vigiev1.Event, errs
 			errs[i] = fmt.Errorf("%w: %v", errPermanent, err)
 			continue
 		}
-		msg := nats.NewMsg(streams.EnrichedSubject(ev.GetSite(), ev.GetType()))
+		msg := nats.NewMsg(rt.enrichedSubject(ev))
 		msg.Data = data
 		msg.Header.Set(nats.MsgIdHdr, ev.GetId())
 		futs[i], errs[i] = rt.cfg.JetStream.PublishMsgAsync(msg)
@@ -194,7 +193,12 @@ func (rt *Runtime) publishEvents(ctx context.Context, evs []*vigiev1.Event, errs
 // event and the profile to the plugin and applies its decisions. A
 // subject whose consent no longer grants any profile purpose loses its
 // profile (and leaves its segments).
-func (rt *Runtime) segment(p *proc) handler {
+func (rt *Runtime) segment(p *proc) handler { return rt.segmentWith(p, true) }
+
+// segmentWith is segment; with flush false it leaves the segment changes
+// it committed pending (cluster mode publishes them once the profiles are
+// written back, partitions.go).
+func (rt *Runtime) segmentWith(p *proc, flush bool) handler {
 	return func(ctx context.Context, msgs []jetstream.Msg) []error {
 		errs := make([]error, len(msgs))
 		_, m, _, _ := p.snapshot()
@@ -304,6 +308,9 @@ func (rt *Runtime) segment(p *proc) handler {
 					}
 				}
 			}
+		}
+		if !flush {
+			return errs
 		}
 		if err := rt.flushChanges(ctx); err != nil {
 			rt.log.Warn("segment changes not published yet", "err", err)

@@ -178,7 +178,7 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 			return item, nil
 		}
 		// Entering needs the subject's consent for the plugin's purposes.
-		prof, err := rt.cfg.Store.Profile(ctx, c.GetSite(), c.GetSubject())
+		prof, err := rt.profile(ctx, c.GetSite(), c.GetSubject())
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, nil
 		}
@@ -287,7 +287,7 @@ func (rt *Runtime) resyncItem(ctx context.Context, p *proc, m sdk.Manifest, data
 	if !matchAny(m.Filter.Sites, r.GetSite()) {
 		return nil, nil
 	}
-	prof, err := rt.cfg.Store.Profile(ctx, r.GetSite(), r.GetSubject())
+	prof, err := rt.profile(ctx, r.GetSite(), r.GetSubject())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil // gone since the job listed it
 	}
@@ -324,7 +324,7 @@ func (rt *Runtime) syncProfile(ctx context.Context, m sdk.Manifest, site, subjec
 	if !m.Has(sdk.CapProfilesRead) || subject == "" {
 		return nil, nil
 	}
-	prof, err := rt.cfg.Store.Profile(ctx, site, subject)
+	prof, err := rt.profile(ctx, site, subject)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}

@@ -161,7 +161,7 @@ func (nc *natsCluster) jetStream(t *testing.T) jetstream.JetStream {
 
 // startVigieNodes starts n Vigie nodes in cluster mode on nc, sharing the
 // first node's keyring and master key (as an operator copies them).
-func startVigieNodes(t *testing.T, nc *natsCluster, n int) []*proxytest.Instance {
+func startVigieNodes(t *testing.T, nc *natsCluster, n int, opts ...proxytest.Option) []*proxytest.Instance {
 	t.Helper()
 	clusterMode := func(id string) proxytest.Option {
 		return func(c *config.Config) {
@@ -169,14 +169,14 @@ func startVigieNodes(t *testing.T, nc *natsCluster, n int) []*proxytest.Instance
 			c.Cluster.NodeID = id
 		}
 	}
-	first := proxytest.Start(t, clusterMode("v1"))
+	first := proxytest.Start(t, append([]proxytest.Option{clusterMode("v1")}, opts...)...)
 	kr, err := os.ReadFile(filepath.Join(first.Config.DataDir, keyring.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	nodes := []*proxytest.Instance{first}
 	for i := 2; i <= n; i++ {
-		nodes = append(nodes, proxytest.Start(t, clusterMode(fmt.Sprintf("v%d", i)), func(c *config.Config) {
+		nodes = append(nodes, proxytest.Start(t, append([]proxytest.Option{clusterMode(fmt.Sprintf("v%d", i)), func(c *config.Config) {
 			c.Keys.MasterKey = first.Config.Keys.MasterKey
 			c.Keys.AdminToken = first.Config.Keys.AdminToken
 			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
@@ -185,7 +185,7 @@ func startVigieNodes(t *testing.T, nc *natsCluster, n int) []*proxytest.Instance
 			if err := os.WriteFile(filepath.Join(c.DataDir, keyring.FileName), kr, 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}))
+		}}, opts...)...))
 	}
 	return nodes
 }

@@ -164,8 +164,9 @@ func buildVigie(t *testing.T) func() string {
 // startVigieProcess starts node id, on the NATS cluster at natsURL, as the
 // vigie process bin, publishing at most maxInFlight messages unacknowledged
 // with a YAML configuration, sharing the keyring, master key and admin
-// token of node first (as an operator copies them).
-func startVigieProcess(t *testing.T, bin, natsURL, id string, maxInFlight int, first *proxytest.Instance) *vigieProcess {
+// token of node first (as an operator copies them); extra is appended to
+// the YAML.
+func startVigieProcess(t *testing.T, bin, natsURL, id string, maxInFlight int, first *proxytest.Instance, extra ...string) *vigieProcess {
 	t.Helper()
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
@@ -190,7 +191,7 @@ nats:
   max_in_flight: %d
 cluster:
   node_id: %q
-`, listen, dataDir, filepath.Join(dir, "secrets"), natsURL, maxInFlight, id)
+`, listen, dataDir, filepath.Join(dir, "secrets"), natsURL, maxInFlight, id) + strings.Join(extra, "")
 	p := &vigieProcess{
 		t: t, bin: bin, conf: filepath.Join(dir, "vigie.yaml"),
 		url: "http://" + listen, adminToken: first.AdminToken(), log: &lockedBuffer{},

@@ -95,6 +95,10 @@ type Server struct {
 	dedup *cluster.Dedup
 	// members is the cluster's membership (nil: a single node).
 	members *cluster.Membership
+	leases  *cluster.Leases // cluster mode: this node's segmentation partitions
+	// profileBus is s.bus once started, for the store's OnProfileDelete
+	// (which the store's purge may call before).
+	profileBus atomic.Pointer[bus.Bus]
 	// sensitive counts special-category detections (sensitive_data.go).
 	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).
@@ -227,6 +231,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Logger:        s.log.With("component", "storage"),
 		Retention:     s.storageRetention(),
 		PurgeInterval: purgeInterval,
+		// Cluster mode: profiles move with their partition (proxy/cluster.go).
+		PortableProfiles: s.cfg.Cluster.Enabled(),
+		OnProfileDelete:  s.sharedProfileDeleted(),
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
@@ -301,6 +308,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.bus.Start(ctx); err != nil {
 		return err
 	}
+	s.profileBus.Store(s.bus)
 	var outbox bus.Outbox = s.store
 	if n.URL == "" {
 		outbox = diskGatedOutbox{s.store}
@@ -479,6 +487,9 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		Registerer:        s.metrics.reg,
 		Logger:            s.log.With("component", "plugins"),
 	}
+	if s.leases != nil {
+		pc.Partitions = s.leases
+	}
 	for _, b := range r.Backoff {
 		pc.Backoff = append(pc.Backoff, time.Duration(b))
 	}
@@ -517,6 +528,10 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		return err
 	}
 	s.plugins = rt
+	if s.leases != nil {
+		// A partition given up is released once its consumers stopped.
+		s.leases.SetQuiesce(rt.WaitPartitions)
+	}
 	s.registerDestinationMetrics()
 	return nil
 }

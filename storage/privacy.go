@@ -565,6 +565,11 @@ func (s *Store) EraseSubjects(ctx context.Context, site string, subjects []strin
 	if err != nil {
 		return rep, fmt.Errorf("storage: erase: %w", err)
 	}
+	if s.cfg.OnProfileDelete != nil {
+		for _, subj := range subjects {
+			s.cfg.OnProfileDelete(ctx, site, subj)
+		}
+	}
 	if len(drop) == 0 {
 		return rep, nil
 	}

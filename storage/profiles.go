@@ -39,6 +39,11 @@ const (
 	markerTTL = 48 * time.Hour
 	// segLogTTL is how long the recent segment changes log keeps an entry.
 	segLogTTL = 30 * 24 * time.Hour
+	// MaxPortableMarkers is how many event ids (and as many outcomes) a
+	// portable profile remembers: more than a consumer's unacknowledged
+	// messages (plugins: 4 × BatchSize), which are all that can be
+	// delivered again after the profile moved.
+	MaxPortableMarkers = 512
 	// profileLockStripes is the number of per-subject lock stripes.
 	profileLockStripes = 64
 )
@@ -79,6 +84,15 @@ type Profile struct {
 	// Attributes is a JSON object maintained by segmenter plugins through
 	// RFC 7396 merge patches; nil when empty.
 	Attributes json.RawMessage `json:"a,omitempty"`
+	// Events and Outcomes are, with Config.PortableProfiles (cluster
+	// mode), the idempotency markers kept in the profile itself so that
+	// they move with it: the xxhash64 of the ids of the last
+	// MaxPortableMarkers events observed and of plugin "\x00" event id of
+	// the last outcomes applied, oldest first (8 bytes each rather than
+	// the id: the profile is written to KV after every batch). Empty
+	// otherwise (node-local markers).
+	Events   []uint64 `json:"-"`
+	Outcomes []uint64 `json:"-"`
 }
 
 // Bucket counts events in one UTC hour.
@@ -706,7 +720,11 @@ func (s *Store) ApplySegment(ctx context.Context, o SegmentOutcome) (applied []*
 // recent log, pending publication; EventId = reason, AtMs = now) for every
 // segment the subject was in, and returns them. No profile: nil, nil.
 func (s *Store) DeleteProfile(ctx context.Context, site, subject, reason string) ([]*vigiev1.SegmentChange, error) {
-	return s.deleteProfile(ctx, site, subject, reason, nil)
+	ch, err := s.deleteProfile(ctx, site, subject, reason, nil)
+	if err == nil && s.cfg.OnProfileDelete != nil {
+		s.cfg.OnProfileDelete(ctx, site, subject)
+	}
+	return ch, err
 }
 
 // deleteProfile is DeleteProfile; with only set, the profile is deleted

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -295,14 +296,21 @@ func (b *profBatch) snapshot(st *profState, i int) *Profile {
 
 // observe is ObserveEvent for item i inside txn.
 func (b *profBatch) observe(txn *badger.Txn, i int, ev *vigiev1.Event, r *ObserveResult) error {
+	portable := b.s.cfg.PortableProfiles
 	mk := observedKey(ev.GetSite(), ev.GetId())
-	seen, err := exists(txn, mk)
-	if err != nil {
-		return err
+	seen := false
+	if !portable {
+		var err error
+		if seen, err = exists(txn, mk); err != nil {
+			return err
+		}
 	}
 	st, err := b.profile(txn, i)
 	if err != nil {
 		return err
+	}
+	if portable && st.p != nil {
+		seen = slices.Contains(st.p.Events, xxhash.Sum64String(ev.GetId()))
 	}
 	if !seen && errors.Is(st.err, ErrNotFound) {
 		st.p, st.err = &Profile{Site: st.site, Subject: st.subject}, nil
@@ -314,7 +322,9 @@ func (b *profBatch) observe(txn *badger.Txn, i int, ev *vigiev1.Event, r *Observ
 	if !seen {
 		st.p.observe(ev)
 		b.touch(i)
-		if err := setMarker(txn, mk); err != nil {
+		if portable {
+			st.p.Events = remember(st.p.Events, xxhash.Sum64String(ev.GetId()))
+		} else if err := setMarker(txn, mk); err != nil {
 			return err
 		}
 		r.Observed = true
@@ -325,18 +335,26 @@ func (b *profBatch) observe(txn *badger.Txn, i int, ev *vigiev1.Event, r *Observ
 
 // apply is ApplySegment for item i inside txn (o is valid).
 func (b *profBatch) apply(txn *badger.Txn, i int, o *SegmentOutcome, now int64, r *ApplyResult) error {
+	portable := b.s.cfg.PortableProfiles
 	mk := appliedKey(o.Plugin, o.Site, o.EventID)
-	seen, err := exists(txn, mk)
-	if err != nil {
-		return err
-	}
-	if seen {
-		r.Dup = true
-		return nil
+	if !portable {
+		seen, err := exists(txn, mk)
+		if err != nil {
+			return err
+		}
+		if seen {
+			r.Dup = true
+			return nil
+		}
 	}
 	st, err := b.profile(txn, i)
 	if err != nil {
 		return err
+	}
+	outcome := xxhash.Sum64String(o.Plugin + "\x00" + o.EventID)
+	if portable && st.p != nil && slices.Contains(st.p.Outcomes, outcome) {
+		r.Dup = true
+		return nil
 	}
 	if len(o.CreatePurposes) > 0 && errors.Is(st.err, ErrNotFound) {
 		at := o.AtMs
@@ -395,7 +413,20 @@ func (b *profBatch) apply(txn *badger.Txn, i int, o *SegmentOutcome, now int64, 
 		r.Applied = b.w.changes[start:n:n]
 	}
 	b.touch(i)
+	if portable {
+		p.Outcomes = remember(p.Outcomes, outcome)
+		return nil
+	}
 	return setMarker(txn, mk)
+}
+
+// remember appends id to a portable marker list, keeping the last
+// MaxPortableMarkers.
+func remember(ids []uint64, id uint64) []uint64 {
+	if len(ids) >= MaxPortableMarkers {
+		ids = slices.Delete(ids, 0, len(ids)-MaxPortableMarkers+1)
+	}
+	return append(ids, id)
 }
 
 // clone returns a deep copy of p (every bucket in one allocation).
@@ -403,6 +434,8 @@ func (p *Profile) clone() *Profile {
 	c := *p
 	c.Purposes = slices.Clone(p.Purposes)
 	c.Segments = slices.Clone(p.Segments)
+	c.Events = slices.Clone(p.Events)
+	c.Outcomes = slices.Clone(p.Outcomes)
 	c.Attributes = slices.Clone(p.Attributes)
 	if p.Campaign != nil {
 		c.Campaign = scrubCampaign(p.Campaign)

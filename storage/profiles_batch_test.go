@@ -596,19 +596,26 @@ func benchBatchEvents(n int) []*vigiev1.Event {
 }
 
 // BenchmarkObserveEvents observes batches of 100 events of 50 subjects,
-// one ObserveEvent per event or one ObserveEvents per batch; one op is
-// one event.
+// one ObserveEvent per event or one ObserveEvents per batch (portable:
+// cluster mode's markers inside the profile); one op is one event.
 func BenchmarkObserveEvents(b *testing.B) {
-	for _, mode := range []string{"single", "batch"} {
+	for _, mode := range []string{"single", "batch", "portable"} {
 		b.Run(mode, func(b *testing.B) {
 			s := openProfiles(b, "")
+			if mode == "portable" {
+				var err error
+				if s, err = Open(Config{Dir: b.TempDir(), VaultKey: bytes.Repeat([]byte{7}, 32), PortableProfiles: true}); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = s.Close() })
+			}
 			evs := benchBatchEvents((b.N + 99) / 100 * 100)
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for from := 0; from < len(evs); from += 100 {
 				batch := evs[from : from+100]
-				if mode == "batch" {
+				if mode != "single" {
 					if _, err := s.ObserveEvents(ctx, batch); err != nil {
 						b.Fatal(err)
 					}

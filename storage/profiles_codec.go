@@ -21,7 +21,9 @@ import (
 //	len(Counters):u { key len(buckets):u { hourDelta:v N:v }... }...
 //	campaign flag (0 none, 1 present) [Name Source Medium Term Content]
 //	Country Score:v len(Segments):u Segments... Attributes
+//	[len(Events):u Events:8... len(Outcomes):u Outcomes:8...]
 //
+// The last part only when there are markers (portable profiles).
 // Hours are deltas from the previous bucket of the key (the first from 0).
 const profileV1 = 0x01
 
@@ -76,6 +78,10 @@ func encodeProfile(p *Profile) ([]byte, error) {
 	b = binary.AppendVarint(b, p.Score)
 	b = appendStrings(b, p.Segments)
 	b = appendString(b, string(p.Attributes))
+	if len(p.Events) > 0 || len(p.Outcomes) > 0 {
+		b = appendMarkers(b, p.Events)
+		b = appendMarkers(b, p.Outcomes)
+	}
 	return b, nil
 }
 
@@ -91,6 +97,30 @@ func appendStrings(b []byte, ss []string) []byte {
 		b = appendString(b, s)
 	}
 	return b
+}
+
+// appendMarkers appends a count, then each marker as 8 bytes little
+// endian.
+func appendMarkers(b []byte, ms []uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ms)))
+	for _, m := range ms {
+		b = binary.LittleEndian.AppendUint64(b, m)
+	}
+	return b
+}
+
+// markers reads what appendMarkers wrote.
+func (r *profileReader) markers() []uint64 {
+	n := r.count(8)
+	if n == 0 {
+		return nil
+	}
+	ms := make([]uint64, n)
+	for i := range ms {
+		ms[i] = binary.LittleEndian.Uint64(r.b[8*i:])
+	}
+	r.b = r.b[8*n:]
+	return ms
 }
 
 // profileReader decodes profileV1 fields; the first failure sticks.
@@ -207,6 +237,10 @@ func decodeProfileV1(v []byte, site, subject string) (*Profile, error) {
 	p.Segments = r.strings()
 	if a := r.bytes(); len(a) > 0 {
 		p.Attributes = append([]byte(nil), a...)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		p.Events = r.markers()
+		p.Outcomes = r.markers()
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = errShort

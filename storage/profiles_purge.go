@@ -65,6 +65,9 @@ func (s *Store) purgeProfiles(ctx context.Context, now time.Time) (int, error) {
 			}
 			if deleted {
 				n++
+				if s.cfg.OnProfileDelete != nil {
+					s.cfg.OnProfileDelete(ctx, string(site), string(subject))
+				}
 			}
 		}
 		return n, nil

@@ -103,6 +103,17 @@ type Config struct {
 	// PurgeInterval is how often PurgeExpired runs by itself, the first
 	// time right after Open. Default 0: never (the server sets a day).
 	PurgeInterval time.Duration
+	// PortableProfiles keeps each profile's idempotency markers inside the
+	// profile (Profile.Events, Profile.Outcomes) instead of node-local
+	// keys, so that a profile copied to another node (cluster mode:
+	// ProfileValue, PutProfileValue) counts an event delivered again
+	// there once. Default false (single node).
+	PortableProfiles bool
+	// OnProfileDelete, when set, is called after a profile of site and
+	// subject was deleted (consent withdrawn, erasure, idle purge; site
+	// "" for every site), whether or not this node held a copy: cluster
+	// mode deletes the shared copy.
+	OnProfileDelete func(ctx context.Context, site, subject string)
 }
 
 // Badger's file sizes, set by Open; DefaultMinFreeBytes is derived from

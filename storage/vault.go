@@ -132,6 +132,9 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 	if err := s.shredProfiles(ctx, subject); err != nil {
 		return fmt.Errorf("storage: shred profiles: %w", err)
 	}
+	if s.cfg.OnProfileDelete != nil {
+		s.cfg.OnProfileDelete(ctx, "", subject)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -1,0 +1,487 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/sdk"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Partitioned segmentation (cluster mode, Config.Partitions set). The
+// enrich stage publishes each event on
+// vigie.enriched.<site>.<partition>.<type>, partition =
+// streams.Partition(site, subject, Count()). For each partition it owns
+// (a lease, proxy/cluster.Leases), a node runs one durable consumer per
+// segmenter, "segment-<plugin>-p<n>", filtered on that partition, and
+// stops it as soon as the lease is given up or lost. A subject's profile
+// lives in KV VIGIE_PROFILES under <partition>.<site>.<subject>, with its
+// idempotency markers (storage.Config.PortableProfiles): the owner reads
+// it into its Badger on first use, writes it back after each batch (CAS on
+// the revision it read; a conflict drops the local copy and naks the
+// subject's messages, which are then applied to the shared copy), and
+// forgets the partition's profiles when the partition leaves it. A message
+// delivered again after its partition moved is applied once: the marker
+// travelled with the profile.
+
+// Partitions is this node's share of the segmentation partitions.
+type Partitions interface {
+	// Count is the number of partitions (cluster.partitions).
+	Count() int
+	// Owned returns the partitions this node holds now.
+	Owned() []int
+	// Changed is signalled after Owned changed.
+	Changed() <-chan struct{}
+}
+
+// partRun is one owned partition's consumers of one segmenter.
+type partRun struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// enrichedSubject is the subject ev is published on by the enrich stage.
+func (rt *Runtime) enrichedSubject(ev *vigiev1.Event) string {
+	if rt.cfg.Partitions == nil {
+		return streams.EnrichedSubject(ev.GetSite(), ev.GetType())
+	}
+	n := streams.Partition(ev.GetSite(), ev.GetSubject(), rt.cfg.Partitions.Count())
+	return streams.EnrichedPartitionSubject(ev.GetSite(), n, ev.GetType())
+}
+
+// enrichedFilters returns the subject filters of a manifest filter on the
+// enriched stream, of one partition (a number or "*") when partitioned.
+func enrichedFilters(f sdk.Filter, partitioned bool, partition string) []string {
+	if !partitioned {
+		return subjectFilters(streams.EnrichedPrefix, f)
+	}
+	var out []string
+	for _, s := range exactOrAll(f.Sites) {
+		for _, t := range exactOrAll(f.Types) {
+			out = append(out, streams.EnrichedFilter(s, t, true, partition))
+		}
+	}
+	return out
+}
+
+// partitionDurable is the durable consumer of plugin on partition n.
+func partitionDurable(plugin string, n int) string {
+	return "segment-" + plugin + "-p" + strconv.Itoa(n)
+}
+
+// runPartitions runs p's segment consumers on the partitions this node
+// owns, following the changes, until lctx is done.
+func (rt *Runtime) runPartitions(lctx context.Context, p *proc, m sdk.Manifest) {
+	running := map[int]*partRun{}
+	st := &rt.stages[stageSegment]
+	stop := func(n int, r *partRun) {
+		r.cancel()
+		r.wg.Wait()
+		delete(running, n)
+		rt.removeConsumers(p.spec.Name, r)
+		rt.forgetPartition(context.WithoutCancel(lctx), n)
+		rt.countRun(n, -1)
+	}
+	defer func() {
+		// Stopping: the stage's own cancel stops the consumers.
+		for n, r := range running {
+			r.cancel()
+			delete(running, n)
+			rt.countRun(n, -1)
+		}
+	}()
+	changed := rt.cfg.Partitions.Changed()
+	tick := time.NewTicker(5 * time.Second) // a missed signal is caught up
+	defer tick.Stop()
+	for lctx.Err() == nil {
+		want := rt.cfg.Partitions.Owned()
+		for n, r := range running {
+			if !slices.Contains(want, n) {
+				stop(n, r)
+			}
+		}
+		for _, n := range want {
+			if running[n] != nil {
+				continue
+			}
+			rt.mu.Lock()
+			if st.ctx.Err() != nil {
+				rt.mu.Unlock()
+				return
+			}
+			ctx, cancel := context.WithCancel(st.ctx)
+			rt.mu.Unlock()
+			r := &partRun{ctx: ctx, cancel: cancel}
+			running[n] = r
+			rt.countRun(n, 1)
+			// Whatever this node kept of the partition is stale now.
+			rt.forgetPartition(lctx, n)
+			c := &consumer{rt: rt, durable: partitionDurable(p.spec.Name, n), stream: streams.Enriched, stage: stageSegment,
+				filters: enrichedFilters(m.Filter, true, strconv.Itoa(n)), owner: p, handle: rt.segmentPartition(p, n), part: r}
+			// Opening may take a while (retried while NATS is away): not
+			// in this loop, which must stop given-up partitions at once.
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				rt.startConsumers(ctx, p.spec.Name, c)
+			}()
+		}
+		select {
+		case <-lctx.Done():
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// countRun adds d to the runs of partition n.
+func (rt *Runtime) countRun(n, d int) {
+	rt.home.mu.Lock()
+	defer rt.home.mu.Unlock()
+	if rt.home.running == nil {
+		rt.home.running = map[int]int{}
+	}
+	if rt.home.running[n] += d; rt.home.running[n] <= 0 {
+		delete(rt.home.running, n)
+	}
+}
+
+// WaitPartitions waits until no consumer of the partitions runs any more
+// on this node (they were given up: Partitions.Owned no longer lists
+// them), or until ctx is done: the leases call it before releasing a
+// lease, so that the next owner does not start while this node still
+// consumes.
+func (rt *Runtime) WaitPartitions(ctx context.Context, parts []int) {
+	for {
+		busy := false
+		rt.home.mu.Lock()
+		for _, n := range parts {
+			busy = busy || rt.home.running[n] > 0
+		}
+		rt.home.mu.Unlock()
+		if !busy || ctx.Err() != nil {
+			return
+		}
+		sleep(ctx, 20*time.Millisecond)
+	}
+}
+
+// removeConsumers forgets the consumers of partition run r.
+func (rt *Runtime) removeConsumers(plugin string, r *partRun) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.consumers[plugin] = slices.DeleteFunc(rt.consumers[plugin], func(c *consumer) bool { return c.part == r })
+}
+
+// profileHome is cluster mode's state of the shared profiles: per
+// partition, the KV revision of every profile this node read (0: absent
+// from KV), and a lock serializing that partition's batches on this node.
+type profileHome struct {
+	mu    sync.Mutex
+	parts map[int]*partProfiles
+	// running counts the partition runs of each partition (every
+	// segmenter's), for WaitPartitions.
+	running map[int]int
+	// apply is held (read) from a batch's first profile write to its
+	// write-back to KV, and (write) while segment changes are published:
+	// a change is published only once its profile is in KV.
+	apply sync.RWMutex
+}
+
+// partProfiles is one partition's profiles known to this node.
+type partProfiles struct {
+	mu   sync.Mutex // held for a whole batch
+	revs map[string]homeEntry
+}
+
+// homeEntry is what this node last read or wrote of one shared profile.
+type homeEntry struct {
+	rev  uint64 // 0: absent from KV
+	hash uint64 // xxhash of the value written or read (0: none)
+}
+
+// part returns partition n's state.
+func (rt *Runtime) part(n int) *partProfiles {
+	rt.home.mu.Lock()
+	defer rt.home.mu.Unlock()
+	if rt.home.parts == nil {
+		rt.home.parts = map[int]*partProfiles{}
+	}
+	pp := rt.home.parts[n]
+	if pp == nil {
+		pp = &partProfiles{revs: map[string]homeEntry{}}
+		rt.home.parts[n] = pp
+	}
+	return pp
+}
+
+// profileKVKey is the VIGIE_PROFILES key of a profile.
+func profileKVKey(n int, site, subject string) string {
+	return strconv.Itoa(n) + "." + streams.KeyToken(site) + "." + streams.KeyToken(subject)
+}
+
+// forgetPartition drops what this node holds of partition n's profiles:
+// the revisions it read and its Badger copies.
+func (rt *Runtime) forgetPartition(ctx context.Context, n int) {
+	pp := rt.part(n)
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	clear(pp.revs)
+	count := rt.cfg.Partitions.Count()
+	if _, err := rt.cfg.Store.DropProfiles(ctx, func(site, subject string) bool {
+		return streams.Partition(site, subject, count) == n
+	}); err != nil {
+		rt.log.Warn("profiles of a partition given up not dropped", "partition", n, "err", err)
+	}
+}
+
+// profilesKV opens KV VIGIE_PROFILES.
+func (rt *Runtime) profilesKV(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := rt.cfg.JetStream.KeyValue(ctx, streams.BucketProfiles)
+	if err != nil {
+		return nil, fmt.Errorf("plugins: profiles bucket: %w", err)
+	}
+	return kv, nil
+}
+
+// segmentPartition is p's segment handler for partition n: the profiles
+// of the batch's subjects are read from KV (first use), the batch is
+// segmented as on a single node, and every profile it touched is written
+// back; a subject whose write conflicts has its local copy dropped and its
+// messages naked.
+func (rt *Runtime) segmentPartition(p *proc, n int) handler {
+	inner := rt.segmentWith(p, false)
+	return func(ctx context.Context, msgs []jetstream.Msg) []error {
+		errs := rt.segmentPartitionBatch(ctx, inner, n, msgs)
+		if err := rt.flushChanges(ctx); err != nil {
+			rt.log.Warn("segment changes not published yet", "err", err)
+			rt.recover(ctx, err)
+		}
+		return errs
+	}
+}
+
+// segmentPartitionBatch is segmentPartition's work before the segment
+// changes are published.
+func (rt *Runtime) segmentPartitionBatch(ctx context.Context, inner handler, n int, msgs []jetstream.Msg) []error {
+	pp := rt.part(n)
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	rt.home.apply.RLock()
+	defer rt.home.apply.RUnlock()
+	errs := make([]error, len(msgs))
+	type subj struct{ site, subject string }
+	bySubject := map[subj][]int{}
+	var order []subj
+	for i, msg := range msgs {
+		ev, err := decode(msg)
+		if err != nil || ev.GetSubject() == "" || ev.GetMode() != vigiev1.Mode_MODE_PSEUDONYMOUS {
+			continue
+		}
+		k := subj{ev.GetSite(), ev.GetSubject()}
+		if _, ok := bySubject[k]; !ok {
+			order = append(order, k)
+		}
+		bySubject[k] = append(bySubject[k], i)
+	}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kv, err := rt.profilesKV(kctx)
+	if err != nil && len(order) > 0 {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", ErrNotRunning, err)
+		}
+		return errs
+	}
+	// Load what this node has not read yet.
+	for _, k := range order {
+		key := profileKVKey(n, k.site, k.subject)
+		if _, ok := pp.revs[key]; ok {
+			continue
+		}
+		var v []byte
+		var ent homeEntry
+		e, err := kv.Get(kctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			for i := range errs {
+				errs[i] = fmt.Errorf("%w: read profile: %w", ErrNotRunning, err)
+			}
+			return errs
+		default:
+			v, ent = e.Value(), homeEntry{rev: e.Revision(), hash: xxhash.Sum64(e.Value())}
+		}
+		if err := rt.cfg.Store.PutProfileValue(kctx, k.site, k.subject, v); err != nil {
+			for i := range errs {
+				errs[i] = err
+			}
+			return errs
+		}
+		pp.revs[key] = ent
+	}
+	// The owner deletes shared copies itself (saveProfile, after the
+	// batch): no KV round trip for each event of a refusing visitor.
+	errs = inner(context.WithValue(ctx, ownerKey{}, true), msgs)
+	// Write back every profile of the batch.
+	var failed []subj
+	for _, k := range order {
+		key := profileKVKey(n, k.site, k.subject)
+		ent := pp.revs[key]
+		err := rt.saveProfile(kctx, kv, key, k.site, k.subject, &ent)
+		if err == nil {
+			pp.revs[key] = ent
+			continue
+		}
+		// Another node wrote it (the partition moved meanwhile) or KV
+		// is unreachable: forget our copy; the messages come back
+		// and are applied to the shared one.
+		delete(pp.revs, key)
+		failed = append(failed, k)
+		_ = rt.cfg.Store.PutProfileValue(context.WithoutCancel(ctx), k.site, k.subject, nil)
+		rt.log.Warn("profile not written to the cluster; its events will be applied again", "partition", n, "err", err)
+		for _, i := range bySubject[k] {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("%w: write profile: %w", ErrNotRunning, err)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		// Their segment changes were decided on a profile that is not
+		// the shared one: take them back; the events come again.
+		drop := map[subj]bool{}
+		for _, k := range failed {
+			drop[k] = true
+		}
+		rt.discardChanges(context.WithoutCancel(ctx), func(c *vigiev1.SegmentChange) bool {
+			return drop[subj{c.GetSite(), c.GetSubject()}]
+		})
+	}
+	return errs
+}
+
+// discardChanges deletes the pending segment changes for which drop holds.
+func (rt *Runtime) discardChanges(ctx context.Context, drop func(*vigiev1.SegmentChange) bool) {
+	pend, err := rt.cfg.Store.PendingChanges(ctx, 1<<16)
+	if err != nil {
+		rt.log.Warn("segment changes of a conflicting write not taken back", "err", err)
+		return
+	}
+	var keys [][]byte
+	for _, pc := range pend {
+		if drop(pc.Change) {
+			keys = append(keys, pc.Key)
+		}
+	}
+	if err := rt.cfg.Store.AckPendingChanges(keys); err != nil {
+		rt.log.Warn("segment changes of a conflicting write not taken back", "err", err)
+	}
+}
+
+// saveProfile writes this node's copy of a profile to KV on the revision
+// of ent (updated), deletes the shared copy when the local one is gone,
+// and does nothing when the value did not change.
+func (rt *Runtime) saveProfile(ctx context.Context, kv jetstream.KeyValue, key, site, subject string, ent *homeEntry) error {
+	v, err := rt.cfg.Store.ProfileValue(ctx, site, subject)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		if ent.rev == 0 {
+			return nil
+		}
+		// Deleted here (consent withdrawn): unconditionally, since
+		// DeleteSharedProfile may have deleted it already.
+		if err := kv.Delete(ctx, key); err != nil {
+			return err
+		}
+		*ent = homeEntry{}
+		return nil
+	case err != nil:
+		return err
+	}
+	h := xxhash.Sum64(v)
+	if ent.hash == h && ent.rev != 0 {
+		return nil
+	}
+	var rev uint64
+	if ent.rev == 0 {
+		rev, err = kv.Create(ctx, key, v)
+	} else {
+		rev, err = kv.Update(ctx, key, v, ent.rev)
+	}
+	if err != nil {
+		return err
+	}
+	*ent = homeEntry{rev: rev, hash: h}
+	return nil
+}
+
+// ownerKey marks the context of a partition owner's segment batch.
+type ownerKey struct{}
+
+// DeleteSharedProfile deletes, in cluster mode, the shared copy in KV
+// VIGIE_PROFILES of the profile of subject on site (site "" for each of
+// sites) among partitions: the server calls it
+// (storage.Config.OnProfileDelete) after any profile deletion, on any
+// node, whether or not that node owns the partition. Within the owner's
+// segment stage it does nothing: the stage writes the batch's profiles,
+// deletions included, back itself.
+func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, partitions int, sites []string, site, subject string) error {
+	if ctx.Value(ownerKey{}) != nil {
+		return nil
+	}
+	if js == nil {
+		return fmt.Errorf("plugins: delete shared profile: %w", ErrBusDown)
+	}
+	if site != "" {
+		sites = []string{site}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, streams.BucketProfiles)
+	if err != nil {
+		return fmt.Errorf("plugins: delete shared profile: %w", err)
+	}
+	count := partitions
+	for _, s := range sites {
+		n := streams.Partition(s, subject, count)
+		if err := kv.Delete(ctx, profileKVKey(n, s, subject)); err != nil {
+			return fmt.Errorf("plugins: delete shared profile: %w", err)
+		}
+	}
+	return nil
+}
+
+// profile returns the profile of subject on site: this node's copy for a
+// single node; in cluster mode the shared copy in KV (a syncer or a host
+// call on any node sees the owner's latest write). ErrNotFound when there
+// is none.
+func (rt *Runtime) profile(ctx context.Context, site, subject string) (*storage.Profile, error) {
+	if rt.cfg.Partitions == nil {
+		return rt.cfg.Store.Profile(ctx, site, subject)
+	}
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kv, err := rt.profilesKV(kctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
+	}
+	e, err := kv.Get(kctx, profileKVKey(streams.Partition(site, subject, rt.cfg.Partitions.Count()), site, subject))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read profile: %w", ErrNotRunning, err)
+	}
+	return storage.DecodeProfileValue(e.Value(), site, subject)
+}
