@@ -312,6 +312,11 @@ type LedgerWatcher struct {
 	// Forget drops a subject from the ledger cache after its entry
 	// changed (ledger.Ledger.Forget).
 	Forget func(site, subject string)
+	// Applied, if set, is told of each entry stored here, with the
+	// entry it replaced (the zero entry if none), after Forget
+	// (ledger.Ledger.Applied: it runs the ledger's OnDrop for a
+	// withdrawal of the profile purposes).
+	Applied func(ctx context.Context, site, subject string, prev, next storage.ConsentEntry)
 	// Node is this node's id: its own tombstones are skipped.
 	Node string
 	// Erase erases a subject from this node's store after another node
@@ -482,5 +487,11 @@ func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {
 	}
 	if w.Forget != nil {
 		w.Forget(v.Site, v.Subject)
+	}
+	if w.Applied != nil {
+		if err != nil {
+			cur = storage.ConsentEntry{}
+		}
+		w.Applied(ctx, v.Site, v.Subject, cur, v.Entry)
 	}
 }
