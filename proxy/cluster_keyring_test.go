@@ -26,7 +26,7 @@ import (
 // shares) the cluster's keyring itself.
 // With concurrent, they start at the same time (racing to share their
 // keyring).
-func startBareNodes(t *testing.T, nc *natsCluster, n int, concurrent bool) []*proxytest.Instance {
+func startBareNodes(t *testing.T, nc *natsCluster, n int, concurrent bool, opts ...proxytest.Option) []*proxytest.Instance {
 	t.Helper()
 	mk, err := keyring.NewMasterKey()
 	if err != nil {
@@ -36,7 +36,7 @@ func startBareNodes(t *testing.T, nc *natsCluster, n int, concurrent bool) []*pr
 	var wg sync.WaitGroup
 	for i := range n {
 		start := func() {
-			nodes[i] = proxytest.Start(t, clusterNode(nc, fmt.Sprintf("v%d", i+1), mk))
+			nodes[i] = proxytest.Start(t, append([]proxytest.Option{clusterNode(nc, fmt.Sprintf("v%d", i+1), mk)}, opts...)...)
 		}
 		if !concurrent {
 			start()

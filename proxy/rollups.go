@@ -60,8 +60,15 @@ func (s *Server) startRollups(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// In cluster mode every node counts the whole enriched stream with a
+	// durable of its own (a shared one would split the events between the
+	// nodes), so that every node's overview answers the same.
+	durable := rollup.DefaultDurable
+	if s.cfg.Cluster.Enabled() {
+		durable += "-" + s.cfg.Cluster.NodeID
+	}
 	cons, err := rollup.NewConsumer(agg, rollup.ConsumerConfig{
-		JetStream: s.bus.JetStream(), Stream: streams.Enriched, Logger: log,
+		JetStream: s.bus.JetStream(), Stream: streams.Enriched, Durable: durable, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,45 @@
+package proxy_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/vigie-dev/vigie/proxy/config"
+)
+
+// TestClusterOverviewSameOnEveryNode: page views spread over three nodes
+// are counted by every node's rollups (each node's own durable over the
+// whole enriched stream), so GET /admin/v1/overview answers the same page
+// view and event counts on every node.
+func TestClusterOverviewSameOnEveryNode(t *testing.T) {
+	nc := startNATSCluster(t)
+	nodes := startBareNodes(t, nc, 3, false, func(c *config.Config) { c.Plugins = []config.Plugin{} })
+	const views = 30
+	for i := range views {
+		body := fmt.Sprintf(`{"anonymousId":"a%d","context":{"page":{"path":"/p%d","url":"https://shop.example/p%d"}}}`, i%5, i%3, i%3)
+		if code, resp := nodes[i%3].Post("/v1/page", "demo", body); code != 200 {
+			t.Fatalf("page %d on node %d: %d %s", i, i%3+1, code, resp)
+		}
+	}
+	for i, in := range nodes {
+		deadline := time.Now().Add(20 * time.Second)
+		for overview(t, in).Totals.PageViews < views {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d's overview counts %d page views, want %d (each node sees only part of the stream)", i+1, overview(t, in).Totals.PageViews, views)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	time.Sleep(time.Second) // a late double count would show
+	want := overview(t, nodes[0]).Totals
+	for i, in := range nodes {
+		got := overview(t, in).Totals
+		if got.PageViews != views || got.Events != views {
+			t.Errorf("node %d counts %d page views and %d events, want %d", i+1, got.PageViews, got.Events, views)
+		}
+		if got != want {
+			t.Errorf("node %d's totals %+v differ from node 1's %+v", i+1, got, want)
+		}
+	}
+}
