@@ -530,7 +530,8 @@ func (s *Server) streamSettings() streams.Settings { return streamSettingsOf(s.c
 // streamSettingsOf is the stream and bucket settings of cfg.
 func streamSettingsOf(cfg config.Config) streams.Settings {
 	return streams.Settings{Replicas: cfg.StreamReplicas(), DuplicateWindow: time.Duration(cfg.NATS.DuplicateWindow),
-		MaxAge: time.Duration(cfg.NATS.MaxAge), DedupTTL: time.Duration(cfg.Storage.DedupWindow)}
+		MaxAge: time.Duration(cfg.NATS.MaxAge), DedupTTL: time.Duration(cfg.Storage.DedupWindow),
+		DecisionsTTL: cfg.RetentionOf(config.RetentionRollups)}
 }
 
 // Plugins is the plugin runtime (nil before Start).

@@ -28,7 +28,9 @@ import (
 
 // Buckets are the KV buckets this package uses; the bus declares them in
 // cluster mode.
-func Buckets() []string { return []string{streams.BucketDedup, streams.BucketLedger} }
+func Buckets() []string {
+	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketDecisions}
+}
 
 // JetStreamer gives the current JetStream context (nil while there is
 // none); *bus.Bus is one.
