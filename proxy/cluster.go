@@ -16,23 +16,29 @@ func (s *Server) clusterBuckets() []string {
 	return cluster.Buckets()
 }
 
-// startCluster starts, in cluster mode, the shared dedup and the watch
-// that applies the other nodes' consent ledger entries; it stops with ctx.
+// startCluster starts, in cluster mode, the shared dedup, the membership
+// heartbeat and the watch that applies the other nodes' consent ledger
+// entries; it stops with ctx.
 func (s *Server) startCluster(ctx context.Context) {
 	if !s.cfg.Cluster.Enabled() {
 		return
 	}
 	s.dedup = cluster.NewDedup(s.bus, s.cfg.Cluster.NodeID)
+	s.members = &cluster.Membership{JS: s.bus, Node: s.cfg.Cluster.NodeID, Logger: s.log.With("component", "cluster")}
 	w := &cluster.LedgerWatcher{JS: s.bus, Store: s.store, Forget: s.ledger.Forget, Applied: s.ledger.Applied,
 		Node: s.cfg.Cluster.NodeID, Marks: s.store, Logger: s.log.With("component", "cluster"),
 		Erase: func(ctx context.Context, site, subject string) error {
 			_, err := s.store.EraseSubjects(ctx, site, []string{subject})
 			return err
 		}}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		w.Run(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.members.Run(ctx)
 	}()
 }
 

@@ -182,7 +182,7 @@ func (p *privacySource) Requests(ctx context.Context, site string) ([]console.Pr
 	}
 	out := make([]console.PrivacyRequest, 0, len(reqs))
 	for i := len(reqs) - 1; i >= 0; i-- { // newest first
-		if site != "" && reqs[i].Site != site {
+		if (site != "" && reqs[i].Site != site) || reqs[i].Origin != "" { // a part of another node's request is listed there
 			continue
 		}
 		v, err := consoleRequest(reqs[i])
@@ -198,7 +198,7 @@ func (p *privacySource) Request(ctx context.Context, id string) (console.Privacy
 	if p.s.privacy == nil {
 		return console.PrivacyRequest{}, ErrNotStarted
 	}
-	r, err := p.s.privacy.Get(ctx, id)
+	r, err := p.s.privacy.Status(ctx, id) // in cluster mode, any node's request
 	if errors.Is(err, privacy.ErrNotFound) {
 		return console.PrivacyRequest{}, console.ErrNotFound
 	}

@@ -75,6 +75,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /admin/v1/sensitive", s.admin(s.handleAdminSensitive))
 	s.responseRoutes(mux)
 	s.privacyRoutes(mux)
+	s.clusterRoutes(mux)
 	mux.Handle("GET /admin/v1/email/counts", s.admin(s.handleEmailCounts))
 	s.destinationRoutes(mux)
 	s.importRoutes(mux)

@@ -28,6 +28,8 @@ func (s *Server) startPrivacy(ctx context.Context) error {
 		pc.ErasedMessages = func(site string, subjects []string) ([]storage.Message, error) {
 			return cluster.LedgerTombstones(node, site, subjects, time.Now())
 		}
+		pc.Peers = &cluster.Requests{JS: s.bus, Self: node, Members: s.members, Marks: s.store,
+			Logger: s.log.With("component", "cluster")}
 	}
 	for _, p := range s.cfg.Purposes {
 		pc.Purposes = append(pc.Purposes, string(p.Name))

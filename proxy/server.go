@@ -93,6 +93,8 @@ type Server struct {
 	emailSigner *email.Signer
 	// dedup is the cluster's shared messageId dedup (nil: a single node).
 	dedup *cluster.Dedup
+	// members is the cluster's membership (nil: a single node).
+	members *cluster.Membership
 	// sensitive counts special-category detections (sensitive_data.go).
 	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).

@@ -18,8 +18,9 @@ import (
 //	VIGIE_LEDGER    <site>.<subject>             outbox of the node that recorded the choice
 //	VIGIE_NODES     <node>                       each node (heartbeat)
 //	VIGIE_LEASES    part.<n>                     the partition's owner (expiry inside the value)
-//	VIGIE_REQUESTS  req.<id>, step.<id>.<node>,  the request's node, each node's step,
-//	                ack.<id>.<plugin>            the node whose plugin acknowledged
+//	VIGIE_REQUESTS  req.<id>, view.<id>,         outbox of the request's node, and of each node
+//	                step.<id>.<node>,            for its step and its sealed export part
+//	                part.<id>.<node>
 //	VIGIE_PROFILES  <partition>.<site>.<subject> the partition's owner (TTL = profile TTL)
 //	VIGIE_VAULT     <site>.<subject>             outbox of the ingesting node (ciphertext only)
 //	VIGIE_KEYRING   keyring                      the first node (sealed under the master key)

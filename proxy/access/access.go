@@ -61,6 +61,8 @@ var Routes = map[string][]string{
 	"GET /admin/v1/register":                   privacy,
 	"GET /admin/v1/sites":                      adminOnly,
 	"POST /admin/v1/sites":                     adminOnly,
+	"GET /admin/v1/cluster/nodes":              adminOnly, // the membership
+	"DELETE /admin/v1/cluster/nodes/{node}":    adminOnly, // removes a dead node: requests stop waiting for it
 	"GET /console/{$}":                         all,
 	"GET /console/overview":                    all, // aggregates and consent statistics
 	"GET /console/live":                        all, // admin: events; others: reasons only

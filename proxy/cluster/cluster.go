@@ -1,7 +1,9 @@
 // Package cluster provides what several Vigie nodes sharing one NATS
 // JetStream cluster need beyond a single node (cluster mode,
 // cluster.node_id set): the shared messageId dedup (KV VIGIE_DEDUP,
-// Dedup) and the shared consent ledger (KV VIGIE_LEDGER: LedgerBackend
+// Dedup), the membership (KV VIGIE_NODES, Membership), the privacy
+// requests across the nodes (KV VIGIE_REQUESTS, Requests) and the shared
+// consent ledger (KV VIGIE_LEDGER: LedgerBackend
 // writes each entry through the node's outbox, LedgerWatcher applies every
 // other node's entries to this node's store and ledger cache).
 //
@@ -29,7 +31,7 @@ import (
 // Buckets are the KV buckets this package uses; the bus declares them in
 // cluster mode.
 func Buckets() []string {
-	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketDecisions}
+	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketNodes, streams.BucketRequests, streams.BucketDecisions}
 }
 
 // JetStreamer gives the current JetStream context (nil while there is

@@ -128,3 +128,45 @@ func TestDedupUnavailable(t *testing.T) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
 }
+
+// TestMembershipListsLiveAndDeadNodes: heartbeats make members, a member
+// whose heartbeats stopped stays listed but not live, and Remove takes it
+// out; the join time survives heartbeats.
+func TestMembershipListsLiveAndDeadNodes(t *testing.T) {
+	js := fixedJS{startJS(t)}
+	ctx := context.Background()
+	now := time.UnixMilli(1_000_000)
+	clock := func() time.Time { return now }
+	a := &Membership{JS: js, Node: "a", Now: clock}
+	b := &Membership{JS: js, Node: "b", Now: clock}
+	for _, m := range []*Membership{a, b} {
+		if err := m.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(LiveFor / 2)
+	if err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	live, err := a.Live(ctx)
+	if err != nil || fmt.Sprint(live) != "[a b]" {
+		t.Fatalf("live = %v, %v; want [a b]", live, err)
+	}
+	now = now.Add(LiveFor/2 + time.Millisecond) // b's last beat is LiveFor+1ms old
+	all, err := a.List(ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("members = %+v, %v", all, err)
+	}
+	if !all[0].Live || all[1].Live {
+		t.Fatalf("live flags = %v %v; want a live, b not", all[0].Live, all[1].Live)
+	}
+	if all[0].JoinedMs != 1_000_000 || all[0].SeenMs != 1_000_000+LiveFor.Milliseconds()/2 {
+		t.Fatalf("a = %+v: join time not kept or heartbeat not recorded", all[0])
+	}
+	if err := a.Remove(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ = a.List(ctx); len(all) != 1 || all[0].Node != "a" {
+		t.Fatalf("after Remove(b): %+v", all)
+	}
+}

@@ -16,8 +16,8 @@ import (
 	"github.com/vigie-dev/vigie/storage"
 )
 
-// openStore opens a real store in a temp dir.
-func openStore(t *testing.T) *storage.Store {
+// openWatchStore opens a real store in a temp dir.
+func openWatchStore(t *testing.T) *storage.Store {
 	t.Helper()
 	s, err := storage.Open(storage.Config{Dir: t.TempDir(), VaultKey: bytes.Repeat([]byte{7}, 32), MinFreeBytes: 1})
 	if err != nil {
@@ -82,7 +82,7 @@ func TestLedgerWatchSurvivesBucketReset(t *testing.T) {
 	for _, running := range []bool{false, true} {
 		t.Run(fmt.Sprintf("running=%v", running), func(t *testing.T) {
 			js := startJS(t)
-			st := openStore(t)
+			st := openWatchStore(t)
 			w := &LedgerWatcher{JS: fixedJS{js}, Store: st, Node: "b", Marks: st, Retry: 50 * time.Millisecond,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				Erase:  func(context.Context, string, string) error { return nil }}

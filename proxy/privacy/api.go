@@ -258,10 +258,17 @@ func describeJSONError(err error) (field, msg string) {
 	return "", "the body must be a JSON object"
 }
 
-// handleGet shows one request with its steps.
+// handleGet shows one request with its steps; in cluster mode any node
+// answers for a request another node received (that node's last view).
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
-	req, ok := s.lookup(w, r)
-	if !ok {
+	req, err := s.Status(r.Context(), r.PathValue("id"))
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "id", "no privacy request with this id")
+		return
+	}
+	if err != nil {
+		s.log.Error("privacy request not readable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "", "the request could not be read; retry later")
 		return
 	}
 	writeJSON(w, http.StatusOK, req.View(time.Now(), true))
@@ -304,6 +311,9 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	out := make([]View, 0, len(reqs))
 	for i := len(reqs) - 1; i >= 0; i-- {
+		if reqs[i].Origin != "" {
+			continue // this node's part of another node's request: listed there
+		}
 		out = append(out, reqs[i].View(now, false))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
@@ -314,6 +324,11 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 func (s *Service) handleExport(w http.ResponseWriter, r *http.Request) {
 	req, ok := s.lookup(w, r)
 	if !ok {
+		return
+	}
+	if req.Origin != "" {
+		writeError(w, http.StatusConflict, "export_on_receiving_node", "id",
+			"this request was received by node "+req.Origin+", which merges every node's part: ask it for the export")
 		return
 	}
 	if req.Type != TypeAccess && req.Type != TypeExport {

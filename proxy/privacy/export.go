@@ -88,8 +88,21 @@ func asJSON(m proto.Message) json.RawMessage {
 }
 
 // Export builds the document of request r (an access or export request)
-// from what the store holds now.
+// from what the store holds now and, in cluster mode, the part every
+// other node reported.
 func (s *Service) Export(ctx context.Context, r *Request) (*Export, error) {
+	doc, err := s.localExport(ctx, r)
+	if err != nil || s.cfg.Peers == nil || r.Origin != "" {
+		return doc, err
+	}
+	if err := s.mergeParts(ctx, r, doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// localExport builds the document of r from this node's store.
+func (s *Service) localExport(ctx context.Context, r *Request) (*Export, error) {
 	doc := &Export{RequestID: r.ID, Site: r.Site, GeneratedAt: time.Now().UTC(), IdentifierKind: r.IdentifierKind,
 		Subjects: slices.Clone(r.Subjects), Events: []json.RawMessage{}, EmailEvents: []json.RawMessage{},
 		Profiles: []ProfileDoc{}, Segments: SegmentsDoc{Current: []string{}, History: []json.RawMessage{}},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -96,7 +97,10 @@ type SuppressMAC struct {
 
 // Request is a privacy request as stored.
 type Request struct {
-	ID          string     `json:"id"`
+	ID string `json:"id"`
+	// Origin is, in cluster mode, the node that received the request when
+	// this is this node's part of it ("" for a request received here).
+	Origin      string     `json:"origin,omitempty"`
 	Type        Type       `json:"type"`
 	Site        string     `json:"site"`
 	Status      Status     `json:"status"`
@@ -133,11 +137,21 @@ func (r *Request) step(name string) *Step {
 	return nil
 }
 
-// next returns the first step not over, or nil.
+// next returns the first step not over, or nil. The steps waiting for
+// other nodes (node:<id>) hold only the receipt: the steps after them run
+// meanwhile.
 func (r *Request) next() *Step {
+	nodes := false
 	for i := range r.Steps {
-		if !r.Steps[i].Status.terminal() {
-			return &r.Steps[i]
+		st := &r.Steps[i]
+		switch {
+		case st.Status.terminal():
+		case strings.HasPrefix(st.Name, nodeStepPrefix):
+			nodes = true
+		case st.Name == "receipt" && nodes:
+			return nil
+		default:
+			return st
 		}
 	}
 	return nil

@@ -55,6 +55,10 @@ type Config struct {
 	Auditor Auditor
 	// Logger receives warnings (never identifiers). Default slog.Default().
 	Logger *slog.Logger
+	// Peers is the rest of the cluster (cluster mode): a request is
+	// announced to every member, each runs its part, and the request is
+	// done when every member's step is. Nil (a single node): none.
+	Peers Peers
 	// PollInterval is how often the runner looks for work besides being
 	// woken. Default 2s.
 	PollInterval time.Duration
@@ -73,6 +77,7 @@ type Service struct {
 
 	stop context.CancelFunc
 	done chan struct{}
+	wg   sync.WaitGroup // the announcement watch
 }
 
 var _ plugins.PrivacyAcker = (*Service)(nil)
@@ -114,6 +119,13 @@ func (s *Service) Start(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	s.stop, s.done = cancel, make(chan struct{})
 	go s.run(rctx)
+	if s.cfg.Peers != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.cfg.Peers.Watch(rctx, s.accept)
+		}()
+	}
 	return nil
 }
 
@@ -124,8 +136,10 @@ func (s *Service) Stop(ctx context.Context) error {
 		return nil
 	}
 	s.stop()
+	watched := make(chan struct{})
+	go func() { s.wg.Wait(); <-s.done; close(watched) }()
 	select {
-	case <-s.done:
+	case <-watched:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("privacy: stop: %w", ctx.Err())
@@ -211,7 +225,8 @@ func (s *Service) Create(ctx context.Context, in Input) (*Request, error) {
 		Type: in.Type, Site: in.Site, Status: StatusPending, CreatedAt: now, Deadline: Deadline(now),
 		IdentifierKind: in.Kind,
 	}
-	subjects, err := s.resolve(ctx, in.Site, in.Kind, in.Value)
+	l := s.lookupOf(in.Site, in.Kind, in.Value)
+	subjects, err := s.resolveKeys(ctx, in.Site, l)
 	if err != nil {
 		return nil, err
 	}
@@ -258,12 +273,17 @@ func (s *Service) Create(ctx context.Context, in Input) (*Request, error) {
 		step("vault")
 	}
 	step("receipt")
+	l.SuppressMACs = r.Options.SuppressMACs
+	announce, err := s.announce(ctx, r, l)
+	if err != nil {
+		return nil, err
+	}
 	if len(subjects) > 0 {
 		if err := s.cfg.Store.PutRequestSubjects(ctx, r.ID, subjects); err != nil {
 			return nil, err
 		}
 	}
-	if err := s.save(ctx, r); err != nil {
+	if err := s.save(ctx, r, announce...); err != nil {
 		return nil, err
 	}
 	fields := []string{"identifier." + in.Kind}
@@ -278,36 +298,43 @@ func (s *Service) Create(ctx context.Context, in Input) (*Request, error) {
 // eraseDataSteps are the steps storage.EraseSubjects carries out together.
 var eraseDataSteps = []string{"ledger", "events", "subject_index", "links", "profile", "vault", "blind_index", "history", "physical"}
 
-// resolve finds the subjects of an identifier on site: the pseudonyms of a
-// user id or anonymous id under every active key, the blind index of an
-// e-mail, phone or user id, then every subject linked to those. Only
-// subjects the store keeps something of are returned.
-func (s *Service) resolve(ctx context.Context, site, kind, value string) ([]string, error) {
+// lookupOf is what finds the subjects of an identifier on site: the
+// pseudonyms of a user id or anonymous id under every active key, the
+// blind-index entries of an e-mail, phone or user id.
+func (s *Service) lookupOf(site, kind, value string) lookup {
 	st := s.cfg.Sites[site]
-	var cands []string
-	lookup := func(bk, v string) error {
-		e, ok := s.cfg.Blind.Entry(site, bk, v, "")
-		if !ok {
-			return nil
+	var l lookup
+	entry := func(bk string) {
+		if e, ok := s.cfg.Blind.Entry(site, bk, value, ""); ok {
+			l.Entries = append(l.Entries, e)
 		}
-		subs, err := s.cfg.Store.BlindLookup(ctx, site, e)
-		cands = append(cands, subs...)
-		return err
 	}
-	var err error
 	switch kind {
 	case KindUserID:
-		cands = append(cands, st.Subjects(pseudonymize.UserID, value)...)
-		err = lookup(blind.UserID, value)
+		l.Pseudonyms = append(l.Pseudonyms, st.Subjects(pseudonymize.UserID, value)...)
+		entry(blind.UserID)
 	case KindAnonymousID, KindCookie:
-		cands = append(cands, st.Subjects(pseudonymize.AnonymousID, value)...)
+		l.Pseudonyms = append(l.Pseudonyms, st.Subjects(pseudonymize.AnonymousID, value)...)
 	case KindEmail:
-		err = lookup(blind.Email, value)
+		entry(blind.Email)
 	case KindPhone:
-		err = lookup(blind.Phone, value)
+		entry(blind.Phone)
 	}
-	if err != nil {
-		return nil, err
+	return l
+}
+
+// resolveKeys finds the subjects of lookup l on site in this node's
+// store: the pseudonyms, those the blind index names, then every subject
+// linked to those. Only subjects the store keeps something of are
+// returned.
+func (s *Service) resolveKeys(ctx context.Context, site string, l lookup) ([]string, error) {
+	cands := slices.Clone(l.Pseudonyms)
+	for _, e := range l.Entries {
+		subs, err := s.cfg.Store.BlindLookup(ctx, site, e)
+		if err != nil {
+			return nil, err
+		}
+		cands = append(cands, subs...)
 	}
 	const maxSubjects = 256
 	seen := map[string]bool{}
@@ -341,6 +368,13 @@ func (s *Service) save(ctx context.Context, r *Request, msgs ...storage.Message)
 	b, err := r.encode()
 	if err != nil {
 		return err
+	}
+	if s.cfg.Peers != nil && r.Origin == "" {
+		m, err := s.viewMessage(r)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs[:len(msgs):len(msgs)], m)
 	}
 	return s.cfg.Store.PutPrivacyRequest(ctx, r.ID, b, msgs...)
 }
@@ -405,20 +439,22 @@ func (s *Service) update(ctx context.Context, id string, fn func(r *Request) (bo
 // plugin's step (plugins.PrivacyAcker). An unknown or finished request is
 // ignored.
 func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
+	forward := false
 	_, err := s.update(ctx, a.RequestID, func(r *Request) (bool, []storage.Message, error) {
+		if r.Origin != "" && s.cfg.Peers != nil {
+			forward = true // another node's erasure: its plugin step is there
+			return false, nil, nil
+		}
 		st := r.step("plugin:" + a.Plugin)
 		if st == nil || r.finished() || (st.Status.terminal() && st.Status != StatusFailed) {
 			return false, nil, nil
 		}
-		status := Status(a.Status)
-		switch status {
-		case StatusDone, StatusNotSupported, StatusSkipped, StatusFailed:
-		default:
-			status = StatusFailed
-		}
-		st.set(status, a.Detail)
+		st.set(ackStatus(a.Status), a.Detail)
 		return true, nil, nil
 	})
+	if err == nil && forward {
+		err = s.forwardAck(ctx, a)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -426,6 +462,16 @@ func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
 		s.signal()
 	}
 	return err
+}
+
+// ackStatus is a plugin acknowledgement's status as a step's (failed when
+// it is none of done, not_supported, skipped, failed).
+func ackStatus(status string) Status {
+	switch st := Status(status); st {
+	case StatusDone, StatusNotSupported, StatusSkipped, StatusFailed:
+		return st
+	}
+	return StatusFailed
 }
 
 func (s *Service) signal() {
@@ -482,6 +528,19 @@ func (s *Service) runPending(ctx context.Context) {
 // advance runs request id's steps in order until one must wait (a plugin's
 // acknowledgement) or the request is over.
 func (s *Service) advance(ctx context.Context, id string) error {
+	if s.cfg.Peers != nil {
+		r, err := s.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if r.Origin == "" {
+			// The other nodes' steps unreadable (NATS unreachable): this
+			// node's own steps go on; the next poll reads them.
+			if err := s.pollNodes(ctx, r); err != nil && ctx.Err() == nil {
+				s.log.Warn("privacy: the other nodes' steps are unreadable; retrying", "request_id", id, "err", err)
+			}
+		}
+	}
 	for ctx.Err() == nil {
 		r, err := s.Get(ctx, id)
 		if err != nil {

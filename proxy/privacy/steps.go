@@ -187,7 +187,7 @@ func (s *Service) stepErase(ctx context.Context, r *Request, steps []string) err
 		"verify":        fmt.Sprintf("%d key(s) written meanwhile found and dropped", rep.Total()),
 	}
 	var msgs []storage.Message
-	if steps[0] == "ledger" && s.cfg.ErasedMessages != nil {
+	if steps[0] == "ledger" && s.cfg.ErasedMessages != nil && r.Origin == "" {
 		if msgs, err = s.cfg.ErasedMessages(r.Site, r.Subjects); err != nil {
 			return err
 		}
@@ -349,6 +349,7 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 		}
 		drop := []string{r.ID}
 		keep := map[string][]string{}
+		var blank []storage.Message
 		for _, o := range others {
 			if o.ID == r.ID || !slices.ContainsFunc(o.Subjects, func(x string) bool { return gone[x] }) {
 				continue
@@ -356,6 +357,16 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 			drop = append(drop, o.ID)
 			if rest := slices.DeleteFunc(slices.Clone(o.Subjects), func(x string) bool { return gone[x] }); len(rest) > 0 {
 				keep[o.ID] = rest
+			}
+			if o.Origin != "" && s.cfg.Peers != nil && (o.Type == TypeAccess || o.Type == TypeExport) {
+				// This node's sealed part of an earlier export of the
+				// person, in the cluster's bucket: emptied.
+				blank = append(blank, s.cfg.Peers.PartMessage(o.ID, s.cfg.Peers.Node(), nil))
+			}
+		}
+		if len(blank) > 0 { // committed before the subjects that find them go
+			if _, err := s.update(ctx, r.ID, func(*Request) (bool, []storage.Message, error) { return true, blank, nil }); err != nil {
+				return err
 			}
 		}
 		if err := s.cfg.Store.DropRequestSubjects(ctx, drop...); err != nil {
@@ -373,9 +384,20 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 			r.Summary = map[string]int{}
 		}
 		r.Summary["subjects"] = r.SubjectCount
-		r.step("receipt").set(StatusDone, "")
+		var msgs []storage.Message
+		detail := ""
+		if r.Origin != "" && s.cfg.Peers != nil {
+			// This node's part of a request another node received: its
+			// step result goes to that node.
+			var err error
+			if msgs, err = s.reportMessages(ctx, r); err != nil {
+				return false, nil, err
+			}
+			detail = "step reported to node " + r.Origin
+		}
+		r.step("receipt").set(StatusDone, detail)
 		finish(r)
-		return true, nil, nil
+		return true, msgs, nil
 	})
 	if err == nil {
 		s.audit(ctx, AuditEntry{At: time.Now().UTC(), Actor: "vigie", Action: "privacy.request." + string(final.Status),

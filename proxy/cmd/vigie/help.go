@@ -26,6 +26,7 @@ Commands:
   email rewrite                add the open pixel and wrap the links of a campaign's HTML
   email tokens                 make per-recipient values for an e-mail service's merge fields
   import FILE --map map.yaml   import a CSV or NDJSON file (orders, subscriptions, scores) into a running Vigie
+  cluster nodes|remove NODE    list a cluster's nodes, or remove one that is down for good
   bench                        load-test a temporary instance
   help [COMMAND]               show this, or a command's usage and flags
 

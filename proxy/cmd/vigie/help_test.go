@@ -62,6 +62,8 @@ func TestHelpStartsNothing(t *testing.T) {
 		{[]string{"sites", "add", "--help"}, "-origin"},
 		{[]string{"import", "--help"}, "-map"},
 		{[]string{"help", "import"}, "vigie import FILE"},
+		{[]string{"cluster", "--help"}, "vigie cluster remove NODE"},
+		{[]string{"cluster", "remove", "--help"}, "-server"},
 	} {
 		name := strings.Join(c.args, " ")
 		t.Run(name, func(t *testing.T) {

@@ -13,6 +13,7 @@
 //	vigie email tokens [--site ID] < recipients.csv          per-recipient values for an ESP's merge fields
 //	vigie register [--format markdown|json] [--server URL]    the register of processing (Art. 30)
 //	vigie import FILE --map map.yaml [--dry-run] [--server URL] import a CSV or NDJSON file
+//	vigie cluster nodes|remove NODE [--server URL]          a cluster's members; remove a dead one
 //	vigie bench [--duration 10s] [--events-per-batch 15] [--json]
 //	                                                         load-test a temporary instance
 //	vigie help [COMMAND]                                     the commands, or a command's flags
@@ -126,6 +127,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return registerCmd(ctx, args[1:], stdout, stderr)
 		case "import":
 			return importCmd(ctx, args[1:], stdout, stderr)
+		case "cluster":
+			return clusterCmd(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return serve(ctx, args, stdout, stderr)

@@ -1,0 +1,234 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Keys of KV VIGIE_REQUESTS (one home for their names):
+//
+//	req.<id>          the announcement of request id (the receiving node's outbox)
+//	step.<id>.<node>  node's step result: status and counts, no identifier
+//	part.<id>.<node>  node's part of an export, sealed under the keyring's vault key
+//	view.<id>         the receiving node's last view of the request (status, steps)
+//	ack.<id>.<plugin> a plugin's acknowledgement of an erasure, received by another node
+const (
+	reqPrefix  = "req."
+	stepPrefix = "step."
+	partPrefix = "part."
+	viewPrefix = "view."
+	ackPrefix  = "ack."
+)
+
+// MaxValue bounds what one node writes into one VIGIE_REQUESTS entry: a
+// NATS message is at most 1 MB by default (max_payload), and an entry too
+// large to publish would stay in the outbox for ever.
+const MaxValue = 768 << 10
+
+// Requests is the privacy requests' view of the cluster (KV
+// VIGIE_REQUESTS and the membership): the outbox messages that announce a
+// request and report a node's step, the reads of the steps, parts and
+// views, and the watch that hands this node every request announced,
+// including those announced while it was down. It is safe for concurrent
+// use once configured.
+type Requests struct {
+	// JS gives the JetStream context.
+	JS JetStreamer
+	// Self is this node's id.
+	Self string
+	// Members lists the membership.
+	Members *Membership
+	// Marks keeps the revision the watch handled last (the store's
+	// plugin-scoped KV, under markSpace); nil: the watch reads every
+	// announcement again at each start.
+	Marks MarkStore
+	// Logger receives warnings (never identifiers).
+	Logger *slog.Logger
+	// Retry is the wait before watching again after a failure. Default 1s.
+	Retry time.Duration
+}
+
+// markRequests names the watch's position in MarkStore.
+const markRequests = "requests-revision"
+
+// Node is this node's id.
+func (r *Requests) Node() string { return r.Self }
+
+// MemberNodes returns the id of every member, live or not.
+func (r *Requests) MemberNodes(ctx context.Context) ([]string, error) {
+	all, err := r.Members.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(all))
+	for _, m := range all {
+		out = append(out, m.Node)
+	}
+	return out, nil
+}
+
+// LiveNodes returns the id of every live member.
+func (r *Requests) LiveNodes(ctx context.Context) ([]string, error) { return r.Members.Live(ctx) }
+
+// message is the outbox message putting v at key; its id is derived from
+// the key and the value, so a republish is deduplicated and a new value is
+// not.
+func message(key string, v []byte) storage.Message {
+	sum := sha256.Sum256(append([]byte(key+"\x00"), v...))
+	return storage.Message{Topic: streams.KVSubject(streams.BucketRequests, key), ID: "req-" + hex.EncodeToString(sum[:16]), Data: v}
+}
+
+// AnnounceMessage is the outbox message announcing request id (its value
+// v: no identifier in clear).
+func (r *Requests) AnnounceMessage(id string, v []byte) storage.Message {
+	return message(reqPrefix+streams.KeyToken(id), v)
+}
+
+// StepMessage is the outbox message reporting node's step of request id.
+func (r *Requests) StepMessage(id, node string, v []byte) storage.Message {
+	return message(stepPrefix+streams.KeyToken(id)+"."+streams.KeyToken(node), v)
+}
+
+// PartMessage is the outbox message carrying node's sealed part of request
+// id's export.
+func (r *Requests) PartMessage(id, node string, sealed []byte) storage.Message {
+	return message(partPrefix+streams.KeyToken(id)+"."+streams.KeyToken(node), sealed)
+}
+
+// ViewMessage is the outbox message putting the receiving node's view of
+// request id, so that every node answers its status.
+func (r *Requests) ViewMessage(id string, v []byte) storage.Message {
+	return message(viewPrefix+streams.KeyToken(id), v)
+}
+
+// AckMessage is the outbox message carrying plugin's acknowledgement of
+// request id, received by a node other than the request's.
+func (r *Requests) AckMessage(id, plugin string, v []byte) storage.Message {
+	return message(ackPrefix+streams.KeyToken(id)+"."+streams.KeyToken(plugin), v)
+}
+
+// Ack reads plugin's acknowledgement of request id (nil if none).
+func (r *Requests) Ack(ctx context.Context, id, plugin string) ([]byte, error) {
+	return r.get(ctx, ackPrefix+streams.KeyToken(id)+"."+streams.KeyToken(plugin))
+}
+
+// get reads key; (nil, nil) when it is absent.
+func (r *Requests) get(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	kv, err := bucket(ctx, r.JS, streams.BucketRequests)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: requests: %w", ErrUnavailable, err)
+	}
+	return e.Value(), nil
+}
+
+// Step reads node's step result of request id (nil while it has not
+// reported).
+func (r *Requests) Step(ctx context.Context, id, node string) ([]byte, error) {
+	return r.get(ctx, stepPrefix+streams.KeyToken(id)+"."+streams.KeyToken(node))
+}
+
+// Part reads node's sealed export part of request id (nil if none).
+func (r *Requests) Part(ctx context.Context, id, node string) ([]byte, error) {
+	return r.get(ctx, partPrefix+streams.KeyToken(id)+"."+streams.KeyToken(node))
+}
+
+// View reads the receiving node's last view of request id (nil if none).
+func (r *Requests) View(ctx context.Context, id string) ([]byte, error) {
+	return r.get(ctx, viewPrefix+streams.KeyToken(id))
+}
+
+// Watch hands fn every announcement (req.<id>) until ctx ends: first those
+// after the revision handled last (first start: every one present), then
+// each new one. An announcement fn fails is handed again after Retry (the
+// position is kept only past what fn accepted).
+func (r *Requests) Watch(ctx context.Context, fn func(ctx context.Context, v []byte) error) {
+	retry := r.Retry
+	if retry <= 0 {
+		retry = time.Second
+	}
+	for ctx.Err() == nil {
+		if err := r.watch(ctx, fn); err != nil && ctx.Err() == nil && r.Logger != nil {
+			r.Logger.Warn("cluster: privacy request watch failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
+}
+
+func (r *Requests) watch(ctx context.Context, fn func(ctx context.Context, v []byte) error) error {
+	kv, err := bucket(ctx, r.JS, streams.BucketRequests)
+	if err != nil {
+		return err
+	}
+	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
+	if rev := r.mark(ctx); rev > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(rev+1))
+	}
+	kw, err := kv.Watch(ctx, reqPrefix+"*", opts...)
+	if err != nil {
+		return fmt.Errorf("cluster: watch requests: %w", err)
+	}
+	defer func() { _ = kw.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return errors.New("cluster: request watch ended")
+			}
+			if e == nil {
+				continue
+			}
+			if err := fn(ctx, e.Value()); err != nil {
+				return fmt.Errorf("cluster: request at revision %d: %w", e.Revision(), err)
+			}
+			// Kept even if ctx ended meanwhile: what fn accepted is not
+			// handed again.
+			r.setMark(context.WithoutCancel(ctx), e.Revision())
+		}
+	}
+}
+
+func (r *Requests) mark(ctx context.Context) uint64 {
+	if r.Marks == nil {
+		return 0
+	}
+	b, err := r.Marks.KVGet(ctx, markSpace, markRequests)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(string(b), 10, 64)
+	return n
+}
+
+func (r *Requests) setMark(ctx context.Context, rev uint64) {
+	if r.Marks == nil {
+		return
+	}
+	if err := r.Marks.KVPut(ctx, markSpace, markRequests, []byte(strconv.FormatUint(rev, 10)), 0); err != nil && r.Logger != nil {
+		r.Logger.Warn("cluster: privacy request watch position not saved", "err", err)
+	}
+}

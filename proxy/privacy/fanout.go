@@ -1,0 +1,453 @@
+package privacy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/proxy/cluster"
+	"github.com/vigie-dev/vigie/storage"
+)
+
+// Peers is the rest of the cluster as the privacy requests see it
+// (cluster mode; nil for a single node): *cluster.Requests is one. A
+// request received by this node is announced to every member through the
+// outbox; each member runs its own part (resolve with its blind index,
+// erase, rectify, collect) and reports its step; the request is done
+// when every member's step is.
+type Peers interface {
+	// Node is this node's id.
+	Node() string
+	// MemberNodes lists every member, live or not.
+	MemberNodes(ctx context.Context) ([]string, error)
+	// LiveNodes lists the live members.
+	LiveNodes(ctx context.Context) ([]string, error)
+	// AnnounceMessage, StepMessage, PartMessage and ViewMessage are the
+	// outbox messages that write a request's announcement, a node's step
+	// result, a node's sealed export part and the receiving node's view.
+	AnnounceMessage(id string, v []byte) storage.Message
+	StepMessage(id, node string, v []byte) storage.Message
+	PartMessage(id, node string, sealed []byte) storage.Message
+	ViewMessage(id string, v []byte) storage.Message
+	// AckMessage carries a plugin's acknowledgement received by a node
+	// other than the request's (the plugins share their consumers).
+	AckMessage(id, plugin string, v []byte) storage.Message
+	// Step, Part, View and Ack read them back ((nil, nil) when absent).
+	Step(ctx context.Context, id, node string) ([]byte, error)
+	Ack(ctx context.Context, id, plugin string) ([]byte, error)
+	Part(ctx context.Context, id, node string) ([]byte, error)
+	View(ctx context.Context, id string) ([]byte, error)
+	// Watch hands fn every announcement, those made while this node was
+	// down included, until ctx ends.
+	Watch(ctx context.Context, fn func(ctx context.Context, v []byte) error)
+}
+
+// nodeStepPrefix starts the name of the step that waits for another
+// node's part.
+const nodeStepPrefix = "node:"
+
+// announcement is a request as announced to the other nodes: nothing
+// identifying in clear (the lookup material is sealed).
+type announcement struct {
+	ID             string    `json:"id"`
+	Type           Type      `json:"type"`
+	Site           string    `json:"site"`
+	Origin         string    `json:"origin"`
+	Members        []string  `json:"members"`
+	CreatedAt      time.Time `json:"created_at"`
+	Deadline       time.Time `json:"deadline"`
+	IdentifierKind string    `json:"identifier_kind"`
+	Options        Options   `json:"options"`
+	// Sealed is the lookup, sealed under the keyring's vault key
+	// (storage.Store.SealSecret with the request id).
+	Sealed []byte `json:"sealed"`
+}
+
+// lookup is what finds the person on a node: the pseudonyms of the
+// identifier under every active key and its blind-index entries (keyed
+// MACs), plus the MACs an erasure suppresses. Never the identifier.
+type lookup struct {
+	Pseudonyms   []string             `json:"pseudonyms,omitempty"`
+	Entries      []storage.IndexEntry `json:"entries,omitempty"`
+	SuppressMACs []SuppressMAC        `json:"suppress_macs,omitempty"`
+}
+
+// nodeResult is a node's step result as it reports it: status, counts,
+// no identifier.
+type nodeResult struct {
+	Status   Status         `json:"status"`
+	Detail   string         `json:"detail"`
+	Subjects int            `json:"subjects"`
+	Counts   map[string]int `json:"counts,omitempty"`
+	At       time.Time      `json:"at"`
+}
+
+// partAAD is the additional data a node's export part is sealed with.
+func partAAD(id, node string) string { return id + "\x00part\x00" + node }
+
+// announce adds to r (being created, lookup l) one step per other member
+// and returns the announcement's outbox message (none without peers or
+// other members).
+func (s *Service) announce(ctx context.Context, r *Request, l lookup) ([]storage.Message, error) {
+	p := s.cfg.Peers
+	if p == nil {
+		return nil, nil
+	}
+	members, err := p.MemberNodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("privacy: cluster membership: %w", err)
+	}
+	others := slices.DeleteFunc(slices.Clone(members), func(n string) bool { return n == p.Node() })
+	if len(others) == 0 {
+		return nil, nil
+	}
+	i := slices.IndexFunc(r.Steps, func(st Step) bool { return st.Name == "receipt" })
+	var steps []Step
+	for _, n := range others {
+		steps = append(steps, Step{Name: nodeStepPrefix + n, Status: StatusPending, Detail: "waiting for node " + n + "'s step"})
+	}
+	r.Steps = slices.Insert(r.Steps, i, steps...)
+	lb, err := json.Marshal(l)
+	if err != nil {
+		return nil, err
+	}
+	opts := r.Options
+	opts.SuppressMACs = nil
+	a := announcement{ID: r.ID, Type: r.Type, Site: r.Site, Origin: p.Node(), Members: members, CreatedAt: r.CreatedAt,
+		Deadline: r.Deadline, IdentifierKind: r.IdentifierKind, Options: opts, Sealed: s.cfg.Store.SealSecret(r.ID, lb)}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	return []storage.Message{p.AnnounceMessage(r.ID, b)}, nil
+}
+
+// accept records this node's part of a request another node announced
+// (Peers.Watch's handler): it resolves the person with this node's own
+// blind index and stores the part, which the runner then carries out and
+// reports. An announcement this node is not a member of, its own, or one
+// already held is skipped.
+func (s *Service) accept(ctx context.Context, v []byte) error {
+	var a announcement
+	if err := json.Unmarshal(v, &a); err != nil || a.ID == "" {
+		s.log.Warn("privacy: unreadable request announcement skipped")
+		return nil
+	}
+	self := s.cfg.Peers.Node()
+	if a.Origin == self || !slices.Contains(a.Members, self) {
+		return nil
+	}
+	if _, err := s.Get(ctx, a.ID); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	r := &Request{ID: a.ID, Origin: a.Origin, Type: a.Type, Site: a.Site, Status: StatusPending, CreatedAt: a.CreatedAt,
+		Deadline: a.Deadline, IdentifierKind: a.IdentifierKind, Options: a.Options}
+	step := func(name string) { r.Steps = append(r.Steps, Step{Name: name, Status: StatusPending}) }
+	step("resolve")
+	var l lookup
+	b, err := s.cfg.Store.OpenSecret(a.ID, a.Sealed)
+	if err == nil {
+		err = json.Unmarshal(b, &l)
+	}
+	if err != nil {
+		// Not this cluster's keyring: say so in the step the origin shows.
+		r.Steps[0].set(StatusFailed, "the request's lookup does not open with this node's keyring (copy the cluster's keyring.json)")
+		step("receipt")
+		return s.save(ctx, r)
+	}
+	subjects, err := s.resolveKeys(ctx, a.Site, l)
+	if err != nil {
+		return err
+	}
+	r.Subjects, r.SubjectCount = subjects, len(subjects)
+	r.Steps[0].set(StatusDone, fmt.Sprintf("%d subject(s) found with this node's blind index", len(subjects)))
+	switch a.Type {
+	case TypeErase:
+		if a.Options.Suppress {
+			r.Options.SuppressMACs = l.SuppressMACs
+			step("suppress")
+		}
+		for _, name := range eraseDataSteps {
+			step(name)
+		}
+	case TypeObject, TypeRestrict:
+		step("ledger")
+		step("profile")
+	case TypeRectify:
+		step("vault")
+	}
+	step("receipt")
+	if len(subjects) > 0 {
+		if err := s.cfg.Store.PutRequestSubjects(ctx, r.ID, subjects); err != nil {
+			return err
+		}
+	}
+	if err := s.save(ctx, r); err != nil {
+		return err
+	}
+	s.signal()
+	return nil
+}
+
+// reportMessages are the outbox messages, committed with a part's
+// receipt, that report this node's step (and, for an access or export
+// request, its sealed part of the document).
+func (s *Service) reportMessages(ctx context.Context, r *Request) ([]storage.Message, error) {
+	p := s.cfg.Peers
+	res := nodeResult{Status: StatusDone, Subjects: r.SubjectCount, Counts: maps.Clone(r.Summary), At: time.Now().UTC()}
+	var failed []string
+	for _, st := range r.Steps {
+		if st.Status == StatusFailed {
+			failed = append(failed, st.Name+" ("+st.Detail+")")
+		}
+	}
+	var msgs []storage.Message
+	if len(failed) == 0 && (r.Type == TypeAccess || r.Type == TypeExport) {
+		doc, err := s.localExport(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			return nil, err
+		}
+		sealed := s.cfg.Store.SealSecret(partAAD(r.ID, p.Node()), b)
+		clear(b)
+		if len(sealed) > cluster.MaxValue {
+			failed = append(failed, fmt.Sprintf("collect (its part, %d bytes, is larger than the %d a node may send)", len(sealed), cluster.MaxValue))
+		} else {
+			msgs = append(msgs, p.PartMessage(r.ID, p.Node(), sealed))
+			if res.Counts == nil {
+				res.Counts = map[string]int{}
+			}
+			res.Counts["events"], res.Counts["profiles"], res.Counts["vault_traits"] = len(doc.Events), len(doc.Profiles), len(doc.VaultTraits)
+		}
+	}
+	res.Detail = fmt.Sprintf("%d subject(s)", r.SubjectCount)
+	for _, k := range slices.Sorted(maps.Keys(res.Counts)) {
+		res.Detail += fmt.Sprintf(", %s %d", k, res.Counts[k])
+	}
+	if len(failed) > 0 {
+		res.Status, res.Detail = StatusFailed, "failed: "+strings.Join(failed, "; ")
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	return append(msgs, p.StepMessage(r.ID, p.Node(), b)), nil
+}
+
+// pollNodes updates request id's node steps from what the nodes reported:
+// a node that reported has its step set to its result (its counts added
+// to the summary); one removed from the membership has its step skipped;
+// the others stay pending, their detail saying whether the node is live.
+func (s *Service) pollNodes(ctx context.Context, r *Request) error {
+	p := s.cfg.Peers
+	results := map[string]nodeResult{}
+	acks := map[string]plugins.PrivacyAck{}
+	waiting := false
+	for _, st := range r.Steps {
+		if plugin, ok := strings.CutPrefix(st.Name, "plugin:"); ok && !st.Status.terminal() {
+			b, err := p.Ack(ctx, r.ID, plugin)
+			if err != nil {
+				return err
+			}
+			var a plugins.PrivacyAck
+			if b != nil && json.Unmarshal(b, &a) == nil {
+				acks[st.Name] = a
+			}
+			continue
+		}
+		node, ok := strings.CutPrefix(st.Name, nodeStepPrefix)
+		if !ok || st.Status.terminal() {
+			continue
+		}
+		b, err := p.Step(ctx, r.ID, node)
+		if err != nil {
+			return err
+		}
+		var res nodeResult
+		if b != nil && json.Unmarshal(b, &res) == nil && res.Status.terminal() {
+			results[node] = res
+		} else {
+			waiting = true
+		}
+	}
+	var members, live []string
+	if waiting {
+		var err error
+		if members, err = p.MemberNodes(ctx); err != nil {
+			return err
+		}
+		if live, err = p.LiveNodes(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := s.update(ctx, r.ID, func(r *Request) (bool, []storage.Message, error) {
+		changed := false
+		for i := range r.Steps {
+			st := &r.Steps[i]
+			if a, ok := acks[st.Name]; ok && !st.Status.terminal() {
+				st.set(ackStatus(a.Status), a.Detail)
+				changed = true
+				continue
+			}
+			node, ok := strings.CutPrefix(st.Name, nodeStepPrefix)
+			if !ok || st.Status.terminal() {
+				continue
+			}
+			if res, ok := results[node]; ok {
+				st.set(res.Status, "node "+node+": "+res.Detail)
+				if len(res.Counts) > 0 && r.Summary == nil {
+					r.Summary = map[string]int{}
+				}
+				for k, n := range res.Counts {
+					if k != "subjects" {
+						r.Summary[k] += n
+					}
+				}
+				changed = true
+				continue
+			}
+			if !waiting {
+				continue
+			}
+			detail := "waiting for node " + node + " (down: its step runs when it is back, or an operator removes it from the cluster)"
+			if slices.Contains(live, node) {
+				detail = "waiting for node " + node + " (live)"
+			}
+			if !slices.Contains(members, node) {
+				st.set(StatusSkipped, "node "+node+" was removed from the cluster by an operator before it reported: the request no longer waits for it, and nothing of it ran there")
+				changed = true
+			} else if st.Detail != detail {
+				st.Detail = detail
+				changed = true
+			}
+		}
+		return changed, nil, nil
+	})
+	return err
+}
+
+// viewMessage is the outbox message publishing r's view (this node
+// received it), so that every node answers its status.
+func (s *Service) viewMessage(r *Request) (storage.Message, error) {
+	v := *r
+	v.Options.SealedTraits, v.Options.SuppressMACs = nil, nil
+	b, err := json.Marshal(&v)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	return s.cfg.Peers.ViewMessage(r.ID, b), nil
+}
+
+// Status returns request id as every node answers it: this node's own
+// request, or, for one another node received, that node's last
+// published view.
+func (s *Service) Status(ctx context.Context, id string) (*Request, error) {
+	r, err := s.Get(ctx, id)
+	if s.cfg.Peers == nil || (err == nil && r.Origin == "") || (err != nil && !errors.Is(err, ErrNotFound)) {
+		return r, err
+	}
+	b, verr := s.cfg.Peers.View(ctx, id)
+	if verr != nil {
+		return nil, verr
+	}
+	if b == nil {
+		return nil, ErrNotFound
+	}
+	return decodeRequest(b)
+}
+
+// mergeParts adds to doc the parts of every node that reported one.
+func (s *Service) mergeParts(ctx context.Context, r *Request, doc *Export) error {
+	for _, st := range r.Steps {
+		node, ok := strings.CutPrefix(st.Name, nodeStepPrefix)
+		if !ok || st.Status != StatusDone {
+			continue
+		}
+		sealed, err := s.cfg.Peers.Part(ctx, r.ID, node)
+		if err != nil {
+			return err
+		}
+		if len(sealed) == 0 { // none, or emptied by a later erasure
+			continue
+		}
+		b, err := s.cfg.Store.OpenSecret(partAAD(r.ID, node), sealed)
+		if err != nil {
+			return err
+		}
+		var part Export
+		err = json.Unmarshal(b, &part)
+		clear(b)
+		if err != nil {
+			return fmt.Errorf("privacy: node %s's part: %w", node, err)
+		}
+		doc.Subjects = append(doc.Subjects, part.Subjects...)
+		doc.Events = append(doc.Events, part.Events...)
+		doc.EmailEvents = append(doc.EmailEvents, part.EmailEvents...)
+		doc.Profiles = append(doc.Profiles, part.Profiles...)
+		doc.Segments.Current = append(doc.Segments.Current, part.Segments.Current...)
+		doc.Segments.History = append(doc.Segments.History, part.Segments.History...)
+		maps.Copy(doc.Consent.Current, part.Consent.Current)
+		doc.Consent.History = append(doc.Consent.History, part.Consent.History...)
+		maps.Copy(doc.VaultTraits, part.VaultTraits)
+		doc.SyncHistory = append(doc.SyncHistory, part.SyncHistory...)
+	}
+	slices.Sort(doc.Subjects)
+	doc.Subjects = slices.Compact(doc.Subjects)
+	slices.SortStableFunc(doc.Events, func(a, b json.RawMessage) int { return cmpInt(eventMs(a), eventMs(b)) })
+	slices.Sort(doc.Segments.Current)
+	doc.Segments.Current = slices.Compact(doc.Segments.Current)
+	slices.SortStableFunc(doc.Consent.History, func(a, b ConsentHistoryDoc) int { return cmpInt(a.AtMs, b.AtMs) })
+	return nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// eventMs is an exported event's timestamp (Unix ms), 0 if it has none.
+func eventMs(raw json.RawMessage) int64 {
+	var ev map[string]json.RawMessage
+	if json.Unmarshal(raw, &ev) != nil {
+		return 0
+	}
+	for _, k := range []string{"timestamp_ms", "timestampMs"} {
+		if v, ok := ev[k]; ok {
+			n, err := strconv.ParseInt(strings.Trim(string(v), `"`), 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// forwardAck commits plugin acknowledgement a of part r (another node's
+// request) for that node, which sets its plugin step from it.
+func (s *Service) forwardAck(ctx context.Context, a plugins.PrivacyAck) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = s.update(ctx, a.RequestID, func(*Request) (bool, []storage.Message, error) {
+		return true, []storage.Message{s.cfg.Peers.AckMessage(a.RequestID, a.Plugin, b)}, nil
+	})
+	return err
+}
