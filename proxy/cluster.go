@@ -50,7 +50,7 @@ func (s *Server) startCluster(ctx context.Context) {
 	}
 	s.dedup = cluster.NewDedup(s.bus, s.cfg.Cluster.NodeID)
 	s.members = &cluster.Membership{JS: s.bus, Node: s.cfg.Cluster.NodeID, Logger: s.log.With("component", "cluster")}
-	w := &cluster.LedgerWatcher{JS: s.bus, Store: s.store, Forget: s.ledger.Forget,
+	w := &cluster.LedgerWatcher{JS: s.bus, Store: s.store, Forget: s.ledger.Forget, Applied: s.ledger.Applied,
 		Node: s.cfg.Cluster.NodeID, Marks: s.store, Logger: s.log.With("component", "cluster"),
 		Erase: func(ctx context.Context, site, subject string) error {
 			_, err := s.store.EraseSubjects(ctx, site, []string{subject})

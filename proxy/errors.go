@@ -13,3 +13,8 @@ var ErrNoDataDir = errors.New("no Vigie data directory")
 // ErrUnknownSite is returned for a site id the configuration does not
 // have.
 var ErrUnknownSite = errors.New("unknown site")
+
+// ErrKeyringDiverged is returned, in cluster mode, by Start and by the key
+// commands when this node's keyring holds other keys than the cluster's
+// (KV VIGIE_KEYRING): the node would pseudonymize differently.
+var ErrKeyringDiverged = errors.New("this node's keyring differs from the cluster's shared keyring")

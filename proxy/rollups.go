@@ -10,6 +10,7 @@ import (
 	"github.com/vigie-dev/vigie/consent"
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/plugins/rollup"
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
 )
@@ -56,17 +57,38 @@ func (s *Server) startRollups(ctx context.Context) error {
 		}
 	}
 	log := s.log.With("component", "rollup")
-	agg, err := rollup.New(rollup.Config{Store: s.store, Retention: retention, SiteHosts: hosts, Logger: log})
+	var peers *rollup.PeerDecisions
+	var publish rollup.Publisher
+	if s.cfg.Cluster.Enabled() {
+		// The decision counters are counted where a hit arrives: each
+		// node shares its own (KV VIGIE_DECISIONS) and sums the others'.
+		peers = rollup.NewPeerDecisions()
+		publish = cluster.Decisions{JS: s.bus, Node: s.cfg.Cluster.NodeID}.Publish
+		w := &cluster.DecisionsWatcher{JS: s.bus, Node: s.cfg.Cluster.NodeID, Put: peers.Put, Logger: log}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			w.Run(ctx)
+		}()
+	}
+	agg, err := rollup.New(rollup.Config{Store: s.store, Retention: retention, SiteHosts: hosts, Peers: peers, Logger: log})
 	if err != nil {
 		return err
 	}
+	// In cluster mode every node counts the whole enriched stream with a
+	// durable of its own (a shared one would split the events between the
+	// nodes), so that every node's overview answers the same.
+	durable := rollup.DefaultDurable
+	if s.cfg.Cluster.Enabled() {
+		durable += "-" + s.cfg.Cluster.NodeID
+	}
 	cons, err := rollup.NewConsumer(agg, rollup.ConsumerConfig{
-		JetStream: s.bus.JetStream(), Stream: streams.Enriched, Logger: log,
+		JetStream: s.bus.JetStream(), Stream: streams.Enriched, Durable: durable, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	dec, err := rollup.NewDecisionCounter(rollup.DecisionConfig{Store: s.store, Retention: retention, Logger: log})
+	dec, err := rollup.NewDecisionCounter(rollup.DecisionConfig{Store: s.store, Retention: retention, Publish: publish, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -199,7 +199,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.dirLock, err = lockDataDir(s.cfg.DataDir); err != nil {
 		return err
 	}
-	kr, opened, err := OpenKeyring(ctx, s.cfg, s.log)
+	openKeys := OpenKeyring
+	if s.cfg.Cluster.Enabled() {
+		openKeys = openClusterKeyring
+	}
+	kr, opened, err := openKeys(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
 	}
@@ -538,9 +542,13 @@ func (s *Server) startPlugins(ctx context.Context) error {
 
 // streamSettings are the settings of every stream, the same for the bus and
 // the plugin runtime (both declare the streams they share).
-func (s *Server) streamSettings() streams.Settings {
-	return streams.Settings{Replicas: s.cfg.StreamReplicas(), DuplicateWindow: time.Duration(s.cfg.NATS.DuplicateWindow),
-		MaxAge: time.Duration(s.cfg.NATS.MaxAge), DedupTTL: time.Duration(s.cfg.Storage.DedupWindow)}
+func (s *Server) streamSettings() streams.Settings { return streamSettingsOf(s.cfg) }
+
+// streamSettingsOf is the stream and bucket settings of cfg.
+func streamSettingsOf(cfg config.Config) streams.Settings {
+	return streams.Settings{Replicas: cfg.StreamReplicas(), DuplicateWindow: time.Duration(cfg.NATS.DuplicateWindow),
+		MaxAge: time.Duration(cfg.NATS.MaxAge), DedupTTL: time.Duration(cfg.Storage.DedupWindow),
+		DecisionsTTL: cfg.RetentionOf(config.RetentionRollups)}
 }
 
 // Plugins is the plugin runtime (nil before Start).

@@ -24,6 +24,7 @@ import (
 //	VIGIE_PROFILES  <partition>.<site>.<subject> the partition's owner (TTL = profile TTL)
 //	VIGIE_VAULT     <site>.<subject>             outbox of the ingesting node (ciphertext only)
 //	VIGIE_KEYRING   keyring                      the first node (sealed under the master key)
+//	VIGIE_DECISIONS <site>.<hour>.<node>         each node, its own decision counters (TTL = DecisionsTTL)
 const (
 	BucketDedup    = "VIGIE_DEDUP"
 	BucketLedger   = "VIGIE_LEDGER"
@@ -33,6 +34,9 @@ const (
 	BucketProfiles = "VIGIE_PROFILES"
 	BucketVault    = "VIGIE_VAULT"
 	BucketKeyring  = "VIGIE_KEYRING"
+	// BucketDecisions holds each node's decision counters per site and
+	// hour (cumulative), summed by every node's overview.
+	BucketDecisions = "VIGIE_DECISIONS"
 )
 
 // Defaults of the bucket settings.
@@ -43,7 +47,7 @@ const (
 )
 
 // buckets lists every cluster bucket, in declaration order.
-var buckets = []string{BucketDedup, BucketLedger, BucketNodes, BucketLeases, BucketRequests, BucketProfiles, BucketVault, BucketKeyring}
+var buckets = []string{BucketDedup, BucketLedger, BucketNodes, BucketLeases, BucketRequests, BucketProfiles, BucketVault, BucketKeyring, BucketDecisions}
 
 // AllBuckets is the name of every cluster KV bucket.
 func AllBuckets() []string { return slices.Clone(buckets) }
@@ -66,6 +70,8 @@ func BucketConfigs(s Settings, names ...string) []jetstream.KeyValueConfig {
 			c.TTL = s.ProfileTTL
 		case BucketVault:
 			c.TTL = s.VaultTTL
+		case BucketDecisions:
+			c.TTL = s.DecisionsTTL
 		}
 		out = append(out, c)
 	}

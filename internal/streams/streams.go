@@ -198,6 +198,10 @@ type Settings struct {
 	// VaultTTL is VIGIE_VAULT's TTL. Default 0: none (erasure and
 	// replacement remove entries).
 	VaultTTL time.Duration
+	// DecisionsTTL is VIGIE_DECISIONS' TTL: the rollup retention (an
+	// hour's entry is rewritten while the hour is counted). Default 0:
+	// none.
+	DecisionsTTL time.Duration
 }
 
 // Defaults of Settings.

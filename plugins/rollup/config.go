@@ -47,6 +47,9 @@ type Config struct {
 	// queries keep (approximately: twice the encoded size per bucket).
 	// Default 64 MiB.
 	CacheBytes int64
+	// Peers, in cluster mode, are the other nodes' decision counters,
+	// added to this store's in an Overview. Default nil: this store's only.
+	Peers *PeerDecisions
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives warnings (a corrupt bucket replaced). Default

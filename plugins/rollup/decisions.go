@@ -45,6 +45,10 @@ type DecisionConfig struct {
 	// Retention is how long an hour's counters are kept after the hour.
 	// Default DefaultRetention.
 	Retention time.Duration
+	// Publish, in cluster mode, receives after each flush the cumulative
+	// counters of each hour written (the other nodes' PeerDecisions
+	// hold them). Default nil: none.
+	Publish Publisher
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives flush failures. Default slog.Default().
@@ -64,6 +68,8 @@ type DecisionCounter struct {
 	seed    maphash.Seed
 	shards  [numShards]decisionShard
 	flushMu sync.Mutex
+	// unpublished are the hours whose Publish failed (under flushMu).
+	unpublished map[siteHour][]byte
 }
 
 type decisionShard struct {
@@ -208,6 +214,7 @@ func (d *DecisionCounter) Flush(ctx context.Context) error {
 		sh.mu.Unlock()
 	}
 	if len(deltas) == 0 {
+		d.publish(ctx, nil)
 		return nil
 	}
 	err := d.write(ctx, deltas)
@@ -243,7 +250,33 @@ func (d *DecisionCounter) write(ctx context.Context, deltas map[siteHour]*decisi
 			ExpiresAt: indexStart(storage.RollupDecisions, sk.hour+1).Add(d.cfg.Retention),
 		})
 	}
-	return d.cfg.Store.PutRollups(ctx, entries, nil)
+	if err := d.cfg.Store.PutRollups(ctx, entries, nil); err != nil {
+		return err
+	}
+	d.publish(ctx, entries)
+	return nil
+}
+
+// publish hands Publish the hours just written and those whose
+// publication failed before; a failure keeps the hour for the next flush.
+// It is called under flushMu.
+func (d *DecisionCounter) publish(ctx context.Context, written []storage.RollupEntry) {
+	if d.cfg.Publish == nil {
+		return
+	}
+	if d.unpublished == nil {
+		d.unpublished = map[siteHour][]byte{}
+	}
+	for _, e := range written {
+		d.unpublished[siteHour{e.Site, e.Index}] = e.Value
+	}
+	for sk, v := range d.unpublished {
+		if err := d.cfg.Publish(ctx, sk.site, sk.hour, v); err != nil {
+			d.cfg.Logger.Warn("rollup: decision counters not shared with the other nodes; retrying at the next flush", "err", err)
+			return
+		}
+		delete(d.unpublished, sk)
+	}
 }
 
 // Run flushes every FlushInterval until ctx is done, then flushes once

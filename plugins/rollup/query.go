@@ -509,6 +509,7 @@ func (a *Aggregator) load(ctx context.Context, site string, kind storage.RollupK
 // decisions sums the stored decision counters of hours [from, to).
 func (a *Aggregator) decisions(ctx context.Context, site string, from, to uint32) (*decisionSet, error) {
 	total := newDecisionSet()
+	a.cfg.Peers.sum(site, from, to, total)
 	gen := a.cache.generation()
 	settled := uint32(a.cfg.Now().Add(-decisionsSettled).UnixMilli() / msPerHour) // hours before it are settled
 	missing := make([]bool, to-from)

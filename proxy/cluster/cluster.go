@@ -32,7 +32,7 @@ import (
 // Buckets are the KV buckets this package uses; the bus declares them in
 // cluster mode.
 func Buckets() []string {
-	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketNodes, streams.BucketRequests}
+	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketNodes, streams.BucketRequests, streams.BucketDecisions}
 }
 
 // JetStreamer gives the current JetStream context (nil while there is
@@ -335,14 +335,22 @@ type LedgerWatcher struct {
 	// Forget drops a subject from the ledger cache after its entry
 	// changed (ledger.Ledger.Forget).
 	Forget func(site, subject string)
+	// Applied, if set, is told of each entry stored here, with the
+	// entry it replaced (the zero entry if none), after Forget
+	// (ledger.Ledger.Applied: it runs the ledger's OnDrop for a
+	// withdrawal of the profile purposes).
+	Applied func(ctx context.Context, site, subject string, prev, next storage.ConsentEntry)
 	// Node is this node's id: its own tombstones are skipped.
 	Node string
 	// Erase erases a subject from this node's store after another node
 	// erased it (storage.Store.EraseSubjects); required.
 	Erase func(ctx context.Context, site, subject string) error
-	// Marks keeps the revision applied last, so that a restart resumes
-	// after it (nil: every entry is read again at start, and tombstones
-	// are applied only once started).
+	// Marks keeps the revision applied last, with the creation time of
+	// the bucket's stream, so that a restart resumes after it (nil: every
+	// entry is read again at start, and tombstones are applied only once
+	// started). A bucket lost and declared again (revisions from 1 again,
+	// another creation time) is read again from its start, at the next
+	// watch or within bucketCheckInterval of a running one.
 	Marks MarkStore
 	// Logger receives warnings (never identifiers).
 	Logger *slog.Logger
@@ -377,8 +385,18 @@ func (w *LedgerWatcher) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	created, last, err := bucketState(ctx, kv)
+	if err != nil {
+		return fmt.Errorf("cluster: ledger bucket status: %w", err)
+	}
 	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
-	rev := w.mark(ctx)
+	rev, markCreated := w.mark(ctx)
+	if rev > 0 && (rev > last || (markCreated != 0 && markCreated != created.UnixNano())) {
+		// The bucket's stream was lost and declared again: its revisions
+		// start again at 1, and the mark would skip every new entry.
+		w.Logger.Warn("cluster: the consent ledger bucket was recreated; reading every entry again")
+		rev = 0
+	}
 	if rev > 0 {
 		opts = append(opts, jetstream.ResumeFromRevision(rev+1))
 	}
@@ -387,10 +405,19 @@ func (w *LedgerWatcher) watch(ctx context.Context) error {
 		return fmt.Errorf("cluster: watch ledger: %w", err)
 	}
 	defer func() { _ = kw.Stop() }()
+	check := time.NewTicker(bucketCheckInterval)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-check.C:
+			// A bucket recreated under a running watch: watch again, from
+			// its start.
+			if now, _, err := bucketState(ctx, kv); errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+				(err == nil && !now.Equal(created)) {
+				return errors.New("cluster: the consent ledger bucket was recreated")
+			}
 		case e, ok := <-kw.Updates():
 			if !ok {
 				return errors.New("cluster: ledger watch ended")
@@ -399,29 +426,54 @@ func (w *LedgerWatcher) watch(ctx context.Context) error {
 				continue
 			}
 			w.apply(ctx, e.Value())
-			w.setMark(ctx, e.Revision())
+			w.setMark(ctx, e.Revision(), created)
 		}
 	}
 }
 
-// mark is the revision applied last (0: none).
-func (w *LedgerWatcher) mark(ctx context.Context) uint64 {
+// bucketCheckInterval is how often a running watch checks that its bucket
+// is still the one it started on.
+const bucketCheckInterval = 2 * time.Second
+
+// bucketState is when kv's stream was created (it changes when the stream
+// is lost and declared again) and its last revision.
+func bucketState(ctx context.Context, kv jetstream.KeyValue) (time.Time, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return time.Time{}, 0, errors.New("cluster: bucket status without stream info")
+	}
+	info := bs.StreamInfo()
+	return info.Created, info.State.LastSeq, nil
+}
+
+// mark is the revision applied last (0: none) and the creation time
+// (Unix ns) of the bucket's stream it belongs to (0: not recorded).
+func (w *LedgerWatcher) mark(ctx context.Context) (rev uint64, created int64) {
 	if w.Marks == nil {
-		return 0
+		return 0, 0
 	}
 	b, err := w.Marks.KVGet(ctx, markSpace, markKey)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	n, _ := strconv.ParseUint(string(b), 10, 64)
-	return n
+	r, c, _ := strings.Cut(string(b), " ")
+	rev, _ = strconv.ParseUint(r, 10, 64)
+	created, _ = strconv.ParseInt(c, 10, 64)
+	return rev, created
 }
 
-func (w *LedgerWatcher) setMark(ctx context.Context, rev uint64) {
+func (w *LedgerWatcher) setMark(ctx context.Context, rev uint64, created time.Time) {
 	if w.Marks == nil {
 		return
 	}
-	if err := w.Marks.KVPut(ctx, markSpace, markKey, []byte(strconv.FormatUint(rev, 10)), 0); err != nil {
+	v := strconv.FormatUint(rev, 10) + " " + strconv.FormatInt(created.UnixNano(), 10)
+	if err := w.Marks.KVPut(ctx, markSpace, markKey, []byte(v), 0); err != nil {
 		w.Logger.Warn("cluster: consent ledger watch position not saved", "err", err)
 	}
 }
@@ -458,5 +510,11 @@ func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {
 	}
 	if w.Forget != nil {
 		w.Forget(v.Site, v.Subject)
+	}
+	if w.Applied != nil {
+		if err != nil {
+			cur = storage.ConsentEntry{}
+		}
+		w.Applied(ctx, v.Site, v.Subject, cur, v.Entry)
 	}
 }

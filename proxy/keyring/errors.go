@@ -14,6 +14,9 @@ var (
 	ErrNoMasterKey = errors.New("keyring: no master key")
 	// ErrNoKeyring: Options.MustExist is set and there is no keyring.
 	ErrNoKeyring = errors.New("keyring: no keyring")
+	// ErrKeyringExists: Install was asked to write a keyring where one
+	// exists.
+	ErrKeyringExists = errors.New("keyring: a keyring exists")
 	// ErrWrongMasterKey: the keyring is sealed under another master key
 	// than the one at hand.
 	ErrWrongMasterKey = errors.New("keyring: sealed under another master key")

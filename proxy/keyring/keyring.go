@@ -629,20 +629,12 @@ func (kr *Keyring) Rewrap(next MasterKey) error {
 	return nil
 }
 
-// Save seals the keyring and writes it atomically with mode 0600.
+// Save seals the keyring and writes it atomically with mode 0600; a
+// detached keyring (Detached, OpenSealed) is not written.
 func (kr *Keyring) Save() error {
-	plain, err := json.Marshal(kr)
-	if err != nil {
-		return fmt.Errorf("keyring: encode: %w", err)
-	}
-	env, err := seal(plain, kr.mk)
-	clear(plain)
-	if err != nil {
+	b, err := kr.Sealed()
+	if err != nil || kr.path == "" {
 		return err
-	}
-	b, err := json.MarshalIndent(env, "", "  ")
-	if err != nil {
-		return fmt.Errorf("keyring: encode: %w", err)
 	}
 	return writeFile(kr.path, b)
 }

@@ -215,6 +215,25 @@ func (l *Ledger) Forget(site, subject string) {
 	delete(l.cache, key(site, subject))
 }
 
+// Applied tells the ledger that next replaced prev (the zero entry if
+// there was none) in the Backend from outside the ledger (another node's
+// choice, applied by the cluster's watch): the cache entry is dropped and,
+// if the change withdrew every profile purpose from a subject that had
+// one, OnDrop is called, as for a choice recorded here.
+func (l *Ledger) Applied(ctx context.Context, site, subject string, prev, next storage.ConsentEntry) {
+	l.Forget(site, subject)
+	had, _ := consent.ParseSet(prev.Granted...)
+	has, _ := consent.ParseSet(next.Granted...)
+	if prev.Chose() && l.profiled(had) && !l.profiled(has) && l.cfg.OnDrop != nil {
+		l.cfg.OnDrop(ctx, site, subject)
+	}
+}
+
+// profiled reports whether s holds a profile purpose.
+func (l *Ledger) profiled(s consent.Set) bool {
+	return slices.ContainsFunc(l.cfg.ProfilePurposes, func(p consent.Purpose) bool { return s.Has(p) })
+}
+
 // Record stores an explicit choice, with its privacy event, when it differs
 // from the recorded one. A decision that is not pseudonymous records that
 // nothing is granted. The error is the Backend's (the choice is then not
@@ -275,10 +294,7 @@ func (l *Ledger) RecordWithProof(ctx context.Context, site, subject string, d co
 	at = time.UnixMilli(e.AtMs)
 	l.put(key(site, subject), Entry{Granted: granted, Denied: denied, Found: true, Objected: old.Objected, Restricted: old.Restricted,
 		At: at, Expires: at.Add(l.lifetime(site)), stored: &e})
-	profiled := func(s consent.Set) bool {
-		return slices.ContainsFunc(l.cfg.ProfilePurposes, func(p consent.Purpose) bool { return s.Has(p) })
-	}
-	if old.Found && profiled(old.Granted) && !profiled(granted) && l.cfg.OnDrop != nil {
+	if old.Found && l.profiled(old.Granted) && !l.profiled(granted) && l.cfg.OnDrop != nil {
 		l.cfg.OnDrop(ctx, site, subject)
 	}
 	return nil

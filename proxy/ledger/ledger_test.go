@@ -157,3 +157,43 @@ func TestRecordWithProofAt(t *testing.T) {
 		t.Fatalf("future proof date kept: %v", got)
 	}
 }
+
+// TestAppliedRunsOnDrop: an entry applied from outside (another node's)
+// drops the cache entry and calls OnDrop only when it withdrew every
+// profile purpose from a subject that had one.
+func TestAppliedRunsOnDrop(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Open(t)
+	var dropped int
+	l := ledger.New(ledger.Config{
+		Backend:         st,
+		Purposes:        []consent.Purpose{consent.Necessary, consent.Analytics, consent.Personalization, consent.Marketing},
+		ProfilePurposes: []consent.Purpose{consent.Personalization, consent.Marketing},
+		OnDrop:          func(context.Context, string, string) { dropped++ },
+	})
+	now := time.Now().UnixMilli()
+	profiled := storage.ConsentEntry{Granted: []string{"analytics", "marketing"}, AtMs: now}
+	analytics := storage.ConsentEntry{Granted: []string{"analytics"}, Denied: []string{"marketing", "personalization"}, AtMs: now}
+	for _, c := range []struct {
+		name       string
+		prev, next storage.ConsentEntry
+		drops      int
+	}{
+		{"first choice", storage.ConsentEntry{}, analytics, 0},
+		{"grant", analytics, profiled, 0},
+		{"profile purposes withdrawn", profiled, analytics, 1},
+		{"still none", analytics, analytics, 0},
+	} {
+		dropped = 0
+		if err := st.PutConsent(ctx, "demo", "s1", c.next); err != nil {
+			t.Fatal(err)
+		}
+		l.Applied(ctx, "demo", "s1", c.prev, c.next)
+		if dropped != c.drops {
+			t.Errorf("%s: OnDrop called %d times, want %d", c.name, dropped, c.drops)
+		}
+		if got := l.Get(ctx, "demo", "s1"); got.Granted.Has(consent.Marketing) != (len(c.next.Granted) > 1) {
+			t.Errorf("%s: the cache kept the previous entry: %+v", c.name, got)
+		}
+	}
+}

@@ -86,6 +86,15 @@ func keysCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
+	if cfg.Cluster.Enabled() {
+		switch cmd {
+		case "rewrap":
+			return errors.New("vigie keys rewrap: not available in cluster mode: the shared keyring (KV VIGIE_KEYRING) is sealed under the master key " +
+				"every node reads, and re-sealing it here would lock the other nodes out")
+		case "rotate", "retire":
+			return sharedKeysCmd(ctx, cfg, cmd, id, stdout, stderr)
+		}
+	}
 	kr, err := openKeyring(ctx, cfg, stderr)
 	if err != nil {
 		return err
@@ -121,6 +130,31 @@ func keysCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "keyring re-sealed under %s (was %s); no data was re-encrypted.\n"+
 			"Now make the new key the one Vigie reads (keys.master_key_file, keys.master_key_command or VIGIE_MASTER_KEY) "+
 			"before the next start: %s no longer opens the keyring.\n", next.ID(), prev, prev)
+	}
+	return nil
+}
+
+// sharedKeysCmd is "vigie keys rotate" and "retire" in cluster mode: the
+// cluster's shared keyring (KV VIGIE_KEYRING) is changed by a
+// compare-and-set, then this node's copy.
+func sharedKeysCmd(ctx context.Context, cfg config.Config, cmd, id string, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var made string
+	_, err := proxy.ChangeSharedKeys(ctx, cfg, log, func(kr *keyring.Keyring) error {
+		if cmd == "retire" {
+			return kr.Retire(id)
+		}
+		k, err := kr.Rotate()
+		made = k.ID
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if cmd == "retire" {
+		fmt.Fprintf(stdout, "key %s retired in the cluster's shared keyring; restart every node to apply\n", id)
+	} else {
+		fmt.Fprintf(stdout, "new active key %s in the cluster's shared keyring; restart every node to use it (each adopts it at its start)\n", made)
 	}
 	return nil
 }

@@ -293,3 +293,25 @@ func TestMasterKeyRotation(t *testing.T) {
 		t.Fatalf("after rewrap back: %v", err)
 	}
 }
+
+// TestRewrapRefusedInClusterMode: in cluster mode the keyring is shared
+// (KV VIGIE_KEYRING) under the master key every node reads; rewrap is
+// refused before anything changes.
+func TestRewrapRefusedInClusterMode(t *testing.T) {
+	c := newCustody(t, "keys: {master_key_file: etc/master.key}\nnats: {url: \"nats://127.0.0.1:1\"}\ncluster: {node_id: n1}\n")
+	if _, _, err := keyring.Open(c.data, c.mk, keyring.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	newKey := filepath.Join(c.root, "etc", "master.key.new")
+	if err := run(context.Background(), []string{"keys", "master", "new", "--out", newKey}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"keys", "rewrap", "--config", c.config, "--new-key-file", newKey}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "cluster mode") {
+		t.Fatalf("rewrap in cluster mode: %v", err)
+	}
+	if _, err := keyring.Verify(c.data, c.mk); err != nil {
+		t.Fatalf("the refused rewrap changed the keyring: %v", err)
+	}
+}
