@@ -365,13 +365,18 @@ type LedgerWatcher struct {
 // writing node announced it) and its cache entry dropped; an older or
 // equal one, this node's own among them, is skipped.
 func (w *LedgerWatcher) Run(ctx context.Context) {
-	retry := w.Retry
+	keepWatching(ctx, w.Retry, w.Logger, "consent ledger", w.watch)
+}
+
+// keepWatching runs watch until ctx ends, again after retry (1 s when 0)
+// whenever it returns, logging its error as what's watch.
+func keepWatching(ctx context.Context, retry time.Duration, log *slog.Logger, what string, watch func(context.Context) error) {
 	if retry <= 0 {
 		retry = time.Second
 	}
 	for ctx.Err() == nil {
-		if err := w.watch(ctx); err != nil && ctx.Err() == nil {
-			w.Logger.Warn("cluster: consent ledger watch failed; retrying", "err", err)
+		if err := watch(ctx); err != nil && ctx.Err() == nil && log != nil {
+			log.Warn("cluster: "+what+" watch failed; retrying", "err", err)
 		}
 		select {
 		case <-ctx.Done():

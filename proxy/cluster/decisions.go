@@ -73,19 +73,7 @@ type DecisionsWatcher struct {
 
 // Run watches VIGIE_DECISIONS until ctx ends.
 func (w *DecisionsWatcher) Run(ctx context.Context) {
-	retry := w.Retry
-	if retry <= 0 {
-		retry = time.Second
-	}
-	for ctx.Err() == nil {
-		if err := w.watch(ctx); err != nil && ctx.Err() == nil {
-			w.Logger.Warn("cluster: decision counters watch failed; retrying", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(retry):
-		}
-	}
+	keepWatching(ctx, w.Retry, w.Logger, "decision counters", w.watch)
 }
 
 func (w *DecisionsWatcher) watch(ctx context.Context) error {

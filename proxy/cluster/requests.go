@@ -162,19 +162,7 @@ func (r *Requests) View(ctx context.Context, id string) ([]byte, error) {
 // each new one. An announcement fn fails is handed again after Retry (the
 // position is kept only past what fn accepted).
 func (r *Requests) Watch(ctx context.Context, fn func(ctx context.Context, v []byte) error) {
-	retry := r.Retry
-	if retry <= 0 {
-		retry = time.Second
-	}
-	for ctx.Err() == nil {
-		if err := r.watch(ctx, fn); err != nil && ctx.Err() == nil && r.Logger != nil {
-			r.Logger.Warn("cluster: privacy request watch failed; retrying", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(retry):
-		}
-	}
+	keepWatching(ctx, r.Retry, r.Logger, "privacy request", func(ctx context.Context) error { return r.watch(ctx, fn) })
 }
 
 func (r *Requests) watch(ctx context.Context, fn func(ctx context.Context, v []byte) error) error {
