@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -20,29 +19,7 @@ func (s *Store) ProfileValue(ctx context.Context, site, subject string) ([]byte,
 	if err := validSubject(site, subject); err != nil {
 		return nil, err
 	}
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.mu.RUnlock()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var v []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(profileKey(site, subject))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
-		return err
-	})
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("storage: profile value: %w", err)
-	}
-	return v, err
+	return s.getValue(ctx, "profile value", profileKey(site, subject))
 }
 
 // PutProfileValue replaces the profile of subject on site by v (a

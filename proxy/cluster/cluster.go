@@ -419,8 +419,7 @@ func (w *LedgerWatcher) watch(ctx context.Context) error {
 		case <-check.C:
 			// A bucket recreated under a running watch: watch again, from
 			// its start.
-			if now, _, err := bucketState(ctx, kv); errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
-				(err == nil && !now.Equal(created)) {
+			if recreated(ctx, kv, created) {
 				return errors.New("cluster: the consent ledger bucket was recreated")
 			}
 		case e, ok := <-kw.Updates():
@@ -442,6 +441,14 @@ const bucketCheckInterval = 2 * time.Second
 
 // bucketState is when kv's stream was created (it changes when the stream
 // is lost and declared again) and its last revision.
+// recreated reports whether kv's stream is gone or is another one than
+// the stream created at created (lost and declared again: revisions from 1).
+func recreated(ctx context.Context, kv jetstream.KeyValue, created time.Time) bool {
+	now, _, err := bucketState(ctx, kv)
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		(err == nil && !now.Equal(created))
+}
+
 func bucketState(ctx context.Context, kv jetstream.KeyValue) (time.Time, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()

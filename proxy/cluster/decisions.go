@@ -97,8 +97,7 @@ func (w *DecisionsWatcher) watch(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-check.C:
-			if now, _, err := bucketState(ctx, kv); errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
-				(err == nil && !now.Equal(created)) {
+			if recreated(ctx, kv, created) {
 				return errors.New("cluster: the decisions bucket was recreated")
 			}
 		case e, ok := <-kw.Updates():
