@@ -345,8 +345,10 @@ func (s *Store) commitChunk(items []item) int {
 			items = items[:added]
 			continue
 		}
+		s.addPending(s.nextSeq, seq)
 		err := txn.Commit()
 		if err != nil {
+			s.removePending(s.nextSeq, seq)
 			s.log.Error("storage: commit failed", "records", added, "err", err)
 			for _, it := range items[:added] {
 				it.req.setErr(fmt.Errorf("storage: commit: %w", err))

@@ -81,3 +81,56 @@ func BenchmarkPutConsent(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDrainOutbox measures the publisher's side of the outbox: read
+// 256 entries from the cursor and acknowledge them (one op = one batch),
+// over an outbox of 100 k events spread over flushed tables, as when the
+// publisher lags during a soak.
+func BenchmarkDrainOutbox(b *testing.B) {
+	const batch, fill = 256, 100_000
+	ctx := context.Background()
+	s := openDir(b, storage.Config{Dir: b.TempDir(), VaultKey: newKey(), MaxOutbox: 1 << 40})
+	data := make([]byte, 300)
+	n := 0
+	refill := func() {
+		recs := make([]storage.Record, 0, 100)
+		for range fill / 100 {
+			recs = recs[:0]
+			for range 100 {
+				n++
+				id := fmt.Sprintf("%012d", n)
+				recs = append(recs, storage.Record{
+					Site: "bench", ID: id, Time: base.Add(time.Duration(n) * time.Millisecond),
+					Type: "track", Subject: "subj", Dedup: []byte(id), Data: data,
+					Topic: "vigie.events.bench.track",
+				})
+			}
+			if _, err := s.Append(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var cursor []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		items, err := s.OutboxAfter(ctx, cursor, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(items) < batch {
+			b.StopTimer()
+			refill()
+			b.StartTimer()
+			continue
+		}
+		keys := make([][]byte, len(items))
+		for i, it := range items {
+			keys[i] = it.Key
+		}
+		if err := s.AckOutbox(keys); err != nil {
+			b.Fatal(err)
+		}
+		cursor = keys[len(keys)-1]
+	}
+}

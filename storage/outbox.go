@@ -104,7 +104,9 @@ func (s *Store) update(ctx context.Context, op string, msgs []Message, size int,
 		size += len(e.Key) + len(e.Value) + entryOverhead
 		seq++
 	}
+	s.addPending(s.nextSeq, seq)
 	if err := txn.Commit(); err != nil {
+		s.removePending(s.nextSeq, seq)
 		return fmt.Errorf("storage: %s: %w", op, err)
 	}
 	s.nextSeq = seq
@@ -133,7 +135,12 @@ func (s *Store) recoverOutbox() error {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			n++
-			if seq, ok := parseOutboxKey(it.Item().Key()); ok && seq >= s.nextSeq {
+			seq, ok := parseOutboxKey(it.Item().Key())
+			if !ok {
+				continue
+			}
+			s.pending.add(seq)
+			if seq >= s.nextSeq {
 				s.nextSeq = seq + 1
 			}
 		}
@@ -269,28 +276,44 @@ func (s *Store) AckOutbox(keys [][]byte) error {
 	return s.deleteOutbox(keys)
 }
 
+// addPending records the outbox sequences lo..hi-1 of a transaction about
+// to commit: before the commit, so that no reader can see (and acknowledge)
+// an entry that is not yet in the set.
+func (s *Store) addPending(lo, hi uint64) {
+	if lo == hi {
+		return
+	}
+	s.pendMu.Lock()
+	s.pending.addRange(lo, hi)
+	s.pendMu.Unlock()
+}
+
+// removePending undoes addPending after a failed commit.
+func (s *Store) removePending(lo, hi uint64) {
+	if lo == hi {
+		return
+	}
+	s.pendMu.Lock()
+	s.pending.removeRange(lo, hi)
+	s.pendMu.Unlock()
+}
+
 // deleteOutbox deletes the live keys among keys and adjusts the counter.
+// Liveness comes from the in-memory pending set, not from a Badger lookup
+// per key (which grew with the LSM during a soak).
 func (s *Store) deleteOutbox(keys [][]byte) error {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	s.writeGate.RLock()
 	defer s.writeGate.RUnlock()
 	live := make([][]byte, 0, len(keys))
-	err := s.db.View(func(txn *badger.Txn) error {
-		for _, k := range keys {
-			_, err := txn.Get(k)
-			switch {
-			case err == nil:
-				live = append(live, k)
-			case !errors.Is(err, badger.ErrKeyNotFound):
-				return err
-			}
+	s.pendMu.Lock()
+	for _, k := range keys {
+		if seq, ok := parseOutboxKey(k); ok && s.pending.remove(seq) {
+			live = append(live, k)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("storage: ack outbox: %w", err)
 	}
+	s.pendMu.Unlock()
 	if len(live) == 0 {
 		return nil
 	}
@@ -298,14 +321,38 @@ func (s *Store) deleteOutbox(keys [][]byte) error {
 	for _, k := range live {
 		if err := wb.Delete(k); err != nil {
 			wb.Cancel()
+			s.repend(live)
 			return fmt.Errorf("storage: ack outbox: %w", err)
 		}
 	}
 	if err := wb.Flush(); err != nil {
+		s.repend(live)
 		return fmt.Errorf("storage: ack outbox: %w", err)
 	}
 	s.outboxLen.Add(-int64(len(live)))
 	return nil
+}
+
+// repend puts back into the pending set, after a failed delete, the keys
+// among keys that are still in Badger (a failed write batch may have
+// deleted some of them), and takes the others off the counter, so both
+// stay exact.
+func (s *Store) repend(keys [][]byte) {
+	gone := int64(0)
+	_ = s.db.View(func(txn *badger.Txn) error {
+		s.pendMu.Lock()
+		defer s.pendMu.Unlock()
+		for _, k := range keys {
+			seq, _ := parseOutboxKey(k)
+			if _, err := txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
+				gone++
+				continue
+			}
+			s.pending.add(seq) // present, or unknown: keep it
+		}
+		return nil
+	})
+	s.outboxLen.Add(-gone)
 }
 
 // OutboxLen returns the number of outbox entries (an atomic counter,

@@ -127,6 +127,18 @@ func TestOutboxMessagesKeepCommitOrderAcrossReopen(t *testing.T) {
 	if s.OutboxLen() != int64(len(want)) {
 		t.Fatalf("after reopen: outbox length %d, want %d", s.OutboxLen(), len(want))
 	}
+	// Entries recovered at Open are acknowledged like new ones, once.
+	for range 2 {
+		if err := s.AckOutbox([][]byte{items[0].Key, items[len(items)-1].Key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.OutboxLen() != int64(len(want)-2) {
+		t.Fatalf("after acking 2 entries after reopen: outbox length %d, want %d", s.OutboxLen(), len(want)-2)
+	}
+	if rest, err := s.Outbox(ctx, 100); err != nil || len(rest) != len(want)-2 {
+		t.Fatalf("after acking 2 entries after reopen: %d entries (%v), want %d", len(rest), err, len(want)-2)
+	}
 	if got, err := s.Consent(ctx, "demo", "p2"); err != nil || got.AtMs != choice.AtMs {
 		t.Fatalf("ledger after reopen: %+v %v", got, err)
 	}

@@ -154,6 +154,10 @@ type Store struct {
 	writeGate sync.RWMutex
 	// ackMu serializes outbox deletions so outboxLen stays exact.
 	ackMu sync.Mutex
+	// pendMu guards pending, the outbox sequences committed and not yet
+	// deleted (entries are added before their commit, see addPending).
+	pendMu  sync.Mutex
+	pending seqSet
 	// prof serializes profile read-modify-writes (see profiles.go).
 	prof profileLocks
 
