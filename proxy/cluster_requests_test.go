@@ -12,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
+	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
 )
 
 // personOnEveryNode stores events of user through every node (a grant on
@@ -255,6 +260,29 @@ func TestClusterRemovedNodeNoLongerHoldsRequests(t *testing.T) {
 // done.
 func TestClusterPluginAckOnAnotherNode(t *testing.T) {
 	nc := startNATSCluster(t)
+	nodes := rightsCluster(t, nc)
+	first := nodes[0]
+	var ids []string
+	for i := range 4 {
+		user := fmt.Sprintf("u-ack-%d", i)
+		for _, in := range []*proxytest.Instance{first, nodes[i%3]} {
+			if code, resp := in.Post("/v1/track", "demo", `{"event":"Grant","userId":"`+user+`","context":{"consent":`+rtConsent+`}}`); code != 200 {
+				t.Fatalf("track: %d %s", code, resp)
+			}
+		}
+		ids = append(ids, privacyRequest(t, first, `{"type":"erase","site":"demo","identifier":{"kind":"user_id","value":"`+user+`"}}`))
+	}
+	for _, id := range ids {
+		if v := waitRequest(t, first, id); v.Status != "done" || stepStatus(v, "plugin:recorder") != "done" {
+			t.Fatalf("erasure %s: %s %+v", id, v.Status, v.Steps)
+		}
+	}
+}
+
+// rightsCluster starts 3 Vigie nodes in cluster mode on nc, each with
+// rightsServer's plugins, sharing the first node's keyring and keys.
+func rightsCluster(t *testing.T, nc *natsCluster) []*proxytest.Instance {
+	t.Helper()
 	clusterMode := func(id string) proxytest.Option {
 		return func(c *config.Config) {
 			c.NATS.URL = nc.urls()
@@ -280,19 +308,93 @@ func TestClusterPluginAckOnAnotherNode(t *testing.T) {
 		})
 		nodes = append(nodes, in)
 	}
-	var ids []string
-	for i := range 4 {
-		user := fmt.Sprintf("u-ack-%d", i)
-		for _, in := range []*proxytest.Instance{first, nodes[i%3]} {
-			if code, resp := in.Post("/v1/track", "demo", `{"event":"Grant","userId":"`+user+`","context":{"consent":`+rtConsent+`}}`); code != 200 {
-				t.Fatalf("track: %d %s", code, resp)
+	return nodes
+}
+
+// TestClusterErasureOfAnotherNodesPersonReachesPlugins: a person known
+// only on node 2 (identified there by e-mail) is erased by a request made
+// on node 1 by that e-mail, which node 1 finds no subject for: node 2
+// publishes the erasure event naming its subjects to the privacy stream,
+// the plugins acknowledge it (counted in node 2's step), VIGIE_EVENTS
+// keeps none of the person's messages, and the request is done only then.
+func TestClusterErasureOfAnotherNodesPersonReachesPlugins(t *testing.T) {
+	nc := startNATSCluster(t)
+	nodes := rightsCluster(t, nc)
+	a, b := nodes[0], nodes[1]
+	const email = "lou.cluster@example.org"
+	sendPerson(t, b, "u-lou", "anon-lou", email, "+33611223344")
+	user, anon := personSubjects(t, b)
+	js := nc.jetStream(t)
+	aboutPerson := func() int {
+		st, err := js.Stream(t.Context(), streams.Events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			m, err := st.GetMsg(t.Context(), seq)
+			if err != nil {
+				continue
+			}
+			ev := &vigiev1.Event{}
+			if proto.Unmarshal(m.Data, ev) == nil && slices.ContainsFunc([]string{ev.GetSubject(), ev.GetUserId(), ev.GetAnonymousId()},
+				func(x string) bool { return x == user || x == anon }) {
+				n++
 			}
 		}
-		ids = append(ids, privacyRequest(t, first, `{"type":"erase","site":"demo","identifier":{"kind":"user_id","value":"`+user+`"}}`))
+		return n
 	}
-	for _, id := range ids {
-		if v := waitRequest(t, first, id); v.Status != "done" || stepStatus(v, "plugin:recorder") != "done" {
-			t.Fatalf("erasure %s: %s %+v", id, v.Status, v.Steps)
+	waitFor(t, "node 2's events of the person in VIGIE_EVENTS", 20*time.Second, func() bool { return aboutPerson() >= 5 })
+
+	// The privacy stream's erasure events, as they are published.
+	conn, err := nats.Connect(nc.urls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	erasures := make(chan *vigiev1.PrivacyEvent, 16)
+	sub, err := conn.Subscribe(streams.PrivacyPrefix+">", func(m *nats.Msg) {
+		pe := &vigiev1.PrivacyEvent{}
+		if proto.Unmarshal(m.Data, pe) == nil && pe.GetAction() == vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE {
+			erasures <- pe
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	id := privacyRequest(t, a, `{"type":"erase","site":"demo","identifier":{"kind":"email","value":"`+email+`"}}`)
+	v := waitRequest(t, a, id)
+	if v.Status != "done" || stepStatus(v, "node:v2") != "done" || stepStatus(v, "publish") != "skipped" {
+		t.Fatalf("erasure: %s %+v", v.Status, v.Steps)
+	}
+	// Done: the event had been published, acknowledged by every plugin, and
+	// the stream cleaned.
+	var named []string
+	for len(erasures) > 0 {
+		pe := <-erasures
+		if strings.HasPrefix(pe.GetRequestId(), id) {
+			named = append(named, pe.GetSubjects()...)
 		}
 	}
+	if !slices.Contains(named, user) || !slices.Contains(named, anon) {
+		t.Errorf("the erasure events of request %s name %v, want node 2's subjects %s and %s", id, named, user, anon)
+	}
+	for _, st := range v.Steps {
+		if st.Name == "node:v2" && !strings.Contains(st.Detail, "plugin_acks 3") {
+			t.Errorf("node 2's step does not count the 3 plugins' acknowledgements: %q", st.Detail)
+		}
+	}
+	if n := aboutPerson(); n != 0 {
+		t.Errorf("VIGIE_EVENTS still holds %d messages of the person once the erasure is done", n)
+	}
+	assertBucketHolds(t, nc, "KV_VIGIE_REQUESTS", email, false)
 }

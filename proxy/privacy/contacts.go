@@ -34,11 +34,12 @@ type capturedContact struct {
 	Phone   string   `json:"ph,omitempty"`
 }
 
-// captureContacts seals what r's erasure must still reach downstream.
-func (s *Service) captureContacts(ctx context.Context, r *Request) error {
+// captureContacts seals what the erasure event id (naming subjects of
+// site) must still reach downstream.
+func (s *Service) captureContacts(ctx context.Context, site, id string, subjects []string) error {
 	var out []capturedContact
-	for _, subj := range r.Subjects {
-		hist, err := s.cfg.Store.SyncHistory(ctx, r.Site, subj)
+	for _, subj := range subjects {
+		hist, err := s.cfg.Store.SyncHistory(ctx, site, subj)
 		if err != nil {
 			return err
 		}
@@ -51,7 +52,7 @@ func (s *Service) captureContacts(ctx context.Context, r *Request) error {
 		if len(given) == 0 {
 			continue
 		}
-		raw, err := s.cfg.Store.VaultTraits(subj, r.Site)
+		raw, err := s.cfg.Store.VaultTraits(subj, site)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -73,7 +74,7 @@ func (s *Service) captureContacts(ctx context.Context, r *Request) error {
 		return err
 	}
 	defer clear(b)
-	return s.cfg.Store.PutRequestContacts(ctx, r.ID, s.cfg.Store.SealSecret(r.ID, b))
+	return s.cfg.Store.PutRequestContacts(ctx, id, s.cfg.Store.SealSecret(id, b))
 }
 
 // ErasureContact implements plugins.ErasureContacts: the contact details

@@ -77,7 +77,18 @@ type lookup struct {
 	Pseudonyms   []string             `json:"pseudonyms,omitempty"`
 	Entries      []storage.IndexEntry `json:"entries,omitempty"`
 	SuppressMACs []SuppressMAC        `json:"suppress_macs,omitempty"`
+	// Subjects (erase) are the pseudonyms the receiving node found, which
+	// its erasure event names: a member announces only the others.
+	Subjects []string `json:"subjects,omitempty"`
 }
+
+// partEventID is the request id of the erasure event node publishes, in
+// its part of request id, for the subjects only it found: the plugins'
+// acknowledgements of that event (and its Nats-Msg-Id,
+// streams.PrivacyMsgID) are the node's, apart from the receiving node's.
+// Its subjects and captured contacts are stored under it, so dropping
+// the request's (storage.DropRequestSubjects, a prefix) drops them too.
+func partEventID(id, node string) string { return id + "." + node }
 
 // nodeResult is a node's step result as it reports it: status, counts,
 // no identifier.
@@ -176,6 +187,20 @@ func (s *Service) accept(ctx context.Context, v []byte) error {
 			r.Options.SuppressMACs = l.SuppressMACs
 			step("suppress")
 		}
+		// The subjects the receiving node's erasure event does not name:
+		// this node announces them to the plugins and cleans the streams
+		// of them itself (stepPublish), before its data steps.
+		known := map[string]bool{}
+		for _, subj := range l.Subjects {
+			known[subj] = true
+		}
+		extra := slices.DeleteFunc(slices.Clone(subjects), func(x string) bool { return known[x] })
+		if len(extra) > 0 {
+			if err := s.cfg.Store.PutRequestSubjects(ctx, partEventID(r.ID, self), extra); err != nil {
+				return err
+			}
+			step("publish")
+		}
 		for _, name := range eraseDataSteps {
 			step(name)
 		}
@@ -204,11 +229,24 @@ func (s *Service) accept(ctx context.Context, v []byte) error {
 func (s *Service) reportMessages(ctx context.Context, r *Request) ([]storage.Message, error) {
 	p := s.cfg.Peers
 	res := nodeResult{Status: StatusDone, Subjects: r.SubjectCount, Counts: maps.Clone(r.Summary), At: time.Now().UTC()}
-	var failed []string
+	var failed, unsupported []string
+	acks := 0
 	for _, st := range r.Steps {
 		if st.Status == StatusFailed {
 			failed = append(failed, st.Name+" ("+st.Detail+")")
 		}
+		if st.Status == StatusNotSupported { // a plugin of its own event
+			unsupported = append(unsupported, st.Name+" ("+st.Detail+")")
+		}
+		if strings.HasPrefix(st.Name, "plugin:") && st.Status.terminal() {
+			acks++
+		}
+	}
+	if acks > 0 {
+		if res.Counts == nil {
+			res.Counts = map[string]int{}
+		}
+		res.Counts["plugin_acks"] = acks
 	}
 	var msgs []storage.Message
 	if len(failed) == 0 && (r.Type == TypeAccess || r.Type == TypeExport) {
@@ -238,6 +276,8 @@ func (s *Service) reportMessages(ctx context.Context, r *Request) ([]storage.Mes
 	}
 	if len(failed) > 0 {
 		res.Status, res.Detail = StatusFailed, "failed: "+strings.Join(failed, "; ")
+	} else if len(unsupported) > 0 {
+		res.Status, res.Detail = StatusNotSupported, res.Detail+"; not supported: "+strings.Join(unsupported, "; ")
 	}
 	b, err := json.Marshal(res)
 	if err != nil {
@@ -255,9 +295,13 @@ func (s *Service) pollNodes(ctx context.Context, r *Request) error {
 	results := map[string]nodeResult{}
 	acks := map[string]plugins.PrivacyAck{}
 	waiting := false
+	ackID := r.ID
+	if r.Origin != "" { // this node's part: the acks of its own event
+		ackID = partEventID(r.ID, p.Node())
+	}
 	for _, st := range r.Steps {
 		if plugin, ok := strings.CutPrefix(st.Name, "plugin:"); ok && !st.Status.terminal() {
-			b, err := p.Ack(ctx, r.ID, plugin)
+			b, err := p.Ack(ctx, ackID, plugin)
 			if err != nil {
 				return err
 			}
@@ -439,14 +483,16 @@ func eventMs(raw json.RawMessage) int64 {
 	return 0
 }
 
-// forwardAck commits plugin acknowledgement a of part r (another node's
-// request) for that node, which sets its plugin step from it.
-func (s *Service) forwardAck(ctx context.Context, a plugins.PrivacyAck) error {
+// forwardAck commits plugin acknowledgement a (of request id's erasure
+// event, or of a node's own event: partEventID) for the node waiting for
+// it, which sets its plugin step from it; it is committed with request
+// id, which this node holds.
+func (s *Service) forwardAck(ctx context.Context, id string, a plugins.PrivacyAck) error {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	_, err = s.update(ctx, a.RequestID, func(*Request) (bool, []storage.Message, error) {
+	_, err = s.update(ctx, id, func(*Request) (bool, []storage.Message, error) {
 		return true, []storage.Message{s.cfg.Peers.AckMessage(a.RequestID, a.Plugin, b)}, nil
 	})
 	return err

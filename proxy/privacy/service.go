@@ -274,6 +274,9 @@ func (s *Service) Create(ctx context.Context, in Input) (*Request, error) {
 	}
 	step("receipt")
 	l.SuppressMACs = r.Options.SuppressMACs
+	if in.Type == TypeErase {
+		l.Subjects = subjects // sealed: the others announce only the rest
+	}
 	announce, err := s.announce(ctx, r, l)
 	if err != nil {
 		return nil, err
@@ -440,8 +443,16 @@ func (s *Service) update(ctx context.Context, id string, fn func(r *Request) (bo
 // ignored.
 func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
 	forward := false
-	_, err := s.update(ctx, a.RequestID, func(r *Request) (bool, []storage.Message, error) {
-		if r.Origin != "" && s.cfg.Peers != nil {
+	id, node, ofPart := strings.Cut(a.RequestID, ".") // partEventID
+	if ofPart && s.cfg.Peers == nil {
+		return nil
+	}
+	_, err := s.update(ctx, id, func(r *Request) (bool, []storage.Message, error) {
+		switch {
+		case ofPart && (node != s.cfg.Peers.Node() || r.Origin == ""):
+			forward = true // node's own event: its plugin step is there
+			return false, nil, nil
+		case !ofPart && r.Origin != "" && s.cfg.Peers != nil:
 			forward = true // another node's erasure: its plugin step is there
 			return false, nil, nil
 		}
@@ -453,7 +464,7 @@ func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
 		return true, nil, nil
 	})
 	if err == nil && forward {
-		err = s.forwardAck(ctx, a)
+		err = s.forwardAck(ctx, id, a)
 	}
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -533,9 +544,13 @@ func (s *Service) advance(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if r.Origin == "" {
-			// The other nodes' steps unreadable (NATS unreachable): this
-			// node's own steps go on; the next poll reads them.
+		if r.Origin == "" || slices.ContainsFunc(r.Steps, func(st Step) bool {
+			return strings.HasPrefix(st.Name, "plugin:") && !st.Status.terminal()
+		}) {
+			// The other nodes' steps (or, in a part, the plugins'
+			// acknowledgements of its own event, handled elsewhere)
+			// unreadable (NATS unreachable): this node's own steps go on;
+			// the next poll reads them.
 			if err := s.pollNodes(ctx, r); err != nil && ctx.Err() == nil {
 				s.log.Warn("privacy: the other nodes' steps are unreadable; retrying", "request_id", id, "err", err)
 			}

@@ -123,29 +123,44 @@ func (s *Service) addSuppressed(site string, entries []storage.IndexEntry) {
 // stepPublish commits the erasure event to the outbox together with the
 // step's completion and the steps that wait for it: one per plugin, one per
 // stream, then a last verification.
+//
+// In cluster mode, a node's part of another node's erasure has this step
+// when it found subjects the receiving node did not: its event names only
+// those, under partEventID (so its Nats-Msg-Id and the plugins'
+// acknowledgements are its own), and its stream steps clean them.
 func (s *Service) stepPublish(ctx context.Context, r *Request) error {
-	if len(r.Subjects) == 0 {
+	eventID, subjects, err := s.eventSubjects(ctx, r)
+	if err != nil {
+		return err
+	}
+	if len(subjects) == 0 {
 		_, err := s.update(ctx, r.ID, func(r *Request) (bool, []storage.Message, error) {
 			r.step("publish").set(StatusSkipped, "no subject found: nothing to announce")
 			return true, nil, nil
 		})
 		return err
 	}
-	msg, err := ledger.PrivacyMessage(privacyEvent(r, vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE))
+	pe := privacyEvent(r, vigiev1.PrivacyAction_PRIVACY_ACTION_ERASURE)
+	pe.RequestId, pe.Subjects, pe.Subject = eventID, subjects, subjects[0]
+	msg, err := ledger.PrivacyMessage(pe)
 	if err != nil {
 		return err
 	}
 	// Before the vault goes: what the destinations need to delete the
 	// person downstream (contacts.go).
-	if err := s.captureContacts(ctx, r); err != nil {
+	if err := s.captureContacts(ctx, r.Site, eventID, subjects); err != nil {
 		return err
+	}
+	detail := "vigie.privacy." + r.Site + ".erase committed to the outbox"
+	if r.Origin != "" {
+		detail += fmt.Sprintf(" for the %d subject(s) node %s did not find", len(subjects), r.Origin)
 	}
 	_, err = s.update(ctx, r.ID, func(r *Request) (bool, []storage.Message, error) {
 		st := r.step("publish")
 		if st.Status == StatusDone {
 			return false, nil, nil
 		}
-		st.set(StatusDone, "vigie.privacy."+r.Site+".erase committed to the outbox")
+		st.set(StatusDone, detail)
 		var later []Step
 		for _, p := range s.cfg.Plugins {
 			later = append(later, Step{Name: "plugin:" + p, Status: StatusPending, Detail: "waiting for the plugin's acknowledgement"})
@@ -159,6 +174,18 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 		return true, []storage.Message{msg}, nil
 	})
 	return err
+}
+
+// eventSubjects returns the request id r's erasure event carries and the
+// subjects it names (and its stream steps clean): r's own, or, in a part
+// of another node's request, those the receiving node did not find.
+func (s *Service) eventSubjects(ctx context.Context, r *Request) (string, []string, error) {
+	if r.Origin == "" || s.cfg.Peers == nil {
+		return r.ID, r.Subjects, nil
+	}
+	id := partEventID(r.ID, s.cfg.Peers.Node())
+	subjects, err := s.cfg.Store.RequestSubjects(ctx, id)
+	return id, subjects, err
 }
 
 // stepErase drops every key of the subjects (storage.EraseSubjects) and

@@ -39,7 +39,11 @@ func (s *Service) stepStream(ctx context.Context, r *Request, name string) error
 	if err := s.markRunning(ctx, r.ID, step); err != nil {
 		return err
 	}
-	deleted, scanned, err := s.cleanStream(ctx, name, r.Subjects)
+	_, subjects, err := s.eventSubjects(ctx, r)
+	if err != nil {
+		return err
+	}
+	deleted, scanned, err := s.cleanStream(ctx, name, subjects)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return s.stepDone(ctx, r.ID, step, "stream absent: nothing to delete", nil)
 	}
