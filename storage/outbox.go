@@ -362,3 +362,13 @@ func (s *Store) OutboxLen() int64 { return s.outboxLen.Load() }
 // OutboxSignal returns a channel that receives (without blocking the
 // committer; capacity 1) after each commit that added outbox entries.
 func (s *Store) OutboxSignal() <-chan struct{} { return s.signal }
+
+// Enqueue commits msgs to the outbox alone, in one transaction: what a
+// caller must publish (through the outbox, so it survives a NATS outage
+// and a restart) when no write of its own goes with it.
+func (s *Store) Enqueue(ctx context.Context, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	return s.update(ctx, "enqueue", msgs, 0, func(*badger.Txn) error { return nil })
+}

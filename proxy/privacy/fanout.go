@@ -497,3 +497,15 @@ func (s *Service) forwardAck(ctx context.Context, id string, a plugins.PrivacyAc
 	})
 	return err
 }
+
+// forwardUnknownAck commits plugin acknowledgement a of a request this
+// node does not hold to the outbox alone, as forwardAck does for a
+// request it holds a part of: the node whose plugin step it is reads it
+// from VIGIE_REQUESTS.
+func (s *Service) forwardUnknownAck(ctx context.Context, a plugins.PrivacyAck) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Store.Enqueue(ctx, s.cfg.Peers.AckMessage(a.RequestID, a.Plugin, b))
+}

@@ -439,8 +439,10 @@ func (s *Service) update(ctx context.Context, id string, fn func(r *Request) (bo
 }
 
 // PrivacyAck records a plugin's acknowledgement of an erasure as the
-// plugin's step (plugins.PrivacyAcker). An unknown or finished request is
-// ignored.
+// plugin's step (plugins.PrivacyAcker). A finished request, or on a
+// single node an unknown one, is ignored; in cluster mode an
+// acknowledgement of a request this node does not hold is forwarded
+// (another node's erasure whose announcement has not reached it yet).
 func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
 	forward := false
 	id, node, ofPart := strings.Cut(a.RequestID, ".") // partEventID
@@ -467,7 +469,14 @@ func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
 		err = s.forwardAck(ctx, id, a)
 	}
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		if s.cfg.Peers == nil {
+			return nil
+		}
+		// Another node's erasure this node has not seen announced yet
+		// (the plugins share their consumers, so this node's plugin may
+		// take the event before the watch hands the request over): its
+		// plugin step is on the node that published it.
+		err = s.forwardUnknownAck(ctx, a)
 	}
 	if err == nil {
 		s.signal()
