@@ -420,10 +420,29 @@ func (rt *Runtime) saveProfile(ctx context.Context, kv jetstream.KeyValue, key, 
 		rev, err = kv.Update(ctx, key, v, ent.rev)
 	}
 	if err != nil {
-		return err
+		var ok bool
+		if rev, ok = landed(ctx, kv, key, h); !ok {
+			return err
+		}
 	}
 	*ent = homeEntry{rev: rev, hash: h}
 	return nil
+}
+
+// landed reports whether key holds the value hashed h, and its revision,
+// after a write that failed without saying whether it applied (its
+// context ended at a stop, or its answer was lost in a failover): taken
+// for a conflict, an applied write would have its segment changes
+// discarded while its events, already marked in the shared profile, are
+// skipped when they come again, so the changes were never published.
+func landed(ctx context.Context, kv jetstream.KeyValue, key string, h uint64) (uint64, bool) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	e, err := kv.Get(rctx, key)
+	if err != nil || xxhash.Sum64(e.Value()) != h {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // ownerKey marks the context of a partition owner's segment batch.
