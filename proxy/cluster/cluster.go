@@ -368,126 +368,16 @@ func (w *LedgerWatcher) Run(ctx context.Context) {
 	keepWatching(ctx, w.Retry, w.Logger, "consent ledger", w.watch)
 }
 
-// keepWatching runs watch until ctx ends, again after retry (1 s when 0)
-// whenever it returns, logging its error as what's watch.
-func keepWatching(ctx context.Context, retry time.Duration, log *slog.Logger, what string, watch func(context.Context) error) {
-	if retry <= 0 {
-		retry = time.Second
-	}
-	for ctx.Err() == nil {
-		if err := watch(ctx); err != nil && ctx.Err() == nil && log != nil {
-			log.Warn("cluster: "+what+" watch failed; retrying", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(retry):
-		}
-	}
-}
-
 func (w *LedgerWatcher) watch(ctx context.Context) error {
 	kv, err := bucket(ctx, w.JS, streams.BucketLedger)
 	if err != nil {
 		return err
 	}
-	created, last, err := bucketState(ctx, kv)
-	if err != nil {
-		return fmt.Errorf("cluster: ledger bucket status: %w", err)
-	}
-	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
-	rev, markCreated := w.mark(ctx)
-	if rev > 0 && (rev > last || (markCreated != 0 && markCreated != created.UnixNano())) {
-		// The bucket's stream was lost and declared again: its revisions
-		// start again at 1, and the mark would skip every new entry.
-		w.Logger.Warn("cluster: the consent ledger bucket was recreated; reading every entry again")
-		rev = 0
-	}
-	if rev > 0 {
-		opts = append(opts, jetstream.ResumeFromRevision(rev+1))
-	}
-	kw, err := kv.WatchAll(ctx, opts...)
-	if err != nil {
-		return fmt.Errorf("cluster: watch ledger: %w", err)
-	}
-	defer func() { _ = kw.Stop() }()
-	check := time.NewTicker(bucketCheckInterval)
-	defer check.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-check.C:
-			// A bucket recreated under a running watch: watch again, from
-			// its start.
-			if recreated(ctx, kv, created) {
-				return errors.New("cluster: the consent ledger bucket was recreated")
-			}
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return errors.New("cluster: ledger watch ended")
-			}
-			if e == nil { // initial values done
-				continue
-			}
+	return follow(ctx, kv, "", watchMark{w.Marks, markKey}, "consent ledger", w.Logger,
+		func(ctx context.Context, e jetstream.KeyValueEntry) error {
 			w.apply(ctx, e.Value())
-			w.setMark(ctx, e.Revision(), created)
-		}
-	}
-}
-
-// bucketCheckInterval is how often a running watch checks that its bucket
-// is still the one it started on.
-const bucketCheckInterval = 2 * time.Second
-
-// bucketState is when kv's stream was created (it changes when the stream
-// is lost and declared again) and its last revision.
-// recreated reports whether kv's stream is gone or is another one than
-// the stream created at created (lost and declared again: revisions from 1).
-func recreated(ctx context.Context, kv jetstream.KeyValue, created time.Time) bool {
-	now, _, err := bucketState(ctx, kv)
-	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
-		(err == nil && !now.Equal(created))
-}
-
-func bucketState(ctx context.Context, kv jetstream.KeyValue) (time.Time, uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
-	defer cancel()
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return time.Time{}, 0, err
-	}
-	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok || bs.StreamInfo() == nil {
-		return time.Time{}, 0, errors.New("cluster: bucket status without stream info")
-	}
-	info := bs.StreamInfo()
-	return info.Created, info.State.LastSeq, nil
-}
-
-// mark is the revision applied last (0: none) and the creation time
-// (Unix ns) of the bucket's stream it belongs to (0: not recorded).
-func (w *LedgerWatcher) mark(ctx context.Context) (rev uint64, created int64) {
-	if w.Marks == nil {
-		return 0, 0
-	}
-	b, err := w.Marks.KVGet(ctx, markSpace, markKey)
-	if err != nil {
-		return 0, 0
-	}
-	r, c, _ := strings.Cut(string(b), " ")
-	rev, _ = strconv.ParseUint(r, 10, 64)
-	created, _ = strconv.ParseInt(c, 10, 64)
-	return rev, created
-}
-
-func (w *LedgerWatcher) setMark(ctx context.Context, rev uint64, created time.Time) {
-	if w.Marks == nil {
-		return
-	}
-	v := strconv.FormatUint(rev, 10) + " " + strconv.FormatInt(created.UnixNano(), 10)
-	if err := w.Marks.KVPut(ctx, markSpace, markKey, []byte(v), 0); err != nil {
-		w.Logger.Warn("cluster: consent ledger watch position not saved", "err", err)
-	}
+			return nil
+		})
 }
 
 func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {

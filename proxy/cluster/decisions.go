@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -81,43 +80,19 @@ func (w *DecisionsWatcher) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	created, _, err := bucketState(ctx, kv)
-	if err != nil {
-		return fmt.Errorf("cluster: decisions bucket status: %w", err)
-	}
-	kw, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("cluster: watch decisions: %w", err)
-	}
-	defer func() { _ = kw.Stop() }()
-	check := time.NewTicker(bucketCheckInterval)
-	defer check.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-check.C:
-			if recreated(ctx, kv, created) {
-				return errors.New("cluster: the decisions bucket was recreated")
-			}
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return errors.New("cluster: decisions watch ended")
-			}
-			if e == nil {
-				continue
-			}
+	return follow(ctx, kv, "", watchMark{}, "decision counters", w.Logger,
+		func(ctx context.Context, e jetstream.KeyValueEntry) error {
 			var v decisionsValue
 			if err := json.Unmarshal(e.Value(), &v); err != nil || v.Site == "" || v.Node == "" {
 				w.Logger.Warn("cluster: unreadable decision counters entry skipped")
-				continue
+				return nil
 			}
 			if v.Node == w.Node {
-				continue
+				return nil
 			}
 			if err := w.Put(v.Site, v.Hour, v.Node, v.Set); err != nil {
 				w.Logger.Warn("cluster: decision counters of another node not readable; skipped", "err", err)
 			}
-		}
-	}
+			return nil
+		})
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -170,53 +169,6 @@ func (r *Requests) watch(ctx context.Context, fn func(ctx context.Context, v []b
 	if err != nil {
 		return err
 	}
-	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
-	if rev := r.mark(ctx); rev > 0 {
-		opts = append(opts, jetstream.ResumeFromRevision(rev+1))
-	}
-	kw, err := kv.Watch(ctx, reqPrefix+"*", opts...)
-	if err != nil {
-		return fmt.Errorf("cluster: watch requests: %w", err)
-	}
-	defer func() { _ = kw.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return errors.New("cluster: request watch ended")
-			}
-			if e == nil {
-				continue
-			}
-			if err := fn(ctx, e.Value()); err != nil {
-				return fmt.Errorf("cluster: request at revision %d: %w", e.Revision(), err)
-			}
-			// Kept even if ctx ended meanwhile: what fn accepted is not
-			// handed again.
-			r.setMark(context.WithoutCancel(ctx), e.Revision())
-		}
-	}
-}
-
-func (r *Requests) mark(ctx context.Context) uint64 {
-	if r.Marks == nil {
-		return 0
-	}
-	b, err := r.Marks.KVGet(ctx, markSpace, markRequests)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(string(b), 10, 64)
-	return n
-}
-
-func (r *Requests) setMark(ctx context.Context, rev uint64) {
-	if r.Marks == nil {
-		return
-	}
-	if err := r.Marks.KVPut(ctx, markSpace, markRequests, []byte(strconv.FormatUint(rev, 10)), 0); err != nil && r.Logger != nil {
-		r.Logger.Warn("cluster: privacy request watch position not saved", "err", err)
-	}
+	return follow(ctx, kv, reqPrefix+"*", watchMark{r.Marks, markRequests}, "privacy request", r.Logger,
+		func(ctx context.Context, e jetstream.KeyValueEntry) error { return fn(ctx, e.Value()) })
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/storage"
 )
 
@@ -75,6 +76,27 @@ func TestRequestsWatchResumesAfterItsMark(t *testing.T) {
 	r.Marks = st
 	if got := watchFor(t, r, 1); len(got) != 1 || got[0] != "a3" {
 		t.Fatalf("after the restart: %q, want only the announcement made meanwhile", got)
+	}
+}
+
+// TestRequestsWatchSurvivesBucketReset: after VIGIE_REQUESTS was lost and
+// declared again (revisions from 1, below the saved mark), the
+// announcements made since are handed over, not skipped.
+func TestRequestsWatchSurvivesBucketReset(t *testing.T) {
+	f := fixedJS{startJS(t)}
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	r := &Requests{JS: f, Self: "b", Marks: st}
+	for _, id := range []string{"01A", "01B", "01C"} {
+		publish(t, f, r.AnnounceMessage(id, []byte("before-"+id)))
+	}
+	if got := watchFor(t, r, 3); len(got) != 3 {
+		t.Fatalf("first watch: %q", got)
+	}
+	recreateBucket(t, f.js, streams.BucketRequests)
+	publish(t, f, r.AnnounceMessage("01D", []byte("after")))
+	if got := watchFor(t, r, 1); len(got) != 1 || got[0] != "after" {
+		t.Fatalf("after the reset: %q, want the announcement made since", got)
 	}
 }
 

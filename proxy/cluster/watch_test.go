@@ -64,9 +64,15 @@ func applied(s *storage.Store, subject string, d time.Duration) bool {
 // recreateLedger deletes VIGIE_LEDGER and declares it again, empty: its
 // revisions start again at 1 (NATS lost the bucket's stream).
 func recreateLedger(t *testing.T, js jetstream.JetStream) {
+	recreateBucket(t, js, streams.BucketLedger)
+}
+
+// recreateBucket deletes bucket and declares every bucket again: a store
+// NATS lost, revisions from 1.
+func recreateBucket(t *testing.T, js jetstream.JetStream, bucket string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := js.DeleteKeyValue(ctx, streams.BucketLedger); err != nil {
+	if err := js.DeleteKeyValue(ctx, bucket); err != nil {
 		t.Fatal(err)
 	}
 	if err := streams.NewDeclarer(streams.Settings{}).WithBuckets(Buckets()...).Ensure(ctx, js); err != nil {
