@@ -87,6 +87,15 @@ type Config struct {
 	// not answer in time is considered hung, killed (SIGKILL) and
 	// restarted. Default 10s.
 	CallTimeout time.Duration
+	// AckWait is how long a delivered message may go unacknowledged before
+	// JetStream delivers it again. It is short because a delivery can go
+	// astray: one made to a pull request its client has just given up
+	// (the client waits the request's expiry plus a second, which a
+	// starved process can overrun) counts as delivered and comes back only
+	// after AckWait. A message in hand is marked in progress every
+	// AckWait/3, so a slow plugin call (up to CallTimeout, restarts
+	// included) never gets it delivered twice. Default 10s.
+	AckWait time.Duration
 	// BatchSize is the most events given to a plugin in one call.
 	// Default 100.
 	BatchSize int
@@ -149,6 +158,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 10 * time.Second
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 10 * time.Second
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 100

@@ -89,7 +89,7 @@ func (c *consumer) open(ctx context.Context) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       c.durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2*c.rt.cfg.CallTimeout + 30*time.Second,
+		AckWait:       c.rt.cfg.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 4 * c.rt.cfg.BatchSize,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -131,22 +131,82 @@ func (c *consumer) run(ctx context.Context) {
 			}
 			continue
 		}
-		var fresh []jetstream.Msg
-		for _, m := range msgs {
-			md, err := m.Metadata()
-			if err == nil && md.NumDelivered > 1 {
-				if _, ok := c.later[md.Sequence.Stream]; !ok {
-					c.settle(ctx, []jetstream.Msg{m}, c.handle(ctx, []jetstream.Msg{m}))
-					continue
-				}
-				delete(c.later, md.Sequence.Stream)
-			}
-			fresh = append(fresh, m)
-		}
-		if len(fresh) > 0 {
-			c.settle(ctx, fresh, c.handle(ctx, fresh))
+		if len(msgs) > 0 {
+			c.handleBatch(ctx, msgs)
 		}
 	}
+}
+
+// handleBatch handles and settles one fetched batch, its messages marked
+// in progress until each is settled.
+func (c *consumer) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
+	h := holdInProgress(msgs, c.rt.cfg.AckWait/3)
+	defer h.close()
+	var fresh []jetstream.Msg
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err == nil && md.NumDelivered > 1 {
+			if _, ok := c.later[md.Sequence.Stream]; !ok {
+				c.settle(ctx, h, []jetstream.Msg{m}, c.handle(ctx, []jetstream.Msg{m}))
+				continue
+			}
+			delete(c.later, md.Sequence.Stream)
+		}
+		fresh = append(fresh, m)
+	}
+	if len(fresh) > 0 {
+		c.settle(ctx, h, fresh, c.handle(ctx, fresh))
+	}
+}
+
+// inProgress keeps a batch's unsettled messages marked in progress.
+type inProgress struct {
+	mu     sync.Mutex
+	msgs   map[jetstream.Msg]struct{}
+	stop   chan struct{}
+	exited chan struct{}
+}
+
+// holdInProgress marks msgs in progress every `every` until each is
+// released or the hold closed.
+func holdInProgress(msgs []jetstream.Msg, every time.Duration) *inProgress {
+	h := &inProgress{msgs: make(map[jetstream.Msg]struct{}, len(msgs)), stop: make(chan struct{}), exited: make(chan struct{})}
+	for _, m := range msgs {
+		h.msgs[m] = struct{}{}
+	}
+	go func() {
+		defer close(h.exited)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+			}
+			h.mu.Lock()
+			for m := range h.msgs {
+				_ = m.InProgress()
+			}
+			h.mu.Unlock()
+		}
+	}()
+	return h
+}
+
+// release stops marking m: it is being settled. A mark sent before is on
+// the wire ahead of the settlement (sent under the same lock), so it never
+// resets a naked message's redelivery delay.
+func (h *inProgress) release(m jetstream.Msg) {
+	h.mu.Lock()
+	delete(h.msgs, m)
+	h.mu.Unlock()
+}
+
+// close stops marking and waits for the marking goroutine.
+func (h *inProgress) close() {
+	close(h.stop)
+	<-h.exited
 }
 
 // fetchWait is how long one pull request waits for a message. The wait is
@@ -193,12 +253,13 @@ func collect(b jetstream.MessageBatch) []jetstream.Msg {
 }
 
 // settle acks, naks with backoff or dead-letters each message.
-func (c *consumer) settle(ctx context.Context, msgs []jetstream.Msg, errs []error) {
+func (c *consumer) settle(ctx context.Context, h *inProgress, msgs []jetstream.Msg, errs []error) {
 	for i, m := range msgs {
 		var err error
 		if i < len(errs) {
 			err = errs[i]
 		}
+		h.release(m)
 		c.settleOne(ctx, m, err)
 	}
 }

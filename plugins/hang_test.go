@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/internal/streams"
+	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -204,5 +206,55 @@ func TestStopDoesNotHangOnStoppedPlugin(t *testing.T) {
 	// hung), then killed once its grace period ran out.
 	if !strings.Contains(in.Logs(), "did not stop within its grace period") {
 		t.Fatalf("stopped plugin not killed after its grace period:\n%s", in.Logs())
+	}
+}
+
+// TestSlowCallKeepsItsMessagesInProgress gives the recorder an Enrich call
+// three times longer than the consumers' ack wait and pulls from the
+// enrich stage's durable consumer meanwhile, as another node sharing it
+// would: the messages in hand are marked in progress, so none is
+// delivered to that second puller, and each event is enriched once.
+func TestSlowCallKeepsItsMessagesInProgress(t *testing.T) {
+	const ackWait = time.Second
+	rec := filepath.Join(t.TempDir(), "recorder.txt")
+	in := proxytest.Start(t, func(c *config.Config) {
+		withPlugins(config.Plugin{Name: "recorder", Config: map[string]any{"file": rec, "enrich_delay": "3s"}})(c)
+		c.PluginRuntime.AckWait = config.Duration(ackWait)
+		c.PluginRuntime.CallTimeout = config.Duration(10 * time.Second)
+	})
+	waitFor(t, "the recorder running", 20*time.Second, func() bool { return status(t, in, "recorder").State == plugins.StateRunning })
+	const total = 5
+	sendSteps(t, in, 0, total)
+	enriched := func() int {
+		b, _ := os.ReadFile(rec)
+		return strings.Count("\n"+string(b), "\nenrich ")
+	}
+	ctx := context.Background()
+	cons, err := in.Server.Bus().JetStream().Consumer(ctx, streams.Events, "enrich")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every event delivered, the last batch in hand at the plugin.
+	waitFor(t, "every event delivered to the enrich stage", 20*time.Second, func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending > 0 && ci.Delivered.Stream >= total
+	})
+	// Past the ack wait and before the call's end.
+	batch, err := cons.Fetch(total, jetstream.FetchMaxWait(ackWait+time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stolen int
+	for range batch.Messages() {
+		stolen++ // left unacknowledged: the test fails anyway
+	}
+	if stolen > 0 {
+		t.Fatalf("%d messages in hand at the slow plugin were delivered again to another puller after the ack wait", stolen)
+	}
+	waitFor(t, "every event enriched", 30*time.Second, func() bool {
+		return len(streamMsgs(t, in, streams.Enriched, streams.EnrichedPrefix)) >= total
+	})
+	if n := enriched(); n != total {
+		t.Fatalf("the recorder was given %d events to enrich, want %d (each once)", n, total)
 	}
 }

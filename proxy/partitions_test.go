@@ -302,7 +302,7 @@ func TestClusterPartitionsSurviveVigieNodeKill(t *testing.T) {
 	post(80, 120)
 	wg.Wait()
 	// Unacknowledged messages come back after the consumers' AckWait
-	// (2 × call_timeout + 30 s).
+	// (plugin_runtime.ack_wait, 10 s).
 	checkPartitionedProfiles(t, js, nodes, visitors, 1200, 120*time.Second)
 	if owned := ownedBy(t, js, "v3"); owned < 4 {
 		t.Fatalf("restarted node 3 owns %d partitions, want its share back (5 or 6)", owned)

@@ -478,6 +478,7 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		JetStream:         s.bus.JetStream(),
 		MaxDeliver:        r.MaxDeliver,
 		CallTimeout:       time.Duration(r.CallTimeout),
+		AckWait:           time.Duration(r.AckWait),
 		BatchSize:         r.BatchSize,
 		MaxRestarts:       r.MaxRestarts,
 		RestartBackoff:    time.Duration(r.RestartBackoff),

@@ -101,6 +101,8 @@ func contains(xs []string, x string) bool {
 // plugins' input. Its Forget hook rewrites the file without the entries
 // naming an erased subject; while the file named by "hold_forget" exists,
 // Forget fails instead (so that a test can hold an erasure's plugin step).
+// With "enrich_delay" (a Go duration) each Enrich call waits that long
+// after recording its input (a slow plugin).
 func Recorder() sdk.Plugin {
 	r := &recorder{}
 	return sdk.Plugin{
@@ -112,10 +114,11 @@ func Recorder() sdk.Plugin {
 }
 
 type recorder struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
-	hold string
+	mu    sync.Mutex
+	f     *os.File
+	path  string
+	hold  string
+	delay time.Duration
 }
 
 // Forget implements sdk.Forgetter.
@@ -160,18 +163,27 @@ func (r *recorder) Forget(_ context.Context, evs []*sdk.PrivacyEvent) error {
 // Configure implements sdk.Configurer.
 func (r *recorder) Configure(_ context.Context, raw []byte) error {
 	var cfg struct {
-		File string `json:"file"`
-		Hold string `json:"hold_forget"`
+		File  string `json:"file"`
+		Hold  string `json:"hold_forget"`
+		Delay string `json:"enrich_delay"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.File == "" {
 		return fmt.Errorf("recorder: config needs a file: %v", err)
+	}
+	var delay time.Duration
+	if cfg.Delay != "" {
+		d, err := time.ParseDuration(cfg.Delay)
+		if err != nil {
+			return fmt.Errorf("recorder: enrich_delay: %w", err)
+		}
+		delay = d
 	}
 	f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.f, r.path, r.hold = f, cfg.File, cfg.Hold
+	r.f, r.path, r.hold, r.delay = f, cfg.File, cfg.Hold, delay
 	r.mu.Unlock()
 	return nil
 }
@@ -189,9 +201,19 @@ func (r *recorder) record(kind string, msgs ...proto.Message) {
 }
 
 // Enrich implements sdk.Enricher.
-func (r *recorder) Enrich(_ context.Context, events []*sdk.Event) ([]*sdk.Event, error) {
+func (r *recorder) Enrich(ctx context.Context, events []*sdk.Event) ([]*sdk.Event, error) {
 	for _, ev := range events {
 		r.record("enrich", ev)
+	}
+	r.mu.Lock()
+	delay := r.delay
+	r.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
 	}
 	return events, nil
 }

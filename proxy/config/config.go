@@ -237,6 +237,12 @@ type PluginRuntime struct {
 	// plugin is hung: its process is killed outright (SIGKILL), a new one
 	// is started and the batch in flight is delivered again. Default 10s.
 	CallTimeout Duration `yaml:"call_timeout"`
+	// AckWait is how long a delivered message may go unacknowledged before
+	// JetStream delivers it again. A message being handled is marked in
+	// progress every third of it, however long its plugin takes; the
+	// wait only matters for a delivery that went astray (its pull request
+	// was given up), which it bounds. Default 10s.
+	AckWait Duration `yaml:"ack_wait"`
 	// BatchSize is the most events per call. Default 100.
 	BatchSize int `yaml:"batch_size"`
 	// MaxRestarts is how many crashes in a row mark a plugin failed (it is
@@ -651,6 +657,7 @@ func Default() Config {
 			MaxDeliver:        5,
 			Backoff:           []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second), Duration(2 * time.Minute)},
 			CallTimeout:       Duration(10 * time.Second),
+			AckWait:           Duration(10 * time.Second),
 			BatchSize:         100,
 			MaxRestarts:       5,
 			RestartBackoff:    Duration(500 * time.Millisecond),
@@ -794,6 +801,9 @@ func (c *Config) fillDefaults() {
 	}
 	if r.CallTimeout <= 0 {
 		r.CallTimeout = dr.CallTimeout
+	}
+	if r.AckWait <= 0 {
+		r.AckWait = dr.AckWait
 	}
 	if r.BatchSize <= 0 {
 		r.BatchSize = dr.BatchSize
