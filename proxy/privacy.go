@@ -22,7 +22,8 @@ func (s *Server) startPrivacy(ctx context.Context) error {
 	pc := privacy.Config{
 		Store: s.store, Ledger: s.ledger, Blind: s.blind, Sites: sites,
 		JetStream: s.bus.JetStream(), Auditor: s.auditor,
-		Logger: s.log.With("component", "privacy"),
+		Logger:    s.log.With("component", "privacy"),
+		Retention: s.storageRetention().Requests, PurgeInterval: purgeInterval,
 	}
 	if node := s.cfg.Cluster.NodeID; node != "" {
 		pc.ErasedMessages = func(site string, subjects []string) ([]storage.Message, error) {

@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,8 +20,10 @@ import (
 //	VIGIE_NODES     <node>                       each node (heartbeat)
 //	VIGIE_LEASES    part.<n>                     the partition's owner (expiry inside the value)
 //	VIGIE_REQUESTS  req.<id>, view.<id>,         outbox of the request's node, and of each node
-//	                step.<id>.<node>,            for its step and its sealed export part
-//	                part.<id>.<node>
+//	                step.<id>.<node>,            for its step, its sealed export part, the
+//	                part.<id>.<node>, ack.…,     acknowledgements it received and the sealed
+//	                contact.<event>              contacts of its erasure event (purged with
+//	                                             the request's retention)
 //	VIGIE_PROFILES  <partition>.<site>.<subject> the partition's owner (TTL = profile TTL)
 //	VIGIE_VAULT     <site>.<subject>             outbox of the ingesting node (ciphertext only)
 //	VIGIE_KEYRING   keyring                      the first node (sealed under the master key)
@@ -119,6 +122,20 @@ func KeyToken(s string) string {
 		b = append(b, hexd[s[i]>>4], hexd[s[i]&15])
 	}
 	return string(b)
+}
+
+// TokenValue returns the s KeyToken(s) returned tok for; false if tok is
+// not such a token.
+func TokenValue(tok string) (string, bool) {
+	h, ok := strings.CutPrefix(tok, "=")
+	if !ok {
+		return tok, tok != "" && KeyToken(tok) == tok
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) == 0 {
+		return "", false
+	}
+	return string(b), true
 }
 
 // Partition is the segmentation partition of subject on site among n:

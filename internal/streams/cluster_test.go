@@ -44,6 +44,16 @@ func TestKVSubjectsBelongToTheirBucket(t *testing.T) {
 			t.Errorf("KeyToken(%q) = %q, want %q", in, got, want)
 		}
 	}
+	for _, in := range []string{"AbZ09_-", "01ABC.node-b", "é"} {
+		if got, ok := TokenValue(KeyToken(in)); !ok || got != in {
+			t.Errorf("TokenValue(KeyToken(%q)) = %q %v", in, got, ok)
+		}
+	}
+	for _, bad := range []string{"", "=", "=6", "=zz", "a.b"} {
+		if got, ok := TokenValue(bad); ok {
+			t.Errorf("TokenValue(%q) = %q, want not a token", bad, got)
+		}
+	}
 }
 
 func TestPartitionsSpreadAndFilter(t *testing.T) {

@@ -102,7 +102,9 @@ func contains(xs []string, x string) bool {
 // naming an erased subject; while the file named by "hold_forget" exists,
 // Forget fails instead (so that a test can hold an erasure's plugin step).
 // With "enrich_delay" (a Go duration) each Enrich call waits that long
-// after recording its input (a slow plugin).
+// after recording its input (a slow plugin). With "refuse_privacy": true,
+// Sync fails every privacy item without recording it (so that a test can
+// have another node's instance handle it).
 func Recorder() sdk.Plugin {
 	r := &recorder{}
 	return sdk.Plugin{
@@ -114,11 +116,12 @@ func Recorder() sdk.Plugin {
 }
 
 type recorder struct {
-	mu    sync.Mutex
-	f     *os.File
-	path  string
-	hold  string
-	delay time.Duration
+	mu     sync.Mutex
+	f      *os.File
+	path   string
+	hold   string
+	delay  time.Duration
+	refuse bool
 }
 
 // Forget implements sdk.Forgetter.
@@ -163,9 +166,10 @@ func (r *recorder) Forget(_ context.Context, evs []*sdk.PrivacyEvent) error {
 // Configure implements sdk.Configurer.
 func (r *recorder) Configure(_ context.Context, raw []byte) error {
 	var cfg struct {
-		File  string `json:"file"`
-		Hold  string `json:"hold_forget"`
-		Delay string `json:"enrich_delay"`
+		File   string `json:"file"`
+		Hold   string `json:"hold_forget"`
+		Delay  string `json:"enrich_delay"`
+		Refuse bool   `json:"refuse_privacy"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.File == "" {
 		return fmt.Errorf("recorder: config needs a file: %v", err)
@@ -183,7 +187,7 @@ func (r *recorder) Configure(_ context.Context, raw []byte) error {
 		return err
 	}
 	r.mu.Lock()
-	r.f, r.path, r.hold, r.delay = f, cfg.File, cfg.Hold, delay
+	r.f, r.path, r.hold, r.delay, r.refuse = f, cfg.File, cfg.Hold, delay, cfg.Refuse
 	r.mu.Unlock()
 	return nil
 }
@@ -226,13 +230,20 @@ func (r *recorder) Segment(_ context.Context, ev *sdk.Event, p *sdk.Profile) (*s
 
 // Sync implements sdk.Syncer.
 func (r *recorder) Sync(_ context.Context, item *sdk.SyncItem) error {
+	r.mu.Lock()
+	refuse := r.refuse
+	r.mu.Unlock()
+	if refuse && item.GetPrivacy() != nil {
+		return errors.New("recorder: privacy items refused (refuse_privacy)")
+	}
 	r.record("sync", item)
 	return nil
 }
 
 // CRM is a syncer like a CRM connector: it declares purpose marketing and
 // capability contacts.resolve, and records the items (with the contact the
-// host attached) in the file named by its configuration {"file": "..."}.
+// host attached) in the file named by its configuration {"file": "..."}
+// ("refuse_privacy" as for Recorder).
 func CRM() sdk.Plugin {
 	r := &recorder{}
 	return sdk.Plugin{

@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,12 +25,18 @@ import (
 //	part.<id>.<node>  node's part of an export, sealed under the keyring's vault key
 //	view.<id>         the receiving node's last view of the request (status, steps)
 //	ack.<id>.<plugin> a plugin's acknowledgement of an erasure, received by another node
+//	contact.<event>   the contacts an erasure event's CRM syncers need (its request id, or
+//	                  <id>.<node> for a member's own event), sealed under the keyring's vault
+//	                  key by the capturing node, emptied at its receipt
+//
+// Every entry of a request goes with it once its retention passed (Purge).
 const (
-	reqPrefix  = "req."
-	stepPrefix = "step."
-	partPrefix = "part."
-	viewPrefix = "view."
-	ackPrefix  = "ack."
+	reqPrefix     = "req."
+	stepPrefix    = "step."
+	partPrefix    = "part."
+	viewPrefix    = "view."
+	ackPrefix     = "ack."
+	contactPrefix = "contact."
 )
 
 // MaxValue bounds what one node writes into one VIGIE_REQUESTS entry: a
@@ -117,6 +126,19 @@ func (r *Requests) AckMessage(id, plugin string, v []byte) storage.Message {
 	return message(ackPrefix+streams.KeyToken(id)+"."+streams.KeyToken(plugin), v)
 }
 
+// ContactMessage is the outbox message carrying the sealed contacts of
+// erasure event eventID (nil: emptied), for a syncer handling the event on
+// any node.
+func (r *Requests) ContactMessage(eventID string, sealed []byte) storage.Message {
+	return message(contactPrefix+streams.KeyToken(eventID), sealed)
+}
+
+// Contact reads the sealed contacts of erasure event eventID (nil if none
+// or emptied).
+func (r *Requests) Contact(ctx context.Context, eventID string) ([]byte, error) {
+	return r.get(ctx, contactPrefix+streams.KeyToken(eventID))
+}
+
 // Ack reads plugin's acknowledgement of request id (nil if none).
 func (r *Requests) Ack(ctx context.Context, id, plugin string) ([]byte, error) {
 	return r.get(ctx, ackPrefix+streams.KeyToken(id)+"."+streams.KeyToken(plugin))
@@ -154,6 +176,77 @@ func (r *Requests) Part(ctx context.Context, id, node string) ([]byte, error) {
 // View reads the receiving node's last view of request id (nil if none).
 func (r *Requests) View(ctx context.Context, id string) ([]byte, error) {
 	return r.get(ctx, viewPrefix+streams.KeyToken(id))
+}
+
+// purgeTimeout bounds one Purge: listing the bucket's keys and purging
+// those of the expired requests.
+const purgeTimeout = 5 * time.Minute
+
+// Purge removes every entry of each request that expired says has
+// outlived its retention: it is handed the request id and its view (nil
+// when there is none). The entries of a member's own erasure event
+// (<id>.<node>) go with their request's. The view goes last, so a purge
+// cut short is finished by the next one; a request already purged is
+// not listed again, so Purge can run on every node. A purge leaves a
+// marker per key (its name only), removed by a later Purge. It returns
+// how many requests it purged.
+func (r *Requests) Purge(ctx context.Context, expired func(id string, view []byte) bool) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, purgeTimeout)
+	defer cancel()
+	kv, err := bucket(ctx, r.JS, streams.BucketRequests)
+	if err != nil {
+		return 0, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: requests: %w", ErrUnavailable, err)
+	}
+	keys := map[string][]string{} // request id → its keys
+	for k := range lister.Keys() {
+		_, rest, _ := strings.Cut(k, ".")
+		tok, _, _ := strings.Cut(rest, ".")
+		v, ok := streams.TokenValue(tok)
+		if !ok {
+			continue
+		}
+		id, _, _ := strings.Cut(v, ".") // <id>.<node>: a member's own event
+		keys[id] = append(keys[id], k)
+	}
+	if err := ctx.Err(); err != nil { // the listing was cut short
+		return 0, fmt.Errorf("%w: requests: %w", ErrUnavailable, err)
+	}
+	// The markers of an earlier purge (older than 30 min) go first: they
+	// would otherwise pile up, one per key of every request.
+	if err := kv.PurgeDeletes(ctx); err != nil {
+		return 0, fmt.Errorf("%w: requests: %w", ErrUnavailable, err)
+	}
+	n := 0
+	for id, ks := range keys {
+		view, err := r.View(ctx, id)
+		if err != nil {
+			return n, err
+		}
+		if !expired(id, view) {
+			continue
+		}
+		last := viewPrefix + streams.KeyToken(id)
+		slices.SortFunc(ks, func(a, b string) int { return cmp.Compare(btoi(a == last), btoi(b == last)) })
+		for _, k := range ks {
+			if err := kv.Purge(ctx, k); err != nil {
+				return n, fmt.Errorf("%w: requests: purge: %w", ErrUnavailable, err)
+			}
+		}
+		n++
+	}
+	return n, nil
+}
+
+// btoi is 1 for true.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Watch hands fn every announcement (req.<id>) until ctx ends: first those

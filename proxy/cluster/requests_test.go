@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +158,65 @@ func TestRequestsMemberNodes(t *testing.T) {
 	live, err := r.LiveNodes(ctx)
 	if err != nil || len(live) != 1 || live[0] != "self" {
 		t.Fatalf("live %v %v", live, err)
+	}
+}
+
+// TestRequestsPurge: every entry of an expired request goes, those of its
+// members' own erasure events (<id>.<node>: acknowledgements, contacts)
+// included; another request's entries stay; a second purge finds nothing.
+func TestRequestsPurge(t *testing.T) {
+	f := fixedJS{startJS(t)}
+	r := &Requests{JS: f, Self: "a"}
+	ctx := context.Background()
+	for _, id := range []string{"01OLD", "01NEW"} {
+		for _, m := range []storage.Message{
+			r.AnnounceMessage(id, []byte("req")),
+			r.StepMessage(id, "node-b", []byte("step")),
+			r.PartMessage(id, "node-b", []byte("sealed")),
+			r.ViewMessage(id, []byte("view-"+id)),
+			r.AckMessage(id, "crm", []byte("ack")),
+			r.AckMessage(id+".node-b", "crm", []byte("ack of b's event")),
+			r.ContactMessage(id, []byte("sealed contacts")),
+			r.ContactMessage(id+".node-b", []byte("sealed contacts of b's event")),
+		} {
+			publish(t, f, m)
+		}
+	}
+	publish(t, f, r.AckMessage("01ORPHAN.node-c", "crm", []byte("late ack"))) // no view
+	var handed []string
+	expired := func(id string, view []byte) bool {
+		handed = append(handed, id+"="+string(view))
+		return id == "01OLD" || id == "01ORPHAN"
+	}
+	n, err := r.Purge(ctx, expired)
+	if err != nil || n != 2 {
+		t.Fatalf("purge: %d %v, want 2 requests", n, err)
+	}
+	slices.Sort(handed)
+	if want := []string{"01NEW=view-01NEW", "01OLD=view-01OLD", "01ORPHAN="}; !slices.Equal(handed, want) {
+		t.Errorf("expired was handed %v, want %v", handed, want)
+	}
+	kv, err := f.js.KeyValue(ctx, streams.BucketRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for k := range lister.Keys() {
+		left = append(left, k)
+	}
+	if len(left) != 8 || slices.ContainsFunc(left, func(k string) bool {
+		return strings.Contains(k, "OLD") || strings.Contains(k, streams.KeyToken("01OLD.node-b"))
+	}) {
+		t.Errorf("keys left: %v, want the 8 of 01NEW", left)
+	}
+	if c, err := r.Contact(ctx, "01NEW.node-b"); err != nil || string(c) != "sealed contacts of b's event" {
+		t.Errorf("01NEW's contacts: %q %v", c, err)
+	}
+	if n, err := r.Purge(ctx, expired); err != nil || n != 0 {
+		t.Errorf("second purge: %d %v, want nothing", n, err)
 	}
 }

@@ -41,6 +41,11 @@ func (ackPeers) View(context.Context, string) ([]byte, error)         { return n
 func (ackPeers) Watch(ctx context.Context, _ func(context.Context, []byte) error) {
 	<-ctx.Done()
 }
+func (ackPeers) ContactMessage(id string, _ []byte) storage.Message { return msg("contact." + id) }
+func (ackPeers) Contact(context.Context, string) ([]byte, error)    { return nil, nil }
+func (ackPeers) Purge(context.Context, func(string, []byte) bool) (int, error) {
+	return 0, nil
+}
 
 func msg(key string) storage.Message {
 	return storage.Message{Topic: "$KV.VIGIE_REQUESTS." + key, ID: key, Data: []byte("{}")}

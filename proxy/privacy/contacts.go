@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/sdk"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -23,6 +25,13 @@ import (
 // contacts; the receipt drops them with every version, with the request's
 // subjects. A destination never given the contact gets none: it is never
 // told of a person it did not know.
+//
+// In cluster mode the plugins share their consumers, so the erasure event
+// is often handled by a node that did not capture them: the same sealed
+// contacts are put in the cluster's requests bucket (Peers.ContactMessage,
+// through the outbox), and the publish step commits the event only once
+// they are readable there; the receipt empties them and the request's
+// purge removes the key.
 
 var _ plugins.ErasureContacts = (*Service)(nil)
 
@@ -35,13 +44,14 @@ type capturedContact struct {
 }
 
 // captureContacts seals what the erasure event id (naming subjects of
-// site) must still reach downstream.
-func (s *Service) captureContacts(ctx context.Context, site, id string, subjects []string) error {
+// site) must still reach downstream, stores it and returns it (nil: no
+// contact to keep).
+func (s *Service) captureContacts(ctx context.Context, site, id string, subjects []string) ([]byte, error) {
 	var out []capturedContact
 	for _, subj := range subjects {
 		hist, err := s.cfg.Store.SyncHistory(ctx, site, subj)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var given []string
 		for _, h := range hist {
@@ -57,7 +67,7 @@ func (s *Service) captureContacts(ctx context.Context, site, id string, subjects
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c := plugins.ContactFromTraits(raw)
 		clear(raw)
@@ -67,14 +77,47 @@ func (s *Service) captureContacts(ctx context.Context, site, id string, subjects
 		out = append(out, capturedContact{Plugins: given, Email: c.GetEmail(), Phone: c.GetPhone()})
 	}
 	if len(out) == 0 {
-		return nil
+		return nil, nil
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer clear(b)
-	return s.cfg.Store.PutRequestContacts(ctx, id, s.cfg.Store.SealSecret(id, b))
+	sealed := s.cfg.Store.SealSecret(id, b)
+	return sealed, s.cfg.Store.PutRequestContacts(ctx, id, sealed)
+}
+
+// shareWait bounds how long the publish step waits for the contacts it
+// committed to the outbox to be readable in the cluster; past it the step
+// fails and is run again.
+const shareWait = 10 * time.Second
+
+// shareContacts commits sealed, the contacts of erasure event id, to the
+// outbox for the cluster's bucket and returns once any node can read them
+// (a step retried after a crash finds them there already).
+func (s *Service) shareContacts(ctx context.Context, id string, sealed []byte) error {
+	if v, err := s.cfg.Peers.Contact(ctx, id); err == nil && len(v) > 0 {
+		return nil
+	}
+	if err := s.cfg.Store.Enqueue(ctx, s.cfg.Peers.ContactMessage(id, sealed)); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, shareWait)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		v, err := s.cfg.Peers.Contact(ctx, id)
+		if err == nil && len(v) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the erasure's contacts are not yet readable in the cluster", cluster.ErrUnavailable)
+		case <-t.C:
+		}
+	}
 }
 
 // ErasureContact implements plugins.ErasureContacts: the contact details
@@ -82,6 +125,13 @@ func (s *Service) captureContacts(ctx context.Context, site, id string, subjects
 // was shredded.
 func (s *Service) ErasureContact(ctx context.Context, site, requestID, plugin string) (*sdk.Contact, error) {
 	v, err := s.cfg.Store.RequestContacts(ctx, requestID)
+	if errors.Is(err, storage.ErrNotFound) && s.cfg.Peers != nil {
+		// Captured by another node (cluster mode).
+		v, err = s.cfg.Peers.Contact(ctx, requestID)
+		if err == nil && len(v) == 0 {
+			err = storage.ErrNotFound
+		}
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, sdk.ErrNotFound
 	}

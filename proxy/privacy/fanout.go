@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/storage"
@@ -47,6 +49,14 @@ type Peers interface {
 	// Watch hands fn every announcement, those made while this node was
 	// down included, until ctx ends.
 	Watch(ctx context.Context, fn func(ctx context.Context, v []byte) error)
+	// ContactMessage carries the sealed contacts an erasure event's
+	// syncers need (nil: emptied), and Contact reads them back on any node
+	// ((nil, nil) when absent): the plugins share their consumers.
+	ContactMessage(eventID string, sealed []byte) storage.Message
+	Contact(ctx context.Context, eventID string) ([]byte, error)
+	// Purge removes every entry of the requests expired says have
+	// outlived their retention (handed the id and the view, nil if none).
+	Purge(ctx context.Context, expired func(id string, view []byte) bool) (int, error)
 }
 
 // nodeStepPrefix starts the name of the step that waits for another
@@ -508,4 +518,44 @@ func (s *Service) forwardUnknownAck(ctx context.Context, a plugins.PrivacyAck) e
 		return err
 	}
 	return s.cfg.Store.Enqueue(ctx, s.cfg.Peers.AckMessage(a.RequestID, a.Plugin, b))
+}
+
+// purgeLoop purges, at once and then every Config.PurgeInterval until ctx
+// ends, Peers' entries of the requests past their retention.
+func (s *Service) purgeLoop(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := s.cfg.Peers.Purge(ctx, s.sharedExpired(time.Now())); err != nil && ctx.Err() == nil {
+			s.log.Warn("privacy: the cluster's entries of expired requests not all purged; retried at the next purge", "err", err)
+		} else if n > 0 {
+			s.log.Info("privacy: the cluster's entries of expired requests purged", "requests", n)
+		}
+		t.Reset(s.cfg.PurgeInterval)
+	}
+}
+
+// sharedExpired reports, as of now, whether a request's entries in Peers
+// have outlived Config.Retention: its view (the receiving node's) says it
+// completed before; without a view (entries left by a node after the
+// purge, or of a request whose receiving node never published one), its
+// id, a ULID, says it was created before.
+func (s *Service) sharedExpired(now time.Time) func(id string, view []byte) bool {
+	cutoff := now.Add(-s.cfg.Retention)
+	return func(id string, view []byte) bool {
+		if view == nil {
+			u, err := ulid.ParseStrict(id)
+			return err == nil && ulid.Time(u.Time()).Before(cutoff)
+		}
+		var v struct {
+			CompletedAt *time.Time `json:"completed_at"`
+		}
+		return json.Unmarshal(view, &v) == nil && v.CompletedAt != nil && v.CompletedAt.Before(cutoff)
+	}
 }

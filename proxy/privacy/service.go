@@ -62,6 +62,15 @@ type Config struct {
 	// PollInterval is how often the runner looks for work besides being
 	// woken. Default 2s.
 	PollInterval time.Duration
+	// Retention is how long a completed request is kept (the store's
+	// Retention.Requests, retention.requests): in cluster mode, Peers'
+	// entries of a request are purged once it passed. Default
+	// storage.DefaultRequestRetention.
+	Retention time.Duration
+	// PurgeInterval is how often, in cluster mode, the entries of the
+	// requests past Retention are purged from Peers, the first time at
+	// Start. Default 24h.
+	PurgeInterval time.Duration
 }
 
 // Service runs privacy requests. Create it with New; Start starts its
@@ -99,6 +108,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
 	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = storage.DefaultRequestRetention
+	}
+	if cfg.PurgeInterval <= 0 {
+		cfg.PurgeInterval = 24 * time.Hour
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
 	empty := map[string]struct{}{}
 	s.supp.Store(&empty)
@@ -125,6 +140,8 @@ func (s *Service) Start(ctx context.Context) error {
 			defer s.wg.Done()
 			s.cfg.Peers.Watch(rctx, s.accept)
 		}()
+		s.wg.Add(1)
+		go s.purgeLoop(rctx)
 	}
 	return nil
 }

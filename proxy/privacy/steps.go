@@ -147,9 +147,16 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 		return err
 	}
 	// Before the vault goes: what the destinations need to delete the
-	// person downstream (contacts.go).
-	if err := s.captureContacts(ctx, r.Site, eventID, subjects); err != nil {
+	// person downstream (contacts.go); in cluster mode, readable by every
+	// node before the event can reach a syncer.
+	sealed, err := s.captureContacts(ctx, r.Site, eventID, subjects)
+	if err != nil {
 		return err
+	}
+	if sealed != nil && s.cfg.Peers != nil {
+		if err := s.shareContacts(ctx, eventID, sealed); err != nil {
+			return err
+		}
 	}
 	detail := "vigie.privacy." + r.Site + ".erase committed to the outbox"
 	if r.Origin != "" {
@@ -389,6 +396,19 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 				// This node's sealed part of an earlier export of the
 				// person, in the cluster's bucket: emptied.
 				blank = append(blank, s.cfg.Peers.PartMessage(o.ID, s.cfg.Peers.Node(), nil))
+			}
+		}
+		if s.cfg.Peers != nil {
+			// The contacts this node shared for its erasure event
+			// (contacts.go): emptied with the local copy.
+			eventID := r.ID
+			if r.Origin != "" {
+				eventID = partEventID(r.ID, s.cfg.Peers.Node())
+			}
+			if _, err := s.cfg.Store.RequestContacts(ctx, eventID); err == nil {
+				blank = append(blank, s.cfg.Peers.ContactMessage(eventID, nil))
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
 			}
 		}
 		if len(blank) > 0 { // committed before the subjects that find them go
