@@ -1,13 +1,19 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
+	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
 
@@ -62,8 +68,9 @@ func adminSegments(t *testing.T, in *proxytest.Instance) segmentsAnswer {
 // recent changes on every node; then node 3 is stopped, its partitions
 // move, the subjects it had entered in "window" exit it on the other
 // nodes, and the sizes stay true (nothing lost, nothing counted twice),
-// on node 3 too once restarted. Before, each node counted the changes it
-// had applied itself.
+// on node 3 too once restarted; a node added after the stream lost its
+// first changes starts from another node's sizes. Before, each node
+// counted the changes it had applied itself.
 func TestClusterSegmentSizesSameOnEveryNode(t *testing.T) {
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3, withWindowSegments)
@@ -131,5 +138,66 @@ func TestClusterSegmentSizesSameOnEveryNode(t *testing.T) {
 	check("node 3 stopped", nodes[:2], 240, 3*visitors)
 	nodes[2].Restart()
 	check("node 3 restarted", nodes, 240, 3*visitors)
-	t.Logf("sizes on node 3: %v", adminSegments(t, nodes[2]).sizes)
+
+	// A node added once the stream no longer holds the first changes
+	// (purged here; MaxAge in production) starts from the sizes another
+	// node shared in KV VIGIE_SEGMENT_SIZES.
+	ctx := context.Background()
+	st, err := js.Stream(ctx, streams.Segments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, streams.BucketSegmentSizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var snap struct{ Seq uint64 }
+		if e, err := kv.Get(ctx, "v1"); err == nil && json.Unmarshal(e.Value(), &snap) == nil && snap.Seq >= info.State.LastSeq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1 never shared sizes counting up to %d", info.State.LastSeq)
+		}
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fourth := startExtraNode(t, nc, nodes[0], "v4", withWindowSegments)
+	want := adminSegments(t, nodes[0]).sizes
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got := adminSegments(t, fourth).sizes
+		if maps.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 4, added after the purge, answers sizes %v, want %v", got, want)
+		}
+	}
+}
+
+// startExtraNode starts one more cluster node id on nc with the keys of
+// first (as startVigieNodes does).
+func startExtraNode(t *testing.T, nc *natsCluster, first *proxytest.Instance, id string, opts ...proxytest.Option) *proxytest.Instance {
+	t.Helper()
+	kr, err := os.ReadFile(filepath.Join(first.Config.DataDir, keyring.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxytest.Start(t, append([]proxytest.Option{func(c *config.Config) {
+		c.NATS.URL = nc.urls()
+		c.Cluster.NodeID = id
+		c.Keys.MasterKey = first.Config.Keys.MasterKey
+		c.Keys.AdminToken = first.Config.Keys.AdminToken
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(c.DataDir, keyring.FileName), kr, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}}, opts...)...)
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -25,12 +26,28 @@ import (
 // segFoldBatch is how many changes one fold commits at most.
 const segFoldBatch = 256
 
+// segSnapshotEvery is how often, at most, a node writes its sizes to KV
+// VIGIE_SEGMENT_SIZES after they changed.
+const segSnapshotEvery = 5 * time.Second
+
+// segSnapshot is a VIGIE_SEGMENT_SIZES entry: a node's segment sizes (by
+// site, then segment) counting every VIGIE_SEGMENTS message up to Seq of
+// the stream incarnation Epoch.
+type segSnapshot struct {
+	Node  string                      `json:"node"`
+	Epoch uint64                      `json:"epoch"`
+	Seq   uint64                      `json:"seq"`
+	Sizes map[string]map[string]int64 `json:"sizes"`
+}
+
 // segmentFold reads VIGIE_SEGMENTS in order, from the position stored
 // with the counts, into the store.
 type segmentFold struct {
 	js    jetstream.JetStream
 	store *storage.Store
 	log   *slog.Logger
+	// node is this node's id, its VIGIE_SEGMENT_SIZES key.
+	node string
 	// wait is how long a fetch waits for changes.
 	wait time.Duration
 }
@@ -41,7 +58,8 @@ func (s *Server) startSegmentFold(ctx context.Context) {
 	if !s.cfg.Cluster.Enabled() {
 		return
 	}
-	f := &segmentFold{js: s.bus.JetStream(), store: s.store, log: s.log.With("component", "segment-fold"), wait: time.Second}
+	f := &segmentFold{js: s.bus.JetStream(), store: s.store, log: s.log.With("component", "segment-fold"),
+		node: s.cfg.Cluster.NodeID, wait: time.Second}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -83,8 +101,13 @@ func (f *segmentFold) follow(ctx context.Context) error {
 		}
 		mark = storage.SegmentMark{Epoch: epoch}
 	}
-	if first := info.State.FirstSeq; mark.Seq+1 < first && info.State.Msgs > 0 {
-		f.log.Warn("segment changes older than the stream's retention were never counted on this node", "missed_up_to", first-1)
+	if first := info.State.FirstSeq; mark.Seq+1 < first {
+		// Changes this node never read have aged out (a node added
+		// later, or down longer than the stream keeps them): start from
+		// the sizes another node counted past them.
+		if mark, err = f.seed(ctx, epoch, first); err != nil {
+			return err
+		}
 	}
 	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if mark.Seq > 0 {
@@ -94,7 +117,17 @@ func (f *segmentFold) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var snapped time.Time
+	dirty := false
 	for ctx.Err() == nil {
+		if dirty && time.Since(snapped) >= segSnapshotEvery {
+			if err := f.snapshot(ctx); err != nil {
+				f.log.Warn("segment sizes not shared yet", "err", err)
+			} else {
+				dirty = false
+			}
+			snapped = time.Now()
+		}
 		batch, err := cons.Fetch(segFoldBatch, jetstream.FetchMaxWait(f.wait))
 		if err != nil {
 			return err
@@ -127,7 +160,69 @@ func (f *segmentFold) follow(ctx context.Context) error {
 		if err := f.store.FoldSegmentChanges(context.WithoutCancel(ctx), changes, next); err != nil {
 			return err
 		}
-		mark = next
+		mark, dirty = next, true
 	}
 	return nil
+}
+
+// snapshot writes this node's sizes and mark to VIGIE_SEGMENT_SIZES.
+func (f *segmentFold) snapshot(ctx context.Context) error {
+	mark, sizes, err := f.store.SegmentSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(segSnapshot{Node: f.node, Epoch: mark.Epoch, Seq: mark.Seq, Sizes: sizes})
+	if err != nil {
+		return err
+	}
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kv, err := f.js.KeyValue(kctx, streams.BucketSegmentSizes)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(kctx, streams.KeyToken(f.node), v)
+	return err
+}
+
+// seed sets this node's sizes to those of the VIGIE_SEGMENT_SIZES entry
+// of incarnation epoch that counts furthest, when it reaches first - 1
+// (no change in between lost), and returns its mark; without one the
+// sizes count only the changes still on the stream.
+func (f *segmentFold) seed(ctx context.Context, epoch, first uint64) (storage.SegmentMark, error) {
+	mark := storage.SegmentMark{Epoch: epoch}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kv, err := f.js.KeyValue(kctx, streams.BucketSegmentSizes)
+	if err != nil {
+		return mark, err
+	}
+	keys, err := kv.ListKeys(kctx)
+	if err != nil {
+		return mark, err
+	}
+	var best *segSnapshot
+	for k := range keys.Keys() {
+		e, err := kv.Get(kctx, k)
+		if err != nil {
+			continue
+		}
+		var s segSnapshot
+		if json.Unmarshal(e.Value(), &s) != nil || s.Epoch != epoch || s.Seq+1 < first {
+			continue
+		}
+		if best == nil || s.Seq > best.Seq {
+			best = &s
+		}
+	}
+	if best == nil {
+		f.log.Warn("segment changes older than the stream's retention were never counted on this node, and no other node's sizes cover them", "missed_up_to", first-1)
+		return mark, nil
+	}
+	mark.Seq = best.Seq
+	if err := f.store.SeedSegmentSizes(ctx, mark, best.Sizes); err != nil {
+		return storage.SegmentMark{}, err
+	}
+	f.log.Info("segment sizes taken from another node's count", "node", best.Node, "seq", best.Seq)
+	return mark, nil
 }

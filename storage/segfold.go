@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -150,4 +151,120 @@ func (s *Store) eraseFromSizes(txn *badger.Txn, site string, deltas map[string]i
 		return 0, err
 	}
 	return seq, nil
+}
+
+// SegmentSnapshot returns, read together, the mark FoldSegmentChanges
+// recorded last and the segment sizes of every site (by site, then
+// segment; segments with no subject omitted).
+func (s *Store) SegmentSnapshot(ctx context.Context) (SegmentMark, map[string]map[string]int64, error) {
+	if err := s.enter(); err != nil {
+		return SegmentMark{}, nil, err
+	}
+	defer s.mu.RUnlock()
+	var mark SegmentMark
+	sizes := map[string]map[string]int64{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keySegmentFold))
+		switch {
+		case err == nil:
+			err = item.Value(func(v []byte) error {
+				if len(v) != 16 {
+					return fmt.Errorf("%w: segment mark", ErrCorrupt)
+				}
+				mark = SegmentMark{Epoch: binary.BigEndian.Uint64(v), Seq: binary.BigEndian.Uint64(v[8:])}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixSegSize)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			site, seg, ok := bytes.Cut(it.Item().Key()[len(prefixSegSize):], []byte{0})
+			if !ok {
+				continue
+			}
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("%w: segment size", ErrCorrupt)
+				}
+				if n := int64(binary.BigEndian.Uint64(v)); n > 0 {
+					if sizes[string(site)] == nil {
+						sizes[string(site)] = map[string]int64{}
+					}
+					sizes[string(site)][string(seg)] = n
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return SegmentMark{}, nil, fmt.Errorf("storage: segment snapshot: %w", err)
+	}
+	return mark, sizes, nil
+}
+
+// SeedSegmentSizes sets the segment sizes (by site, then segment) and the
+// mark at once, replacing any sizes held: a node that cannot read the
+// segments stream from its start (its first messages have aged out)
+// starts from another node's SegmentSnapshot. Invalid names are skipped.
+func (s *Store) SeedSegmentSizes(ctx context.Context, mark SegmentMark, sizes map[string]map[string]int64) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.prof.segMu.Lock()
+	defer s.prof.segMu.Unlock()
+	s.writeGate.RLock()
+	defer s.writeGate.RUnlock()
+	err := s.db.Update(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefixSegSize)
+		it := txn.NewIterator(opts)
+		var old [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			old = append(old, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range old {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		for site, segs := range sizes {
+			if site == "" || validName("site", site) != nil {
+				continue
+			}
+			for seg, n := range segs {
+				if seg == "" || validName("segment", seg) != nil || n <= 0 {
+					continue
+				}
+				if err := txn.Set(segSizeKey(site, seg), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+					return err
+				}
+			}
+		}
+		m := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, mark.Epoch), mark.Seq)
+		return txn.Set([]byte(keySegmentFold), m)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: seed segment sizes: %w", err)
+	}
+	return nil
 }
