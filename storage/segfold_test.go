@@ -114,3 +114,43 @@ func keysOf(pend []PendingChange) [][]byte {
 	}
 	return out
 }
+
+// TestSegmentSnapshotSeeds: a snapshot gives the mark and every site's
+// sizes; seeding another store replaces its sizes and mark with them,
+// invalid names and non-positive sizes skipped.
+func TestSegmentSnapshotSeeds(t *testing.T) {
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(Config{Dir: t.TempDir(), VaultKey: bytes.Repeat([]byte{7}, 32), SharedSegments: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	ch := func(site, seg string, tr vigiev1.Transition) *vigiev1.SegmentChange {
+		return &vigiev1.SegmentChange{Site: site, Subject: "u", Segment: seg, Transition: tr}
+	}
+	in, out := vigiev1.Transition_TRANSITION_ENTERED, vigiev1.Transition_TRANSITION_EXITED
+	if err := a.FoldSegmentChanges(ctx, []*vigiev1.SegmentChange{ch("s1", "hot", in), ch("s1", "hot", in), ch("s2", "cold", in), ch("s2", "cold", out)},
+		SegmentMark{Epoch: 3, Seq: 40}); err != nil {
+		t.Fatal(err)
+	}
+	mark, sizes, err := a.SegmentSnapshot(ctx)
+	if err != nil || mark != (SegmentMark{Epoch: 3, Seq: 40}) || len(sizes) != 1 || sizes["s1"]["hot"] != 2 {
+		t.Fatalf("snapshot %+v %v %v, want mark 3/40 and s1 hot 2 only", mark, sizes, err)
+	}
+	if err := b.FoldSegmentChanges(ctx, []*vigiev1.SegmentChange{ch("s3", "old", in)}, SegmentMark{Epoch: 3, Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	sizes["bad\x00site"] = map[string]int64{"x": 1}
+	sizes["s1"]["neg"] = -1
+	if err := b.SeedSegmentSizes(ctx, mark, sizes); err != nil {
+		t.Fatal(err)
+	}
+	got, gotSizes, err := b.SegmentSnapshot(ctx)
+	if err != nil || got != mark || len(gotSizes) != 1 || len(gotSizes["s1"]) != 1 || gotSizes["s1"]["hot"] != 2 {
+		t.Fatalf("seeded store: %+v %v %v, want mark 3/40 and s1 hot 2 only", got, gotSizes, err)
+	}
+}
