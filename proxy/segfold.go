@@ -26,6 +26,10 @@ import (
 // segFoldBatch is how many changes one fold commits at most.
 const segFoldBatch = 256
 
+// segFoldResets bounds the ordered consumer's attempts to recreate itself
+// within one Fetch (1 s, then 2 s apart); past them follow starts again.
+const segFoldResets = 2
+
 // segSnapshotEvery is how often, at most, a node writes its sizes to KV
 // VIGIE_SEGMENT_SIZES after they changed.
 const segSnapshotEvery = 5 * time.Second
@@ -109,7 +113,9 @@ func (f *segmentFold) follow(ctx context.Context) error {
 			return err
 		}
 	}
-	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// A bounded reset: Fetch retries a lost consumer without a context,
+	// so unbounded it would hold a stop for as long as NATS is away.
+	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: segFoldResets}
 	if mark.Seq > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, mark.Seq+1
 	}
