@@ -161,7 +161,9 @@ func (rt *Runtime) syncItem(ctx context.Context, p *proc, m sdk.Manifest, subjec
 		if err := proto.Unmarshal(data, c); err != nil {
 			return nil, fmt.Errorf("%w: undecodable segment change: %v", errPermanent, err)
 		}
-		if !matchAny(m.Filter.Sites, c.GetSite()) {
+		if !matchAny(m.Filter.Sites, c.GetSite()) || c.GetSubject() == "" {
+			// No subject: an erasure's exit in cluster mode, which
+			// only corrects the segment sizes (storage.Config.SharedSegments).
 			return nil, nil
 		}
 		item := &vigiev1.SyncItem{Item: &vigiev1.SyncItem_SegmentChange{SegmentChange: c}}

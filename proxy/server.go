@@ -237,7 +237,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		PurgeInterval: purgeInterval,
 		// Cluster mode: profiles move with their partition (proxy/cluster.go).
 		PortableProfiles: s.cfg.Cluster.Enabled(),
-		OnProfileDelete:  s.sharedProfileDeleted(),
+		// Sizes and recent changes: folded from VIGIE_SEGMENTS (segfold.go).
+		SharedSegments:  s.cfg.Cluster.Enabled(),
+		OnProfileDelete: s.sharedProfileDeleted(),
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
@@ -368,6 +370,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startRollups(pctx); err != nil {
 		return err
 	}
+	s.startSegmentFold(pctx)
 	s.metrics.gaugeFunc("vigie_outbox_depth", "Events stored but not yet acknowledged by JetStream.",
 		func() float64 { return float64(s.store.OutboxLen()) })
 	s.metrics.counterFunc("vigie_published_total", "Events acknowledged by JetStream.",

@@ -37,6 +37,8 @@ import (
 //	pc/<seq>                              SegmentChange (protobuf)      none
 //	k/<plugin>\x00<key>                   plugin KV value               KVPut ttl
 //	m/segseq                              8-byte big-endian next <seq>  none
+//	m/segfold                             SegmentMark: 8-byte epoch,
+//	                                      8-byte stream sequence        none
 //	cl/<site>\x00<subject>                JSON ConsentEntry (ledger)    ConsentTTL
 //	ec/<site>\x00<campaign>\x00<hour ms>   8-byte big-endian count       EmailCount.TTL
 //	   <kind>\x00<class>\x00<link>         (anonymous e-mail hits)       from the hour
@@ -125,6 +127,7 @@ const (
 	prefixPending  = "pc/"
 	prefixKV       = "k/"
 	keySegmentSeq  = "m/segseq"
+	keySegmentFold = "m/segfold"
 
 	prefixEmailCount = "ec/"
 )

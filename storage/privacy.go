@@ -579,14 +579,17 @@ func (s *Store) EraseSubjects(ctx context.Context, site string, subjects []strin
 		return rep, fmt.Errorf("storage: erase: drop: %w", err)
 	}
 	if len(segments) > 0 {
+		var next uint64
 		err := s.db.Update(func(txn *badger.Txn) error {
-			for seg, d := range segments {
-				if err := addSegSize(txn, site, seg, d); err != nil {
-					return err
-				}
+			seq, err := s.loadSegSeq(txn)
+			if err == nil {
+				next, err = s.eraseFromSizes(txn, site, segments, seq)
 			}
-			return nil
+			return err
 		})
+		if err == nil && s.cfg.SharedSegments {
+			s.prof.seq, s.prof.seqLoaded = next, true
+		}
 		if err != nil {
 			// The data is gone; only the segment sizes are off.
 			s.log.Warn("storage: erase: segment sizes not updated", "err", err)

@@ -583,8 +583,9 @@ func (s *Store) flushSegWrite(txn *badger.Txn, w *segWrite) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	shared := s.cfg.SharedSegments // sizes and log: FoldSegmentChanges
 	for k, d := range w.deltas {
-		if d == 0 {
+		if d == 0 || shared {
 			continue
 		}
 		if err := addSegSize(txn, k.site, k.segment, d); err != nil {
@@ -597,10 +598,12 @@ func (s *Store) flushSegWrite(txn *badger.Txn, w *segWrite) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("storage: encode segment change: %w", err)
 		}
-		e := badger.NewEntry(segLogKey(c.GetSite(), seq), v)
-		e.ExpiresAt = logExp
-		if err := txn.SetEntry(e); err != nil {
-			return 0, err
+		if !shared {
+			e := badger.NewEntry(segLogKey(c.GetSite(), seq), v)
+			e.ExpiresAt = logExp
+			if err := txn.SetEntry(e); err != nil {
+				return 0, err
+			}
 		}
 		if err := txn.Set(pendingKey(seq), v); err != nil {
 			return 0, err
@@ -798,13 +801,18 @@ func (s *Store) deleteProfile(ctx context.Context, site, subject, reason string,
 }
 
 // shredProfiles deletes every profile of subject and takes its segments out
-// of the segment sizes, without logging or publishing changes. It scans the
+// of the segment sizes, without logging or publishing changes naming it
+// (eraseFromSizes). It scans the
 // whole p/ prefix: profiles are small and erasure is rare, so a per-subject
 // index is not worth its write cost. The caller (ShredSubject) holds segMu
 // and writeGate exclusively, so no profile write runs concurrently.
 func (s *Store) shredProfiles(ctx context.Context, subject string) error {
-	var w segWrite
-	return s.db.Update(func(txn *badger.Txn) error {
+	var next uint64
+	err := s.db.Update(func(txn *badger.Txn) error {
+		var err error
+		if next, err = s.loadSegSeq(txn); err != nil {
+			return err
+		}
 		type hit struct {
 			key  []byte
 			site string
@@ -834,14 +842,12 @@ func (s *Store) shredProfiles(ctx context.Context, subject string) error {
 				return err
 			}
 			if p != nil {
-				w = segWrite{}
+				deltas := map[string]int64{}
 				for _, seg := range p.Segments {
-					w.add(&vigiev1.SegmentChange{Site: h.site, Segment: seg, Transition: vigiev1.Transition_TRANSITION_EXITED})
+					deltas[seg]--
 				}
-				for k, d := range w.deltas {
-					if err := addSegSize(txn, k.site, k.segment, d); err != nil {
-						return err
-					}
+				if next, err = s.eraseFromSizes(txn, h.site, deltas, next); err != nil {
+					return err
 				}
 			}
 			if err := txn.Delete(h.key); err != nil {
@@ -850,6 +856,10 @@ func (s *Store) shredProfiles(ctx context.Context, subject string) error {
 		}
 		return nil
 	})
+	if err == nil && s.cfg.SharedSegments {
+		s.prof.seq, s.prof.seqLoaded = next, true
+	}
+	return err
 }
 
 // PendingChange is a segment change committed but not yet published.

@@ -92,6 +92,7 @@ var prefixLifetimes = map[string]struct {
 	prefixPending:  {byPurge, "dropped Retention.PendingChanges after the change when never published"},
 	prefixKV:       {byPurge, "KVPut's TTL, at most Retention.PluginKV; entries without one get it"},
 	keySegmentSeq:  {kept, "a counter"},
+	keySegmentFold: {kept, "one stream position (SharedSegments)"},
 	prefixConsent:  {byTTL, "ConsentTTL after the choice"},
 	prefixAudit:    {byTTL, "Retention.Audit"},
 	prefixRequest:  {byPurge, "Retention.Requests after the request's completed_at"},

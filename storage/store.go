@@ -109,6 +109,13 @@ type Config struct {
 	// ProfileValue, PutProfileValue) counts an event delivered again
 	// there once. Default false (single node).
 	PortableProfiles bool
+	// SharedSegments (cluster mode) leaves segment sizes and the recent
+	// changes log to FoldSegmentChanges, fed from the segments stream that
+	// every node reads whole: a profile write then only queues its changes
+	// for publication, so every node counts each published change once,
+	// whichever node applied it. Default false (single node: the write
+	// counts its changes itself).
+	SharedSegments bool
 	// OnProfileDelete, when set, is called after a profile of site and
 	// subject was deleted (consent withdrawn, erasure, idle purge; site
 	// "" for every site), whether or not this node held a copy: cluster

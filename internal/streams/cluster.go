@@ -28,6 +28,7 @@ import (
 //	VIGIE_VAULT     <site>.<subject>             outbox of the ingesting node (ciphertext only)
 //	VIGIE_KEYRING   keyring                      the first node (sealed under the master key)
 //	VIGIE_DECISIONS <site>.<hour>.<node>         each node, its own decision counters (TTL = DecisionsTTL)
+//	VIGIE_SEGMENT_SIZES <node>                   each node, its segment sizes at its VIGIE_SEGMENTS position
 const (
 	BucketDedup    = "VIGIE_DEDUP"
 	BucketLedger   = "VIGIE_LEDGER"
@@ -40,6 +41,10 @@ const (
 	// BucketDecisions holds each node's decision counters per site and
 	// hour (cumulative), summed by every node's overview.
 	BucketDecisions = "VIGIE_DECISIONS"
+	// BucketSegmentSizes holds each node's segment sizes with the
+	// VIGIE_SEGMENTS position they count up to: a node that has not read
+	// the stream from its start starts from one of them.
+	BucketSegmentSizes = "VIGIE_SEGMENT_SIZES"
 )
 
 // Defaults of the bucket settings.
@@ -50,7 +55,7 @@ const (
 )
 
 // buckets lists every cluster bucket, in declaration order.
-var buckets = []string{BucketDedup, BucketLedger, BucketNodes, BucketLeases, BucketRequests, BucketProfiles, BucketVault, BucketKeyring, BucketDecisions}
+var buckets = []string{BucketDedup, BucketLedger, BucketNodes, BucketLeases, BucketRequests, BucketProfiles, BucketVault, BucketKeyring, BucketDecisions, BucketSegmentSizes}
 
 // AllBuckets is the name of every cluster KV bucket.
 func AllBuckets() []string { return slices.Clone(buckets) }

@@ -30,9 +30,9 @@ const (
 )
 
 // PartitionBuckets are the KV buckets partitioned segmentation uses:
-// the leases and the profiles that move with them.
+// the leases, the profiles that move with them and the segment sizes.
 func PartitionBuckets() []string {
-	return []string{streams.BucketLeases, streams.BucketProfiles}
+	return []string{streams.BucketLeases, streams.BucketProfiles, streams.BucketSegmentSizes}
 }
 
 // LeaseKey is the VIGIE_LEASES key of partition n: part.<n>.
