@@ -11,6 +11,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
@@ -452,10 +453,18 @@ type ownerKey struct{}
 // VIGIE_PROFILES of the profile of subject on site (site "" for each of
 // sites) among partitions: the server calls it
 // (storage.Config.OnProfileDelete) after any profile deletion, on any
-// node, whether or not that node owns the partition. Within the owner's
-// segment stage it does nothing: the stage writes the batch's profiles,
-// deletions included, back itself.
-func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, partitions int, sites []string, site, subject string) error {
+// node, whether or not that node owns the partition. It reads each copy
+// and commits to out's outbox, in one transaction, an EXITED change for
+// every segment the copy is in (EventId reason, none when reason is "")
+// and the copy's KV delete, so both reach NATS even after an outage. Their
+// Nats-Msg-Ids derive from the copy (the segment changes' own, and key and
+// revision for the delete): the owner's exits of its local copy and every
+// other node deleting the same copy publish the same messages, which the
+// streams keep once. A copy that cannot be read (NATS unreachable) gives
+// an error wrapping ErrBusDown or the read's: the caller retries later.
+// Within the owner's segment stage it does nothing: the stage writes the
+// batch's profiles, deletions included, back itself.
+func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, out *storage.Store, partitions int, sites []string, site, subject, reason string) error {
 	if ctx.Value(ownerKey{}) != nil {
 		return nil
 	}
@@ -471,14 +480,45 @@ func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, partitions
 	if err != nil {
 		return fmt.Errorf("plugins: delete shared profile: %w", err)
 	}
-	count := partitions
+	now := time.Now().UnixMilli()
+	var msgs []storage.Message
 	for _, s := range sites {
-		n := streams.Partition(s, subject, count)
-		if err := kv.Delete(ctx, profileKVKey(n, s, subject)); err != nil {
+		key := profileKVKey(streams.Partition(s, subject, partitions), s, subject)
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // none, or deleted already
+		}
+		if err != nil {
 			return fmt.Errorf("plugins: delete shared profile: %w", err)
 		}
+		if reason != "" {
+			// Undecodable (p nil): no exits, the copy goes all the same.
+			p, _ := storage.DecodeProfileValue(e.Value(), s, subject)
+			for _, seg := range profileSegments(p) {
+				c := &vigiev1.SegmentChange{Site: s, Subject: subject, Segment: seg,
+					Transition: vigiev1.Transition_TRANSITION_EXITED, AtMs: now, EventId: reason}
+				data, err := proto.Marshal(c)
+				if err != nil {
+					return fmt.Errorf("plugins: delete shared profile: %w", err)
+				}
+				msgs = append(msgs, storage.Message{Topic: streams.SegmentSubject(c), ID: changeID(c), Data: data})
+			}
+		}
+		msgs = append(msgs, storage.Message{Topic: streams.KVSubject(streams.BucketProfiles, key),
+			ID: "profile-del:" + key + ":" + strconv.FormatUint(e.Revision(), 10), KVDelete: true})
+	}
+	if err := out.Enqueue(context.WithoutCancel(ctx), msgs...); err != nil {
+		return fmt.Errorf("plugins: delete shared profile: %w", err)
 	}
 	return nil
+}
+
+// profileSegments returns p's segments (none for nil).
+func profileSegments(p *storage.Profile) []string {
+	if p == nil {
+		return nil
+	}
+	return p.Segments
 }
 
 // profile returns the profile of subject on site: this node's copy for a

@@ -99,6 +99,9 @@ type Server struct {
 	// profileBus is s.bus once started, for the store's OnProfileDelete
 	// (which the store's purge may call before).
 	profileBus atomic.Pointer[bus.Bus]
+	// sharedDeletesMu serializes the changes of the shared profile
+	// deletions left to retry (shared_deletes.go).
+	sharedDeletesMu sync.Mutex
 	// sensitive counts special-category detections (sensitive_data.go).
 	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).

@@ -567,7 +567,7 @@ func (s *Store) EraseSubjects(ctx context.Context, site string, subjects []strin
 	}
 	if s.cfg.OnProfileDelete != nil {
 		for _, subj := range subjects {
-			s.cfg.OnProfileDelete(ctx, site, subj)
+			s.cfg.OnProfileDelete(ctx, site, subj, "")
 		}
 	}
 	if len(drop) == 0 {

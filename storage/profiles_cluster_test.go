@@ -15,7 +15,7 @@ import (
 func openPortable(t *testing.T, deleted *[]string) *Store {
 	t.Helper()
 	s, err := Open(Config{Dir: t.TempDir(), VaultKey: bytes.Repeat([]byte{7}, 32), PortableProfiles: true,
-		OnProfileDelete: func(_ context.Context, site, subject string) { *deleted = append(*deleted, site+"/"+subject) }})
+		OnProfileDelete: func(_ context.Context, site, subject, _ string) { *deleted = append(*deleted, site+"/"+subject) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,8 +112,10 @@ type Config struct {
 	// OnProfileDelete, when set, is called after a profile of site and
 	// subject was deleted (consent withdrawn, erasure, idle purge; site
 	// "" for every site), whether or not this node held a copy: cluster
-	// mode deletes the shared copy.
-	OnProfileDelete func(ctx context.Context, site, subject string)
+	// mode deletes the shared copy. reason is the EventId of the EXITED
+	// changes the deletion records (DeleteProfile's reason, ReasonIdle),
+	// "" for a deletion that records none (ShredSubject, EraseSubjects).
+	OnProfileDelete func(ctx context.Context, site, subject, reason string)
 }
 
 // Badger's file sizes, set by Open; DefaultMinFreeBytes is derived from

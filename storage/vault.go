@@ -133,7 +133,7 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 		return fmt.Errorf("storage: shred profiles: %w", err)
 	}
 	if s.cfg.OnProfileDelete != nil {
-		s.cfg.OnProfileDelete(ctx, "", subject)
+		s.cfg.OnProfileDelete(ctx, "", subject, "")
 	}
 	if err := ctx.Err(); err != nil {
 		return err
