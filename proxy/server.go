@@ -99,6 +99,8 @@ type Server struct {
 	// profileBus is s.bus once started, for the store's OnProfileDelete
 	// (which the store's purge may call before).
 	profileBus atomic.Pointer[bus.Bus]
+	// profileRuntime is s.plugins once started, for the same.
+	profileRuntime atomic.Pointer[plugins.Runtime]
 	// sharedDeletesMu serializes the changes of the shared profile
 	// deletions left to retry (shared_deletes.go).
 	sharedDeletesMu sync.Mutex
@@ -536,6 +538,7 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		return err
 	}
 	s.plugins = rt
+	s.profileRuntime.Store(rt)
 	if s.leases != nil {
 		// A partition given up is released once its consumers stopped.
 		s.leases.SetQuiesce(rt.WaitPartitions)

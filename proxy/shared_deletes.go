@@ -31,13 +31,6 @@ const (
 // sharedDeletesRetry is how often the deletions left are retried.
 const sharedDeletesRetry = 5 * time.Second
 
-// sharedDelete is one profile deletion whose shared copy is still to go.
-type sharedDelete struct {
-	Site    string `json:"site,omitempty"` // "" for every site
-	Subject string `json:"subject"`
-	Reason  string `json:"reason,omitempty"`
-}
-
 // sharedProfileDeleted is, in cluster mode, the store's OnProfileDelete:
 // the profile's shared copy goes too, with its segment exits, whichever
 // node deleted it; when that fails it is kept and retried.
@@ -46,7 +39,10 @@ func (s *Server) sharedProfileDeleted() func(ctx context.Context, site, subject,
 		return nil
 	}
 	return func(ctx context.Context, site, subject, reason string) {
-		d := sharedDelete{Site: site, Subject: subject, Reason: reason}
+		d := plugins.ProfileDeletion{Site: site, Subject: subject, Reason: reason, AtMs: time.Now().UnixMilli()}
+		if !plugins.InOwnerBatch(ctx) {
+			s.profileRuntime.Load().ProfileDeleted(s.siteIDs(), d)
+		}
 		err := s.deleteShared(ctx, d)
 		if err == nil {
 			return
@@ -60,21 +56,26 @@ func (s *Server) sharedProfileDeleted() func(ctx context.Context, site, subject,
 }
 
 // deleteShared deletes d's shared copy through plugins.DeleteSharedProfile.
-func (s *Server) deleteShared(ctx context.Context, d sharedDelete) error {
+func (s *Server) deleteShared(ctx context.Context, d plugins.ProfileDeletion) error {
 	b := s.profileBus.Load()
 	if b == nil || s.store == nil {
 		return fmt.Errorf("proxy: delete shared profile: %w", plugins.ErrBusDown)
 	}
+	return plugins.DeleteSharedProfile(context.WithoutCancel(ctx), b.JetStream(), s.store,
+		s.cfg.Cluster.PartitionCount(), s.siteIDs(), d)
+}
+
+// siteIDs are the configured sites' ids.
+func (s *Server) siteIDs() []string {
 	var sites []string
 	for _, st := range s.cfg.Sites {
 		sites = append(sites, st.ID)
 	}
-	return plugins.DeleteSharedProfile(context.WithoutCancel(ctx), b.JetStream(), s.store,
-		s.cfg.Cluster.PartitionCount(), sites, d.Site, d.Subject, d.Reason)
+	return sites
 }
 
 // sharedDeletes returns the deletions left to retry.
-func (s *Server) sharedDeletes(ctx context.Context) ([]sharedDelete, error) {
+func (s *Server) sharedDeletes(ctx context.Context) ([]plugins.ProfileDeletion, error) {
 	v, err := s.store.KVGet(ctx, sharedDeletesSpace, sharedDeletesKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
@@ -82,7 +83,7 @@ func (s *Server) sharedDeletes(ctx context.Context) ([]sharedDelete, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []sharedDelete
+	var out []plugins.ProfileDeletion
 	if err := json.Unmarshal(v, &out); err != nil {
 		return nil, fmt.Errorf("proxy: shared profile deletions: %w", err)
 	}
@@ -90,7 +91,7 @@ func (s *Server) sharedDeletes(ctx context.Context) ([]sharedDelete, error) {
 }
 
 // putSharedDeletes replaces the deletions left to retry.
-func (s *Server) putSharedDeletes(ctx context.Context, ds []sharedDelete) error {
+func (s *Server) putSharedDeletes(ctx context.Context, ds []plugins.ProfileDeletion) error {
 	if len(ds) == 0 {
 		return s.store.KVDelete(ctx, sharedDeletesSpace, sharedDeletesKey)
 	}
@@ -102,7 +103,7 @@ func (s *Server) putSharedDeletes(ctx context.Context, ds []sharedDelete) error 
 }
 
 // queueSharedDelete keeps d for retrySharedDeletes.
-func (s *Server) queueSharedDelete(ctx context.Context, d sharedDelete) error {
+func (s *Server) queueSharedDelete(ctx context.Context, d plugins.ProfileDeletion) error {
 	if s.store == nil {
 		return fmt.Errorf("proxy: delete shared profile: %w", storage.ErrClosed)
 	}
@@ -146,7 +147,7 @@ func (s *Server) retrySharedDeletesOnce(ctx context.Context) {
 		}
 		return
 	}
-	var done []sharedDelete
+	var done []plugins.ProfileDeletion
 	for _, d := range ds {
 		if ctx.Err() != nil {
 			break
@@ -162,7 +163,7 @@ func (s *Server) retrySharedDeletesOnce(ctx context.Context) {
 	defer s.sharedDeletesMu.Unlock()
 	ds, err = s.sharedDeletes(ctx)
 	if err == nil {
-		err = s.putSharedDeletes(ctx, slices.DeleteFunc(ds, func(d sharedDelete) bool { return slices.Contains(done, d) }))
+		err = s.putSharedDeletes(ctx, slices.DeleteFunc(ds, func(d plugins.ProfileDeletion) bool { return slices.Contains(done, d) }))
 	}
 	if err != nil {
 		if ctx.Err() == nil {

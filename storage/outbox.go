@@ -38,10 +38,10 @@ type Message struct {
 	// Data is the payload, at most 1 MiB.
 	Data []byte
 	// KVDelete makes the message a KV delete: Topic is a key's
-	// $KV.<bucket>.<key> subject, Data is empty, and the publisher sends
-	// it with the header KV-Operation: DEL (what jetstream.KeyValue.Delete
-	// publishes). Default false: a plain message (a KV put on a $KV
-	// subject).
+	// $KV.<bucket>.<key> subject, and the publisher sends it with the
+	// header KV-Operation: DEL (what jetstream.KeyValue.Delete publishes);
+	// Data stays in the delete marker (KeyValue.Get does not show it).
+	// Default false: a plain message (a KV put on a $KV subject).
 	KVDelete bool
 }
 
@@ -55,8 +55,6 @@ func validateMessages(msgs []Message) error {
 			return fmt.Errorf("%w: message %d: id empty or too long", ErrInvalidRecord, i)
 		case len(m.Data) > maxRecordBytes:
 			return fmt.Errorf("%w: message %d: larger than %d bytes", ErrInvalidRecord, i, maxRecordBytes)
-		case m.KVDelete && len(m.Data) > 0:
-			return fmt.Errorf("%w: message %d: a KV delete carries no data", ErrInvalidRecord, i)
 		}
 	}
 	return nil
