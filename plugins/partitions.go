@@ -204,9 +204,20 @@ type profileHome struct {
 	// stream is VIGIE_PROFILES' stream, read once (readShared).
 	stream jetstream.Stream
 	// deleted is, by KV key, when this node deleted the profile
-	// (ProfileDeleted), until the partition leaves it.
-	deleted map[string]int64
+	// (ProfileDeleted), until the partition leaves or joins it or an hour
+	// after it was noted: it bridges the time until the shared copy's
+	// delete marker, which holds the same, is in KV.
+	deleted map[string]deletedNote
 }
+
+// deletedNote is one entry of profileHome.deleted.
+type deletedNote struct {
+	at    int64     // the deletion's time (Unix ms)
+	noted time.Time // when ProfileDeleted recorded it
+}
+
+// deletedNoteTTL is how long profileHome.deleted keeps an entry.
+const deletedNoteTTL = time.Hour
 
 // partProfiles is one partition's profiles known to this node.
 type partProfiles struct {
@@ -253,7 +264,7 @@ func (rt *Runtime) forgetPartition(ctx context.Context, n int) {
 	clear(pp.revs)
 	prefix := strconv.Itoa(n) + "."
 	rt.home.mu.Lock()
-	maps.DeleteFunc(rt.home.deleted, func(k string, _ int64) bool { return strings.HasPrefix(k, prefix) })
+	maps.DeleteFunc(rt.home.deleted, func(k string, _ deletedNote) bool { return strings.HasPrefix(k, prefix) })
 	rt.home.mu.Unlock()
 	count := rt.cfg.Partitions.Count()
 	if _, err := rt.cfg.Store.DropProfiles(ctx, func(site, subject string) bool {
@@ -287,14 +298,16 @@ func (rt *Runtime) ProfileDeleted(sites []string, d ProfileDeletion) {
 		sites = []string{d.Site}
 	}
 	count := rt.cfg.Partitions.Count()
+	now := time.Now()
 	rt.home.mu.Lock()
 	defer rt.home.mu.Unlock()
 	if rt.home.deleted == nil {
-		rt.home.deleted = map[string]int64{}
+		rt.home.deleted = map[string]deletedNote{}
 	}
+	maps.DeleteFunc(rt.home.deleted, func(_ string, e deletedNote) bool { return now.Sub(e.noted) > deletedNoteTTL })
 	for _, s := range sites {
 		key := profileKVKey(streams.Partition(s, d.Subject, count), s, d.Subject)
-		rt.home.deleted[key] = max(rt.home.deleted[key], d.AtMs)
+		rt.home.deleted[key] = deletedNote{at: max(rt.home.deleted[key].at, d.AtMs), noted: now}
 	}
 }
 
@@ -302,7 +315,7 @@ func (rt *Runtime) ProfileDeleted(sites []string, d ProfileDeletion) {
 func (rt *Runtime) deletedAt(key string) int64 {
 	rt.home.mu.Lock()
 	defer rt.home.mu.Unlock()
-	return rt.home.deleted[key]
+	return rt.home.deleted[key].at
 }
 
 // profilesStream returns VIGIE_PROFILES' stream (looked up once).
@@ -507,15 +520,18 @@ func (rt *Runtime) saveProfile(ctx context.Context, kv jetstream.KeyValue, key, 
 			return nil
 		}
 		// Deleted here (consent withdrawn): unconditionally, since
-		// DeleteSharedProfile may have deleted it already; the marker
-		// holds the deletion's time, as DeleteSharedProfile's does.
+		// DeleteSharedProfile may have deleted it already. The marker
+		// holds the deletion's time when this node deleted it outside
+		// a batch (ProfileDeleted), as DeleteSharedProfile's does; not
+		// for a deletion by an event of the batch, whose time is not
+		// known here (the batch's time would skip the events of a
+		// visitor who accepted again since).
 		at := rt.deletedAt(key)
-		if at == 0 {
-			at = time.Now().UnixMilli()
-		}
 		m := nats.NewMsg(streams.KVSubject(streams.BucketProfiles, key))
 		m.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
-		m.Data = strconv.AppendInt(nil, at, 10)
+		if at != 0 {
+			m.Data = strconv.AppendInt(nil, at, 10)
+		}
 		if _, err := rt.cfg.JetStream.PublishMsg(ctx, m, jetstream.WithExpectStream(streams.KVStream(streams.BucketProfiles))); err != nil {
 			return err
 		}

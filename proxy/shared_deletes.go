@@ -40,9 +40,6 @@ func (s *Server) sharedProfileDeleted() func(ctx context.Context, site, subject,
 	}
 	return func(ctx context.Context, site, subject, reason string) {
 		d := plugins.ProfileDeletion{Site: site, Subject: subject, Reason: reason, AtMs: time.Now().UnixMilli()}
-		if !plugins.InOwnerBatch(ctx) {
-			s.profileRuntime.Load().ProfileDeleted(s.siteIDs(), d)
-		}
 		err := s.deleteShared(ctx, d)
 		if err == nil {
 			return
@@ -57,6 +54,12 @@ func (s *Server) sharedProfileDeleted() func(ctx context.Context, site, subject,
 
 // deleteShared deletes d's shared copy through plugins.DeleteSharedProfile.
 func (s *Server) deleteShared(ctx context.Context, d plugins.ProfileDeletion) error {
+	if plugins.InOwnerBatch(ctx) {
+		return nil // the batch writes its profiles back itself
+	}
+	// Noted at each attempt: it bridges the time until the delete
+	// marker is in KV, which may be long after the deletion.
+	s.profileRuntime.Load().ProfileDeleted(s.siteIDs(), d)
 	b := s.profileBus.Load()
 	if b == nil || s.store == nil {
 		return fmt.Errorf("proxy: delete shared profile: %w", plugins.ErrBusDown)
