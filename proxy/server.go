@@ -99,8 +99,10 @@ type Server struct {
 	// profileBus is s.bus once started, for the store's OnProfileDelete
 	// (which the store's purge may call before).
 	profileBus atomic.Pointer[bus.Bus]
-	// profileRuntime is s.plugins once started, for the same.
+	// profileRuntime and profileStore are s.plugins and s.store once
+	// set, for the same.
 	profileRuntime atomic.Pointer[plugins.Runtime]
+	profileStore   atomic.Pointer[storage.Store]
 	// sharedDeletesMu serializes the changes of the shared profile
 	// deletions left to retry (shared_deletes.go).
 	sharedDeletesMu sync.Mutex
@@ -247,6 +249,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
 	}
+	s.profileStore.Store(s.store)
 
 	var lb ledger.Backend = s.store
 	if s.cfg.Cluster.Enabled() {

@@ -60,11 +60,11 @@ func (s *Server) deleteShared(ctx context.Context, d plugins.ProfileDeletion) er
 	// Noted at each attempt: it bridges the time until the delete
 	// marker is in KV, which may be long after the deletion.
 	s.profileRuntime.Load().ProfileDeleted(s.siteIDs(), d)
-	b := s.profileBus.Load()
-	if b == nil || s.store == nil {
+	b, st := s.profileBus.Load(), s.profileStore.Load()
+	if b == nil || st == nil {
 		return fmt.Errorf("proxy: delete shared profile: %w", plugins.ErrBusDown)
 	}
-	return plugins.DeleteSharedProfile(context.WithoutCancel(ctx), b.JetStream(), s.store,
+	return plugins.DeleteSharedProfile(context.WithoutCancel(ctx), b.JetStream(), st,
 		s.cfg.Cluster.PartitionCount(), s.siteIDs(), d)
 }
 
@@ -78,8 +78,8 @@ func (s *Server) siteIDs() []string {
 }
 
 // sharedDeletes returns the deletions left to retry.
-func (s *Server) sharedDeletes(ctx context.Context) ([]plugins.ProfileDeletion, error) {
-	v, err := s.store.KVGet(ctx, sharedDeletesSpace, sharedDeletesKey)
+func (s *Server) sharedDeletes(ctx context.Context, st *storage.Store) ([]plugins.ProfileDeletion, error) {
+	v, err := st.KVGet(ctx, sharedDeletesSpace, sharedDeletesKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
@@ -94,32 +94,33 @@ func (s *Server) sharedDeletes(ctx context.Context) ([]plugins.ProfileDeletion, 
 }
 
 // putSharedDeletes replaces the deletions left to retry.
-func (s *Server) putSharedDeletes(ctx context.Context, ds []plugins.ProfileDeletion) error {
+func (s *Server) putSharedDeletes(ctx context.Context, st *storage.Store, ds []plugins.ProfileDeletion) error {
 	if len(ds) == 0 {
-		return s.store.KVDelete(ctx, sharedDeletesSpace, sharedDeletesKey)
+		return st.KVDelete(ctx, sharedDeletesSpace, sharedDeletesKey)
 	}
 	v, err := json.Marshal(ds)
 	if err != nil {
 		return fmt.Errorf("proxy: shared profile deletions: %w", err)
 	}
-	return s.store.KVPut(ctx, sharedDeletesSpace, sharedDeletesKey, v, 0)
+	return st.KVPut(ctx, sharedDeletesSpace, sharedDeletesKey, v, 0)
 }
 
 // queueSharedDelete keeps d for retrySharedDeletes.
 func (s *Server) queueSharedDelete(ctx context.Context, d plugins.ProfileDeletion) error {
-	if s.store == nil {
+	st := s.profileStore.Load()
+	if st == nil {
 		return fmt.Errorf("proxy: delete shared profile: %w", storage.ErrClosed)
 	}
 	s.sharedDeletesMu.Lock()
 	defer s.sharedDeletesMu.Unlock()
-	ds, err := s.sharedDeletes(ctx)
+	ds, err := s.sharedDeletes(ctx, st)
 	if err != nil {
 		return err
 	}
 	if slices.Contains(ds, d) {
 		return nil
 	}
-	return s.putSharedDeletes(ctx, append(ds, d))
+	return s.putSharedDeletes(ctx, st, append(ds, d))
 }
 
 // retrySharedDeletes retries the deletions left (those of a previous run
@@ -141,8 +142,9 @@ func (s *Server) retrySharedDeletes(ctx context.Context) {
 // done. The attempts run without the lock, so that a deletion queued
 // meanwhile does not wait for them.
 func (s *Server) retrySharedDeletesOnce(ctx context.Context) {
+	st := s.profileStore.Load()
 	s.sharedDeletesMu.Lock()
-	ds, err := s.sharedDeletes(ctx)
+	ds, err := s.sharedDeletes(ctx, st)
 	s.sharedDeletesMu.Unlock()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -164,9 +166,9 @@ func (s *Server) retrySharedDeletesOnce(ctx context.Context) {
 	}
 	s.sharedDeletesMu.Lock()
 	defer s.sharedDeletesMu.Unlock()
-	ds, err = s.sharedDeletes(ctx)
+	ds, err = s.sharedDeletes(ctx, st)
 	if err == nil {
-		err = s.putSharedDeletes(ctx, slices.DeleteFunc(ds, func(d plugins.ProfileDeletion) bool { return slices.Contains(done, d) }))
+		err = s.putSharedDeletes(ctx, st, slices.DeleteFunc(ds, func(d plugins.ProfileDeletion) bool { return slices.Contains(done, d) }))
 	}
 	if err != nil {
 		if ctx.Err() == nil {
