@@ -115,6 +115,7 @@ type Config struct {
 	// mode deletes the shared copy. reason is the EventId of the EXITED
 	// changes the deletion records (DeleteProfile's reason, ReasonIdle),
 	// "" for a deletion that records none (ShredSubject, EraseSubjects).
+	// It runs with no lock of the store held, so it may write to it.
 	OnProfileDelete func(ctx context.Context, site, subject, reason string)
 }
 
