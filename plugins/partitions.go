@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/sdk"
@@ -197,7 +201,23 @@ type profileHome struct {
 	// write-back to KV, and (write) while segment changes are published:
 	// a change is published only once its profile is in KV.
 	apply sync.RWMutex
+	// stream is VIGIE_PROFILES' stream, read once (readShared).
+	stream jetstream.Stream
+	// deleted is, by KV key, when this node deleted the profile
+	// (ProfileDeleted), until the partition leaves or joins it or an hour
+	// after it was noted: it bridges the time until the shared copy's
+	// delete marker, which holds the same, is in KV.
+	deleted map[string]deletedNote
 }
+
+// deletedNote is one entry of profileHome.deleted.
+type deletedNote struct {
+	at    int64     // the deletion's time (Unix ms)
+	noted time.Time // when ProfileDeleted recorded it
+}
+
+// deletedNoteTTL is how long profileHome.deleted keeps an entry.
+const deletedNoteTTL = time.Hour
 
 // partProfiles is one partition's profiles known to this node.
 type partProfiles struct {
@@ -209,6 +229,10 @@ type partProfiles struct {
 type homeEntry struct {
 	rev  uint64 // 0: absent from KV
 	hash uint64 // xxhash of the value written or read (0: none)
+	// deletedAt is, for a copy read absent, its delete marker's time
+	// (readShared): the subject's events received until then are not
+	// applied.
+	deletedAt int64
 }
 
 // part returns partition n's state.
@@ -238,6 +262,10 @@ func (rt *Runtime) forgetPartition(ctx context.Context, n int) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	clear(pp.revs)
+	prefix := strconv.Itoa(n) + "."
+	rt.home.mu.Lock()
+	maps.DeleteFunc(rt.home.deleted, func(k string, _ deletedNote) bool { return strings.HasPrefix(k, prefix) })
+	rt.home.mu.Unlock()
 	count := rt.cfg.Partitions.Count()
 	if _, err := rt.cfg.Store.DropProfiles(ctx, func(site, subject string) bool {
 		return streams.Partition(site, subject, count) == n
@@ -253,6 +281,59 @@ func (rt *Runtime) profilesKV(ctx context.Context) (jetstream.KeyValue, error) {
 		return nil, fmt.Errorf("plugins: profiles bucket: %w", err)
 	}
 	return kv, nil
+}
+
+// ProfileDeleted records, in cluster mode, that this node deleted the
+// profile of d.Subject on d.Site (each of sites when ""), at d.AtMs: if
+// it owns the partition, the subject's events received until then are
+// not applied any more (a redelivery of one the deleted profile had
+// counted would start a new one), even before the shared copy's delete
+// marker, which says the same to any owner, reaches KV. The server calls
+// it with DeleteSharedProfile; nothing on a single node.
+func (rt *Runtime) ProfileDeleted(sites []string, d ProfileDeletion) {
+	if rt == nil || rt.cfg.Partitions == nil {
+		return
+	}
+	if d.Site != "" {
+		sites = []string{d.Site}
+	}
+	count := rt.cfg.Partitions.Count()
+	now := time.Now()
+	rt.home.mu.Lock()
+	defer rt.home.mu.Unlock()
+	if rt.home.deleted == nil {
+		rt.home.deleted = map[string]deletedNote{}
+	}
+	maps.DeleteFunc(rt.home.deleted, func(_ string, e deletedNote) bool { return now.Sub(e.noted) > deletedNoteTTL })
+	for _, s := range sites {
+		key := profileKVKey(streams.Partition(s, d.Subject, count), s, d.Subject)
+		rt.home.deleted[key] = deletedNote{at: max(rt.home.deleted[key].at, d.AtMs), noted: now}
+	}
+}
+
+// deletedAt is when this node deleted the profile of key (0: not known).
+func (rt *Runtime) deletedAt(key string) int64 {
+	rt.home.mu.Lock()
+	defer rt.home.mu.Unlock()
+	return rt.home.deleted[key].at
+}
+
+// profilesStream returns VIGIE_PROFILES' stream (looked up once).
+func (rt *Runtime) profilesStream(ctx context.Context) (jetstream.Stream, error) {
+	rt.home.mu.Lock()
+	st := rt.home.stream
+	rt.home.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := rt.cfg.JetStream.Stream(ctx, streams.KVStream(streams.BucketProfiles))
+	if err != nil {
+		return nil, fmt.Errorf("plugins: profiles bucket: %w", err)
+	}
+	rt.home.mu.Lock()
+	rt.home.stream = st
+	rt.home.mu.Unlock()
+	return st, nil
 }
 
 // segmentPartition is p's segment handler for partition n: the profiles
@@ -298,6 +379,10 @@ func (rt *Runtime) segmentPartitionBatch(ctx context.Context, inner handler, n i
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	kv, err := rt.profilesKV(kctx)
+	var st jetstream.Stream
+	if err == nil && len(order) > 0 {
+		st, err = rt.profilesStream(kctx)
+	}
 	if err != nil && len(order) > 0 {
 		for i := range errs {
 			errs[i] = fmt.Errorf("%w: %w", ErrNotRunning, err)
@@ -310,18 +395,18 @@ func (rt *Runtime) segmentPartitionBatch(ctx context.Context, inner handler, n i
 		if _, ok := pp.revs[key]; ok {
 			continue
 		}
-		var v []byte
 		var ent homeEntry
-		e, err := kv.Get(kctx, key)
+		v, rev, deletedAt, err := readShared(kctx, st, key)
 		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
 			for i := range errs {
 				errs[i] = fmt.Errorf("%w: read profile: %w", ErrNotRunning, err)
 			}
 			return errs
+		case v != nil:
+			ent = homeEntry{rev: rev, hash: xxhash.Sum64(v)}
 		default:
-			v, ent = e.Value(), homeEntry{rev: e.Revision(), hash: xxhash.Sum64(e.Value())}
+			ent.deletedAt = deletedAt
 		}
 		if err := rt.cfg.Store.PutProfileValue(kctx, k.site, k.subject, v); err != nil {
 			for i := range errs {
@@ -331,9 +416,44 @@ func (rt *Runtime) segmentPartitionBatch(ctx context.Context, inner handler, n i
 		}
 		pp.revs[key] = ent
 	}
+	// A deleted copy's events received until its deletion are not
+	// applied (acknowledged as they are): a redelivery of one it had
+	// counted would start a new profile, its markers gone with it.
+	skip := make([]bool, len(msgs))
+	skipped := 0
+	for k, idx := range bySubject {
+		key := profileKVKey(n, k.site, k.subject)
+		at := max(pp.revs[key].deletedAt, rt.deletedAt(key))
+		if at == 0 {
+			continue
+		}
+		for _, i := range idx {
+			if ev, err := decode(msgs[i]); err == nil && ev.GetReceivedAtMs() > 0 && ev.GetReceivedAtMs() <= at {
+				skip[i] = true
+				skipped++
+			}
+		}
+	}
 	// The owner deletes shared copies itself (saveProfile, after the
 	// batch): no KV round trip for each event of a refusing visitor.
-	errs = inner(context.WithValue(ctx, ownerKey{}, true), msgs)
+	octx := context.WithValue(ctx, ownerKey{}, true)
+	if skipped == 0 {
+		errs = inner(octx, msgs)
+	} else {
+		var rest []jetstream.Msg
+		var at []int
+		for i, m := range msgs {
+			if !skip[i] {
+				rest, at = append(rest, m), append(at, i)
+			}
+		}
+		errs = make([]error, len(msgs))
+		if len(rest) > 0 {
+			for j, err := range inner(octx, rest) {
+				errs[at[j]] = err
+			}
+		}
+	}
 	// Write back every profile of the batch.
 	var failed []subj
 	for _, k := range order {
@@ -400,11 +520,22 @@ func (rt *Runtime) saveProfile(ctx context.Context, kv jetstream.KeyValue, key, 
 			return nil
 		}
 		// Deleted here (consent withdrawn): unconditionally, since
-		// DeleteSharedProfile may have deleted it already.
-		if err := kv.Delete(ctx, key); err != nil {
+		// DeleteSharedProfile may have deleted it already. The marker
+		// holds the deletion's time when this node deleted it outside
+		// a batch (ProfileDeleted), as DeleteSharedProfile's does; not
+		// for a deletion by an event of the batch, whose time is not
+		// known here (the batch's time would skip the events of a
+		// visitor who accepted again since).
+		at := rt.deletedAt(key)
+		m := nats.NewMsg(streams.KVSubject(streams.BucketProfiles, key))
+		m.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
+		if at != 0 {
+			m.Data = strconv.AppendInt(nil, at, 10)
+		}
+		if _, err := rt.cfg.JetStream.PublishMsg(ctx, m, jetstream.WithExpectStream(streams.KVStream(streams.BucketProfiles))); err != nil {
 			return err
 		}
-		*ent = homeEntry{}
+		*ent = homeEntry{deletedAt: at}
 		return nil
 	case err != nil:
 		return err
@@ -448,20 +579,51 @@ func landed(ctx context.Context, kv jetstream.KeyValue, key string, h uint64) (u
 // ownerKey marks the context of a partition owner's segment batch.
 type ownerKey struct{}
 
+// InOwnerBatch reports whether ctx is that of a partition owner's segment
+// batch, which writes its profiles back itself, deletions included.
+func InOwnerBatch(ctx context.Context) bool { return ctx.Value(ownerKey{}) != nil }
+
+// ProfileDeletion is one deletion of a profile (storage.Config's
+// OnProfileDelete) whose shared copy DeleteSharedProfile deletes.
+type ProfileDeletion struct {
+	// Site of the profile; "" for every site.
+	Site string `json:"site,omitempty"`
+	// Subject is the profile's subject.
+	Subject string `json:"subject"`
+	// Reason is the EventId of the segment exits; "" for none.
+	Reason string `json:"reason,omitempty"`
+	// AtMs is when the profile was deleted (Unix ms; 0: now): the exits'
+	// AtMs, and the time before which the subject's events are no longer
+	// applied to the shared profile (a delivery after the deletion of an
+	// event the deleted copy had counted would start a new profile).
+	AtMs int64 `json:"at_ms,omitempty"`
+}
+
 // DeleteSharedProfile deletes, in cluster mode, the shared copy in KV
-// VIGIE_PROFILES of the profile of subject on site (site "" for each of
+// VIGIE_PROFILES of the profile of d.Subject on d.Site ("" for each of
 // sites) among partitions: the server calls it
 // (storage.Config.OnProfileDelete) after any profile deletion, on any
-// node, whether or not that node owns the partition. Within the owner's
-// segment stage it does nothing: the stage writes the batch's profiles,
-// deletions included, back itself.
-func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, partitions int, sites []string, site, subject string) error {
-	if ctx.Value(ownerKey{}) != nil {
+// node, whether or not that node owns the partition. It reads each copy
+// and commits to out's outbox, in one transaction, an EXITED change for
+// every segment the copy is in (EventId d.Reason, none when it is "")
+// and the copy's KV delete (its marker holding d.AtMs: the owner then
+// skips the subject's events received until then), so both reach NATS
+// even after an outage. Their
+// Nats-Msg-Ids derive from the copy (the segment changes' own, and key and
+// revision for the delete): the owner's exits of its local copy and every
+// other node deleting the same copy publish the same messages, which the
+// streams keep once. A copy that cannot be read (NATS unreachable) gives
+// an error wrapping ErrBusDown or the read's: the caller retries later.
+// Within the owner's segment stage it does nothing: the stage writes the
+// batch's profiles, deletions included, back itself.
+func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, out *storage.Store, partitions int, sites []string, d ProfileDeletion) error {
+	if InOwnerBatch(ctx) {
 		return nil
 	}
 	if js == nil {
 		return fmt.Errorf("plugins: delete shared profile: %w", ErrBusDown)
 	}
+	site, subject, reason := d.Site, d.Subject, d.Reason
 	if site != "" {
 		sites = []string{site}
 	}
@@ -471,14 +633,49 @@ func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, partitions
 	if err != nil {
 		return fmt.Errorf("plugins: delete shared profile: %w", err)
 	}
-	count := partitions
+	now := d.AtMs
+	if now == 0 {
+		now = time.Now().UnixMilli()
+	}
+	var msgs []storage.Message
 	for _, s := range sites {
-		n := streams.Partition(s, subject, count)
-		if err := kv.Delete(ctx, profileKVKey(n, s, subject)); err != nil {
+		key := profileKVKey(streams.Partition(s, subject, partitions), s, subject)
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // none, or deleted already
+		}
+		if err != nil {
 			return fmt.Errorf("plugins: delete shared profile: %w", err)
 		}
+		if reason != "" {
+			// Undecodable (p nil): no exits, the copy goes all the same.
+			p, _ := storage.DecodeProfileValue(e.Value(), s, subject)
+			for _, seg := range profileSegments(p) {
+				c := &vigiev1.SegmentChange{Site: s, Subject: subject, Segment: seg,
+					Transition: vigiev1.Transition_TRANSITION_EXITED, AtMs: now, EventId: reason}
+				data, err := proto.Marshal(c)
+				if err != nil {
+					return fmt.Errorf("plugins: delete shared profile: %w", err)
+				}
+				msgs = append(msgs, storage.Message{Topic: streams.SegmentSubject(c), ID: changeID(c), Data: data})
+			}
+		}
+		msgs = append(msgs, storage.Message{Topic: streams.KVSubject(streams.BucketProfiles, key),
+			ID: "profile-del:" + key + ":" + strconv.FormatUint(e.Revision(), 10), KVDelete: true,
+			Data: strconv.AppendInt(nil, now, 10)})
+	}
+	if err := out.Enqueue(context.WithoutCancel(ctx), msgs...); err != nil {
+		return fmt.Errorf("plugins: delete shared profile: %w", err)
 	}
 	return nil
+}
+
+// profileSegments returns p's segments (none for nil).
+func profileSegments(p *storage.Profile) []string {
+	if p == nil {
+		return nil
+	}
+	return p.Segments
 }
 
 // profile returns the profile of subject on site: this node's copy for a
@@ -503,4 +700,25 @@ func (rt *Runtime) profile(ctx context.Context, site, subject string) (*storage.
 		return nil, fmt.Errorf("%w: read profile: %w", ErrNotRunning, err)
 	}
 	return storage.DecodeProfileValue(e.Value(), site, subject)
+}
+
+// readShared reads key's shared copy, as KeyValue.Get does, from the last
+// message of its subject in the bucket's stream: its value and revision;
+// absent (v nil), the time its delete marker holds (a ProfileDeletion's
+// AtMs; 0 when none, e.g. never written).
+func readShared(ctx context.Context, st jetstream.Stream, key string) (v []byte, rev uint64, deletedAt int64, err error) {
+	m, err := st.GetLastMsgForSubject(ctx, streams.KVSubject(streams.BucketProfiles, key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, 0, nil
+	}
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if op := m.Header.Get(streams.KVOperationHeader); op != "" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {
+		if op == streams.KVOperationDelete {
+			deletedAt, _ = strconv.ParseInt(string(m.Data), 10, 64)
+		}
+		return nil, 0, deletedAt, nil
+	}
+	return m.Data, m.Sequence, 0, nil
 }

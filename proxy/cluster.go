@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 
-	"github.com/vigie-dev/vigie/plugins"
 	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -15,30 +14,6 @@ func (s *Server) clusterBuckets() []string {
 		return nil
 	}
 	return append(cluster.Buckets(), cluster.PartitionBuckets()...)
-}
-
-// sharedProfileDeleted is, in cluster mode, the store's OnProfileDelete:
-// the profile's shared copy in KV VIGIE_PROFILES goes too, whichever node
-// deleted it (a failure is logged; the copy then expires with the
-// bucket's TTL).
-func (s *Server) sharedProfileDeleted() func(ctx context.Context, site, subject string) {
-	if !s.cfg.Cluster.Enabled() {
-		return nil
-	}
-	var sites []string
-	for _, st := range s.cfg.Sites {
-		sites = append(sites, st.ID)
-	}
-	return func(ctx context.Context, site, subject string) {
-		b := s.profileBus.Load()
-		if b == nil {
-			s.log.Warn("shared profile not deleted: NATS not started yet; it expires with VIGIE_PROFILES' TTL")
-			return
-		}
-		if err := plugins.DeleteSharedProfile(context.WithoutCancel(ctx), b.JetStream(), s.cfg.Cluster.PartitionCount(), sites, site, subject); err != nil {
-			s.log.Warn("shared profile not deleted; it expires with VIGIE_PROFILES' TTL", "err", err)
-		}
-	}
 }
 
 // startCluster starts, in cluster mode, the shared dedup, the membership
@@ -58,10 +33,14 @@ func (s *Server) startCluster(ctx context.Context) {
 		}}
 	s.leases = &cluster.Leases{JS: s.bus, Node: s.cfg.Cluster.NodeID, Partitions: s.cfg.Cluster.PartitionCount(),
 		Live: s.members.Live, Logger: s.log.With("component", "cluster")}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.leases.Run(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.retrySharedDeletes(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()

@@ -99,6 +99,13 @@ type Server struct {
 	// profileBus is s.bus once started, for the store's OnProfileDelete
 	// (which the store's purge may call before).
 	profileBus atomic.Pointer[bus.Bus]
+	// profileRuntime and profileStore are s.plugins and s.store once
+	// set, for the same.
+	profileRuntime atomic.Pointer[plugins.Runtime]
+	profileStore   atomic.Pointer[storage.Store]
+	// sharedDeletesMu serializes the changes of the shared profile
+	// deletions left to retry (shared_deletes.go).
+	sharedDeletesMu sync.Mutex
 	// sensitive counts special-category detections (sensitive_data.go).
 	sensitive *sensitiveTally
 	// rights: the audit trail and the preference page (rights.go).
@@ -244,6 +251,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
 	}
+	s.profileStore.Store(s.store)
 
 	var lb ledger.Backend = s.store
 	if s.cfg.Cluster.Enabled() {
@@ -536,6 +544,7 @@ func (s *Server) startPlugins(ctx context.Context) error {
 		return err
 	}
 	s.plugins = rt
+	s.profileRuntime.Store(rt)
 	if s.leases != nil {
 		// A partition given up is released once its consumers stopped.
 		s.leases.SetQuiesce(rt.WaitPartitions)

@@ -507,7 +507,7 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 		s.arena = appendOutboxKey(s.arena, *seq)
 		mk := s.cut(start)
 		start = len(s.arena)
-		s.arena = appendOutboxMessage(s.arena, m.Topic, m.ID, m.Data)
+		s.arena = appendOutboxMessage(s.arena, m.Topic, m.ID, m.Data, m.KVDelete)
 		if err := txn.SetEntry(s.entry(mk, s.cut(start), 0)); err != nil {
 			return false, err
 		}

@@ -253,10 +253,21 @@ func parseOutboxValue(v []byte) (topic, eventKey []byte, ok bool) {
 // outboxMessageTag is the first byte of an outbox message value.
 const outboxMessageTag = 0x00
 
-// appendOutboxMessage appends 0x00 uvarint(len topic) topic uvarint(len id)
-// id data to dst.
-func appendOutboxMessage(dst []byte, topic, id string, data []byte) []byte {
+// outboxFlagged follows outboxMessageTag in a message value that has a
+// flags byte (then topic, id, data as in any message): a topic length is
+// never 0, so older values are read unchanged.
+const outboxFlagged = 0x00
+
+// outboxFlagKVDelete marks a Message.KVDelete.
+const outboxFlagKVDelete = 0x01
+
+// appendOutboxMessage appends 0x00 [0x00 flags] uvarint(len topic) topic
+// uvarint(len id) id data to dst; the flags only for a KV delete.
+func appendOutboxMessage(dst []byte, topic, id string, data []byte, kvDelete bool) []byte {
 	dst = append(dst, outboxMessageTag)
+	if kvDelete {
+		dst = append(dst, outboxFlagged, outboxFlagKVDelete)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(topic)))
 	dst = append(dst, topic...)
 	dst = binary.AppendUvarint(dst, uint64(len(id)))
@@ -265,14 +276,20 @@ func appendOutboxMessage(dst []byte, topic, id string, data []byte) []byte {
 }
 
 // parseOutboxMessage splits an outbox message value (after its tag byte)
-// into topic, id and data.
-func parseOutboxMessage(v []byte) (topic, id, data []byte, ok bool) {
+// into topic, id, data and its KV delete flag.
+func parseOutboxMessage(v []byte) (topic, id, data []byte, kvDelete, ok bool) {
+	if len(v) > 0 && v[0] == outboxFlagged {
+		if len(v) < 2 {
+			return nil, nil, nil, false, false
+		}
+		kvDelete, v = v[1]&outboxFlagKVDelete != 0, v[2:]
+	}
 	topic, rest, ok := cutUvarint(v)
 	if !ok {
-		return nil, nil, nil, false
+		return nil, nil, nil, false, false
 	}
 	id, data, ok = cutUvarint(rest)
-	return topic, id, data, ok
+	return topic, id, data, kvDelete, ok
 }
 
 // cutUvarint splits uvarint(n) followed by n bytes off the front of v.

@@ -60,7 +60,8 @@ func FuzzParseKeys(f *testing.F) {
 	f.Add([]byte("s/subj\x00site\x00\x00\x00\x00\x00\x00\x00\x00\x01x"))
 	f.Add([]byte("o/\x00\x00\x00\x00\x00\x00\x00\x07"))
 	f.Add([]byte{0x05, 'a', 'b'})
-	f.Add(appendOutboxMessage(nil, "vigie.privacy.s.consent", "privacy:s:1:01J", []byte("data"))[1:])
+	f.Add(appendOutboxMessage(nil, "vigie.privacy.s.consent", "privacy:s:1:01J", []byte("data"), false)[1:])
+	f.Add(appendOutboxMessage(nil, "$KV.VIGIE_PROFILES.0.s.x", "profile-del:0.s.x:3", nil, true)[1:])
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if site, ms, id, ok := parseEventKey(b); ok {
@@ -79,9 +80,9 @@ func FuzzParseKeys(f *testing.F) {
 				t.Fatalf("outbox value %q does not round-trip", b)
 			}
 		}
-		if topic, id, data, ok := parseOutboxMessage(b); ok {
-			t2, id2, data2, ok := parseOutboxMessage(appendOutboxMessage(nil, string(topic), string(id), data)[1:])
-			if !ok || !bytes.Equal(t2, topic) || !bytes.Equal(id2, id) || !bytes.Equal(data2, data) {
+		if topic, id, data, del, ok := parseOutboxMessage(b); ok {
+			t2, id2, data2, del2, ok := parseOutboxMessage(appendOutboxMessage(nil, string(topic), string(id), data, del)[1:])
+			if !ok || !bytes.Equal(t2, topic) || !bytes.Equal(id2, id) || !bytes.Equal(data2, data) || del2 != del {
 				t.Fatalf("outbox message %q does not round-trip", b)
 			}
 		}

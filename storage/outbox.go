@@ -21,6 +21,8 @@ type OutboxItem struct {
 	MsgID string
 	// Data is the stored event bytes, or the Message's data.
 	Data []byte
+	// KVDelete is the Message's KVDelete.
+	KVDelete bool
 }
 
 // Message is a NATS message that is committed to the outbox with its own
@@ -35,6 +37,12 @@ type Message struct {
 	ID string
 	// Data is the payload, at most 1 MiB.
 	Data []byte
+	// KVDelete makes the message a KV delete: Topic is a key's
+	// $KV.<bucket>.<key> subject, and the publisher sends it with the
+	// header KV-Operation: DEL (what jetstream.KeyValue.Delete publishes);
+	// Data stays in the delete marker (KeyValue.Get does not show it).
+	// Default false: a plain message (a KV put on a $KV subject).
+	KVDelete bool
 }
 
 // validateMessages checks msgs before anything is written.
@@ -97,7 +105,7 @@ func (s *Store) update(ctx context.Context, op string, msgs []Message, size int,
 	}
 	seq := s.nextSeq
 	for _, m := range msgs {
-		e := badger.NewEntry(appendOutboxKey(nil, seq), appendOutboxMessage(nil, m.Topic, m.ID, m.Data))
+		e := badger.NewEntry(appendOutboxKey(nil, seq), appendOutboxMessage(nil, m.Topic, m.ID, m.Data, m.KVDelete))
 		if err := txn.SetEntry(e); err != nil {
 			return fmt.Errorf("storage: %s: outbox: %w", op, err)
 		}
@@ -203,11 +211,11 @@ func (s *Store) OutboxAfter(ctx context.Context, after []byte, max int) ([]Outbo
 			isMsg := false
 			err := item.Value(func(v []byte) error {
 				if isMsg = len(v) > 0 && v[0] == outboxMessageTag; isMsg {
-					topic, id, data, ok := parseOutboxMessage(v[1:])
+					topic, id, data, del, ok := parseOutboxMessage(v[1:])
 					if !ok {
 						return ErrCorrupt
 					}
-					oi.Topic, oi.MsgID, oi.Data = string(topic), string(id), bytes.Clone(data)
+					oi.Topic, oi.MsgID, oi.Data, oi.KVDelete = string(topic), string(id), bytes.Clone(data), del
 					return nil
 				}
 				topic, eventKey, ok := parseOutboxValue(v)

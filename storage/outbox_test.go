@@ -249,3 +249,41 @@ func TestRecordMessagesCommitWithTheirEvent(t *testing.T) {
 		t.Fatalf("OutboxLen %d, want 4", n)
 	}
 }
+
+// TestEnqueuedKVDeleteKeepsItsFlag: a KV delete committed to the outbox
+// (with the marker's data, or none) is read back as a KV delete, after a
+// reopen too; a plain message stays plain.
+func TestEnqueuedKVDeleteKeepsItsFlag(t *testing.T) {
+	ctx := context.Background()
+	msgs := []storage.Message{
+		{Topic: "$KV.VIGIE_PROFILES.0.demo.p1", ID: "profile-del:0.demo.p1:3", KVDelete: true, Data: []byte("1700000000000")},
+		{Topic: "$KV.VIGIE_PROFILES.0.demo.p2", ID: "profile-del:0.demo.p2:4", KVDelete: true},
+		consentMsg(1),
+	}
+	dir := t.TempDir()
+	cfg := storage.Config{Dir: dir, VaultKey: newKey()}
+	s, err := storage.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = storage.Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	items, err := s.Outbox(ctx, 10)
+	if err != nil || len(items) != len(msgs) {
+		t.Fatalf("outbox: %d items (%v), want %d", len(items), err, len(msgs))
+	}
+	for i, m := range msgs {
+		it := items[i]
+		if it.Topic != m.Topic || it.MsgID != m.ID || !bytes.Equal(it.Data, m.Data) || it.KVDelete != m.KVDelete {
+			t.Errorf("message %d read back as %q %q %q delete=%v", i, it.Topic, it.MsgID, it.Data, it.KVDelete)
+		}
+	}
+}

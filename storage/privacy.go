@@ -391,6 +391,16 @@ func (s *Store) EraseSubjects(ctx context.Context, site string, subjects []strin
 	if len(subjects) == 0 {
 		return rep, nil
 	}
+	// OnProfileDelete runs once every lock below is released: it may
+	// write to this store (cluster mode commits to the outbox).
+	profilesGone := false
+	defer func() {
+		if profilesGone && s.cfg.OnProfileDelete != nil {
+			for _, subj := range subjects {
+				s.cfg.OnProfileDelete(ctx, site, subj, "")
+			}
+		}
+	}()
 	if err := s.enter(); err != nil {
 		return rep, err
 	}
@@ -565,11 +575,7 @@ func (s *Store) EraseSubjects(ctx context.Context, site string, subjects []strin
 	if err != nil {
 		return rep, fmt.Errorf("storage: erase: %w", err)
 	}
-	if s.cfg.OnProfileDelete != nil {
-		for _, subj := range subjects {
-			s.cfg.OnProfileDelete(ctx, site, subj)
-		}
-	}
+	profilesGone = true
 	if len(drop) == 0 {
 		return rep, nil
 	}

@@ -725,7 +725,7 @@ func (s *Store) ApplySegment(ctx context.Context, o SegmentOutcome) (applied []*
 func (s *Store) DeleteProfile(ctx context.Context, site, subject, reason string) ([]*vigiev1.SegmentChange, error) {
 	ch, err := s.deleteProfile(ctx, site, subject, reason, nil)
 	if err == nil && s.cfg.OnProfileDelete != nil {
-		s.cfg.OnProfileDelete(ctx, site, subject)
+		s.cfg.OnProfileDelete(ctx, site, subject, reason)
 	}
 	return ch, err
 }

@@ -15,7 +15,7 @@ import (
 func openPortable(t *testing.T, deleted *[]string) *Store {
 	t.Helper()
 	s, err := Open(Config{Dir: t.TempDir(), VaultKey: bytes.Repeat([]byte{7}, 32), PortableProfiles: true,
-		OnProfileDelete: func(_ context.Context, site, subject string) { *deleted = append(*deleted, site+"/"+subject) }})
+		OnProfileDelete: func(_ context.Context, site, subject, _ string) { *deleted = append(*deleted, site+"/"+subject) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,5 +119,59 @@ func TestSingleNodeProfilesKeepNoMarkers(t *testing.T) {
 	p, err := DecodeProfileValue(v, "site", "s1")
 	if err != nil || len(p.Events) != 0 {
 		t.Fatalf("single-node profile keeps markers %v (err %v)", p.Events, err)
+	}
+}
+
+// TestOnProfileDeleteMayWriteToTheStore: OnProfileDelete runs with no
+// lock of the store held, whichever deletion calls it, so it may commit
+// to the outbox (cluster mode's shared copy delete). EraseSubjects and
+// ShredSubject called it under their exclusive write lock: a deadlock.
+func TestOnProfileDeleteMayWriteToTheStore(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		delete func(s *Store) error
+	}{
+		{"DeleteProfile", func(s *Store) error { _, err := s.DeleteProfile(ctx, "site", "s1", "consent-withdrawn"); return err }},
+		{"EraseSubjects", func(s *Store) error { _, err := s.EraseSubjects(ctx, "site", []string{"s1"}); return err }},
+		{"ShredSubject", func(s *Store) error { return s.ShredSubject(ctx, "s1") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s *Store
+			calls := 0
+			s, err := Open(Config{Dir: t.TempDir(), VaultKey: bytes.Repeat([]byte{7}, 32), PortableProfiles: true,
+				OnProfileDelete: func(ctx context.Context, _, subject, _ string) {
+					calls++
+					if err := s.Enqueue(ctx, Message{Topic: "$KV.VIGIE_PROFILES.0.site." + subject, ID: "del-" + subject, KVDelete: true}); err != nil {
+						t.Errorf("enqueue from OnProfileDelete: %v", err)
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stuck := false
+			t.Cleanup(func() {
+				if !stuck { // a deadlocked store would never close
+					_ = s.Close()
+				}
+			})
+			if _, err := s.ObserveEvents(ctx, []*vigiev1.Event{pev("e1", "s1", "track", "x", time.Now())}); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- tc.delete(s) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				stuck = true
+				t.Fatal("deadlock: the deletion did not return")
+			}
+			if calls != 1 || s.OutboxLen() != 1 {
+				t.Fatalf("OnProfileDelete called %d times, outbox %d; want 1 and 1", calls, s.OutboxLen())
+			}
+		})
 	}
 }

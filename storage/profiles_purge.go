@@ -66,7 +66,7 @@ func (s *Store) purgeProfiles(ctx context.Context, now time.Time) (int, error) {
 			if deleted {
 				n++
 				if s.cfg.OnProfileDelete != nil {
-					s.cfg.OnProfileDelete(ctx, string(site), string(subject))
+					s.cfg.OnProfileDelete(ctx, string(site), string(subject), ReasonIdle)
 				}
 			}
 		}

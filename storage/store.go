@@ -119,8 +119,11 @@ type Config struct {
 	// OnProfileDelete, when set, is called after a profile of site and
 	// subject was deleted (consent withdrawn, erasure, idle purge; site
 	// "" for every site), whether or not this node held a copy: cluster
-	// mode deletes the shared copy.
-	OnProfileDelete func(ctx context.Context, site, subject string)
+	// mode deletes the shared copy. reason is the EventId of the EXITED
+	// changes the deletion records (DeleteProfile's reason, ReasonIdle),
+	// "" for a deletion that records none (ShredSubject, EraseSubjects).
+	// It runs with no lock of the store held, so it may write to it.
+	OnProfileDelete func(ctx context.Context, site, subject, reason string)
 }
 
 // Badger's file sizes, set by Open; DefaultMinFreeBytes is derived from

@@ -80,6 +80,14 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 	if err := validName("subject", subject); err != nil {
 		return err
 	}
+	// OnProfileDelete runs once every lock below is released: it may
+	// write to this store (cluster mode commits to the outbox).
+	profilesGone := false
+	defer func() {
+		if profilesGone && s.cfg.OnProfileDelete != nil {
+			s.cfg.OnProfileDelete(ctx, "", subject, "")
+		}
+	}()
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -132,9 +140,7 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 	if err := s.shredProfiles(ctx, subject); err != nil {
 		return fmt.Errorf("storage: shred profiles: %w", err)
 	}
-	if s.cfg.OnProfileDelete != nil {
-		s.cfg.OnProfileDelete(ctx, "", subject)
-	}
+	profilesGone = true
 	if err := ctx.Err(); err != nil {
 		return err
 	}

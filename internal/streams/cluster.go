@@ -96,6 +96,13 @@ const kvPrefix = "$KV."
 // message committed to the outbox on this subject is a KV write.
 func KVSubject(bucket, key string) string { return kvPrefix + bucket + "." + key }
 
+// The header a KV delete is published with (jetstream.KeyValue.Delete's),
+// for a delete committed to the outbox (storage.Message.KVDelete).
+const (
+	KVOperationHeader = "KV-Operation"
+	KVOperationDelete = "DEL"
+)
+
 // kvStreamOf returns the stream of a $KV.<bucket>.<key> subject, or "".
 func kvStreamOf(subject string) string {
 	rest, ok := strings.CutPrefix(subject, kvPrefix)

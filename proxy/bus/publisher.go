@@ -43,7 +43,9 @@ type PublisherConfig struct {
 // subject belongs to (streams.StreamOf): at-least-once, with the entry's
 // message id (the event id, or a privacy message's own id) as Nats-Msg-Id so
 // a republish after a crash is deduplicated by the stream. An entry leaves
-// the outbox only once the stream acknowledged it. An error saying a stream
+// the outbox only once the stream acknowledged it. A KV delete
+// (storage.Message.KVDelete) goes with the header KV-Operation: DEL, as
+// jetstream.KeyValue.Delete sends it. An error saying a stream
 // is missing makes it declare the streams again (rate-limited).
 type Publisher struct {
 	cfg PublisherConfig
@@ -161,6 +163,9 @@ func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
 	for _, it := range items {
 		msg := &nats.Msg{Subject: it.Topic, Data: it.Data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, it.MsgID)
+		if it.KVDelete {
+			msg.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
+		}
 		var opts []jetstream.PublishOpt
 		if st := streams.StreamOf(it.Topic); st != "" {
 			opts = append(opts, jetstream.WithExpectStream(st))
