@@ -19,7 +19,6 @@ import (
 
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
-	"github.com/vigie-dev/vigie/proxy/keyring"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
 )
 
@@ -163,29 +162,13 @@ func (nc *natsCluster) jetStream(t *testing.T) jetstream.JetStream {
 // first node's keyring and master key (as an operator copies them).
 func startVigieNodes(t *testing.T, nc *natsCluster, n int, opts ...proxytest.Option) []*proxytest.Instance {
 	t.Helper()
-	clusterMode := func(id string) proxytest.Option {
-		return func(c *config.Config) {
-			c.NATS.URL = nc.urls()
-			c.Cluster.NodeID = id
-		}
-	}
-	first := proxytest.Start(t, append([]proxytest.Option{clusterMode("v1")}, opts...)...)
-	kr, err := os.ReadFile(filepath.Join(first.Config.DataDir, keyring.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := proxytest.Start(t, append([]proxytest.Option{func(c *config.Config) {
+		c.NATS.URL = nc.urls()
+		c.Cluster.NodeID = "v1"
+	}}, opts...)...)
 	nodes := []*proxytest.Instance{first}
 	for i := 2; i <= n; i++ {
-		nodes = append(nodes, proxytest.Start(t, append([]proxytest.Option{clusterMode(fmt.Sprintf("v%d", i)), func(c *config.Config) {
-			c.Keys.MasterKey = first.Config.Keys.MasterKey
-			c.Keys.AdminToken = first.Config.Keys.AdminToken
-			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(c.DataDir, keyring.FileName), kr, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}}, opts...)...))
+		nodes = append(nodes, startExtraNode(t, nc, first, fmt.Sprintf("v%d", i), opts...))
 	}
 	return nodes
 }
