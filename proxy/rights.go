@@ -63,9 +63,7 @@ func (s *Server) startRights() error {
 		Signer: s.emailSigner, Ledger: s.ledger, Purposes: s.cfg.Purposes, Auditor: s.auditor,
 		Logger: s.log.With("component", "preferences"),
 	}
-	for _, st := range s.cfg.Sites {
-		pc.Sites = append(pc.Sites, st.ID)
-	}
+	pc.Sites = s.siteIDs()
 	var err error
 	s.prefs, err = privacy.NewPreferences(pc)
 	return err

@@ -515,9 +515,7 @@ func (s *Server) startPlugins(ctx context.Context) error {
 	for _, p := range s.cfg.Purposes {
 		pc.Purposes = append(pc.Purposes, string(p.Name))
 	}
-	for _, st := range s.cfg.Sites {
-		pc.Sites = append(pc.Sites, st.ID)
-	}
+	pc.Sites = s.siteIDs()
 	for _, p := range s.cfg.Plugins {
 		if p.Disabled {
 			continue

@@ -57,15 +57,16 @@ func (s *Server) deleteShared(ctx context.Context, d plugins.ProfileDeletion) er
 	if plugins.InOwnerBatch(ctx) {
 		return nil // the batch writes its profiles back itself
 	}
+	sites := s.siteIDs()
 	// Noted at each attempt: it bridges the time until the delete
 	// marker is in KV, which may be long after the deletion.
-	s.profileRuntime.Load().ProfileDeleted(s.siteIDs(), d)
+	s.profileRuntime.Load().ProfileDeleted(sites, d)
 	b, st := s.profileBus.Load(), s.profileStore.Load()
 	if b == nil || st == nil {
 		return fmt.Errorf("proxy: delete shared profile: %w", plugins.ErrBusDown)
 	}
 	return plugins.DeleteSharedProfile(context.WithoutCancel(ctx), b.JetStream(), st,
-		s.cfg.Cluster.PartitionCount(), s.siteIDs(), d)
+		s.cfg.Cluster.PartitionCount(), sites, d)
 }
 
 // siteIDs are the configured sites' ids.
