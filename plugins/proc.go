@@ -67,10 +67,13 @@ type proc struct {
 	process  *os.Process // pc's process, to SIGKILL it
 	client   *sdk.Client
 	manifest sdk.Manifest
-	ready    chan struct{} // closed while running; replaced when not
-	crashes  int           // consecutive crashes without a successful call
-	lastErr  string
-	since    time.Time
+	// passThrough: the process's Configure answered that its Enrich
+	// returns events unchanged (sdk.PassThrougher).
+	passThrough bool
+	ready       chan struct{} // closed while running; replaced when not
+	crashes     int           // consecutive crashes without a successful call
+	lastErr     string
+	since       time.Time
 
 	restarts  atomic.Int64
 	processed atomic.Int64
@@ -221,6 +224,7 @@ func (p *proc) start(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.pc, p.process, p.client, p.manifest = pc, process, c, m
+	p.passThrough = c.EnrichPassThrough()
 	p.lastErr = ""
 	p.setStateLocked(StateRunning)
 	p.mu.Unlock()
@@ -469,6 +473,14 @@ func (p *proc) call(ctx context.Context, fn func(context.Context, *sdk.Client) e
 }
 
 // snapshot returns the fields shown by Status.
+// enrichIdle reports whether the running process said, when configured,
+// that its Enrich returns every event unchanged (sdk.PassThrougher).
+func (p *proc) enrichIdle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.passThrough
+}
+
 func (p *proc) snapshot() (State, sdk.Manifest, string, time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -89,13 +89,20 @@ func fromPlugin(ev *vigiev1.Event, name string) bool { return ev.GetSource() == 
 func (rt *Runtime) enrich(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	evs := make([]*vigiev1.Event, len(msgs))
+	// raw is an event's message as received while no enricher changed it:
+	// published as it is, without encoding it again.
+	raw := make([][]byte, len(msgs))
 	for i, m := range msgs {
 		evs[i], errs[i] = decode(m)
+		raw[i] = m.Data()
 	}
 	for _, p := range rt.enrichers {
 		var idx []int
 		var batch []*vigiev1.Event
 		_, m, _, _ := p.snapshot()
+		if p.enrichIdle() {
+			continue // it would return every event unchanged
+		}
 		for i, ev := range evs {
 			if errs[i] == nil && matches(m.Filter, ev) && grantsAll(ev.GetPurposes(), m.Purposes) && !fromPlugin(ev, p.spec.Name) {
 				idx = append(idx, i)
@@ -129,11 +136,11 @@ func (rt *Runtime) enrich(ctx context.Context, msgs []jetstream.Msg) []error {
 		}
 		for _, i := range idx {
 			if got := byID[evs[i].GetId()]; got != nil {
-				evs[i] = keepIdentity(evs[i], got)
+				evs[i], raw[i] = keepIdentity(evs[i], got), nil
 			}
 		}
 	}
-	rt.publishEvents(ctx, evs, errs)
+	rt.publishEvents(ctx, evs, raw, errs)
 	return errs
 }
 
@@ -153,17 +160,20 @@ func keepIdentity(orig, got *vigiev1.Event) *vigiev1.Event {
 
 // publishEvents publishes the events without an error on the enriched
 // subjects (async, then waits for every ack); a failed publish becomes that
-// event's error.
-func (rt *Runtime) publishEvents(ctx context.Context, evs []*vigiev1.Event, errs []error) {
+// event's error. An event with a raw encoding is published as that.
+func (rt *Runtime) publishEvents(ctx context.Context, evs []*vigiev1.Event, raw [][]byte, errs []error) {
 	futs := make([]jetstream.PubAckFuture, len(evs))
 	for i, ev := range evs {
 		if errs[i] != nil {
 			continue
 		}
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			errs[i] = fmt.Errorf("%w: %v", errPermanent, err)
-			continue
+		data := raw[i]
+		if data == nil {
+			var err error
+			if data, err = proto.Marshal(ev); err != nil {
+				errs[i] = fmt.Errorf("%w: %v", errPermanent, err)
+				continue
+			}
 		}
 		msg := nats.NewMsg(rt.enrichedSubject(ev))
 		msg.Data = data

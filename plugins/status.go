@@ -32,6 +32,9 @@ type Status struct {
 	Errors      int64     `json:"errors"`
 	Restarts    int64     `json:"restarts"`
 	LastError   string    `json:"last_error,omitempty"`
+	// EnrichPassThrough: the enricher said its configuration leaves it
+	// nothing to add (GeoIP without a database), so it is not called.
+	EnrichPassThrough bool `json:"enrich_pass_through,omitempty"`
 	// Lag is the number of messages its consumers have not acknowledged
 	// (pending plus in flight).
 	Lag         uint64           `json:"consumer_lag"`
@@ -85,7 +88,7 @@ func (rt *Runtime) Status(ctx context.Context) []Status {
 			Name: p.spec.Name, Builtin: p.spec.Path == "", State: st, Since: since,
 			Version: m.Version, Description: m.Description,
 			Processed: p.processed.Load(), Errors: p.errors.Load(), Restarts: p.restarts.Load(),
-			LastError: lastErr,
+			LastError: lastErr, EnrichPassThrough: p.enrichIdle(),
 		}
 		if m.Name != "" {
 			s.Manifest = manifestJSON(m)

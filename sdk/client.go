@@ -130,6 +130,8 @@ type Client struct {
 	hs       *hostServer
 	hostID   uint32
 	manifest Manifest
+	// passThrough is what the last Configure answered (PassThrougher).
+	passThrough atomic.Bool
 }
 
 // Manifest returns the plugin's manifest, as fetched at connection.
@@ -137,9 +139,18 @@ func (c *Client) Manifest() Manifest { return c.manifest }
 
 // Configure passes the plugin its configuration section as JSON.
 func (c *Client) Configure(ctx context.Context, config []byte) error {
-	_, err := c.rpc.Configure(ctx, &vigiev1.ConfigureRequest{Config: config})
-	return fromStatus(err)
+	r, err := c.rpc.Configure(ctx, &vigiev1.ConfigureRequest{Config: config})
+	if err != nil {
+		return fromStatus(err)
+	}
+	c.passThrough.Store(r.GetEnrichPassThrough())
+	return nil
 }
+
+// EnrichPassThrough reports whether the plugin answered its last Configure
+// that its Enrich returns every event unchanged (PassThrougher): the host
+// need not call it.
+func (c *Client) EnrichPassThrough() bool { return c.passThrough.Load() }
 
 // Enrich sends a batch of events to the plugin and returns its result.
 func (c *Client) Enrich(ctx context.Context, events []*Event) ([]*Event, error) {

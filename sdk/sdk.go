@@ -167,6 +167,16 @@ type Enricher interface {
 	Enrich(ctx context.Context, events []*Event) ([]*Event, error)
 }
 
+// PassThrougher is an optional interface of an Enricher. PassThrough
+// reports, once Configure has returned, whether the configuration leaves the
+// plugin nothing to add: its Enrich would return every event unchanged (as
+// GeoIP does without a database). The host then stops calling Enrich until
+// it configures the plugin again (at its next start), which saves a call
+// and a copy of every event.
+type PassThrougher interface {
+	PassThrough() bool
+}
+
 // SegmentResult is what a Segmenter decides for one event.
 type SegmentResult struct {
 	// Update changes the subject's profile; nil for no change.

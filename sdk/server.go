@@ -93,7 +93,11 @@ func (s *pluginServer) Configure(ctx context.Context, req *vigiev1.ConfigureRequ
 			return nil, toStatus(err)
 		}
 	}
-	return &vigiev1.ConfigureResponse{}, nil
+	resp := &vigiev1.ConfigureResponse{}
+	if pt, ok := s.p.Enricher.(PassThrougher); ok {
+		resp.EnrichPassThrough = pt.PassThrough()
+	}
+	return resp, nil
 }
 
 // Enrich calls the Enricher with the whole batch.

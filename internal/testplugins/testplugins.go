@@ -104,7 +104,8 @@ func contains(xs []string, x string) bool {
 // With "enrich_delay" (a Go duration) each Enrich call waits that long
 // after recording its input (a slow plugin). With "refuse_privacy": true,
 // Sync fails every privacy item without recording it (so that a test can
-// have another node's instance handle it).
+// have another node's instance handle it). With "pass_through": true it
+// answers Configure that its Enrich changes nothing (sdk.PassThrougher).
 func Recorder() sdk.Plugin {
 	r := &recorder{}
 	return sdk.Plugin{
@@ -122,6 +123,14 @@ type recorder struct {
 	hold   string
 	delay  time.Duration
 	refuse bool
+	pass   bool
+}
+
+// PassThrough implements sdk.PassThrougher.
+func (r *recorder) PassThrough() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pass
 }
 
 // Forget implements sdk.Forgetter.
@@ -170,6 +179,7 @@ func (r *recorder) Configure(_ context.Context, raw []byte) error {
 		Hold   string `json:"hold_forget"`
 		Delay  string `json:"enrich_delay"`
 		Refuse bool   `json:"refuse_privacy"`
+		Pass   bool   `json:"pass_through"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.File == "" {
 		return fmt.Errorf("recorder: config needs a file: %v", err)
@@ -187,7 +197,7 @@ func (r *recorder) Configure(_ context.Context, raw []byte) error {
 		return err
 	}
 	r.mu.Lock()
-	r.f, r.path, r.hold, r.delay, r.refuse = f, cfg.File, cfg.Hold, delay, cfg.Refuse
+	r.f, r.path, r.hold, r.delay, r.refuse, r.pass = f, cfg.File, cfg.Hold, delay, cfg.Refuse, cfg.Pass
 	r.mu.Unlock()
 	return nil
 }

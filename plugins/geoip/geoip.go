@@ -152,6 +152,15 @@ func (e *Enricher) sayNoDB() {
 	e.noDB.Do(func() { e.log.Info("no GeoIP database configured; events pass through") })
 }
 
+// PassThrough reports whether no database is configured: Enrich would
+// return every event unchanged, so the host need not call it
+// (sdk.PassThrougher). A configured database that later fails to reload
+// keeps the one loaded last, so this does not change until Configure.
+func (e *Enricher) PassThrough() bool {
+	st := e.state.Load()
+	return st == nil || len(st.db.Files()) == 0
+}
+
 // Enrich sets Geo on each event whose ip_prefix the database has an entry
 // for and returns the batch. Events without ip_prefix, or with one the
 // database does not know, are returned unchanged; a record the database

@@ -344,3 +344,26 @@ func TestLookupErrorsPassThrough(t *testing.T) {
 		t.Errorf("logged %d failure lines, want 1", n)
 	}
 }
+
+// TestPassThroughWithoutDatabase: configured without a database the plugin
+// answers Configure that its Enrich changes nothing, so the host skips it;
+// with one it does not.
+func TestPassThroughWithoutDatabase(t *testing.T) {
+	db := cityDB(t, t.TempDir(), testNet)
+	for _, tc := range []struct {
+		config string
+		want   bool
+	}{
+		{"{}", true},
+		{`{"database":""}`, true},
+		{fmt.Sprintf(`{"database":%q}`, db), false},
+	} {
+		t.Run(tc.config, func(t *testing.T) {
+			e, _ := newTestEnricher(t)
+			h := startPlugin(t, e, tc.config)
+			if got := h.EnrichPassThrough(); got != tc.want {
+				t.Errorf("EnrichPassThrough() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

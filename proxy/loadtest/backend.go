@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,9 @@ type serverStats struct {
 	// CPUSeconds is the CPU time (user + system) the server process has
 	// used since it started; plugin processes are not counted.
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// Sched is the server process's scheduler latency histogram so far:
+	// how long runnable goroutines waited for a CPU.
+	Sched histogram `json:"sched"`
 }
 
 // serverSide is the server of a bench run: a Vigie with the default
@@ -73,6 +77,7 @@ type serverSide struct {
 
 	profMu  sync.Mutex
 	profile *os.File
+	trace   *os.File
 }
 
 // benchConfig is the configuration of the server under test: what a first
@@ -155,7 +160,7 @@ func (s *serverSide) outboxLen() int64 { return s.srv.Store().OutboxLen() }
 
 // stats reads the outbox, the plugin consumers and this process's memory.
 func (s *serverSide) stats(ctx context.Context) serverStats {
-	st := serverStats{Outbox: s.outboxLen(), Mem: readMem(), CPUSeconds: processCPUSeconds()}
+	st := serverStats{Outbox: s.outboxLen(), Mem: readMem(), CPUSeconds: processCPUSeconds(), Sched: schedHistogram()}
 	rt := s.srv.Plugins()
 	if rt == nil {
 		return st
@@ -218,6 +223,38 @@ func (s *serverSide) stopCPUProfile() error {
 	return err
 }
 
+// startTrace starts an execution trace of this process into path.
+func (s *serverSide) startTrace(path string) error {
+	s.profMu.Lock()
+	defer s.profMu.Unlock()
+	if s.trace != nil {
+		return errors.New("bench: a trace is already running")
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return err
+	}
+	s.trace = f
+	return nil
+}
+
+// stopTrace stops the running trace, if any.
+func (s *serverSide) stopTrace() error {
+	s.profMu.Lock()
+	defer s.profMu.Unlock()
+	if s.trace == nil {
+		return nil
+	}
+	trace.Stop()
+	err := s.trace.Close()
+	s.trace = nil
+	return err
+}
+
 // close stops everything and removes the data dir.
 func (s *serverSide) close() {
 	_ = s.stopCPUProfile()
@@ -243,6 +280,8 @@ type backend interface {
 	startCPUProfile(ctx context.Context, path string) error
 	stopCPUProfile(ctx context.Context) error
 	writeHeapProfile(ctx context.Context, path string) error
+	startTrace(ctx context.Context, path string) error
+	stopTrace(ctx context.Context) error
 	close() error
 }
 
@@ -261,7 +300,9 @@ func (l local) stopCPUProfile(context.Context) error { return l.s.stopCPUProfile
 func (l local) writeHeapProfile(_ context.Context, path string) error {
 	return writeHeapProfile(path)
 }
-func (l local) close() error { l.s.close(); return nil }
+func (l local) startTrace(_ context.Context, path string) error { return l.s.startTrace(path) }
+func (l local) stopTrace(context.Context) error                 { return l.s.stopTrace() }
+func (l local) close() error                                    { l.s.close(); return nil }
 
 // remote is a `vigie bench serve` child process, driven over its loopback
 // control port.
@@ -368,6 +409,18 @@ func (r *remote) stopCPUProfile(ctx context.Context) error {
 	return r.call(ctx, http.MethodPost, "/cpuprofile/stop", nil)
 }
 
+func (r *remote) startTrace(ctx context.Context, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	return r.call(ctx, http.MethodPost, "/trace/start?path="+url.QueryEscape(abs), nil)
+}
+
+func (r *remote) stopTrace(ctx context.Context) error {
+	return r.call(ctx, http.MethodPost, "/trace/stop", nil)
+}
+
 func (r *remote) writeHeapProfile(ctx context.Context, path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -449,6 +502,16 @@ func controlHandler(s *serverSide) http.Handler {
 	})
 	mux.HandleFunc("POST /cpuprofile/stop", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.stopCPUProfile(); err != nil {
+			fail(w, err)
+		}
+	})
+	mux.HandleFunc("POST /trace/start", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.startTrace(r.URL.Query().Get("path")); err != nil {
+			fail(w, err)
+		}
+	})
+	mux.HandleFunc("POST /trace/stop", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.stopTrace(); err != nil {
 			fail(w, err)
 		}
 	})

@@ -166,6 +166,10 @@ type paced struct {
 	firstErr string
 	p50, p99 time.Duration
 	max      time.Duration
+	// server is the server's own latency histogram of the phase.
+	server histogram
+	// sched is the server's scheduler latency histogram of the phase.
+	sched histogram
 }
 
 func openLoop(ctx context.Context, workers int, tg target, perSecond int, d time.Duration) paced {

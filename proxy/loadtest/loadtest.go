@@ -84,6 +84,7 @@ type options struct {
 	events         uint64
 	external       bool
 	cpuProfile     string
+	trace          string
 	memProfile     string
 	// targets are the --target base URLs (running nodes), writeKey the
 	// write key sent to them.
@@ -111,6 +112,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.BoolVar(&o.external, "external", false, "run the server in a separate process (`vigie bench serve`), so client and server do not share a Go runtime")
 	fs.Uint64Var(&o.events, "soak", 0, "soak mode: run the full /v1/batch phase until this many events (e.g. 5000000) instead of --duration; rate per minute, segment lag and memory every 10s")
 	fs.Uint64Var(&o.events, "events", 0, "same as --soak")
+	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the server during the paced /v1/track phase to this file (go tool trace)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the server during the full-path phases (batch, track) to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the server to this file after the full /v1/batch phase")
 	targets := fs.String("target", "", "drive running Vigie nodes instead (comma-separated base URLs, e.g. http://127.0.0.1:8081,http://127.0.0.1:8082): only the full /v1/batch phase, connections spread over them, rate counted until their outboxes are empty")
@@ -126,8 +128,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		if o.targets, err = splitTargets(*targets); err != nil {
 			return o, err
 		}
-		if o.external || o.cpuProfile != "" || o.memProfile != "" || o.noPlugins || o.syncWrites || o.pluginBatch != 0 {
-			return o, fmt.Errorf("%w: --target drives running nodes: --external, --cpuprofile, --memprofile, --no-plugins, --sync-writes and --plugin-batch do not apply", ErrUsage)
+		if o.external || o.cpuProfile != "" || o.memProfile != "" || o.trace != "" || o.noPlugins || o.syncWrites || o.pluginBatch != 0 {
+			return o, fmt.Errorf("%w: --target drives running nodes: --external, --cpuprofile, --memprofile, --trace, --no-plugins, --sync-writes and --plugin-batch do not apply", ErrUsage)
 		}
 	}
 	switch {
@@ -156,6 +158,11 @@ type report struct {
 	BareRPS        float64 `json:"bare_rps"`
 	RatioTrack     float64 `json:"ratio_track"`
 	P99MS          float64 `json:"p99_ms"`
+	// ServerP99MS is the paced phase's p99 inside the server, from request
+	// to durable commit (its /metrics histogram, interpolated in the
+	// bucket): what P99MS would be without the client, the loopback and
+	// the scheduler.
+	ServerP99MS float64 `json:"server_p99_ms"`
 	RSSMB          float64 `json:"rss_mb"`
 	RSSAnonMB      float64 `json:"rss_anon_mb"`
 
@@ -340,8 +347,36 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 
 	// Latency at half the maximum track rate.
 	runtime.GC()
+	before, err := serverHistogram(ctx, ep.Vigie, "/v1/track")
+	if err != nil {
+		return err
+	}
+	schedBefore, err := be.stats(ctx)
+	if err != nil {
+		return err
+	}
+	if o.trace != "" {
+		if err := be.startTrace(ctx, o.trace); err != nil {
+			return err
+		}
+	}
 	pc := openLoop(ctx, o.connections, target{url: ep.Vigie + "/v1/track", auth: st.gen.auth, events: 1, body: st.gen.appendEvent},
 		max(1, int(track.rps()/2)), o.duration)
+	if o.trace != "" {
+		if err := be.stopTrace(ctx); err != nil {
+			return err
+		}
+	}
+	after, err := serverHistogram(ctx, ep.Vigie, "/v1/track")
+	if err != nil {
+		return err
+	}
+	pc.server = after.since(before)
+	schedAfter, err := be.stats(ctx)
+	if err != nil {
+		return err
+	}
+	pc.sched = schedAfter.Sched.since(schedBefore.Sched)
 	if _, err := waitDrain(ctx, be, drainTimeout); err != nil {
 		return err
 	}
@@ -356,7 +391,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		FullBatchEPS: full.eps(), DecodeOnlyEPS: dec.eps(), RatioBatch: ratio(full.eps(), dec.eps()),
 		JSONDecodeEPS: jdec.eps(), RatioBatchJSON: ratio(full.eps(), jdec.eps()),
 		TrackRPS: track.rps(), BareRPS: bare.rps(), RatioTrack: ratio(track.rps(), bare.rps()),
-		P99MS: ms(pc.p99), RSSMB: mem.RSS, RSSAnonMB: mem.Anon,
+		P99MS: ms(pc.p99), ServerP99MS: 1000 * pc.server.quantile(0.99), RSSMB: mem.RSS, RSSAnonMB: mem.Anon,
 		PacedRPS: pc.rate, EventsPerBatch: o.eventsPerBatch, Connections: o.connections, External: o.external, SyncWrites: o.syncWrites,
 		BatchEvents: full.events, BatchDrainMS: ms(full.drain), TrackDrainMS: ms(track.drain), PeakRSSMB: st.peak,
 		RSSFileMB: mem.File, GoHeapMB: mem.Heap,
@@ -491,6 +526,10 @@ func printRow(out io.Writer, name string, p phase) {
 func printSummary(out io.Writer, o options, pc paced, r report) {
 	fmt.Fprintf(out, "paced /v1/track at %d/s (achieved %.0f/s): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		pc.rate, pc.achieved, ms(pc.p50), ms(pc.p99), ms(pc.max))
+	fmt.Fprintf(out, "  inside the server (request to commit, from its histogram): p50 %.2f ms, p99 %.2f ms over %d requests\n",
+		1000*pc.server.quantile(0.5), r.ServerP99MS, pc.server.Total)
+	fmt.Fprintf(out, "  server scheduler latency (runnable to running): p99 %.2f ms, p99.9 %.2f ms\n",
+		1000*pc.sched.quantile(0.99), 1000*pc.sched.quantile(0.999))
 	fmt.Fprintf(out, "\n%-52s %9s  %-10s %s\n", "target", "value", "goal", "")
 	row := func(name, format string, v float64, goal string, ok bool, note string) {
 		if note == "" {

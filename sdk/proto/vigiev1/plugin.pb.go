@@ -432,11 +432,16 @@ func (x *ConfigureRequest) GetConfig() []byte {
 	return nil
 }
 
-// ConfigureResponse is empty.
+// ConfigureResponse says what the configuration makes of the plugin.
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// enrich_pass_through: with this configuration the plugin's Enrich
+	// returns every event unchanged (an enricher with nothing to add, such as
+	// GeoIP without a database). The host then skips its Enrich calls until
+	// the plugin is configured again.
+	EnrichPassThrough bool `protobuf:"varint,1,opt,name=enrich_pass_through,json=enrichPassThrough,proto3" json:"enrich_pass_through,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
@@ -467,6 +472,13 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 	return file_vigie_v1_plugin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConfigureResponse) GetEnrichPassThrough() bool {
+	if x != nil {
+		return x.EnrichPassThrough
+	}
+	return false
 }
 
 // EnrichRequest is a batch of events.
@@ -2428,8 +2440,9 @@ const file_vigie_v1_plugin_proto_rawDesc = "" +
 	"\x05types\x18\x02 \x03(\tR\x05types\x12\x14\n" +
 	"\x05names\x18\x03 \x03(\tR\x05names\"*\n" +
 	"\x10ConfigureRequest\x12\x16\n" +
-	"\x06config\x18\x01 \x01(\fR\x06config\"\x13\n" +
-	"\x11ConfigureResponse\"8\n" +
+	"\x06config\x18\x01 \x01(\fR\x06config\"C\n" +
+	"\x11ConfigureResponse\x12.\n" +
+	"\x13enrich_pass_through\x18\x01 \x01(\bR\x11enrichPassThrough\"8\n" +
 	"\rEnrichRequest\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.vigie.v1.EventR\x06events\"9\n" +
 	"\x0eEnrichResponse\x12'\n" +
