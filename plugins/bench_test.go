@@ -82,6 +82,12 @@ func BenchmarkPluginThroughput(b *testing.B) {
 		benchRun(b, in, func(ctx context.Context) (int64, error) { return enrichedCount(ctx, in) }, int64(b.N))
 		checkEnriched(b, in)
 	})
+	b.Run("geoip-no-database", func(b *testing.B) {
+		// The default configuration's enrich stage: GeoIP without a
+		// database, which passes every event through.
+		in := benchServer(b, "enrich", config.Plugin{Name: "geoip", Config: map[string]any{"database": ""}})
+		benchRun(b, in, func(ctx context.Context) (int64, error) { return enrichedCount(ctx, in) }, int64(b.N))
+	})
 	b.Run("segments", func(b *testing.B) {
 		in := benchServer(b, "segment-segments", config.Plugin{Name: "segments", Config: benchSegmentsConfig()})
 		benchRun(b, in, func(ctx context.Context) (int64, error) { return processed(ctx, in, "segments") }, int64(b.N))
