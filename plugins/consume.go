@@ -91,7 +91,7 @@ func (c *consumer) open(ctx context.Context) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.rt.cfg.AckWait,
 		MaxDeliver:    -1,
-		MaxAckPending: 4 * c.rt.cfg.BatchSize,
+		MaxAckPending: 4 * c.fetchSize(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	if len(c.filters) == 1 {
@@ -215,9 +215,25 @@ func (h *inProgress) close() {
 // only after AckWait. Stopping a consumer therefore takes up to fetchWait.
 const fetchWait = 500 * time.Millisecond
 
-// fetch waits up to fetchWait for a message and returns up to BatchSize.
+// enrichFetchFactor is how many times BatchSize the enrich stage fetches
+// at once; each enricher is still called with at most BatchSize events. The
+// stage's cost per batch is mostly round trips (fetch, publish and its
+// acks), which a larger batch shares, and it keeps no per-subject state
+// that would bound how much it may hold unacknowledged (the segment stage's
+// idempotency markers do; see storage.Config.PortableProfiles).
+const enrichFetchFactor = 5
+
+// fetchSize is the most messages one fetch returns.
+func (c *consumer) fetchSize() int {
+	if c.stage == stageEnrich {
+		return enrichFetchFactor * c.rt.cfg.BatchSize
+	}
+	return c.rt.cfg.BatchSize
+}
+
+// fetch waits up to fetchWait for a message and returns up to fetchSize.
 func (c *consumer) fetch() ([]jetstream.Msg, error) {
-	n := c.rt.cfg.BatchSize
+	n := c.fetchSize()
 	cons := c.current()
 	batch, err := cons.FetchNoWait(n)
 	if err != nil {

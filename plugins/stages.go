@@ -116,32 +116,42 @@ func (rt *Runtime) enrich(ctx context.Context, msgs []jetstream.Msg) []error {
 			rt.metrics.skipped.WithLabelValues(p.spec.Name).Add(float64(len(batch)))
 			continue // best effort: a failed enricher does not hold events back
 		}
-		var out []*vigiev1.Event
-		err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
-			var err error
-			out, err = c.Enrich(cctx, batch)
-			return err
-		})
-		if err != nil {
-			for _, i := range idx {
-				errs[i] = &pluginError{plugin: p.spec.Name, err: err}
-			}
-			continue
-		}
-		p.processed.Add(int64(len(batch)))
-		rt.metrics.processed.WithLabelValues(p.spec.Name).Add(float64(len(batch)))
-		byID := make(map[string]*vigiev1.Event, len(out))
-		for _, ev := range out {
-			byID[ev.GetId()] = ev
-		}
-		for _, i := range idx {
-			if got := byID[evs[i].GetId()]; got != nil {
-				evs[i], raw[i] = keepIdentity(evs[i], got), nil
-			}
+		// At most BatchSize events per call (the stage fetches more).
+		for from := 0; from < len(batch); from += rt.cfg.BatchSize {
+			to := min(from+rt.cfg.BatchSize, len(batch))
+			rt.enrichWith(ctx, p, batch[from:to], idx[from:to], evs, raw, errs)
 		}
 	}
 	rt.publishEvents(ctx, evs, raw, errs)
 	return errs
+}
+
+// enrichWith gives batch (copies of the events at idx) to enricher p and
+// puts back what it returns, or its error, in evs, raw and errs.
+func (rt *Runtime) enrichWith(ctx context.Context, p *proc, batch []*vigiev1.Event, idx []int, evs []*vigiev1.Event, raw [][]byte, errs []error) {
+	var out []*vigiev1.Event
+	err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
+		var err error
+		out, err = c.Enrich(cctx, batch)
+		return err
+	})
+	if err != nil {
+		for _, i := range idx {
+			errs[i] = &pluginError{plugin: p.spec.Name, err: err}
+		}
+		return
+	}
+	p.processed.Add(int64(len(batch)))
+	rt.metrics.processed.WithLabelValues(p.spec.Name).Add(float64(len(batch)))
+	byID := make(map[string]*vigiev1.Event, len(out))
+	for _, ev := range out {
+		byID[ev.GetId()] = ev
+	}
+	for _, i := range idx {
+		if got := byID[evs[i].GetId()]; got != nil {
+			evs[i], raw[i] = keepIdentity(evs[i], got), nil
+		}
+	}
 }
 
 // keepIdentity returns the enriched event with everything consent and

@@ -101,7 +101,8 @@ func contains(xs []string, x string) bool {
 // plugins' input. Its Forget hook rewrites the file without the entries
 // naming an erased subject; while the file named by "hold_forget" exists,
 // Forget fails instead (so that a test can hold an erasure's plugin step).
-// With "enrich_delay" (a Go duration) each Enrich call waits that long
+// Each Enrich call also appends "enrich-call <events>". With
+// "enrich_delay" (a Go duration) each Enrich call waits that long
 // after recording its input (a slow plugin). With "refuse_privacy": true,
 // Sync fails every privacy item without recording it (so that a test can
 // have another node's instance handle it). With "pass_through": true it
@@ -220,6 +221,9 @@ func (r *recorder) Enrich(ctx context.Context, events []*sdk.Event) ([]*sdk.Even
 		r.record("enrich", ev)
 	}
 	r.mu.Lock()
+	if r.f != nil {
+		fmt.Fprintf(r.f, "enrich-call %d\n", len(events))
+	}
 	delay := r.delay
 	r.mu.Unlock()
 	if delay > 0 {
