@@ -163,8 +163,8 @@ type report struct {
 	// bucket): what P99MS would be without the client, the loopback and
 	// the scheduler.
 	ServerP99MS float64 `json:"server_p99_ms"`
-	RSSMB          float64 `json:"rss_mb"`
-	RSSAnonMB      float64 `json:"rss_anon_mb"`
+	RSSMB       float64 `json:"rss_mb"`
+	RSSAnonMB   float64 `json:"rss_anon_mb"`
 
 	PacedRPS       int     `json:"paced_rps"`
 	EventsPerBatch int     `json:"events_per_batch"`
