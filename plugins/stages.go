@@ -229,13 +229,34 @@ func (rt *Runtime) segmentWith(p *proc, flush bool) handler {
 		// only where the profile of a subject already in it is deleted, so
 		// that each subject's order is kept: the events of visitors who do
 		// not grant a profiling purpose (each one deletes an absent
-		// profile, a read-only transaction) do not cut it. Cutting at each
-		// of them made one write transaction per event on a site where
-		// half the visitors refuse, each queued behind the ingestion's
-		// commits in Badger's write pipeline.
+		// profile) do not cut it. Cutting at each of them made one write
+		// transaction per event on a site where half the visitors refuse,
+		// each queued behind the ingestion's commits in Badger's write
+		// pipeline; and since every transaction, read-only or not, waits
+		// for the commits in flight when it starts, those deletions are
+		// themselves batched.
 		var runIdx []int
 		var run []*vigiev1.Event
 		inRun := map[string]struct{}{}
+		// The profiles to delete (visitors granting no profiling purpose)
+		// are deleted together, in one transaction: before the run takes
+		// an event of one of their subjects, and at the end. The run and
+		// the deletions waiting never name the same subject.
+		var delIdx []int
+		var dels []storage.ProfileRef
+		inDel := map[string]struct{}{}
+		deleteProfiles := func() {
+			if len(dels) == 0 {
+				return
+			}
+			clear(inDel)
+			if _, err := rt.cfg.Store.DeleteProfiles(ctx, dels, reasonWithdrawn); err != nil {
+				for _, i := range delIdx {
+					errs[i] = err
+				}
+			}
+			delIdx, dels = delIdx[:0], dels[:0]
+		}
 		observe := func() {
 			if len(run) == 0 {
 				return
@@ -273,18 +294,25 @@ func (rt *Runtime) segmentWith(p *proc, flush bool) handler {
 				if _, ok := inRun[key]; ok {
 					observe()
 				}
-				if _, err := rt.cfg.Store.DeleteProfile(ctx, ev.GetSite(), ev.GetSubject(), reasonWithdrawn); err != nil {
-					errs[i] = err
+				delIdx = append(delIdx, i)
+				if _, ok := inDel[key]; !ok {
+					dels = append(dels, storage.ProfileRef{Site: ev.GetSite(), Subject: ev.GetSubject()})
+					inDel[key] = struct{}{}
 				}
 				continue
 			}
 			if sensitiveEvent(ev) {
 				continue // never profiled, segmented or modelled
 			}
+			if _, ok := inDel[key]; ok {
+				deleteProfiles()
+			}
 			runIdx, run = append(runIdx, i), append(run, ev)
 			inRun[key] = struct{}{}
 		}
+		// The run and the deletions left name different subjects.
 		observe()
+		deleteProfiles()
 		if len(items) > 0 {
 			var results []sdk.SegmentResult
 			var itemErrs []error

@@ -771,25 +771,16 @@ func (s *Store) deleteProfile(ctx context.Context, site, subject, reason string,
 				return nil
 			}
 		}
-		p, err := getProfile(txn, site, subject)
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		}
-		if err != nil {
+		if err := deleteProfileIn(txn, site, subject, reason, now, &w); err != nil {
 			return err
 		}
-		for _, seg := range p.Segments {
-			w.add(&vigiev1.SegmentChange{
-				Site: site, Subject: subject, Segment: seg,
-				Transition: vigiev1.Transition_TRANSITION_EXITED, AtMs: now, EventId: reason,
-			})
-		}
 		if len(w.changes) > 0 {
+			var err error
 			if newSeq, err = s.flushSegWrite(txn, &w); err != nil {
 				return err
 			}
 		}
-		return txn.Delete(profileKey(site, subject))
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: delete profile: %w", err)
@@ -798,6 +789,120 @@ func (s *Store) deleteProfile(ctx context.Context, site, subject, reason string,
 		s.prof.seq, s.prof.seqLoaded = newSeq, true
 	}
 	return w.changes, nil
+}
+
+// deleteProfileIn deletes the profile of subject on site inside txn, adding
+// an EXITED change (AtMs now, EventId reason) to w for each of its
+// segments. No profile: nothing.
+func deleteProfileIn(txn *badger.Txn, site, subject, reason string, now int64, w *segWrite) error {
+	p, err := getProfile(txn, site, subject)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, seg := range p.Segments {
+		w.add(&vigiev1.SegmentChange{
+			Site: site, Subject: subject, Segment: seg,
+			Transition: vigiev1.Transition_TRANSITION_EXITED, AtMs: now, EventId: reason,
+		})
+	}
+	return txn.Delete(profileKey(site, subject))
+}
+
+// ProfileRef names the profile of Subject on Site.
+type ProfileRef struct{ Site, Subject string }
+
+// DeleteProfiles is DeleteProfile for each of refs (repeated ones once), in
+// one transaction (several only if Badger's size limit is reached; each
+// deletes whole profiles), and returns all their exits. Every Badger
+// transaction waits for the commits in flight when it starts, so the
+// segment stage deletes the absent profiles of a batch's visitors who grant
+// no profiling purpose with one call, not one per event. Config.
+// OnProfileDelete is called for each distinct ref after the deletion.
+func (s *Store) DeleteProfiles(ctx context.Context, refs []ProfileRef, reason string) ([]*vigiev1.SegmentChange, error) {
+	if len(reason) > maxNameLen {
+		return nil, fmt.Errorf("%w: reason too long", ErrInvalidRecord)
+	}
+	seen := make(map[ProfileRef]struct{}, len(refs))
+	uniq := make([]ProfileRef, 0, len(refs))
+	var mask uint64
+	for _, r := range refs {
+		if err := validSubject(r.Site, r.Subject); err != nil {
+			return nil, err
+		}
+		if _, ok := seen[r]; ok {
+			continue
+		}
+		seen[r] = struct{}{}
+		uniq = append(uniq, r)
+		mask |= 1 << stripeIndex(r.Site, r.Subject)
+	}
+	if len(uniq) == 0 {
+		return nil, nil
+	}
+	changes, err := s.deleteProfiles(ctx, uniq, mask, reason)
+	if err == nil && s.cfg.OnProfileDelete != nil {
+		for _, r := range uniq {
+			s.cfg.OnProfileDelete(ctx, r.Site, r.Subject, reason)
+		}
+	}
+	return changes, err
+}
+
+// deleteProfiles is DeleteProfiles for distinct refs, whose stripes are
+// mask, with the locks held (stripes, segMu, writeGate: profiles.go's
+// order).
+func (s *Store) deleteProfiles(ctx context.Context, refs []ProfileRef, mask uint64, reason string) ([]*vigiev1.SegmentChange, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	s.prof.lockStripes(mask)
+	defer s.prof.unlockStripes(mask)
+	s.prof.segMu.Lock()
+	defer s.prof.segMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.writeGate.RLock()
+	defer s.writeGate.RUnlock()
+	now := time.Now().UnixMilli()
+	var all []*vigiev1.SegmentChange
+	for from, size := 0, len(refs); from < len(refs); {
+		to := min(from+size, len(refs))
+		var (
+			w      segWrite
+			newSeq uint64
+		)
+		err := s.db.Update(func(txn *badger.Txn) error {
+			for _, r := range refs[from:to] {
+				if err := deleteProfileIn(txn, r.Site, r.Subject, reason, now, &w); err != nil {
+					return err
+				}
+			}
+			if len(w.changes) > 0 {
+				var err error
+				newSeq, err = s.flushSegWrite(txn, &w)
+				return err
+			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrTxnTooBig) && to-from > 1 {
+			size = (to - from + 1) / 2
+			continue
+		}
+		if err != nil {
+			return all, fmt.Errorf("storage: delete profiles: %w", err)
+		}
+		if len(w.changes) > 0 {
+			s.prof.seq, s.prof.seqLoaded = newSeq, true
+			all = append(all, w.changes...)
+		}
+		from = to
+	}
+	return all, nil
 }
 
 // shredProfiles deletes every profile of subject and takes its segments out

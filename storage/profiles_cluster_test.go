@@ -133,6 +133,10 @@ func TestOnProfileDeleteMayWriteToTheStore(t *testing.T) {
 		delete func(s *Store) error
 	}{
 		{"DeleteProfile", func(s *Store) error { _, err := s.DeleteProfile(ctx, "site", "s1", "consent-withdrawn"); return err }},
+		{"DeleteProfiles", func(s *Store) error {
+			_, err := s.DeleteProfiles(ctx, []ProfileRef{{"site", "s1"}, {"site", "s1"}}, "consent-withdrawn")
+			return err
+		}},
 		{"EraseSubjects", func(s *Store) error { _, err := s.EraseSubjects(ctx, "site", []string{"s1"}); return err }},
 		{"ShredSubject", func(s *Store) error { return s.ShredSubject(ctx, "s1") }},
 	} {

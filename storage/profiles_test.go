@@ -557,6 +557,43 @@ func TestDeleteProfile(t *testing.T) {
 	}
 }
 
+// TestDeleteProfiles: several profiles deleted in one call give the exits
+// DeleteProfile gives each (a repeated one once, an absent one none), and
+// the deleted profiles stay deleted; an invalid subject fails the call
+// before anything is deleted.
+func TestDeleteProfiles(t *testing.T) {
+	ctx := context.Background()
+	s := openProfiles(t, "")
+	for _, subj := range []string{"u1", "u2", "u3"} {
+		observe(t, s, subj)
+		if _, _, err := s.ApplySegment(ctx, SegmentOutcome{Plugin: "p", Site: "site", Subject: subj, EventID: "e-" + subj,
+			Changes: []*vigiev1.SegmentChange{enter("a")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.DeleteProfiles(ctx, []ProfileRef{{"site", "u3"}, {"site", ""}}, "x"); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("invalid subject: %v, want ErrInvalidKey", err)
+	}
+	if _, err := s.Profile(ctx, "site", "u3"); err != nil {
+		t.Fatalf("u3 after a refused call: %v", err)
+	}
+	exits, err := s.DeleteProfiles(ctx, []ProfileRef{{"site", "u1"}, {"site", "absent"}, {"site", "u2"}, {"site", "u1"}}, "consent-withdrawn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := changeStrings(exits), []string{"site/u1:a:EXITED@consent-withdrawn", "site/u2:a:EXITED@consent-withdrawn"}; !slices.Equal(got, want) {
+		t.Fatalf("exits %q, want %q", got, want)
+	}
+	for subj, want := range map[string]error{"u1": ErrNotFound, "u2": ErrNotFound, "u3": nil} {
+		if _, err := s.Profile(ctx, "site", subj); !errors.Is(err, want) {
+			t.Errorf("%s after the deletion: %v, want %v", subj, err, want)
+		}
+	}
+	if sizes, _ := s.SegmentSizes(ctx, "site"); sizes["a"] != 1 {
+		t.Fatalf("sizes %v, want a: 1", sizes)
+	}
+}
+
 func TestPendingAckAndReopen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
