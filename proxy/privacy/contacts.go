@@ -80,9 +80,8 @@ func (s *Service) collectContacts(ctx context.Context, site string, subjects []s
 	return out, nil
 }
 
-// sealContacts seals cs under the vault key for erasure event id, stores
-// them (storage pk/<id>) and returns them.
-func (s *Service) sealContacts(ctx context.Context, id string, cs []capturedContact) ([]byte, error) {
+// sealContacts seals cs under the vault key for erasure event id.
+func (s *Service) sealContacts(id string, cs []capturedContact) ([]byte, error) {
 	if cs == nil {
 		cs = []capturedContact{} // "none", still a contribution (contribute)
 	}
@@ -91,8 +90,7 @@ func (s *Service) sealContacts(ctx context.Context, id string, cs []capturedCont
 		return nil, err
 	}
 	defer clear(b)
-	sealed := s.cfg.Store.SealSecret(id, b)
-	return sealed, s.cfg.Store.PutRequestContacts(ctx, id, sealed)
+	return s.cfg.Store.SealSecret(id, b), nil
 }
 
 // openContacts opens contacts sealed for erasure event id.
@@ -121,7 +119,11 @@ func (s *Service) captureContacts(ctx context.Context, site, id string, subjects
 	if len(out) == 0 {
 		return nil, nil
 	}
-	return s.sealContacts(ctx, id, out)
+	sealed, err := s.sealContacts(id, out)
+	if err != nil {
+		return nil, err
+	}
+	return sealed, s.cfg.Store.PutRequestContacts(ctx, id, sealed)
 }
 
 // In cluster mode the sync history is each syncing node's own, and the
@@ -140,17 +142,23 @@ func (s *Service) captureContacts(ctx context.Context, site, id string, subjects
 // once every plugin and node is done.
 
 // contribute captures and seals this node's contribution to erasure
-// request id's contacts (partEventID: its own event id), stores it and
-// returns the outbox message that shares it, committed with the part.
+// request id's contacts (partEventID: its own event id), stores it when
+// it holds any (its own event and its receipt find it) and returns the
+// outbox message that shares it, committed with the part.
 func (s *Service) contribute(ctx context.Context, site, id string, subjects []string) (storage.Message, error) {
 	eventID := partEventID(id, s.cfg.Peers.Node())
 	cs, err := s.collectContacts(ctx, site, subjects)
 	if err != nil {
 		return storage.Message{}, err
 	}
-	sealed, err := s.sealContacts(ctx, eventID, cs)
+	sealed, err := s.sealContacts(eventID, cs)
 	if err != nil {
 		return storage.Message{}, err
+	}
+	if len(cs) > 0 {
+		if err := s.cfg.Store.PutRequestContacts(ctx, eventID, sealed); err != nil {
+			return storage.Message{}, err
+		}
 	}
 	return s.cfg.Peers.ContactMessage(eventID, sealed), nil
 }

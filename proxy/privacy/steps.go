@@ -401,8 +401,6 @@ func (s *Service) stepRectify(ctx context.Context, r *Request) error {
 // stepReceipt ends the request. An erasure's receipt keeps no identifier:
 // its subjects are cleared, here and in every other request naming them.
 func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
-	// In cluster mode, a member holds its contacts' contribution
-	// (pk/<id>.<node>, contacts.go) whether it found the subjects or not.
 	if r.Type == TypeErase && (len(r.Subjects) > 0 || s.cfg.Peers != nil) {
 		gone := map[string]bool{}
 		for _, subj := range r.Subjects {
@@ -454,8 +452,20 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 				return err
 			}
 		}
-		if err := s.cfg.Store.DropRequestSubjects(ctx, drop...); err != nil {
-			return err
+		// A member may hold a contribution to the contacts
+		// (pk/<id>.<node>, contacts.go) without having found a subject.
+		dropping := len(r.Subjects) > 0
+		if !dropping && r.Origin != "" {
+			_, err := s.cfg.Store.RequestContacts(ctx, partEventID(r.ID, s.cfg.Peers.Node()))
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			dropping = err == nil
+		}
+		if dropping {
+			if err := s.cfg.Store.DropRequestSubjects(ctx, drop...); err != nil {
+				return err
+			}
 		}
 		for id, rest := range keep {
 			if err := s.cfg.Store.PutRequestSubjects(ctx, id, rest); err != nil {
