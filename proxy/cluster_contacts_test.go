@@ -210,3 +210,83 @@ func TestClusterRequestEntriesPurgedAfterRetention(t *testing.T) {
 		return len(requestKeys(t, nc, id)) == 0 && len(requestKeys(t, nc, other)) == 0
 	})
 }
+
+// TestClusterErasureContactSyncedOnAnotherNode: node 1 stores a person's
+// identify and its crm syncs it (the sync history and the vault are node
+// 1's); the person then comes back through node 2, so node 2 finds the
+// subject too and its own erasure event names it. The erasure is sent to
+// node 2 and handled by node 3's crm (the others refuse privacy items):
+// node 3's crm is given the contact node 1 synced, node 1 having
+// contributed it before its vault copy was shredded. The contact crossed
+// the cluster sealed only and is emptied once the request is done. On the
+// code before, node 2 captured from its own sync history only, and node
+// 3's crm was told no contact.
+func TestClusterErasureContactSyncedOnAnotherNode(t *testing.T) {
+	nc := startNATSCluster(t)
+	nodes := startVigieNodes(t, nc, 3, func(c *config.Config) {
+		c.Plugins = []config.Plugin{{Name: "crm", Config: map[string]any{"file": filepath.Join(t.TempDir(), "crm.txt")}}}
+		c.PluginRuntime.Backoff = []config.Duration{config.Duration(200 * time.Millisecond)}
+		c.PluginRuntime.MaxDeliver = 1000
+	})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	const email, phone = canarytest.Email, "+33612345678"
+	b.Stop()
+	c.Stop()
+	sendPerson(t, a, "u-sync-one", "anon-sync-one", email, phone)
+	waitFor(t, "node 1's crm given the person's e-mail", 45*time.Second, func() bool {
+		f, _ := os.ReadFile(crmFile(a))
+		return strings.Contains(string(f), email)
+	})
+	user, _ := personSubjects(t, a)
+	for _, in := range []*proxytest.Instance{a, b} {
+		refusePrivacy(in, true)
+	}
+	a.Restart()
+	b.Restart()
+	c.Restart()
+	body := `{"userId":"u-sync-one","event":"Came Back","context":{"consent":` + rtConsent + `}}`
+	if code, resp := b.Post("/v1/track", "demo", body); code != 200 {
+		t.Fatalf("track on node 2: %d %s", code, resp)
+	}
+	if has, err := b.Server.Store().HasSubject(context.Background(), "demo", user); err != nil || !has {
+		t.Fatalf("node 2 does not hold the person: %v %v", has, err)
+	}
+
+	id := privacyRequest(t, b, `{"type":"erase","site":"demo","identifier":{"kind":"user_id","value":"u-sync-one"}}`)
+	v := waitRequest(t, b, id)
+	if v.Status != "done" || stepStatus(v, "plugin:crm") != "done" || stepStatus(v, "node:v1") != "done" {
+		t.Fatalf("erasure %s: %s %+v", id, v.Status, v.Steps)
+	}
+	seen, withContact := erasureSynced(crmFile(c), id, email)
+	if !seen {
+		t.Fatalf("node 3's crm did not handle erasure %s", id)
+	}
+	if !withContact {
+		t.Errorf("node 3's crm handled erasure %s without the contact node 1's crm was given", id)
+	}
+	for _, in := range []*proxytest.Instance{a, b} {
+		if seen, _ := erasureSynced(crmFile(in), id, email); seen {
+			t.Fatalf("erasure %s handled by a crm refusing privacy items", id)
+		}
+	}
+	for _, in := range nodes {
+		waitOutboxEmpty(t, in)
+	}
+	waitFor(t, "the request's contacts emptied in VIGIE_REQUESTS", 10*time.Second, func() bool {
+		for k, v := range requestKeys(t, nc, id) {
+			if strings.HasPrefix(k, "contact.") && len(v) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, in := range nodes {
+		in.Stop()
+	}
+	nc.stop()
+	for _, s := range nc.servers {
+		if canarytest.ScanDir(t, filepath.Join(filepath.Dir(s.conf), s.name), phone, strings.TrimPrefix(phone, "+33")) == 0 {
+			t.Errorf("no store file for %s", s.name)
+		}
+	}
+}

@@ -26,8 +26,9 @@ import (
 //	view.<id>         the receiving node's last view of the request (status, steps)
 //	ack.<id>.<plugin> a plugin's acknowledgement of an erasure, received by another node
 //	contact.<event>   the contacts an erasure event's CRM syncers need (its request id, or
-//	                  <id>.<node> for a member's own event), sealed under the keyring's vault
-//	                  key by the capturing node, emptied at its receipt
+//	                  <id>.<node>: a member's contribution, which its own event carries),
+//	                  sealed under the keyring's vault key, emptied at the receiving node's
+//	                  receipt
 //
 // Every entry of a request goes with it once its retention passed (Purge).
 const (

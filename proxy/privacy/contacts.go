@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigie-dev/vigie/plugins"
@@ -30,8 +31,8 @@ import (
 // is often handled by a node that did not capture them: the same sealed
 // contacts are put in the cluster's requests bucket (Peers.ContactMessage,
 // through the outbox), and the publish step commits the event only once
-// they are readable there; the receipt empties them and the request's
-// purge removes the key.
+// they are readable there; the receiving node's receipt empties them and
+// the request's purge removes the key.
 
 var _ plugins.ErasureContacts = (*Service)(nil)
 
@@ -43,10 +44,10 @@ type capturedContact struct {
 	Phone   string   `json:"ph,omitempty"`
 }
 
-// captureContacts seals what the erasure event id (naming subjects of
-// site) must still reach downstream, stores it and returns it (nil: no
-// contact to keep).
-func (s *Service) captureContacts(ctx context.Context, site, id string, subjects []string) ([]byte, error) {
+// collectContacts returns, for every one of subjects a plugin was given
+// contact details of (this node's sync history), the e-mail and phone from
+// this node's vault and the names of those plugins (none: nil).
+func (s *Service) collectContacts(ctx context.Context, site string, subjects []string) ([]capturedContact, error) {
 	var out []capturedContact
 	for _, subj := range subjects {
 		hist, err := s.cfg.Store.SyncHistory(ctx, site, subj)
@@ -76,16 +77,153 @@ func (s *Service) captureContacts(ctx context.Context, site, id string, subjects
 		}
 		out = append(out, capturedContact{Plugins: given, Email: c.GetEmail(), Phone: c.GetPhone()})
 	}
-	if len(out) == 0 {
-		return nil, nil
+	return out, nil
+}
+
+// sealContacts seals cs under the vault key for erasure event id.
+func (s *Service) sealContacts(id string, cs []capturedContact) ([]byte, error) {
+	if cs == nil {
+		cs = []capturedContact{} // "none", still a contribution (contribute)
 	}
-	b, err := json.Marshal(out)
+	b, err := json.Marshal(cs)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(b)
-	sealed := s.cfg.Store.SealSecret(id, b)
+	return s.cfg.Store.SealSecret(id, b), nil
+}
+
+// openContacts opens contacts sealed for erasure event id.
+func (s *Service) openContacts(id string, sealed []byte) ([]capturedContact, error) {
+	b, err := s.cfg.Store.OpenSecret(id, sealed)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	var cs []capturedContact
+	if err := json.Unmarshal(b, &cs); err != nil {
+		return nil, fmt.Errorf("%w: erasure contacts: %v", storage.ErrCorrupt, err)
+	}
+	return cs, nil
+}
+
+// captureContacts seals what the erasure event id (naming subjects of
+// site) must still reach downstream, with more (the other nodes'
+// contributions), stores it and returns it (nil: no contact to keep).
+func (s *Service) captureContacts(ctx context.Context, site, id string, subjects []string, more []capturedContact) ([]byte, error) {
+	out, err := s.collectContacts(ctx, site, subjects)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, more...)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	sealed, err := s.sealContacts(id, out)
+	if err != nil {
+		return nil, err
+	}
 	return sealed, s.cfg.Store.PutRequestContacts(ctx, id, sealed)
+}
+
+// In cluster mode the sync history is each syncing node's own, and the
+// vault each ingesting node's: the receiving node's capture alone misses
+// a contact another node's syncer was given. So every member contributes,
+// when it accepts an erasure's announcement (before any of its data is
+// erased: the receiving node's tombstones come after its publish step),
+// the contacts its own sync history and vault hold for the subjects it
+// found and those the receiving node's event names, sealed for its own
+// event id (partEventID; a sealed empty list when it holds none), through
+// the outbox with its part. The receiving node's publish step waits until
+// every live member's contribution is readable (or the member reported
+// its step: it could not resolve), merges them into its own capture and
+// only then commits its event; a member's own event (its extra subjects)
+// carries its contribution. The receiving node's receipt empties them all,
+// once every plugin and node is done.
+
+// contribute captures and seals this node's contribution to erasure
+// request id's contacts (partEventID: its own event id), stores it when
+// it holds any (its own event and its receipt find it) and returns the
+// outbox message that shares it, committed with the part.
+func (s *Service) contribute(ctx context.Context, site, id string, subjects []string) (storage.Message, error) {
+	eventID := partEventID(id, s.cfg.Peers.Node())
+	cs, err := s.collectContacts(ctx, site, subjects)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	sealed, err := s.sealContacts(eventID, cs)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	if len(cs) > 0 {
+		if err := s.cfg.Store.PutRequestContacts(ctx, eventID, sealed); err != nil {
+			return storage.Message{}, err
+		}
+	}
+	return s.cfg.Peers.ContactMessage(eventID, sealed), nil
+}
+
+// memberContacts returns the contributions of r's members (its node
+// steps), waiting up to shareWait for those of the live members that have
+// not reported their step; it returns the members it did not wait for
+// (down). Past shareWait it fails, and the publish step runs again.
+func (s *Service) memberContacts(ctx context.Context, r *Request) ([]capturedContact, []string, error) {
+	p := s.cfg.Peers
+	var pending []string
+	for _, st := range r.Steps {
+		if node, ok := strings.CutPrefix(st.Name, nodeStepPrefix); ok && st.Status != StatusSkipped {
+			pending = append(pending, node)
+		}
+	}
+	if len(pending) == 0 {
+		return nil, nil, nil
+	}
+	live, err := p.LiveNodes(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []capturedContact
+	var down []string
+	ctx, cancel := context.WithTimeout(ctx, shareWait)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var still []string
+		for _, node := range pending {
+			eventID := partEventID(r.ID, node)
+			v, err := p.Contact(ctx, eventID)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(v) > 0 {
+				cs, err := s.openContacts(eventID, v)
+				if err != nil {
+					return nil, nil, fmt.Errorf("privacy: node %s's contacts: %w", node, err)
+				}
+				out = append(out, cs...)
+				continue
+			}
+			if !slices.Contains(live, node) {
+				down = append(down, node)
+				continue
+			}
+			if st, err := p.Step(ctx, r.ID, node); err != nil {
+				return nil, nil, err
+			} else if st != nil { // reported without contributing: it could not resolve
+				continue
+			}
+			still = append(still, node)
+		}
+		if pending = still; len(pending) == 0 {
+			return out, down, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w: node %s's contacts for the erasure are not yet readable", cluster.ErrUnavailable, strings.Join(pending, ", "))
+		case <-t.C:
+		}
+	}
 }
 
 // shareWait bounds how long the publish step waits for the contacts it
@@ -138,14 +276,9 @@ func (s *Service) ErasureContact(ctx context.Context, site, requestID, plugin st
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.cfg.Store.OpenSecret(requestID, v)
+	cs, err := s.openContacts(requestID, v)
 	if err != nil {
 		return nil, err
-	}
-	defer clear(b)
-	var cs []capturedContact
-	if err := json.Unmarshal(b, &cs); err != nil {
-		return nil, fmt.Errorf("%w: erasure contacts: %v", storage.ErrCorrupt, err)
 	}
 	for _, c := range cs {
 		if slices.Contains(c.Plugins, plugin) {

@@ -50,8 +50,9 @@ type Peers interface {
 	// down included, until ctx ends.
 	Watch(ctx context.Context, fn func(ctx context.Context, v []byte) error)
 	// ContactMessage carries the sealed contacts an erasure event's
-	// syncers need (nil: emptied), and Contact reads them back on any node
-	// ((nil, nil) when absent): the plugins share their consumers.
+	// syncers need, or a member's contribution to them (partEventID; nil:
+	// emptied), and Contact reads them back on any node ((nil, nil) when
+	// absent): the plugins share their consumers.
 	ContactMessage(eventID string, sealed []byte) storage.Message
 	Contact(ctx context.Context, eventID string) ([]byte, error)
 	// Purge removes every entry of the requests expired says have
@@ -191,8 +192,16 @@ func (s *Service) accept(ctx context.Context, v []byte) error {
 	}
 	r.Subjects, r.SubjectCount = subjects, len(subjects)
 	r.Steps[0].set(StatusDone, fmt.Sprintf("%d subject(s) found with this node's blind index", len(subjects)))
+	var msgs []storage.Message
 	switch a.Type {
 	case TypeErase:
+		// The contacts this node's syncers were given, before anything of
+		// the person is erased here (contacts.go): committed with the part.
+		m, err := s.contribute(ctx, a.Site, a.ID, slices.Compact(slices.Sorted(slices.Values(slices.Concat(subjects, l.Subjects)))))
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
 		if a.Options.Suppress {
 			r.Options.SuppressMACs = l.SuppressMACs
 			step("suppress")
@@ -226,7 +235,7 @@ func (s *Service) accept(ctx context.Context, v []byte) error {
 			return err
 		}
 	}
-	if err := s.save(ctx, r); err != nil {
+	if err := s.save(ctx, r, msgs...); err != nil {
 		return err
 	}
 	s.signal()

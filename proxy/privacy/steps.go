@@ -147,9 +147,10 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 		return err
 	}
 	// Before the vault goes: what the destinations need to delete the
-	// person downstream (contacts.go); in cluster mode, readable by every
-	// node before the event can reach a syncer.
-	sealed, err := s.captureContacts(ctx, r.Site, eventID, subjects)
+	// person downstream (contacts.go); in cluster mode, with what every
+	// live member contributed, readable by every node before the event can
+	// reach a syncer.
+	sealed, down, err := s.eventContacts(ctx, r, eventID, subjects)
 	if err != nil {
 		return err
 	}
@@ -161,6 +162,9 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 	detail := "vigie.privacy." + r.Site + ".erase committed to the outbox"
 	if r.Origin != "" {
 		detail += fmt.Sprintf(" for the %d subject(s) node %s did not find", len(subjects), r.Origin)
+	}
+	if len(down) > 0 {
+		detail += fmt.Sprintf("; node %s was down: the contacts its syncers were given reach only its own event, if it has one", strings.Join(down, ", "))
 	}
 	_, err = s.update(ctx, r.ID, func(r *Request) (bool, []storage.Message, error) {
 		st := r.step("publish")
@@ -181,6 +185,31 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 		return true, []storage.Message{msg}, nil
 	})
 	return err
+}
+
+// eventContacts returns the sealed contacts of r's erasure event eventID
+// (nil: none) and the members not waited for (down): this node's capture
+// of subjects, with, on the receiving node in cluster mode, every member's
+// contribution; in a member's part, the contribution it made when it
+// accepted the request (contacts.go).
+func (s *Service) eventContacts(ctx context.Context, r *Request, eventID string, subjects []string) ([]byte, []string, error) {
+	if s.cfg.Peers == nil {
+		sealed, err := s.captureContacts(ctx, r.Site, eventID, subjects, nil)
+		return sealed, nil, err
+	}
+	if r.Origin != "" {
+		sealed, err := s.cfg.Store.RequestContacts(ctx, eventID)
+		if errors.Is(err, storage.ErrNotFound) { // accepted by a version that did not contribute
+			sealed, err = s.captureContacts(ctx, r.Site, eventID, subjects, nil)
+		}
+		return sealed, nil, err
+	}
+	more, down, err := s.memberContacts(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err := s.captureContacts(ctx, r.Site, eventID, subjects, more)
+	return sealed, down, err
 }
 
 // eventSubjects returns the request id r's erasure event carries and the
@@ -372,14 +401,17 @@ func (s *Service) stepRectify(ctx context.Context, r *Request) error {
 // stepReceipt ends the request. An erasure's receipt keeps no identifier:
 // its subjects are cleared, here and in every other request naming them.
 func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
-	if r.Type == TypeErase && len(r.Subjects) > 0 {
+	if r.Type == TypeErase && (len(r.Subjects) > 0 || s.cfg.Peers != nil) {
 		gone := map[string]bool{}
 		for _, subj := range r.Subjects {
 			gone[subj] = true
 		}
-		others, err := s.List(ctx, "", "")
-		if err != nil {
-			return err
+		var others []*Request
+		if len(r.Subjects) > 0 {
+			var err error
+			if others, err = s.List(ctx, "", ""); err != nil {
+				return err
+			}
 		}
 		drop := []string{r.ID}
 		keep := map[string][]string{}
@@ -398,17 +430,21 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 				blank = append(blank, s.cfg.Peers.PartMessage(o.ID, s.cfg.Peers.Node(), nil))
 			}
 		}
-		if s.cfg.Peers != nil {
-			// The contacts this node shared for its erasure event
-			// (contacts.go): emptied with the local copy.
-			eventID := r.ID
-			if r.Origin != "" {
-				eventID = partEventID(r.ID, s.cfg.Peers.Node())
-			}
-			if _, err := s.cfg.Store.RequestContacts(ctx, eventID); err == nil {
-				blank = append(blank, s.cfg.Peers.ContactMessage(eventID, nil))
+		if s.cfg.Peers != nil && r.Origin == "" {
+			// The contacts shared for the request's erasure events
+			// (contacts.go): this node's and every member's
+			// contribution, emptied once every plugin and node is done
+			// (a member's own receipt may come before this node's event
+			// reached a syncer).
+			if _, err := s.cfg.Store.RequestContacts(ctx, r.ID); err == nil {
+				blank = append(blank, s.cfg.Peers.ContactMessage(r.ID, nil))
 			} else if !errors.Is(err, storage.ErrNotFound) {
 				return err
+			}
+			for _, st := range r.Steps {
+				if node, ok := strings.CutPrefix(st.Name, nodeStepPrefix); ok && st.Status != StatusSkipped {
+					blank = append(blank, s.cfg.Peers.ContactMessage(partEventID(r.ID, node), nil))
+				}
 			}
 		}
 		if len(blank) > 0 { // committed before the subjects that find them go
@@ -416,8 +452,20 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 				return err
 			}
 		}
-		if err := s.cfg.Store.DropRequestSubjects(ctx, drop...); err != nil {
-			return err
+		// A member may hold a contribution to the contacts
+		// (pk/<id>.<node>, contacts.go) without having found a subject.
+		dropping := len(r.Subjects) > 0
+		if !dropping && r.Origin != "" {
+			_, err := s.cfg.Store.RequestContacts(ctx, partEventID(r.ID, s.cfg.Peers.Node()))
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			dropping = err == nil
+		}
+		if dropping {
+			if err := s.cfg.Store.DropRequestSubjects(ctx, drop...); err != nil {
+				return err
+			}
 		}
 		for id, rest := range keep {
 			if err := s.cfg.Store.PutRequestSubjects(ctx, id, rest); err != nil {

@@ -22,6 +22,11 @@ const hdrOrigSubject = "Vigie-Subject"
 // scanBatch is how many messages one fetch of the stream scan reads.
 const scanBatch = 512
 
+// scanResets bounds the scan's ordered consumer's attempts to create
+// itself within one Fetch (1 s apart, each up to 10 s): past them the
+// step fails and the runner runs it again.
+const scanResets = 2
+
 // stepStream deletes every message of the subjects from one stream, with
 // SecureDeleteMsg (the message's bytes are overwritten, not only marked
 // deleted). It runs once every plugin has acknowledged the erasure, so
@@ -77,12 +82,18 @@ func (s *Service) cleanStream(ctx context.Context, name string, subjects []strin
 	if info.State.Msgs == 0 {
 		return 0, 0, nil
 	}
-	cons, err := st.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	// A bounded reset: Fetch retries a lost consumer without a context, so
+	// unbounded it would hold the step, and a stop, for as long as NATS
+	// is away.
+	cons, err := st.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: scanResets})
 	if err != nil {
 		return 0, 0, err
 	}
 	var seqs []uint64
 	for done := false; !done; {
+		if err := cctx.Err(); err != nil {
+			return 0, scanned, err
+		}
 		batch, err := cons.Fetch(scanBatch, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return 0, scanned, err
