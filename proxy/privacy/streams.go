@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -124,7 +125,7 @@ func (s *Service) cleanStream(ctx context.Context, name string, subjects []strin
 		}
 	}
 	for _, seq := range seqs {
-		if err := st.SecureDeleteMsg(cctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := st.SecureDeleteMsg(cctx, seq); err != nil && !alreadyDeleted(err) {
 			return deleted, scanned, err
 		}
 		deleted++
@@ -169,4 +170,18 @@ func aboutData(stream string, data []byte, want map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// alreadyDeleted reports whether a SecureDeleteMsg error says the message
+// is gone already (deleted meanwhile, e.g. by another node's step for the
+// same subjects, or aged out): the deletion's goal is met. nats.go keeps
+// only the text of the server's answer (code 10057,
+// JSStreamMsgDeleteFailedF, whose description is the store's "no message
+// found"); TestAlreadyDeleted checks it against a real server.
+func alreadyDeleted(err error) bool {
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true
+	}
+	msg := err.Error()
+	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(msg, "err_code=10057") && strings.Contains(msg, "no message found")
 }

@@ -165,3 +165,42 @@ func TestStreamStepFailsWhileNATSIsDown(t *testing.T) {
 		t.Fatalf("%d message(s) left in %s, want the kept subject's 2", info.State.Msgs, streams.Events)
 	}
 }
+
+// TestAlreadyDeleted: deleting a message that is gone already (another
+// node's step for the same subjects deleted it) answers JetStream's "no
+// message found" delete failure, which the stream step takes as done;
+// another failure is not.
+func TestAlreadyDeleted(t *testing.T) {
+	srv := runNATS(t, -1, t.TempDir())
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := streams.NewDeclarer(streams.Settings{}, streams.Events).Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, "vigie.events.demo.track", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, streams.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SecureDeleteMsg(ctx, ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	again := st.SecureDeleteMsg(ctx, ack.Sequence)
+	if again == nil || !alreadyDeleted(again) {
+		t.Fatalf("deleting a deleted message: %v, want an error alreadyDeleted accepts", again)
+	}
+	if _, err := js.Stream(ctx, "VIGIE_NO_SUCH_STREAM"); err == nil || alreadyDeleted(err) {
+		t.Fatalf("a missing stream: %v, want an error alreadyDeleted refuses", err)
+	}
+}
