@@ -63,6 +63,25 @@ func runNATS(t *testing.T, port int, dir string) *server.Server {
 	return srv
 }
 
+// eventsStream connects to srv (reconnecting for ever) and declares
+// VIGIE_EVENTS there.
+func eventsStream(t *testing.T, srv *server.Server) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.NewDeclarer(streams.Settings{}, streams.Events).Ensure(context.Background(), js); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // TestStreamStepFailsWhileNATSIsDown: NATS goes down while an erasure's
 // stream step scans VIGIE_EVENTS (its consumer created, before the first
 // Fetch). The step returns an error (the runner retries it; a stop is
@@ -74,19 +93,8 @@ func TestStreamStepFailsWhileNATSIsDown(t *testing.T) {
 	dir := t.TempDir()
 	srv := runNATS(t, -1, dir)
 	port := srv.Addr().(*net.TCPAddr).Port
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := eventsStream(t, srv)
 	ctx := context.Background()
-	if err := streams.NewDeclarer(streams.Settings{}, streams.Events).Ensure(ctx, js); err != nil {
-		t.Fatal(err)
-	}
 	for i, subj := range []string{"s-erased", "s-kept", "s-erased", "s-kept", "s-erased"} {
 		b, err := proto.Marshal(&vigiev1.Event{Id: string(rune('a' + i)), Site: "demo", Type: "track", Subject: subj})
 		if err != nil {
@@ -140,7 +148,7 @@ func TestStreamStepFailsWhileNATSIsDown(t *testing.T) {
 	// retry does it, deletes the erased subject's messages.
 	runNATS(t, port, dir)
 	waitConnected := time.Now().Add(30 * time.Second)
-	for !nc.IsConnected() && time.Now().Before(waitConnected) {
+	for !js.Conn().IsConnected() && time.Now().Before(waitConnected) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err := svc.runStep(ctx, r, step); err != nil {
@@ -171,20 +179,8 @@ func TestStreamStepFailsWhileNATSIsDown(t *testing.T) {
 // message found" delete failure, which the stream step takes as done;
 // another failure is not.
 func TestAlreadyDeleted(t *testing.T) {
-	srv := runNATS(t, -1, t.TempDir())
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := eventsStream(t, runNATS(t, -1, t.TempDir()))
 	ctx := context.Background()
-	if err := streams.NewDeclarer(streams.Settings{}, streams.Events).Ensure(ctx, js); err != nil {
-		t.Fatal(err)
-	}
 	ack, err := js.Publish(ctx, "vigie.events.demo.track", []byte("x"))
 	if err != nil {
 		t.Fatal(err)
