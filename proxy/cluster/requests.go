@@ -147,20 +147,26 @@ func (r *Requests) Ack(ctx context.Context, id, plugin string) ([]byte, error) {
 
 // get reads key; (nil, nil) when it is absent.
 func (r *Requests) get(ctx context.Context, key string) ([]byte, error) {
+	v, _, err := r.entry(ctx, key)
+	return v, err
+}
+
+// entry reads key and whether it is present (its value may be empty).
+func (r *Requests) entry(ctx context.Context, key string) ([]byte, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
 	kv, err := bucket(ctx, r.JS, streams.BucketRequests)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: requests: %w", ErrUnavailable, err)
+		return nil, false, fmt.Errorf("%w: requests: %w", ErrUnavailable, err)
 	}
-	return e.Value(), nil
+	return e.Value(), true, nil
 }
 
 // Step reads node's step result of request id (nil while it has not
@@ -169,9 +175,14 @@ func (r *Requests) Step(ctx context.Context, id, node string) ([]byte, error) {
 	return r.get(ctx, stepPrefix+streams.KeyToken(id)+"."+streams.KeyToken(node))
 }
 
-// Part reads node's sealed export part of request id (nil if none).
+// Part reads node's sealed export part of request id: nil if none,
+// empty (not nil) once emptied.
 func (r *Requests) Part(ctx context.Context, id, node string) ([]byte, error) {
-	return r.get(ctx, partPrefix+streams.KeyToken(id)+"."+streams.KeyToken(node))
+	v, ok, err := r.entry(ctx, partPrefix+streams.KeyToken(id)+"."+streams.KeyToken(node))
+	if ok && v == nil {
+		v = []byte{}
+	}
+	return v, err
 }
 
 // View reads the receiving node's last view of request id (nil if none).

@@ -103,7 +103,8 @@ func TestRequestsWatchSurvivesBucketReset(t *testing.T) {
 }
 
 // TestRequestsReadStepsPartsViews: what a node reports is read back under
-// its node's name; what is not reported reads as nil.
+// its node's name; what is not reported reads as nil, an emptied part as
+// empty.
 func TestRequestsReadStepsPartsViews(t *testing.T) {
 	f := fixedJS{startJS(t)}
 	r := &Requests{JS: f, Self: "a"}
@@ -127,6 +128,15 @@ func TestRequestsReadStepsPartsViews(t *testing.T) {
 		if err != nil || string(got) != tc.want {
 			t.Errorf("%s: %q %v, want %q", tc.name, got, err, tc.want)
 		}
+	}
+	// An emptied part (a later erasure) reads as empty, a part never put
+	// as nil: the export tells a part not yet shared from an erased one.
+	publish(t, f, r.PartMessage("01A", "c", nil))
+	if got, err := r.Part(ctx, "01A", "c"); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("emptied part of c: %q (nil %v) %v, want empty, not nil", got, got == nil, err)
+	}
+	if got, err := r.Part(ctx, "01A", "d"); err != nil || got != nil {
+		t.Errorf("part of d (never put): %q %v, want nil", got, err)
 	}
 	// A republished message (same id) is one entry; a new value is another.
 	if a, b := r.StepMessage("01A", "b", []byte("x")), r.StepMessage("01A", "b", []byte("x")); a.ID != b.ID {

@@ -274,21 +274,6 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, req.View(time.Now(), true))
 }
 
-// lookup reads the request named in the path, answering 404 or 503 itself.
-func (s *Service) lookup(w http.ResponseWriter, r *http.Request) (*Request, bool) {
-	req, err := s.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "id", "no privacy request with this id")
-		return nil, false
-	}
-	if err != nil {
-		s.log.Error("privacy request not readable", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "", "the request could not be read; retry later")
-		return nil, false
-	}
-	return req, true
-}
-
 // handleList lists requests, newest first, with their deadlines. Query:
 // status, type.
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
@@ -320,15 +305,24 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleExport answers an access or export request's document, as JSON
-// (Art. 20) or, with ?format=html, as a readable page.
+// (Art. 20) or, with ?format=html, as a readable page. In cluster mode,
+// once the request is done, every node serves the same document,
+// assembled from the parts in the cluster's bucket; until then, the node
+// that received it serves what it can merge so far.
 func (s *Service) handleExport(w http.ResponseWriter, r *http.Request) {
-	req, ok := s.lookup(w, r)
-	if !ok {
+	id := r.PathValue("id")
+	req, err := s.Get(r.Context(), id)
+	here := err == nil && req.Origin == ""
+	if !here && (err == nil || errors.Is(err, ErrNotFound)) {
+		req, err = s.Status(r.Context(), id) // another node's request: its view
+	}
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "id", "no privacy request with this id")
 		return
 	}
-	if req.Origin != "" {
-		writeError(w, http.StatusConflict, "export_on_receiving_node", "id",
-			"this request was received by node "+req.Origin+", which merges every node's part: ask it for the export")
+	if err != nil {
+		s.log.Error("privacy request not readable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "", "the request could not be read; retry later")
 		return
 	}
 	if req.Type != TypeAccess && req.Type != TypeExport {
@@ -340,7 +334,30 @@ func (s *Service) handleExport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_format", "format", "format: json or html")
 		return
 	}
-	doc, err := s.Export(r.Context(), req)
+	var doc *Export
+	switch {
+	case s.cfg.Peers != nil && req.ExportNode != "" && req.finished():
+		doc, err = s.sharedExport(r.Context(), req)
+	case here:
+		doc, err = s.Export(r.Context(), req)
+	case !req.finished():
+		writeError(w, http.StatusConflict, "export_not_ready", "id",
+			"this request is "+string(req.Status)+": every node serves its export once it is done (until then, only the node that received it)")
+		return
+	default:
+		writeError(w, http.StatusConflict, "export_on_receiving_node", "id",
+			"the receiving node did not share its part of this export with the cluster (too large to send, or the request predates sharing): ask the node that received the request")
+		return
+	}
+	if errors.Is(err, ErrNotFound) { // the cluster's entries of it purged
+		writeError(w, http.StatusGone, "export_purged", "id", "this request's export was purged with the request, its retention (retention.requests) over")
+		return
+	}
+	if errors.Is(err, ErrExportPending) {
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "export_pending", "", "the export is still being shared with the cluster; retry in a few seconds")
+		return
+	}
 	if err != nil {
 		s.log.Error("export not built", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "", "the document could not be built; retry later")

@@ -24,7 +24,10 @@
 //   - access, export: the document of everything held about the person
 //     (events as stored, e-mail events, profiles and segments with their
 //     history, consent now and its history with proof, vault traits
-//     decrypted, what each plugin was given), built on demand.
+//     decrypted, what each plugin was given), built on demand; in
+//     cluster mode, once the request is done, every node serves the same
+//     document, assembled from the parts the members (the receiving node
+//     included) shared sealed.
 //   - erase: suppression entries if asked (the person's later events are
 //     then dropped at the door), the erasure event
 //     vigie.privacy.<site>.erase committed to the outbox, every key of the

@@ -11,4 +11,8 @@ var (
 	ErrNotFound = errors.New("privacy: no such request")
 	// ErrStopped is returned once the Service is stopped.
 	ErrStopped = errors.New("privacy: service stopped")
+	// ErrExportPending is returned for the export of a done request
+	// whose receiving node's part has not reached the cluster's bucket
+	// yet (its outbox publishes it): retry shortly.
+	ErrExportPending = errors.New("privacy: the export's parts are not all shared yet")
 )

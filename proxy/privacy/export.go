@@ -87,9 +87,11 @@ func asJSON(m proto.Message) json.RawMessage {
 	return j
 }
 
-// Export builds the document of request r (an access or export request)
-// from what the store holds now and, in cluster mode, the part every
-// other node reported.
+// Export builds the document of request r (an access or export request
+// received by this node) from what the store holds now and, in cluster
+// mode, the part every other node reported. Once such a request is done,
+// every node serves instead the document assembled from the parts
+// (sharedExport).
 func (s *Service) Export(ctx context.Context, r *Request) (*Export, error) {
 	doc, err := s.localExport(ctx, r)
 	if err != nil || s.cfg.Peers == nil || r.Origin != "" {
@@ -101,16 +103,19 @@ func (s *Service) Export(ctx context.Context, r *Request) (*Export, error) {
 	return doc, nil
 }
 
-// localExport builds the document of r from this node's store.
-func (s *Service) localExport(ctx context.Context, r *Request) (*Export, error) {
-	doc := &Export{RequestID: r.ID, Site: r.Site, GeneratedAt: time.Now().UTC(), IdentifierKind: r.IdentifierKind,
-		Subjects: slices.Clone(r.Subjects), Events: []json.RawMessage{}, EmailEvents: []json.RawMessage{},
+// newExport is the empty document of r, generated now.
+func newExport(r *Request) *Export {
+	return &Export{RequestID: r.ID, Site: r.Site, GeneratedAt: time.Now().UTC(), IdentifierKind: r.IdentifierKind,
+		Subjects: []string{}, Events: []json.RawMessage{}, EmailEvents: []json.RawMessage{},
 		Profiles: []ProfileDoc{}, Segments: SegmentsDoc{Current: []string{}, History: []json.RawMessage{}},
 		Consent:     ConsentDoc{Current: map[string]storage.ConsentEntry{}, History: []ConsentHistoryDoc{}},
 		VaultTraits: map[string]json.RawMessage{}, SyncHistory: []SyncDoc{}}
-	if doc.Subjects == nil {
-		doc.Subjects = []string{}
-	}
+}
+
+// localExport builds the document of r from this node's store.
+func (s *Service) localExport(ctx context.Context, r *Request) (*Export, error) {
+	doc := newExport(r)
+	doc.Subjects = append(doc.Subjects, r.Subjects...)
 	type timed struct {
 		ms  int64
 		raw json.RawMessage

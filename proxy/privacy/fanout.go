@@ -41,7 +41,8 @@ type Peers interface {
 	// AckMessage carries a plugin's acknowledgement received by a node
 	// other than the request's (the plugins share their consumers).
 	AckMessage(id, plugin string, v []byte) storage.Message
-	// Step, Part, View and Ack read them back ((nil, nil) when absent).
+	// Step, Part, View and Ack read them back ((nil, nil) when absent; an
+	// emptied part is empty, not nil).
 	Step(ctx context.Context, id, node string) ([]byte, error)
 	Ack(ctx context.Context, id, plugin string) ([]byte, error)
 	Part(ctx context.Context, id, node string) ([]byte, error)
@@ -269,16 +270,10 @@ func (s *Service) reportMessages(ctx context.Context, r *Request) ([]storage.Mes
 	}
 	var msgs []storage.Message
 	if len(failed) == 0 && (r.Type == TypeAccess || r.Type == TypeExport) {
-		doc, err := s.localExport(ctx, r)
+		sealed, doc, err := s.sealedPart(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		b, err := json.Marshal(doc)
-		if err != nil {
-			return nil, err
-		}
-		sealed := s.cfg.Store.SealSecret(partAAD(r.ID, p.Node()), b)
-		clear(b)
 		if len(sealed) > cluster.MaxValue {
 			failed = append(failed, fmt.Sprintf("collect (its part, %d bytes, is larger than the %d a node may send)", len(sealed), cluster.MaxValue))
 		} else {
@@ -303,6 +298,41 @@ func (s *Service) reportMessages(ctx context.Context, r *Request) ([]storage.Mes
 		return nil, err
 	}
 	return append(msgs, p.StepMessage(r.ID, p.Node(), b)), nil
+}
+
+// sealedPart is this node's part of r's export (localExport), sealed
+// under the keyring's vault key for the cluster's bucket, and the part.
+func (s *Service) sealedPart(ctx context.Context, r *Request) ([]byte, *Export, error) {
+	doc, err := s.localExport(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed := s.cfg.Store.SealSecret(partAAD(r.ID, s.cfg.Peers.Node()), b)
+	clear(b)
+	return sealed, doc, nil
+}
+
+// shareExport returns the outbox message, committed with the receipt of
+// r (an access or export request this node received, cluster mode), that
+// puts this node's own sealed part of the export beside the other
+// members' parts, and sets r.ExportNode: every node then assembles the
+// same export (sharedExport). A part larger than a node may send is not
+// shared: the export stays served by this node only, as detail says.
+func (s *Service) shareExport(ctx context.Context, r *Request) ([]storage.Message, string, error) {
+	sealed, _, err := s.sealedPart(ctx, r)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(sealed) > cluster.MaxValue {
+		return nil, fmt.Sprintf("this node's part of the export (%d bytes) is larger than the %d a node may send: the export is served by this node only", len(sealed), cluster.MaxValue), nil
+	}
+	r.ExportNode = s.cfg.Peers.Node()
+	return []storage.Message{s.cfg.Peers.PartMessage(r.ID, r.ExportNode, sealed)},
+		"this node's part of the export shared with the cluster, sealed: every node serves the same export", nil
 }
 
 // pollNodes updates request id's node steps from what the nodes reported:
@@ -433,46 +463,101 @@ func (s *Service) Status(ctx context.Context, id string) (*Request, error) {
 
 // mergeParts adds to doc the parts of every node that reported one.
 func (s *Service) mergeParts(ctx context.Context, r *Request, doc *Export) error {
-	for _, st := range r.Steps {
-		node, ok := strings.CutPrefix(st.Name, nodeStepPrefix)
-		if !ok || st.Status != StatusDone {
-			continue
-		}
-		sealed, err := s.cfg.Peers.Part(ctx, r.ID, node)
-		if err != nil {
+	for _, node := range doneNodes(r) {
+		if _, err := s.addPart(ctx, doc, r.ID, node); err != nil {
 			return err
 		}
-		if len(sealed) == 0 { // none, or emptied by a later erasure
-			continue
-		}
-		b, err := s.cfg.Store.OpenSecret(partAAD(r.ID, node), sealed)
-		if err != nil {
-			return err
-		}
-		var part Export
-		err = json.Unmarshal(b, &part)
-		clear(b)
-		if err != nil {
-			return fmt.Errorf("privacy: node %s's part: %w", node, err)
-		}
-		doc.Subjects = append(doc.Subjects, part.Subjects...)
-		doc.Events = append(doc.Events, part.Events...)
-		doc.EmailEvents = append(doc.EmailEvents, part.EmailEvents...)
-		doc.Profiles = append(doc.Profiles, part.Profiles...)
-		doc.Segments.Current = append(doc.Segments.Current, part.Segments.Current...)
-		doc.Segments.History = append(doc.Segments.History, part.Segments.History...)
-		maps.Copy(doc.Consent.Current, part.Consent.Current)
-		doc.Consent.History = append(doc.Consent.History, part.Consent.History...)
-		maps.Copy(doc.VaultTraits, part.VaultTraits)
-		doc.SyncHistory = append(doc.SyncHistory, part.SyncHistory...)
 	}
+	sortMerged(doc)
+	return nil
+}
+
+// doneNodes are the other members whose step of r is done, in the order
+// of r's steps.
+func doneNodes(r *Request) []string {
+	var out []string
+	for _, st := range r.Steps {
+		if node, ok := strings.CutPrefix(st.Name, nodeStepPrefix); ok && st.Status == StatusDone {
+			out = append(out, node)
+		}
+	}
+	return out
+}
+
+// sharedExport assembles the export of r, a done access or export
+// request as its receiving node holds it (that node's request, or its
+// view on another node), from the parts in the cluster's bucket: the
+// receiving node's (r.ExportNode), then each member's that reported one,
+// in the order of r's steps. It is generated at r's completion, so every
+// node serves the same document. ErrExportPending: the receiving node's
+// part is not in the bucket yet; ErrNotFound: the request's entries were
+// purged.
+func (s *Service) sharedExport(ctx context.Context, r *Request) (*Export, error) {
+	doc := newExport(r)
+	if r.CompletedAt != nil {
+		doc.GeneratedAt = r.CompletedAt.UTC()
+	}
+	ok, err := s.addPart(ctx, doc, r.ID, r.ExportNode)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		// Not published yet, or purged with the request's other entries
+		// (retention.requests) while this node still holds the request.
+		if v, err := s.cfg.Peers.View(ctx, r.ID); err != nil {
+			return nil, err
+		} else if v == nil {
+			return nil, ErrNotFound
+		}
+		return nil, ErrExportPending
+	}
+	if err := s.mergeParts(ctx, r, doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// addPart adds node's part of request id's export to doc; false when
+// the bucket holds none (one emptied by a later erasure adds nothing).
+func (s *Service) addPart(ctx context.Context, doc *Export, id, node string) (bool, error) {
+	sealed, err := s.cfg.Peers.Part(ctx, id, node)
+	if err != nil || sealed == nil {
+		return false, err
+	}
+	if len(sealed) == 0 { // emptied by a later erasure
+		return true, nil
+	}
+	b, err := s.cfg.Store.OpenSecret(partAAD(id, node), sealed)
+	if err != nil {
+		return false, err
+	}
+	var part Export
+	err = json.Unmarshal(b, &part)
+	clear(b)
+	if err != nil {
+		return false, fmt.Errorf("privacy: node %s's part: %w", node, err)
+	}
+	doc.Subjects = append(doc.Subjects, part.Subjects...)
+	doc.Events = append(doc.Events, part.Events...)
+	doc.EmailEvents = append(doc.EmailEvents, part.EmailEvents...)
+	doc.Profiles = append(doc.Profiles, part.Profiles...)
+	doc.Segments.Current = append(doc.Segments.Current, part.Segments.Current...)
+	doc.Segments.History = append(doc.Segments.History, part.Segments.History...)
+	maps.Copy(doc.Consent.Current, part.Consent.Current)
+	doc.Consent.History = append(doc.Consent.History, part.Consent.History...)
+	maps.Copy(doc.VaultTraits, part.VaultTraits)
+	doc.SyncHistory = append(doc.SyncHistory, part.SyncHistory...)
+	return true, nil
+}
+
+// sortMerged orders a document merged from parts as one node's is.
+func sortMerged(doc *Export) {
 	slices.Sort(doc.Subjects)
 	doc.Subjects = slices.Compact(doc.Subjects)
 	slices.SortStableFunc(doc.Events, func(a, b json.RawMessage) int { return cmpInt(eventMs(a), eventMs(b)) })
 	slices.Sort(doc.Segments.Current)
 	doc.Segments.Current = slices.Compact(doc.Segments.Current)
 	slices.SortStableFunc(doc.Consent.History, func(a, b ConsentHistoryDoc) int { return cmpInt(a.AtMs, b.AtMs) })
-	return nil
 }
 
 func cmpInt(a, b int64) int {

@@ -121,6 +121,12 @@ type Request struct {
 	Options      Options `json:"options"`
 	// Summary is what the request did, without identifiers (the receipt).
 	Summary map[string]int `json:"summary,omitempty"`
+	// ExportNode (an access or export request, cluster mode) is the node
+	// that received the request, set by its receipt once it committed its
+	// own part of the export, sealed, beside the other members' parts
+	// (KV VIGIE_REQUESTS): every node then assembles the same export from
+	// them (sharedExport). Empty: served by the receiving node only.
+	ExportNode string `json:"export_node,omitempty"`
 }
 
 // Deadline is the legal deadline of a request made at t: one month (GDPR

@@ -72,7 +72,11 @@ func (s *Service) stepCollect(ctx context.Context, r *Request) error {
 	}
 	counts := map[string]int{"events": len(doc.Events), "email_events": len(doc.EmailEvents), "profiles": len(doc.Profiles),
 		"consent_history": len(doc.Consent.History), "sync_history": len(doc.SyncHistory), "vault_traits": len(doc.VaultTraits)}
-	return s.stepDone(ctx, r.ID, "collect", "the export is built on demand from what is held now", counts)
+	detail := "the export is built on demand from what is held now"
+	if s.cfg.Peers != nil {
+		detail = "the export is built from what every node holds when the request is done"
+	}
+	return s.stepDone(ctx, r.ID, "collect", detail, counts)
 }
 
 // stepSuppress records suppression entries for the identifier given and
@@ -424,9 +428,10 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 			if rest := slices.DeleteFunc(slices.Clone(o.Subjects), func(x string) bool { return gone[x] }); len(rest) > 0 {
 				keep[o.ID] = rest
 			}
-			if o.Origin != "" && s.cfg.Peers != nil && (o.Type == TypeAccess || o.Type == TypeExport) {
+			if (o.Origin != "" || o.ExportNode != "") && s.cfg.Peers != nil && (o.Type == TypeAccess || o.Type == TypeExport) {
 				// This node's sealed part of an earlier export of the
-				// person, in the cluster's bucket: emptied.
+				// person, in the cluster's bucket (a member's, or the
+				// receiving node's own once shared): emptied.
 				blank = append(blank, s.cfg.Peers.PartMessage(o.ID, s.cfg.Peers.Node(), nil))
 			}
 		}
@@ -489,6 +494,13 @@ func (s *Service) stepReceipt(ctx context.Context, r *Request) error {
 				return false, nil, err
 			}
 			detail = "step reported to node " + r.Origin
+		} else if s.cfg.Peers != nil && (r.Type == TypeAccess || r.Type == TypeExport) {
+			// Its own part beside the others: the export is served by
+			// every node.
+			var err error
+			if msgs, detail, err = s.shareExport(ctx, r); err != nil {
+				return false, nil, err
+			}
 		}
 		r.step("receipt").set(StatusDone, detail)
 		finish(r)
