@@ -220,151 +220,181 @@ func (rt *Runtime) segment(p *proc) handler { return rt.segmentWith(p, true) }
 // written back, partitions.go).
 func (rt *Runtime) segmentWith(p *proc, flush bool) handler {
 	return func(ctx context.Context, msgs []jetstream.Msg) []error {
-		errs := make([]error, len(msgs))
 		_, m, _, _ := p.snapshot()
-		var idx []int
-		var items []*vigiev1.SegmentInput
-		now := time.Now().UnixMilli()
-		// Events are observed in runs (one transaction each). A run is cut
-		// only where the profile of a subject already in it is deleted, so
-		// that each subject's order is kept: the events of visitors who do
-		// not grant a profiling purpose (each one deletes an absent
-		// profile) do not cut it. Cutting at each of them made one write
-		// transaction per event on a site where half the visitors refuse,
-		// each queued behind the ingestion's commits in Badger's write
-		// pipeline; and since every transaction, read-only or not, waits
-		// for the commits in flight when it starts, those deletions are
-		// themselves batched.
-		var runIdx []int
-		var run []*vigiev1.Event
-		inRun := map[string]struct{}{}
-		// The profiles to delete (visitors granting no profiling purpose)
-		// are deleted together, in one transaction: before the run takes
-		// an event of one of their subjects, and at the end. The run and
-		// the deletions waiting never name the same subject.
-		var delIdx []int
-		var dels []storage.ProfileRef
-		inDel := map[string]struct{}{}
-		deleteProfiles := func() {
-			if len(dels) == 0 {
-				return
-			}
-			clear(inDel)
-			if _, err := rt.cfg.Store.DeleteProfiles(ctx, dels, reasonWithdrawn); err != nil {
-				for _, i := range delIdx {
-					errs[i] = err
-				}
-			}
-			delIdx, dels = delIdx[:0], dels[:0]
-		}
-		observe := func() {
-			if len(run) == 0 {
-				return
-			}
-			clear(inRun)
-			res, err := rt.cfg.Store.ObserveEvents(ctx, run)
-			for k, i := range runIdx {
-				switch {
-				case err != nil:
-					errs[i] = err
-				case errors.Is(res[k].Err, storage.ErrNotFound):
-					// Seen before, and the profile was deleted since (a
-					// later event withdrew consent): nothing to segment.
-				case res[k].Err != nil:
-					errs[i] = res[k].Err
-				case grantsAll(run[k].GetPurposes(), m.Purposes):
-					idx = append(idx, i)
-					items = append(items, &vigiev1.SegmentInput{Event: run[k], Profile: res[k].Profile.Proto(now)})
-				}
-			}
-			runIdx, run = runIdx[:0], run[:0]
-		}
+		b := &segBatch{rt: rt, p: p, m: m, errs: make([]error, len(msgs)), now: time.Now().UnixMilli(),
+			inRun: map[string]struct{}{}, inDel: map[string]struct{}{}}
 		for i, msg := range msgs {
-			ev, err := decode(msg)
-			if err != nil {
-				errs[i] = err
-				continue
-			}
-			if ev.GetMode() != vigiev1.Mode_MODE_PSEUDONYMOUS || ev.GetSubject() == "" ||
-				fromPlugin(ev, p.spec.Name) || !matches(m.Filter, ev) || machineEmail(ev) {
-				continue
-			}
-			key := ev.GetSite() + "\x00" + ev.GetSubject()
-			if !grantsAny(ev.GetPurposes(), rt.cfg.ProfilePurposes) {
-				if _, ok := inRun[key]; ok {
-					observe()
-				}
-				delIdx = append(delIdx, i)
-				if _, ok := inDel[key]; !ok {
-					dels = append(dels, storage.ProfileRef{Site: ev.GetSite(), Subject: ev.GetSubject()})
-					inDel[key] = struct{}{}
-				}
-				continue
-			}
-			if sensitiveEvent(ev) {
-				continue // never profiled, segmented or modelled
-			}
-			if _, ok := inDel[key]; ok {
-				deleteProfiles()
-			}
-			runIdx, run = append(runIdx, i), append(run, ev)
-			inRun[key] = struct{}{}
+			b.add(ctx, i, msg)
 		}
 		// The run and the deletions left name different subjects.
-		observe()
-		deleteProfiles()
-		if len(items) > 0 {
-			var results []sdk.SegmentResult
-			var itemErrs []error
-			err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
-				var err error
-				results, itemErrs, err = c.SegmentBatch(cctx, items)
-				return err
-			})
-			var outIdx []int
-			var outcomes []storage.SegmentOutcome
-			for k, i := range idx {
-				if err != nil {
-					errs[i] = err
-					continue
-				}
-				if itemErrs[k] != nil {
-					errs[i] = itemErrs[k]
-					continue
-				}
-				ev := items[k].GetEvent()
-				o := storage.SegmentOutcome{
-					Plugin: p.spec.Name, Site: ev.GetSite(), Subject: ev.GetSubject(), EventID: ev.GetId(),
-					Changes: results[k].Changes, AtMs: ev.GetTimestampMs(),
-				}
-				if u := results[k].Update; u != nil {
-					o.ScoreDelta, o.Attributes = u.GetScoreDelta(), u.GetAttributes()
-				}
-				outIdx, outcomes = append(outIdx, i), append(outcomes, o)
-			}
-			if len(outcomes) > 0 {
-				applied, aerr := rt.cfg.Store.ApplySegments(ctx, outcomes)
-				for k, i := range outIdx {
-					switch {
-					case aerr != nil:
-						errs[i] = aerr
-					case applied[k].Err != nil && !errors.Is(applied[k].Err, storage.ErrNotFound):
-						errs[i] = applied[k].Err
-					default:
-						p.processed.Add(1)
-						rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
-					}
-				}
-			}
-		}
+		b.observe(ctx)
+		b.deleteProfiles(ctx)
+		b.segment(ctx)
 		if !flush {
-			return errs
+			return b.errs
 		}
 		if err := rt.flushChanges(ctx); err != nil {
 			rt.log.Warn("segment changes not published yet", "err", err)
 			rt.recover(ctx, err)
 		}
-		return errs
+		return b.errs
+	}
+}
+
+// segBatch is one fetched batch in a segmenter's hands.
+//
+// Events are observed in runs (one transaction each). A run is cut only
+// where the profile of a subject already in it is deleted, so that each
+// subject's order is kept: the events of visitors who do not grant a
+// profiling purpose (each one deletes an absent profile) do not cut it.
+// Cutting at each of them made one write transaction per event on a site
+// where half the visitors refuse, each queued behind the ingestion's
+// commits in Badger's write pipeline; and since every transaction,
+// read-only or not, waits for the commits in flight when it starts, those
+// deletions are themselves batched: deleted together, in one transaction,
+// before the run takes an event of one of their subjects, and at the end.
+// The run and the deletions waiting never name the same subject.
+type segBatch struct {
+	rt   *Runtime
+	p    *proc
+	m    sdk.Manifest
+	errs []error // one per message
+	now  int64   // Unix ms, for the profiles given to the plugin
+	// idx and items are the events for the plugin, with their profiles.
+	idx   []int
+	items []*vigiev1.SegmentInput
+	// run holds the events waiting to be observed (runIdx: their
+	// messages; inRun: their subjects).
+	runIdx []int
+	run    []*vigiev1.Event
+	inRun  map[string]struct{}
+	// dels holds the profiles waiting to be deleted (delIdx: the messages
+	// asking it; inDel: their subjects).
+	delIdx []int
+	dels   []storage.ProfileRef
+	inDel  map[string]struct{}
+}
+
+// add takes message i: into the run, into the deletions, or nowhere.
+func (b *segBatch) add(ctx context.Context, i int, msg jetstream.Msg) {
+	ev, err := decode(msg)
+	if err != nil {
+		b.errs[i] = err
+		return
+	}
+	if ev.GetMode() != vigiev1.Mode_MODE_PSEUDONYMOUS || ev.GetSubject() == "" ||
+		fromPlugin(ev, b.p.spec.Name) || !matches(b.m.Filter, ev) || machineEmail(ev) {
+		return
+	}
+	key := ev.GetSite() + "\x00" + ev.GetSubject()
+	if !grantsAny(ev.GetPurposes(), b.rt.cfg.ProfilePurposes) {
+		if _, ok := b.inRun[key]; ok {
+			b.observe(ctx)
+		}
+		b.delIdx = append(b.delIdx, i)
+		if _, ok := b.inDel[key]; !ok {
+			b.dels = append(b.dels, storage.ProfileRef{Site: ev.GetSite(), Subject: ev.GetSubject()})
+			b.inDel[key] = struct{}{}
+		}
+		return
+	}
+	if sensitiveEvent(ev) {
+		return // never profiled, segmented or modelled
+	}
+	if _, ok := b.inDel[key]; ok {
+		b.deleteProfiles(ctx)
+	}
+	b.runIdx, b.run = append(b.runIdx, i), append(b.run, ev)
+	b.inRun[key] = struct{}{}
+}
+
+// deleteProfiles deletes the profiles waiting, in one call.
+func (b *segBatch) deleteProfiles(ctx context.Context) {
+	if len(b.dels) == 0 {
+		return
+	}
+	clear(b.inDel)
+	if _, err := b.rt.cfg.Store.DeleteProfiles(ctx, b.dels, reasonWithdrawn); err != nil {
+		for _, i := range b.delIdx {
+			b.errs[i] = err
+		}
+	}
+	b.delIdx, b.dels = b.delIdx[:0], b.dels[:0]
+}
+
+// observe observes the run and keeps, for the plugin, the events whose
+// consent grants its purposes.
+func (b *segBatch) observe(ctx context.Context) {
+	if len(b.run) == 0 {
+		return
+	}
+	clear(b.inRun)
+	res, err := b.rt.cfg.Store.ObserveEvents(ctx, b.run)
+	for k, i := range b.runIdx {
+		switch {
+		case err != nil:
+			b.errs[i] = err
+		case errors.Is(res[k].Err, storage.ErrNotFound):
+			// Seen before, and the profile was deleted since (a
+			// later event withdrew consent): nothing to segment.
+		case res[k].Err != nil:
+			b.errs[i] = res[k].Err
+		case grantsAll(b.run[k].GetPurposes(), b.m.Purposes):
+			b.idx = append(b.idx, i)
+			b.items = append(b.items, &vigiev1.SegmentInput{Event: b.run[k], Profile: res[k].Profile.Proto(b.now)})
+		}
+	}
+	b.runIdx, b.run = b.runIdx[:0], b.run[:0]
+}
+
+// segment gives the kept events to the plugin and applies its decisions.
+func (b *segBatch) segment(ctx context.Context) {
+	if len(b.items) == 0 {
+		return
+	}
+	p := b.p
+	var results []sdk.SegmentResult
+	var itemErrs []error
+	err := p.call(ctx, func(cctx context.Context, c *sdk.Client) error {
+		var err error
+		results, itemErrs, err = c.SegmentBatch(cctx, b.items)
+		return err
+	})
+	var outIdx []int
+	var outcomes []storage.SegmentOutcome
+	for k, i := range b.idx {
+		if err != nil {
+			b.errs[i] = err
+			continue
+		}
+		if itemErrs[k] != nil {
+			b.errs[i] = itemErrs[k]
+			continue
+		}
+		ev := b.items[k].GetEvent()
+		o := storage.SegmentOutcome{
+			Plugin: p.spec.Name, Site: ev.GetSite(), Subject: ev.GetSubject(), EventID: ev.GetId(),
+			Changes: results[k].Changes, AtMs: ev.GetTimestampMs(),
+		}
+		if u := results[k].Update; u != nil {
+			o.ScoreDelta, o.Attributes = u.GetScoreDelta(), u.GetAttributes()
+		}
+		outIdx, outcomes = append(outIdx, i), append(outcomes, o)
+	}
+	if len(outcomes) == 0 {
+		return
+	}
+	applied, aerr := b.rt.cfg.Store.ApplySegments(ctx, outcomes)
+	for k, i := range outIdx {
+		switch {
+		case aerr != nil:
+			b.errs[i] = aerr
+		case applied[k].Err != nil && !errors.Is(applied[k].Err, storage.ErrNotFound):
+			b.errs[i] = applied[k].Err
+		default:
+			p.processed.Add(1)
+			b.rt.metrics.processed.WithLabelValues(p.spec.Name).Inc()
+		}
 	}
 }
 
