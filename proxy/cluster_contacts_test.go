@@ -25,6 +25,17 @@ func crmFile(in *proxytest.Instance) string {
 	return ""
 }
 
+// syncPerson sends a person (sendPerson) to node in and waits until its crm
+// was given their e-mail.
+func syncPerson(t *testing.T, in *proxytest.Instance, node, user, anon, email, phone string) {
+	t.Helper()
+	sendPerson(t, in, user, anon, email, phone)
+	waitFor(t, node+"'s crm given "+user+"'s e-mail", 45*time.Second, func() bool {
+		f, _ := os.ReadFile(crmFile(in))
+		return strings.Contains(string(f), email)
+	})
+}
+
 // refusePrivacy sets whether node in's crm plugin fails every privacy
 // item (so that another node's crm handles it), for its next start.
 func refusePrivacy(in *proxytest.Instance, refuse bool) {
@@ -105,19 +116,11 @@ func TestClusterErasureContactOnAnotherNode(t *testing.T) {
 	c.Stop()
 	refusePrivacy(a, true)
 	a.Restart()
-	sendPerson(t, a, "u-ec-one", "anon-ec-one", email1, phone1)
-	waitFor(t, "node 1's crm given the first person's e-mail", 45*time.Second, func() bool {
-		f, _ := os.ReadFile(crmFile(a))
-		return strings.Contains(string(f), email1)
-	})
+	syncPerson(t, a, "node 1", "u-ec-one", "anon-ec-one", email1, phone1)
 	a.Stop()
 	refusePrivacy(b, true)
 	b.Restart()
-	sendPerson(t, b, "u-ec-two", "anon-ec-two", email2, phone2)
-	waitFor(t, "node 2's crm given the second person's e-mail", 45*time.Second, func() bool {
-		f, _ := os.ReadFile(crmFile(b))
-		return strings.Contains(string(f), email2)
-	})
+	syncPerson(t, b, "node 2", "u-ec-two", "anon-ec-two", email2, phone2)
 	a.Restart()
 	c.Restart()
 
@@ -232,11 +235,7 @@ func TestClusterErasureContactSyncedOnAnotherNode(t *testing.T) {
 	const email, phone = canarytest.Email, "+33612345678"
 	b.Stop()
 	c.Stop()
-	sendPerson(t, a, "u-sync-one", "anon-sync-one", email, phone)
-	waitFor(t, "node 1's crm given the person's e-mail", 45*time.Second, func() bool {
-		f, _ := os.ReadFile(crmFile(a))
-		return strings.Contains(string(f), email)
-	})
+	syncPerson(t, a, "node 1", "u-sync-one", "anon-sync-one", email, phone)
 	user, _ := personSubjects(t, a)
 	for _, in := range []*proxytest.Instance{a, b} {
 		refusePrivacy(in, true)
