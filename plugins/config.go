@@ -69,6 +69,13 @@ type Config struct {
 	// profiles in KV VIGIE_PROFILES (Store must have PortableProfiles).
 	// Nil for a single node: one consumer per segmenter, Badger only.
 	Partitions Partitions
+	// Node is, in cluster mode, this node's id (cluster.node_id). A plugin
+	// with a key-value space that is not a syncer then hears every privacy
+	// event on a consumer of its own node ("privacy-<plugin>-<node>"):
+	// its space is this node's Badger, so an erasure, withdrawal or
+	// objection must reach its instance on every node, not the one that
+	// took it from a shared consumer. Empty for a single node.
+	Node string
 	// Purposes are the known purpose names; a manifest naming another is
 	// refused.
 	Purposes []string

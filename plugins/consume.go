@@ -113,7 +113,40 @@ func (c *consumer) open(ctx context.Context) error {
 // batches; a message delivered again (it failed, or its plugin crashed on
 // the batch) is handled alone, so that one poison event cannot hold the
 // others back, unless it only waited for its destination (retryLater).
+// The next batch is fetched while one is handled (prefetch), so the
+// handler does not wait for the pull's round trip between batches.
 func (c *consumer) run(ctx context.Context) {
+	next := make(chan fetched) // unbuffered: one batch fetched ahead at most
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.prefetch(fctx, next)
+	}()
+	defer func() {
+		stop()
+		<-done
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-next:
+			c.handleBatch(ctx, b.msgs, b.hold)
+		}
+	}
+}
+
+// fetched is a batch fetched ahead, marked in progress since its fetch.
+type fetched struct {
+	msgs []jetstream.Msg
+	hold *inProgress
+}
+
+// prefetch fetches batches and hands each to out, until ctx is done. A
+// batch fetched when ctx ends is given back (nak): delivered again at once
+// to this consumer's next run, or to the node taking the partition over.
+func (c *consumer) prefetch(ctx context.Context, out chan<- fetched) {
 	for ctx.Err() == nil {
 		if c.owner != nil {
 			if _, err := c.owner.waitReady(ctx); err != nil {
@@ -131,16 +164,25 @@ func (c *consumer) run(ctx context.Context) {
 			}
 			continue
 		}
-		if len(msgs) > 0 {
-			c.handleBatch(ctx, msgs)
+		if len(msgs) == 0 {
+			continue
+		}
+		b := fetched{msgs: msgs, hold: holdInProgress(msgs, c.rt.cfg.AckWait/3)}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			b.hold.close()
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			return
 		}
 	}
 }
 
 // handleBatch handles and settles one fetched batch, its messages marked
-// in progress until each is settled.
-func (c *consumer) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
-	h := holdInProgress(msgs, c.rt.cfg.AckWait/3)
+// in progress (h) until each is settled.
+func (c *consumer) handleBatch(ctx context.Context, msgs []jetstream.Msg, h *inProgress) {
 	defer h.close()
 	var fresh []jetstream.Msg
 	for _, m := range msgs {

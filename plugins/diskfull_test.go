@@ -22,15 +22,7 @@ import (
 func TestDiskFullIsNotAFailure(t *testing.T) {
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
-	b, err := bus.New(bus.Config{StoreDir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	js := b.JetStream()
+	js := startBus(t)
 	for name, subj := range map[string]string{"T": "t.>", "D": "vigie.dead.>"} {
 		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subj}}); err != nil {
 			t.Fatal(err)
@@ -89,4 +81,19 @@ func TestDiskFullIsNotAFailure(t *testing.T) {
 			t.Errorf("%v: %v failures counted, want %v", tc.err, got, want)
 		}
 	}
+}
+
+// startBus starts a real embedded NATS with JetStream (package bus) for
+// the test and returns its JetStream context.
+func startBus(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	b, err := bus.New(bus.Config{StoreDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b.JetStream()
 }

@@ -131,7 +131,8 @@ func knownType(t string) bool {
 	return false
 }
 
-// contact returns the vaulted contact details of subject for plugin p, when
+// contact returns the vaulted contact details of subject for plugin p (this
+// node's vault, then in cluster mode the shared one: ResolveTraits), when
 // the purposes granted (those of the event at hand, or when nil those of the
 // subject's latest profiled event) include all of p's purposes.
 func (rt *Runtime) contact(ctx context.Context, p *proc, site, subject string, granted []string) (*sdk.Contact, error) {
@@ -160,7 +161,7 @@ func (rt *Runtime) contact(ctx context.Context, p *proc, site, subject string, g
 		}
 		return nil, sdk.ErrNotFound
 	}
-	raw, err := rt.cfg.Store.VaultTraits(subject, site)
+	raw, err := rt.cfg.Store.ResolveTraits(ctx, subject, site)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, sdk.ErrNotFound
 	}

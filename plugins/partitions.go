@@ -274,9 +274,10 @@ func (rt *Runtime) forgetPartition(ctx context.Context, n int) {
 	}
 }
 
-// profilesKV opens KV VIGIE_PROFILES.
+// profilesKV opens KV VIGIE_PROFILES (a handle opened less than
+// streams.HandleTTL ago is reused).
 func (rt *Runtime) profilesKV(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := rt.cfg.JetStream.KeyValue(ctx, streams.BucketProfiles)
+	kv, err := streams.KeyValue(ctx, rt.cfg.JetStream, streams.BucketProfiles)
 	if err != nil {
 		return nil, fmt.Errorf("plugins: profiles bucket: %w", err)
 	}
@@ -676,6 +677,13 @@ func profileSegments(p *storage.Profile) []string {
 		return nil
 	}
 	return p.Segments
+}
+
+// Profile returns the profile of subject on site as the plugins see it
+// (see profile): in cluster mode the shared copy, whichever node owns the
+// subject's partition. storage.ErrNotFound when there is none.
+func (rt *Runtime) Profile(ctx context.Context, site, subject string) (*storage.Profile, error) {
+	return rt.profile(ctx, site, subject)
 }
 
 // profile returns the profile of subject on site: this node's copy for a

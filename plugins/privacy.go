@@ -51,6 +51,12 @@ type PrivacyAck struct {
 	Status string
 	// Detail says why, in words (no identifier).
 	Detail string
+	// Node is, for a node-scoped plugin (Runtime.NodeScoped), the node
+	// whose instance handled the erasure: each node's instance forgets
+	// what its own key-value space holds, so the erasure waits for every
+	// node's. Empty otherwise: one instance's acknowledgement stands for
+	// the plugin.
+	Node string
 }
 
 // PrivacyAcker receives each plugin's acknowledgement of each erasure. An
@@ -71,15 +77,42 @@ func (rt *Runtime) Names() []string {
 }
 
 // privacyConsumer is the privacy consumer of a plugin that is not a
-// syncer: erasures, or every privacy event for a PrivacyListener.
+// syncer: erasures, or every privacy event for a PrivacyListener. One
+// durable serves the plugin on every node, except in cluster mode for a
+// plugin with a key-value space, whose durable is its node's
+// (Config.Node): each node's instance forgets what its own space holds.
 func (rt *Runtime) privacyConsumer(p *proc, m sdk.Manifest) *consumer {
 	filter := streams.PrivacyKindSubjects(streams.KindErase)
 	if listensPrivacy(m) {
 		filter = streams.PrivacyPrefix + ">"
 	}
-	return &consumer{rt: rt, durable: "privacy-" + p.spec.Name, stream: streams.Privacy, stage: stageSync,
+	durable := "privacy-" + p.spec.Name
+	if rt.nodeScoped(m) {
+		durable += "-" + rt.cfg.Node
+	}
+	return &consumer{rt: rt, durable: durable, stream: streams.Privacy, stage: stageSync,
 		filters: []string{filter}, owner: p,
 		handle: rt.forget(p), onDead: rt.privacyDead(p)}
+}
+
+// nodeScoped reports whether a plugin with manifest m hears the privacy
+// events on its node's own consumer (cluster mode, a key-value space, not
+// a syncer): see privacyConsumer.
+func (rt *Runtime) nodeScoped(m sdk.Manifest) bool {
+	return rt.cfg.Node != "" && m.Has(sdk.CapKV) && !slices.Contains(m.Kinds, sdk.KindSyncer)
+}
+
+// NodeScoped reports whether plugin name's erasures are acknowledged by
+// every node's instance (PrivacyAck.Node), not by one for all: cluster
+// mode, and the plugin, started at least once, has a key-value space and
+// is not a syncer.
+func (rt *Runtime) NodeScoped(name string) bool {
+	p := rt.procs[name]
+	if p == nil {
+		return false
+	}
+	_, m, _, _ := p.snapshot()
+	return rt.nodeScoped(m)
 }
 
 // listensPrivacy reports whether a plugin serves the PrivacyListener hook.
@@ -194,7 +227,11 @@ func (rt *Runtime) ack(ctx context.Context, p *proc, pe *vigiev1.PrivacyEvent, s
 	if rt.cfg.Privacy == nil || pe.GetRequestId() == "" {
 		return nil
 	}
-	err := rt.cfg.Privacy.PrivacyAck(ctx, PrivacyAck{Plugin: p.spec.Name, Site: pe.GetSite(), RequestID: pe.GetRequestId(), Status: status, Detail: detail})
+	a := PrivacyAck{Plugin: p.spec.Name, Site: pe.GetSite(), RequestID: pe.GetRequestId(), Status: status, Detail: detail}
+	if _, m, _, _ := p.snapshot(); rt.nodeScoped(m) {
+		a.Node = rt.cfg.Node
+	}
+	err := rt.cfg.Privacy.PrivacyAck(ctx, a)
 	if err != nil {
 		return fmt.Errorf("privacy acknowledgement not recorded: %w", err)
 	}

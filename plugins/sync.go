@@ -356,7 +356,7 @@ func (rt *Runtime) givenContact(ctx context.Context, p *proc, site string, subje
 		if !given {
 			continue
 		}
-		raw, err := rt.cfg.Store.VaultTraits(subj, site)
+		raw, err := rt.cfg.Store.ResolveTraits(ctx, subj, site)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/storage"
 )
@@ -16,6 +18,26 @@ func (s *Server) clusterBuckets() []string {
 	return append(cluster.Buckets(), cluster.PartitionBuckets()...)
 }
 
+// sharedVault is the store's SharedVault: in cluster mode KV VIGIE_VAULT
+// over the bus once started; nil for a single node (no KV call).
+func (s *Server) sharedVault() storage.SharedVault {
+	if !s.cfg.Cluster.Enabled() {
+		return nil
+	}
+	return cluster.VaultBucket{JS: startedBus{s}}
+}
+
+// startedBus is the server's bus once started (no JetStream before).
+type startedBus struct{ s *Server }
+
+// JetStream implements cluster.JetStreamer.
+func (b startedBus) JetStream() jetstream.JetStream {
+	if bb := b.s.profileBus.Load(); bb != nil {
+		return bb.JetStream()
+	}
+	return nil
+}
+
 // startCluster starts, in cluster mode, the shared dedup, the membership
 // heartbeat and the watch that applies the other nodes' consent ledger
 // entries; it stops with ctx.
@@ -26,7 +48,7 @@ func (s *Server) startCluster(ctx context.Context) {
 	s.dedup = cluster.NewDedup(s.bus, s.cfg.Cluster.NodeID)
 	s.members = &cluster.Membership{JS: s.bus, Node: s.cfg.Cluster.NodeID, Logger: s.log.With("component", "cluster")}
 	w := &cluster.LedgerWatcher{JS: s.bus, Store: s.store, Forget: s.ledger.Forget, Applied: s.ledger.Applied,
-		Node: s.cfg.Cluster.NodeID, Marks: s.store, Logger: s.log.With("component", "cluster"),
+		Node: s.cfg.Cluster.NodeID, Marks: s.store, Enqueue: s.store.Enqueue, Logger: s.log.With("component", "cluster"),
 		Erase: func(ctx context.Context, site, subject string) error {
 			_, err := s.store.EraseSubjects(ctx, site, []string{subject})
 			return err

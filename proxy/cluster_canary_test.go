@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,6 +24,7 @@ var dedupKey = regexp.MustCompile(`^demo\.[0-9a-f]{32,}$`)
 // dedup keys are the site and a hex MAC, and the tombstone names no
 // identifier.
 func TestClusterCanariesNeverAtRest(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 2)
 	payloads := append(canaryPayloads(), variantPayloads()...)
@@ -96,7 +96,7 @@ func TestClusterCanariesNeverAtRest(t *testing.T) {
 	}
 	nc.stop()
 	for _, s := range nc.servers {
-		if canarytest.ScanDir(t, filepath.Join(filepath.Dir(s.conf), s.name)) == 0 {
+		if canarytest.ScanDir(t, s.storeDir()) == 0 {
 			t.Errorf("no store file for %s", s.name)
 		}
 		canarytest.Find(t, s.name+" log", []byte(s.log.String()))

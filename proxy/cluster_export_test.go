@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +32,7 @@ func (f fixedJetStream) JetStream() jetstream.JetStream { return f.js }
 // Once the request's entries are purged (retention.requests), no node
 // serves it any more.
 func TestClusterExportServedByEveryNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	const email = "ines.export-canary@example.org"
@@ -146,7 +146,7 @@ func TestClusterExportServedByEveryNode(t *testing.T) {
 	}
 	nc.stop()
 	for _, s := range nc.servers {
-		if canarytest.ScanDir(t, filepath.Join(filepath.Dir(s.conf), s.name), email) == 0 {
+		if canarytest.ScanDir(t, s.storeDir(), email) == 0 {
 			t.Errorf("no store file for %s", s.name)
 		}
 		canarytest.FindExtra(t, s.name+" log", []byte(s.log.String()), email)

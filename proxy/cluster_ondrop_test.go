@@ -16,6 +16,7 @@ import (
 // applies the withdrawal and deletes the profile at once, as a withdrawal
 // recorded on node 2 itself would, without waiting for its next event.
 func TestClusterWithdrawalDeletesProfileOnEveryNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 2)
 	a, b := nodes[0], nodes[1]

@@ -76,6 +76,7 @@ func waitStep(t *testing.T, in *proxytest.Instance, id, name, status string) req
 // reports: the request is then done, on every node's answer, and no node
 // holds the person's events.
 func TestClusterErasureWaitsForEveryNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -113,6 +114,7 @@ func TestClusterErasureWaitsForEveryNode(t *testing.T) {
 // node 2's events and vaulted traits; a rectification made on node 1
 // replaces the traits in node 2's vault.
 func TestClusterAccessAndRectifyReachAnotherNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	a, b := nodes[0], nodes[1]
@@ -201,6 +203,7 @@ func assertBucketHolds(t *testing.T, nc *natsCluster, stream, s string, want boo
 // stopped node until an operator removes it from the membership (refused
 // while it is live); then it is done, the node's step saying why.
 func TestClusterRemovedNodeNoLongerHoldsRequests(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -259,6 +262,7 @@ func TestClusterRemovedNodeNoLongerHoldsRequests(t *testing.T) {
 // acknowledgement reaches node 1's plugin step, and every erasure ends
 // done.
 func TestClusterPluginAckOnAnotherNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := rightsCluster(t, nc)
 	first := nodes[0]
@@ -318,6 +322,7 @@ func rightsCluster(t *testing.T, nc *natsCluster) []*proxytest.Instance {
 // the plugins acknowledge it (counted in node 2's step), VIGIE_EVENTS
 // keeps none of the person's messages, and the request is done only then.
 func TestClusterErasureOfAnotherNodesPersonReachesPlugins(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := rightsCluster(t, nc)
 	a, b := nodes[0], nodes[1]

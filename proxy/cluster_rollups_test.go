@@ -14,6 +14,7 @@ import (
 // view and event counts on every node; its decision counters (counted
 // where a hit arrives) are summed over the nodes (KV VIGIE_DECISIONS).
 func TestClusterOverviewSameOnEveryNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startBareNodes(t, nc, 3, false, func(c *config.Config) { c.Plugins = []config.Plugin{} })
 	const views = 30

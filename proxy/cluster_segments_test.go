@@ -72,6 +72,7 @@ func adminSegments(t *testing.T, in *proxytest.Instance) segmentsAnswer {
 // first changes starts from another node's sizes. Before, each node
 // counted the changes it had applied itself.
 func TestClusterSegmentSizesSameOnEveryNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3, withWindowSegments)
 	js := nc.jetStream(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigie-dev/vigie/internal/canarytest"
 	"github.com/vigie-dev/vigie/internal/streams"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/proxytest"
@@ -38,6 +40,11 @@ type clusterServer struct {
 	log  strings.Builder
 }
 
+// startNATSCluster starts a natsCluster for t. Every test that starts one
+// runs in parallel with the others (t.Parallel, at most -parallel, by
+// default GOMAXPROCS, at a time): each has its own servers, ports, store
+// and data dirs, and spends most of its time waiting for them, so two at a
+// time halve the package's time on 2 cores.
 func startNATSCluster(t *testing.T) *natsCluster {
 	t.Helper()
 	bin := needNATSServer(t)
@@ -118,6 +125,46 @@ func (nc *natsCluster) kill(i int) {
 		_ = s.cmd.Wait()
 	}
 	s.cmd = nil
+}
+
+// storeDir is where server s keeps its JetStream store.
+func (s *clusterServer) storeDir() string { return filepath.Join(filepath.Dir(s.conf), s.name) }
+
+// scanStores runs the canary scanner over every server's store files (raw
+// bytes), with the test's own canaries extra; a server with no store file
+// fails the test (the scan looked in the wrong place).
+func (nc *natsCluster) scanStores(t *testing.T, extra ...string) {
+	t.Helper()
+	for _, s := range nc.servers {
+		if canarytest.ScanDir(t, s.storeDir(), extra...) == 0 {
+			t.Errorf("no store file for %s", s.name)
+		}
+	}
+}
+
+// eachStoreFile calls fn with the path and bytes of every file of every
+// server's store and returns how many it read.
+func (nc *natsCluster) eachStoreFile(t *testing.T, fn func(path string, data []byte)) int {
+	t.Helper()
+	n := 0
+	for _, s := range nc.servers {
+		err := filepath.WalkDir(s.storeDir(), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			n++
+			fn(path, data)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
 }
 
 func (nc *natsCluster) stop() {
@@ -280,6 +327,7 @@ func waitClusterStream(t *testing.T, js jetstream.JetStream, nodes []*proxytest.
 // another node with the same messageIds: every event is stored and
 // published exactly once.
 func TestClusterStoresEachMessageIDOnce(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	const batches = 15
@@ -303,6 +351,7 @@ func TestClusterStoresEachMessageIDOnce(t *testing.T) {
 // senders keep posting: ingestion continues and no accepted event is lost
 // or published twice.
 func TestClusterSurvivesNATSServerLoss(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	const batches = 30
@@ -345,6 +394,7 @@ func lastLines(s string, n int) string {
 // applies to the subject's next event on another node, sent a second
 // later, that carries no consent signal of its own.
 func TestClusterWithdrawalReachesEveryNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	a, b := nodes[0], nodes[1]
@@ -387,6 +437,7 @@ func TestClusterWithdrawalReachesEveryNode(t *testing.T) {
 // TestClusterErasureReachesEveryNode: an erasure requested on one node
 // erases the person's events stored by another node too.
 func TestClusterErasureReachesEveryNode(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3)
 	a, b := nodes[0], nodes[1]

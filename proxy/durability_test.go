@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,14 +42,37 @@ func needNATSServer(t *testing.T) string {
 	return p
 }
 
+// givenPorts are the ports freePort has returned in this process: the
+// kernel may hand a port just closed out again at the next bind to port 0
+// (a cluster test once got the same port for two nats-servers' routes).
+var givenPorts struct {
+	sync.Mutex
+	m map[int]bool
+}
+
+// freePort returns a loopback TCP port that was free just now and that it
+// has not returned before in this process.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	givenPorts.Lock()
+	defer givenPorts.Unlock()
+	if givenPorts.m == nil {
+		givenPorts.m = make(map[int]bool)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !givenPorts.m[port] {
+			givenPorts.m[port] = true
+			return port
+		}
+	}
+	t.Fatal("no free port not given before")
+	return 0
 }
 
 func startNATS(t *testing.T) *natsServer {

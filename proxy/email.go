@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigie-dev/vigie/consent"
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/email"
 	"github.com/vigie-dev/vigie/proxy/keyring"
@@ -60,10 +61,17 @@ func (s *Server) startEmail() error {
 		return err
 	}
 	s.emailSigner = signer
+	var history email.ClickHistory
+	if s.cfg.Cluster.Enabled() {
+		// Scanner detection sees every node's clicks.
+		history = &cluster.ClickHistory{JS: s.bus, Local: email.NewMemoryHistory(email.MemoryHistoryConfig{}),
+			Logger: s.log.With("component", "cluster")}
+	}
 	s.email, err = email.New(email.Config{
 		Signer:   signer,
 		Recorder: emailRecorder{s},
 		Consent:  emailRecorder{s},
+		History:  history,
 		ClientIP: func(r *http.Request) netip.Addr {
 			a, _ := netip.ParseAddr(s.clientIP(r))
 			return a

@@ -18,3 +18,8 @@ var ErrUnknownSite = errors.New("unknown site")
 // commands when this node's keyring holds other keys than the cluster's
 // (KV VIGIE_KEYRING): the node would pseudonymize differently.
 var ErrKeyringDiverged = errors.New("this node's keyring differs from the cluster's shared keyring")
+
+// ErrSharedKeyringUnavailable is returned, in cluster mode, by
+// ChangeSharedTokens and SharedTokens when the cluster's shared keyring
+// (KV VIGIE_KEYRING) cannot be read or written: no token was changed.
+var ErrSharedKeyringUnavailable = errors.New("the cluster's shared keyring (KV VIGIE_KEYRING) cannot be reached")

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/imports"
 	"github.com/vigie-dev/vigie/proxy/pipeline"
@@ -30,6 +31,11 @@ func (s *Server) startImports(ctx context.Context) error {
 	if s.privacy != nil {
 		ic.Suppressor = s.privacy
 	}
+	var calls *cluster.ImportCalls
+	if s.cfg.Cluster.Enabled() {
+		calls = &cluster.ImportCalls{JS: s.bus}
+		ic.Shared, ic.Node, ic.Remote = &cluster.ImportJobs{JS: s.bus}, s.cfg.Cluster.NodeID, calls
+	}
 	for _, p := range s.cfg.Purposes {
 		ic.Purposes = append(ic.Purposes, string(p.Name))
 	}
@@ -44,7 +50,27 @@ func (s *Server) startImports(ctx context.Context) error {
 		return err
 	}
 	s.imports = svc
+	if calls != nil {
+		// What the other nodes pass on for this node's jobs.
+		stop, err := calls.Serve(context.WithoutCancel(ctx), s.cfg.Cluster.NodeID, svc.ServeRemote)
+		if err != nil {
+			return err
+		}
+		s.importCallsStop = stop
+	}
 	return nil
+}
+
+// stopImports stops answering other nodes' calls, then the import service.
+func (s *Server) stopImports(ctx context.Context) error {
+	if s.importCallsStop != nil {
+		s.importCallsStop()
+		s.importCallsStop = nil
+	}
+	if s.imports == nil {
+		return nil
+	}
+	return s.imports.Stop(ctx)
 }
 
 // importRoutes registers the import API behind the admin token, refused

@@ -127,7 +127,7 @@ func openClusterKeyring(ctx context.Context, cfg config.Config, log *slog.Logger
 	if st.Exists {
 		wait = sharedKeyringCheckWait
 	}
-	shared, _, err := getShared(ctx, sk, wait)
+	shared, rev, err := getShared(ctx, sk, wait)
 	switch {
 	case errors.Is(err, cluster.ErrNoSharedKeyring):
 		shared = nil
@@ -150,7 +150,9 @@ func openClusterKeyring(ctx context.Context, cfg config.Config, log *slog.Logger
 		return nil, op, err
 	}
 	if shared == nil {
-		sealed, err := kr.Sealed()
+		first := kr.Detached()
+		clusterTokens(first, kr) // this node's tokens are the cluster's
+		sealed, err := first.Sealed()
 		if err != nil {
 			return nil, op, err
 		}
@@ -160,7 +162,7 @@ func openClusterKeyring(ctx context.Context, cfg config.Config, log *slog.Logger
 			log.Info("cluster: published this node's keyring as the cluster's shared keyring")
 			return kr, op, nil
 		case errors.Is(err, cluster.ErrKeyringTaken):
-			if shared, _, err = sk.Get(ctx); err != nil {
+			if shared, rev, err = sk.Get(ctx); err != nil {
 				return nil, op, fmt.Errorf("proxy: cluster mode: shared keyring: %w", err)
 			}
 		case op.Created:
@@ -191,10 +193,66 @@ func openClusterKeyring(ctx context.Context, cfg config.Config, log *slog.Logger
 	if installed {
 		return kr, op, nil
 	}
-	if err := adoptShared(kr, shared, log); err != nil {
+	o, err := adoptShared(kr, shared, log)
+	if err != nil {
+		return nil, op, err
+	}
+	if err := adoptSharedTokens(ctx, kr, o, sk, rev, log); err != nil {
 		return nil, op, err
 	}
 	return kr, op, nil
+}
+
+// adoptSharedTokens gives kr the API tokens of the shared keyring o (at
+// revision rev), the cluster's. A shared keyring from an earlier version,
+// whose tokens are only the first node's at its first start, gets this
+// node's tokens instead (compare-and-set: the first node started since
+// sets the cluster's tokens; the others adopt them). Unreachable, the node
+// keeps its own.
+func adoptSharedTokens(ctx context.Context, kr, o *keyring.Keyring, sk cluster.SharedKeyring, rev uint64, log *slog.Logger) error {
+	if !o.TokensShared {
+		next := o.Detached()
+		clusterTokens(next, kr)
+		sealed, err := next.Sealed()
+		if err != nil {
+			return err
+		}
+		err = sk.Update(ctx, sealed, rev)
+		if err == nil {
+			log.Info("cluster: the shared keyring had no API tokens of the cluster yet; this node's are now the cluster's", "tokens", len(kr.Tokens))
+			return nil
+		}
+		if !errors.Is(err, cluster.ErrKeyringChanged) {
+			log.Warn("cluster: this node's API tokens could not be shared; keeping them", "err", err)
+			return nil
+		}
+		b, _, err := sk.Get(ctx)
+		if err == nil {
+			o, err = kr.OpenSealed(b)
+		}
+		if err != nil || !o.TokensShared {
+			log.Warn("cluster: the shared keyring changed meanwhile and could not be read again; keeping this node's API tokens", "err", err)
+			return nil
+		}
+	}
+	if keyring.SameTokens(kr.Tokens, o.Tokens) {
+		return nil
+	}
+	if err := kr.AdoptTokens(o.Tokens); err != nil {
+		return fmt.Errorf("proxy: adopt the cluster's API tokens: %w", err)
+	}
+	log.Info("cluster: adopted the cluster's API tokens (created, revoked or reset on another node)", "tokens", len(o.Tokens))
+	return nil
+}
+
+// clusterTokens makes o's API tokens the cluster's: a shared keyring o
+// holds them once shared; one from an earlier version, whose tokens were
+// only the first node's at its first start, gets kr's, this node's.
+func clusterTokens(o, kr *keyring.Keyring) {
+	if !o.TokensShared {
+		o.Tokens = kr.Tokens
+	}
+	o.TokensShared = true
 }
 
 // installShared writes the shared keyring into cfg's data directory.
@@ -213,28 +271,38 @@ func installShared(ctx context.Context, cfg config.Config, shared []byte) error 
 	return nil
 }
 
-// adoptShared checks kr against the shared keyring: the same keys pass,
-// newer shared keys are adopted, others refuse.
-func adoptShared(kr *keyring.Keyring, shared []byte, log *slog.Logger) error {
+// openShared opens the shared keyring with kr's master key.
+func openShared(kr *keyring.Keyring, shared []byte) (*keyring.Keyring, error) {
 	o, err := kr.OpenSealed(shared)
 	if err != nil {
 		if errors.Is(err, keyring.ErrWrongMasterKey) {
-			return fmt.Errorf("proxy: cluster mode: the shared keyring (KV %s) is sealed under another master key than this node's %s: %w; every node needs the same master key",
+			return nil, fmt.Errorf("proxy: cluster mode: the shared keyring (KV %s) is sealed under another master key than this node's %s: %w; every node needs the same master key",
 				streams.BucketKeyring, kr.MasterKeyID(), err)
 		}
-		return fmt.Errorf("proxy: cluster mode: shared keyring: %w", err)
+		return nil, fmt.Errorf("proxy: cluster mode: shared keyring: %w", err)
+	}
+	return o, nil
+}
+
+// adoptShared checks kr against the shared keyring: the same keys pass,
+// newer shared keys are adopted, others refuse. It returns the shared
+// keyring, opened.
+func adoptShared(kr *keyring.Keyring, shared []byte, log *slog.Logger) (*keyring.Keyring, error) {
+	o, err := openShared(kr, shared)
+	if err != nil {
+		return nil, err
 	}
 	switch kr.CompareKeys(o) {
 	case keyring.SameKeys:
-		return nil
+		return o, nil
 	case keyring.OtherIsNewer:
 		if err := kr.AdoptKeys(o); err != nil {
-			return fmt.Errorf("proxy: adopt the shared keyring's keys: %w", err)
+			return nil, fmt.Errorf("proxy: adopt the shared keyring's keys: %w", err)
 		}
 		log.Info("cluster: adopted the shared keyring's newer keys (rotated or retired on another node)", "active_key", kr.Active()[0].ID)
-		return nil
+		return o, nil
 	}
-	return fmt.Errorf("proxy: cluster mode: %w (KV %s): it would pseudonymize differently from the other nodes. "+
+	return nil, fmt.Errorf("proxy: cluster mode: %w (KV %s): it would pseudonymize differently from the other nodes. "+
 		"Give this node the cluster's keyring (remove %s from an empty data directory and start: it is installed from the cluster), "+
 		"or if this node's data is what counts, empty the bucket first", ErrKeyringDiverged, streams.BucketKeyring, keyring.FileName)
 }
@@ -257,10 +325,14 @@ func ChangeSharedKeys(ctx context.Context, cfg config.Config, log *slog.Logger, 
 	if err != nil {
 		return nil, fmt.Errorf("proxy: cluster mode: the shared keyring (KV %s) cannot be read, so the keys are not changed: %w", streams.BucketKeyring, err)
 	}
-	if err := adoptShared(kr, shared, log); err != nil {
+	o, err := adoptShared(kr, shared, log)
+	if err != nil {
 		return nil, err
 	}
 	next := kr.Detached()
+	if o.TokensShared { // the cluster's tokens stay as they are
+		next.Tokens, next.TokensShared = o.Tokens, true
+	}
 	if err := change(next); err != nil {
 		return nil, err
 	}

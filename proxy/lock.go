@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // lockFileName is the data directory's lock file: it holds the pid of the
@@ -17,10 +19,24 @@ import (
 // the next start takes it over.
 const lockFileName = "vigie.lock"
 
+// forkWindow bounds how long lockDataDir waits for a lock that this
+// process released but a child of it still holds. flock(2) belongs to the
+// open file description, and a child forked by another goroutine (a plugin
+// process, a nats-server) holds a copy of every descriptor until it execs,
+// when close-on-exec drops them: for that short while the lock this
+// process just let go of is still taken.
+const forkWindow = 5 * time.Second
+
+// heldDirs are the data directories this process holds a lock on (their
+// absolute paths), so that a second start in the same process is told at
+// once, and a lock held only by a child's copy is waited for.
+var heldDirs sync.Map
+
 // dirLock is a held data directory lock.
 type dirLock struct {
 	f                       *os.File
 	dir                     string
+	abs                     string // the key in heldDirs, once held
 	createdDir, createdFile bool
 }
 
@@ -46,7 +62,15 @@ func lockDataDir(dir string) (*dirLock, error) {
 		return nil, fmt.Errorf("proxy: data dir lock: %w", err)
 	}
 	l.f = f
+	abs, absErr := filepath.Abs(dir)
+	if absErr != nil {
+		abs = dir
+	}
 	held, err := tryLock(f)
+	for deadline := time.Now().Add(forkWindow); err == nil && held && ownLock(f, abs) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		held, err = tryLock(f)
+	}
 	if err != nil {
 		l.release(true)
 		return nil, fmt.Errorf("proxy: data dir lock: %w", err)
@@ -64,7 +88,20 @@ func lockDataDir(dir string) (*dirLock, error) {
 	if f.Truncate(0) == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
+	l.abs = abs
+	heldDirs.Store(abs, struct{}{})
 	return l, nil
+}
+
+// ownLock reports whether a held lock on the file f of directory abs is
+// this process's released one, still held by a child's copy of the
+// descriptor: the file names this process, which does not hold the
+// directory.
+func ownLock(f *os.File, abs string) bool {
+	if _, ok := heldDirs.Load(abs); ok {
+		return false
+	}
+	return readPID(f) == os.Getpid()
 }
 
 // release lets the lock go. After a start that failed (undo), what
@@ -78,6 +115,9 @@ func (l *dirLock) release(undo bool) error {
 	}
 	if undo {
 		l.undo()
+	}
+	if l.abs != "" { // before the close: a start meanwhile waits, not refuses
+		heldDirs.Delete(l.abs)
 	}
 	err := l.f.Close()
 	l.f = nil

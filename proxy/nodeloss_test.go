@@ -335,6 +335,7 @@ func eventNames(t *testing.T, url, adminToken string) []string {
 // published once to VIGIE_EVENTS. (Partitioned segmentation is not built,
 // so no partition moves yet.)
 func TestClusterSurvivesVigieNodeLoss(t *testing.T) {
+	t.Parallel()
 	built := buildVigie(t) // while the NATS cluster starts
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 2)

@@ -193,6 +193,7 @@ func segmentEntries(t *testing.T, js jetstream.JetStream) map[string]int {
 // part of them), each subject enters its segment once, and node 3 gets
 // its share of the partitions back.
 func TestClusterPartitionedProfiles(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3, withCountingSegment)
 	js := nc.jetStream(t)
@@ -274,6 +275,7 @@ func checkPartitionedProfiles(t *testing.T, js jetstream.JetStream, nodes []*pro
 // one, each subject enters its segment once, and node 3 gets its share of
 // the partitions back.
 func TestClusterPartitionsSurviveVigieNodeKill(t *testing.T) {
+	t.Parallel()
 	built := buildVigie(t)
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 2, withCountingSegment)
@@ -313,6 +315,27 @@ func TestClusterPartitionsSurviveVigieNodeKill(t *testing.T) {
 // how many it holds.
 func ownedBy(t *testing.T, js jetstream.JetStream, node string) int {
 	t.Helper()
+	return ownedAtLeast(t, js, node, 4)
+}
+
+// waitBalanced waits up to 30 s for each of nodes to hold its even share
+// of the partitions (none moves after, while they all run).
+func waitBalanced(t *testing.T, js jetstream.JetStream, nodes ...string) {
+	t.Helper()
+	share := config.DefaultPartitions / len(nodes)
+	waitFor(t, "the partitions balanced", 30*time.Second, func() bool {
+		for _, n := range nodes {
+			if ownedAtLeast(t, js, n, 0) != share {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// ownedAtLeast is ownedBy waiting for min partitions.
+func ownedAtLeast(t *testing.T, js jetstream.JetStream, node string, min int) int {
+	t.Helper()
 	ctx := context.Background()
 	kv, err := js.KeyValue(ctx, streams.BucketLeases)
 	if err != nil {
@@ -326,7 +349,7 @@ func ownedBy(t *testing.T, js jetstream.JetStream, node string) int {
 				owned++
 			}
 		}
-		if owned >= 4 || time.Now().After(deadline) {
+		if owned >= min || time.Now().After(deadline) {
 			return owned
 		}
 		time.Sleep(500 * time.Millisecond)

@@ -29,6 +29,10 @@ func (s *Server) startPrivacy(ctx context.Context) error {
 		pc.ErasedMessages = func(site string, subjects []string) ([]storage.Message, error) {
 			return cluster.LedgerTombstones(node, site, subjects, time.Now())
 		}
+		pc.NodeScoped = func(plugin string) bool {
+			rt := s.profileRuntime.Load() // the runtime starts after this service
+			return rt != nil && rt.NodeScoped(plugin)
+		}
 		pc.Peers = &cluster.Requests{JS: s.bus, Self: node, Members: s.members, Marks: s.store,
 			Logger: s.log.With("component", "cluster")}
 	}

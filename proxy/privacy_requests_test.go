@@ -99,13 +99,44 @@ func personSubjects(t *testing.T, in *proxytest.Instance) (user, anon string) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !eventually(d, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
+}
+
+// eventually polls cond every 50 ms for up to d and reports whether it held.
+func eventually(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
+// pluginsState describes in's plugins (state, restarts, errors, each
+// consumer's lag) and the kinds of items the recorder wrote to recFile, in
+// order, for a test that timed out waiting for a plugin.
+func pluginsState(in *proxytest.Instance, recFile string) string {
+	var sb strings.Builder
+	for _, st := range in.Server.Plugins().Status(context.Background()) {
+		fmt.Fprintf(&sb, "plugin %s: %s since %s, processed %d, errors %d, restarts %d, dead %d, last error %q;",
+			st.Name, st.State, st.Since.Format(time.StampMilli), st.Processed, st.Errors, st.Restarts, st.DeadLetters, st.LastError)
+		for _, c := range st.Consumers {
+			fmt.Fprintf(&sb, " %+v", c)
+		}
+		sb.WriteString("\n")
+	}
+	b, _ := os.ReadFile(recFile)
+	var kinds []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, rest, ok := strings.Cut(line, " "); ok && (k == "enrich" || k == "segment" || k == "sync") {
+			f, _, _ := strings.Cut(rest, " ")
+			kinds = append(kinds, k+" "+strings.TrimSuffix(f, ":"))
+		}
+	}
+	fmt.Fprintf(&sb, "recorder items: %s", strings.Join(kinds, ", "))
+	return sb.String()
 }
 
 // waitSegmented waits until the subject's profile is in segment everyone
@@ -222,10 +253,13 @@ func TestPrivacyAccessExportHoldsExactlyWhatWasStored(t *testing.T) {
 	if code, _ := in.Do("GET", open[1], nil, http.Header{"User-Agent": {"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}}); code != 200 {
 		t.Fatalf("open pixel: %d", code)
 	}
-	waitFor(t, "the identify synced", 45*time.Second, func() bool {
+	synced := func() bool {
 		h, _ := in.Server.Store().SyncHistory(context.Background(), "demo", user)
 		return slices.ContainsFunc(h, func(r storage.SyncRecord) bool { return r.Kind == "identify" })
-	})
+	}
+	if !eventually(45*time.Second, synced) {
+		t.Fatalf("timed out waiting for the identify synced; %s", pluginsState(in, recFile))
+	}
 
 	// Asked by e-mail, in another case: the blind index finds the user,
 	// its links the anonymous id's pages from before the identify.

@@ -2,14 +2,19 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/vigie-dev/vigie/plugins"
+	"github.com/vigie-dev/vigie/plugins/response"
+	"github.com/vigie-dev/vigie/proxy/cluster"
 	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/reaction"
 	"github.com/vigie-dev/vigie/sdk/proto/vigiev1"
@@ -29,18 +34,98 @@ func (s *Server) responsePlugin() (config.Plugin, bool) {
 
 // startResponse makes the reader of the response plugin's model when the
 // plugin is enabled. A configuration the plugin refuses leaves the routes
-// answering 503 (the plugin itself is reported failed by the runtime).
-func (s *Server) startResponse() {
+// answering 503 (the plugin itself is reported failed by the runtime). In
+// cluster mode the reader adds the other nodes' summaries up, and this
+// node shares its own until ctx is done (shareResponse).
+func (s *Server) startResponse(ctx context.Context) {
 	p, ok := s.responsePlugin()
 	if !ok {
 		return
 	}
+	cfg := reaction.Config{Store: s.store, Plugin: p.Name}
+	var shared *cluster.ResponseSummaries
+	if s.cfg.Cluster.Enabled() {
+		shared = &cluster.ResponseSummaries{JS: s.bus, Node: s.cfg.Cluster.NodeID}
+		cfg.Peers = shared
+		cfg.Store = sharedProfiles{s}
+	}
 	raw, err := json.Marshal(p.Config)
 	if err == nil {
-		s.reactions, err = reaction.New(reaction.Config{Store: s.store, Plugin: p.Name, PluginConfig: raw})
+		cfg.PluginConfig = raw
+		s.reactions, err = reaction.New(cfg)
 	}
 	if err != nil {
 		s.log.Error("response plugin configuration refused; its admin routes answer 503", "err", err)
+		return
+	}
+	if shared != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.shareResponse(ctx, p.Name, shared)
+		}()
+	}
+}
+
+// sharedProfiles is the response reader's store in cluster mode: the
+// plugin key-value space of this node (its objection lists: every node's
+// instance hears every objection), and the profiles as the plugins see
+// them (the shared copy, whichever node owns the subject's partition).
+type sharedProfiles struct{ s *Server }
+
+// KVGet implements reaction.Store.
+func (p sharedProfiles) KVGet(ctx context.Context, plugin, key string) ([]byte, error) {
+	return p.s.store.KVGet(ctx, plugin, key)
+}
+
+// Profile implements reaction.Store.
+func (p sharedProfiles) Profile(ctx context.Context, site, subject string) (*storage.Profile, error) {
+	if p.s.plugins == nil {
+		return nil, fmt.Errorf("proxy: profile of a subject: %w", plugins.ErrNotRunning)
+	}
+	return p.s.plugins.Profile(ctx, site, subject)
+}
+
+// Sharing of this node's response model summaries in cluster mode: each
+// site's is put when it changed, checked every responseShareEvery, and at
+// least every responseShareAgain (well within streams.ResponseTTL).
+const (
+	responseShareEvery = 2 * time.Second
+	responseShareAgain = 10 * time.Minute
+)
+
+// shareResponse puts this node's summary of each site into KV
+// VIGIE_RESPONSE until ctx is done; a failed put is tried again at the
+// next check.
+func (s *Server) shareResponse(ctx context.Context, plugin string, shared *cluster.ResponseSummaries) {
+	type put struct {
+		sum [32]byte
+		at  time.Time
+	}
+	last := map[string]put{}
+	t := time.NewTicker(responseShareEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for site := range s.sites.Load().byID { // sites added since included
+			raw, err := s.store.KVGet(ctx, plugin, response.SummaryKey(site))
+			if err != nil {
+				continue // nothing modelled yet, or the store closing
+			}
+			sum := sha256.Sum256(raw)
+			if p, ok := last[site]; ok && p.sum == sum && time.Since(p.at) < responseShareAgain {
+				continue
+			}
+			if err := shared.Put(ctx, site, raw); err != nil {
+				s.log.Debug("cluster: response model summary not shared yet", "site", site, "err", err)
+				continue
+			}
+			last[site] = put{sum, time.Now()}
+		}
 	}
 }
 

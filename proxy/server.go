@@ -82,7 +82,10 @@ type Server struct {
 	ledger     *ledger.Ledger
 	privacy    *privacy.Service
 	imports    *imports.Service
-	blind      *blind.Index
+	// importCallsStop stops answering, in cluster mode, the calls other
+	// nodes pass on for this node's import jobs.
+	importCallsStop func()
+	blind           *blind.Index
 	// segmentDefs are the segments of the built-in segments plugin,
 	// compiled once by New.
 	segmentDefs []segments.SegmentInfo
@@ -100,7 +103,8 @@ type Server struct {
 	// (which the store's purge may call before).
 	profileBus atomic.Pointer[bus.Bus]
 	// profileRuntime and profileStore are s.plugins and s.store once
-	// set, for the same.
+	// set, for the same (and profileRuntime for the privacy service's
+	// NodeScoped, which starts before the runtime).
 	profileRuntime atomic.Pointer[plugins.Runtime]
 	profileStore   atomic.Pointer[storage.Store]
 	// sharedDeletesMu serializes the changes of the shared profile
@@ -189,9 +193,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			if s.plugins != nil {
 				s.plugins.Stop(context.Background())
 			}
-			if s.imports != nil {
-				_ = s.imports.Stop(context.Background())
-			}
+			_ = s.stopImports(context.Background())
 			if s.privacy != nil {
 				_ = s.privacy.Stop(context.Background())
 			}
@@ -247,6 +249,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		// Sizes and recent changes: folded from VIGIE_SEGMENTS (segfold.go).
 		SharedSegments:  s.cfg.Cluster.Enabled(),
 		OnProfileDelete: s.sharedProfileDeleted(),
+		// The vault's sealed entries, shared in KV VIGIE_VAULT.
+		SharedVault: s.sharedVault(),
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: storage: %w", err)
@@ -350,6 +354,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	go func() {
 		defer s.wg.Done()
+		if s.cfg.Cluster.Enabled() {
+			s.watchSharedTokens(pctx)
+			return
+		}
 		s.watchTokens(pctx, keyringFile)
 	}()
 	s.startCluster(pctx)
@@ -362,7 +370,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startRights(); err != nil {
 		return err
 	}
-	s.startResponse()
+	s.startResponse(pctx)
 	if err := s.startPrivacy(ctx); err != nil {
 		return err
 	}
@@ -506,6 +514,9 @@ func (s *Server) startPlugins(ctx context.Context) error {
 	if s.leases != nil {
 		pc.Partitions = s.leases
 	}
+	if s.cfg.Cluster.Enabled() {
+		pc.Node = s.cfg.Cluster.NodeID
+	}
 	for _, b := range r.Backoff {
 		pc.Backoff = append(pc.Backoff, time.Duration(b))
 	}
@@ -559,7 +570,7 @@ func (s *Server) streamSettings() streams.Settings { return streamSettingsOf(s.c
 func streamSettingsOf(cfg config.Config) streams.Settings {
 	return streams.Settings{Replicas: cfg.StreamReplicas(), DuplicateWindow: time.Duration(cfg.NATS.DuplicateWindow),
 		MaxAge: time.Duration(cfg.NATS.MaxAge), DedupTTL: time.Duration(cfg.Storage.DedupWindow),
-		DecisionsTTL: cfg.RetentionOf(config.RetentionRollups)}
+		DecisionsTTL: cfg.RetentionOf(config.RetentionRollups), ImportsTTL: storage.ImportJobTTL}
 }
 
 // Plugins is the plugin runtime (nil before Start).
@@ -614,10 +625,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		// The import worker stops at its next batch; its job resumes from
 		// the last committed one at the next start.
-		if s.imports != nil {
-			if err := s.imports.Stop(ctx); err != nil {
-				errs = append(errs, err)
-			}
+		if err := s.stopImports(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		if s.pubStop != nil {
 			s.pubStop()

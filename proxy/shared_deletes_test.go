@@ -112,6 +112,7 @@ func leaseHolder(t *testing.T, js jetstream.JetStream, n int, nodes []string) st
 // is published once on VIGIE_SEGMENTS, the KV copy is gone, and neither
 // comes back. Before, only a node holding a copy published exits: none.
 func TestClusterNonOwnerWithdrawalExitsSegments(t *testing.T) {
+	t.Parallel()
 	nc := startNATSCluster(t)
 	nodes := startVigieNodes(t, nc, 3, withCountingSegment)
 	js := nc.jetStream(t)
@@ -171,6 +172,7 @@ func TestClusterNonOwnerWithdrawalExitsSegments(t *testing.T) {
 // once NATS is back; the exit once. Before, the delete failed after 2 s
 // and the copy stayed in KV until the bucket's TTL.
 func TestSharedProfileDeleteSurvivesNATSOutage(t *testing.T) {
+	t.Parallel()
 	ns := startNATS(t)
 	in := proxytest.Start(t, withCountingSegment, func(c *config.Config) {
 		c.NATS.URL = ns.url()

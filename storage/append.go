@@ -71,12 +71,21 @@ type Record struct {
 	Messages []Message
 }
 
-// outboxEntries is the number of outbox entries recs make: one per record
-// and one per message.
-func outboxEntries(recs []Record) int64 {
-	n := int64(len(recs))
+// outboxEntries is the number of outbox entries recs make (recordEntries).
+func (s *Store) outboxEntries(recs []Record) int64 {
+	var n int64
 	for i := range recs {
-		n += int64(len(recs[i].Messages))
+		n += int64(s.recordEntries(&recs[i]))
+	}
+	return n
+}
+
+// recordEntries is the number of outbox entries r makes: one, one per
+// message, and with a SharedVault the put of its traits.
+func (s *Store) recordEntries(r *Record) int {
+	n := 1 + len(r.Messages)
+	if s.cfg.SharedVault != nil && len(r.Vault) > 0 {
+		n++
 	}
 	return n
 }
@@ -147,7 +156,7 @@ func (s *Store) Append(ctx context.Context, recs []Record) (dups []bool, err err
 	if err := s.disk.room(); err != nil {
 		return nil, err
 	}
-	n := outboxEntries(recs)
+	n := s.outboxEntries(recs)
 	if s.outboxInUse.Add(n)+s.outboxLen.Load() > s.cfg.MaxOutbox {
 		s.outboxInUse.Add(-n)
 		return nil, ErrOutboxFull
@@ -330,7 +339,7 @@ func (s *Store) commitChunk(items []item) int {
 			case dup:
 				dups++
 			default:
-				stored += 1 + len(it.req.recs[it.i].Messages)
+				stored += s.recordEntries(&it.req.recs[it.i])
 			}
 			it.req.dups[it.i] = dup
 			size += len(it.req.recs[it.i].Data) + len(it.req.recs[it.i].Vault)
@@ -418,6 +427,16 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 	if r.TTL > 0 {
 		exp = uint64(now.Add(r.TTL).Unix())
 	}
+	// Cluster mode: the sealed traits go to the shared vault, put before
+	// the event is published so that whichever node handles it finds them.
+	var shared []Message
+	if sealed != nil && s.cfg.SharedVault != nil {
+		m, err := s.sharedPut(txn, r.Site, r.Subject, exp, wrapped, sealed)
+		if err != nil {
+			return false, err
+		}
+		shared = []Message{m}
+	}
 	// A blind-index entry or link already written by a longer-lived event
 	// keeps its expiry: it must find every event it indexes.
 	var linkExp []uint64
@@ -492,6 +511,11 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 			}
 		}
 	}
+	for _, m := range shared {
+		if err := s.addMessage(txn, m, seq); err != nil {
+			return false, err
+		}
+	}
 	start = len(s.arena)
 	s.arena = appendOutboxKey(s.arena, *seq)
 	ok := s.cut(start)
@@ -503,15 +527,9 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 	}
 	*seq++
 	for _, m := range r.Messages {
-		start = len(s.arena)
-		s.arena = appendOutboxKey(s.arena, *seq)
-		mk := s.cut(start)
-		start = len(s.arena)
-		s.arena = appendOutboxMessage(s.arena, m.Topic, m.ID, m.Data, m.KVDelete)
-		if err := txn.SetEntry(s.entry(mk, s.cut(start), 0)); err != nil {
+		if err := s.addMessage(txn, m, seq); err != nil {
 			return false, err
 		}
-		*seq++
 	}
 	if wrapped != nil {
 		if err := txn.SetEntry(s.entry(dataKeyKey(r.Subject), wrapped, 0)); err != nil {
@@ -527,6 +545,20 @@ func (s *Store) addRecord(txn *badger.Txn, r *Record, seq *uint64, now time.Time
 		}
 	}
 	return false, nil
+}
+
+// addMessage adds m to the outbox in txn at *seq, and advances *seq.
+func (s *Store) addMessage(txn *badger.Txn, m Message, seq *uint64) error {
+	start := len(s.arena)
+	s.arena = appendOutboxKey(s.arena, *seq)
+	mk := s.cut(start)
+	start = len(s.arena)
+	s.arena = appendOutboxMessage(s.arena, m.Topic, m.ID, m.Data, m.KVDelete)
+	if err := txn.SetEntry(s.entry(mk, s.cut(start), 0)); err != nil {
+		return err
+	}
+	*seq++
+	return nil
 }
 
 // laterExpiry is the later of exp and the expiry of key as stored (0:

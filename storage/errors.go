@@ -24,7 +24,7 @@ var (
 	// is below Config.MinFreeBytes, and by Open when it already is. Nothing
 	// was written; retry once space is freed. Deletions are still accepted.
 	ErrDiskFull = errors.New("storage: disk full")
-	// ErrNotFound is returned by VaultTraits when there are no traits for the
+	// ErrNotFound is returned by VaultTraits (and ResolveTraits) when there are no traits for the
 	// subject and site, or the subject's data key was shredded.
 	ErrNotFound = errors.New("storage: not found")
 	// ErrCorrupt is returned when stored bytes fail to decode or decrypt

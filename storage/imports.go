@@ -46,6 +46,9 @@ type ImportWrite struct {
 	// IdemKey, when set, is the SHA-256 of the request's Idempotency-Key,
 	// stored with IdemValue.
 	IdemKey, IdemValue []byte
+	// Msgs are committed to the outbox in the same transaction (in
+	// cluster mode, the job's view for the other nodes).
+	Msgs []Message
 }
 
 // validImportID checks a job id.
@@ -57,7 +60,7 @@ func validImportID(id string) error {
 }
 
 // PutImportJob stores job id with w's errors and idempotency record, all
-// kept ImportJobTTL from now, in one transaction.
+// kept ImportJobTTL from now, and commits w.Msgs, in one transaction.
 func (s *Store) PutImportJob(ctx context.Context, id string, w ImportWrite) error {
 	if err := validImportID(id); err != nil {
 		return err
@@ -76,7 +79,7 @@ func (s *Store) PutImportJob(ctx context.Context, id string, w ImportWrite) erro
 		size += len(id) + 12 + len(e.Value) + entryOverhead
 	}
 	exp := expiry(ImportJobTTL)
-	return s.update(ctx, "put import job", nil, size, func(txn *badger.Txn) error {
+	return s.update(ctx, "put import job", w.Msgs, size, func(txn *badger.Txn) error {
 		set := func(k, v []byte) error {
 			e := badger.NewEntry(k, v)
 			e.ExpiresAt = exp

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Key layout. Every key the package writes is built and parsed in this file.
@@ -456,15 +458,24 @@ func suppressKey(site, kind string, mac []byte) []byte {
 	return append(append(appendNames(nil, prefixSuppress, site, kind), 0), mac...)
 }
 
-// historyKey returns ch/<site>\x00<subject>\x00<ms>.
-func historyKey(site, subject string, ms int64) []byte {
-	return binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixHistory, site, subject), uint64(max(ms, 0)))
+// historyKey returns ch/<site>\x00<subject>\x00<ms><xxhash64(v)>: two
+// different records of one millisecond (a batch's events share their
+// receipt time) are both kept, in no particular order; the same record
+// written again is kept once. Keys written before the hash was added end
+// at <ms> and are read alike.
+func historyKey(site, subject string, ms int64, v []byte) []byte {
+	k := binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixHistory, site, subject), uint64(max(ms, 0)))
+	return binary.BigEndian.AppendUint64(k, xxhash.Sum64(v))
 }
 
-// syncKey returns sh/<site>\x00<subject>\x00<ms><plugin>.
-func syncKey(site, subject string, ms int64, plugin string) []byte {
+// syncKey returns sh/<site>\x00<subject>\x00<ms><plugin>\x00<xxhash64(v)>,
+// unique per record as historyKey is (a plugin's syncers run side by side,
+// so two of its records of a subject can share their millisecond). Keys
+// written before end at <plugin>.
+func syncKey(site, subject string, ms int64, plugin string, v []byte) []byte {
 	k := binary.BigEndian.AppendUint64(siteSubjectPrefix(prefixSync, site, subject), uint64(max(ms, 0)))
-	return append(k, plugin...)
+	k = append(append(k, plugin...), 0)
+	return binary.BigEndian.AppendUint64(k, xxhash.Sum64(v))
 }
 
 // requestSubjectsKey returns px/<id>.

@@ -63,7 +63,7 @@ func (e ConsentEntry) ChoseAt() time.Time {
 
 // PutConsent records subject's consent choice on site, replacing the
 // previous one, appends it to the subject's consent history
-// (ch/<site>\x00<subject>\x00<ms>, kept ConsentTTL) and commits msgs (the
+// (historyKey, kept ConsentTTL) and commits msgs (the
 // privacy event telling the syncers about the choice) to the outbox in the
 // same transaction: the choice is recorded and announced, or neither. With
 // messages, it returns ErrOutboxFull when the outbox is full, like Append.
@@ -76,7 +76,7 @@ func (s *Store) PutConsent(ctx context.Context, site, subject string, e ConsentE
 		return fmt.Errorf("%w: consent entry: %v", ErrInvalidRecord, err)
 	}
 	key := consentKey(site, subject)
-	hkey := historyKey(site, subject, e.AtMs)
+	hkey := historyKey(site, subject, e.AtMs, v)
 	return s.update(ctx, "put consent", msgs, len(key)+len(hkey)+2*(len(v)+entryOverhead), func(txn *badger.Txn) error {
 		for _, k := range [][]byte{key, hkey} {
 			be := badger.NewEntry(k, v)

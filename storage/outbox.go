@@ -73,6 +73,15 @@ func validateMessages(msgs []Message) error {
 // Every storage write that must tell the outside world (a consent choice,
 // an erasure…) goes through update.
 func (s *Store) update(ctx context.Context, op string, msgs []Message, size int, write func(txn *badger.Txn) error) error {
+	return s.updateMore(ctx, op, msgs, 0, size, false, func(txn *badger.Txn) ([]Message, error) { return nil, write(txn) })
+}
+
+// updateMore is update whose write also returns messages, at most more of
+// them, committed to the outbox before msgs (ReplaceTraits: the shared
+// vault's put of what it sealed, before the event announcing it). A
+// deletion's messages (an erasure's shared deletes) are accepted while
+// the disk is full.
+func (s *Store) updateMore(ctx context.Context, op string, msgs []Message, more, size int, deletion bool, write func(txn *badger.Txn) ([]Message, error)) error {
 	if err := validateMessages(msgs); err != nil {
 		return err
 	}
@@ -83,11 +92,10 @@ func (s *Store) update(ctx context.Context, op string, msgs []Message, size int,
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.disk.room(); err != nil {
+	if err := s.disk.room(); err != nil && !deletion {
 		return fmt.Errorf("storage: %s: %w", op, err)
 	}
-	n := int64(len(msgs))
-	if n > 0 {
+	if n := int64(len(msgs) + more); n > 0 {
 		if s.outboxInUse.Add(n)+s.outboxLen.Load() > s.cfg.MaxOutbox {
 			s.outboxInUse.Add(-n)
 			return ErrOutboxFull
@@ -100,9 +108,17 @@ func (s *Store) update(ctx context.Context, op string, msgs []Message, size int,
 	defer s.seqMu.Unlock()
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	if err := write(txn); err != nil {
+	first, err := write(txn)
+	if err != nil {
 		return fmt.Errorf("storage: %s: %w", op, err)
 	}
+	if len(first) > more {
+		return fmt.Errorf("storage: %s: %w: more messages than announced", op, ErrInvalidRecord)
+	}
+	if len(first) > 0 {
+		msgs = append(first[:len(first):len(first)], msgs...)
+	}
+	n := int64(len(msgs))
 	seq := s.nextSeq
 	for _, m := range msgs {
 		e := badger.NewEntry(appendOutboxKey(nil, seq), appendOutboxMessage(nil, m.Topic, m.ID, m.Data, m.KVDelete))

@@ -66,3 +66,28 @@ func TestOutlook(t *testing.T) {
 		t.Error("NextPurge is zero with PurgeInterval set")
 	}
 }
+
+// TestNextPurgeStaysOnItsGrid: NextPurge is set as soon as Open returns,
+// and the runs keep their phase (first + k × interval), so what the
+// outlook computes from one reading of NextPurge agrees with a later one.
+// On the code before, NextPurge could read zero right after Open, and each
+// run was scheduled from its own end.
+func TestNextPurgeStaysOnItsGrid(t *testing.T) {
+	const every = 40 * time.Millisecond
+	s := openDir(t, storage.Config{Dir: t.TempDir(), VaultKey: newKey(), PurgeInterval: every})
+	first := s.NextPurge()
+	if first.IsZero() {
+		t.Fatal("NextPurge is zero right after Open")
+	}
+	seen := map[time.Time]bool{}
+	for deadline := time.Now().Add(400 * time.Millisecond); time.Now().Before(deadline); time.Sleep(3 * time.Millisecond) {
+		n := s.NextPurge()
+		if d := n.Sub(first); d%every != 0 {
+			t.Fatalf("NextPurge %v is %v after the first, not a multiple of %v", n, d, every)
+		}
+		seen[n] = true
+	}
+	if len(seen) < 3 {
+		t.Fatalf("NextPurge took %d values in 400 ms with a %v interval", len(seen), every)
+	}
+}

@@ -295,7 +295,7 @@ func (s *Store) AddSyncHistory(ctx context.Context, site, subject string, r Sync
 	if err != nil {
 		return fmt.Errorf("%w: sync record: %v", ErrInvalidRecord, err)
 	}
-	key := syncKey(site, subject, r.AtMs, r.Plugin)
+	key := syncKey(site, subject, r.AtMs, r.Plugin, v)
 	return s.update(ctx, "add sync history", nil, len(key)+len(v)+entryOverhead, func(txn *badger.Txn) error {
 		e := badger.NewEntry(key, v)
 		if ttl > 0 {
@@ -378,6 +378,10 @@ func (r EraseReport) Total() int {
 // rewritten away by its GC. Suppression entries (su/) and privacy requests
 // stay.
 //
+// With a SharedVault, the deletes of the subjects' shared vault entries
+// on site are committed to the outbox first, whether or not this node has
+// traits for them.
+//
 // All writes wait while it runs (like ShredSubject). It is idempotent:
 // run again, it finds what was left (nothing, or what an in-flight event
 // wrote meanwhile).
@@ -390,6 +394,9 @@ func (s *Store) EraseSubjects(ctx context.Context, site string, subjects []strin
 	}
 	if len(subjects) == 0 {
 		return rep, nil
+	}
+	if err := s.shareDeletes(ctx, []string{site}, subjects); err != nil {
+		return rep, err
 	}
 	// OnProfileDelete runs once every lock below is released: it may
 	// write to this store (cluster mode commits to the outbox).

@@ -172,7 +172,7 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (PurgeReport, e
 }
 
 // purgeLoop runs PurgeExpired at once and then every interval until Close.
-func (s *Store) purgeLoop(interval time.Duration) {
+func (s *Store) purgeLoop(next time.Time, interval time.Duration) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -180,9 +180,8 @@ func (s *Store) purgeLoop(interval time.Duration) {
 		<-s.stop
 		cancel()
 	}()
-	t := time.NewTimer(0)
+	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
-	s.nextPurge.Store(time.Now().UnixMilli())
 	for {
 		select {
 		case <-s.stop:
@@ -202,8 +201,12 @@ func (s *Store) purgeLoop(interval time.Duration) {
 			}
 			s.log.Info("storage: purged what outlived its retention", args...)
 		}
-		s.nextPurge.Store(time.Now().Add(interval).UnixMilli())
-		t.Reset(interval)
+		// Runs keep their phase (first + k × interval), skipping those
+		// a long run overtook: NextPurge stays on that grid.
+		for next = next.Add(interval); !next.After(time.Now()); next = next.Add(interval) {
+		}
+		s.nextPurge.Store(next.UnixMilli())
+		t.Reset(time.Until(next))
 	}
 }
 

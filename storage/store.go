@@ -124,6 +124,14 @@ type Config struct {
 	// "" for a deletion that records none (ShredSubject, EraseSubjects).
 	// It runs with no lock of the store held, so it may write to it.
 	OnProfileDelete func(ctx context.Context, site, subject, reason string)
+	// SharedVault, when set (cluster mode), shares every vault write with
+	// the other nodes: each write of a subject's traits (Append,
+	// ReplaceTraits) commits the SharedVault's put of its sealed entry to
+	// the outbox in the same transaction, each erasure (EraseSubjects,
+	// ShredSubject) its delete, and ResolveTraits reads it when this
+	// node's vault has none. Default nil (single node: the vault is
+	// node-local, no shared read).
+	SharedVault SharedVault
 }
 
 // Badger's file sizes, set by Open; DefaultMinFreeBytes is derived from
@@ -310,8 +318,12 @@ func Open(cfg Config) (*Store, error) {
 		}()
 	}
 	if cfg.PurgeInterval > 0 {
+		// Set before the loop starts, so that NextPurge (and the
+		// outlook) never reads zero for a purge that runs.
+		first := time.Now()
+		s.nextPurge.Store(first.UnixMilli())
 		s.wg.Add(1)
-		go s.purgeLoop(cfg.PurgeInterval)
+		go s.purgeLoop(first, cfg.PurgeInterval)
 	}
 	return s, nil
 }

@@ -72,13 +72,24 @@ func (s *Store) VaultTraits(subject, site string) ([]byte, error) {
 // The subject's profiles on every site are deleted too (tombstones, like
 // events: they are pseudonymous) and their segments leave the segment
 // sizes, but no segment change is logged or published: the caller handles
-// the erasure downstream.
+// the erasure downstream. With a SharedVault, the deletes of the shared
+// copies of its traits (those of every site it has traits on here) are
+// committed to the outbox first.
 func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 	if subject == "" {
 		return fmt.Errorf("%w: empty subject", ErrInvalidKey)
 	}
 	if err := validName("subject", subject); err != nil {
 		return err
+	}
+	if s.cfg.SharedVault != nil {
+		sites, err := s.traitSites(subject)
+		if err != nil {
+			return fmt.Errorf("storage: shred: %w", err)
+		}
+		if err := s.shareDeletes(ctx, sites, []string{subject}); err != nil {
+			return err
+		}
 	}
 	// OnProfileDelete runs once every lock below is released: it may
 	// write to this store (cluster mode commits to the outbox).
@@ -155,7 +166,8 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 // ReplaceTraits replaces the vaulted traits of subject on site (a
 // rectification, GDPR Art. 16), creating the subject's data key if it has
 // none, and commits msgs (the privacy event announcing it) in the same
-// transaction. The traits keep the expiry of those they replace (none for
+// transaction, after the SharedVault's put of the new entry if the store
+// has one. The traits keep the expiry of those they replace (none for
 // a subject that had none).
 func (s *Store) ReplaceTraits(ctx context.Context, site, subject string, traits []byte, msgs ...Message) error {
 	if err := validSubject(site, subject); err != nil {
@@ -164,26 +176,40 @@ func (s *Store) ReplaceTraits(ctx context.Context, site, subject string, traits 
 	if len(traits) == 0 || len(traits) > maxRecordBytes {
 		return fmt.Errorf("%w: traits empty or larger than %d bytes", ErrInvalidRecord, maxRecordBytes)
 	}
-	return s.update(ctx, "replace traits", msgs, len(traits)+128, func(txn *badger.Txn) error {
+	more := 0
+	if s.cfg.SharedVault != nil {
+		more = 1
+	}
+	return s.updateMore(ctx, "replace traits", msgs, more, len(traits)+128, false, func(txn *badger.Txn) ([]Message, error) {
 		var exp uint64
 		tk := appendTraitsKey(nil, subject, site)
 		if item, err := txn.Get(tk); err == nil {
 			exp = item.ExpiresAt()
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+			return nil, err
 		}
 		wrapped, sealed, err := s.sealTraits(txn, subject, site, traits)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if wrapped != nil {
 			if err := txn.Set(dataKeyKey(subject), wrapped); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		e := badger.NewEntry(tk, sealed)
 		e.ExpiresAt = exp
-		return txn.SetEntry(e)
+		if err := txn.SetEntry(e); err != nil {
+			return nil, err
+		}
+		if s.cfg.SharedVault == nil {
+			return nil, nil
+		}
+		m, err := s.sharedPut(txn, site, subject, exp, wrapped, sealed)
+		if err != nil {
+			return nil, err
+		}
+		return []Message{m}, nil
 	})
 }
 
@@ -201,4 +227,26 @@ func (s *Store) OpenSecret(id string, sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: request secret", ErrCorrupt)
 	}
 	return b, nil
+}
+
+// traitSites lists the sites subject has traits on.
+func (s *Store) traitSites(subject string) ([]string, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var sites []string
+	p := traitsPrefix(subject)
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = p
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			sites = append(sites, string(it.Item().Key()[len(p):]))
+		}
+		return nil
+	})
+	return sites, err
 }

@@ -215,11 +215,34 @@ func Find(t testing.TB, where string, b []byte) bool {
 	lower := bytes.ToLower(b)
 	for _, c := range All() {
 		if bytes.Contains(b, []byte(c)) || bytes.Contains(lower, []byte(strings.ToLower(c))) {
-			t.Errorf("%s contains personal datum %q", where, c)
+			t.Errorf("%s contains personal datum %q: …%q…", where, c, around(b, c))
 			clean = false
 		}
 	}
 	return clean
+}
+
+// around returns the bytes of b around the first match of c (ASCII
+// letters in any case), so that a reader can tell a leak in clear from a
+// chance match inside ciphertext (a short canary matched case-insensitively
+// turns up in enough random base64). Nil when only a non-ASCII case fold
+// matched.
+func around(b []byte, c string) []byte {
+	fold := func(p []byte) []byte {
+		q := make([]byte, len(p))
+		for i, x := range p {
+			if 'A' <= x && x <= 'Z' {
+				x += 'a' - 'A'
+			}
+			q[i] = x
+		}
+		return q
+	}
+	i := bytes.Index(fold(b), fold([]byte(c)))
+	if i < 0 {
+		return nil
+	}
+	return b[max(0, i-40):min(len(b), i+len(c)+40)]
 }
 
 // FindExtra is Find for more strings than All (a test's own canaries).
@@ -229,7 +252,7 @@ func FindExtra(t testing.TB, where string, b []byte, extra ...string) bool {
 	lower := bytes.ToLower(b)
 	for _, c := range extra {
 		if bytes.Contains(lower, []byte(strings.ToLower(c))) {
-			t.Errorf("%s contains personal datum %q", where, c)
+			t.Errorf("%s contains personal datum %q: …%q…", where, c, around(b, c))
 			clean = false
 		}
 	}

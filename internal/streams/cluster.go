@@ -29,6 +29,9 @@ import (
 //	VIGIE_KEYRING   keyring                      the first node (sealed under the master key)
 //	VIGIE_DECISIONS <site>.<hour>.<node>         each node, its own decision counters (TTL = DecisionsTTL)
 //	VIGIE_SEGMENT_SIZES <node>                   each node, its segment sizes at its VIGIE_SEGMENTS position
+//	VIGIE_CLICKS    <hash of the message>        the node that got the click (CAS; TTL = ClicksTTL)
+//	VIGIE_IMPORTS   <job id>                     outbox of the node running the import (its view; TTL = ImportsTTL)
+//	VIGIE_RESPONSE  <site>.<node>                each node, its response model summary of the site (TTL = ResponseTTL)
 const (
 	BucketDedup    = "VIGIE_DEDUP"
 	BucketLedger   = "VIGIE_LEDGER"
@@ -45,6 +48,16 @@ const (
 	// VIGIE_SEGMENTS position they count up to: a node that has not read
 	// the stream from its start starts from one of them.
 	BucketSegmentSizes = "VIGIE_SEGMENT_SIZES"
+	// BucketClicks holds each e-mail message's last clicks (link hashes
+	// and times) for scanner detection across nodes.
+	BucketClicks = "VIGIE_CLICKS"
+	// BucketImports holds each import job's view, so every node lists
+	// and shows every node's jobs.
+	BucketImports = "VIGIE_IMPORTS"
+	// BucketResponse holds each node's summary of the response model
+	// (the cells of the subjects of the partitions it owns), which every
+	// node's reader adds up.
+	BucketResponse = "VIGIE_RESPONSE"
 )
 
 // Defaults of the bucket settings.
@@ -52,10 +65,17 @@ const (
 	// DefaultDedupTTL is VIGIE_DEDUP's TTL when Settings.DedupTTL is 0:
 	// storage.dedup_window's default.
 	DefaultDedupTTL = 48 * time.Hour
+	// ClicksTTL is how long VIGIE_CLICKS keeps a message's clicks after
+	// its last one: far past any burst window (seconds).
+	ClicksTTL = 10 * time.Minute
+	// ResponseTTL is how long VIGIE_RESPONSE keeps a node's summary after
+	// its last put: a running node puts it again well within it, so only
+	// a node stopped or removed for that long drops out of the sum.
+	ResponseTTL = time.Hour
 )
 
 // buckets lists every cluster bucket, in declaration order.
-var buckets = []string{BucketDedup, BucketLedger, BucketNodes, BucketLeases, BucketRequests, BucketProfiles, BucketVault, BucketKeyring, BucketDecisions, BucketSegmentSizes}
+var buckets = []string{BucketDedup, BucketLedger, BucketNodes, BucketLeases, BucketRequests, BucketProfiles, BucketVault, BucketKeyring, BucketDecisions, BucketSegmentSizes, BucketClicks, BucketImports, BucketResponse}
 
 // AllBuckets is the name of every cluster KV bucket.
 func AllBuckets() []string { return slices.Clone(buckets) }
@@ -80,14 +100,55 @@ func BucketConfigs(s Settings, names ...string) []jetstream.KeyValueConfig {
 			c.TTL = s.VaultTTL
 		case BucketDecisions:
 			c.TTL = s.DecisionsTTL
+		case BucketClicks:
+			c.TTL = ClicksTTL
+		case BucketImports:
+			c.TTL = s.ImportsTTL
+		case BucketResponse:
+			c.TTL = ResponseTTL
 		}
 		out = append(out, c)
 	}
 	return out
 }
 
+// erasable are the buckets whose stream is declared without DenyDelete
+// (ErasableStreamConfig), so that a value can be erased (ErasesOnDelete).
+var erasable = []string{BucketVault}
+
+// ErasableStreamConfig is the stream of bucket c as
+// jetstream.CreateKeyValue declares it (nats.go v1's choices: history,
+// no size limits, rollups, direct get, discard new, the duplicate window
+// at most 2 minutes), except that messages may be deleted: a KV bucket's
+// stream denies it, and a stream that denies deletes cannot allow them
+// later.
+func ErasableStreamConfig(c jetstream.KeyValueConfig) jetstream.StreamConfig {
+	dup := 2 * time.Minute
+	if c.TTL > 0 && c.TTL < dup {
+		dup = c.TTL
+	}
+	return jetstream.StreamConfig{
+		Name: KVStream(c.Bucket), Subjects: []string{kvPrefix + c.Bucket + ".>"},
+		MaxMsgsPerSubject: max(int64(c.History), 1), MaxBytes: -1, MaxAge: c.TTL, MaxMsgSize: -1,
+		Storage: c.Storage, Replicas: max(c.Replicas, 1), AllowRollup: true, Duplicates: dup,
+		MaxMsgs: -1, MaxConsumers: -1, AllowDirect: true, Discard: jetstream.DiscardNew,
+	}
+}
+
+// Erasable reports whether bucket's stream is declared with
+// ErasableStreamConfig rather than as a KV bucket.
+func Erasable(bucket string) bool { return slices.Contains(erasable, bucket) }
+
 // KVStream is the stream behind a KV bucket (KV_<bucket>).
 func KVStream(bucket string) string { return "KV_" + bucket }
+
+// callsPrefix begins the core NATS subjects (request-reply, in no stream)
+// on which a node answers requests other nodes pass on to it.
+const callsPrefix = "vigie.calls."
+
+// ImportCallSubject is the subject on which node answers requests for its
+// import jobs passed on by other nodes.
+func ImportCallSubject(node string) string { return callsPrefix + "imports." + KeyToken(node) }
 
 // kvPrefix starts the subject of every KV key.
 const kvPrefix = "$KV."
@@ -114,6 +175,20 @@ func kvStreamOf(subject string) string {
 		return ""
 	}
 	return KVStream(b)
+}
+
+// ErasesOnDelete reports whether a KV delete published on subject must
+// first erase the key's current value from the stream's files
+// (JetStream's secure delete: overwritten on every replica, not only
+// marked removed): VIGIE_VAULT's, whose value a keyring holder could
+// decrypt.
+func ErasesOnDelete(subject string) bool {
+	for _, b := range erasable {
+		if kvStreamOf(subject) == KVStream(b) {
+			return true
+		}
+	}
+	return false
 }
 
 // KeyToken returns s as one KV key token: s itself when it is made of

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 )
 
 func TestBucketConfigsApplySettings(t *testing.T) {
-	cs := BucketConfigs(Settings{Replicas: 3, DedupTTL: time.Hour, ProfileTTL: 2 * time.Hour})
+	cs := BucketConfigs(Settings{Replicas: 3, DedupTTL: time.Hour, ProfileTTL: 2 * time.Hour, ImportsTTL: 3 * time.Hour})
 	if len(cs) != len(AllBuckets()) {
 		t.Fatalf("%d configs for %d buckets", len(cs), len(AllBuckets()))
 	}
@@ -18,7 +19,7 @@ func TestBucketConfigsApplySettings(t *testing.T) {
 		if c.Replicas != 3 || c.History != 1 || c.Storage != jetstream.FileStorage {
 			t.Errorf("%s: replicas %d history %d storage %v", c.Bucket, c.Replicas, c.History, c.Storage)
 		}
-		want := map[string]time.Duration{BucketDedup: time.Hour, BucketProfiles: 2 * time.Hour}[c.Bucket]
+		want := map[string]time.Duration{BucketDedup: time.Hour, BucketProfiles: 2 * time.Hour, BucketImports: 3 * time.Hour, BucketClicks: ClicksTTL, BucketResponse: ResponseTTL}[c.Bucket]
 		if c.TTL != want {
 			t.Errorf("%s: TTL %s, want %s", c.Bucket, c.TTL, want)
 		}
@@ -131,5 +132,55 @@ func TestDeclarerDeclaresBuckets(t *testing.T) {
 	lk, _ := js.KeyValue(ctx, BucketLedger)
 	if e, err := lk.Get(ctx, "demo.s1"); err != nil || string(e.Value()) != "v" {
 		t.Fatalf("KV entry: %v", err)
+	}
+}
+
+// TestErasableBucket: VIGIE_VAULT is declared as a KV bucket whose stream
+// allows deletes: a value is read and written through the KV API, can be
+// securely erased, and declaring again changes nothing.
+func TestErasableBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := startJS(t)
+	d := NewDeclarer(Settings{}, Events).WithBuckets(BucketVault, BucketLedger)
+	if err := d.Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, BucketVault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, "demo.s1", []byte("sealed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, "demo.s1"); err != nil || string(e.Value()) != "sealed" {
+		t.Fatalf("get: %v", err)
+	}
+	st, err := js.Stream(ctx, KVStream(BucketVault))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SecureDeleteMsg(ctx, rev); err != nil {
+		t.Fatalf("secure delete: %v", err)
+	}
+	if _, err := kv.Get(ctx, "demo.s1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("after the erasure: %v", err)
+	}
+	if err := NewDeclarer(Settings{}, Events).WithBuckets(BucketVault).Ensure(ctx, js); err != nil {
+		t.Fatalf("declared again: %v", err)
+	}
+	for _, c := range []struct {
+		subject string
+		want    bool
+	}{
+		{KVSubject(BucketVault, "demo.s1"), true},
+		{KVSubject(BucketLedger, "demo.s1"), false},
+		{KVSubject(BucketProfiles, "3.demo.s1"), false},
+		{"vigie.events.demo.track", false},
+	} {
+		if got := ErasesOnDelete(c.subject); got != c.want {
+			t.Errorf("ErasesOnDelete(%s) = %v, want %v", c.subject, got, c.want)
+		}
 	}
 }

@@ -198,6 +198,9 @@ type Settings struct {
 	// VaultTTL is VIGIE_VAULT's TTL. Default 0: none (erasure and
 	// replacement remove entries).
 	VaultTTL time.Duration
+	// ImportsTTL is VIGIE_IMPORTS' TTL: how long an import job is kept
+	// (storage.ImportJobTTL). Default 0: none.
+	ImportsTTL time.Duration
 	// DecisionsTTL is VIGIE_DECISIONS' TTL: the rollup retention (an
 	// hour's entry is rewritten while the hour is counted). Default 0:
 	// none.
@@ -398,7 +401,13 @@ func (d *Declarer) declareLocked(ctx context.Context, js jetstream.JetStream) er
 	}
 	if len(d.buckets) > 0 {
 		for _, c := range BucketConfigs(d.settings, d.buckets...) {
-			if _, err := js.CreateOrUpdateKeyValue(ctx, c); err != nil {
+			var err error
+			if Erasable(c.Bucket) {
+				_, err = js.CreateOrUpdateStream(ctx, ErasableStreamConfig(c))
+			} else {
+				_, err = js.CreateOrUpdateKeyValue(ctx, c)
+			}
+			if err != nil {
 				d.declared, d.lastErr = false, fmt.Errorf("streams: declare bucket %s: %w", c.Bucket, err)
 				return d.lastErr
 			}

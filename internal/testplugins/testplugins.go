@@ -105,7 +105,8 @@ func contains(xs []string, x string) bool {
 // "enrich_delay" (a Go duration) each Enrich call waits that long
 // after recording its input (a slow plugin). With "refuse_privacy": true,
 // Sync fails every privacy item without recording it (so that a test can
-// have another node's instance handle it). With "pass_through": true it
+// have another node's instance handle it); with "refuse_sync": true it
+// fails every sync item so. With "pass_through": true it
 // answers Configure that its Enrich changes nothing (sdk.PassThrougher).
 func Recorder() sdk.Plugin {
 	r := &recorder{}
@@ -124,6 +125,7 @@ type recorder struct {
 	hold   string
 	delay  time.Duration
 	refuse bool
+	noSync bool
 	pass   bool
 }
 
@@ -180,6 +182,7 @@ func (r *recorder) Configure(_ context.Context, raw []byte) error {
 		Hold   string `json:"hold_forget"`
 		Delay  string `json:"enrich_delay"`
 		Refuse bool   `json:"refuse_privacy"`
+		NoSync bool   `json:"refuse_sync"`
 		Pass   bool   `json:"pass_through"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.File == "" {
@@ -198,7 +201,7 @@ func (r *recorder) Configure(_ context.Context, raw []byte) error {
 		return err
 	}
 	r.mu.Lock()
-	r.f, r.path, r.hold, r.delay, r.refuse, r.pass = f, cfg.File, cfg.Hold, delay, cfg.Refuse, cfg.Pass
+	r.f, r.path, r.hold, r.delay, r.refuse, r.noSync, r.pass = f, cfg.File, cfg.Hold, delay, cfg.Refuse, cfg.NoSync, cfg.Pass
 	r.mu.Unlock()
 	return nil
 }
@@ -245,8 +248,11 @@ func (r *recorder) Segment(_ context.Context, ev *sdk.Event, p *sdk.Profile) (*s
 // Sync implements sdk.Syncer.
 func (r *recorder) Sync(_ context.Context, item *sdk.SyncItem) error {
 	r.mu.Lock()
-	refuse := r.refuse
+	refuse, noSync := r.refuse, r.noSync
 	r.mu.Unlock()
+	if noSync {
+		return errors.New("recorder: sync items refused (refuse_sync)")
+	}
 	if refuse && item.GetPrivacy() != nil {
 		return errors.New("recorder: privacy items refused (refuse_privacy)")
 	}
@@ -257,7 +263,7 @@ func (r *recorder) Sync(_ context.Context, item *sdk.SyncItem) error {
 // CRM is a syncer like a CRM connector: it declares purpose marketing and
 // capability contacts.resolve, and records the items (with the contact the
 // host attached) in the file named by its configuration {"file": "..."}
-// ("refuse_privacy" as for Recorder).
+// ("refuse_privacy" and "refuse_sync" as for Recorder).
 func CRM() sdk.Plugin {
 	r := &recorder{}
 	return sdk.Plugin{

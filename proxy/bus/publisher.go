@@ -160,11 +160,30 @@ func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
 	}
 	futs := make([]jetstream.PubAckFuture, 0, len(items))
 	var pubErr error
+	var topics map[string]bool // of this batch, for erasures (ErasesOnDelete)
 	for _, it := range items {
+		if it.KVDelete && streams.ErasesOnDelete(it.Topic) && topics[it.Topic] {
+			// The key's put is in flight: erase it at the next drain,
+			// once acknowledged.
+			break
+		}
 		msg := &nats.Msg{Subject: it.Topic, Data: it.Data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, it.MsgID)
 		if it.KVDelete {
 			msg.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
+			if streams.ErasesOnDelete(it.Topic) {
+				err := eraseCurrent(ctx, js, it.Topic, p.cfg.AckTimeout)
+				if errors.Is(err, errDeniesDeletes) {
+					// A stream declared before it allowed deletes: the
+					// marker still removes the value from the bucket.
+					p.log.Warn("bus: KV value not erased from the stream's files: the stream denies deletes", "stream", streams.StreamOf(it.Topic))
+					err = nil
+				}
+				if err != nil {
+					pubErr = err
+					break
+				}
+			}
 		}
 		var opts []jetstream.PublishOpt
 		if st := streams.StreamOf(it.Topic); st != "" {
@@ -176,6 +195,12 @@ func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
 			break
 		}
 		futs = append(futs, f)
+		if !it.KVDelete && streams.ErasesOnDelete(it.Topic) {
+			if topics == nil {
+				topics = map[string]bool{}
+			}
+			topics[it.Topic] = true
+		}
 	}
 	acked := make([][]byte, 0, len(futs))
 	// contiguous counts the items acknowledged from the start of the batch:
@@ -228,4 +253,38 @@ wait:
 		return len(items), fmt.Errorf("bus: publish: %w", pubErr)
 	}
 	return len(items), nil
+}
+
+// errDeniesDeletes: the stream was declared denying message deletes.
+var errDeniesDeletes = errors.New("bus: the stream denies message deletes")
+
+// eraseCurrent erases the current value of the KV key subject (a put, not
+// a delete marker) from its stream with a secure delete: with history 1
+// the delete marker published next would only mark it removed, its bytes
+// left in the stream's block files. The caller publishes no put of the key
+// in the same batch before it.
+func eraseCurrent(ctx context.Context, js jetstream.JetStream, subject string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := js.Stream(ctx, streams.StreamOf(subject))
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	if st.CachedInfo().Config.DenyDelete {
+		return errDeniesDeletes
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	if m.Header.Get(streams.KVOperationHeader) != "" {
+		return nil // a delete or purge marker: nothing to erase
+	}
+	if err := st.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("erase: %w", err)
+	}
+	return nil
 }

@@ -1,9 +1,12 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -218,5 +221,61 @@ func TestPublisherRoutesByStreamAndRedeclaresLostStreams(t *testing.T) {
 	}
 	if e, pr := countOf(t, b, streams.Events), countOf(t, b, streams.Privacy); e != 1 || pr != 1 {
 		t.Fatalf("after the loss: events %d, privacy %d; want 1 and 1", e, pr)
+	}
+}
+
+// TestPublisherErasesVaultValues: a VIGIE_VAULT delete erases the key's
+// value from the stream's files before its marker (the put in the same
+// batch is published first, the delete at the next drain); other keys
+// stay. The bytes are gone from the store files, not only marked removed.
+func TestPublisherErasesVaultValues(t *testing.T) {
+	dir := t.TempDir()
+	b, err := New(Config{StoreDir: dir, Buckets: []string{streams.BucketVault}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a, c := streams.KVSubject(streams.BucketVault, "demo.sa"), streams.KVSubject(streams.BucketVault, "demo.sc")
+	ob := &memOutbox{sig: make(chan struct{}, 1), items: []storage.OutboxItem{
+		{Key: []byte("k1"), Topic: a, MsgID: "put-a", Data: []byte("sealed-entry-of-a")},
+		{Key: []byte("k2"), Topic: c, MsgID: "put-c", Data: []byte("sealed-entry-of-c")},
+		{Key: []byte("k3"), Topic: a, MsgID: "del-a", KVDelete: true},
+	}}
+	p, err := NewPublisher(PublisherConfig{Bus: b, Outbox: ob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := b.JetStream().KeyValue(ctx, streams.BucketVault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "demo.sa"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("erased key: %v", err)
+	}
+	if e, err := kv.Get(ctx, "demo.sc"); err != nil || string(e.Value()) != "sealed-entry-of-c" {
+		t.Fatalf("other key: %v", err)
+	}
+	b.Close()
+	found := false
+	_ = filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			data, _ := os.ReadFile(path)
+			if bytes.Contains(data, []byte("sealed-entry-of-a")) {
+				t.Errorf("the erased value is still in %s", path)
+			}
+			found = found || bytes.Contains(data, []byte("sealed-entry-of-c"))
+		}
+		return nil
+	})
+	if !found {
+		t.Fatal("the kept value is in no store file: the scan proves nothing")
 	}
 }

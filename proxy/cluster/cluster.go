@@ -5,7 +5,8 @@
 // requests across the nodes (KV VIGIE_REQUESTS, Requests) and the shared
 // consent ledger (KV VIGIE_LEDGER: LedgerBackend
 // writes each entry through the node's outbox, LedgerWatcher applies every
-// other node's entries to this node's store and ledger cache).
+// other node's entries to this node's store and ledger cache) and the
+// shared vault (KV VIGIE_VAULT, VaultBucket).
 //
 // Single-node mode uses none of it: no KV round trip on the hot path.
 package cluster
@@ -32,7 +33,7 @@ import (
 // Buckets are the KV buckets this package uses; the bus declares them in
 // cluster mode.
 func Buckets() []string {
-	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketNodes, streams.BucketRequests, streams.BucketDecisions}
+	return []string{streams.BucketDedup, streams.BucketLedger, streams.BucketNodes, streams.BucketRequests, streams.BucketDecisions, streams.BucketClicks, streams.BucketImports, streams.BucketVault, streams.BucketResponse}
 }
 
 // JetStreamer gives the current JetStream context (nil while there is
@@ -44,13 +45,14 @@ type JetStreamer interface {
 // kvTimeout bounds one KV operation on the request path.
 const kvTimeout = 2 * time.Second
 
-// bucket opens name, or returns ErrUnavailable.
+// bucket opens name (a handle opened less than streams.HandleTTL ago is
+// reused), or returns ErrUnavailable.
 func bucket(ctx context.Context, js JetStreamer, name string) (jetstream.KeyValue, error) {
 	j := js.JetStream()
 	if j == nil {
 		return nil, ErrUnavailable
 	}
-	kv, err := j.KeyValue(ctx, name)
+	kv, err := streams.KeyValue(ctx, j, name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		// Not declared yet (the cluster was not formed when the node
 		// started) or lost with a wiped store: declare again, as the
@@ -58,7 +60,7 @@ func bucket(ctx context.Context, js JetStreamer, name string) (jetstream.KeyValu
 		// outbox while its claims fail.
 		if e, ok := js.(Ensurer); ok {
 			if derr := e.EnsureStreams(ctx); derr == nil {
-				kv, err = j.KeyValue(ctx, name)
+				kv, err = streams.KeyValue(ctx, j, name)
 			}
 		}
 	}
@@ -345,12 +347,24 @@ type LedgerWatcher struct {
 	// Erase erases a subject from this node's store after another node
 	// erased it (storage.Store.EraseSubjects); required.
 	Erase func(ctx context.Context, site, subject string) error
+	// Enqueue commits messages to the node's outbox (storage.Store.
+	// Enqueue). An entry that reaches the bucket after a newer one of
+	// the same subject (its node's outbox was late: cut from NATS, or
+	// retrying) is what the bucket then keeps, and what a node that was
+	// down or is new reads; a node holding the newer entry (or having
+	// erased the subject since) puts it back through its outbox, so the
+	// bucket's last value is again the subject's newest. Nil: no repair.
+	Enqueue func(ctx context.Context, msgs ...storage.Message) error
 	// Marks keeps the revision applied last, with the creation time of
 	// the bucket's stream, so that a restart resumes after it (nil: every
 	// entry is read again at start, and tombstones are applied only once
 	// started). A bucket lost and declared again (revisions from 1 again,
 	// another creation time) is read again from its start, at the next
 	// watch or within bucketCheckInterval of a running one.
+	// It also remembers, by a hash of site and pseudonym, when each
+	// subject was erased (for ConsentTTL), so that an entry older than
+	// the erasure, published late, neither brings the subject back into
+	// the ledger nor stays the bucket's value. Nil: neither.
 	Marks MarkStore
 	// Logger receives warnings (never identifiers).
 	Logger *slog.Logger
@@ -375,19 +389,25 @@ func (w *LedgerWatcher) watch(ctx context.Context) error {
 	}
 	return follow(ctx, kv, "", watchMark{w.Marks, markKey}, "consent ledger", w.Logger,
 		func(ctx context.Context, e jetstream.KeyValueEntry) error {
-			w.apply(ctx, e.Value())
+			w.apply(ctx, e.Value(), e.Revision())
 			return nil
 		})
 }
 
-func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {
+// apply applies the entry raw, read at revision rev of the bucket.
+func (w *LedgerWatcher) apply(ctx context.Context, raw []byte, rev uint64) {
 	var v ledgerValue
 	if err := json.Unmarshal(raw, &v); err != nil || v.Site == "" || v.Subject == "" {
 		w.Logger.Warn("cluster: unreadable consent ledger entry skipped")
 		return
 	}
 	if v.Erased {
-		if v.Node == w.Node {
+		w.rememberErased(ctx, v.Site, v.Subject, v.Entry.AtMs)
+		// A choice made after the erasure is a new start (the person
+		// came back); this node's own erasure is done already, unless
+		// an older choice published late was applied since.
+		cur, err := w.Store.Consent(ctx, v.Site, v.Subject)
+		if (err == nil && cur.AtMs > v.Entry.AtMs) || (v.Node == w.Node && err != nil) {
 			return
 		}
 		if err := w.Erase(ctx, v.Site, v.Subject); err != nil {
@@ -399,9 +419,17 @@ func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {
 		}
 		return
 	}
+	if at, ok := w.erasedAt(ctx, v.Site, v.Subject); ok && at >= v.Entry.AtMs {
+		// A choice made before the subject was erased, published late.
+		w.repair(ctx, v, rev, ledgerValue{Site: v.Site, Subject: v.Subject, Node: w.Node, Erased: true, Entry: storage.ConsentEntry{AtMs: at}})
+		return
+	}
 	cur, err := w.Store.Consent(ctx, v.Site, v.Subject)
 	switch {
-	case err == nil && cur.AtMs >= v.Entry.AtMs:
+	case err == nil && cur.AtMs > v.Entry.AtMs:
+		w.repair(ctx, v, rev, ledgerValue{Site: v.Site, Subject: v.Subject, Node: w.Node, Entry: cur})
+		return
+	case err == nil && cur.AtMs == v.Entry.AtMs:
 		return
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		w.Logger.Warn("cluster: consent ledger unreadable; entry applied anyway", "err", err)
@@ -419,4 +447,59 @@ func (w *LedgerWatcher) apply(ctx context.Context, raw []byte) {
 		}
 		w.Applied(ctx, v.Site, v.Subject, cur, v.Entry)
 	}
+}
+
+// repair puts newer, this node's own newer entry (or tombstone) of the
+// subject of stale, back into VIGIE_LEDGER after stale reached the bucket
+// at revision rev. Its message id is derived from rev and newer: this
+// node's repairs of one stale revision are deduplicated, and a repair is
+// never taken for the original put of the same entry (which the stream's
+// duplicate window would drop).
+func (w *LedgerWatcher) repair(ctx context.Context, stale ledgerValue, rev uint64, newer ledgerValue) {
+	if w.Enqueue == nil {
+		return
+	}
+	v, err := json.Marshal(newer)
+	if err != nil {
+		return
+	}
+	k := LedgerKey(stale.Site, stale.Subject)
+	sum := sha256.Sum256(append([]byte(k+"\x00repair\x00"+strconv.FormatUint(rev, 10)+"\x00"), v...))
+	m := storage.Message{Topic: streams.KVSubject(streams.BucketLedger, k), ID: "ledger-" + hex.EncodeToString(sum[:16]), Data: v}
+	if err := w.Enqueue(ctx, m); err != nil {
+		w.Logger.Warn("cluster: consent ledger entry published late not overwritten with the newer one", "err", err)
+	}
+}
+
+// erasedMarkKey is where Marks keeps when subject was erased on site: a
+// hash, not the pseudonym.
+func erasedMarkKey(site, subject string) string {
+	sum := sha256.Sum256([]byte("erased\x00" + site + "\x00" + subject))
+	return "erased." + hex.EncodeToString(sum[:])
+}
+
+// rememberErased keeps that subject was erased on site at atMs.
+func (w *LedgerWatcher) rememberErased(ctx context.Context, site, subject string, atMs int64) {
+	if w.Marks == nil {
+		return
+	}
+	if at, ok := w.erasedAt(ctx, site, subject); ok && at >= atMs {
+		return
+	}
+	if err := w.Marks.KVPut(ctx, markSpace, erasedMarkKey(site, subject), []byte(strconv.FormatInt(atMs, 10)), storage.ConsentTTL); err != nil {
+		w.Logger.Warn("cluster: erasure time of a subject not kept", "err", err)
+	}
+}
+
+// erasedAt returns when subject was erased on site, if this node knows.
+func (w *LedgerWatcher) erasedAt(ctx context.Context, site, subject string) (int64, bool) {
+	if w.Marks == nil {
+		return 0, false
+	}
+	b, err := w.Marks.KVGet(ctx, markSpace, erasedMarkKey(site, subject))
+	if err != nil {
+		return 0, false
+	}
+	at, err := strconv.ParseInt(string(b), 10, 64)
+	return at, err == nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,7 +19,9 @@ const keyringKey = "keyring"
 // sealed under the master key every node shares (ciphertext only; the KV
 // never holds a key in clear), written once by the first node (Publish:
 // the first writer wins) and then only by a compare-and-set on its
-// revision (Update), as `vigie keys rotate` and `retire` do.
+// revision (Update), as `vigie keys rotate` and `retire` and, in cluster
+// mode, every change of the API tokens do (`vigie tokens`, `vigie admin
+// token reset`); every running node follows it (Watch).
 type SharedKeyring struct {
 	// JS gives the JetStream context.
 	JS JetStreamer
@@ -66,11 +70,29 @@ func (s SharedKeyring) Update(ctx context.Context, sealed []byte, rev uint64) er
 		return err
 	}
 	if _, err := kv.Update(ctx, keyringKey, sealed, rev); err != nil {
-		var apiErr *jetstream.APIError
-		if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		// ErrKeyExists is the server's "wrong last sequence" (the
+		// errors match by API error code), so it is also a lost Update.
+		if errors.Is(err, jetstream.ErrKeyExists) {
 			return ErrKeyringChanged
 		}
 		return fmt.Errorf("%w: keyring: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// Watch hands fn the sealed keyring and its revision: the current one,
+// then each new one, in revision order, until ctx ends. A watch that fails
+// (NATS away, fn's error) is started again a second later, from the
+// current keyring: fn may see a revision twice and must apply the whole
+// keyring it is given, never a difference.
+func (s SharedKeyring) Watch(ctx context.Context, log *slog.Logger, fn func(ctx context.Context, sealed []byte, rev uint64) error) {
+	keepWatching(ctx, time.Second, log, "shared keyring", func(ctx context.Context) error {
+		kv, err := bucket(ctx, s.JS, streams.BucketKeyring)
+		if err != nil {
+			return err
+		}
+		return follow(ctx, kv, keyringKey, watchMark{}, "shared keyring", log, func(ctx context.Context, e jetstream.KeyValueEntry) error {
+			return fn(ctx, e.Value(), e.Revision())
+		})
+	})
 }

@@ -419,9 +419,9 @@ func equalFoldASCII(a, b string) bool {
 	return true
 }
 
-// MemoryHistory is an in-process ClickHistory. A deployment with several
-// Vigie nodes behind a load balancer without affinity sees each node's
-// clicks only; that is enough for scanners, which click from one place.
+// MemoryHistory is an in-process ClickHistory: one node's clicks. In
+// cluster mode the server uses cluster.ClickHistory, which shares them
+// (a load balancer spreads one scanner's clicks over the nodes).
 type MemoryHistory struct {
 	mu      sync.Mutex
 	max     int

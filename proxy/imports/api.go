@@ -194,7 +194,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	id := ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
 	rec := &record{Job: Job{ID: id, Site: site, Status: StatusQueued, DryRun: dry, Format: p.format,
-		File: FileInfo{Bytes: up.size, SHA256: up.sum}, Mapping: compact.Bytes(), CreatedAt: now}}
+		File: FileInfo{Bytes: up.size, SHA256: up.sum}, Mapping: compact.Bytes(), CreatedAt: now, Node: s.cfg.Node}}
 	if idem != nil {
 		idem[1], _ = json.Marshal(idemRecord{Job: id, Hash: bodyHash})
 	}
@@ -407,14 +407,44 @@ func (s *Service) saveFile(up *upload, part io.Reader, extend func()) (int, stri
 	return 0, "", ""
 }
 
-// handleGet is GET /admin/v1/imports/{id}.
+// handleGet is GET /admin/v1/imports/{id}: this node's job, or in
+// cluster mode another node's view of its own.
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.load(r.Context(), r.PathValue("id"))
+	if errors.Is(err, ErrNotFound) && s.cfg.Shared != nil {
+		j, serr := s.cfg.Shared.Job(r.Context(), r.PathValue("id"))
+		if serr == nil {
+			writeJSON(w, http.StatusOK, j)
+			return
+		}
+		err = serr
+	}
 	if err != nil {
 		s.notFound(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rec.view())
+}
+
+// onOtherNode answers, in cluster mode, a request only the node running
+// job id can serve (its cancellation, its per-row errors): with that
+// node's answer through Config.Remote, else (or for a request another node
+// passed on) with 409 naming that node. It reports whether it answered.
+func (s *Service) onOtherNode(w http.ResponseWriter, r *http.Request, id string) bool {
+	if s.cfg.Shared == nil {
+		return false
+	}
+	j, err := s.cfg.Shared.Job(r.Context(), id)
+	if err != nil || j.Node == "" || j.Node == s.cfg.Node {
+		return false
+	}
+	if s.cfg.Remote != nil && r.Context().Value(remoteKey{}) == nil {
+		s.passOn(w, r, j.Node, id)
+		return true
+	}
+	writeError(w, http.StatusConflict, "job_on_other_node", "id",
+		"the import job runs on node "+j.Node+", which alone holds its file and its errors: send this request to that node")
+	return true
 }
 
 // notFound answers a load error.
@@ -429,6 +459,9 @@ func (s *Service) notFound(w http.ResponseWriter, err error) {
 // handleCancel is DELETE /admin/v1/imports/{id}: cancel the job.
 func (s *Service) handleCancel(w http.ResponseWriter, r *http.Request) {
 	j, err := s.Cancel(r.Context(), r.PathValue("id"))
+	if errors.Is(err, ErrNotFound) && s.onOtherNode(w, r, r.PathValue("id")) {
+		return
+	}
 	switch {
 	case errors.Is(err, ErrFinished):
 		writeError(w, http.StatusConflict, "already_ended", "id", "the import job already ended ("+j.Status+")")
@@ -456,6 +489,9 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "", "the import jobs cannot be read; retry later")
 		return
 	}
+	if s.cfg.Shared != nil {
+		jobs = s.withOtherNodes(r.Context(), jobs, site)
+	}
 	sort.Slice(jobs, func(a, b int) bool { return jobs[a].ID > jobs[b].ID })
 	if len(jobs) > 100 {
 		jobs = jobs[:100]
@@ -472,7 +508,9 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 func (s *Service) handleErrors(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := s.load(r.Context(), id); err != nil {
-		s.notFound(w, err)
+		if !errors.Is(err, ErrNotFound) || !s.onOtherNode(w, r, id) {
+			s.notFound(w, err)
+		}
 		return
 	}
 	q := r.URL.Query()
@@ -519,4 +557,26 @@ func (s *Service) Job(ctx context.Context, id string) (Job, error) {
 		return Job{}, err
 	}
 	return rec.view(), nil
+}
+
+// withOtherNodes adds to this node's jobs the views of the other nodes'
+// ones (of site, when set). The other nodes' jobs are left out, with a
+// warning, while they cannot be read.
+func (s *Service) withOtherNodes(ctx context.Context, jobs []Job, site string) []Job {
+	shared, err := s.cfg.Shared.Jobs(ctx)
+	if err != nil {
+		s.log.Warn("imports: the other nodes' jobs cannot be listed", "err", err)
+		return jobs
+	}
+	have := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		have[j.ID] = true
+	}
+	for _, j := range shared {
+		if !have[j.ID] && (site == "" || j.Site == site) {
+			j.Mapping = nil
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs
 }

@@ -49,6 +49,10 @@ type Job struct {
 	Progress Progress `json:"progress"`
 	// Error says why a failed job failed, in the client's terms.
 	Error string `json:"error,omitempty"`
+	// Node is the cluster node that received the file and runs the job
+	// (cluster mode only): its cancellation and per-row errors are served
+	// there.
+	Node string `json:"node,omitempty"`
 }
 
 // FileInfo describes an uploaded file (never its name, which may name a

@@ -74,6 +74,13 @@ func (s *Service) put(ctx context.Context, rec *record, errs []storage.ImportRow
 	if idem != nil {
 		w.IdemKey, w.IdemValue = idem[0], idem[1]
 	}
+	if s.cfg.Shared != nil {
+		m, err := s.cfg.Shared.Message(rec.view())
+		if err != nil {
+			return err
+		}
+		w.Msgs = []storage.Message{m}
+	}
 	return s.cfg.Store.PutImportJob(ctx, rec.ID, w)
 }
 

@@ -86,9 +86,32 @@ type Config struct {
 	// FreeSpace measures the free bytes of Dir's filesystem. Default
 	// storage.StatfsFree.
 	FreeSpace func(dir string) (uint64, error)
+	// Shared, in cluster mode, shows every node's jobs on every node (nil:
+	// this node's only).
+	Shared SharedJobs
+	// Node is this node's id in cluster mode, named in its jobs' views.
+	Node string
+	// Remote, in cluster mode, passes a request for another node's job
+	// (its cancellation, its errors) to that node (nil: 409
+	// job_on_other_node, naming it).
+	Remote Remote
 	// Logger receives the job events (never a value of a file). Default
 	// slog.Default().
 	Logger *slog.Logger
+}
+
+// SharedJobs shares the jobs' views between the nodes of a cluster. A
+// view holds what GET /admin/v1/imports/{id} shows (counts, status,
+// mapping), never a value of the file; the file, the per-row errors and the
+// job's run stay on the node that received it.
+type SharedJobs interface {
+	// Message is the outbox message putting job's view, committed with
+	// each write of the job.
+	Message(job Job) (storage.Message, error)
+	// Job returns the view of a job of another node, or ErrNotFound.
+	Job(ctx context.Context, id string) (Job, error)
+	// Jobs returns the views of every node's jobs.
+	Jobs(ctx context.Context) ([]Job, error)
 }
 
 // Defaults of Config.

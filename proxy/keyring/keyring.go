@@ -112,6 +112,11 @@ type Keyring struct {
 	BlindIndexKey []byte `json:"blind_index_key"`
 	// Tokens are the API tokens' hashes.
 	Tokens []Token `json:"tokens"`
+	// TokensShared is set in the cluster's shared keyring (KV
+	// VIGIE_KEYRING) once its Tokens are the cluster's API tokens, which
+	// every node applies. A keyring shared by an earlier version lacks it:
+	// its Tokens are then the first node's at its first start.
+	TokensShared bool `json:"tokens_shared,omitempty"`
 
 	path string
 	mk   MasterKey

@@ -137,3 +137,24 @@ func (kr *Keyring) AdoptKeys(o *Keyring) error {
 	}
 	return nil
 }
+
+// AdoptTokens replaces kr's API tokens with a copy of tokens (the
+// cluster's, in cluster mode) and saves kr. It is the only change made to
+// a running server's keyring, by one goroutine.
+func (kr *Keyring) AdoptTokens(tokens []Token) error {
+	prev := kr.Tokens
+	kr.Tokens = slices.Clone(tokens)
+	if err := kr.Save(); err != nil {
+		kr.Tokens = prev
+		return err
+	}
+	return nil
+}
+
+// SameTokens reports whether a and b list the same tokens (ids, roles,
+// names, hashes, creation times) in the same order.
+func SameTokens(a, b []Token) bool {
+	return slices.EqualFunc(a, b, func(x, y Token) bool {
+		return x.ID == y.ID && x.Role == y.Role && x.Name == y.Name && bytes.Equal(x.Hash, y.Hash) && x.Created.Equal(y.Created)
+	})
+}

@@ -3,6 +3,7 @@ package keyring
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -68,5 +69,47 @@ func TestInstallAndAdopt(t *testing.T) {
 	reread, _ := open(t, filepath.Dir(other.Path()), mk)
 	if reread.CompareKeys(src) != SameKeys || len(reread.Tokens) != len(tokens) || string(reread.Tokens[0].Hash) != string(tokens[0].Hash) {
 		t.Fatal("AdoptKeys did not save the adopted keys with the node's own tokens")
+	}
+}
+
+// TestAdoptTokens: AdoptTokens saves another keyring's token list in place
+// of the node's, keys unchanged; SameTokens tells any difference.
+func TestAdoptTokens(t *testing.T) {
+	mk := newMK(t)
+	node, _ := open(t, filepath.Join(t.TempDir(), "node"), mk)
+	shared := node.Detached()
+	tok, _, err := shared.CreateToken(RoleDPO, "dpo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.AdoptTokens(shared.Tokens); err != nil {
+		t.Fatal(err)
+	}
+	reread, _ := open(t, filepath.Dir(node.Path()), mk)
+	if _, ok := reread.CheckToken(tok); !ok || !SameTokens(reread.Tokens, shared.Tokens) || reread.CompareKeys(shared) != SameKeys {
+		t.Fatal("AdoptTokens did not save the adopted tokens with the node's keys")
+	}
+
+	base := shared.Tokens
+	change := func(f func(*Token)) []Token {
+		c := slices.Clone(base)
+		f(&c[len(c)-1])
+		return c
+	}
+	for _, c := range []struct {
+		name  string
+		other []Token
+		want  bool
+	}{
+		{"same", slices.Clone(base), true},
+		{"one fewer", base[:1], false},
+		{"other role", change(func(t *Token) { t.Role = RoleMarketer }), false},
+		{"other name", change(func(t *Token) { t.Name = "x" }), false},
+		{"other hash", change(func(t *Token) { t.Hash = hashToken("other") }), false},
+		{"other id", change(func(t *Token) { t.ID = "t9" }), false},
+	} {
+		if got := SameTokens(base, c.other); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -84,6 +84,10 @@ type Ledger struct {
 
 	mu    sync.Mutex
 	cache map[string]Entry // site \x00 subject
+	// gen counts the cache's writes and drops: a miss fills the cache
+	// only if none happened while it read the Backend (else it could put
+	// back an entry older than the one a write or a drop left).
+	gen uint64
 }
 
 // Entry is a subject's recorded choice; Found is false when there is none.
@@ -175,6 +179,7 @@ func (l *Ledger) get(ctx context.Context, site, subject string) Entry {
 	k := key(site, subject)
 	l.mu.Lock()
 	e, ok := l.cache[k]
+	gen := l.gen
 	l.mu.Unlock()
 	if ok {
 		return e
@@ -194,13 +199,24 @@ func (l *Ledger) get(ctx context.Context, site, subject string) Entry {
 		l.log.Warn("consent ledger unreadable; deciding without it", "err", err)
 		return e
 	}
-	l.put(k, e)
+	l.mu.Lock()
+	if l.gen == gen {
+		l.store(k, e)
+	}
+	l.mu.Unlock()
 	return e
 }
 
+// put caches e, the entry a write just stored.
 func (l *Ledger) put(k string, e Entry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.gen++
+	l.store(k, e)
+}
+
+// store caches e; l.mu is held.
+func (l *Ledger) store(k string, e Entry) {
 	if l.cache == nil || len(l.cache) >= l.cfg.MaxCache {
 		l.cache = make(map[string]Entry, 1024)
 	}
@@ -212,6 +228,7 @@ func (l *Ledger) put(k string, e Entry) {
 func (l *Ledger) Forget(site, subject string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.gen++
 	delete(l.cache, key(site, subject))
 }
 

@@ -197,3 +197,58 @@ func TestAppliedRunsOnDrop(t *testing.T) {
 		}
 	}
 }
+
+// slowBackend is a store whose next Consent read, once armed, reads the
+// entry and then waits for release before returning it: the read a cache
+// miss makes while another node's withdrawal is applied.
+type slowBackend struct {
+	*storage.Store
+	armed        chan struct{} // closed by the test: the next read waits
+	read, resume chan struct{}
+}
+
+func (b *slowBackend) Consent(ctx context.Context, site, subject string) (storage.ConsentEntry, error) {
+	e, err := b.Store.Consent(ctx, site, subject)
+	select {
+	case <-b.armed:
+		b.armed = make(chan struct{}) // once
+		close(b.read)
+		<-b.resume
+	default:
+	}
+	return e, err
+}
+
+// TestForgetDuringACacheMissWins: a cache miss reads the old entry; the
+// cluster's watch then stores another node's withdrawal and drops the
+// subject from the cache; the miss must not put the old entry back in the
+// cache, where it would answer every later event. On the code before, the
+// grant stayed cached after the withdrawal.
+func TestForgetDuringACacheMissWins(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Open(t)
+	b := &slowBackend{Store: st, armed: make(chan struct{}), read: make(chan struct{}), resume: make(chan struct{})}
+	l := ledger.New(ledger.Config{Backend: b, Purposes: []consent.Purpose{consent.Necessary, consent.Analytics, consent.Marketing}})
+	now := time.Now().UnixMilli()
+	grant := storage.ConsentEntry{Granted: []string{"analytics", "marketing"}, AtMs: now - 10}
+	if err := st.PutConsent(ctx, "demo", "s1", grant); err != nil {
+		t.Fatal(err)
+	}
+	close(b.armed)
+	done := make(chan ledger.Entry)
+	go func() { done <- l.Get(ctx, "demo", "s1") }()
+	<-b.read // the miss holds the grant
+	withdrawal := storage.ConsentEntry{Granted: []string{"analytics"}, Denied: []string{"marketing"}, AtMs: now}
+	if err := st.PutConsent(ctx, "demo", "s1", withdrawal); err != nil {
+		t.Fatal(err)
+	}
+	l.Applied(ctx, "demo", "s1", grant, withdrawal)
+	close(b.resume)
+	// It may answer the grant it read: it started before the withdrawal.
+	if e := <-done; !e.Granted.Has(consent.Marketing) {
+		t.Fatalf("the miss read %+v, want the grant", e)
+	}
+	if e := l.Get(ctx, "demo", "s1"); e.Granted.Has(consent.Marketing) {
+		t.Fatalf("after the withdrawal was applied, the ledger answers %+v: the miss cached the old grant", e)
+	}
+}

@@ -258,7 +258,7 @@ func (s *Service) reportMessages(ctx context.Context, r *Request) ([]storage.Mes
 		if st.Status == StatusNotSupported { // a plugin of its own event
 			unsupported = append(unsupported, st.Name+" ("+st.Detail+")")
 		}
-		if strings.HasPrefix(st.Name, "plugin:") && st.Status.terminal() {
+		if strings.HasPrefix(st.Name, pluginStepPrefix) && st.Status.terminal() {
 			acks++
 		}
 	}
@@ -349,7 +349,7 @@ func (s *Service) pollNodes(ctx context.Context, r *Request) error {
 		ackID = partEventID(r.ID, p.Node())
 	}
 	for _, st := range r.Steps {
-		if plugin, ok := strings.CutPrefix(st.Name, "plugin:"); ok && !st.Status.terminal() {
+		if plugin, ok := strings.CutPrefix(st.Name, pluginStepPrefix); ok && !st.Status.terminal() {
 			b, err := p.Ack(ctx, ackID, plugin)
 			if err != nil {
 				return err
@@ -357,6 +357,8 @@ func (s *Service) pollNodes(ctx context.Context, r *Request) error {
 			var a plugins.PrivacyAck
 			if b != nil && json.Unmarshal(b, &a) == nil {
 				acks[st.Name] = a
+			} else if pluginStepNode(st.Name) != "" {
+				waiting = true
 			}
 			continue
 		}
@@ -394,6 +396,10 @@ func (s *Service) pollNodes(ctx context.Context, r *Request) error {
 				changed = true
 				continue
 			}
+			if node := pluginStepNode(st.Name); node != "" && !st.Status.terminal() && waiting {
+				changed = waitPluginNode(st, node, members, live) || changed
+				continue
+			}
 			node, ok := strings.CutPrefix(st.Name, nodeStepPrefix)
 			if !ok || st.Status.terminal() {
 				continue
@@ -429,6 +435,26 @@ func (s *Service) pollNodes(ctx context.Context, r *Request) error {
 		return changed, nil, nil
 	})
 	return err
+}
+
+// waitPluginNode updates step st, waiting for the acknowledgement of a
+// node-scoped plugin's instance on node: skipped once node is removed
+// from the cluster, else its detail says whether node is live. It reports
+// whether st changed.
+func waitPluginNode(st *Step, node string, members, live []string) bool {
+	if !slices.Contains(members, node) {
+		st.set(StatusSkipped, "node "+node+" was removed from the cluster by an operator before its instance of the plugin acknowledged: the request no longer waits for it")
+		return true
+	}
+	detail := "waiting for node " + node + "'s instance of the plugin to forget (down: it does when the node is back, or an operator removes it from the cluster)"
+	if slices.Contains(live, node) {
+		detail = "waiting for node " + node + "'s instance of the plugin to forget (live)"
+	}
+	if st.Detail == detail {
+		return false
+	}
+	st.Detail = detail
+	return true
 }
 
 // viewMessage is the outbox message publishing r's view (this node
@@ -597,7 +623,7 @@ func (s *Service) forwardAck(ctx context.Context, id string, a plugins.PrivacyAc
 		return err
 	}
 	_, err = s.update(ctx, id, func(*Request) (bool, []storage.Message, error) {
-		return true, []storage.Message{s.cfg.Peers.AckMessage(a.RequestID, a.Plugin, b)}, nil
+		return true, []storage.Message{s.cfg.Peers.AckMessage(a.RequestID, ackName(a.Plugin, a.Node), b)}, nil
 	})
 	return err
 }
@@ -611,7 +637,7 @@ func (s *Service) forwardUnknownAck(ctx context.Context, a plugins.PrivacyAck) e
 	if err != nil {
 		return err
 	}
-	return s.cfg.Store.Enqueue(ctx, s.cfg.Peers.AckMessage(a.RequestID, a.Plugin, b))
+	return s.cfg.Store.Enqueue(ctx, s.cfg.Peers.AckMessage(a.RequestID, ackName(a.Plugin, a.Node), b))
 }
 
 // purgeLoop purges, at once and then every Config.PurgeInterval until ctx

@@ -133,6 +133,35 @@ type Request struct {
 // Art. 12(3)).
 func Deadline(t time.Time) time.Time { return t.AddDate(0, 1, 0) }
 
+// pluginStepPrefix starts the name of a step waiting for a plugin's
+// acknowledgement: plugin:<name>, or plugin:<name>@<node> for a
+// node-scoped plugin's instance on node.
+const pluginStepPrefix = "plugin:"
+
+// ackName is the name a plugin's acknowledgement goes by: the plugin's, or
+// for a node-scoped plugin's instance "<plugin>@<node>".
+func ackName(plugin, node string) string {
+	if node == "" {
+		return plugin
+	}
+	return plugin + "@" + node
+}
+
+// pluginStep is the step of plugin's acknowledgement (node: its instance's
+// on that node, for a node-scoped plugin).
+func pluginStep(plugin, node string) string { return pluginStepPrefix + ackName(plugin, node) }
+
+// pluginStepNode is the node of a node-scoped plugin's step ("" for any
+// other step).
+func pluginStepNode(name string) string {
+	rest, ok := strings.CutPrefix(name, pluginStepPrefix)
+	if !ok {
+		return ""
+	}
+	_, node, _ := strings.Cut(rest, "@")
+	return node
+}
+
 // step returns the step named name, or nil.
 func (r *Request) step(name string) *Step {
 	for i := range r.Steps {

@@ -46,6 +46,11 @@ type Config struct {
 	// Plugins are the enabled plugins' names: an erasure waits for each
 	// one's acknowledgement. Default: none.
 	Plugins []string
+	// NodeScoped reports, in cluster mode, whether a plugin's erasures are
+	// acknowledged by every node's instance (plugins.Runtime.NodeScoped):
+	// the erasure then waits for each member's, one step per member.
+	// Nil: none is.
+	NodeScoped func(plugin string) bool
 	// JetStream is the bus whose streams an erasure cleans. Nil: the
 	// stream steps fail (the request ends partial).
 	JetStream jetstream.JetStream
@@ -475,7 +480,10 @@ func (s *Service) PrivacyAck(ctx context.Context, a plugins.PrivacyAck) error {
 			forward = true // another node's erasure: its plugin step is there
 			return false, nil, nil
 		}
-		st := r.step("plugin:" + a.Plugin)
+		st := r.step(pluginStep(a.Plugin, a.Node))
+		if st == nil && a.Node != "" { // published before its plugin was node-scoped
+			st = r.step(pluginStep(a.Plugin, ""))
+		}
 		if st == nil || r.finished() || (st.Status.terminal() && st.Status != StatusFailed) {
 			return false, nil, nil
 		}
@@ -571,7 +579,7 @@ func (s *Service) advance(ctx context.Context, id string) error {
 			return err
 		}
 		if r.Origin == "" || slices.ContainsFunc(r.Steps, func(st Step) bool {
-			return strings.HasPrefix(st.Name, "plugin:") && !st.Status.terminal()
+			return strings.HasPrefix(st.Name, pluginStepPrefix) && !st.Status.terminal()
 		}) {
 			// The other nodes' steps (or, in a part, the plugins'
 			// acknowledgements of its own event, handled elsewhere)
@@ -591,7 +599,7 @@ func (s *Service) advance(ctx context.Context, id string) error {
 		if st == nil {
 			return nil
 		}
-		if strings.HasPrefix(st.Name, "plugin:") {
+		if strings.HasPrefix(st.Name, pluginStepPrefix) {
 			return nil // waiting for the plugin's acknowledgement
 		}
 		if r.Status == StatusPending {

@@ -170,16 +170,17 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 	if len(down) > 0 {
 		detail += fmt.Sprintf("; node %s was down: the contacts its syncers were given reach only its own event, if it has one", strings.Join(down, ", "))
 	}
+	pluginSteps, err := s.pluginSteps(ctx)
+	if err != nil {
+		return err
+	}
 	_, err = s.update(ctx, r.ID, func(r *Request) (bool, []storage.Message, error) {
 		st := r.step("publish")
 		if st.Status == StatusDone {
 			return false, nil, nil
 		}
 		st.set(StatusDone, detail)
-		var later []Step
-		for _, p := range s.cfg.Plugins {
-			later = append(later, Step{Name: "plugin:" + p, Status: StatusPending, Detail: "waiting for the plugin's acknowledgement"})
-		}
+		later := slices.Clone(pluginSteps)
 		for _, name := range s.cfg.Streams {
 			later = append(later, Step{Name: "stream:" + name, Status: StatusPending})
 		}
@@ -189,6 +190,31 @@ func (s *Service) stepPublish(ctx context.Context, r *Request) error {
 		return true, []storage.Message{msg}, nil
 	})
 	return err
+}
+
+// pluginSteps are the steps an erasure event waits for, one per plugin's
+// acknowledgement; in cluster mode, one per member for a node-scoped
+// plugin (Config.NodeScoped), whose every node's instance forgets on its
+// own.
+func (s *Service) pluginSteps(ctx context.Context) ([]Step, error) {
+	var members []string
+	var steps []Step
+	for _, p := range s.cfg.Plugins {
+		if s.cfg.Peers == nil || s.cfg.NodeScoped == nil || !s.cfg.NodeScoped(p) {
+			steps = append(steps, Step{Name: pluginStep(p, ""), Status: StatusPending, Detail: "waiting for the plugin's acknowledgement"})
+			continue
+		}
+		if members == nil {
+			var err error
+			if members, err = s.cfg.Peers.MemberNodes(ctx); err != nil {
+				return nil, fmt.Errorf("privacy: cluster membership: %w", err)
+			}
+		}
+		for _, n := range members {
+			steps = append(steps, Step{Name: pluginStep(p, n), Status: StatusPending, Detail: "waiting for node " + n + "'s instance of the plugin to forget"})
+		}
+	}
+	return steps, nil
 }
 
 // eventContacts returns the sealed contacts of r's erasure event eventID

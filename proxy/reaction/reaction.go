@@ -49,6 +49,18 @@ type Config struct {
 	PluginConfig []byte
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Peers, in cluster mode, gives the other nodes' summaries, added to
+	// this node's (each node models the subjects of the partitions it
+	// owns; a summary that does not decode is left out); nil for a
+	// single node.
+	Peers Peers
+}
+
+// Peers gives the other nodes' summaries of the model
+// (proxy/cluster.ResponseSummaries).
+type Peers interface {
+	// Others returns the other nodes' summaries of site.
+	Others(ctx context.Context, site string) ([][]byte, error)
 }
 
 // Reader reads the response model. It is safe for concurrent use.
@@ -200,19 +212,42 @@ type Uplift struct {
 	Draws        int     `json:"draws"`
 }
 
-// model reads site's summary; a site the plugin has written nothing for
-// yet is an empty model (every cell at its prior).
+// model reads site's summary, with the other nodes' added in cluster
+// mode; a site the plugin has written nothing for yet is an empty model
+// (every cell at its prior).
 func (r *Reader) model(ctx context.Context, site string) (*model.Model, error) {
 	raw, err := r.cfg.Store.KVGet(ctx, r.cfg.Plugin, response.SummaryKey(site))
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound) && r.cfg.Peers == nil:
 		return model.New(r.view.Model)
+	case errors.Is(err, storage.ErrNotFound):
+		empty, err := model.New(r.view.Model)
+		if err != nil {
+			return nil, err
+		}
+		if raw, err = empty.MarshalSummary(); err != nil {
+			return nil, err
+		}
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	m, err := model.NewSummary(r.view.Model, raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if r.cfg.Peers == nil {
+		return m, nil
+	}
+	others, err := r.cfg.Peers.Others(ctx, site)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the other nodes' share: %w", ErrUnavailable, err)
+	}
+	for _, o := range others {
+		// A share that does not read (a node of another version during a
+		// rolling upgrade) is left out rather than failing every read.
+		if om, err := model.NewSummary(r.view.Model, o); err == nil {
+			_ = m.AddSummary(om) // one configuration: the same shape
+		}
 	}
 	return m, nil
 }

@@ -167,3 +167,57 @@ func TestNewRefusesABadConfiguration(t *testing.T) {
 		t.Fatal("a bad configuration was accepted")
 	}
 }
+
+// peers serves other nodes' summaries from a second store, as
+// cluster.ResponseSummaries serves them from KV VIGIE_RESPONSE.
+type peers struct {
+	summaries [][]byte
+	err       error
+}
+
+func (p peers) Others(context.Context, string) ([][]byte, error) { return p.summaries, p.err }
+
+// TestPeersAddUp: in cluster mode the reader adds the other nodes'
+// summaries to its own; one that does not decode is left out; the peers
+// unreachable make the model unavailable (503), not this node's share.
+func TestPeersAddUp(t *testing.T) {
+	_, st := setup(t)
+	own, err := st.KVGet(context.Background(), "response", response.SummaryKey("demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return t0.Add(2 * time.Hour) }
+	for _, tc := range []struct {
+		name  string
+		peers peers
+		vip   float64
+		err   error
+	}{
+		{"one other node with the same share", peers{summaries: [][]byte{own}}, 32, nil},
+		{"two others, one unreadable", peers{summaries: [][]byte{own, []byte("VRSC garbage")}}, 32, nil},
+		{"none", peers{}, 16, nil},
+		{"bucket unreachable", peers{err: errors.New("nats: timeout")}, 0, reaction.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := reaction.New(reaction.Config{Store: st, PluginConfig: []byte(pluginConfig), Now: now, Peers: tc.peers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb, err := r.Table(context.Background(), "demo")
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err %v, want %v", err, tc.err)
+			}
+			if tc.err == nil && tb.Cells[0].Exposures != tc.vip {
+				t.Fatalf("vip×promo exposures %v, want %v", tb.Cells[0].Exposures, tc.vip)
+			}
+		})
+	}
+	// A site this node modelled nothing of shows the others' share.
+	r, err := reaction.New(reaction.Config{Store: st, PluginConfig: []byte(pluginConfig), Now: now, Peers: peers{summaries: [][]byte{own}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb, err := r.Table(context.Background(), "other-site"); err != nil || tb.Cells[0].Exposures != 16 {
+		t.Fatalf("a site modelled on another node only: %+v, %v", tb, err)
+	}
+}

@@ -112,6 +112,34 @@ func NewSummary(cfg Config, data []byte) (*Model, error) {
 	return m, nil
 }
 
+// AddSummary adds to m, a summary (NewSummary), the cells of o, a
+// summary under the same configuration of another part of the population:
+// in cluster mode each node models the subjects of the partitions it
+// owns, and the cells, sums of decayed pseudo-counts, are additive. Each
+// cell's counts are moved to the later of the two times before they are
+// added; m's clock becomes the later of the two. It fails with ErrInvalid
+// when m is not a summary or o's cells are not shaped as m's.
+func (m *Model) AddSummary(o *Model) error {
+	if !m.readOnly || !o.readOnly || len(o.cells) != len(m.cells) {
+		return fmt.Errorf("%w: only summaries of one configuration add up", ErrInvalid)
+	}
+	for i := range m.cells {
+		for arm, k := range o.cells[i] {
+			if k.empty() {
+				continue
+			}
+			m.cells[i][arm].add(k.t, k.n, k.r, k.c, m.lambda)
+			m.cells[i][arm].r = min(m.cells[i][arm].r, m.cells[i][arm].n)
+			m.cells[i][arm].c = min(m.cells[i][arm].c, m.cells[i][arm].n)
+		}
+	}
+	for i := range m.version {
+		m.version[i]++
+	}
+	m.clock = max(m.clock, o.clock)
+	return nil
+}
+
 // ReadOnly reports whether m is a summary (NewSummary).
 func (m *Model) ReadOnly() bool { return m.readOnly }
 

@@ -2,9 +2,11 @@ package model
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // TestSummary: a summary answers Table, Next, PickFor and Uplift as the
@@ -93,5 +95,83 @@ func TestSummaryTypesByName(t *testing.T) {
 		if !errors.Is(err, want) {
 			t.Errorf("%s: %v, want %v", name, err, want)
 		}
+	}
+}
+
+// TestAddSummary: the summaries of two models, each fed the events of
+// half the subjects (two nodes' partitions), add up to the summary of one
+// model fed every event; only summaries of one shape add up.
+func TestAddSummary(t *testing.T) {
+	all := mustNew(t, stateConfig())
+	parts := []*Model{mustNew(t, stateConfig()), mustNew(t, stateConfig())}
+	// Events in time order, as a node receives them: a model judges a
+	// response window against its clock, which each part moves with its
+	// own subjects' events only.
+	type step struct {
+		subj, mt       string
+		at             time.Time
+		arm            Arm
+		click, convert bool
+	}
+	r := rng(7)
+	steps := make([]step, 600)
+	for i := range steps {
+		steps[i] = step{subj: fmt.Sprintf("subject-%04d", r.IntN(200)), mt: fmt.Sprintf("msg-%d", r.IntN(3)),
+			at: days(float64(i) / 60), arm: Treated, click: r.IntN(3) == 0, convert: r.IntN(5) == 0}
+		if r.IntN(8) == 0 {
+			steps[i].arm = Holdout
+		}
+	}
+	for i, st := range steps {
+		for _, m := range []*Model{all, parts[ShardOf(st.subj, 2)]} {
+			expose(t, m, Exposure{ID: fmt.Sprint("e", i), Subject: st.subj, Segments: []string{fmt.Sprintf("seg-%d", i%3)},
+				MessageType: st.mt, Arm: st.arm, Key: "email:" + st.mt, At: st.at})
+			if st.click {
+				respond(t, m, Response{Subject: st.subj, Kind: Click, Key: "email:" + st.mt, At: st.at.Add(time.Minute)})
+			}
+			if st.convert {
+				respond(t, m, Response{Subject: st.subj, Kind: Conversion, Event: "Order Completed", At: st.at.Add(2 * time.Minute)})
+			}
+		}
+	}
+	summary := func(m *Model) *Model {
+		data, err := m.MarshalSummary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSummary(stateConfig(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sum := summary(parts[0])
+	if err := sum.AddSummary(summary(parts[1])); err != nil {
+		t.Fatal(err)
+	}
+	if parts[0].Subjects() == 0 || parts[1].Subjects() == 0 {
+		t.Fatalf("a part models no one: %d, %d", parts[0].Subjects(), parts[1].Subjects())
+	}
+	assertCellsEqual(t, all, sum, days(12), 1e-9)
+	if !sum.Clock().Equal(all.Clock()) {
+		t.Fatalf("clock %v, want %v", sum.Clock(), all.Clock())
+	}
+	at := days(11)
+	ta, ts := all.Table(at), sum.Table(at)
+	for i := range ta {
+		if !near(ta[i].Exposures, ts[i].Exposures, 1e-9) || !near(ta[i].Mean, ts[i].Mean, 1e-9) {
+			t.Fatalf("cell %d: one model %+v, the sum %+v", i, ta[i], ts[i])
+		}
+	}
+	if err := all.AddSummary(sum); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("AddSummary to a model with subjects = %v", err)
+	}
+	data, _ := mustNew(t, segmentsConfig(1, 1)).MarshalSummary()
+	small, err := NewSummary(segmentsConfig(1, 1), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sum.AddSummary(small); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("AddSummary of another shape = %v", err)
 	}
 }

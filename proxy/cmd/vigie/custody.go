@@ -212,7 +212,8 @@ func masterNewCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-const adminUsage = "usage: vigie admin token reset [--print] [--config FILE] [--data-dir DIR]"
+const adminUsage = "usage: vigie admin token reset [--print] [--config FILE] [--data-dir DIR]\n\n" +
+	"In cluster mode (cluster.node_id) the admin tokens of every node are replaced (shared keyring, KV VIGIE_KEYRING)."
 
 // adminCmd runs "vigie admin token reset": every admin token is replaced by
 // a new one, printed once. On a stdout that is not a terminal it refuses,
@@ -236,11 +237,20 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("vigie admin token reset: stdout is not a terminal, so the new token would land in a file or a log; " +
 			"run it in a terminal, or add --print to print it anyway (nothing was changed)")
 	}
-	kr, err := openKeyring(ctx, cfg, stderr)
-	if err != nil {
-		return err
+	var tok string
+	if cfg.Cluster.Enabled() { // the cluster's admin tokens, on every node
+		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		_, err = proxy.ChangeSharedTokens(ctx, cfg, log, func(kr *keyring.Keyring) error {
+			var err error
+			tok, err = kr.ResetAdminToken()
+			return err
+		})
+	} else {
+		var kr *keyring.Keyring
+		if kr, err = openKeyring(ctx, cfg, stderr); err == nil {
+			tok, err = kr.ResetAdminToken()
+		}
 	}
-	tok, err := kr.ResetAdminToken()
 	if err != nil {
 		return err
 	}

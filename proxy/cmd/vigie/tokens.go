@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/vigie-dev/vigie/proxy"
+	"github.com/vigie-dev/vigie/proxy/config"
 	"github.com/vigie-dev/vigie/proxy/console"
 	"github.com/vigie-dev/vigie/proxy/keyring"
 )
@@ -22,7 +24,11 @@ const tokensUsage = `usage: vigie tokens create --role admin|marketer|dpo [--nam
        vigie tokens revoke ID                                                [--config FILE] [--data-dir DIR]
 
 A running Vigie applies a created or revoked token within a second (it
-watches the keyring file); a revoked token's console sessions end with it.`
+watches the keyring file); a revoked token's console sessions end with it.
+In cluster mode (cluster.node_id) the tokens are the cluster's: a change
+goes to the shared keyring (KV VIGIE_KEYRING) and every node applies it
+within seconds, running or at its next start; with NATS unreachable
+nothing is changed.`
 
 // tokensCmd runs "vigie tokens": API tokens with roles, for the admin API
 // and the console. create prints the new token once, on a terminal only
@@ -72,6 +78,9 @@ func tokensCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				"run it in a terminal, or add --print to print it anyway (nothing was changed)")
 		}
 	}
+	if cfg.Cluster.Enabled() {
+		return clusterTokensCmd(ctx, cfg, cmd, id, role, name, tty, stdout, stderr)
+	}
 	kr, err := openKeyring(ctx, cfg, stderr)
 	if err != nil {
 		return err
@@ -82,15 +91,9 @@ func tokensCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		if !tty {
-			fmt.Fprintln(stdout, tok)
-			return nil
-		}
-		fmt.Fprintf(stdout, "\nNew %s token %s (shown once; only its hash is kept):\n\n    %s\n\nSign in to the console with it, or send it as \"Authorization: Bearer …\".\n\n", t.Role, t.ID, tok)
+		printNewToken(stdout, tty, tok, t, "")
 	case "list":
-		for _, t := range kr.Tokens {
-			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Created.Format(time.RFC3339), t.Name)
-		}
+		printTokens(stdout, kr.Tokens)
 	case "revoke":
 		if err := kr.RevokeToken(id); err != nil {
 			return err
@@ -98,6 +101,63 @@ func tokensCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "token %s revoked; a running Vigie stops accepting it within a second\n", id)
 	}
 	return nil
+}
+
+// clusterTokensCmd is tokensCmd in cluster mode: the cluster's tokens,
+// in the shared keyring.
+func clusterTokensCmd(ctx context.Context, cfg config.Config, cmd, id string, role, name *string, tty bool, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	switch cmd {
+	case "create":
+		var tok string
+		var t keyring.Token
+		_, err := proxy.ChangeSharedTokens(ctx, cfg, log, func(kr *keyring.Keyring) error {
+			var err error
+			tok, t, err = kr.CreateToken(*role, *name)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		printNewToken(stdout, tty, tok, t, " for every node of the cluster")
+	case "list":
+		tokens, err := proxy.SharedTokens(ctx, cfg, log)
+		if errors.Is(err, proxy.ErrSharedKeyringUnavailable) {
+			kr, kerr := openKeyring(ctx, cfg, stderr)
+			if kerr != nil {
+				return kerr
+			}
+			fmt.Fprintln(stderr, "warning: the cluster's shared keyring cannot be reached; this is the list this node last knew")
+			tokens, err = kr.Tokens, nil
+		}
+		if err != nil {
+			return err
+		}
+		printTokens(stdout, tokens)
+	case "revoke":
+		if _, err := proxy.ChangeSharedTokens(ctx, cfg, log, func(kr *keyring.Keyring) error { return kr.RevokeToken(id) }); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "token %s revoked on every node of the cluster; the running ones stop accepting it within seconds\n", id)
+	}
+	return nil
+}
+
+// printNewToken prints a token just created: alone when stdout is not a
+// terminal (--print), else with how to use it; where says for whom.
+func printNewToken(stdout io.Writer, tty bool, tok string, t keyring.Token, where string) {
+	if !tty {
+		fmt.Fprintln(stdout, tok)
+		return
+	}
+	fmt.Fprintf(stdout, "\nNew %s token %s%s (shown once; only its hash is kept):\n\n    %s\n\nSign in to the console with it, or send it as \"Authorization: Bearer …\".\n\n", t.Role, t.ID, where, tok)
+}
+
+// printTokens lists tokens, one a line: id, role, creation time, name.
+func printTokens(stdout io.Writer, tokens []keyring.Token) {
+	for _, t := range tokens {
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Created.Format(time.RFC3339), t.Name)
+	}
 }
 
 const sitesUsage = `usage: vigie sites add ID [--origin ORIGIN]... [--write-key KEY] [--server URL]   [--config FILE] [--data-dir DIR]
