@@ -44,7 +44,8 @@ type Partitions interface {
 	Count() int
 	// Owned returns the partitions this node holds now.
 	Owned() []int
-	// Changed is signalled after Owned changed.
+	// Changed returns a channel closed once Owned changes after the call
+	// (every caller is woken); call it before Owned.
 	Changed() <-chan struct{}
 }
 
@@ -98,17 +99,23 @@ func (rt *Runtime) runPartitions(lctx context.Context, p *proc, m sdk.Manifest) 
 		rt.countRun(n, -1)
 	}
 	defer func() {
-		// Stopping: the stage's own cancel stops the consumers.
-		for n, r := range running {
+		// Stopping (the plugin or the stage): the stage's own cancel
+		// stops the consumers; they are waited for before they stop
+		// counting, so that a lease given up meanwhile is released only
+		// once no batch of the partition is in flight here.
+		for _, r := range running {
 			r.cancel()
+		}
+		for n, r := range running {
+			r.wg.Wait()
 			delete(running, n)
 			rt.countRun(n, -1)
 		}
 	}()
-	changed := rt.cfg.Partitions.Changed()
 	tick := time.NewTicker(5 * time.Second) // a missed signal is caught up
 	defer tick.Stop()
 	for lctx.Err() == nil {
+		changed := rt.cfg.Partitions.Changed()
 		want := rt.cfg.Partitions.Owned()
 		for n, r := range running {
 			if !slices.Contains(want, n) {
@@ -126,11 +133,18 @@ func (rt *Runtime) runPartitions(lctx context.Context, p *proc, m sdk.Manifest) 
 			}
 			ctx, cancel := context.WithCancel(st.ctx)
 			rt.mu.Unlock()
+			first, owned := rt.claimRun(n)
+			if !owned {
+				cancel() // given up since Owned: the next round sees it
+				continue
+			}
 			r := &partRun{ctx: ctx, cancel: cancel}
 			running[n] = r
-			rt.countRun(n, 1)
-			// Whatever this node kept of the partition is stale now.
-			rt.forgetPartition(lctx, n)
+			if first {
+				// Whatever this node kept of the partition is stale
+				// now; another segmenter running it keeps it current.
+				rt.forgetPartition(lctx, n)
+			}
 			c := &consumer{rt: rt, durable: partitionDurable(p.spec.Name, n), stream: streams.Enriched, stage: stageSegment,
 				filters: enrichedFilters(m.Filter, true, strconv.Itoa(n)), owner: p, handle: rt.segmentPartition(p, n), part: r}
 			// Opening may take a while (retried while NATS is away): not
@@ -147,6 +161,24 @@ func (rt *Runtime) runPartitions(lctx context.Context, p *proc, m sdk.Manifest) 
 		case <-tick.C:
 		}
 	}
+}
+
+// claimRun counts a run of partition n if this node still owns it, and
+// reports whether it is the partition's first run here. Checked and
+// counted together, under the lock WaitPartitions reads the runs with: a
+// run is either counted before a lease given up is waited for, or sees
+// that it was given up.
+func (rt *Runtime) claimRun(n int) (first, owned bool) {
+	rt.home.mu.Lock()
+	defer rt.home.mu.Unlock()
+	if !slices.Contains(rt.cfg.Partitions.Owned(), n) {
+		return false, false
+	}
+	if rt.home.running == nil {
+		rt.home.running = map[int]int{}
+	}
+	rt.home.running[n]++
+	return rt.home.running[n] == 1, true
 }
 
 // countRun adds d to the runs of partition n.
@@ -201,8 +233,6 @@ type profileHome struct {
 	// write-back to KV, and (write) while segment changes are published:
 	// a change is published only once its profile is in KV.
 	apply sync.RWMutex
-	// stream is VIGIE_PROFILES' stream, read once (readShared).
-	stream jetstream.Stream
 	// deleted is, by KV key, when this node deleted the profile
 	// (ProfileDeleted), until the partition leaves or joins it or an hour
 	// after it was noted: it bridges the time until the shared copy's
@@ -319,24 +349,6 @@ func (rt *Runtime) deletedAt(key string) int64 {
 	return rt.home.deleted[key].at
 }
 
-// profilesStream returns VIGIE_PROFILES' stream (looked up once).
-func (rt *Runtime) profilesStream(ctx context.Context) (jetstream.Stream, error) {
-	rt.home.mu.Lock()
-	st := rt.home.stream
-	rt.home.mu.Unlock()
-	if st != nil {
-		return st, nil
-	}
-	st, err := rt.cfg.JetStream.Stream(ctx, streams.KVStream(streams.BucketProfiles))
-	if err != nil {
-		return nil, fmt.Errorf("plugins: profiles bucket: %w", err)
-	}
-	rt.home.mu.Lock()
-	rt.home.stream = st
-	rt.home.mu.Unlock()
-	return st, nil
-}
-
 // segmentPartition is p's segment handler for partition n: the profiles
 // of the batch's subjects are read from KV (first use), the batch is
 // segmented as on a single node, and every profile it touched is written
@@ -380,10 +392,6 @@ func (rt *Runtime) segmentPartitionBatch(ctx context.Context, inner handler, n i
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	kv, err := rt.profilesKV(kctx)
-	var st jetstream.Stream
-	if err == nil && len(order) > 0 {
-		st, err = rt.profilesStream(kctx)
-	}
 	if err != nil && len(order) > 0 {
 		for i := range errs {
 			errs[i] = fmt.Errorf("%w: %w", ErrNotRunning, err)
@@ -397,7 +405,7 @@ func (rt *Runtime) segmentPartitionBatch(ctx context.Context, inner handler, n i
 			continue
 		}
 		var ent homeEntry
-		v, rev, deletedAt, err := readShared(kctx, st, key)
+		v, rev, deletedAt, err := readShared(kctx, rt.cfg.JetStream, key)
 		switch {
 		case err != nil:
 			for i := range errs {
@@ -553,7 +561,7 @@ func (rt *Runtime) saveProfile(ctx context.Context, kv jetstream.KeyValue, key, 
 	}
 	if err != nil {
 		var ok bool
-		if rev, ok = landed(ctx, kv, key, h); !ok {
+		if rev, ok = landed(ctx, rt.cfg.JetStream, key, h); !ok {
 			return err
 		}
 	}
@@ -561,20 +569,21 @@ func (rt *Runtime) saveProfile(ctx context.Context, kv jetstream.KeyValue, key, 
 	return nil
 }
 
-// landed reports whether key holds the value hashed h, and its revision,
-// after a write that failed without saying whether it applied (its
-// context ended at a stop, or its answer was lost in a failover): taken
-// for a conflict, an applied write would have its segment changes
-// discarded while its events, already marked in the shared profile, are
-// skipped when they come again, so the changes were never published.
-func landed(ctx context.Context, kv jetstream.KeyValue, key string, h uint64) (uint64, bool) {
+// landed reports whether key holds the value hashed h (read from the
+// leader), and its revision, after a write that failed without saying
+// whether it applied (its context ended at a stop, or its answer was lost
+// in a failover): taken for a conflict, an applied write would have its
+// segment changes discarded while its events, already marked in the
+// shared profile, are skipped when they come again, so the changes were
+// never published.
+func landed(ctx context.Context, js jetstream.JetStream, key string, h uint64) (uint64, bool) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	e, err := kv.Get(rctx, key)
-	if err != nil || xxhash.Sum64(e.Value()) != h {
+	v, rev, _, err := readShared(rctx, js, key)
+	if err != nil || v == nil || xxhash.Sum64(v) != h {
 		return 0, false
 	}
-	return e.Revision(), true
+	return rev, true
 }
 
 // ownerKey marks the context of a partition owner's segment batch.
@@ -711,11 +720,14 @@ func (rt *Runtime) profile(ctx context.Context, site, subject string) (*storage.
 }
 
 // readShared reads key's shared copy, as KeyValue.Get does, from the last
-// message of its subject in the bucket's stream: its value and revision;
-// absent (v nil), the time its delete marker holds (a ProfileDeletion's
-// AtMs; 0 when none, e.g. never written).
-func readShared(ctx context.Context, st jetstream.Stream, key string) (v []byte, rev uint64, deletedAt int64, err error) {
-	m, err := st.GetLastMsgForSubject(ctx, streams.KVSubject(streams.BucketProfiles, key))
+// message of its subject in the bucket's stream, as the stream's leader
+// has it (a follower answering a direct get may not have the previous
+// owner's last write yet: the write back would then conflict and the
+// subject's events be segmented again): its value and revision; absent
+// (v nil), the time its delete marker holds (a ProfileDeletion's AtMs; 0
+// when none, e.g. never written).
+func readShared(ctx context.Context, js jetstream.JetStream, key string) (v []byte, rev uint64, deletedAt int64, err error) {
+	m, err := streams.LeaderLastMsg(ctx, js, streams.KVStream(streams.BucketProfiles), streams.KVSubject(streams.BucketProfiles, key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, 0, nil
 	}

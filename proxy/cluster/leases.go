@@ -80,7 +80,7 @@ type Leases struct {
 	mu      sync.Mutex
 	back    bool           // our left key was deleted (first step done)
 	owned   map[int]uint64 // partition → revision of our lease
-	changed chan struct{}
+	changed chan struct{}  // closed at the next change of owned, then replaced
 	quiesce func(ctx context.Context, parts []int)
 }
 
@@ -122,7 +122,7 @@ func (l *Leases) init() {
 		l.owned = map[int]uint64{}
 	}
 	if l.changed == nil {
-		l.changed = make(chan struct{}, 1)
+		l.changed = make(chan struct{})
 	}
 	if l.TTL <= 0 {
 		l.TTL = LeaseTTL
@@ -153,18 +153,24 @@ func (l *Leases) Owned() []int {
 	return out
 }
 
-// Changed is signalled (capacity 1, never closed) after the owned set
-// changed; read Owned then.
+// Changed returns a channel closed once the owned set changes after the
+// call. Every caller is woken (each segmenter's partition runner listens:
+// a signal only one of them received left the others consuming a
+// partition given up); call it before Owned, so that a change between the
+// two is not missed.
 func (l *Leases) Changed() <-chan struct{} {
 	l.init()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.changed
 }
 
+// notify wakes every Changed caller.
 func (l *Leases) notify() {
-	select {
-	case l.changed <- struct{}{}:
-	default:
-	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
 // Run takes, renews and rebalances leases until ctx ends, then releases

@@ -49,15 +49,27 @@ func TestLeases(t *testing.T) {
 		return h
 	}
 
-	// Take: alone, a takes every partition.
+	// Take: alone, a takes every partition. Every listener is woken
+	// (each segmenter runs its own partition consumers), and a listener
+	// from after the change waits for the next one.
+	before1, before2 := a.Changed(), a.Changed()
 	step(a)
 	if got := a.Owned(); len(got) != 8 {
 		t.Fatalf("a alone owns %v, want all 8", got)
 	}
+	for i, ch := range []<-chan struct{}{before1, before2} {
+		select {
+		case <-ch:
+		default:
+			t.Fatalf("listener %d not woken after taking", i+1)
+		}
+	}
+	after := a.Changed()
+	step(a) // renews only
 	select {
-	case <-a.Changed():
+	case <-after:
+		t.Fatal("woken without a change")
 	default:
-		t.Fatal("no change notification after taking")
 	}
 	// b sees them held and takes none.
 	set.nodes = []string{"a", "b"}

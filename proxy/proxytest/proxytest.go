@@ -68,15 +68,16 @@ func Start(t testing.TB, opts ...Option) *Instance {
 	return in
 }
 
-// logFailure gives a failed test the server's warnings and errors (at
-// most the last 60), so that a failure in CI says what the server saw.
+// logFailure gives a failed test the server's warnings and errors and
+// its partition lease changes (at most the last 60), so that a failure in
+// CI says what the server saw.
 func (in *Instance) logFailure() {
 	if !in.t.Failed() {
 		return
 	}
 	var lines []string
 	for _, l := range strings.Split(in.Logs(), "\n") {
-		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, `msg="partitions `) {
 			lines = append(lines, l)
 		}
 	}
@@ -86,7 +87,7 @@ func (in *Instance) logFailure() {
 	if len(lines) > 60 {
 		lines = lines[len(lines)-60:]
 	}
-	in.t.Logf("proxytest: the server's last warnings and errors:\n%s", strings.Join(lines, "\n"))
+	in.t.Logf("proxytest: the server's last warnings, errors and partition changes:\n%s", strings.Join(lines, "\n"))
 }
 
 func (in *Instance) start() {
