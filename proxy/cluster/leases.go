@@ -94,7 +94,9 @@ func (l *Leases) SetQuiesce(f func(ctx context.Context, parts []int)) {
 }
 
 // settle waits until the consumers of parts stopped (see SetQuiesce), at
-// most half a TTL.
+// most half a TTL; past that the leases are released all the same (they
+// would expire soon after), and the overlap with the next owner is
+// logged: its writes conflict and their messages are segmented again.
 func (l *Leases) settle(ctx context.Context, parts []int) {
 	l.mu.Lock()
 	q := l.quiesce
@@ -106,6 +108,9 @@ func (l *Leases) settle(ctx context.Context, parts []int) {
 	qctx, cancel := context.WithTimeout(ctx, l.TTL/2)
 	defer cancel()
 	q(qctx, parts)
+	if ctx.Err() == nil && qctx.Err() != nil && l.Logger != nil {
+		l.Logger.Warn("partitions released before their consumers stopped", "node", l.Node, "partitions", parts, "waited", l.TTL/2)
+	}
 }
 
 func (l *Leases) now() time.Time {

@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +142,42 @@ func TestLeases(t *testing.T) {
 	step(b2)
 	if len(a.Owned()) != 4 || len(b2.Owned()) != 4 {
 		t.Fatalf("after b restarted a %v, b %v; want 4 each", a.Owned(), b2.Owned())
+	}
+}
+
+// TestLeasesSayWhenConsumersOutlastTheSettle: a node giving up partitions
+// waits for their consumers (SetQuiesce) at most half a TTL, then
+// releases the leases all the same and says so; a wait that ends in time
+// says nothing.
+func TestLeasesSayWhenConsumersOutlastTheSettle(t *testing.T) {
+	ctx := context.Background()
+	js := startLeaseJS(t)
+	for _, tc := range []struct {
+		name  string
+		stuck bool
+	}{{"consumers stopped", false}, {"consumers still running", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			set := &liveSet{nodes: []string{"a"}}
+			a := &Leases{JS: js, Node: "a", Partitions: 4, Live: set.live, TTL: 200 * time.Millisecond, Renew: time.Hour,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			a.SetQuiesce(func(qctx context.Context, _ []int) {
+				if tc.stuck {
+					<-qctx.Done()
+				}
+			})
+			if err := a.Step(ctx); err != nil || len(a.Owned()) != 4 {
+				t.Fatalf("alone: %v, owns %v", err, a.Owned())
+			}
+			set.nodes = []string{"a", "b"}
+			if err := a.Step(ctx); err != nil || len(a.Owned()) != 2 {
+				t.Fatalf("with b: %v, owns %v", err, a.Owned())
+			}
+			said := strings.Contains(logs.String(), "partitions released before their consumers stopped")
+			if said != tc.stuck {
+				t.Fatalf("warned %v, want %v:\n%s", said, tc.stuck, logs.String())
+			}
+			a.ReleaseAll(ctx)
+		})
 	}
 }
