@@ -323,13 +323,13 @@ func (b *segBatch) deleteProfiles(ctx context.Context) {
 }
 
 // observe observes the run and keeps, for the plugin, the events whose
-// consent grants its purposes.
+// consent grants its purposes and that it did not decide on before.
 func (b *segBatch) observe(ctx context.Context) {
 	if len(b.run) == 0 {
 		return
 	}
 	clear(b.inRun)
-	res, err := b.rt.cfg.Store.ObserveEvents(ctx, b.run)
+	res, err := b.rt.cfg.Store.ObserveEventsFor(ctx, b.p.spec.Name, b.run)
 	for k, i := range b.runIdx {
 		switch {
 		case err != nil:
@@ -339,6 +339,11 @@ func (b *segBatch) observe(ctx context.Context) {
 			// later event withdrew consent): nothing to segment.
 		case res[k].Err != nil:
 			b.errs[i] = res[k].Err
+		case res[k].Applied:
+			// Delivered again (an acknowledgement lost, a partition
+			// moved after the owner wrote the profile back): the plugin
+			// decided on it already, and its own state (the response
+			// model's counts) would count it twice.
 		case grantsAll(b.run[k].GetPurposes(), b.m.Purposes):
 			b.idx = append(b.idx, i)
 			b.items = append(b.items, &vigiev1.SegmentInput{Event: b.run[k], Profile: res[k].Profile.Proto(b.now)})

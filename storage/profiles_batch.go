@@ -25,6 +25,10 @@ type ObserveResult struct {
 	// Observed is false when the event was already observed (nothing
 	// changed) or Err is set.
 	Observed bool
+	// Applied reports, for ObserveEventsFor, that the plugin's outcome
+	// for this event was applied already (ApplySegment's idempotency
+	// marker): a redelivery the plugin decided on before.
+	Applied bool
 	// Err is the event's own error: an invalid event, ErrNotFound when it
 	// was already observed and the profile was deleted since, ErrCorrupt
 	// when the stored profile does not decode.
@@ -53,8 +57,18 @@ type ApplyResult struct {
 // transactions committed before such a failure stay observed, which
 // retrying the batch cannot double count.
 func (s *Store) ObserveEvents(ctx context.Context, evs []*vigiev1.Event) ([]ObserveResult, error) {
+	return s.ObserveEventsFor(ctx, "", evs)
+}
+
+// ObserveEventsFor is ObserveEvents for the segmenter plugin, which also
+// reports, for each event observed before, whether the plugin's outcome
+// for it was applied already (ObserveResult.Applied): the segment stage
+// then does not give the event to the plugin again, whose own state (the
+// response model's counts) would count it twice, on another node after a
+// partition moved. The marker read costs nothing for a first delivery.
+func (s *Store) ObserveEventsFor(ctx context.Context, plugin string, evs []*vigiev1.Event) ([]ObserveResult, error) {
 	res := make([]ObserveResult, len(evs))
-	b := profBatch{s: s, subj: make([]int, len(evs))}
+	b := profBatch{s: s, subj: make([]int, len(evs)), plugin: plugin}
 	for i, ev := range evs {
 		if err := validEvent(ev); err != nil {
 			res[i].Err = err
@@ -146,6 +160,8 @@ type profState struct {
 // profBatch is the state of one ObserveEvents or ApplySegments call.
 type profBatch struct {
 	s *Store
+	// plugin is ObserveEventsFor's segmenter ("": none).
+	plugin string
 	// subj[i] indexes states for item i; -1 for an invalid item.
 	subj   []int
 	states []profState
@@ -319,6 +335,13 @@ func (b *profBatch) observe(txn *badger.Txn, i int, ev *vigiev1.Event, r *Observ
 		r.Err = fmt.Errorf("storage: observe event: %w", st.err)
 		return nil
 	}
+	if seen && b.plugin != "" {
+		if portable {
+			r.Applied = slices.Contains(st.p.Outcomes, outcomeMarker(b.plugin, ev.GetId()))
+		} else if r.Applied, err = exists(txn, appliedKey(b.plugin, ev.GetSite(), ev.GetId())); err != nil {
+			return err
+		}
+	}
 	if !seen {
 		st.p.observe(ev)
 		b.touch(i)
@@ -332,6 +355,10 @@ func (b *profBatch) observe(txn *badger.Txn, i int, ev *vigiev1.Event, r *Observ
 	r.Profile = b.snapshot(st, i)
 	return nil
 }
+
+// outcomeMarker is a portable profile's marker (Profile.Outcomes) of
+// plugin's outcome for event id.
+func outcomeMarker(plugin, id string) uint64 { return xxhash.Sum64String(plugin + "\x00" + id) }
 
 // apply is ApplySegment for item i inside txn (o is valid).
 func (b *profBatch) apply(txn *badger.Txn, i int, o *SegmentOutcome, now int64, r *ApplyResult) error {
@@ -351,7 +378,7 @@ func (b *profBatch) apply(txn *badger.Txn, i int, o *SegmentOutcome, now int64, 
 	if err != nil {
 		return err
 	}
-	outcome := xxhash.Sum64String(o.Plugin + "\x00" + o.EventID)
+	outcome := outcomeMarker(o.Plugin, o.EventID)
 	if portable && st.p != nil && slices.Contains(st.p.Outcomes, outcome) {
 		r.Dup = true
 		return nil

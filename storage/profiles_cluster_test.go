@@ -179,3 +179,54 @@ func TestOnProfileDeleteMayWriteToTheStore(t *testing.T) {
 		})
 	}
 }
+
+// TestObserveEventsForReportsTheOutcomesApplied: ObserveEventsFor says,
+// for an event observed before, whether the segmenter's own outcome for
+// it was applied, with the markers of a single node (Badger keys) and of
+// a portable profile (inside the profile, so that it travels with it to
+// the partition's next owner); never for a first delivery, nor for
+// another segmenter's outcome.
+func TestObserveEventsForReportsTheOutcomesApplied(t *testing.T) {
+	ctx := context.Background()
+	for _, portable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("portable=%v", portable), func(t *testing.T) {
+			s, err := Open(Config{Dir: t.TempDir(), VaultKey: bytes.Repeat([]byte{7}, 32), PortableProfiles: portable})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			at := time.Now()
+			e1, e2 := pev("e1", "s1", "track", "x", at), pev("e2", "s1", "track", "x", at)
+			applied := func(plugin string, evs ...*vigiev1.Event) []bool {
+				t.Helper()
+				res, err := s.ObserveEventsFor(ctx, plugin, evs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []bool
+				for _, r := range res {
+					if r.Err != nil {
+						t.Fatal(r.Err)
+					}
+					out = append(out, r.Applied)
+				}
+				return out
+			}
+			if got := applied("response", e1, e2); got[0] || got[1] {
+				t.Fatalf("first delivery: applied %v, want none", got)
+			}
+			if _, err := s.ApplySegments(ctx, []SegmentOutcome{{Plugin: "response", Site: "site", Subject: "s1", EventID: "e1"}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := applied("response", e1, e2); !got[0] || got[1] {
+				t.Fatalf("again after e1's outcome: applied %v, want e1 only", got)
+			}
+			if got := applied("segments", e1); got[0] {
+				t.Fatal("another segmenter's delivery was taken as decided")
+			}
+			if got := applied("", e1); got[0] {
+				t.Fatal("ObserveEvents (no segmenter) reported an outcome")
+			}
+		})
+	}
+}
