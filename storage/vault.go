@@ -83,7 +83,7 @@ func (s *Store) ShredSubject(ctx context.Context, subject string) error {
 		return err
 	}
 	if s.cfg.SharedVault != nil {
-		sites, err := s.traitSites(subject)
+		sites, err := s.traitSites(ctx, subject)
 		if err != nil {
 			return fmt.Errorf("storage: shred: %w", err)
 		}
@@ -230,22 +230,11 @@ func (s *Store) OpenSecret(id string, sealed []byte) ([]byte, error) {
 }
 
 // traitSites lists the sites subject has traits on.
-func (s *Store) traitSites(subject string) ([]string, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.mu.RUnlock()
+func (s *Store) traitSites(ctx context.Context, subject string) ([]string, error) {
 	var sites []string
 	p := traitsPrefix(subject)
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = p
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			sites = append(sites, string(it.Item().Key()[len(p):]))
-		}
+	err := s.scanPrefix(ctx, "trait sites", p, func(key, _ []byte) error {
+		sites = append(sites, string(key[len(p):]))
 		return nil
 	})
 	return sites, err
