@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -125,11 +126,7 @@ func countOthers(clicks []click, lh uint64, t time.Time, window time.Duration) i
 		if c.link == lh || d > window.Milliseconds() || -d > window.Milliseconds() {
 			continue
 		}
-		dup := false
-		for _, s := range seen {
-			dup = dup || s == c.link
-		}
-		if !dup {
+		if !slices.Contains(seen, c.link) {
 			seen = append(seen, c.link)
 		}
 	}
