@@ -609,9 +609,19 @@ func (s *Store) dataKey(txn *badger.Txn, subject string) ([]byte, error) {
 	var key []byte
 	err = item.Value(func(v []byte) error {
 		var oerr error
-		key, oerr = s.vault.Open(nil, nil, v, []byte(subject))
+		key, oerr = s.unwrapDataKey(v, subject)
 		return oerr
 	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: data key", ErrCorrupt)
+	}
+	return key, nil
+}
+
+// unwrapDataKey opens subject's data key wrapped under the vault key
+// (ErrCorrupt when it does not open or is not 32 bytes).
+func (s *Store) unwrapDataKey(wrapped []byte, subject string) ([]byte, error) {
+	key, err := s.vault.Open(nil, nil, wrapped, []byte(subject))
 	if err != nil || len(key) != 32 {
 		return nil, fmt.Errorf("%w: data key", ErrCorrupt)
 	}

@@ -119,9 +119,9 @@ func (s *Store) ResolveTraits(ctx context.Context, subject, site string) ([]byte
 	if exp != 0 && uint64(time.Now().Unix()) >= exp {
 		return nil, fmt.Errorf("storage: shared vault: %w: expired", ErrNotFound)
 	}
-	dataKey, err := s.vault.Open(nil, nil, wrapped, []byte(subject))
-	if err != nil || len(dataKey) != 32 {
-		return nil, fmt.Errorf("storage: shared vault: %w: data key", ErrCorrupt)
+	dataKey, err := s.unwrapDataKey(wrapped, subject)
+	if err != nil {
+		return nil, fmt.Errorf("storage: shared vault: %w", err)
 	}
 	defer clear(dataKey)
 	aead, err := newAEAD(dataKey)
