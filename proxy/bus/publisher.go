@@ -273,7 +273,9 @@ func eraseCurrent(ctx context.Context, js jetstream.JetStream, subject string, t
 	if st.CachedInfo().Config.DenyDelete {
 		return errDeniesDeletes
 	}
-	m, err := st.GetLastMsgForSubject(ctx, subject)
+	// From the leader: a follower answering a direct get may not have the
+	// latest put yet, which would then stay in the files.
+	m, err := streams.LeaderLastMsg(ctx, js, st.CachedInfo().Config.Name, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
