@@ -614,7 +614,8 @@ type ProfileDeletion struct {
 // sites) among partitions: the server calls it
 // (storage.Config.OnProfileDelete) after any profile deletion, on any
 // node, whether or not that node owns the partition. It reads each copy
-// and commits to out's outbox, in one transaction, an EXITED change for
+// (from the stream's leader) and commits to out's outbox, in one
+// transaction, an EXITED change for
 // every segment the copy is in (EventId d.Reason, none when it is "")
 // and the copy's KV delete (its marker holding d.AtMs: the owner then
 // skips the subject's events received until then), so both reach NATS
@@ -639,10 +640,6 @@ func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, out *stora
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, streams.BucketProfiles)
-	if err != nil {
-		return fmt.Errorf("plugins: delete shared profile: %w", err)
-	}
 	now := d.AtMs
 	if now == 0 {
 		now = time.Now().UnixMilli()
@@ -650,16 +647,18 @@ func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, out *stora
 	var msgs []storage.Message
 	for _, s := range sites {
 		key := profileKVKey(streams.Partition(s, subject, partitions), s, subject)
-		e, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // none, or deleted already
-		}
+		// From the leader (readShared): a follower without the owner's
+		// last write would miss the copy, or the segments it entered.
+		v, rev, _, err := readShared(ctx, js, key)
 		if err != nil {
 			return fmt.Errorf("plugins: delete shared profile: %w", err)
 		}
+		if v == nil {
+			continue // none, or deleted already
+		}
 		if reason != "" {
 			// Undecodable (p nil): no exits, the copy goes all the same.
-			p, _ := storage.DecodeProfileValue(e.Value(), s, subject)
+			p, _ := storage.DecodeProfileValue(v, s, subject)
 			for _, seg := range profileSegments(p) {
 				c := &vigiev1.SegmentChange{Site: s, Subject: subject, Segment: seg,
 					Transition: vigiev1.Transition_TRANSITION_EXITED, AtMs: now, EventId: reason}
@@ -671,7 +670,7 @@ func DeleteSharedProfile(ctx context.Context, js jetstream.JetStream, out *stora
 			}
 		}
 		msgs = append(msgs, storage.Message{Topic: streams.KVSubject(streams.BucketProfiles, key),
-			ID: "profile-del:" + key + ":" + strconv.FormatUint(e.Revision(), 10), KVDelete: true,
+			ID: "profile-del:" + key + ":" + strconv.FormatUint(rev, 10), KVDelete: true,
 			Data: strconv.AppendInt(nil, now, 10)})
 	}
 	if err := out.Enqueue(context.WithoutCancel(ctx), msgs...); err != nil {
