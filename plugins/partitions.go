@@ -695,27 +695,25 @@ func (rt *Runtime) Profile(ctx context.Context, site, subject string) (*storage.
 }
 
 // profile returns the profile of subject on site: this node's copy for a
-// single node; in cluster mode the shared copy in KV (a syncer or a host
-// call on any node sees the owner's latest write). ErrNotFound when there
-// is none.
+// single node; in cluster mode the shared copy in KV, read from the
+// stream's leader (a syncer or a host call on any node sees the owner's
+// latest write). ErrNotFound when there is none.
 func (rt *Runtime) profile(ctx context.Context, site, subject string) (*storage.Profile, error) {
 	if rt.cfg.Partitions == nil {
 		return rt.cfg.Store.Profile(ctx, site, subject)
 	}
 	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	kv, err := rt.profilesKV(kctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
-	}
-	e, err := kv.Get(kctx, profileKVKey(streams.Partition(site, subject, rt.cfg.Partitions.Count()), site, subject))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, storage.ErrNotFound
-	}
+	// From the leader (readShared): a syncer given a segment change, which
+	// is published once its profile is in KV, must see that profile.
+	v, _, _, err := readShared(kctx, rt.cfg.JetStream, profileKVKey(streams.Partition(site, subject, rt.cfg.Partitions.Count()), site, subject))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read profile: %w", ErrNotRunning, err)
 	}
-	return storage.DecodeProfileValue(e.Value(), site, subject)
+	if v == nil {
+		return nil, storage.ErrNotFound
+	}
+	return storage.DecodeProfileValue(v, site, subject)
 }
 
 // readShared reads key's shared copy, as KeyValue.Get does, from the last
