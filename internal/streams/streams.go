@@ -181,8 +181,9 @@ func All() []string {
 type Settings struct {
 	// Replicas of every stream. Default 1.
 	Replicas int
-	// DuplicateWindow of VIGIE_EVENTS (Nats-Msg-Id deduplication; JetStream
-	// holds every id of the window in memory). Default 30s.
+	// DuplicateWindow of VIGIE_EVENTS and VIGIE_ENRICHED, the two streams
+	// every event crosses (Nats-Msg-Id deduplication; JetStream holds every
+	// id of the window in memory). Default 30s.
 	DuplicateWindow time.Duration
 	// MaxAge bounds the age of messages on every stream, VIGIE_EVENTS
 	// included: the bus is a conduit, so the end of a retention or an
@@ -212,9 +213,10 @@ const (
 	DefaultReplicas        = 1
 	DefaultDuplicateWindow = 30 * time.Second
 	DefaultMaxAge          = 7 * 24 * time.Hour
-	// derivedDuplicates is the duplicate window of every stream but
-	// VIGIE_EVENTS (far fewer messages, republished later: after a crash,
-	// or a privacy event from the outbox after an outage).
+	// derivedDuplicates is the duplicate window of the streams that do not
+	// carry every event (privacy events, segment changes, dead letters: far
+	// fewer messages, republished later: a privacy event from the outbox
+	// after an outage).
 	derivedDuplicates = 2 * time.Minute
 )
 
@@ -248,7 +250,7 @@ func Configs(s Settings, names ...string) []jetstream.StreamConfig {
 		for _, p := range l.prefixes {
 			c.Subjects = append(c.Subjects, p+">")
 		}
-		if l.name == Events {
+		if l.name == Events || l.name == Enriched {
 			c.Duplicates = s.DuplicateWindow
 		} else {
 			c.Duplicates = derivedDuplicates

@@ -105,7 +105,8 @@ func TestConfigsApplySettings(t *testing.T) {
 			t.Errorf("%s: replicas %d storage %v", c.Name, c.Replicas, c.Storage)
 		}
 		switch {
-		case c.Name == Events && c.Duplicates != time.Minute:
+		case (c.Name == Events || c.Name == Enriched) && c.Duplicates != time.Minute,
+			c.Name == Privacy && c.Duplicates != derivedDuplicates:
 			t.Errorf("%s: duplicates %s", c.Name, c.Duplicates)
 		case c.MaxAge != time.Hour:
 			t.Errorf("%s: max age %s", c.Name, c.MaxAge)

@@ -344,13 +344,17 @@ type NATS struct {
 	SyncInterval string `yaml:"sync_interval"`
 	// MaxInFlight bounds unacknowledged async publishes. Default 1024.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// DuplicateWindow of VIGIE_EVENTS (Nats-Msg-Id dedup). Default 30s.
-	// JetStream keeps every id of the window in memory (a 10-minute window
-	// held 144 MB after 1.2M events), and the only entries
-	// ever republished are those published but not yet removed from the
-	// outbox when Vigie crashed, republished as soon as it restarts. A
-	// Vigie that stays down longer than the window may put those (at most
-	// max_in_flight) in the stream twice; consumers see the same event id.
+	// DuplicateWindow of VIGIE_EVENTS and VIGIE_ENRICHED (Nats-Msg-Id
+	// dedup), the two streams every event crosses. Default 30s. JetStream
+	// keeps every id of the window in memory (a 10-minute window held 144
+	// MB after 1.2M events). The only events ever republished are those
+	// published but not yet removed from the outbox when Vigie crashed
+	// (republished as soon as it restarts), and those the enrich stage
+	// published but had not acknowledged (delivered again within
+	// plugin_runtime.ack_wait, which must be shorter). A Vigie that stays
+	// down longer than the window may put those (at most max_in_flight, and
+	// the enrich stage's batch in hand) in a stream twice; consumers see
+	// the same event id.
 	DuplicateWindow Duration `yaml:"duplicate_window"`
 	// MaxAge is how long every stream keeps a message (JetStream's
 	// MaxAge): the bus is a conduit, not a store, and an erasure or the
@@ -917,6 +921,10 @@ func (c *Config) Validate() error {
 				bad(fmt.Sprintf("%s.env[%d]", f, j), "must be NAME=value, or NAME to pass on Vigie's own value (NAME: letters, digits and _, not starting with a digit)")
 			}
 		}
+	}
+	if c.PluginRuntime.AckWait >= c.NATS.DuplicateWindow {
+		bad("plugin_runtime.ack_wait", "%s must be shorter than nats.duplicate_window (%s): the enrich stage republishes an event it had not acknowledged under the same id when it is delivered again",
+			time.Duration(c.PluginRuntime.AckWait), time.Duration(c.NATS.DuplicateWindow))
 	}
 	for i, p := range c.PluginRuntime.ProfilePurposes {
 		if !slices.ContainsFunc(c.Purposes, func(pi consent.PurposeInfo) bool { return pi.Name == p }) {

@@ -115,6 +115,33 @@ func TestInvalidConfigs(t *testing.T) {
 	}
 }
 
+func TestAckWaitWithinTheDuplicateWindow(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		bad        bool
+	}{
+		{"defaults", "", false},
+		{"ack wait equal to the window", "plugin_runtime: {ack_wait: 30s}\n", true},
+		{"window shortened below the default ack wait", "nats: {duplicate_window: 5s}\n", true},
+		{"both raised", "nats: {duplicate_window: 2m}\nplugin_runtime: {ack_wait: 1m}\n", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "v.yaml")
+			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path, nil)
+			switch {
+			case !c.bad && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.bad && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "plugin_runtime.ack_wait") || !strings.Contains(err.Error(), "nats.duplicate_window")):
+				t.Fatalf("want an error naming plugin_runtime.ack_wait and nats.duplicate_window, got %v", err)
+			}
+		})
+	}
+}
+
 func TestParseDuration(t *testing.T) {
 	for in, want := range map[string]time.Duration{"90s": 90 * time.Second, "48h": 48 * time.Hour, "30d": 30 * 24 * time.Hour, "1.5d": 36 * time.Hour} {
 		got, err := ParseDuration(in)
