@@ -127,11 +127,7 @@ func TestAckWaitWithinTheDuplicateWindow(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "v.yaml")
-			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := Load(path, nil)
+			_, err := loadYAML(t, c.yaml)
 			switch {
 			case !c.bad && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -255,11 +251,7 @@ func TestRightsValidation(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "v.yaml")
-			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := Load(path, nil)
+			cfg, err := loadYAML(t, c.yaml)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
